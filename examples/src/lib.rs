@@ -1,0 +1,1 @@
+//! Runnable programs that show runcast; see the `[[example]]` entries of `Cargo.toml`.

@@ -1,0 +1,151 @@
+//! The typed input of the macros, keeping the user's tokens for spans.
+
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{
+    Attribute, Generics, Ident, ItemFn, ItemStruct, Token, Type, TypePath, Visibility, braced,
+    parenthesized,
+};
+
+/// The item under `#[task]`.
+pub(crate) enum TaskItem {
+    /// `async fn name(payload: P, ctx: TaskContext) -> Result<O, E>`
+    Fn(ItemFn),
+    /// `struct Name;`
+    Struct(ItemStruct),
+}
+
+impl Parse for TaskItem {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        let lookahead = input.fork();
+        // Skip qualifiers so `pub const async unsafe fn` is seen as a fn, and rejected as one.
+        while lookahead.peek(Token![const])
+            || lookahead.peek(Token![async])
+            || lookahead.peek(Token![unsafe])
+            || lookahead.peek(Token![extern])
+        {
+            lookahead.parse::<proc_macro2::TokenTree>()?;
+        }
+        if lookahead.peek(Token![fn]) {
+            let mut item: ItemFn = input.parse()?;
+            item.attrs = attrs;
+            item.vis = vis;
+            Ok(TaskItem::Fn(item))
+        } else if lookahead.peek(Token![struct]) {
+            let mut item: ItemStruct = input.parse()?;
+            item.attrs = attrs;
+            item.vis = vis;
+            Ok(TaskItem::Struct(item))
+        } else {
+            Err(input.error("`#[task]` applies to an `async fn` (a task run here) or a unit struct (a task run elsewhere)"))
+        }
+    }
+}
+
+/// `realtime_union! { #[attrs] vis enum Name { Member, Name(Member), _ => Other } }`
+pub(crate) struct UnionInput {
+    pub(crate) attrs: Vec<Attribute>,
+    pub(crate) vis: Visibility,
+    pub(crate) ident: Ident,
+    pub(crate) generics: Generics,
+    pub(crate) members: Vec<Member>,
+    pub(crate) catch_all: Option<CatchAll>,
+}
+
+/// One task of a union: its variant name and its type.
+pub(crate) struct Member {
+    pub(crate) attrs: Vec<Attribute>,
+    pub(crate) variant: Ident,
+    pub(crate) ty: Type,
+}
+
+/// `_ => Other`: the variant for runs of tasks not listed.
+pub(crate) struct CatchAll {
+    pub(crate) attrs: Vec<Attribute>,
+    pub(crate) underscore: Token![_],
+    pub(crate) variant: Ident,
+}
+
+impl Parse for UnionInput {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis = input.parse()?;
+        input.parse::<Token![enum]>()?;
+        let ident = input.parse()?;
+        let generics = input.parse()?;
+        let body;
+        braced!(body in input);
+        let mut members = Vec::new();
+        let mut catch_all: Option<CatchAll> = None;
+        for entry in Punctuated::<Entry, Token![,]>::parse_terminated(&body)? {
+            match entry {
+                Entry::Member(member) => match &catch_all {
+                    Some(other) => {
+                        return Err(syn::Error::new(
+                            other.underscore.span,
+                            "the catch-all `_ => Variant` must come last in realtime_union!, as in a `match`",
+                        ));
+                    }
+                    None => members.push(member),
+                },
+                Entry::CatchAll(new) => {
+                    if catch_all.is_some() {
+                        return Err(syn::Error::new(
+                            new.underscore.span,
+                            "realtime_union! takes at most one catch-all `_ => Variant`",
+                        ));
+                    }
+                    catch_all = Some(new);
+                }
+            }
+        }
+        Ok(UnionInput {
+            attrs,
+            vis,
+            ident,
+            generics,
+            members,
+            catch_all,
+        })
+    }
+}
+
+enum Entry {
+    Member(Member),
+    CatchAll(CatchAll),
+}
+
+impl Parse for Entry {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        if input.peek(Token![_]) {
+            let underscore = input.parse()?;
+            input.parse::<Token![=>]>()?;
+            let variant = input.parse()?;
+            return Ok(Entry::CatchAll(CatchAll {
+                attrs,
+                underscore,
+                variant,
+            }));
+        }
+        if input.peek(syn::Ident) && input.peek2(syn::token::Paren) {
+            let variant = input.parse()?;
+            let content;
+            parenthesized!(content in input);
+            let ty = content.parse()?;
+            return Ok(Entry::Member(Member { attrs, variant, ty }));
+        }
+        let path: TypePath = input.parse()?;
+        let Some(last) = path.path.segments.last() else {
+            return Err(input.error("expected a task type"));
+        };
+        let variant = last.ident.clone();
+        Ok(Entry::Member(Member {
+            attrs,
+            variant,
+            ty: Type::Path(path),
+        }))
+    }
+}

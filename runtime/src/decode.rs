@@ -1,0 +1,278 @@
+//! Typed decoding of run snapshots: parse the envelope once, keep payload, output and metadata
+//! raw, then decode them as the types of the task named by `taskIdentifier`.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use crate::run::{AnyRun, JsonObject, Run, RunId, RunKind, Untyped};
+use crate::task::Task;
+
+/// The part of a run snapshot that failed to decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunField {
+    /// `payload`, decoded as the task's `Payload`.
+    Payload,
+    /// `output`, decoded as the task's `Output`.
+    Output,
+    /// `metadata`, decoded as a JSON object.
+    Metadata,
+}
+
+impl fmt::Display for RunField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Payload => "payload",
+            Self::Output => "output",
+            Self::Metadata => "metadata",
+        })
+    }
+}
+
+/// A run snapshot that could not be decoded as the type asked for.
+///
+/// It is an item of a stream, never the end of one: the next snapshot may decode fine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// A payload, output or metadata value does not match the task's declared type.
+    #[error(
+        "run `{run_id}` of task `{task_identifier}`: {field} does not match its declared type: {source} (position within the {field})"
+    )]
+    Field {
+        /// The task the run belongs to.
+        task_identifier: String,
+        /// The run.
+        run_id: RunId,
+        /// Which value failed.
+        field: RunField,
+        /// serde's message, with the line and column within the field's JSON.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The run belongs to a task that is not the one (or not one of those) expected.
+    #[error(
+        "run `{run_id}` is a run of task `{task_identifier}`, which is not {}",
+        ExpectedTasks(expected)
+    )]
+    UnexpectedTask {
+        /// The run.
+        run_id: RunId,
+        /// The task it belongs to.
+        task_identifier: String,
+        /// The identifiers that would have been accepted.
+        expected: &'static [&'static str],
+    },
+    /// The snapshot is not a run object at all (malformed JSON, a missing or mistyped field).
+    #[error("malformed run snapshot: {0}")]
+    Malformed(#[source] serde_json::Error),
+}
+
+struct ExpectedTasks<'a>(&'a [&'a str]);
+
+impl fmt::Display for ExpectedTasks<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            [] => f.write_str("expected by an empty union"),
+            [one] => write!(f, "the expected task `{one}`"),
+            many => {
+                f.write_str("one of the expected tasks ")?;
+                for (i, id) in many.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    write!(f, "{sep}`{id}`")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The [`RunKind`] of a snapshot parsed in place: payload, output and metadata borrowed raw.
+#[derive(Debug)]
+#[doc(hidden)]
+pub(crate) struct Raw<'a>(std::convert::Infallible, std::marker::PhantomData<&'a ()>);
+
+impl<'a> RunKind for Raw<'a> {
+    type Payload = Option<&'a RawValue>;
+    type Output = &'a RawValue;
+    type Metadata = &'a RawValue;
+}
+
+/// A run kind whose payload, output and metadata are still raw JSON: what can be decoded.
+#[doc(hidden)]
+pub trait RawKind: RunKind {
+    #[doc(hidden)]
+    fn raw_payload(payload: &Self::Payload) -> Option<&RawValue>;
+    #[doc(hidden)]
+    fn raw_output(output: &Self::Output) -> &RawValue;
+    #[doc(hidden)]
+    fn into_boxed(
+        payload: Self::Payload,
+        output: Option<Self::Output>,
+    ) -> (Option<Box<RawValue>>, Option<Box<RawValue>>);
+    #[doc(hidden)]
+    fn metadata(metadata: Option<Self::Metadata>) -> Result<Option<JsonObject>, serde_json::Error>;
+}
+
+impl RawKind for Untyped {
+    fn raw_payload(payload: &Self::Payload) -> Option<&RawValue> {
+        payload.as_deref()
+    }
+    fn raw_output(output: &Self::Output) -> &RawValue {
+        output
+    }
+    fn into_boxed(
+        payload: Self::Payload,
+        output: Option<Self::Output>,
+    ) -> (Option<Box<RawValue>>, Option<Box<RawValue>>) {
+        (payload, output)
+    }
+    fn metadata(metadata: Option<JsonObject>) -> Result<Option<JsonObject>, serde_json::Error> {
+        Ok(metadata)
+    }
+}
+
+impl<'a> RawKind for Raw<'a> {
+    fn raw_payload(payload: &Self::Payload) -> Option<&RawValue> {
+        *payload
+    }
+    fn raw_output(output: &Self::Output) -> &RawValue {
+        output
+    }
+    fn into_boxed(
+        payload: Self::Payload,
+        output: Option<Self::Output>,
+    ) -> (Option<Box<RawValue>>, Option<Box<RawValue>>) {
+        (
+            payload.map(RawValue::to_owned),
+            output.map(RawValue::to_owned),
+        )
+    }
+    fn metadata(metadata: Option<&'a RawValue>) -> Result<Option<JsonObject>, serde_json::Error> {
+        metadata
+            .map(|raw| serde_json::from_str(raw.get()))
+            .transpose()
+    }
+}
+
+fn decode_value<V: DeserializeOwned>(raw: Option<&RawValue>) -> Result<V, serde_json::Error> {
+    serde_json::from_str(raw.map_or("null", RawValue::get))
+}
+
+fn field_error(
+    task: &str,
+    run: &RunId,
+    field: RunField,
+) -> impl FnOnce(serde_json::Error) -> DecodeError {
+    move |source| DecodeError::Field {
+        task_identifier: task.to_owned(),
+        run_id: run.clone(),
+        field,
+        source,
+    }
+}
+
+impl<K: RawKind> Run<K> {
+    /// Decodes as a run of `T`; the caller has checked the task identifier.
+    pub(crate) fn decode_unchecked<T: Task>(self) -> Result<Run<T>, DecodeError> {
+        self.try_map(|task, run, payload, output, metadata| {
+            let payload = decode_value(K::raw_payload(&payload)).map_err(field_error(
+                task,
+                run,
+                RunField::Payload,
+            ))?;
+            let output = output
+                .map(|raw| decode_value(Some(K::raw_output(&raw))))
+                .transpose()
+                .map_err(field_error(task, run, RunField::Output))?;
+            let metadata =
+                K::metadata(metadata).map_err(field_error(task, run, RunField::Metadata))?;
+            Ok((payload, output, metadata))
+        })
+    }
+
+    /// Decodes as a run of `T`, or fails if it is a run of another task.
+    pub(crate) fn decode_as<T: Task>(self) -> Result<Run<T>, DecodeError> {
+        if self.task_identifier == T::ID {
+            self.decode_unchecked()
+        } else {
+            Err(self.unexpected_task(const { &[T::ID] }))
+        }
+    }
+
+    /// Keeps the run untyped, as the catch-all variant of a union does.
+    pub(crate) fn into_any(self) -> Result<AnyRun, DecodeError> {
+        self.try_map(|task, run, payload, output, metadata| {
+            let metadata =
+                K::metadata(metadata).map_err(field_error(task, run, RunField::Metadata))?;
+            let (payload, output) = K::into_boxed(payload, output);
+            Ok((payload, output, metadata))
+        })
+    }
+
+    /// The error for a run that none of `expected` accepts.
+    pub(crate) fn unexpected_task(self, expected: &'static [&'static str]) -> DecodeError {
+        DecodeError::UnexpectedTask {
+            run_id: self.id,
+            task_identifier: self.task_identifier,
+            expected,
+        }
+    }
+}
+
+/// What run snapshots decode into: a [`Run<T>`] of one task, or a
+/// [`RunUnion`](crate::RunUnion) of several.
+pub trait FromAnyRun: Sized {
+    /// Decodes an untyped snapshot.
+    fn from_any_run(run: AnyRun) -> Result<Self, DecodeError>;
+}
+
+impl<T: Task> FromAnyRun for Run<T> {
+    fn from_any_run(run: AnyRun) -> Result<Self, DecodeError> {
+        run.decode_as()
+    }
+}
+
+impl<U: crate::union::RunUnion> FromAnyRun for U {
+    fn from_any_run(run: AnyRun) -> Result<Self, DecodeError> {
+        U::decode(run)
+    }
+}
+
+/// Parses a run snapshot in place, borrowing payload, output and metadata.
+pub(crate) fn parse_raw(json: &str) -> Result<Run<Raw<'_>>, DecodeError> {
+    serde_json::from_str(json).map_err(DecodeError::Malformed)
+}
+
+impl AnyRun {
+    /// Decodes this snapshot as a run of `T`.
+    ///
+    /// Fails with [`DecodeError::UnexpectedTask`] if the run belongs to another task, and with
+    /// [`DecodeError::Field`] if its payload, output or metadata does not match `T`'s types.
+    pub fn decode<T: Task>(self) -> Result<Run<T>, DecodeError> {
+        self.decode_as()
+    }
+}
+
+impl<T: Task> Run<T> {
+    /// Decodes a run snapshot of `T` from JSON text: the envelope once, then payload, output and
+    /// metadata as `T`'s types, with errors that name the task, the run and the field.
+    ///
+    /// ```
+    /// use runcast::{DecodeError, Run, task};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)] pub struct Resize { width: u32 }
+    /// #[task(id = "resize-image", payload = Resize, output = String)]
+    /// pub struct ResizeImage;
+    ///
+    /// let json = r#"{"id":"run_1","taskIdentifier":"resize-image","payload":{"width":"wide"},
+    ///   "status":"QUEUED","createdAt":"2024-11-01T12:00:00.000Z","updatedAt":"2024-11-01T12:00:00.000Z"}"#;
+    /// let err = Run::<ResizeImage>::from_json(json).unwrap_err();
+    /// assert!(matches!(err, DecodeError::Field { .. }));
+    /// assert!(err.to_string().starts_with("run `run_1` of task `resize-image`: payload"));
+    /// ```
+    pub fn from_json(json: &str) -> Result<Self, DecodeError> {
+        parse_raw(json)?.decode_as()
+    }
+}

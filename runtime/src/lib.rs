@@ -1,0 +1,182 @@
+//! Typed background tasks and real-time subscriptions to their runs.
+//!
+//! Declare a task with [`#[task]`](task), list the tasks a feed may carry with
+//! [`realtime_union!`], and turn a stream of untyped run snapshots ([`AnyRun`]) into typed
+//! values with [`RunStreamExt`]:
+//!
+//! ```
+//! use futures::{StreamExt, executor::block_on, stream};
+//! use runcast::prelude::*;
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)] pub struct Resize { pub width: u32 }
+//! # #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)] pub struct Resized { pub url: String }
+//! # #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)] pub struct Transcode { pub codec: String }
+//!
+//! #[task(id = "resize-image")]
+//! async fn resize_image(payload: Resize, _ctx: TaskContext) -> Result<Resized, String> {
+//!     Ok(Resized { url: format!("https://img.example/{}.png", payload.width) })
+//! }
+//!
+//! #[task(id = "transcode-video", payload = Transcode, output = u64)]
+//! pub struct TranscodeVideo;
+//!
+//! realtime_union! {
+//!     pub enum MediaRun { ResizeImage, TranscodeVideo }
+//! }
+//!
+//! # let feed = stream::iter([
+//! #     r#"{"id":"run_1","taskIdentifier":"resize-image","payload":{"width":64},"output":{"url":"u"},
+//! #         "status":"COMPLETED","createdAt":"2024-11-01T12:00:00.000Z","updatedAt":"2024-11-01T12:00:01.000Z"}"#,
+//! # ].map(|json| serde_json::from_str::<AnyRun>(json).map_err(DecodeError::Malformed)));
+//! block_on(async {
+//!     let mut runs = feed.union::<MediaRun>();
+//!     while let Some(run) = runs.next().await {
+//!         match run? {
+//!             MediaRun::ResizeImage(run) => println!("{}: width {}", run.status, run.payload.width),
+//!             MediaRun::TranscodeVideo(run) => println!("{}: {:?} bytes", run.status, run.output),
+//!         }
+//!     }
+//!     Ok::<(), DecodeError>(())
+//! })?;
+//! # Ok::<(), DecodeError>(())
+//! ```
+#![deny(missing_docs)]
+
+mod decode;
+mod run;
+mod status;
+pub mod stream;
+mod task;
+mod timestamp;
+mod union;
+
+pub use crate::decode::{DecodeError, FromAnyRun, RunField};
+pub use crate::run::{
+    AnyRun, BatchId, JsonObject, Run, RunId, RunInfo, RunKind, SerializedError, Untyped,
+};
+pub use crate::status::{RunStatus, UnknownStatus};
+pub use crate::stream::RunStreamExt;
+pub use crate::task::{Task, TaskContext, TaskFn};
+pub use crate::timestamp::{ParseTimestampError, ParseTimestampErrorKind, Timestamp};
+pub use crate::union::RunUnion;
+
+/// Declares a task: a unit struct implementing [`Task`].
+///
+/// On an `async fn`, the payload type is the first parameter's, the output type is the `Ok`
+/// type of the returned `Result`, and the struct (named in UpperCamelCase after the function)
+/// also implements [`TaskFn`]; the function itself stays callable:
+///
+/// ```
+/// use runcast::{Task, TaskContext, task};
+///
+/// #[task(id = "add-one")]
+/// async fn add_one(n: u64, _ctx: TaskContext) -> Result<u64, std::convert::Infallible> {
+///     Ok(n + 1)
+/// }
+///
+/// assert_eq!(AddOne::ID, "add-one");
+/// ```
+///
+/// On a unit struct, for a task executed elsewhere, the types are given as arguments:
+///
+/// ```
+/// # use runcast::task;
+/// #[task(id = "send-email", payload = String, output = bool)]
+/// pub struct SendEmail;
+/// ```
+///
+/// Accepted arguments: `id` (always), `payload` and `output` (on a struct only).
+pub use runcast_macros::task;
+
+/// Declares an enum over the runs of several tasks, implementing [`RunUnion`].
+///
+/// Each listed task becomes a variant named after its type and holding a [`Run`] of it;
+/// `Name(path::ToTask)` names the variant explicitly. A last `_ => Name` adds a catch-all
+/// variant holding an [`AnyRun`] for runs of any other task; without one, such a run decodes
+/// to a [`DecodeError::UnexpectedTask`].
+///
+/// ```
+/// # use runcast::{task, realtime_union, AnyRun};
+/// # #[task(id = "a", payload = u8, output = u8)] pub struct A;
+/// # #[task(id = "b", payload = u8, output = u8)] pub struct B;
+/// realtime_union! {
+///     /// Runs shown on the dashboard.
+///     #[derive(Debug)]
+///     pub enum Dashboard {
+///         A,
+///         Second(B),
+///         _ => Other,
+///     }
+/// }
+///
+/// fn label(run: &Dashboard) -> &str {
+///     match run {
+///         Dashboard::A(_) => "a",
+///         Dashboard::Second(_) => "b",
+///         Dashboard::Other(run) => &run.task_identifier,
+///     }
+/// }
+/// ```
+pub use runcast_macros::realtime_union;
+
+/// The names most programs use, for `use runcast::prelude::*`.
+pub mod prelude {
+    pub use crate::{
+        AnyRun, DecodeError, Run, RunId, RunInfo, RunStatus, RunStreamExt, RunUnion, Task,
+        TaskContext, TaskFn, realtime_union, task,
+    };
+}
+
+/// What the macros' generated code refers to. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::decode::{DecodeError, RawKind};
+    pub use crate::run::{AnyRun, Run, RunInfo};
+    pub use crate::task::{IsTaskContext, Task, TaskContext, TaskFn, TaskReturn};
+    pub use crate::union::RunUnion;
+    pub use core::future::Future;
+
+    /// Decodes a run whose `taskIdentifier` the caller matched against `T::ID`.
+    pub fn decode<T: Task, K: RawKind>(run: Run<K>) -> Result<Run<T>, DecodeError> {
+        run.decode_unchecked()
+    }
+
+    /// Keeps a run of a task not in the union, for its catch-all variant.
+    pub fn catch_all<K: RawKind>(run: Run<K>) -> Result<AnyRun, DecodeError> {
+        run.into_any()
+    }
+
+    /// The error for a run of a task not in the union.
+    pub fn unexpected<K: RawKind>(run: Run<K>, expected: &'static [&'static str]) -> DecodeError {
+        run.unexpected_task(expected)
+    }
+
+    /// `a == b`, usable in a `const` assertion.
+    pub const fn str_eq(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+
+    /// Checks, at the user's type, that a task payload or output can cross the wire.
+    pub fn assert_wire_type<T>()
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + schemars::JsonSchema,
+    {
+    }
+
+    /// Checks, at the user's type, that a task function's second parameter is the context.
+    pub fn assert_context<T: IsTaskContext>() {}
+
+    /// Checks, at the user's type, that a listed type is a task.
+    pub fn assert_task<T: Task>() {}
+}

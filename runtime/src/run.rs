@@ -1,0 +1,452 @@
+//! Run snapshots: the typed [`Run<T>`], the untyped [`AnyRun`], and the ids and values they hold.
+
+use std::borrow::Borrow;
+use std::fmt;
+
+use serde::Serialize;
+use serde::de::{Deserialize, Deserializer, Error as _};
+use serde_json::value::RawValue;
+
+use crate::status::RunStatus;
+use crate::task::Task;
+use crate::timestamp::Timestamp;
+
+/// A run's metadata: a JSON object.
+pub type JsonObject = serde_json::Map<String, serde_json::Value>;
+
+macro_rules! id_newtype {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize, schemars::JsonSchema)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The id as a string.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// The id as an owned string.
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(id: String) -> Self {
+                Self(id)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(id: &str) -> Self {
+                Self(id.to_owned())
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.0)
+            }
+        }
+    };
+}
+
+id_newtype! {
+    /// The public id of a run, such as `run_1234abcd`.
+    RunId
+}
+
+id_newtype! {
+    /// The public id of a batch of runs, such as `batch_1234abcd`.
+    BatchId
+}
+
+/// Why a run failed, as the public run object reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SerializedError {
+    /// What went wrong.
+    pub message: String,
+    /// The error's type name, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Where it went wrong, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack_trace: Option<String>,
+}
+
+/// What a [`Run`] holds as payload, output and metadata.
+///
+/// Implemented for every [`Task`] (typed values) and for [`Untyped`] (raw JSON). It only exists
+/// so that [`Run<T>`] and [`AnyRun`] are one type with one wire format.
+pub trait RunKind: Sized {
+    /// The type of [`Run::payload`].
+    type Payload;
+    /// The type of [`Run::output`] when present.
+    type Output;
+    /// The type of [`Run::metadata`] when present.
+    type Metadata;
+
+    /// Reads `taskIdentifier`, rejecting a run of another task when the kind is a task.
+    #[doc(hidden)]
+    fn deserialize_task_identifier<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        String::deserialize(d)
+    }
+}
+
+impl<T: Task> RunKind for T {
+    type Payload = T::Payload;
+    type Output = T::Output;
+    type Metadata = JsonObject;
+
+    fn deserialize_task_identifier<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let id = String::deserialize(d)?;
+        if id == T::ID {
+            Ok(id)
+        } else {
+            Err(D::Error::custom(format_args!(
+                "this is a run of task `{id}`, not of task `{}`",
+                T::ID
+            )))
+        }
+    }
+}
+
+/// The [`RunKind`] of [`AnyRun`]: payload and output kept as raw JSON text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Untyped {}
+
+impl RunKind for Untyped {
+    type Payload = Option<Box<RawValue>>;
+    type Output = Box<RawValue>;
+    type Metadata = JsonObject;
+}
+
+/// One snapshot of a run of the task `T`, with its payload and output decoded.
+///
+/// It serializes to (and deserializes from) the public run object of Trigger.dev's Realtime
+/// API, camelCase and field for field. Optional fields that are `None` are left out when
+/// serializing, as the TypeScript SDK does; `null` and a missing field both read as `None`.
+///
+/// Deserializing a `Run<T>` with serde rejects a run of another task. To know which field of
+/// which run failed to decode, decode with [`Run::from_json`] or [`AnyRun::decode`] instead.
+#[derive(Serialize, serde::Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    bound(
+        serialize = "K::Payload: Serialize, K::Output: Serialize, K::Metadata: Serialize",
+        deserialize = "K::Payload: Deserialize<'de>, K::Output: Deserialize<'de>, K::Metadata: Deserialize<'de>"
+    )
+)]
+pub struct Run<K: RunKind> {
+    /// The run's public id.
+    pub id: RunId,
+    /// The identifier of the run's task: `T::ID` for a typed run.
+    #[serde(deserialize_with = "K::deserialize_task_identifier")]
+    pub task_identifier: String,
+    /// What the run was triggered with.
+    pub payload: K::Payload,
+    /// What the run returned, once it completed successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<K::Output>,
+    /// When the run was created.
+    pub created_at: Timestamp,
+    /// When the run last changed.
+    pub updated_at: Timestamp,
+    /// The run's number among the runs of its task, counting from 1.
+    #[serde(default)]
+    pub number: u64,
+    /// Where the run is in its lifecycle.
+    pub status: RunStatus,
+    /// Execution time across attempts, in milliseconds.
+    #[serde(default)]
+    pub duration_ms: u64,
+    /// Compute cost in cents.
+    #[serde(default)]
+    pub cost_in_cents: f64,
+    /// Invocation cost in cents.
+    #[serde(default)]
+    pub base_cost_in_cents: f64,
+    /// The run's tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The idempotency key the run was triggered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// When the run expired without starting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_at: Option<Timestamp>,
+    /// How long the run may wait to start, such as `"10m"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    /// When the run finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    /// When the run's first attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    /// When a delayed run becomes queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delayed_until: Option<Timestamp>,
+    /// When the run was queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<Timestamp>,
+    /// The run's metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<K::Metadata>,
+    /// Why the run failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<SerializedError>,
+    /// Whether the run was triggered as a test.
+    #[serde(default)]
+    pub is_test: bool,
+}
+
+/// One snapshot of a run of any task, with payload and output left as raw JSON.
+///
+/// What an untyped consumer sees. Decode it with [`AnyRun::decode`], or a stream of them with
+/// [`RunStreamExt`](crate::RunStreamExt).
+pub type AnyRun = Run<Untyped>;
+
+impl<K: RunKind> Run<K> {
+    /// Replaces payload, output and metadata, keeping every other field.
+    pub(crate) fn try_map<K2: RunKind, E>(
+        self,
+        f: impl FnOnce(
+            &str,
+            &RunId,
+            K::Payload,
+            Option<K::Output>,
+            Option<K::Metadata>,
+        ) -> Result<(K2::Payload, Option<K2::Output>, Option<K2::Metadata>), E>,
+    ) -> Result<Run<K2>, E> {
+        let (payload, output, metadata) = f(
+            &self.task_identifier,
+            &self.id,
+            self.payload,
+            self.output,
+            self.metadata,
+        )?;
+        Ok(Run {
+            id: self.id,
+            task_identifier: self.task_identifier,
+            payload,
+            output,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            number: self.number,
+            status: self.status,
+            duration_ms: self.duration_ms,
+            cost_in_cents: self.cost_in_cents,
+            base_cost_in_cents: self.base_cost_in_cents,
+            tags: self.tags,
+            idempotency_key: self.idempotency_key,
+            expired_at: self.expired_at,
+            ttl: self.ttl,
+            finished_at: self.finished_at,
+            started_at: self.started_at,
+            delayed_until: self.delayed_until,
+            queued_at: self.queued_at,
+            metadata,
+            error: self.error,
+            is_test: self.is_test,
+        })
+    }
+}
+
+/// Read access to the fields that every run snapshot has, whatever its task.
+///
+/// Implemented by [`Run<T>`], [`AnyRun`] and every `realtime_union!` enum, so code that only
+/// looks at ids, statuses and tags works on all of them.
+pub trait RunInfo {
+    /// The run's public id.
+    fn id(&self) -> &RunId;
+    /// The identifier of the run's task.
+    fn task_identifier(&self) -> &str;
+    /// Where the run is in its lifecycle.
+    fn status(&self) -> RunStatus;
+    /// The run's tags.
+    fn tags(&self) -> &[String];
+    /// The run's metadata.
+    fn metadata(&self) -> Option<&JsonObject>;
+    /// Why the run failed.
+    fn error(&self) -> Option<&SerializedError>;
+    /// The run's number among the runs of its task.
+    fn number(&self) -> u64;
+    /// When the run was created.
+    fn created_at(&self) -> Timestamp;
+    /// When the run last changed.
+    fn updated_at(&self) -> Timestamp;
+    /// When the run finished.
+    fn finished_at(&self) -> Option<Timestamp>;
+    /// Whether the run was triggered as a test.
+    fn is_test(&self) -> bool;
+}
+
+impl<K: RunKind<Metadata = JsonObject>> RunInfo for Run<K> {
+    fn id(&self) -> &RunId {
+        &self.id
+    }
+    fn task_identifier(&self) -> &str {
+        &self.task_identifier
+    }
+    fn status(&self) -> RunStatus {
+        self.status
+    }
+    fn tags(&self) -> &[String] {
+        &self.tags
+    }
+    fn metadata(&self) -> Option<&JsonObject> {
+        self.metadata.as_ref()
+    }
+    fn error(&self) -> Option<&SerializedError> {
+        self.error.as_ref()
+    }
+    fn number(&self) -> u64 {
+        self.number
+    }
+    fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+    fn updated_at(&self) -> Timestamp {
+        self.updated_at
+    }
+    fn finished_at(&self) -> Option<Timestamp> {
+        self.finished_at
+    }
+    fn is_test(&self) -> bool {
+        self.is_test
+    }
+}
+
+impl<K: RunKind> Clone for Run<K>
+where
+    K::Payload: Clone,
+    K::Output: Clone,
+    K::Metadata: Clone,
+{
+    fn clone(&self) -> Self {
+        Run {
+            id: self.id.clone(),
+            task_identifier: self.task_identifier.clone(),
+            payload: self.payload.clone(),
+            output: self.output.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            number: self.number,
+            status: self.status,
+            duration_ms: self.duration_ms,
+            cost_in_cents: self.cost_in_cents,
+            base_cost_in_cents: self.base_cost_in_cents,
+            tags: self.tags.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+            expired_at: self.expired_at,
+            ttl: self.ttl.clone(),
+            finished_at: self.finished_at,
+            started_at: self.started_at,
+            delayed_until: self.delayed_until,
+            queued_at: self.queued_at,
+            metadata: self.metadata.clone(),
+            error: self.error.clone(),
+            is_test: self.is_test,
+        }
+    }
+}
+
+impl<K: RunKind> PartialEq for Run<K>
+where
+    K::Payload: PartialEq,
+    K::Output: PartialEq,
+    K::Metadata: PartialEq,
+{
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.task_identifier == other.task_identifier
+            && self.payload == other.payload
+            && self.output == other.output
+            && self.created_at == other.created_at
+            && self.updated_at == other.updated_at
+            && self.number == other.number
+            && self.status == other.status
+            && self.duration_ms == other.duration_ms
+            && self.cost_in_cents == other.cost_in_cents
+            && self.base_cost_in_cents == other.base_cost_in_cents
+            && self.tags == other.tags
+            && self.idempotency_key == other.idempotency_key
+            && self.expired_at == other.expired_at
+            && self.ttl == other.ttl
+            && self.finished_at == other.finished_at
+            && self.started_at == other.started_at
+            && self.delayed_until == other.delayed_until
+            && self.queued_at == other.queued_at
+            && self.metadata == other.metadata
+            && self.error == other.error
+            && self.is_test == other.is_test
+    }
+}
+
+impl<K: RunKind> fmt::Debug for Run<K>
+where
+    K::Payload: fmt::Debug,
+    K::Output: fmt::Debug,
+    K::Metadata: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Run")
+            .field("id", &self.id)
+            .field("task_identifier", &self.task_identifier)
+            .field("status", &self.status)
+            .field("payload", &self.payload)
+            .field("output", &self.output)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("number", &self.number)
+            .field("duration_ms", &self.duration_ms)
+            .field("cost_in_cents", &self.cost_in_cents)
+            .field("base_cost_in_cents", &self.base_cost_in_cents)
+            .field("tags", &self.tags)
+            .field("idempotency_key", &self.idempotency_key)
+            .field("expired_at", &self.expired_at)
+            .field("ttl", &self.ttl)
+            .field("finished_at", &self.finished_at)
+            .field("started_at", &self.started_at)
+            .field("delayed_until", &self.delayed_until)
+            .field("queued_at", &self.queued_at)
+            .field("metadata", &self.metadata)
+            .field("error", &self.error)
+            .field("is_test", &self.is_test)
+            .finish()
+    }
+}

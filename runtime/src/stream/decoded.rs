@@ -1,0 +1,88 @@
+use std::fmt;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use futures_core::{FusedStream, Stream};
+use pin_project_lite::pin_project;
+
+use crate::decode::{DecodeError, FromAnyRun};
+use crate::run::AnyRun;
+
+pin_project! {
+    /// Stream for [`RunStreamExt::typed`](super::RunStreamExt::typed) and
+    /// [`RunStreamExt::union`](super::RunStreamExt::union): decodes each snapshot as a `D`.
+    #[must_use = "streams do nothing unless polled"]
+    pub struct Decoded<St, D> {
+        #[pin]
+        stream: St,
+        into: PhantomData<fn() -> D>,
+    }
+}
+
+impl<St, D> Decoded<St, D> {
+    pub(super) fn new(stream: St) -> Self {
+        Self {
+            stream,
+            into: PhantomData,
+        }
+    }
+
+    /// The underlying stream.
+    pub fn get_ref(&self) -> &St {
+        &self.stream
+    }
+
+    /// The underlying stream, mutably.
+    pub fn get_mut(&mut self) -> &mut St {
+        &mut self.stream
+    }
+
+    /// The underlying stream, pinned.
+    pub fn get_pin_mut(self: Pin<&mut Self>) -> Pin<&mut St> {
+        self.project().stream
+    }
+
+    /// The underlying stream, where this adaptor left it.
+    pub fn into_inner(self) -> St {
+        self.stream
+    }
+}
+
+impl<St: fmt::Debug, D> fmt::Debug for Decoded<St, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decoded")
+            .field("stream", &self.stream)
+            .field("into", &std::any::type_name::<D>())
+            .finish()
+    }
+}
+
+impl<St, D, E> Stream for Decoded<St, D>
+where
+    St: Stream<Item = Result<AnyRun, E>>,
+    D: FromAnyRun,
+    E: From<DecodeError>,
+{
+    type Item = Result<D, E>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = ready!(self.project().stream.poll_next(cx));
+        Poll::Ready(item.map(|run| Ok(D::from_any_run(run?)?)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.stream.size_hint()
+    }
+}
+
+impl<St, D, E> FusedStream for Decoded<St, D>
+where
+    St: FusedStream<Item = Result<AnyRun, E>>,
+    D: FromAnyRun,
+    E: From<DecodeError>,
+{
+    fn is_terminated(&self) -> bool {
+        self.stream.is_terminated()
+    }
+}

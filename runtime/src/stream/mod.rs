@@ -1,0 +1,84 @@
+//! Typed adaptors over streams of run snapshots.
+//!
+//! Any `Stream<Item = Result<AnyRun, E>>` (a subscription, a recorded feed, a test fixture)
+//! becomes a stream of typed values through [`RunStreamExt`]. A snapshot that fails to decode
+//! is an `Err` item; the stream goes on.
+
+mod decoded;
+mod until_finished;
+
+pub use self::decoded::Decoded;
+pub use self::until_finished::UntilFinished;
+
+use futures_core::Stream;
+
+use crate::run::{Run, RunInfo};
+use crate::task::Task;
+use crate::union::RunUnion;
+
+/// Adaptors for streams of run snapshots, available on every [`Stream`].
+///
+/// ```
+/// use futures::{TryStreamExt, executor::block_on, stream};
+/// use runcast::{AnyRun, DecodeError, RunStatus, RunStreamExt, task};
+///
+/// #[task(id = "count", payload = u32, output = u32)]
+/// pub struct Count;
+///
+/// let snapshot = |status: &str| {
+///     serde_json::from_str::<AnyRun>(&format!(
+///         r#"{{"id":"run_1","taskIdentifier":"count","payload":3,"status":"{status}",
+///             "createdAt":"2024-11-01T12:00:00.000Z","updatedAt":"2024-11-01T12:00:00.000Z"}}"#
+///     ))
+///     .map_err(DecodeError::Malformed)
+/// };
+/// let feed = stream::iter(["QUEUED", "EXECUTING", "COMPLETED", "EXECUTING"].map(snapshot));
+///
+/// let statuses: Vec<RunStatus> = block_on(
+///     feed.typed::<Count>()
+///         .until_finished()
+///         .map_ok(|run| run.status)
+///         .try_collect(),
+/// )?;
+/// assert_eq!(statuses, [RunStatus::Queued, RunStatus::Executing, RunStatus::Completed]);
+/// # Ok::<(), DecodeError>(())
+/// ```
+pub trait RunStreamExt: Stream {
+    /// Decodes each [`AnyRun`](crate::AnyRun) as a [`Run<T>`](crate::Run).
+    ///
+    /// The stream's error type must convert from [`DecodeError`](crate::DecodeError): a snapshot
+    /// of another task, or one whose payload or output does not match `T`'s types, is an `Err`
+    /// item, and the stream goes on.
+    fn typed<T: Task>(self) -> Decoded<Self, Run<T>>
+    where
+        Self: Sized,
+    {
+        Decoded::new(self)
+    }
+
+    /// Decodes each [`AnyRun`](crate::AnyRun) as the variant of a
+    /// [`realtime_union!`](crate::realtime_union) enum that matches its task.
+    ///
+    /// A run of a task the union does not list is an `Err` item (or the catch-all variant,
+    /// if the union has one), and the stream goes on.
+    fn union<U: RunUnion>(self) -> Decoded<Self, U>
+    where
+        Self: Sized,
+    {
+        Decoded::new(self)
+    }
+
+    /// Ends the stream after the first run snapshot in a final status (see
+    /// [`RunStatus::is_final`](crate::RunStatus::is_final)), which it yields.
+    ///
+    /// `Err` items pass through and do not end the stream.
+    fn until_finished<R, E>(self) -> UntilFinished<Self>
+    where
+        Self: Stream<Item = Result<R, E>> + Sized,
+        R: RunInfo,
+    {
+        UntilFinished::new(self)
+    }
+}
+
+impl<St: Stream + ?Sized> RunStreamExt for St {}

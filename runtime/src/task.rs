@@ -1,0 +1,126 @@
+//! The [`Task`] trait that `#[task]` implements, and what an executable task needs.
+
+use std::fmt::{Debug, Display};
+use std::future::Future;
+
+use schemars::{JsonSchema, Schema};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::run::RunId;
+
+/// A kind of background task: its identifier and the types of its payload and output.
+///
+/// Implement it with [`#[task]`](crate::task), never by hand: the macro checks the identifier
+/// and the types at compile time.
+///
+/// ```
+/// use runcast::{Task, task};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Serialize, Deserialize, schemars::JsonSchema)] pub struct Email { to: String }
+/// # #[derive(Serialize, Deserialize, schemars::JsonSchema)] pub struct Receipt { id: u64 }
+///
+/// #[task(id = "send-email", payload = Email, output = Receipt)]
+/// pub struct SendEmail;
+///
+/// assert_eq!(SendEmail::ID, "send-email");
+/// assert_eq!(<SendEmail as Task>::ID, "send-email");
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a runcast task",
+    label = "not a task",
+    note = "declare it with `#[runcast::task(id = \"...\", ...)]`"
+)]
+pub trait Task: Send + Sync + 'static {
+    /// The task identifier, as it appears in a run's `taskIdentifier`.
+    ///
+    /// ASCII letters, digits, `-`, `_`, `.` and `/`; 1 to 128 characters.
+    const ID: &'static str;
+
+    /// What a run of this task is triggered with.
+    type Payload: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static;
+
+    /// What a successful run of this task returns.
+    type Output: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static;
+
+    /// The JSON Schema of [`Self::Payload`].
+    fn payload_schema() -> Schema {
+        schemars::schema_for!(Self::Payload)
+    }
+
+    /// The JSON Schema of [`Self::Output`].
+    fn output_schema() -> Schema {
+        schemars::schema_for!(Self::Output)
+    }
+}
+
+/// A [`Task`] whose code runs in this process: what `#[task]` on an `async fn` implements.
+pub trait TaskFn: Task {
+    /// The error the function returns; its `Display` becomes the run's error message.
+    type Error: Display + Debug + Send + 'static;
+
+    /// Runs the task function once.
+    fn run(
+        payload: Self::Payload,
+        ctx: TaskContext,
+    ) -> impl Future<Output = Result<Self::Output, Self::Error>> + Send;
+}
+
+/// What a running task knows about its run.
+///
+/// The engine gives one to every attempt. Tests of a task function build one with
+/// [`TaskContext::new`].
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    run_id: RunId,
+    attempt: u32,
+}
+
+impl TaskContext {
+    /// A context for the first attempt of the run `run_id`, for tests and custom executors.
+    ///
+    /// ```
+    /// let ctx = runcast::TaskContext::new("run_1234".into());
+    /// assert_eq!(ctx.run_id().as_str(), "run_1234");
+    /// assert_eq!(ctx.attempt(), 1);
+    /// ```
+    pub fn new(run_id: RunId) -> Self {
+        Self { run_id, attempt: 1 }
+    }
+
+    /// The id of the run being executed.
+    pub fn run_id(&self) -> &RunId {
+        &self.run_id
+    }
+
+    /// Which attempt this is, counting from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+}
+
+/// The return type of a task function: `Result<Output, Error>` (or an alias of it).
+#[diagnostic::on_unimplemented(
+    message = "a task function must return `Result<Output, Error>`, not `{Self}`",
+    label = "the task's output is the `Ok` type of this `Result`"
+)]
+pub trait TaskReturn {
+    /// The task's output.
+    type Ok;
+    /// The task's error.
+    type Err;
+}
+
+impl<T, E> TaskReturn for Result<T, E> {
+    type Ok = T;
+    type Err = E;
+}
+
+/// The second parameter of a task function: [`TaskContext`].
+#[diagnostic::on_unimplemented(
+    message = "the second parameter of a task function must be `runcast::TaskContext`, not `{Self}`",
+    label = "expected `TaskContext`"
+)]
+pub trait IsTaskContext {}
+
+impl IsTaskContext for TaskContext {}
