@@ -174,8 +174,37 @@ fn field_error(
 }
 
 impl<K: RawKind> Run<K> {
-    /// Decodes as a run of `T`; the caller has checked the task identifier.
-    pub(crate) fn decode_unchecked<T: Task>(self) -> Result<Run<T>, DecodeError> {
+    /// Decodes as a run of `T`, or fails if it is a run of another task.
+    pub(crate) fn decode_as<T: Task>(self) -> Result<Run<T>, DecodeError> {
+        if self.task_identifier == T::ID {
+            self.decode()
+        } else {
+            Err(self.unexpected(const { &[T::ID] }))
+        }
+    }
+}
+
+/// Where a union decodes a run from: a parsed envelope, or JSON text decoded speculatively.
+///
+/// `realtime_union!` generates one `match` on [`RunSource::task_identifier`] over it.
+#[doc(hidden)]
+pub trait RunSource: Sized {
+    /// The run's `taskIdentifier`.
+    fn task_identifier(&self) -> &str;
+    /// Decodes as a run of `T`, whose identifier the caller matched.
+    fn decode<T: Task>(self) -> Result<Run<T>, DecodeError>;
+    /// Keeps the run untyped, as the catch-all variant of a union does.
+    fn into_any(self) -> Result<AnyRun, DecodeError>;
+    /// The error for a run that none of `expected` accepts.
+    fn unexpected(self, expected: &'static [&'static str]) -> DecodeError;
+}
+
+impl<K: RawKind> RunSource for Run<K> {
+    fn task_identifier(&self) -> &str {
+        &self.task_identifier
+    }
+
+    fn decode<T: Task>(self) -> Result<Run<T>, DecodeError> {
         self.try_map(|task, run, payload, output, metadata| {
             let payload = decode_value(K::raw_payload(&payload)).map_err(field_error(
                 task,
@@ -192,17 +221,7 @@ impl<K: RawKind> Run<K> {
         })
     }
 
-    /// Decodes as a run of `T`, or fails if it is a run of another task.
-    pub(crate) fn decode_as<T: Task>(self) -> Result<Run<T>, DecodeError> {
-        if self.task_identifier == T::ID {
-            self.decode_unchecked()
-        } else {
-            Err(self.unexpected_task(const { &[T::ID] }))
-        }
-    }
-
-    /// Keeps the run untyped, as the catch-all variant of a union does.
-    pub(crate) fn into_any(self) -> Result<AnyRun, DecodeError> {
+    fn into_any(self) -> Result<AnyRun, DecodeError> {
         self.try_map(|task, run, payload, output, metadata| {
             let metadata =
                 K::metadata(metadata).map_err(field_error(task, run, RunField::Metadata))?;
@@ -211,11 +230,63 @@ impl<K: RawKind> Run<K> {
         })
     }
 
-    /// The error for a run that none of `expected` accepts.
-    pub(crate) fn unexpected_task(self, expected: &'static [&'static str]) -> DecodeError {
+    fn unexpected(self, expected: &'static [&'static str]) -> DecodeError {
         DecodeError::UnexpectedTask {
             run_id: self.id,
             task_identifier: self.task_identifier,
+            expected,
+        }
+    }
+}
+
+/// JSON text whose `taskIdentifier` was found by a byte search, decoded in one pass as the
+/// task it names.
+///
+/// The search may be fooled (a payload may have a `taskIdentifier` key of its own), so the tag
+/// is only a guess: the caller keeps a result only if the decoded run's own `taskIdentifier` is
+/// the guessed one, and otherwise (or on any error) decodes again in two passes
+/// ([`parse_raw`], then [`RunSource`] on the envelope), which is always right and gives errors
+/// their task, run, field and position. The common case reads the text once.
+pub(crate) struct Speculative<'a> {
+    tag: &'a str,
+    json: &'a str,
+}
+
+impl<'a> Speculative<'a> {
+    /// Finds `"taskIdentifier":"<tag>"` without escapes in `json`.
+    pub(crate) fn new(json: &'a str) -> Option<Self> {
+        const KEY: &str = "\"taskIdentifier\":\"";
+        let start = json.find(KEY)? + KEY.len();
+        let rest = &json[start..];
+        let tag = &rest[..rest.find('"')?];
+        (!tag.contains('\\')).then_some(Self { tag, json })
+    }
+
+    /// The identifier found.
+    pub(crate) fn tag(&self) -> &'a str {
+        self.tag
+    }
+}
+
+impl RunSource for Speculative<'_> {
+    fn task_identifier(&self) -> &str {
+        self.tag
+    }
+
+    fn decode<T: Task>(self) -> Result<Run<T>, DecodeError> {
+        serde_json::from_str(self.json).map_err(DecodeError::Malformed)
+    }
+
+    fn into_any(self) -> Result<AnyRun, DecodeError> {
+        serde_json::from_str(self.json).map_err(DecodeError::Malformed)
+    }
+
+    /// Only says which tag was found: the caller decodes the envelope again for the run id,
+    /// since the tag it matched may not be the run's.
+    fn unexpected(self, expected: &'static [&'static str]) -> DecodeError {
+        DecodeError::UnexpectedTask {
+            run_id: RunId::from(String::new()),
+            task_identifier: self.tag.to_owned(),
             expected,
         }
     }
@@ -236,7 +307,7 @@ impl<T: Task> FromAnyRun for Run<T> {
 
 impl<U: crate::union::RunUnion> FromAnyRun for U {
     fn from_any_run(run: AnyRun) -> Result<Self, DecodeError> {
-        U::decode(run)
+        U::dispatch(run)
     }
 }
 
@@ -273,6 +344,7 @@ impl<T: Task> Run<T> {
     /// assert!(err.to_string().starts_with("run `run_1` of task `resize-image`: payload"));
     /// ```
     pub fn from_json(json: &str) -> Result<Self, DecodeError> {
-        parse_raw(json)?.decode_as()
+        // One pass when all is well; the envelope pass for a precise error when not.
+        serde_json::from_str(json).or_else(|_| parse_raw(json)?.decode_as())
     }
 }

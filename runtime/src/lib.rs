@@ -130,26 +130,11 @@ pub mod prelude {
 /// What the macros' generated code refers to. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::decode::{DecodeError, RawKind};
+    pub use crate::decode::{DecodeError, RunSource};
     pub use crate::run::{AnyRun, Run, RunInfo};
     pub use crate::task::{IsTaskContext, Task, TaskContext, TaskFn, TaskReturn};
     pub use crate::union::RunUnion;
     pub use core::future::Future;
-
-    /// Decodes a run whose `taskIdentifier` the caller matched against `T::ID`.
-    pub fn decode<T: Task, K: RawKind>(run: Run<K>) -> Result<Run<T>, DecodeError> {
-        run.decode_unchecked()
-    }
-
-    /// Keeps a run of a task not in the union, for its catch-all variant.
-    pub fn catch_all<K: RawKind>(run: Run<K>) -> Result<AnyRun, DecodeError> {
-        run.into_any()
-    }
-
-    /// The error for a run of a task not in the union.
-    pub fn unexpected<K: RawKind>(run: Run<K>, expected: &'static [&'static str]) -> DecodeError {
-        run.unexpected_task(expected)
-    }
 
     /// `a == b`, usable in a `const` assertion.
     pub const fn str_eq(a: &str, b: &str) -> bool {

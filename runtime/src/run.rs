@@ -194,10 +194,10 @@ pub struct Run<K: RunKind> {
     #[serde(default)]
     pub duration_ms: u64,
     /// Compute cost in cents.
-    #[serde(default)]
+    #[serde(default, serialize_with = "serialize_js_number")]
     pub cost_in_cents: f64,
     /// Invocation cost in cents.
-    #[serde(default)]
+    #[serde(default, serialize_with = "serialize_js_number")]
     pub base_cost_in_cents: f64,
     /// The run's tags.
     #[serde(default)]
@@ -448,5 +448,17 @@ where
             .field("error", &self.error)
             .field("is_test", &self.is_test)
             .finish()
+    }
+}
+
+/// Writes a number as JavaScript's `JSON.stringify` does: `0`, not `0.0`, for whole numbers.
+fn serialize_js_number<S: serde::Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+    /// Integers up to 2^53 are exact in an `f64`, and JavaScript writes them without a fraction.
+    const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+    if value.fract() == 0.0 && value.abs() <= MAX_SAFE_INTEGER {
+        #[allow(clippy::cast_possible_truncation)]
+        s.serialize_i64(*value as i64)
+    } else {
+        s.serialize_f64(*value)
     }
 }
