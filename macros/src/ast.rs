@@ -1,5 +1,7 @@
 //! The typed input of the macros, keeping the user's tokens for spans.
 
+use proc_macro2::TokenStream;
+use quote::ToTokens;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{
@@ -51,7 +53,8 @@ pub(crate) struct UnionInput {
     pub(crate) ident: Ident,
     pub(crate) generics: Generics,
     pub(crate) members: Vec<Member>,
-    pub(crate) catch_all: Option<CatchAll>,
+    /// Every `_ => Variant`, in order; `valid` accepts one, last.
+    pub(crate) catch_alls: Vec<CatchAll>,
 }
 
 /// One task of a union: its variant name and its type.
@@ -65,7 +68,19 @@ pub(crate) struct Member {
 pub(crate) struct CatchAll {
     pub(crate) attrs: Vec<Attribute>,
     pub(crate) underscore: Token![_],
+    pub(crate) arrow: Token![=>],
     pub(crate) variant: Ident,
+    /// How many members come before it.
+    pub(crate) position: usize,
+}
+
+/// `_ => Variant`, for messages about the catch-all as a whole.
+impl ToTokens for CatchAll {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        self.underscore.to_tokens(tokens);
+        self.arrow.to_tokens(tokens);
+        self.variant.to_tokens(tokens);
+    }
 }
 
 impl Parse for UnionInput {
@@ -78,26 +93,13 @@ impl Parse for UnionInput {
         let body;
         braced!(body in input);
         let mut members = Vec::new();
-        let mut catch_all: Option<CatchAll> = None;
+        let mut catch_alls = Vec::new();
         for entry in Punctuated::<Entry, Token![,]>::parse_terminated(&body)? {
             match entry {
-                Entry::Member(member) => match &catch_all {
-                    Some(other) => {
-                        return Err(syn::Error::new(
-                            other.underscore.span,
-                            "the catch-all `_ => Variant` must come last in realtime_union!, as in a `match`",
-                        ));
-                    }
-                    None => members.push(member),
-                },
-                Entry::CatchAll(new) => {
-                    if catch_all.is_some() {
-                        return Err(syn::Error::new(
-                            new.underscore.span,
-                            "realtime_union! takes at most one catch-all `_ => Variant`",
-                        ));
-                    }
-                    catch_all = Some(new);
+                Entry::Member(member) => members.push(*member),
+                Entry::CatchAll(mut catch_all) => {
+                    catch_all.position = members.len();
+                    catch_alls.push(catch_all);
                 }
             }
         }
@@ -107,13 +109,13 @@ impl Parse for UnionInput {
             ident,
             generics,
             members,
-            catch_all,
+            catch_alls,
         })
     }
 }
 
 enum Entry {
-    Member(Member),
+    Member(Box<Member>),
     CatchAll(CatchAll),
 }
 
@@ -121,13 +123,12 @@ impl Parse for Entry {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let attrs = input.call(Attribute::parse_outer)?;
         if input.peek(Token![_]) {
-            let underscore = input.parse()?;
-            input.parse::<Token![=>]>()?;
-            let variant = input.parse()?;
             return Ok(Entry::CatchAll(CatchAll {
                 attrs,
-                underscore,
-                variant,
+                underscore: input.parse()?,
+                arrow: input.parse()?,
+                variant: input.parse()?,
+                position: 0,
             }));
         }
         if input.peek(syn::Ident) && input.peek2(syn::token::Paren) {
@@ -135,17 +136,17 @@ impl Parse for Entry {
             let content;
             parenthesized!(content in input);
             let ty = content.parse()?;
-            return Ok(Entry::Member(Member { attrs, variant, ty }));
+            return Ok(Entry::Member(Box::new(Member { attrs, variant, ty })));
         }
         let path: TypePath = input.parse()?;
         let Some(last) = path.path.segments.last() else {
             return Err(input.error("expected a task type"));
         };
         let variant = last.ident.clone();
-        Ok(Entry::Member(Member {
+        Ok(Entry::Member(Box::new(Member {
             attrs,
             variant,
             ty: Type::Path(path),
-        }))
+        })))
     }
 }

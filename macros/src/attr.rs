@@ -3,7 +3,7 @@
 use proc_macro2::TokenStream;
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
-use syn::{Ident, LitStr, Type};
+use syn::{Expr, ExprLit, Ident, Lit, LitStr, Type};
 
 /// The keys `#[task]` accepts, in the order the messages list them.
 const KEYS: &str = "`id`, `payload`, `output`";
@@ -36,7 +36,17 @@ impl TaskArgs {
             )
         };
         if key == "id" {
-            let value: LitStr = meta.value()?.parse()?;
+            let value = match meta.value()?.parse()? {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(id), ..
+                }) => id,
+                other => {
+                    return Err(syn::Error::new_spanned(
+                        other,
+                        "task `id` must be a string literal, as in `id = \"resize-image\"`, so that it is checked at compile time",
+                    ));
+                }
+            };
             if self.id.replace(value).is_some() {
                 return Err(duplicate());
             }

@@ -1,12 +1,13 @@
 //! Code generation: `quote!` only; the rules are checked in `valid`.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
+use syn::{ItemFn, ItemStruct};
 
 use crate::ast::{TaskItem, UnionInput};
 use crate::attr::TaskArgs;
-use crate::valid::{self, TaskKind, TaskSpec};
+use crate::valid::{self, FnSpec, StructSpec};
 
 /// `#[task]`: the user's item, then the `Task` (and `TaskFn`) impls. On error, the item and
 /// the errors, so one mistake does not cascade into unresolved names.
@@ -19,9 +20,15 @@ pub(crate) fn task(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(args) => args,
         Err(error) => return fallback(item, error),
     };
-    match valid::task(args, item) {
-        Ok(spec) => task_impls(&spec),
-        Err((error, item)) => fallback(item, error),
+    match item {
+        TaskItem::Fn(f) => match valid::task_fn(args, &f) {
+            Ok(spec) => fn_impls(&f, &spec),
+            Err(error) => fallback(TaskItem::Fn(f), error),
+        },
+        TaskItem::Struct(s) => match valid::task_struct(args, &s) {
+            Ok(spec) => struct_impls(&s, &spec),
+            Err(error) => fallback(TaskItem::Struct(s), error),
+        },
     }
 }
 
@@ -31,10 +38,11 @@ fn with_error(mut tokens: TokenStream, error: syn::Error) -> TokenStream {
 }
 
 /// The user's item unchanged and, for a function, its struct (without impls) so that uses of
-/// the task's name do not add errors of their own.
+/// the task's name do not add errors of their own. Not for a method: a struct cannot be
+/// declared in an `impl` block.
 fn fallback(item: TaskItem, error: syn::Error) -> TokenStream {
     match item {
-        TaskItem::Fn(f) => {
+        TaskItem::Fn(f) if f.sig.receiver().is_none() => {
             let vis = &f.vis;
             let ident = valid::struct_name(&f.sig.ident);
             let tokens = quote! {
@@ -44,150 +52,202 @@ fn fallback(item: TaskItem, error: syn::Error) -> TokenStream {
             };
             with_error(tokens, error)
         }
+        TaskItem::Fn(f) => with_error(f.into_token_stream(), error),
         TaskItem::Struct(s) => with_error(s.into_token_stream(), error),
     }
 }
 
-fn task_impls(spec: &TaskSpec) -> TokenStream {
-    let id = &spec.id;
+/// `::runcast::__private`, spanned at `span`.
+fn private_at(span: Span) -> TokenStream {
+    quote_spanned!(span=> ::runcast::__private)
+}
+
+/// The function, its struct and the struct's `Task` and `TaskFn` impls.
+fn fn_impls(item: &ItemFn, spec: &FnSpec) -> TokenStream {
+    let FnSpec {
+        id,
+        struct_ident,
+        payload,
+        ret,
+        context,
+    } = spec;
     let private = quote!(::runcast::__private);
-    match &spec.kind {
-        TaskKind::Fn {
-            item,
-            struct_ident,
-            payload,
-            ret,
-            context,
-        } => {
-            let vis = &item.vis;
-            let fn_ident = &item.sig.ident;
-            let doc = format!(
-                "The `{}` task, run by [`{}`].",
-                id.value(),
-                fn_ident.to_string().trim_start_matches("r#")
-            );
-            let call = match context {
-                Some(_) => quote_spanned!(fn_ident.span()=> #fn_ident(payload, ctx)),
-                None => quote_spanned!(fn_ident.span()=> { let _ = ctx; #fn_ident(payload) }),
-            };
-            let context_check = context
-                .iter()
-                .map(|ty| quote_spanned!(ty.span()=> #private::assert_context::<#ty>();));
-            let output = quote_spanned!(ret.span()=> <#ret as #private::TaskReturn>::Ok);
-            let error = quote_spanned!(ret.span()=> <#ret as #private::TaskReturn>::Err);
-            quote! {
-                #item
-
-                #[doc = #doc]
-                #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug, ::core::default::Default, ::core::cmp::PartialEq, ::core::cmp::Eq, ::core::hash::Hash)]
-                #vis struct #struct_ident;
-
-                #[automatically_derived]
-                impl #struct_ident {
-                    /// The task identifier.
-                    pub const ID: &'static str = #id;
-                }
-
-                const _: () = {
-                    #[automatically_derived]
-                    impl #private::Task for #struct_ident {
-                        const ID: &'static str = #id;
-                        type Payload = #payload;
-                        type Output = #output;
-                    }
-
-                    #[automatically_derived]
-                    impl #private::TaskFn for #struct_ident {
-                        type Error = #error;
-
-                        fn run(
-                            payload: #payload,
-                            ctx: #private::TaskContext,
-                        ) -> impl #private::Future<Output = #ret> + ::core::marker::Send {
-                            #call
-                        }
-                    }
-
-                    fn __check() {
-                        #(#context_check)*
-                    }
-                };
-            }
+    let vis = &item.vis;
+    let fn_ident = &item.sig.ident;
+    let doc = format!(
+        "The `{}` task, run by [`{}`].",
+        id.value(),
+        fn_ident.to_string().trim_start_matches("r#")
+    );
+    // Each piece is spanned at the user's tokens it depends on, so that a wrong type is
+    // reported once, there: the context's conversion at the context type; the output,
+    // the error and the conversion to `Result` at the return type.
+    let args = match context {
+        Some(ty) => {
+            let p = private_at(ty.span());
+            quote_spanned!(ty.span()=> payload, <#ty as #p::IsTaskContext>::from_context(ctx))
         }
-        TaskKind::Struct {
-            item,
-            payload,
-            output,
-        } => {
-            let ident = &item.ident;
-            quote! {
-                #item
-
-                #[automatically_derived]
-                impl #ident {
-                    /// The task identifier.
-                    pub const ID: &'static str = #id;
-                }
-
-                const _: () = {
-                    #[automatically_derived]
-                    impl #private::Task for #ident {
-                        const ID: &'static str = #id;
-                        type Payload = #payload;
-                        type Output = #output;
-                    }
-                };
-            }
+        None => quote!(payload),
+    };
+    let ctx = match context {
+        Some(_) => format_ident!("ctx"),
+        None => format_ident!("_ctx"),
+    };
+    let (first, last) = first_last_spans(ret);
+    let p = private_at(first);
+    let task_return = quote_spanned!(first=> <#ret as #p::TaskReturn>);
+    let output = quote_spanned!(last=> #task_return::Ok);
+    let error = quote_spanned!(last=> #task_return::Err);
+    // `where for<'a> R: TaskReturn` (never rejected itself) keeps a return type that is not a
+    // `Result` from being reported again here; `Task::Output` reports it. `run` is spanned at
+    // the function's name, where a future that is not `Send` is reported.
+    let run = quote_spanned! {fn_ident.span()=>
+        async fn run(
+            payload: #payload,
+            #ctx: #private::TaskContext,
+        ) -> ::core::result::Result<Self::Output, Self::Error> {
+            let output = #fn_ident(#args).await;
+            #p::TaskReturn::into_result(output)
         }
+    };
+    let task_fn_impl = quote_spanned! {first=>
+        #[automatically_derived]
+        impl #p::TaskFn for #struct_ident where for<'__a> #ret: #p::TaskReturn + '__a {
+            type Error = #error;
+
+            #run
+        }
+    };
+    quote! {
+        #item
+
+        #[doc = #doc]
+        #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug, ::core::default::Default, ::core::cmp::PartialEq, ::core::cmp::Eq, ::core::hash::Hash)]
+        #vis struct #struct_ident;
+
+        #[automatically_derived]
+        impl #struct_ident {
+            /// The task identifier.
+            pub const ID: &'static str = #id;
+        }
+
+        const _: () = {
+            #[automatically_derived]
+            impl #private::Task for #struct_ident {
+                const ID: &'static str = #id;
+                type Payload = #payload;
+                type Output = #output;
+            }
+
+            #task_fn_impl
+        };
+    }
+}
+
+/// The struct and its `Task` impl.
+fn struct_impls(item: &ItemStruct, spec: &StructSpec) -> TokenStream {
+    let StructSpec {
+        id,
+        payload,
+        output,
+    } = spec;
+    let private = quote!(::runcast::__private);
+    let ident = &item.ident;
+    quote! {
+        #item
+
+        #[automatically_derived]
+        impl #ident {
+            /// The task identifier.
+            pub const ID: &'static str = #id;
+        }
+
+        const _: () = {
+            #[automatically_derived]
+            impl #private::Task for #ident {
+                const ID: &'static str = #id;
+                type Payload = #payload;
+                type Output = #output;
+            }
+        };
     }
 }
 
 /// `realtime_union!`: the enum, its `RunUnion` impl, `From<Run<T>>` per task, and a const
 /// assertion per pair of tasks that their identifiers differ.
+///
+/// A listed type that is not a task must give one error, at that type, not one per place the
+/// expansion names it. So the code naming a member type is spanned at it; only the enum's
+/// variant requires it to be a task; the impls assume every member is one (`where for<'a> T:
+/// Task`, a bound that is never rejected itself); and identifiers are read through
+/// `__TaskId`, which gives `""` for a type that is not a task instead of a second error.
 pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
-    let (keep, errors) = valid::union(input);
+    let (plan, errors) = valid::union(input);
     let private = quote!(::runcast::__private);
     let UnionInput {
-        attrs,
-        vis,
-        ident,
-        catch_all,
-        ..
+        attrs, vis, ident, ..
     } = input;
-    let members: Vec<_> = keep.iter().map(|&i| &input.members[i]).collect();
+    let members: Vec<_> = plan.members.iter().map(|&i| &input.members[i]).collect();
     let tys: Vec<_> = members.iter().map(|m| &m.ty).collect();
-    let variants: Vec<_> = members.iter().map(|m| &m.variant).collect();
+    let ids: Vec<_> = (0..members.len())
+        .map(|i| format_ident!("__ID_{}", i))
+        .collect();
     let variant_defs = members.iter().map(|m| {
         let (attrs, variant, ty) = (&m.attrs, &m.variant, &m.ty);
         let doc = (!attrs.iter().any(|a| a.path().is_ident("doc"))).then(|| {
-            let doc = format!(
-                "A run of `{}`.",
-                ty.to_token_stream().to_string().replace(' ', "")
-            );
+            let doc = format!("A run of `{}`.", type_name(ty));
             quote!(#[doc = #doc])
         });
-        quote!(#(#attrs)* #doc #variant(#private::Run<#ty>))
+        let p = private_at(ty.span());
+        let run = quote_spanned!(ty.span()=> #p::Run<#ty>);
+        quote!(#(#attrs)* #doc #variant(#run))
     });
-    let task_checks = tys
+    let id_defs = tys
         .iter()
-        .map(|ty| quote_spanned!(ty.span()=> #private::assert_task::<#ty>();));
-    let distinct_ids = tys.iter().enumerate().flat_map(|(j, b)| {
-        let private = &private;
-        tys[..j].iter().map(move |a| {
+        .zip(&ids)
+        .map(|(ty, id)| quote_spanned!(ty.span()=> const #id: &str = <__TaskId<#ty>>::ID;));
+    let distinct_ids = members.iter().enumerate().flat_map(|(j, b)| {
+        let (ids, tys) = (&ids, &tys);
+        (0..j).map(move |i| {
             let message = format!(
-                "realtime_union!: `{}` and `{}` have the same task identifier, so a run could not tell them apart",
-                a.to_token_stream().to_string().replace(' ', ""),
-                b.to_token_stream().to_string().replace(' ', ""),
+                "realtime_union!: `{}` and `{}` have the same task identifier, so a run could not tell them apart; give one of them another `#[task(id = \"...\")]`",
+                type_name(tys[i]),
+                type_name(&b.ty),
             );
-            quote_spanned! {b.span()=>
-                const _: () = ::core::assert!(
-                    !#private::str_eq(<#a as #private::Task>::ID, <#b as #private::Task>::ID),
-                    #message,
-                );
-            }
+            let (a_id, b_id) = (&ids[i], &ids[j]);
+            // The assertion's span runs from the path of `assert!` to its arguments: spanned at
+            // the first and last tokens of the type, the error underlines the whole type.
+            let (first, last) = first_last_spans(&b.ty);
+            let p = private_at(last);
+            let args = quote_spanned! {last=>
+                (#a_id.is_empty() || !#p::str_eq(#a_id, #b_id), #message)
+            };
+            quote_spanned!(first=> const _: () = ::core::assert! #args;)
         })
     });
-    let (other_def, other_info, other_arm) = match catch_all {
+    let bounds = quote!(where #(for<'__a> #tys: #private::Task + '__a,)*);
+    let info_arms = members.iter().map(|m| {
+        let (ty, variant) = (&m.ty, &m.variant);
+        quote_spanned!(ty.span()=> Self::#variant(ref run) => run,)
+    });
+    let dispatch_arms = members.iter().zip(&ids).map(|(m, id)| {
+        let (ty, variant, p) = (&m.ty, &m.variant, private_at(m.ty.span()));
+        quote_spanned! {ty.span()=>
+            #id => ::core::result::Result::map(#p::RunSource::decode::<#ty>(run), Self::#variant),
+        }
+    });
+    let from_impls = members.iter().map(|m| {
+        let (ty, variant, p) = (&m.ty, &m.variant, private_at(m.ty.span()));
+        quote_spanned! {ty.span()=>
+            #[automatically_derived]
+            impl ::core::convert::From<#p::Run<#ty>> for #ident #bounds {
+                fn from(run: #p::Run<#ty>) -> Self {
+                    Self::#variant(run)
+                }
+            }
+        }
+    });
+    let (other_def, other_info, other_arm) = match plan.catch_all.map(|i| &input.catch_alls[i]) {
         Some(other) => {
             let (attrs, variant) = (&other.attrs, &other.variant);
             let doc = (!attrs.iter().any(|a| a.path().is_ident("doc")))
@@ -195,16 +255,16 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
             (
                 Some(quote!(#(#attrs)* #doc #variant(#private::AnyRun),)),
                 Some(quote!(Self::#variant(ref run) => run,)),
-                quote!(::core::result::Result::map(#private::catch_all(run), Self::#variant)),
+                quote!(::core::result::Result::map(#private::RunSource::into_any(run), Self::#variant)),
             )
         }
         None => (
             None,
             None,
-            quote!(::core::result::Result::Err(#private::unexpected(run, <Self as #private::RunUnion>::TASK_IDENTIFIERS))),
+            quote!(::core::result::Result::Err(#private::RunSource::unexpected(run, <Self as #private::RunUnion>::TASK_IDENTIFIERS))),
         ),
     };
-    let decode_fn = format_ident!("decode");
+    let decode_fn = format_ident!("dispatch");
     let errors = errors.map(syn::Error::into_compile_error);
     quote! {
         #(#attrs)*
@@ -214,47 +274,58 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
         }
 
         const _: () = {
-            fn __check() {
-                #(#task_checks)*
+            /// `<__TaskId<T>>::ID` is `T::ID`, or `""` if `T` is not a task.
+            struct __TaskId<T: ?::core::marker::Sized>(::core::marker::PhantomData<T>);
+            trait __NotATask {
+                const ID: &'static str = "";
             }
+            impl<T: ?::core::marker::Sized> __NotATask for __TaskId<T> {}
+            impl<T: #private::Task> __TaskId<T> {
+                const ID: &'static str = <T as #private::Task>::ID;
+            }
+
+            #(#id_defs)*
 
             #(#distinct_ids)*
 
             #[automatically_derived]
-            impl #private::RunUnion for #ident {
-                const TASK_IDENTIFIERS: &'static [&'static str] = &[#(<#tys as #private::Task>::ID),*];
+            impl #private::RunUnion for #ident #bounds {
+                const TASK_IDENTIFIERS: &'static [&'static str] = &[#(#ids),*];
 
                 fn as_run_info(&self) -> &dyn #private::RunInfo {
                     match *self {
-                        #(Self::#variants(ref run) => run,)*
+                        #(#info_arms)*
                         #other_info
                     }
                 }
 
-                fn #decode_fn<K: #private::RawKind>(
-                    run: #private::Run<K>,
+                fn #decode_fn<S: #private::RunSource>(
+                    run: S,
                 ) -> ::core::result::Result<Self, #private::DecodeError> {
                     #[allow(unreachable_patterns)]
-                    match ::core::convert::AsRef::<str>::as_ref(&run.task_identifier) {
-                        #(<#tys as #private::Task>::ID => ::core::result::Result::map(
-                            #private::decode::<#tys, K>(run),
-                            Self::#variants,
-                        ),)*
+                    match #private::RunSource::task_identifier(&run) {
+                        #(#dispatch_arms)*
                         _ => #other_arm,
                     }
                 }
             }
 
-            #(
-                #[automatically_derived]
-                impl ::core::convert::From<#private::Run<#tys>> for #ident {
-                    fn from(run: #private::Run<#tys>) -> Self {
-                        Self::#variants(run)
-                    }
-                }
-            )*
+            #(#from_impls)*
         };
 
         #errors
     }
+}
+
+/// A type as the user wrote it, for messages: `billing::Charge`.
+fn type_name(ty: &syn::Type) -> String {
+    ty.to_token_stream().to_string().replace(' ', "")
+}
+
+/// The spans of the first and last tokens of `tokens`, to underline all of them on stable,
+/// where a span cannot be joined.
+fn first_last_spans(tokens: &impl ToTokens) -> (Span, Span) {
+    let mut spans = tokens.to_token_stream().into_iter().map(|tt| tt.span());
+    let first = spans.next().unwrap_or_else(Span::call_site);
+    (first, spans.last().unwrap_or(first))
 }

@@ -2,12 +2,12 @@
 
 use std::collections::HashMap;
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, ItemStruct, LitStr, ReturnType, Type};
 
-use crate::ast::{TaskItem, UnionInput};
+use crate::ast::UnionInput;
 use crate::attr::TaskArgs;
 
 /// The longest task identifier accepted, as Trigger.dev's.
@@ -29,41 +29,88 @@ impl Errors {
         self.push(syn::Error::new(span, message));
     }
 
+    /// An error underlining all of `tokens`, not only their first token.
+    pub(crate) fn spanned(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
+    }
+
     pub(crate) fn into_result(self) -> syn::Result<()> {
         self.0.map_or(Ok(()), Err)
     }
 }
 
-/// A `#[task]` whose rules hold: what expansion needs.
-pub(crate) struct TaskSpec {
+/// A `#[task]` function whose rules hold: what expansion needs besides the function.
+pub(crate) struct FnSpec {
     pub(crate) id: LitStr,
-    pub(crate) kind: TaskKind,
+    /// `resize_image` → `ResizeImage`.
+    pub(crate) struct_ident: Ident,
+    /// The types of the signature, as their tokens (the function keeps its syntax tree).
+    pub(crate) payload: TokenStream,
+    pub(crate) ret: TokenStream,
+    pub(crate) context: Option<TokenStream>,
 }
 
-pub(crate) enum TaskKind {
-    Fn {
-        item: ItemFn,
-        struct_ident: Ident,
-        payload: Type,
-        ret: Type,
-        context: Option<Type>,
-    },
-    Struct {
-        item: ItemStruct,
-        payload: Type,
-        output: Type,
-    },
+/// A `#[task]` struct whose rules hold: what expansion needs besides the struct.
+pub(crate) struct StructSpec {
+    pub(crate) id: LitStr,
+    pub(crate) payload: Type,
+    pub(crate) output: Type,
 }
 
-pub(crate) fn task(args: TaskArgs, item: TaskItem) -> Result<TaskSpec, (syn::Error, TaskItem)> {
+pub(crate) fn task_fn(args: TaskArgs, f: &ItemFn) -> syn::Result<FnSpec> {
     let mut errors = Errors::default();
-    let ident = match &item {
-        TaskItem::Fn(f) => &f.sig.ident,
-        TaskItem::Struct(s) => &s.ident,
-    };
-    let id = match args.id {
+    let id = id(args.id, &f.sig.ident, &mut errors);
+    if let Some((key, _)) = &args.payload {
+        errors.at(
+            key.span(),
+            "`payload` is only for `#[task]` on a struct; a task function's payload type is the type of its first parameter",
+        );
+    }
+    if let Some((key, _)) = &args.output {
+        errors.at(
+            key.span(),
+            "`output` is only for `#[task]` on a struct; a task function's output type is the `Ok` type of the `Result` it returns",
+        );
+    }
+    let types = fn_types(f, &mut errors);
+    errors.into_result()?;
+    match (id, types) {
+        (Some(id), Some((payload, ret, context))) => Ok(FnSpec {
+            id,
+            struct_ident: struct_name(&f.sig.ident),
+            payload,
+            ret,
+            context,
+        }),
+        _ => Err(syn::Error::new(f.sig.ident.span(), "invalid `#[task]`")),
+    }
+}
+
+pub(crate) fn task_struct(args: TaskArgs, s: &ItemStruct) -> syn::Result<StructSpec> {
+    let mut errors = Errors::default();
+    let id = id(args.id, &s.ident, &mut errors);
+    check_struct(
+        s,
+        args.payload.is_some(),
+        args.output.is_some(),
+        &mut errors,
+    );
+    errors.into_result()?;
+    match (id, args.payload, args.output) {
+        (Some(id), Some((_, payload)), Some((_, output))) => Ok(StructSpec {
+            id,
+            payload,
+            output,
+        }),
+        _ => Err(syn::Error::new(s.ident.span(), "invalid `#[task]`")),
+    }
+}
+
+/// The `id` argument, checked; its absence is reported at the item's name.
+fn id(id: Option<LitStr>, ident: &Ident, errors: &mut Errors) -> Option<LitStr> {
+    match id {
         Some(id) => {
-            check_id(&id, &mut errors);
+            check_id(&id, errors);
             Some(id)
         }
         None => {
@@ -73,29 +120,6 @@ pub(crate) fn task(args: TaskArgs, item: TaskItem) -> Result<TaskSpec, (syn::Err
             );
             None
         }
-    };
-    let kind = match &item {
-        TaskItem::Fn(f) => {
-            for (key, _) in [&args.payload, &args.output].into_iter().flatten() {
-                errors.at(
-                    key.span(),
-                    format_args!(
-                        "`{key}` is only for `#[task]` on a struct; on an async fn the payload type is its first parameter's and the output type is the `Ok` type of its `Result`"
-                    ),
-                );
-            }
-            task_fn(f, &mut errors)
-        }
-        TaskItem::Struct(s) => task_struct(s, args.payload, args.output, &mut errors),
-    };
-    match (errors.into_result(), id, kind) {
-        (Ok(()), Some(id), Some(kind)) => Ok(TaskSpec { id, kind }),
-        (result, ..) => Err((
-            result
-                .err()
-                .unwrap_or_else(|| syn::Error::new(ident.span(), "invalid `#[task]`")),
-            item,
-        )),
     }
 }
 
@@ -124,17 +148,21 @@ fn check_id(id: &LitStr, errors: &mut Errors) {
     }
 }
 
+const RECEIVER: &str = "a task function cannot take `self`: put `#[task]` on a free `async fn`, outside any `impl` block";
+
 const FN_SHAPE: &str = "expected `async fn name(payload: Payload, ctx: TaskContext) -> Result<Output, Error>` (the `ctx` parameter is optional)";
 
-fn task_fn(f: &ItemFn, errors: &mut Errors) -> Option<TaskKind> {
+/// The payload, return and context types of a task function, if its signature is right.
+fn fn_types(
+    f: &ItemFn,
+    errors: &mut Errors,
+) -> Option<(TokenStream, TokenStream, Option<TokenStream>)> {
     let sig = &f.sig;
-    let before = errors.0.is_some();
-    match &sig.asyncness {
-        None => errors.at(
+    if sig.asyncness.is_none() {
+        errors.at(
             sig.fn_token.span,
             format_args!("a task function must be `async`: the engine awaits it on its worker pool; {FN_SHAPE}"),
-        ),
-        Some(_) => {}
+        );
     }
     if let Some(constness) = &sig.constness {
         errors.at(constness.span, "a task function cannot be `const`");
@@ -149,8 +177,8 @@ fn task_fn(f: &ItemFn, errors: &mut Errors) -> Option<TaskKind> {
         );
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.at(
-            sig.generics.span(),
+        errors.spanned(
+            &sig.generics,
             "a task function cannot be generic: a task has exactly one payload type and one output type",
         );
     }
@@ -166,10 +194,7 @@ fn task_fn(f: &ItemFn, errors: &mut Errors) -> Option<TaskKind> {
             None
         }
         Some(FnArg::Receiver(receiver)) => {
-            errors.at(
-                receiver.span(),
-                format_args!("a task function cannot take `self`; {FN_SHAPE}"),
-            );
+            errors.spanned(receiver, RECEIVER);
             None
         }
         Some(FnArg::Typed(arg)) => param_type(&arg.ty, "payload", errors),
@@ -177,17 +202,14 @@ fn task_fn(f: &ItemFn, errors: &mut Errors) -> Option<TaskKind> {
     let context = match params.next() {
         None => None,
         Some(FnArg::Receiver(receiver)) => {
-            errors.at(
-                receiver.span(),
-                format_args!("a task function cannot take `self`; {FN_SHAPE}"),
-            );
+            errors.spanned(receiver, RECEIVER);
             None
         }
         Some(FnArg::Typed(arg)) => param_type(&arg.ty, "context", errors),
     };
     if let Some(extra) = params.next() {
-        errors.at(
-            extra.span(),
+        errors.spanned(
+            extra,
             format_args!("a task function takes at most two parameters, the payload and the context; {FN_SHAPE}"),
         );
     }
@@ -201,42 +223,27 @@ fn task_fn(f: &ItemFn, errors: &mut Errors) -> Option<TaskKind> {
         }
         ReturnType::Type(_, ty) => param_type(ty, "return", errors),
     };
-    if errors.0.is_some() && !before {
-        return None;
-    }
-    Some(TaskKind::Fn {
-        item: f.clone(),
-        struct_ident: struct_name(&sig.ident),
-        payload: payload?,
-        ret: ret?,
-        context,
-    })
+    Some((payload?, ret?, context))
 }
 
 /// Rejects `impl Trait` types, which the generated `Task` impl could not name.
-fn param_type(ty: &Type, what: &str, errors: &mut Errors) -> Option<Type> {
+fn param_type(ty: &Type, what: &str, errors: &mut Errors) -> Option<TokenStream> {
     if let Type::ImplTrait(_) = ty {
-        errors.at(
-            ty.span(),
+        errors.spanned(
+            ty,
             format_args!(
                 "the {what} type of a task function must be a named type, not `impl Trait`"
             ),
         );
         return None;
     }
-    Some(ty.clone())
+    Some(ty.to_token_stream())
 }
 
-fn task_struct(
-    s: &ItemStruct,
-    payload: Option<(Ident, Type)>,
-    output: Option<(Ident, Type)>,
-    errors: &mut Errors,
-) -> Option<TaskKind> {
-    let before = errors.0.is_some();
+fn check_struct(s: &ItemStruct, payload: bool, output: bool, errors: &mut Errors) {
     if !s.generics.params.is_empty() || s.generics.where_clause.is_some() {
-        errors.at(
-            s.generics.span(),
+        errors.spanned(
+            &s.generics,
             "a task struct cannot be generic: a task has exactly one identifier, payload type and output type",
         );
     }
@@ -246,25 +253,21 @@ fn task_struct(
             "a task struct must be a unit struct (`struct Name;`): it only names the task; its payload and output are the `payload = ...` and `output = ...` types",
         );
     }
-    for (key, value) in [("payload", &payload), ("output", &output)] {
-        if value.is_none() {
-            errors.at(
-                s.ident.span(),
-                format_args!(
-                    "`#[task]` on struct `{}` needs `{key} = Type`: a task run elsewhere has no function to take its types from",
-                    s.ident
-                ),
-            );
-        }
+    let missing = match (payload, output) {
+        (false, false) => Some("`payload = Type` and `output = Type`"),
+        (false, true) => Some("`payload = Type`"),
+        (true, false) => Some("`output = Type`"),
+        (true, true) => None,
+    };
+    if let Some(missing) = missing {
+        errors.at(
+            s.ident.span(),
+            format_args!(
+                "`#[task]` on struct `{}` needs {missing}: a task run elsewhere has no function to take its types from",
+                s.ident
+            ),
+        );
     }
-    if errors.0.is_some() && !before {
-        return None;
-    }
-    Some(TaskKind::Struct {
-        item: s.clone(),
-        payload: payload?.1,
-        output: output?.1,
-    })
 }
 
 /// `resize_image` → `ResizeImage`, spanned at the function's name.
@@ -289,13 +292,21 @@ pub(crate) fn struct_name(fn_ident: &Ident) -> Ident {
     Ident::new(&out, fn_ident.span())
 }
 
-/// Checks a union, reporting every bad member; returns the indices of the members to expand
-/// (each task type and variant name once).
-pub(crate) fn union(input: &UnionInput) -> (Vec<usize>, Option<syn::Error>) {
+/// What to expand of a union: each task type and variant name once, so that a bad entry adds
+/// no error of its own to the one reported here.
+pub(crate) struct UnionPlan {
+    /// Indices of the members to expand.
+    pub(crate) members: Vec<usize>,
+    /// Index of the catch-all to expand.
+    pub(crate) catch_all: Option<usize>,
+}
+
+/// Checks a union, reporting every bad entry.
+pub(crate) fn union(input: &UnionInput) -> (UnionPlan, Option<syn::Error>) {
     let mut errors = Errors::default();
     if !input.generics.params.is_empty() || input.generics.where_clause.is_some() {
-        errors.at(
-            input.generics.span(),
+        errors.spanned(
+            &input.generics,
             "a realtime_union! enum cannot be generic: its variants are fixed tasks",
         );
     }
@@ -314,8 +325,8 @@ pub(crate) fn union(input: &UnionInput) -> (Vec<usize>, Option<syn::Error>) {
     for (i, member) in input.members.iter().enumerate() {
         let ty = member.ty.to_token_stream().to_string();
         if types.contains_key(&ty) {
-            errors.at(
-                member.ty.span(),
+            errors.spanned(
+                &member.ty,
                 format_args!(
                     "task `{}` is listed twice in realtime_union! `{}`; each task gets one variant",
                     ty.replace(' ', ""),
@@ -340,16 +351,34 @@ pub(crate) fn union(input: &UnionInput) -> (Vec<usize>, Option<syn::Error>) {
         variants.insert(variant, &member.variant);
         keep.push(i);
     }
-    if let Some(other) = &input.catch_all {
+    let mut catch_all = None;
+    for (i, other) in input.catch_alls.iter().enumerate() {
+        if i > 0 {
+            errors.spanned(
+                other,
+                "realtime_union! takes at most one catch-all `_ => Variant`",
+            );
+        } else if other.position < input.members.len() {
+            errors.spanned(
+                other,
+                "the catch-all `_ => Variant` must come last in realtime_union!, as in a `match`",
+            );
+        }
         if variants.contains_key(&other.variant.to_string()) {
             errors.at(
                 other.variant.span(),
                 format_args!(
-                    "the catch-all variant `{}` has the name of a task variant",
+                    "the catch-all variant `{}` has the name of a task variant; name it differently, as in `_ => Other`",
                     other.variant
                 ),
             );
+        } else if catch_all.is_none() {
+            catch_all = Some(i);
         }
     }
-    (keep, errors.0)
+    let plan = UnionPlan {
+        members: keep,
+        catch_all,
+    };
+    (plan, errors.0)
 }

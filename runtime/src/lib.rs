@@ -134,7 +134,6 @@ pub mod __private {
     pub use crate::run::{AnyRun, Run, RunInfo};
     pub use crate::task::{IsTaskContext, Task, TaskContext, TaskFn, TaskReturn};
     pub use crate::union::RunUnion;
-    pub use core::future::Future;
 
     /// `a == b`, usable in a `const` assertion.
     pub const fn str_eq(a: &str, b: &str) -> bool {
@@ -151,17 +150,4 @@ pub mod __private {
         }
         true
     }
-
-    /// Checks, at the user's type, that a task payload or output can cross the wire.
-    pub fn assert_wire_type<T>()
-    where
-        T: serde::Serialize + serde::de::DeserializeOwned + schemars::JsonSchema,
-    {
-    }
-
-    /// Checks, at the user's type, that a task function's second parameter is the context.
-    pub fn assert_context<T: IsTaskContext>() {}
-
-    /// Checks, at the user's type, that a listed type is a task.
-    pub fn assert_task<T: Task>() {}
 }

@@ -99,28 +99,45 @@ impl TaskContext {
     }
 }
 
-/// The return type of a task function: `Result<Output, Error>` (or an alias of it).
+/// The return type of a task function: `Result<Output, Error>` (or an alias of it), whose
+/// error's `Display` becomes the run's error message.
 #[diagnostic::on_unimplemented(
     message = "a task function must return `Result<Output, Error>`, not `{Self}`",
-    label = "the task's output is the `Ok` type of this `Result`"
+    label = "not a `Result`",
+    note = "the `Ok` type is the task's output; the error's `Display` becomes the run's error message"
 )]
 pub trait TaskReturn {
     /// The task's output.
     type Ok;
     /// The task's error.
-    type Err;
+    type Err: Display + Debug + Send + 'static;
+
+    /// The value as a `Result`: what `TaskFn::run` returns.
+    fn into_result(self) -> Result<Self::Ok, Self::Err>;
 }
 
-impl<T, E> TaskReturn for Result<T, E> {
+impl<T, E: Display + Debug + Send + 'static> TaskReturn for Result<T, E> {
     type Ok = T;
     type Err = E;
+
+    fn into_result(self) -> Self {
+        self
+    }
 }
 
 /// The second parameter of a task function: [`TaskContext`].
 #[diagnostic::on_unimplemented(
     message = "the second parameter of a task function must be `runcast::TaskContext`, not `{Self}`",
-    label = "expected `TaskContext`"
+    label = "expected `TaskContext`",
+    note = "the context parameter is optional: a task function may take its payload only"
 )]
-pub trait IsTaskContext {}
+pub trait IsTaskContext {
+    /// The context the engine gives, as the parameter's type: what `TaskFn::run` passes.
+    fn from_context(ctx: TaskContext) -> Self;
+}
 
-impl IsTaskContext for TaskContext {}
+impl IsTaskContext for TaskContext {
+    fn from_context(ctx: TaskContext) -> Self {
+        ctx
+    }
+}

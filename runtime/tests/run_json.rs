@@ -53,24 +53,25 @@ fn minimal_fixture() -> Value {
     })
 }
 
-fn round_trip<T: serde::Serialize + serde::de::DeserializeOwned>(fixture: &Value) -> Value {
-    let text = fixture.to_string();
-    let run: T = serde_json::from_str(&text).unwrap();
-    serde_json::to_value(&run).unwrap()
+fn round_trip<T: serde::Serialize + serde::de::DeserializeOwned>(
+    fixture: &Value,
+) -> serde_json::Result<Value> {
+    let run: T = serde_json::from_str(&fixture.to_string())?;
+    serde_json::to_value(&run)
 }
 
 #[test]
 fn full_run_round_trips_unchanged_untyped_and_typed() {
     let fixture = full_fixture();
-    assert_eq!(round_trip::<AnyRun>(&fixture), fixture);
-    assert_eq!(round_trip::<Run<ResizeImage>>(&fixture), fixture);
+    assert_eq!(round_trip::<AnyRun>(&fixture).unwrap(), fixture);
+    assert_eq!(round_trip::<Run<ResizeImage>>(&fixture).unwrap(), fixture);
 }
 
 #[test]
 fn minimal_run_round_trips_unchanged_untyped_and_typed() {
     let fixture = minimal_fixture();
-    assert_eq!(round_trip::<AnyRun>(&fixture), fixture);
-    assert_eq!(round_trip::<Run<SendEmail>>(&fixture), fixture);
+    assert_eq!(round_trip::<AnyRun>(&fixture).unwrap(), fixture);
+    assert_eq!(round_trip::<Run<SendEmail>>(&fixture).unwrap(), fixture);
 }
 
 #[test]

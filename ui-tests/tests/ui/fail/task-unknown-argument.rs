@@ -1,0 +1,8 @@
+//! `#[task]` accepts only `id`, `payload` and `output`.
+
+use runcast::task;
+
+#[task(id = "resize-image", payload = u32, output = u32, retries = 3)]
+pub struct ResizeImage;
+
+fn main() {}
