@@ -4,6 +4,8 @@
 //!   output and metadata kept raw, then the matching task's types;
 //! - `serde_tagged`: a `#[serde(tag = "taskIdentifier")]` enum, what one would write without
 //!   runcast (serde buffers the whole object before choosing the variant);
+//! - `union_from_any_run`: the same enum from already parsed `AnyRun`s (payload and output kept
+//!   as raw JSON), the work `.union::<U>()` does per item of a feed; the parse is not timed;
 //! - `direct`: `serde_json::from_str::<Run<T>>` with the task of every row known in advance, the
 //!   floor for any decoder of this format.
 //!
@@ -11,7 +13,8 @@
 
 use divan::counter::ItemsCount;
 use runcast::{
-    JsonObject, Run, RunStatus, RunUnion, SerializedError, Timestamp, realtime_union, task,
+    AnyRun, FromAnyRun, JsonObject, Run, RunStatus, RunUnion, SerializedError, Timestamp,
+    realtime_union, task,
 };
 use serde::{Deserialize, Serialize};
 
@@ -208,4 +211,23 @@ fn direct(bencher: divan::Bencher<'_, '_>) {
             }
         }
     });
+}
+
+#[divan::bench(sample_count = 20, sample_size = 1)]
+fn union_from_any_run(bencher: divan::Bencher<'_, '_>) {
+    let rows = rows();
+    bencher
+        .counter(ItemsCount::new(ROWS))
+        .with_inputs(|| {
+            rows.iter()
+                .map(|(_, row)| serde_json::from_str::<AnyRun>(row))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .bench_local_values(|runs| {
+            for run in runs.into_iter().flatten() {
+                let run = Union::from_any_run(run);
+                assert!(run.is_ok());
+                divan::black_box(run.ok());
+            }
+        });
 }

@@ -2,6 +2,9 @@
 //! raw, then decode them as the types of the task named by `taskIdentifier`.
 
 use std::fmt;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -255,9 +258,11 @@ pub(crate) struct Speculative<'a> {
 impl<'a> Speculative<'a> {
     /// Finds `"taskIdentifier":"<tag>"` without escapes in `json`.
     pub(crate) fn new(json: &'a str) -> Option<Self> {
-        const KEY: &str = "\"taskIdentifier\":\"";
-        let start = json.find(KEY)? + KEY.len();
-        let rest = &json[start..];
+        const KEY: &[u8] = b"\"taskIdentifier\":\"";
+        // Built once: building a searcher costs more than a search of a run's first bytes.
+        static FINDER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(KEY));
+        let start = FINDER.find(json.as_bytes())? + KEY.len();
+        let rest = json.get(start..)?;
         let tag = &rest[..rest.find('"')?];
         (!tag.contains('\\')).then_some(Self { tag, json })
     }
