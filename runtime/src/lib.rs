@@ -127,6 +127,11 @@ pub mod prelude {
     };
 }
 
+/// The README's tour, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeTour;
+
 /// What the macros' generated code refers to. Not public API.
 #[doc(hidden)]
 pub mod __private {
