@@ -85,7 +85,11 @@ pub use crate::union::RunUnion;
 /// pub struct SendEmail;
 /// ```
 ///
-/// Accepted arguments: `id` (always), `payload` and `output` (on a struct only).
+/// Accepted arguments: `id` (always: 1 to 128 ASCII letters, digits, `-`, `_`, `.` or `/`),
+/// `payload` and `output` (on a struct only). The function's `ctx: TaskContext` parameter is
+/// optional. Payload and output types must implement `Serialize`, `DeserializeOwned` and
+/// `schemars::JsonSchema`; every rule is checked at compile time, with the error on the
+/// offending token.
 pub use runcast_macros::task;
 
 /// Declares an enum over the runs of several tasks, implementing [`RunUnion`].
