@@ -110,8 +110,8 @@ fn main() {
         println!("-- one run, typed, until it finishes --");
         let mut one = feed()
             .filter(|run| std::future::ready(matches!(run, Ok(run) if run.id == "run_a1")))
-            .typed::<ResizeImage>()
-            .until_finished();
+            .until_finished()
+            .typed::<ResizeImage>();
         while let Some(run) = one.next().await {
             match run {
                 Ok(run) => println!("{} {} at {}", run.id, run.status, run.updated_at),

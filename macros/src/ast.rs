@@ -22,11 +22,13 @@ impl Parse for TaskItem {
         let attrs = input.call(Attribute::parse_outer)?;
         let vis: Visibility = input.parse()?;
         let lookahead = input.fork();
-        // Skip qualifiers so `pub const async unsafe fn` is seen as a fn, and rejected as one.
+        // Skip qualifiers so `pub const async unsafe extern "C" fn` is seen as a fn, and
+        // rejected as one.
         while lookahead.peek(Token![const])
             || lookahead.peek(Token![async])
             || lookahead.peek(Token![unsafe])
             || lookahead.peek(Token![extern])
+            || lookahead.peek(syn::LitStr)
         {
             lookahead.parse::<proc_macro2::TokenTree>()?;
         }

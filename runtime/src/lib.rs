@@ -126,8 +126,8 @@ pub use runcast_macros::realtime_union;
 /// The names most programs use, for `use runcast::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        AnyRun, DecodeError, Run, RunId, RunInfo, RunStatus, RunStreamExt, RunUnion, Task,
-        TaskContext, TaskFn, realtime_union, task,
+        AnyRun, DecodeError, FromAnyRun, Run, RunId, RunInfo, RunStatus, RunStreamExt, RunUnion,
+        Task, TaskContext, TaskFn, realtime_union, task,
     };
 }
 

@@ -119,6 +119,12 @@ pub trait RunKind: Sized {
     /// The type of [`Run::metadata`] when present.
     type Metadata;
 
+    /// Whether the payload is absent (only an untyped run can have none): left out when writing.
+    #[doc(hidden)]
+    fn payload_is_absent(_payload: &Self::Payload) -> bool {
+        false
+    }
+
     /// Reads `taskIdentifier`, rejecting a run of another task when the kind is a task.
     #[doc(hidden)]
     fn deserialize_task_identifier<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -152,6 +158,10 @@ impl RunKind for Untyped {
     type Payload = Option<Box<RawValue>>;
     type Output = Box<RawValue>;
     type Metadata = JsonObject;
+
+    fn payload_is_absent(payload: &Self::Payload) -> bool {
+        payload.is_none()
+    }
 }
 
 /// One snapshot of a run of the task `T`, with its payload and output decoded.
@@ -177,6 +187,7 @@ pub struct Run<K: RunKind> {
     #[serde(deserialize_with = "K::deserialize_task_identifier")]
     pub task_identifier: String,
     /// What the run was triggered with.
+    #[serde(skip_serializing_if = "K::payload_is_absent")]
     pub payload: K::Payload,
     /// What the run returned, once it completed successfully.
     #[serde(default, skip_serializing_if = "Option::is_none")]

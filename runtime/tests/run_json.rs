@@ -225,3 +225,10 @@ fn ids_are_newtypes_that_serialize_as_strings() {
     assert_eq!(run, "run_1");
     assert_eq!(format!("{run} {batch:?}"), r#"run_1 BatchId("batch_1")"#);
 }
+
+#[test]
+fn an_untyped_run_without_payload_is_written_without_payload() {
+    let mut fixture = minimal_fixture();
+    fixture.as_object_mut().unwrap().remove("payload");
+    assert_eq!(round_trip::<AnyRun>(&fixture).unwrap(), fixture);
+}

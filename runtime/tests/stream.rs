@@ -124,6 +124,59 @@ fn until_finished_yields_the_final_snapshot_then_ends() {
 }
 
 #[test]
+fn until_finished_follows_the_first_run_and_lets_others_pass() {
+    let run = |id: &str, status: &str| {
+        any(&snapshot(
+            id,
+            "resize-image",
+            status,
+            r#"{"url":"u","width":1}"#,
+            None,
+        ))
+    };
+    // A tag feed starts with the current state of every run: an older run already finished.
+    let feed = stream::iter(vec![
+        run("run_b", "QUEUED"),
+        run("run_a", "COMPLETED"),
+        run("run_b", "EXECUTING"),
+        run("run_b", "COMPLETED"),
+        run("run_c", "QUEUED"),
+    ]);
+    let ids: Vec<_> = block_on(
+        feed.until_finished()
+            .map(|r| r.map(|run| format!("{} {}", run.id, run.status)).unwrap())
+            .collect(),
+    );
+    assert_eq!(
+        ids,
+        [
+            "run_b QUEUED",
+            "run_a COMPLETED",
+            "run_b EXECUTING",
+            "run_b COMPLETED"
+        ]
+    );
+}
+
+#[test]
+fn until_finished_before_typed_ends_even_if_the_final_snapshot_does_not_decode() {
+    let feed = stream::iter(vec![
+        resize("EXECUTING"),
+        any(&snapshot(
+            "run_1",
+            "resize-image",
+            "COMPLETED",
+            r#"{"url":"u","width":1}"#,
+            Some("7"),
+        )),
+        resize("EXECUTING"),
+    ]);
+    let items: Vec<_> = block_on(feed.until_finished().typed::<ResizeImage>().collect());
+    assert_eq!(items.len(), 2);
+    assert!(matches!(items[1], Err(DecodeError::Field { .. })));
+}
+
+#[test]
 fn until_finished_works_on_untyped_and_union_items() {
     let untyped = stream::iter(vec![resize("QUEUED"), resize("CANCELED"), resize("QUEUED")]);
     assert_eq!(block_on(untyped.until_finished().count()), 2);

@@ -12,7 +12,8 @@ pub use self::until_finished::UntilFinished;
 
 use futures_core::Stream;
 
-use crate::run::{Run, RunInfo};
+use crate::decode::DecodeError;
+use crate::run::{AnyRun, Run, RunInfo};
 use crate::task::Task;
 use crate::union::RunUnion;
 
@@ -35,8 +36,8 @@ use crate::union::RunUnion;
 /// let feed = stream::iter(["QUEUED", "EXECUTING", "COMPLETED", "EXECUTING"].map(snapshot));
 ///
 /// let statuses: Vec<RunStatus> = block_on(
-///     feed.typed::<Count>()
-///         .until_finished()
+///     feed.until_finished()
+///         .typed::<Count>()
 ///         .map_ok(|run| run.status)
 ///         .try_collect(),
 /// )?;
@@ -44,34 +45,37 @@ use crate::union::RunUnion;
 /// # Ok::<(), DecodeError>(())
 /// ```
 pub trait RunStreamExt: Stream {
-    /// Decodes each [`AnyRun`](crate::AnyRun) as a [`Run<T>`](crate::Run).
+    /// Decodes each [`AnyRun`] as a [`Run<T>`](crate::Run).
     ///
-    /// The stream's error type must convert from [`DecodeError`](crate::DecodeError): a snapshot
+    /// The stream's error type must convert from [`DecodeError`]: a snapshot
     /// of another task, or one whose payload or output does not match `T`'s types, is an `Err`
     /// item, and the stream goes on.
     fn typed<T: Task>(self) -> Decoded<Self, Run<T>>
     where
-        Self: Sized,
+        Self: AnyRunStream + Sized,
     {
         Decoded::new(self)
     }
 
-    /// Decodes each [`AnyRun`](crate::AnyRun) as the variant of a
+    /// Decodes each [`AnyRun`] as the variant of a
     /// [`realtime_union!`](crate::realtime_union) enum that matches its task.
     ///
     /// A run of a task the union does not list is an `Err` item (or the catch-all variant,
     /// if the union has one), and the stream goes on.
     fn union<U: RunUnion>(self) -> Decoded<Self, U>
     where
-        Self: Sized,
+        Self: AnyRunStream + Sized,
     {
         Decoded::new(self)
     }
 
-    /// Ends the stream after the first run snapshot in a final status (see
-    /// [`RunStatus::is_final`](crate::RunStatus::is_final)), which it yields.
+    /// Follows one run: ends the stream after the first snapshot in a final status (see
+    /// [`RunStatus::is_final`](crate::RunStatus::is_final)) of the run of the first snapshot,
+    /// which it yields. Snapshots of other runs pass through and never end it.
     ///
-    /// `Err` items pass through and do not end the stream.
+    /// `Err` items pass through and do not end the stream, so put it before
+    /// [`typed`](Self::typed) or [`union`](Self::union), on the untyped snapshots: then a final
+    /// snapshot that fails to decode still ends the stream, as an `Err` item.
     fn until_finished<R, E>(self) -> UntilFinished<Self>
     where
         Self: Stream<Item = Result<R, E>> + Sized,
@@ -82,3 +86,23 @@ pub trait RunStreamExt: Stream {
 }
 
 impl<St: Stream + ?Sized> RunStreamExt for St {}
+
+/// A stream of untyped run snapshots whose error type can hold a
+/// [`DecodeError`]: what [`RunStreamExt::typed`] and
+/// [`RunStreamExt::union`] decode.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a stream of `Result<AnyRun, E>` where `E: From<DecodeError>`",
+    note = "decoding yields a `DecodeError` for a snapshot that does not match: the stream's error type must convert from it, as `runcast::DecodeError` itself does"
+)]
+pub trait AnyRunStream: Stream {
+    /// The stream's error type.
+    type Error: From<DecodeError>;
+}
+
+impl<St, E> AnyRunStream for St
+where
+    St: Stream<Item = Result<AnyRun, E>> + ?Sized,
+    E: From<DecodeError>,
+{
+    type Error = E;
+}

@@ -5,7 +5,7 @@ use std::task::{Context, Poll, ready};
 use futures_core::{FusedStream, Stream};
 use pin_project_lite::pin_project;
 
-use crate::run::RunInfo;
+use crate::run::{RunId, RunInfo};
 
 pin_project! {
     /// Stream for [`RunStreamExt::until_finished`](super::RunStreamExt::until_finished).
@@ -13,6 +13,8 @@ pin_project! {
     pub struct UntilFinished<St> {
         #[pin]
         stream: St,
+        // The run being followed: the first one the stream yields.
+        run: Option<RunId>,
         finished: bool,
     }
 }
@@ -21,6 +23,7 @@ impl<St> UntilFinished<St> {
     pub(super) fn new(stream: St) -> Self {
         Self {
             stream,
+            run: None,
             finished: false,
         }
     }
@@ -51,6 +54,7 @@ impl<St: fmt::Debug> fmt::Debug for UntilFinished<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UntilFinished")
             .field("stream", &self.stream)
+            .field("run", &self.run)
             .field("finished", &self.finished)
             .finish()
     }
@@ -70,7 +74,10 @@ where
         }
         let item = ready!(this.stream.poll_next(cx));
         match &item {
-            Some(Ok(run)) => *this.finished = run.status().is_final(),
+            Some(Ok(run)) => {
+                let followed = this.run.get_or_insert_with(|| run.id().clone());
+                *this.finished = run.id() == followed && run.status().is_final();
+            }
             Some(Err(_)) => {}
             None => *this.finished = true,
         }
