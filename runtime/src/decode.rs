@@ -9,6 +9,7 @@ use memchr::memmem::Finder;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
+use crate::feed::Update;
 use crate::run::{AnyRun, JsonObject, Run, RunId, RunKind, Untyped};
 use crate::task::Task;
 
@@ -313,6 +314,35 @@ impl<T: Task> FromAnyRun for Run<T> {
 impl<U: crate::union::RunUnion> FromAnyRun for U {
     fn from_any_run(run: AnyRun) -> Result<Self, DecodeError> {
         U::dispatch(run)
+    }
+}
+
+/// An item of a run feed that the typed adaptors decode: an [`AnyRun`], or an
+/// [`Update`] of one, whose cursor the decoded item keeps.
+pub trait Snapshot {
+    /// The item once its run is decoded as `D`: `D`, or `Update<D>`.
+    type Decoded<D>;
+
+    /// Decodes the item's run as `D`.
+    fn decode_into<D: FromAnyRun>(self) -> Result<Self::Decoded<D>, DecodeError>;
+}
+
+impl Snapshot for AnyRun {
+    type Decoded<D> = D;
+
+    fn decode_into<D: FromAnyRun>(self) -> Result<D, DecodeError> {
+        D::from_any_run(self)
+    }
+}
+
+impl Snapshot for Update<AnyRun> {
+    type Decoded<D> = Update<D>;
+
+    fn decode_into<D: FromAnyRun>(self) -> Result<Update<D>, DecodeError> {
+        Ok(Update {
+            cursor: self.cursor,
+            run: D::from_any_run(self.run)?,
+        })
     }
 }
 

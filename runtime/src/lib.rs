@@ -43,6 +43,8 @@
 #![deny(missing_docs)]
 
 mod decode;
+mod feed;
+mod hub;
 mod run;
 mod status;
 pub mod stream;
@@ -50,7 +52,9 @@ mod task;
 mod timestamp;
 mod union;
 
-pub use crate::decode::{DecodeError, FromAnyRun, RunField};
+pub use crate::decode::{DecodeError, FromAnyRun, RunField, Snapshot};
+pub use crate::feed::{Cursor, ParseCursorError, Scope, Update};
+pub use crate::hub::{RunHub, SubscribeError, Subscription};
 pub use crate::run::{
     AnyRun, BatchId, JsonObject, Run, RunId, RunInfo, RunKind, SerializedError, Untyped,
 };

@@ -326,6 +326,58 @@ pub trait RunInfo {
     fn is_test(&self) -> bool;
 }
 
+/// Implements [`RunInfo`] by forwarding every method to the run that `$get` borrows from
+/// `$this` (a closure-like `|this| expr`).
+macro_rules! forward_run_info {
+    (|$this:ident| $get:expr) => {
+        fn id(&self) -> &$crate::RunId {
+            let $this = self;
+            $get.id()
+        }
+        fn task_identifier(&self) -> &str {
+            let $this = self;
+            $get.task_identifier()
+        }
+        fn status(&self) -> $crate::RunStatus {
+            let $this = self;
+            $get.status()
+        }
+        fn tags(&self) -> &[String] {
+            let $this = self;
+            $get.tags()
+        }
+        fn metadata(&self) -> Option<&$crate::JsonObject> {
+            let $this = self;
+            $get.metadata()
+        }
+        fn error(&self) -> Option<&$crate::SerializedError> {
+            let $this = self;
+            $get.error()
+        }
+        fn number(&self) -> u64 {
+            let $this = self;
+            $get.number()
+        }
+        fn created_at(&self) -> $crate::Timestamp {
+            let $this = self;
+            $get.created_at()
+        }
+        fn updated_at(&self) -> $crate::Timestamp {
+            let $this = self;
+            $get.updated_at()
+        }
+        fn finished_at(&self) -> Option<$crate::Timestamp> {
+            let $this = self;
+            $get.finished_at()
+        }
+        fn is_test(&self) -> bool {
+            let $this = self;
+            $get.is_test()
+        }
+    };
+}
+pub(crate) use forward_run_info;
+
 impl<K: RunKind<Metadata = JsonObject>> RunInfo for Run<K> {
     fn id(&self) -> &RunId {
         &self.id

@@ -6,8 +6,7 @@ use std::task::{Context, Poll, ready};
 use futures_core::{FusedStream, Stream};
 use pin_project_lite::pin_project;
 
-use crate::decode::{DecodeError, FromAnyRun};
-use crate::run::AnyRun;
+use crate::decode::{DecodeError, FromAnyRun, Snapshot};
 
 pin_project! {
     /// Stream for [`RunStreamExt::typed`](super::RunStreamExt::typed) and
@@ -58,17 +57,18 @@ impl<St: fmt::Debug, D> fmt::Debug for Decoded<St, D> {
     }
 }
 
-impl<St, D, E> Stream for Decoded<St, D>
+impl<St, S, D, E> Stream for Decoded<St, D>
 where
-    St: Stream<Item = Result<AnyRun, E>>,
+    St: Stream<Item = Result<S, E>>,
+    S: Snapshot,
     D: FromAnyRun,
     E: From<DecodeError>,
 {
-    type Item = Result<D, E>;
+    type Item = Result<S::Decoded<D>, E>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let item = ready!(self.project().stream.poll_next(cx));
-        Poll::Ready(item.map(|run| Ok(D::from_any_run(run?)?)))
+        Poll::Ready(item.map(|run| Ok(run?.decode_into::<D>()?)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -76,9 +76,10 @@ where
     }
 }
 
-impl<St, D, E> FusedStream for Decoded<St, D>
+impl<St, S, D, E> FusedStream for Decoded<St, D>
 where
-    St: FusedStream<Item = Result<AnyRun, E>>,
+    St: FusedStream<Item = Result<S, E>>,
+    S: Snapshot,
     D: FromAnyRun,
     E: From<DecodeError>,
 {

@@ -12,8 +12,8 @@ pub use self::until_finished::UntilFinished;
 
 use futures_core::Stream;
 
-use crate::decode::DecodeError;
-use crate::run::{AnyRun, Run, RunInfo};
+use crate::decode::{DecodeError, Snapshot};
+use crate::run::{Run, RunInfo};
 use crate::task::Task;
 use crate::union::RunUnion;
 
@@ -45,7 +45,7 @@ use crate::union::RunUnion;
 /// # Ok::<(), DecodeError>(())
 /// ```
 pub trait RunStreamExt: Stream {
-    /// Decodes each [`AnyRun`] as a [`Run<T>`](crate::Run).
+    /// Decodes each [`AnyRun`](crate::AnyRun) as a [`Run<T>`](crate::Run).
     ///
     /// The stream's error type must convert from [`DecodeError`]: a snapshot
     /// of another task, or one whose payload or output does not match `T`'s types, is an `Err`
@@ -57,7 +57,7 @@ pub trait RunStreamExt: Stream {
         Decoded::new(self)
     }
 
-    /// Decodes each [`AnyRun`] as the variant of a
+    /// Decodes each [`AnyRun`](crate::AnyRun) as the variant of a
     /// [`realtime_union!`](crate::realtime_union) enum that matches its task.
     ///
     /// A run of a task the union does not list is an `Err` item (or the catch-all variant,
@@ -87,11 +87,11 @@ pub trait RunStreamExt: Stream {
 
 impl<St: Stream + ?Sized> RunStreamExt for St {}
 
-/// A stream of untyped run snapshots whose error type can hold a
-/// [`DecodeError`]: what [`RunStreamExt::typed`] and
+/// A stream of untyped run snapshots ([`AnyRun`](crate::AnyRun) or [`Update<AnyRun>`](crate::Update)) whose
+/// error type can hold a [`DecodeError`]: what [`RunStreamExt::typed`] and
 /// [`RunStreamExt::union`] decode.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a stream of `Result<AnyRun, E>` where `E: From<DecodeError>`",
+    message = "`{Self}` is not a stream of `Result<AnyRun, E>` (or of `Result<Update<AnyRun>, E>`) where `E: From<DecodeError>`",
     note = "decoding yields a `DecodeError` for a snapshot that does not match: the stream's error type must convert from it, as `runcast::DecodeError` itself does"
 )]
 pub trait AnyRunStream: Stream {
@@ -99,9 +99,10 @@ pub trait AnyRunStream: Stream {
     type Error: From<DecodeError>;
 }
 
-impl<St, E> AnyRunStream for St
+impl<St, S, E> AnyRunStream for St
 where
-    St: Stream<Item = Result<AnyRun, E>> + ?Sized,
+    St: Stream<Item = Result<S, E>> + ?Sized,
+    S: Snapshot,
     E: From<DecodeError>,
 {
     type Error = E;

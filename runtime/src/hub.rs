@@ -1,0 +1,387 @@
+//! [`RunHub`]: the latest snapshot of every run, a cursor for every change, and fan-out of
+//! changes to subscriptions indexed by run id, tag and batch.
+//!
+//! A subscription keeps the set of runs that changed since it last read, not a queue of
+//! snapshots: a slow subscriber coalesces to the latest snapshot of each run, so its memory is
+//! bounded by the runs in its scope and the final snapshot of a run is never lost.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use futures_core::Stream;
+
+use crate::decode::DecodeError;
+use crate::feed::{Cursor, Scope, Update};
+use crate::run::{AnyRun, BatchId, RunId};
+
+/// The latest snapshot of every run published to it, and subscriptions to their changes.
+///
+/// It is the fan-out of the embedded engine, usable on its own: publish snapshots from
+/// anywhere, subscribe by run, tags or batch. Clones share the same hub.
+///
+/// ```
+/// use futures::{StreamExt, executor::block_on};
+/// use runcast::{AnyRun, Cursor, RunHub, Scope};
+///
+/// let hub = RunHub::new();
+/// let run: AnyRun = serde_json::from_str(r#"{"id":"run_1","taskIdentifier":"t","status":"QUEUED",
+///     "tags":["user:1"],"createdAt":"2024-11-01T12:00:00.000Z","updatedAt":"2024-11-01T12:00:00.000Z"}"#)?;
+/// let cursor = hub.publish(run, None);
+///
+/// let mut feed = hub.subscribe(Scope::Tags(vec!["user:1".into()]), Cursor::START)?;
+/// let first = block_on(feed.next()).unwrap()?;
+/// assert_eq!((first.run.id.as_str(), first.cursor), ("run_1", cursor));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct RunHub {
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// Why a subscription could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubscribeError {
+    /// The hub already serves as many subscriptions as it is allowed.
+    #[error("too many subscriptions: the limit is {limit}; drop one or raise the limit")]
+    TooManySubscriptions {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A tag scope with no tag would watch every run.
+    #[error("a tag subscription needs at least one tag")]
+    NoTags,
+}
+
+#[derive(Default)]
+struct Inner {
+    version: u64,
+    runs: HashMap<RunId, Entry>,
+    by_tag: HashMap<String, HashSet<RunId>>,
+    by_batch: HashMap<BatchId, HashSet<RunId>>,
+    subscriptions: HashMap<u64, Sub>,
+    next_subscription: u64,
+    max_subscriptions: Option<usize>,
+    watch_run: HashMap<RunId, HashSet<u64>>,
+    /// Tag subscriptions, by the first of their tags: a run they watch carries it.
+    watch_tag: HashMap<String, HashSet<u64>>,
+    watch_batch: HashMap<BatchId, HashSet<u64>>,
+}
+
+struct Entry {
+    run: AnyRun,
+    version: u64,
+    batch: Option<BatchId>,
+}
+
+struct Sub {
+    scope: Scope,
+    /// Runs changed since the subscriber last read: coalesced, so bounded by the scope.
+    pending: HashSet<RunId>,
+    waker: Option<Waker>,
+}
+
+fn in_scope(scope: &Scope, run: &AnyRun, batch: Option<&BatchId>) -> bool {
+    match scope {
+        Scope::Run(id) => run.id == *id,
+        Scope::Tags(tags) => tags.iter().all(|tag| run.tags.contains(tag)),
+        Scope::Batch(id) => batch == Some(id),
+    }
+}
+
+impl Inner {
+    fn subscribers_of(&self, run: &AnyRun, batch: Option<&BatchId>) -> impl Iterator<Item = u64> {
+        let by_run = self.watch_run.get(&run.id);
+        let by_tag = run.tags.iter().filter_map(|tag| self.watch_tag.get(tag));
+        let by_batch = batch.and_then(|b| self.watch_batch.get(b));
+        by_run
+            .into_iter()
+            .chain(by_tag)
+            .chain(by_batch)
+            .flatten()
+            .copied()
+            .collect::<HashSet<_>>()
+            .into_iter()
+    }
+
+    fn index(&mut self, id: &RunId, tags: &[String], batch: Option<&BatchId>, add: bool) {
+        for tag in tags {
+            let set = self.by_tag.entry(tag.clone()).or_default();
+            if add {
+                set.insert(id.clone());
+            } else {
+                set.remove(id);
+                if set.is_empty() {
+                    self.by_tag.remove(tag);
+                }
+            }
+        }
+        if let Some(batch) = batch {
+            let set = self.by_batch.entry(batch.clone()).or_default();
+            if add {
+                set.insert(id.clone());
+            } else {
+                set.remove(id);
+            }
+        }
+    }
+
+    /// Adds or removes a subscription in the index its scope is found by.
+    fn watch(&mut self, scope: &Scope, subscription: u64, add: bool) {
+        fn update<K: std::hash::Hash + Eq + Clone>(
+            map: &mut HashMap<K, HashSet<u64>>,
+            key: &K,
+            subscription: u64,
+            add: bool,
+        ) {
+            if add {
+                map.entry(key.clone()).or_default().insert(subscription);
+            } else if let Some(set) = map.get_mut(key) {
+                set.remove(&subscription);
+                if set.is_empty() {
+                    map.remove(key);
+                }
+            }
+        }
+        match scope {
+            Scope::Run(id) => update(&mut self.watch_run, id, subscription, add),
+            Scope::Tags(tags) => {
+                if let Some(first) = tags.first() {
+                    update(&mut self.watch_tag, first, subscription, add);
+                }
+            }
+            Scope::Batch(id) => update(&mut self.watch_batch, id, subscription, add),
+        }
+    }
+
+    /// The runs in `scope` that changed after `from`.
+    fn changed_since(&self, scope: &Scope, from: Cursor) -> HashSet<RunId> {
+        let candidates: Box<dyn Iterator<Item = &RunId> + '_> = match scope {
+            Scope::Run(id) => Box::new(std::iter::once(id)),
+            Scope::Tags(tags) => Box::new(
+                tags.first()
+                    .and_then(|tag| self.by_tag.get(tag))
+                    .into_iter()
+                    .flatten(),
+            ),
+            Scope::Batch(id) => Box::new(self.by_batch.get(id).into_iter().flatten()),
+        };
+        candidates
+            .filter(|id| {
+                self.runs.get(*id).is_some_and(|entry| {
+                    entry.version > from.version()
+                        && in_scope(scope, &entry.run, entry.batch.as_ref())
+                })
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+impl RunHub {
+    /// An empty hub with no limit on subscriptions.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty hub that refuses subscriptions past `limit` at once.
+    pub fn with_max_subscriptions(limit: usize) -> Self {
+        let hub = Self::new();
+        hub.lock().max_subscriptions = Some(limit);
+        hub
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.inner)
+    }
+
+    /// Stores a run's new snapshot and wakes the subscriptions that watch it (by its id, any of
+    /// its tags before or after the change, or its batch). Returns the change's cursor.
+    ///
+    /// `batch` is the run's batch; `None` keeps the batch it was published with before.
+    pub fn publish(&self, run: AnyRun, batch: Option<BatchId>) -> Cursor {
+        let mut inner = self.lock();
+        inner.version += 1;
+        let version = inner.version;
+        let old = inner.runs.remove(&run.id);
+        let batch = batch.or_else(|| old.as_ref().and_then(|old| old.batch.clone()));
+        let mut watchers: HashSet<u64> = inner.subscribers_of(&run, batch.as_ref()).collect();
+        if let Some(old) = &old {
+            watchers.extend(inner.subscribers_of(&old.run, old.batch.as_ref()));
+            inner.index(&old.run.id, &old.run.tags, old.batch.as_ref(), false);
+        }
+        inner.index(&run.id, &run.tags, batch.as_ref(), true);
+        for subscription in watchers {
+            let Some(sub) = inner.subscriptions.get_mut(&subscription) else {
+                continue;
+            };
+            // A run that just left the scope (a tag removed) is shown once more, without it.
+            let was_in = old
+                .as_ref()
+                .is_some_and(|old| in_scope(&sub.scope, &old.run, old.batch.as_ref()));
+            if was_in || in_scope(&sub.scope, &run, batch.as_ref()) {
+                sub.pending.insert(run.id.clone());
+                if let Some(waker) = sub.waker.take() {
+                    waker.wake();
+                }
+            }
+        }
+        let id = run.id.clone();
+        inner.runs.insert(
+            id,
+            Entry {
+                run,
+                version,
+                batch,
+            },
+        );
+        Cursor::new(version)
+    }
+
+    /// The cursor of the latest change: subscribing from it yields only later changes.
+    pub fn cursor(&self) -> Cursor {
+        Cursor::new(self.lock().version)
+    }
+
+    /// The latest snapshot of a run.
+    pub fn get(&self, id: &RunId) -> Option<Update<AnyRun>> {
+        self.lock().runs.get(id).map(|entry| Update {
+            cursor: Cursor::new(entry.version),
+            run: entry.run.clone(),
+        })
+    }
+
+    /// Subscribes to the runs in `scope`: first the current snapshot of every run in scope
+    /// that changed after `from` ([`Cursor::START`]: all of them), then every later change, in
+    /// cursor order. Resuming from an item's cursor continues with no gap and no duplicate.
+    ///
+    /// A subscriber that reads slowly gets the latest snapshot of each run that changed, not
+    /// every intermediate one.
+    pub fn subscribe(&self, scope: Scope, from: Cursor) -> Result<Subscription, SubscribeError> {
+        if matches!(&scope, Scope::Tags(tags) if tags.is_empty()) {
+            return Err(SubscribeError::NoTags);
+        }
+        let mut inner = self.lock();
+        if let Some(limit) = inner.max_subscriptions
+            && inner.subscriptions.len() >= limit
+        {
+            return Err(SubscribeError::TooManySubscriptions { limit });
+        }
+        let id = inner.next_subscription;
+        inner.next_subscription += 1;
+        let pending = inner.changed_since(&scope, from);
+        inner.watch(&scope, id, true);
+        inner.subscriptions.insert(
+            id,
+            Sub {
+                scope,
+                pending,
+                waker: None,
+            },
+        );
+        Ok(Subscription {
+            hub: Arc::clone(&self.inner),
+            id,
+            ready: VecDeque::new(),
+        })
+    }
+
+    /// How many subscriptions are open.
+    pub fn subscriptions(&self) -> usize {
+        self.lock().subscriptions.len()
+    }
+}
+
+impl fmt::Debug for RunHub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("RunHub")
+            .field("runs", &inner.runs.len())
+            .field("subscriptions", &inner.subscriptions.len())
+            .field("cursor", &inner.version)
+            .finish()
+    }
+}
+
+/// A state that stays consistent even if a thread panicked while holding the lock: every
+/// change to it is made before any call that could panic.
+fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    inner.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The stream of a [`RunHub::subscribe`]: [`Update`]s of the runs in its scope.
+///
+/// It never ends on its own; dropping it unsubscribes. Its error type is [`DecodeError`] so
+/// that [`typed`](crate::RunStreamExt::typed) and [`union`](crate::RunStreamExt::union) apply;
+/// the hub itself yields no errors.
+#[must_use = "streams do nothing unless polled"]
+pub struct Subscription {
+    hub: Arc<Mutex<Inner>>,
+    id: u64,
+    /// Snapshots taken at the last read, in cursor order.
+    ready: VecDeque<Update<AnyRun>>,
+}
+
+impl Stream for Subscription {
+    type Item = Result<Update<AnyRun>, DecodeError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(update) = self.ready.pop_front() {
+            return Poll::Ready(Some(Ok(update)));
+        }
+        let this = &mut *self;
+        let mut inner = lock(&this.hub);
+        let Inner {
+            runs,
+            subscriptions,
+            ..
+        } = &mut *inner;
+        let Some(sub) = subscriptions.get_mut(&this.id) else {
+            return Poll::Ready(None);
+        };
+        if sub.pending.is_empty() {
+            sub.waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let mut updates: Vec<_> = sub
+            .pending
+            .drain()
+            .filter_map(|id| runs.get(&id))
+            .map(|entry| Update {
+                cursor: Cursor::new(entry.version),
+                run: entry.run.clone(),
+            })
+            .collect();
+        drop(inner);
+        updates.sort_unstable_by_key(|update| update.cursor);
+        this.ready.extend(updates);
+        match this.ready.pop_front() {
+            Some(update) => Poll::Ready(Some(Ok(update))),
+            None => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut inner = lock(&self.hub);
+        if let Some(sub) = inner.subscriptions.remove(&self.id) {
+            inner.watch(&sub.scope, self.id, false);
+        }
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("ready", &self.ready.len())
+            .finish()
+    }
+}

@@ -1,0 +1,223 @@
+//! The hub: current state then changes, coalescing for slow subscribers, gap-free resume from
+//! any cursor, scopes by run, tags and batch, limits.
+
+#![allow(clippy::unwrap_used)] // Test helpers fail the test on bad fixtures.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{Media, ResizeImage};
+use futures::Stream;
+use futures::executor::block_on;
+use futures::stream::StreamExt;
+use futures::task::noop_waker_ref;
+use runcast::{
+    AnyRun, BatchId, Cursor, RunHub, RunId, RunStatus, RunStreamExt, Scope, SubscribeError,
+    Subscription, Update,
+};
+
+fn run(id: &str, status: &str, tags: &[&str]) -> AnyRun {
+    let tags = serde_json::to_string(tags).unwrap();
+    serde_json::from_str(&format!(
+        r#"{{"id":"{id}","taskIdentifier":"resize-image","payload":{{"url":"u","width":1}},"status":"{status}","tags":{tags},"createdAt":"2024-11-01T12:00:00.000Z","updatedAt":"2024-11-01T12:00:00.000Z"}}"#
+    ))
+    .unwrap()
+}
+
+/// Everything the subscription has ready now, without waiting.
+fn ready(sub: &mut Subscription) -> Vec<Update<AnyRun>> {
+    let mut cx = std::task::Context::from_waker(noop_waker_ref());
+    let mut out = Vec::new();
+    while let std::task::Poll::Ready(Some(item)) = std::pin::Pin::new(&mut *sub).poll_next(&mut cx)
+    {
+        out.push(item.unwrap());
+    }
+    out
+}
+
+fn ids(updates: &[Update<AnyRun>]) -> Vec<(String, RunStatus)> {
+    updates
+        .iter()
+        .map(|u| (u.run.id.to_string(), u.run.status))
+        .collect()
+}
+
+#[test]
+fn a_subscription_yields_the_current_state_then_every_change() {
+    let hub = RunHub::new();
+    hub.publish(run("run_1", "QUEUED", &["user:1"]), None);
+    let mut sub = hub
+        .subscribe(Scope::Run(RunId::from("run_1")), Cursor::START)
+        .unwrap();
+    assert_eq!(ids(&ready(&mut sub)), [("run_1".into(), RunStatus::Queued)]);
+    assert!(ready(&mut sub).is_empty());
+    for status in ["EXECUTING", "COMPLETED"] {
+        hub.publish(run("run_1", status, &["user:1"]), None);
+        assert_eq!(ready(&mut sub).len(), 1, "{status}");
+    }
+}
+
+#[test]
+fn a_slow_subscriber_gets_the_latest_snapshot_of_each_run_and_never_loses_the_final_one() {
+    let hub = RunHub::new();
+    let mut sub = hub
+        .subscribe(Scope::Tags(vec!["user:1".into()]), Cursor::START)
+        .unwrap();
+    for i in 0..5_000 {
+        let status = if i == 4_999 { "COMPLETED" } else { "EXECUTING" };
+        hub.publish(run(&format!("run_{}", i % 3), status, &["user:1"]), None);
+    }
+    let updates = ready(&mut sub);
+    assert_eq!(updates.len(), 3, "one snapshot per run, not one per change");
+    assert_eq!(updates.last().unwrap().run.status, RunStatus::Completed);
+    assert_eq!(updates.last().unwrap().cursor, hub.cursor());
+    assert!(updates.windows(2).all(|w| w[0].cursor < w[1].cursor));
+}
+
+#[test]
+fn resuming_from_any_cursor_continues_with_no_gap_and_no_duplicate() {
+    let hub = RunHub::new();
+    let mut live = hub
+        .subscribe(Scope::Tags(vec!["t".into()]), Cursor::START)
+        .unwrap();
+    let mut recorded = Vec::new();
+    for i in 0..60 {
+        hub.publish(
+            run(
+                &format!("run_{}", i % 7),
+                ["QUEUED", "EXECUTING"][i % 2],
+                &["t"],
+            ),
+            None,
+        );
+        if i % 4 == 0 {
+            recorded.extend(ready(&mut live));
+        }
+    }
+    recorded.extend(ready(&mut live));
+    for (i, item) in recorded.iter().enumerate() {
+        let mut resumed = hub
+            .subscribe(Scope::Tags(vec!["t".into()]), item.cursor)
+            .unwrap();
+        // What came after the item, each run at its latest snapshot, in cursor order.
+        let mut latest: HashMap<RunId, &Update<AnyRun>> = HashMap::new();
+        for later in &recorded[i + 1..] {
+            latest.insert(later.run.id.clone(), later);
+        }
+        let mut expected: Vec<_> = latest.into_values().cloned().collect();
+        expected.sort_by_key(|u| u.cursor);
+        let key = |u: &Update<AnyRun>| (u.cursor, u.run.id.clone(), u.run.status);
+        let got: Vec<_> = ready(&mut resumed).iter().map(key).collect();
+        let expected: Vec<_> = expected.iter().map(key).collect();
+        assert_eq!(got, expected, "resuming after item {i}");
+    }
+}
+
+#[test]
+fn tag_scopes_need_every_tag_and_see_a_tag_removed() {
+    let hub = RunHub::new();
+    let mut both = hub
+        .subscribe(Scope::Tags(vec!["a".into(), "b".into()]), Cursor::START)
+        .unwrap();
+    hub.publish(run("run_1", "QUEUED", &["a"]), None);
+    assert!(ready(&mut both).is_empty());
+    hub.publish(run("run_1", "QUEUED", &["b", "a"]), None);
+    assert_eq!(ready(&mut both).len(), 1);
+    hub.publish(run("run_1", "EXECUTING", &["b"]), None);
+    let last = ready(&mut both);
+    assert_eq!(last.len(), 1, "the change that removed a tag is shown");
+    assert_eq!(last[0].run.tags, ["b"]);
+    hub.publish(run("run_1", "COMPLETED", &["b"]), None);
+    assert!(ready(&mut both).is_empty(), "then the run is out of scope");
+}
+
+#[test]
+fn batch_scopes_follow_the_batch_given_at_first_publish() {
+    let hub = RunHub::new();
+    let batch = BatchId::from("batch_1");
+    hub.publish(run("run_1", "QUEUED", &[]), Some(batch.clone()));
+    hub.publish(run("run_2", "QUEUED", &[]), None);
+    let mut sub = hub.subscribe(Scope::Batch(batch), Cursor::START).unwrap();
+    assert_eq!(ids(&ready(&mut sub)), [("run_1".into(), RunStatus::Queued)]);
+    hub.publish(run("run_1", "COMPLETED", &[]), None);
+    hub.publish(run("run_2", "COMPLETED", &[]), None);
+    assert_eq!(
+        ids(&ready(&mut sub)),
+        [("run_1".into(), RunStatus::Completed)]
+    );
+}
+
+#[test]
+fn subscriptions_are_limited_and_dropping_one_frees_its_place() {
+    let hub = RunHub::with_max_subscriptions(2);
+    let a = hub
+        .subscribe(Scope::Run("run_1".into()), Cursor::START)
+        .unwrap();
+    let _b = hub
+        .subscribe(Scope::Batch("batch_1".into()), Cursor::START)
+        .unwrap();
+    let err = hub
+        .subscribe(Scope::Tags(vec!["x".into()]), Cursor::START)
+        .unwrap_err();
+    assert_eq!(err, SubscribeError::TooManySubscriptions { limit: 2 });
+    assert!(err.to_string().contains("the limit is 2"));
+    drop(a);
+    assert_eq!(hub.subscriptions(), 1);
+    assert!(
+        hub.subscribe(Scope::Run("run_1".into()), Cursor::START)
+            .is_ok()
+    );
+    assert_eq!(
+        hub.subscribe(Scope::Tags(vec![]), Cursor::START)
+            .unwrap_err(),
+        SubscribeError::NoTags
+    );
+}
+
+#[test]
+fn typed_adaptors_keep_each_updates_cursor() {
+    let hub = RunHub::new();
+    let c1 = hub.publish(run("run_1", "QUEUED", &["t"]), None);
+    let c2 = hub.publish(run("run_1", "COMPLETED", &["t"]), None);
+    let sub = hub
+        .subscribe(Scope::Run("run_1".into()), Cursor::START)
+        .unwrap();
+    let typed: Vec<_> = block_on(sub.until_finished().typed::<ResizeImage>().collect());
+    assert_eq!(typed.len(), 1);
+    let update = typed[0].as_ref().unwrap();
+    assert_eq!((update.cursor, update.run.payload.width), (c2, 1));
+    assert!(c1 < c2);
+    let union = hub
+        .subscribe(Scope::Tags(vec!["t".into()]), c1)
+        .unwrap()
+        .union::<Media>();
+    let first = block_on(union.take(1).collect::<Vec<_>>());
+    assert!(
+        matches!(&first[0], Ok(Update { run: Media::ResizeImage(_), cursor }) if *cursor == c2)
+    );
+}
+
+#[test]
+fn a_waiting_subscriber_is_woken_by_a_publish_from_another_thread() {
+    let hub = RunHub::new();
+    let sub = hub
+        .subscribe(Scope::Run("run_1".into()), Cursor::START)
+        .unwrap();
+    let publisher = {
+        let hub = hub.clone();
+        std::thread::spawn(move || {
+            for status in ["QUEUED", "EXECUTING", "COMPLETED"] {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                hub.publish(run("run_1", status, &[]), None);
+            }
+        })
+    };
+    let statuses: Vec<_> = block_on(
+        sub.until_finished()
+            .map(|u| u.unwrap().run.status)
+            .collect(),
+    );
+    publisher.join().unwrap();
+    assert_eq!(statuses.last(), Some(&RunStatus::Completed));
+}
