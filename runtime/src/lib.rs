@@ -43,6 +43,7 @@
 #![deny(missing_docs)]
 
 mod decode;
+mod engine;
 mod feed;
 mod hub;
 mod run;
@@ -53,6 +54,10 @@ mod timestamp;
 mod union;
 
 pub use crate::decode::{DecodeError, FromAnyRun, RunField, Snapshot};
+pub use crate::engine::{
+    BuildError, Engine, EngineBuilder, MAX_TAG_LEN, MAX_TAGS, RunHandle, TriggerError,
+    TriggerOptions,
+};
 pub use crate::feed::{Cursor, ParseCursorError, Scope, Update};
 pub use crate::hub::{RunHub, SubscribeError, Subscription};
 pub use crate::run::{

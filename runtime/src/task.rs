@@ -88,6 +88,11 @@ impl TaskContext {
         Self { run_id, attempt: 1 }
     }
 
+    /// The context of attempt `attempt` (from 1) of a run.
+    pub(crate) fn for_attempt(run_id: RunId, attempt: u32) -> Self {
+        Self { run_id, attempt }
+    }
+
     /// The id of the run being executed.
     pub fn run_id(&self) -> &RunId {
         &self.run_id
