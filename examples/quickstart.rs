@@ -1,16 +1,14 @@
-//! The runcast tour: declare tasks, list them in a union, and turn a feed of run snapshots into
-//! typed values you `match` on.
-//!
-//! The feed here is a recording of what a tag subscription delivers (the embedded engine that
-//! produces live feeds is the next step of the project), decoded exactly as a live one is.
+//! The runcast tour: declare tasks, list them in a union, trigger runs on the embedded engine
+//! and follow their changes as typed values you `match` on.
 //!
 //! Run with `cargo run --example quickstart`.
-
 #![allow(clippy::print_stdout)]
 
-use futures::executor::block_on;
-use futures::stream::{self, StreamExt};
+use std::time::Duration;
+
+use futures::StreamExt;
 use runcast::prelude::*;
+use runcast::{Engine, TriggerOptions};
 use serde::{Deserialize, Serialize};
 
 /// What `resize-image` is triggered with.
@@ -27,9 +25,10 @@ struct Resized {
     bytes: u64,
 }
 
-/// A task run in this process: `#[task]` makes the struct `ResizeImage` from the fn.
+/// A task run by the engine: `#[task]` makes the struct `ResizeImage` from the fn.
 #[task(id = "resize-image")]
 async fn resize_image(payload: Resize, _ctx: TaskContext) -> Result<Resized, String> {
+    tokio::time::sleep(Duration::from_millis(50)).await;
     Ok(Resized {
         url: format!("{}?w={}", payload.url, payload.width),
         bytes: u64::from(payload.width) * 120,
@@ -43,9 +42,15 @@ struct Transcode {
     codec: String,
 }
 
-/// A task run by another service: only its identifier and types are declared here.
-#[task(id = "transcode-video", payload = Transcode, output = u64)]
-struct TranscodeVideo;
+/// Fails its first attempt, to show a retry.
+#[task(id = "transcode-video")]
+async fn transcode_video(payload: Transcode, ctx: TaskContext) -> Result<u64, String> {
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    if ctx.attempt() == 1 {
+        return Err(format!("{} encoder busy", payload.codec));
+    }
+    Ok(1_048_576)
+}
 
 realtime_union! {
     /// Every run tagged for one user's media page.
@@ -57,66 +62,78 @@ realtime_union! {
     }
 }
 
-/// What a subscription to the tag `user:42` delivered, one snapshot per change.
-const RECORDED_FEED: &str = r#"
-{"id":"run_a1","taskIdentifier":"resize-image","payload":{"url":"https://img.example/cat.png","width":640},"status":"QUEUED","createdAt":"2024-11-01T12:00:00.000Z","updatedAt":"2024-11-01T12:00:00.000Z","tags":["user:42"]}
-{"id":"run_b2","taskIdentifier":"transcode-video","payload":{"source":"s3://in/clip.mov","codec":"av1"},"status":"EXECUTING","createdAt":"2024-11-01T12:00:00.100Z","updatedAt":"2024-11-01T12:00:01.000Z","tags":["user:42"],"metadata":{"progress":0.3}}
-{"id":"run_a1","taskIdentifier":"resize-image","payload":{"url":"https://img.example/cat.png","width":640},"output":{"url":"https://img.example/cat.png?w=640","bytes":76800},"status":"COMPLETED","createdAt":"2024-11-01T12:00:00.000Z","updatedAt":"2024-11-01T12:00:02.000Z","finishedAt":"2024-11-01T12:00:02.000Z","durationMs":1870,"tags":["user:42"]}
-{"id":"run_c3","taskIdentifier":"send-newsletter","payload":{"list":"weekly"},"status":"QUEUED","createdAt":"2024-11-01T12:00:03.000Z","updatedAt":"2024-11-01T12:00:03.000Z","tags":["user:42"]}
-{"id":"run_b2","taskIdentifier":"transcode-video","payload":{"source":"s3://in/clip.mov","codec":"av1"},"output":"many","status":"COMPLETED","createdAt":"2024-11-01T12:00:00.100Z","updatedAt":"2024-11-01T12:00:04.000Z","tags":["user:42"]}
-{"id":"run_b2","taskIdentifier":"transcode-video","payload":{"source":"s3://in/clip.mov","codec":"av1"},"output":1048576,"status":"COMPLETED","createdAt":"2024-11-01T12:00:00.100Z","updatedAt":"2024-11-01T12:00:04.000Z","tags":["user:42"]}
-"#;
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let engine = Engine::builder()
+        .task::<ResizeImage>()
+        .task::<TranscodeVideo>()
+        .retry_delay(Duration::from_millis(20))
+        .build()?;
 
-/// The recording as a stream of untyped snapshots, as a subscription yields them.
-fn feed() -> impl futures::Stream<Item = Result<AnyRun, DecodeError>> {
-    stream::iter(RECORDED_FEED.lines().filter(|line| !line.is_empty()))
-        .map(|line| serde_json::from_str::<AnyRun>(line).map_err(DecodeError::Malformed))
-}
+    // A feed of every run tagged `user:42`, typed by task.
+    let mut feed = engine.subscribe_to_runs_with_tag::<MediaRun>(["user:42"])?;
 
-fn main() {
-    block_on(async {
-        println!("-- tag feed, as MediaRun --");
-        let mut runs = feed().union::<MediaRun>();
-        while let Some(run) = runs.next().await {
-            match run {
-                Ok(MediaRun::ResizeImage(run)) => match &run.output {
-                    Some(out) => println!(
-                        "{} resize {}: {} bytes at {}",
-                        run.id, run.status, out.bytes, out.url
-                    ),
-                    None => println!(
-                        "{} resize {} (width {})",
-                        run.id, run.status, run.payload.width
-                    ),
-                },
-                Ok(MediaRun::TranscodeVideo(run)) => {
-                    let progress = run.metadata.as_ref().and_then(|m| m.get("progress"));
-                    println!(
-                        "{} transcode to {} {}: output {:?}, progress {:?}",
-                        run.id, run.payload.codec, run.status, run.output, progress
-                    );
-                }
-                Ok(MediaRun::Other(run)) => {
-                    println!(
-                        "{} {} of a task this page does not show: {}",
-                        run.id, run.status, run.task_identifier
-                    );
-                }
-                // A bad snapshot is an item, not the end of the feed.
-                Err(err) => println!("skipped: {err}"),
-            }
+    let tagged = TriggerOptions::default().tag("user:42");
+    let image = engine.trigger_with::<ResizeImage>(
+        Resize {
+            url: "https://img.example/cat.png".into(),
+            width: 640,
+        },
+        tagged.clone(),
+    )?;
+    engine.trigger_with::<TranscodeVideo>(
+        Transcode {
+            source: "s3://in/clip.mov".into(),
+            codec: "av1".into(),
+        },
+        tagged,
+    )?;
+
+    println!("-- one run, typed, until it finishes --");
+    let mut updates = engine.subscribe_to_run::<ResizeImage>(image.id())?;
+    while let Some(update) = updates.next().await {
+        let run = update?.run;
+        match &run.output {
+            Some(out) => println!(
+                "{} {}: {} bytes at {}",
+                run.id, run.status, out.bytes, out.url
+            ),
+            None => println!("{} {} (width {})", run.id, run.status, run.payload.width),
         }
+    }
 
-        println!("-- one run, typed, until it finishes --");
-        let mut one = feed()
-            .filter(|run| std::future::ready(matches!(run, Ok(run) if run.id == "run_a1")))
-            .until_finished()
-            .typed::<ResizeImage>();
-        while let Some(run) = one.next().await {
-            match run {
-                Ok(run) => println!("{} {} at {}", run.id, run.status, run.updated_at),
-                Err(err) => println!("skipped: {err}"),
-            }
+    println!("-- the user's tag feed, as MediaRun --");
+    let mut finished = 0;
+    while finished < 2 {
+        let Some(update) = feed.next().await else {
+            break;
+        };
+        let update = update?;
+        match &update.run {
+            MediaRun::ResizeImage(run) => println!(
+                "[{}] {} resize {}: {:?}",
+                update.cursor,
+                run.id,
+                run.status,
+                run.output.as_ref().map(|o| o.bytes)
+            ),
+            MediaRun::TranscodeVideo(run) => println!(
+                "[{}] {} transcode to {} {}: output {:?}, error {:?}",
+                update.cursor,
+                run.id,
+                run.payload.codec,
+                run.status,
+                run.output,
+                run.error.as_ref().map(|e| &e.message)
+            ),
+            MediaRun::Other(run) => println!(
+                "[{}] {} {} of another task",
+                update.cursor, run.id, run.status
+            ),
         }
-    });
+        if update.run.status().is_final() {
+            finished += 1;
+        }
+    }
+    Ok(())
 }
