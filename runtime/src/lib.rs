@@ -55,8 +55,8 @@ mod union;
 
 pub use crate::decode::{DecodeError, FromAnyRun, RunField, Snapshot};
 pub use crate::engine::{
-    BuildError, Engine, EngineBuilder, MAX_TAG_LEN, MAX_TAGS, RunHandle, TriggerError,
-    TriggerOptions,
+    BatchHandle, BuildError, CancelError, Engine, EngineBuilder, MAX_BATCH, MAX_TAG_LEN, MAX_TAGS,
+    RunHandle, TriggerError, TriggerOptions,
 };
 pub use crate::feed::{Cursor, ParseCursorError, Scope, Update};
 pub use crate::hub::{RunHub, SubscribeError, Subscription};

@@ -2,6 +2,10 @@
 
 use std::fmt::{Debug, Display};
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Notify;
 
 use schemars::{JsonSchema, Schema};
 use serde::Serialize;
@@ -74,6 +78,38 @@ pub trait TaskFn: Task {
 pub struct TaskContext {
     run_id: RunId,
     attempt: u32,
+    cancel: CancelSignal,
+}
+
+/// Set once when a run is canceled; tasks wait on it or poll it through their context.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CancelSignal(Arc<CancelState>);
+
+#[derive(Debug, Default)]
+struct CancelState {
+    canceled: AtomicBool,
+    notify: Notify,
+}
+
+impl CancelSignal {
+    pub(crate) fn cancel(&self) {
+        self.0.canceled.store(true, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
+    }
+
+    pub(crate) fn is_canceled(&self) -> bool {
+        self.0.canceled.load(Ordering::SeqCst)
+    }
+
+    pub(crate) async fn canceled(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            if self.is_canceled() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 impl TaskContext {
@@ -85,12 +121,16 @@ impl TaskContext {
     /// assert_eq!(ctx.attempt(), 1);
     /// ```
     pub fn new(run_id: RunId) -> Self {
-        Self { run_id, attempt: 1 }
+        Self::for_attempt(run_id, 1, CancelSignal::default())
     }
 
     /// The context of attempt `attempt` (from 1) of a run.
-    pub(crate) fn for_attempt(run_id: RunId, attempt: u32) -> Self {
-        Self { run_id, attempt }
+    pub(crate) fn for_attempt(run_id: RunId, attempt: u32, cancel: CancelSignal) -> Self {
+        Self {
+            run_id,
+            attempt,
+            cancel,
+        }
     }
 
     /// The id of the run being executed.
@@ -101,6 +141,17 @@ impl TaskContext {
     /// Which attempt this is, counting from 1.
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// Whether the run was canceled. The engine also stops awaiting the task when it is, so a
+    /// task needs this only to stop work between two `.await`s.
+    pub fn is_canceled(&self) -> bool {
+        self.cancel.is_canceled()
+    }
+
+    /// Completes when the run is canceled.
+    pub async fn canceled(&self) {
+        self.cancel.canceled().await;
     }
 }
 

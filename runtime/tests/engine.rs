@@ -34,6 +34,15 @@ async fn panics(_: ()) -> Result<(), String> {
     panic!("boom")
 }
 
+/// Sleeps for the given milliseconds; reports whether it saw a cancellation.
+#[task(id = "sleep")]
+async fn sleep(ms: u64, ctx: TaskContext) -> Result<bool, String> {
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_millis(ms)) => Ok(false),
+        () = ctx.canceled() => Ok(true),
+    }
+}
+
 #[task(id = "elsewhere", payload = u8, output = u8)]
 #[derive(Debug)]
 pub struct Elsewhere;
@@ -52,6 +61,7 @@ fn engine() -> Engine {
         .task::<Flaky>()
         .task::<AlwaysFails>()
         .task::<Panics>()
+        .task::<Sleep>()
         .retry_delay(Duration::from_millis(1))
         .build()
         .unwrap()
@@ -205,4 +215,155 @@ async fn bad_triggers_are_refused_and_store_nothing() {
 fn building_outside_a_tokio_runtime_is_a_clear_error() {
     let err = Engine::builder().build().unwrap_err();
     assert!(err.to_string().contains("within a Tokio runtime"), "{err}");
+}
+
+realtime_union! {
+    #[derive(Debug)]
+    enum Sleeps {
+        Sleep,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_running_attempt_and_a_queued_run() {
+    let engine = Engine::builder()
+        .task::<Sleep>()
+        .concurrency(1)
+        .build()
+        .unwrap();
+    let running = engine.trigger::<Sleep>(60_000).unwrap();
+    let queued = engine.trigger::<Sleep>(1).unwrap(); // waits: concurrency is 1
+    let mut updates = engine.subscribe_to_run::<Sleep>(running.id()).unwrap();
+    while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
+    engine.cancel(running.id()).unwrap();
+    engine.cancel(queued.id()).unwrap();
+    let last = updates
+        .map(|u| u.unwrap().run)
+        .collect::<Vec<_>>()
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!((last.status, last.output), (RunStatus::Canceled, None));
+    assert!(last.finished_at.is_some());
+    let queued = follow::<Sleep>(&engine, queued.id()).await.pop().unwrap();
+    assert_eq!(
+        (queued.status, queued.started_at),
+        (RunStatus::Canceled, None)
+    );
+    let again = engine.cancel(running.id()).unwrap_err();
+    assert!(
+        again.to_string().contains("already finished as CANCELED"),
+        "{again}"
+    );
+    assert!(engine.cancel(&"run_nope".into()).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_past_its_max_duration_times_out() {
+    let engine = engine();
+    let options = TriggerOptions::default().max_duration(Duration::from_millis(20));
+    let handle = engine.trigger_with::<Sleep>(60_000, options).unwrap();
+    let last = follow::<Sleep>(&engine, handle.id()).await.pop().unwrap();
+    assert_eq!(last.status, RunStatus::TimedOut);
+    assert!(last.error.unwrap().message.contains("maximum duration"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_run_waits_then_runs_and_a_run_past_its_ttl_expires() {
+    let engine = engine();
+    let delayed = engine
+        .trigger_with::<Double>(
+            4,
+            TriggerOptions::default().delay(Duration::from_millis(300)),
+        )
+        .unwrap();
+    let runs = follow::<Double>(&engine, delayed.id()).await;
+    assert_eq!(runs[0].status, RunStatus::Delayed);
+    assert!(runs[0].delayed_until.is_some() && runs[0].queued_at.is_none());
+    let last = runs.last().unwrap();
+    assert_eq!((last.status, last.output), (RunStatus::Completed, Some(8)));
+    assert!(last.queued_at.unwrap() >= last.delayed_until.unwrap());
+
+    let options = TriggerOptions::default()
+        .delay(Duration::from_secs(60))
+        .ttl(Duration::from_millis(20));
+    let expiring = engine.trigger_with::<Double>(1, options).unwrap();
+    let last = follow::<Double>(&engine, expiring.id())
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(last.status, RunStatus::Expired);
+    assert!(last.expired_at.is_some() && last.started_at.is_none());
+    assert_eq!(last.ttl.as_deref(), Some("20ms"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_returns_the_first_run_until_its_ttl_ends() {
+    let engine = Engine::builder()
+        .task::<Double>()
+        .idempotency_ttl(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let keyed = || TriggerOptions::default().idempotency_key("order-1");
+    let first = engine.trigger_with::<Double>(1, keyed()).unwrap();
+    let second = engine.trigger_with::<Double>(2, keyed()).unwrap();
+    assert_eq!(first.id(), second.id());
+    assert_eq!(first.cursor(), second.cursor());
+    let run = follow::<Double>(&engine, first.id()).await.pop().unwrap();
+    assert_eq!(
+        (run.output, run.idempotency_key.as_deref()),
+        (Some(2), Some("order-1"))
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let third = engine.trigger_with::<Double>(3, keyed()).unwrap();
+    assert_ne!(third.id(), first.id());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_all_or_nothing_and_has_its_own_feed() {
+    let engine = engine();
+    let batch = engine
+        .batch_trigger::<Sleep>((0..3).map(|i| (i, TriggerOptions::default())))
+        .unwrap();
+    assert_eq!(batch.runs.len(), 3);
+    let mut feed = engine.subscribe_to_batch::<Sleeps>(&batch.id).unwrap();
+    let mut done = std::collections::HashSet::new();
+    while done.len() < 3 {
+        let Sleeps::Sleep(run) = feed.next().await.unwrap().unwrap().run;
+        if run.status == RunStatus::Completed {
+            done.insert(run.id);
+        }
+    }
+    let before = engine.hub().cursor();
+    let mut bad = TriggerOptions::default();
+    bad.tags = vec![String::new()];
+    let items = vec![(1, TriggerOptions::default()), (2, bad)];
+    assert!(engine.batch_trigger::<Sleep>(items).is_err());
+    let too_many = (0..1_001).map(|i| (i, TriggerOptions::default()));
+    assert!(matches!(
+        engine.batch_trigger::<Sleep>(too_many),
+        Err(TriggerError::BatchTooLarge { count: 1_001 })
+    ));
+    assert_eq!(engine.hub().cursor(), before, "nothing was stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn costs_follow_execution_time_and_subscriptions_are_limited() {
+    let engine = Engine::builder()
+        .task::<Sleep>()
+        .cost_per_ms_cents(0.5)
+        .max_subscriptions(1)
+        .build()
+        .unwrap();
+    let handle = engine.trigger::<Sleep>(20).unwrap();
+    let sub = engine.subscribe_to_run::<Sleep>(handle.id()).unwrap();
+    assert!(engine.subscribe_to_run::<Sleep>(handle.id()).is_err());
+    let last = sub
+        .map(|u| u.unwrap().run)
+        .collect::<Vec<_>>()
+        .await
+        .pop()
+        .unwrap();
+    assert!(last.duration_ms >= 20, "{}", last.duration_ms);
+    assert_eq!(last.cost_in_cents, last.duration_ms as f64 * 0.5);
 }

@@ -1,10 +1,10 @@
 //! The embedded engine: triggers runs, executes registered `#[task]` functions on a worker
 //! pool, and publishes every change of every run to a [`RunHub`] that subscriptions read.
 //!
-//! This first version covers triggering (tags, metadata, attempts, test runs), execution with
-//! retries, crash capture, and subscriptions by run, tags and any scope. Delays, time to
-//! live, maximum duration, idempotency keys, batches, cancellation, metadata operations and
-//! graceful shutdown are not implemented yet.
+//! It covers triggering (tags, metadata, attempts, test runs, idempotency keys, delays, time
+//! to live, maximum duration, batches), execution with retries, crash capture, cancellation,
+//! cost, and subscriptions by run, tags and batch. Metadata operations, tags changed on a live
+//! run, mixed-task batches and graceful shutdown are not implemented yet.
 
 mod executor;
 mod worker;
@@ -22,10 +22,10 @@ use tokio::sync::mpsc;
 use self::executor::{Executor, FnExecutor};
 use crate::feed::{Cursor, Scope};
 use crate::hub::{RunHub, SubscribeError, Subscription};
-use crate::run::{AnyRun, JsonObject, Run, RunId};
+use crate::run::{AnyRun, BatchId, JsonObject, Run, RunId};
 use crate::status::RunStatus;
 use crate::stream::{Decoded, RunStreamExt, UntilFinished};
-use crate::task::{Task, TaskFn};
+use crate::task::{CancelSignal, Task, TaskFn};
 use crate::timestamp::Timestamp;
 use crate::union::RunUnion;
 
@@ -79,13 +79,19 @@ struct Shared {
 struct State {
     runs: HashMap<RunId, Record>,
     numbers: HashMap<&'static str, u64>,
+    /// `(task, idempotency key)` → the run it started and when.
+    idempotency: HashMap<(&'static str, String), (RunId, Timestamp)>,
 }
 
 /// What the engine knows of a run beyond its public snapshot.
 struct Record {
     snapshot: AnyRun,
+    /// A cursor before the run's creation.
+    created: Cursor,
     attempts: u32,
     max_attempts: u32,
+    max_duration: Option<Duration>,
+    cancel: CancelSignal,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +100,8 @@ struct Config {
     max_payload_bytes: usize,
     default_max_attempts: u32,
     retry_delay: Duration,
+    idempotency_ttl: Duration,
+    cost_per_ms_cents: f64,
 }
 
 impl Default for Config {
@@ -103,6 +111,8 @@ impl Default for Config {
             max_payload_bytes: 10 * 1024 * 1024,
             default_max_attempts: 3,
             retry_delay: Duration::from_secs(1),
+            idempotency_ttl: Duration::from_secs(30 * 24 * 60 * 60),
+            cost_per_ms_cents: 0.0,
         }
     }
 }
@@ -166,6 +176,27 @@ impl EngineBuilder {
         self
     }
 
+    /// How long an idempotency key keeps returning the run it first triggered (default 30
+    /// days).
+    pub fn idempotency_ttl(mut self, ttl: Duration) -> Self {
+        self.config.idempotency_ttl = ttl;
+        self
+    }
+
+    /// The cost of a millisecond of execution, in cents: a run's `costInCents` is its
+    /// `durationMs` times this (default 0).
+    pub fn cost_per_ms_cents(mut self, cents: f64) -> Self {
+        self.config.cost_per_ms_cents = cents;
+        self
+    }
+
+    /// Refuses subscriptions past `limit` at once, with
+    /// [`SubscribeError::TooManySubscriptions`] (default: no limit).
+    pub fn max_subscriptions(mut self, limit: usize) -> Self {
+        self.hub = Some(RunHub::with_max_subscriptions(limit));
+        self
+    }
+
     /// Publishes to `hub` instead of a hub of its own, to share it with other publishers.
     pub fn hub(mut self, hub: RunHub) -> Self {
         self.hub = Some(hub);
@@ -196,6 +227,14 @@ fn id_prefix() -> String {
     format!("{:x}", now % (1 << 40))
 }
 
+/// A trigger that passed its checks.
+struct Prepared {
+    task: &'static str,
+    payload: Box<RawValue>,
+    max_attempts: u32,
+    options: TriggerOptions,
+}
+
 /// Options of a trigger; `TriggerOptions::default()` for none.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -208,6 +247,15 @@ pub struct TriggerOptions {
     pub metadata: Option<JsonObject>,
     /// Marks the run as a test run.
     pub is_test: bool,
+    /// A second trigger of the same task with the same key, within the engine's idempotency
+    /// TTL, returns the first run instead of starting another.
+    pub idempotency_key: Option<String>,
+    /// The run waits in `DELAYED` this long before it is queued.
+    pub delay: Option<Duration>,
+    /// The run becomes `EXPIRED` if it has not started this long after it was triggered.
+    pub ttl: Option<Duration>,
+    /// An attempt that runs longer is stopped and the run becomes `TIMED_OUT`.
+    pub max_duration: Option<Duration>,
 }
 
 impl TriggerOptions {
@@ -232,6 +280,30 @@ impl TriggerOptions {
     /// Marks the run as a test run.
     pub fn test(mut self) -> Self {
         self.is_test = true;
+        self
+    }
+
+    /// Sets the idempotency key.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Delays the run.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// Sets the time to live before the run starts.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Sets the maximum duration of an attempt.
+    pub fn max_duration(mut self, max: Duration) -> Self {
+        self.max_duration = Some(max);
         self
     }
 }
@@ -273,6 +345,49 @@ pub enum TriggerError {
     /// `max_attempts` of zero.
     #[error("max_attempts must be at least 1")]
     NoAttempts,
+    /// A batch with more items than allowed.
+    #[error("a batch holds at most {MAX_BATCH} runs; {count} given")]
+    BatchTooLarge {
+        /// How many were given.
+        count: usize,
+    },
+}
+
+/// Why a run could not be canceled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CancelError {
+    /// No run has this id.
+    #[error("no run `{0}`")]
+    UnknownRun(RunId),
+    /// The run already finished.
+    #[error("run `{id}` already finished as {status}")]
+    AlreadyFinished {
+        /// The run.
+        id: RunId,
+        /// Its final status.
+        status: RunStatus,
+    },
+}
+
+/// The most runs one batch trigger creates.
+pub const MAX_BATCH: usize = 1_000;
+
+/// Runs triggered together: the batch's id and a handle of each run, in order.
+pub struct BatchHandle<T> {
+    /// The batch's id: subscribe to it with [`Engine::subscribe_to_batch`].
+    pub id: BatchId,
+    /// The runs, in the order of the items.
+    pub runs: Vec<RunHandle<T>>,
+}
+
+impl<T: Task> fmt::Debug for BatchHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchHandle")
+            .field("id", &self.id)
+            .field("runs", &self.runs)
+            .finish()
+    }
 }
 
 /// A run just triggered: its id, and a cursor that precedes its creation.
@@ -303,6 +418,14 @@ impl<T: Task> fmt::Debug for RunHandle<T> {
 }
 
 impl<T> RunHandle<T> {
+    fn new(id: RunId, cursor: Cursor) -> Self {
+        Self {
+            id,
+            cursor,
+            task: PhantomData,
+        }
+    }
+
     /// The run's id.
     pub fn id(&self) -> &RunId {
         &self.id
@@ -362,73 +485,177 @@ impl Engine {
         payload: T::Payload,
         options: TriggerOptions,
     ) -> Result<RunHandle<T>, TriggerError> {
-        let shared = &self.shared;
-        if !shared.executors.contains_key(T::ID) {
+        let prepared = self.prepare::<T>(&payload, options)?;
+        let mut state = self.shared.lock();
+        Ok(self.insert(&mut state, prepared, None))
+    }
+
+    /// Triggers one run of `T` per item, as one batch, all or none: if any item is refused,
+    /// nothing is stored.
+    pub fn batch_trigger<T: Task>(
+        &self,
+        items: impl IntoIterator<Item = (T::Payload, TriggerOptions)>,
+    ) -> Result<BatchHandle<T>, TriggerError> {
+        let prepared = items
+            .into_iter()
+            .map(|(payload, options)| self.prepare::<T>(&payload, options))
+            .collect::<Result<Vec<_>, _>>()?;
+        if prepared.len() > MAX_BATCH {
+            return Err(TriggerError::BatchTooLarge {
+                count: prepared.len(),
+            });
+        }
+        let sequence = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = BatchId::from(format!("batch_{}{sequence:08}", self.shared.prefix));
+        let mut state = self.shared.lock();
+        let runs = prepared
+            .into_iter()
+            .map(|prepared| self.insert(&mut state, prepared, Some(&id)))
+            .collect();
+        Ok(BatchHandle { id, runs })
+    }
+
+    /// Checks a trigger and serializes its payload; stores nothing.
+    fn prepare<T: Task>(
+        &self,
+        payload: &T::Payload,
+        options: TriggerOptions,
+    ) -> Result<Prepared, TriggerError> {
+        let config = &self.shared.config;
+        if !self.shared.executors.contains_key(T::ID) {
             return Err(TriggerError::UnknownTask(T::ID));
         }
         check_tags(&options.tags)?;
-        let max_attempts = options
-            .max_attempts
-            .unwrap_or(shared.config.default_max_attempts);
+        let max_attempts = options.max_attempts.unwrap_or(config.default_max_attempts);
         if max_attempts == 0 {
             return Err(TriggerError::NoAttempts);
         }
-        let payload: Box<RawValue> =
-            serde_json::value::to_raw_value(&payload).map_err(TriggerError::Payload)?;
+        let payload = serde_json::value::to_raw_value(payload).map_err(TriggerError::Payload)?;
         let size = payload.get().len();
-        if size > shared.config.max_payload_bytes {
+        if size > config.max_payload_bytes {
             return Err(TriggerError::PayloadTooLarge {
                 size,
-                limit: shared.config.max_payload_bytes,
+                limit: config.max_payload_bytes,
             });
+        }
+        Ok(Prepared {
+            task: T::ID,
+            payload,
+            max_attempts,
+            options,
+        })
+    }
+
+    /// Stores a prepared run (or finds the run its idempotency key started), publishes it and
+    /// queues or schedules it.
+    fn insert<T>(
+        &self,
+        state: &mut State,
+        prepared: Prepared,
+        batch: Option<&BatchId>,
+    ) -> RunHandle<T> {
+        let shared = &self.shared;
+        let now = Timestamp::now();
+        let Prepared {
+            task,
+            payload,
+            max_attempts,
+            options,
+        } = prepared;
+        if let Some(key) = &options.idempotency_key {
+            state.idempotency.retain(|_, (_, at)| {
+                now.saturating_duration_since(*at) < shared.config.idempotency_ttl
+            });
+            if let Some(record) = state
+                .idempotency
+                .get(&(task, key.clone()))
+                .and_then(|(id, _)| state.runs.get(id))
+            {
+                return RunHandle::new(record.snapshot.id.clone(), record.created);
+            }
         }
         let sequence = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let id = RunId::from(format!("run_{}{sequence:08}", shared.prefix));
-        let now = Timestamp::now();
-        let mut state = shared.lock();
-        let number = state.numbers.entry(T::ID).or_default();
+        let number = state.numbers.entry(task).or_default();
         *number += 1;
+        let delayed_until = options.delay.and_then(|delay| now.checked_add(delay));
         let snapshot = AnyRun {
             id: id.clone(),
-            task_identifier: T::ID.to_owned(),
+            task_identifier: task.to_owned(),
             payload: Some(payload),
             output: None,
             created_at: now,
             updated_at: now,
             number: *number,
-            status: RunStatus::Queued,
+            status: if delayed_until.is_some() {
+                RunStatus::Delayed
+            } else {
+                RunStatus::Queued
+            },
             duration_ms: 0,
             cost_in_cents: 0.0,
             base_cost_in_cents: 0.0,
             tags: options.tags,
-            idempotency_key: None,
+            idempotency_key: options.idempotency_key.clone(),
             expired_at: None,
-            ttl: None,
+            ttl: options.ttl.map(|ttl| format!("{}ms", ttl.as_millis())),
             finished_at: None,
             started_at: None,
-            delayed_until: None,
-            queued_at: Some(now),
+            delayed_until,
+            queued_at: delayed_until.is_none().then_some(now),
             metadata: options.metadata,
             error: None,
             is_test: options.is_test,
         };
-        let created = shared.hub.publish(snapshot.clone(), None);
+        let created = shared.hub.publish(snapshot.clone(), batch.cloned());
+        let created = Cursor::new(created.version() - 1);
         state.runs.insert(
             id.clone(),
             Record {
                 snapshot,
+                created,
                 attempts: 0,
                 max_attempts,
+                max_duration: options.max_duration,
+                cancel: CancelSignal::default(),
             },
         );
-        drop(state);
-        // The dispatcher lives as long as any engine handle, so the queue is open.
-        let _ = shared.queue.send(id.clone());
-        Ok(RunHandle {
-            id,
-            cursor: Cursor::new(created.version() - 1),
-            task: PhantomData,
-        })
+        if let Some(key) = options.idempotency_key {
+            state.idempotency.insert((task, key), (id.clone(), now));
+        }
+        match options.delay {
+            Some(delay) => worker::after(shared, delay, id.clone(), worker::Timer::Delay),
+            // The dispatcher lives as long as any engine handle, so the queue is open.
+            None => drop(shared.queue.send(id.clone())),
+        }
+        if let Some(ttl) = options.ttl {
+            worker::after(shared, ttl, id.clone(), worker::Timer::Ttl);
+        }
+        RunHandle::new(id, created)
+    }
+
+    /// Cancels a run that has not finished: it becomes `CANCELED`, a queued or delayed run
+    /// never starts, and a running attempt is stopped at its next `.await` (its context's
+    /// [`canceled`](crate::TaskContext::canceled) completes).
+    pub fn cancel(&self, id: &RunId) -> Result<(), CancelError> {
+        let canceled = self.shared.update(id, |record| {
+            record.snapshot.status = RunStatus::Canceled;
+            record.snapshot.finished_at = Some(Timestamp::now());
+            record.cancel.cancel();
+        });
+        match (canceled, self.run(id)) {
+            (Some(()), _) => Ok(()),
+            (None, Some(run)) => Err(CancelError::AlreadyFinished {
+                id: id.clone(),
+                status: run.status,
+            }),
+            (None, None) => Err(CancelError::UnknownRun(id.clone())),
+        }
+    }
+
+    /// The latest snapshot of a run.
+    pub fn run(&self, id: &RunId) -> Option<AnyRun> {
+        self.shared.hub.get(id).map(|update| update.run)
     }
 
     /// Subscribes to the runs in `scope` from `from`, untyped (see [`RunHub::subscribe`]).
@@ -446,6 +673,16 @@ impl Engine {
             .subscribe(Scope::Run(id.clone()), Cursor::START)?
             .until_finished()
             .typed::<T>())
+    }
+
+    /// Subscribes to the runs of a batch, as variants of the union `U`. Never ends on its own.
+    pub fn subscribe_to_batch<U: RunUnion>(
+        &self,
+        batch: &BatchId,
+    ) -> Result<Decoded<Subscription, U>, SubscribeError> {
+        Ok(self
+            .subscribe(Scope::Batch(batch.clone()), Cursor::START)?
+            .union::<U>())
     }
 
     /// Subscribes to the runs that carry all of `tags`, as variants of the union `U`. Never
@@ -475,10 +712,24 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Changes a run's snapshot and publishes it; `None` if the run is unknown.
+    /// Changes a run that has not finished and publishes it; `None` if the run is unknown or
+    /// finished, so that a late worker or timer never changes a canceled run.
     fn update<R>(&self, id: &RunId, change: impl FnOnce(&mut Record) -> R) -> Option<R> {
+        self.update_if(id, |status| !status.is_final(), change)
+    }
+
+    /// Changes a run whose status passes `when`, and publishes it; `None` otherwise.
+    fn update_if<R>(
+        &self,
+        id: &RunId,
+        when: impl FnOnce(RunStatus) -> bool,
+        change: impl FnOnce(&mut Record) -> R,
+    ) -> Option<R> {
         let mut state = self.lock();
         let record = state.runs.get_mut(id)?;
+        if !when(record.snapshot.status) {
+            return None;
+        }
         let result = change(record);
         record.snapshot.updated_at = Timestamp::now();
         self.hub.publish(record.snapshot.clone(), None);

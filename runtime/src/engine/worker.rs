@@ -1,6 +1,7 @@
-//! The worker pool: takes queued runs, runs one attempt each, and moves the run to its next
-//! status: `EXECUTING`, then `COMPLETED`, `REATTEMPTING` (and queued again after a backoff),
-//! `FAILED`, or `CRASHED` when the task panics.
+//! The worker pool and the timers: take queued runs, run one attempt each, and move each run
+//! to its next status: `EXECUTING`, then `COMPLETED`, `REATTEMPTING` (queued again after a
+//! backoff), `FAILED`, `TIMED_OUT`, or `CRASHED` when the task panics; `DELAYED` runs are
+//! queued when their delay ends, and runs not started within their TTL become `EXPIRED`.
 
 use std::any::Any;
 use std::sync::{Arc, Weak};
@@ -37,43 +38,111 @@ pub(super) async fn dispatch(shared: Weak<Shared>, mut queue: mpsc::UnboundedRec
     }
 }
 
+/// What a timer does when it fires.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Timer {
+    /// A delayed run's delay ended: queue it.
+    Delay,
+    /// A run's time to live ended: expire it if it has not started.
+    Ttl,
+}
+
+/// Fires `timer` for run `id` after `wait`, unless the engine is gone by then.
+pub(super) fn after(shared: &Arc<Shared>, wait: Duration, id: RunId, timer: Timer) {
+    let shared = Arc::downgrade(shared);
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        match timer {
+            Timer::Delay => {
+                let queued = shared.update(&id, |record| {
+                    let run = &mut record.snapshot;
+                    run.status = RunStatus::Queued;
+                    run.queued_at = Some(Timestamp::now());
+                });
+                if queued.is_some() {
+                    let _ = shared.queue.send(id);
+                }
+            }
+            Timer::Ttl => {
+                // Only a run still waiting to start expires.
+                let _ = shared.update_if(&id, RunStatus::is_queued, |record| {
+                    let now = Timestamp::now();
+                    record.snapshot.status = RunStatus::Expired;
+                    record.snapshot.expired_at = Some(now);
+                    record.snapshot.finished_at = Some(now);
+                });
+            }
+        }
+    });
+}
+
 /// One attempt of a run.
 async fn attempt(shared: &Arc<Shared>, id: &RunId) {
-    let started = shared.update(id, |record| {
+    let waiting = |status| matches!(status, RunStatus::Queued | RunStatus::Reattempting);
+    let started = shared.update_if(id, waiting, |record| {
         record.attempts += 1;
         let run = &mut record.snapshot;
         run.status = RunStatus::Executing;
         run.started_at.get_or_insert_with(Timestamp::now);
         let executor = shared.executors.get(run.task_identifier.as_str()).cloned();
-        (executor, run.payload.clone(), record.attempts)
+        let ctx = TaskContext::for_attempt(id.clone(), record.attempts, record.cancel.clone());
+        (executor, run.payload.clone(), ctx, record.max_duration)
     });
-    let Some((Some(executor), payload, attempt)) = started else {
+    let Some((Some(executor), payload, ctx, max_duration)) = started else {
         return;
     };
-    let ctx = TaskContext::for_attempt(id.clone(), attempt);
+    let cancel = ctx.clone();
     let clock = Instant::now();
-    // Spawned so that a panic in the task is caught here as a `JoinError`.
-    let outcome =
-        tokio::spawn(async move { executor.execute(payload.as_deref(), ctx).await }).await;
+    // Spawned so that a panic in the task is caught here, as a `JoinError`.
+    let outcome = tokio::spawn(async move {
+        let run = executor.execute(payload.as_deref(), ctx);
+        let limited = async {
+            match max_duration {
+                Some(max) => tokio::time::timeout(max, run).await.map_err(|_| max),
+                None => Ok(run.await),
+            }
+        };
+        tokio::select! {
+            outcome = limited => Some(outcome),
+            () = cancel.canceled() => None,
+        }
+    })
+    .await;
     let elapsed = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
     let retry = shared.update(id, |record| {
         let attempts = record.attempts;
         let max_attempts = record.max_attempts;
         let run = &mut record.snapshot;
         run.duration_ms = run.duration_ms.saturating_add(elapsed);
+        #[allow(clippy::cast_precision_loss)] // Milliseconds far below 2^52.
+        let cost = run.duration_ms as f64 * shared.config.cost_per_ms_cents;
+        run.cost_in_cents = cost;
         let (status, retry) = match outcome {
-            Ok(Ok(output)) => {
+            // Canceled: `cancel` already made the run final, so this update is not applied.
+            Ok(None) => return None,
+            Ok(Some(Ok(Ok(output)))) => {
                 run.output = Some(output);
                 run.error = None;
                 (RunStatus::Completed, false)
             }
-            Ok(Err(error)) => {
+            Ok(Some(Ok(Err(error)))) => {
                 run.error = Some(error);
                 if attempts < max_attempts {
                     (RunStatus::Reattempting, true)
                 } else {
                     (RunStatus::Failed, false)
                 }
+            }
+            Ok(Some(Err(max))) => {
+                run.error = Some(SerializedError {
+                    message: format!("the attempt ran longer than its maximum duration of {max:?}"),
+                    name: Some("MaxDurationExceeded".into()),
+                    stack_trace: None,
+                });
+                (RunStatus::TimedOut, false)
             }
             Err(join) => {
                 run.error = Some(SerializedError {
