@@ -46,6 +46,7 @@ mod decode;
 mod engine;
 mod feed;
 mod hub;
+mod metadata;
 mod run;
 mod status;
 pub mod stream;
@@ -56,10 +57,11 @@ mod union;
 pub use crate::decode::{DecodeError, FromAnyRun, RunField, Snapshot};
 pub use crate::engine::{
     BatchHandle, BuildError, CancelError, Engine, EngineBuilder, MAX_BATCH, MAX_TAG_LEN, MAX_TAGS,
-    RunHandle, TriggerError, TriggerOptions,
+    RunHandle, TagError, TriggerError, TriggerOptions,
 };
 pub use crate::feed::{Cursor, ParseCursorError, Scope, Update};
 pub use crate::hub::{RunHub, SubscribeError, Subscription};
+pub use crate::metadata::{MAX_METADATA_BYTES, MetadataError, MetadataOp};
 pub use crate::run::{
     AnyRun, BatchId, JsonObject, Run, RunId, RunInfo, RunKind, SerializedError, Untyped,
 };

@@ -1,6 +1,6 @@
 //! The [`Task`] trait that `#[task]` implements, and what an executable task needs.
 
-use std::fmt::{Debug, Display};
+use std::fmt::{self, Debug, Display};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +11,8 @@ use schemars::{JsonSchema, Schema};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::run::RunId;
+use crate::metadata::{MetadataError, MetadataOp, MetadataStore};
+use crate::run::{JsonObject, RunId};
 
 /// A kind of background task: its identifier and the types of its payload and output.
 ///
@@ -74,11 +75,22 @@ pub trait TaskFn: Task {
 ///
 /// The engine gives one to every attempt. Tests of a task function build one with
 /// [`TaskContext::new`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TaskContext {
     run_id: RunId,
     attempt: u32,
     cancel: CancelSignal,
+    metadata: Arc<dyn MetadataStore>,
+}
+
+impl fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("run_id", &self.run_id)
+            .field("attempt", &self.attempt)
+            .field("canceled", &self.cancel.is_canceled())
+            .finish()
+    }
 }
 
 /// Set once when a run is canceled; tasks wait on it or poll it through their context.
@@ -120,17 +132,51 @@ impl TaskContext {
     /// assert_eq!(ctx.run_id().as_str(), "run_1234");
     /// assert_eq!(ctx.attempt(), 1);
     /// ```
+    ///
+    /// Its metadata operations apply to an object of its own, read with
+    /// [`metadata`](Self::metadata).
     pub fn new(run_id: RunId) -> Self {
-        Self::for_attempt(run_id, 1, CancelSignal::default())
+        let local = Arc::new(std::sync::Mutex::new(None));
+        Self::for_attempt(run_id, 1, CancelSignal::default(), local)
     }
 
     /// The context of attempt `attempt` (from 1) of a run.
-    pub(crate) fn for_attempt(run_id: RunId, attempt: u32, cancel: CancelSignal) -> Self {
+    pub(crate) fn for_attempt(
+        run_id: RunId,
+        attempt: u32,
+        cancel: CancelSignal,
+        metadata: Arc<dyn MetadataStore>,
+    ) -> Self {
         Self {
             run_id,
             attempt,
             cancel,
+            metadata,
         }
+    }
+
+    /// Changes the run's metadata; subscribers see the new snapshot. All or nothing: on an
+    /// error (such as metadata over 256 KiB) nothing changes.
+    ///
+    /// ```
+    /// use runcast::{MetadataOp, TaskContext};
+    ///
+    /// let ctx = TaskContext::new("run_1".into());
+    /// ctx.update_metadata([MetadataOp::Set("progress".into(), 0.5.into())])?;
+    /// ctx.update_metadata([MetadataOp::Increment("steps".into(), 1.0)])?;
+    /// assert_eq!(serde_json::Value::Object(ctx.metadata().unwrap()), serde_json::json!({"progress": 0.5, "steps": 1}));
+    /// # Ok::<(), runcast::MetadataError>(())
+    /// ```
+    pub fn update_metadata(
+        &self,
+        ops: impl IntoIterator<Item = MetadataOp>,
+    ) -> Result<(), MetadataError> {
+        self.metadata.update(ops.into_iter().collect())
+    }
+
+    /// The run's metadata now.
+    pub fn metadata(&self) -> Option<JsonObject> {
+        self.metadata.get()
     }
 
     /// The id of the run being executed.

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::future::join_all;
-use runcast::{Engine, RunStatus, TaskContext, TriggerError, TriggerOptions, realtime_union, task};
+use runcast::{
+    Engine, MetadataError, MetadataOp, RunStatus, TaskContext, TriggerError, TriggerOptions,
+    realtime_union, task,
+};
 
 #[task(id = "double")]
 async fn double(n: u64, ctx: TaskContext) -> Result<u64, String> {
@@ -43,6 +46,22 @@ async fn sleep(ms: u64, ctx: TaskContext) -> Result<bool, String> {
     }
 }
 
+/// Reports progress through metadata, one step per payload unit.
+#[task(id = "progress")]
+async fn progress(steps: u32, ctx: TaskContext) -> Result<u32, runcast::MetadataError> {
+    for step in 1..=steps {
+        ctx.update_metadata([
+            MetadataOp::Set(
+                "progress".into(),
+                (f64::from(step) / f64::from(steps)).into(),
+            ),
+            MetadataOp::Append("log".into(), format!("step {step}").into()),
+        ])?;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(steps)
+}
+
 #[task(id = "elsewhere", payload = u8, output = u8)]
 #[derive(Debug)]
 pub struct Elsewhere;
@@ -62,6 +81,7 @@ fn engine() -> Engine {
         .task::<AlwaysFails>()
         .task::<Panics>()
         .task::<Sleep>()
+        .task::<Progress>()
         .retry_delay(Duration::from_millis(1))
         .build()
         .unwrap()
@@ -366,4 +386,58 @@ async fn costs_follow_execution_time_and_subscriptions_are_limited() {
         .unwrap();
     assert!(last.duration_ms >= 20, "{}", last.duration_ms);
     assert_eq!(last.cost_in_cents, last.duration_ms as f64 * 0.5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_changes_from_the_task_and_from_outside_reach_subscribers() {
+    let engine = engine();
+    let handle = engine.trigger::<Progress>(4).unwrap();
+    let runs = follow::<Progress>(&engine, handle.id()).await;
+    let last = runs.last().unwrap();
+    let metadata = serde_json::Value::Object(last.metadata.clone().unwrap());
+    assert_eq!(metadata["progress"], 1.0);
+    assert_eq!(
+        metadata["log"],
+        serde_json::json!(["step 1", "step 2", "step 3", "step 4"])
+    );
+    assert_eq!(last.output, Some(4));
+
+    // After completion, from outside; a refused change changes nothing.
+    let before = engine.hub().cursor();
+    let err = engine
+        .update_metadata(
+            handle.id(),
+            [
+                MetadataOp::Set("x".into(), 1.into()),
+                MetadataOp::Increment("log".into(), 1.0),
+            ],
+        )
+        .unwrap_err();
+    assert!(matches!(err, MetadataError::NotANumber { .. }), "{err}");
+    assert_eq!(engine.hub().cursor(), before, "nothing was published");
+    engine
+        .update_metadata(handle.id(), [MetadataOp::Increment("children".into(), 1.0)])
+        .unwrap();
+    let run = engine.run(handle.id()).unwrap();
+    assert_eq!(run.metadata.unwrap()["children"], 1);
+    assert!(engine.update_metadata(&"run_nope".into(), []).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_added_to_a_live_run_bring_it_into_a_tag_feed() {
+    let engine = engine();
+    let handle = engine.trigger::<Sleep>(200).unwrap();
+    let mut feed = engine
+        .subscribe_to_runs_with_tag::<Sleeps>(["late"])
+        .unwrap();
+    engine.add_tags(handle.id(), ["late", "extra"]).unwrap();
+    let Sleeps::Sleep(run) = feed.next().await.unwrap().unwrap().run;
+    assert_eq!(run.tags, ["late", "extra"]);
+    engine.remove_tags(handle.id(), ["extra"]).unwrap();
+    let Sleeps::Sleep(run) = feed.next().await.unwrap().unwrap().run;
+    assert_eq!(run.tags, ["late"]);
+    let err = engine
+        .add_tags(handle.id(), (0..10).map(|i| i.to_string()))
+        .unwrap_err();
+    assert!(err.to_string().contains("at most 10"), "{err}");
 }

@@ -3,8 +3,8 @@
 //!
 //! It covers triggering (tags, metadata, attempts, test runs, idempotency keys, delays, time
 //! to live, maximum duration, batches), execution with retries, crash capture, cancellation,
-//! cost, and subscriptions by run, tags and batch. Metadata operations, tags changed on a live
-//! run, mixed-task batches and graceful shutdown are not implemented yet.
+//! cost, metadata operations, tags changed on a live run, and subscriptions by run, tags and
+//! batch. Mixed-task batches and graceful shutdown are not implemented yet.
 
 mod executor;
 mod worker;
@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use self::executor::{Executor, FnExecutor};
 use crate::feed::{Cursor, Scope};
 use crate::hub::{RunHub, SubscribeError, Subscription};
+use crate::metadata::{self, MetadataError, MetadataOp};
 use crate::run::{AnyRun, BatchId, JsonObject, Run, RunId};
 use crate::status::RunStatus;
 use crate::stream::{Decoded, RunStreamExt, UntilFinished};
@@ -353,6 +354,18 @@ pub enum TriggerError {
     },
 }
 
+/// Why a run's tags could not change. Nothing changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TagError {
+    /// No unfinished run has this id.
+    #[error("no unfinished run `{0}`")]
+    NotLive(RunId),
+    /// The tags would break a rule.
+    #[error(transparent)]
+    Invalid(TriggerError),
+}
+
 /// Why a run could not be canceled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -653,6 +666,59 @@ impl Engine {
         }
     }
 
+    /// Changes a run's metadata, all or nothing (see [`MetadataOp`]). A finished run's
+    /// metadata can still change, as child runs may report into it.
+    pub fn update_metadata(
+        &self,
+        id: &RunId,
+        ops: impl IntoIterator<Item = MetadataOp>,
+    ) -> Result<(), MetadataError> {
+        self.shared.update_metadata(id, ops.into_iter().collect())
+    }
+
+    /// Adds tags to a run that has not finished; the checks of a trigger's tags apply to the
+    /// result.
+    pub fn add_tags(
+        &self,
+        id: &RunId,
+        tags: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<(), TagError> {
+        let added: Vec<String> = tags.into_iter().map(Into::into).collect();
+        self.change_tags(id, |tags| {
+            for tag in added {
+                if !tags.contains(&tag) {
+                    tags.push(tag);
+                }
+            }
+        })
+    }
+
+    /// Removes tags from a run that has not finished.
+    pub fn remove_tags(
+        &self,
+        id: &RunId,
+        tags: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<(), TagError> {
+        let removed: Vec<String> = tags.into_iter().map(|t| t.as_ref().to_owned()).collect();
+        self.change_tags(id, |tags| tags.retain(|tag| !removed.contains(tag)))
+    }
+
+    fn change_tags(
+        &self,
+        id: &RunId,
+        change: impl FnOnce(&mut Vec<String>),
+    ) -> Result<(), TagError> {
+        let live = |status: RunStatus| !status.is_final();
+        let outcome = self.shared.try_update_if(id, live, |record| {
+            let mut tags = record.snapshot.tags.clone();
+            change(&mut tags);
+            check_tags(&tags).map_err(TagError::Invalid)?;
+            record.snapshot.tags = tags;
+            Ok(())
+        });
+        outcome.unwrap_or_else(|| Err(TagError::NotLive(id.clone())))
+    }
+
     /// The latest snapshot of a run.
     pub fn run(&self, id: &RunId) -> Option<AnyRun> {
         self.shared.hub.get(id).map(|update| update.run)
@@ -712,6 +778,20 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Changes a run's metadata, finished or not, and publishes it.
+    fn update_metadata(&self, id: &RunId, ops: Vec<MetadataOp>) -> Result<(), MetadataError> {
+        let outcome = self.try_update_if(
+            id,
+            |_| true,
+            |record| {
+                let metadata = metadata::apply_all(record.snapshot.metadata.as_ref(), ops)?;
+                record.snapshot.metadata = Some(metadata);
+                Ok(())
+            },
+        );
+        outcome.unwrap_or_else(|| Err(MetadataError::UnknownRun(id.to_string())))
+    }
+
     /// Changes a run that has not finished and publishes it; `None` if the run is unknown or
     /// finished, so that a late worker or timer never changes a canceled run.
     fn update<R>(&self, id: &RunId, change: impl FnOnce(&mut Record) -> R) -> Option<R> {
@@ -725,14 +805,30 @@ impl Shared {
         when: impl FnOnce(RunStatus) -> bool,
         change: impl FnOnce(&mut Record) -> R,
     ) -> Option<R> {
+        let outcome = self.try_update_if(id, when, |record| {
+            Ok::<_, std::convert::Infallible>(change(record))
+        });
+        outcome.map(|Ok(result)| result)
+    }
+
+    /// Like [`update_if`](Self::update_if), for a change that may be refused: on `Err` the
+    /// change must have left the record as it was, and nothing is published.
+    fn try_update_if<R, E>(
+        &self,
+        id: &RunId,
+        when: impl FnOnce(RunStatus) -> bool,
+        change: impl FnOnce(&mut Record) -> Result<R, E>,
+    ) -> Option<Result<R, E>> {
         let mut state = self.lock();
         let record = state.runs.get_mut(id)?;
         if !when(record.snapshot.status) {
             return None;
         }
         let result = change(record);
-        record.snapshot.updated_at = Timestamp::now();
-        self.hub.publish(record.snapshot.clone(), None);
+        if result.is_ok() {
+            record.snapshot.updated_at = Timestamp::now();
+            self.hub.publish(record.snapshot.clone(), None);
+        }
         Some(result)
     }
 }

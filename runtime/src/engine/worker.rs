@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::Shared;
-use crate::run::{RunId, SerializedError};
+use crate::metadata::{MetadataError, MetadataOp, MetadataStore};
+use crate::run::{JsonObject, RunId, SerializedError};
 use crate::status::RunStatus;
 use crate::task::TaskContext;
 use crate::timestamp::Timestamp;
@@ -88,7 +89,12 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
         run.status = RunStatus::Executing;
         run.started_at.get_or_insert_with(Timestamp::now);
         let executor = shared.executors.get(run.task_identifier.as_str()).cloned();
-        let ctx = TaskContext::for_attempt(id.clone(), record.attempts, record.cancel.clone());
+        let metadata = Arc::new(RunMetadata {
+            shared: Arc::downgrade(shared),
+            id: id.clone(),
+        });
+        let ctx =
+            TaskContext::for_attempt(id.clone(), record.attempts, record.cancel.clone(), metadata);
         (executor, run.payload.clone(), ctx, record.max_duration)
     });
     let Some((Some(executor), payload, ctx, max_duration)) = started else {
@@ -170,6 +176,26 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
             tokio::time::sleep(delay).await;
             let _ = queue.send(id);
         });
+    }
+}
+
+/// A running task's metadata: the engine's record of its run.
+struct RunMetadata {
+    shared: Weak<Shared>,
+    id: RunId,
+}
+
+impl MetadataStore for RunMetadata {
+    fn update(&self, ops: Vec<MetadataOp>) -> Result<(), MetadataError> {
+        match self.shared.upgrade() {
+            Some(shared) => shared.update_metadata(&self.id, ops),
+            None => Err(MetadataError::UnknownRun(self.id.to_string())),
+        }
+    }
+
+    fn get(&self) -> Option<JsonObject> {
+        let shared = self.shared.upgrade()?;
+        shared.hub.get(&self.id)?.run.metadata
     }
 }
 
