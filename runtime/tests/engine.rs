@@ -441,3 +441,22 @@ async fn tags_added_to_a_live_run_bring_it_into_a_tag_feed() {
         .unwrap_err();
     assert!(err.to_string().contains("at most 10"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_running_attempts_finish_then_cancels_the_rest_at_the_deadline() {
+    let engine = engine();
+    let quick = engine.trigger::<Sleep>(30).unwrap();
+    let mut updates = engine.subscribe_to_run::<Sleep>(quick.id()).unwrap();
+    while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
+    assert_eq!(engine.shutdown(Duration::from_secs(30)).await, 0);
+    assert_eq!(engine.run(quick.id()).unwrap().status, RunStatus::Completed);
+    let refused = engine.trigger::<Sleep>(1).unwrap_err();
+    assert!(matches!(refused, TriggerError::ShuttingDown), "{refused}");
+
+    let engine = Engine::builder().task::<Sleep>().build().unwrap();
+    let slow = engine.trigger::<Sleep>(60_000).unwrap();
+    let mut updates = engine.subscribe_to_run::<Sleep>(slow.id()).unwrap();
+    while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
+    assert_eq!(engine.shutdown(Duration::from_millis(20)).await, 1);
+    assert_eq!(engine.run(slow.id()).unwrap().status, RunStatus::Canceled);
+}

@@ -4,7 +4,7 @@
 //! It covers triggering (tags, metadata, attempts, test runs, idempotency keys, delays, time
 //! to live, maximum duration, batches), execution with retries, crash capture, cancellation,
 //! cost, metadata operations, tags changed on a live run, and subscriptions by run, tags and
-//! batch. Mixed-task batches and graceful shutdown are not implemented yet.
+//! batch, and graceful shutdown. Mixed-task batches are not implemented yet.
 
 mod executor;
 mod worker;
@@ -12,12 +12,12 @@ mod worker;
 use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 use self::executor::{Executor, FnExecutor};
 use crate::feed::{Cursor, Scope};
@@ -71,6 +71,10 @@ struct Shared {
     config: Config,
     state: Mutex<State>,
     queue: mpsc::UnboundedSender<RunId>,
+    /// One permit per attempt that may run at once.
+    slots: Arc<Semaphore>,
+    /// Set by `shutdown`: no trigger is accepted and no queued run starts.
+    stopping: AtomicBool,
     /// Makes run ids unique to this engine.
     prefix: String,
     next_id: AtomicU64,
@@ -213,6 +217,8 @@ impl EngineBuilder {
             executors: self.executors,
             state: Mutex::new(State::default()),
             queue,
+            slots: Arc::new(Semaphore::new(self.config.concurrency)),
+            stopping: AtomicBool::new(false),
             prefix: id_prefix(),
             next_id: AtomicU64::new(1),
             config: self.config,
@@ -346,6 +352,9 @@ pub enum TriggerError {
     /// `max_attempts` of zero.
     #[error("max_attempts must be at least 1")]
     NoAttempts,
+    /// The engine is shutting down.
+    #[error("the engine is shutting down and accepts no more runs")]
+    ShuttingDown,
     /// A batch with more items than allowed.
     #[error("a batch holds at most {MAX_BATCH} runs; {count} given")]
     BatchTooLarge {
@@ -535,6 +544,9 @@ impl Engine {
         options: TriggerOptions,
     ) -> Result<Prepared, TriggerError> {
         let config = &self.shared.config;
+        if self.shared.stopping.load(Ordering::SeqCst) {
+            return Err(TriggerError::ShuttingDown);
+        }
         if !self.shared.executors.contains_key(T::ID) {
             return Err(TriggerError::UnknownTask(T::ID));
         }
@@ -717,6 +729,34 @@ impl Engine {
             Ok(())
         });
         outcome.unwrap_or_else(|| Err(TagError::NotLive(id.clone())))
+    }
+
+    /// Stops the engine gracefully: refuses new triggers, starts no more queued runs, and waits
+    /// up to `deadline` for running attempts to finish; the ones still running then are
+    /// canceled. Runs still queued, delayed or waiting for a retry stay as they are.
+    ///
+    /// Returns how many attempts were canceled.
+    pub async fn shutdown(&self, deadline: Duration) -> usize {
+        let shared = &self.shared;
+        shared.stopping.store(true, Ordering::SeqCst);
+        let all = u32::try_from(shared.config.concurrency).unwrap_or(u32::MAX);
+        if let Ok(Ok(idle)) =
+            tokio::time::timeout(deadline, Arc::clone(&shared.slots).acquire_many_owned(all)).await
+        {
+            drop(idle);
+            return 0;
+        }
+        let running: Vec<RunId> = shared
+            .lock()
+            .runs
+            .values()
+            .filter(|record| record.snapshot.status == RunStatus::Executing)
+            .map(|record| record.snapshot.id.clone())
+            .collect();
+        let canceled = running.iter().filter(|id| self.cancel(id).is_ok()).count();
+        // Canceled attempts stop at their next `.await`; wait for them to hand back their slot.
+        let _ = Arc::clone(&shared.slots).acquire_many_owned(all).await;
+        canceled
     }
 
     /// The latest snapshot of a run.

@@ -7,7 +7,9 @@ use std::any::Any;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, mpsc};
+use std::sync::atomic::Ordering;
+
+use tokio::sync::mpsc;
 
 use super::Shared;
 use crate::metadata::{MetadataError, MetadataOp, MetadataStore};
@@ -21,10 +23,9 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 /// Runs queued runs, at most `concurrency` at once, until every engine handle is dropped.
 pub(super) async fn dispatch(shared: Weak<Shared>, mut queue: mpsc::UnboundedReceiver<RunId>) {
-    let Some(concurrency) = shared.upgrade().map(|s| s.config.concurrency) else {
+    let Some(slots) = shared.upgrade().map(|s| Arc::clone(&s.slots)) else {
         return;
     };
-    let slots = Arc::new(Semaphore::new(concurrency));
     while let Some(id) = queue.recv().await {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             return;
@@ -32,6 +33,9 @@ pub(super) async fn dispatch(shared: Weak<Shared>, mut queue: mpsc::UnboundedRec
         let Some(shared) = shared.upgrade() else {
             return;
         };
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
         tokio::spawn(async move {
             attempt(&shared, &id).await;
             drop(slot);
