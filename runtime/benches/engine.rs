@@ -1,0 +1,198 @@
+//! Load program for the embedded engine and its fan-out. Prints its figures; asserts nothing
+//! about speed. Run with `cargo bench -p runcast --bench engine`.
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::cast_precision_loss)]
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use runcast::{
+    AnyRun, Cursor, Engine, RunHub, RunStatus, RunStreamExt, Scope, TaskContext, TriggerOptions,
+    realtime_union, task,
+};
+
+#[task(id = "noop")]
+async fn noop(n: u64, _ctx: TaskContext) -> Result<u64, String> {
+    Ok(n)
+}
+
+realtime_union! {
+    enum Feed {
+        Noop,
+    }
+}
+
+fn snapshot(id: &str, n: u64, tags: &[&str]) -> AnyRun {
+    let tags = serde_json::to_string(tags).unwrap();
+    serde_json::from_str(&format!(
+        r#"{{"id":"{id}","taskIdentifier":"noop","payload":{n},"status":"EXECUTING","tags":{tags},"metadata":{{"progress":{n}}},"createdAt":"2024-11-01T12:00:00.000Z","updatedAt":"2024-11-01T12:00:00.000Z"}}"#
+    ))
+    .unwrap()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+/// Resident memory of this process, in bytes (Linux).
+fn rss() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Change → typed item latency with `subscribers` typed subscriptions on one run.
+async fn latency(subscribers: usize, changes: usize) {
+    let hub = RunHub::new();
+    hub.publish(snapshot("run_1", 0, &[]), None);
+    let start = hub.cursor();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..subscribers {
+        let mut feed = hub
+            .subscribe(Scope::Run("run_1".into()), start)
+            .unwrap()
+            .typed::<Noop>();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Some(update) = feed.next().await {
+                let update = update.unwrap();
+                let _ = tx.send((update.run.payload, Instant::now()));
+            }
+        });
+    }
+    let mut per_item = Vec::new();
+    let mut whole = Vec::new();
+    for n in 1..=changes as u64 {
+        let sent = Instant::now();
+        hub.publish(snapshot("run_1", n, &[]), None);
+        let mut last = sent;
+        let mut seen = 0;
+        while seen < subscribers {
+            let (payload, at) = rx.recv().await.unwrap();
+            if payload == n {
+                per_item.push(at - sent);
+                last = last.max(at);
+                seen += 1;
+            }
+        }
+        whole.push(last - sent);
+    }
+    per_item.sort();
+    whole.sort();
+    println!(
+        "latency, {subscribers:>5} subscribers on one run: per item p50 {:?} p99 {:?}; whole fan-out p50 {:?} p99 {:?}",
+        percentile(&per_item, 0.5),
+        percentile(&per_item, 0.99),
+        percentile(&whole, 0.5),
+        percentile(&whole, 0.99),
+    );
+}
+
+/// Typed updates delivered per second: `runs` runs changing, `subscribers` tag subscribers.
+async fn throughput(runs: usize, subscribers: usize, changes: usize) {
+    let hub = RunHub::new();
+    let ids: Vec<String> = (0..runs).map(|i| format!("run_{i}")).collect();
+    let start = hub.cursor();
+    let mut counters = Vec::new();
+    for _ in 0..subscribers {
+        let mut feed = hub
+            .subscribe(Scope::Tags(vec!["t".into()]), start)
+            .unwrap()
+            .union::<Feed>();
+        counters.push(tokio::spawn(async move {
+            let mut delivered = 0u64;
+            while let Some(update) = feed.next().await {
+                let Feed::Noop(run) = update.unwrap().run;
+                delivered += 1;
+                // The last change: every subscriber sees it, as the final snapshot of its run.
+                if run.payload == u64::MAX {
+                    break;
+                }
+            }
+            delivered
+        }));
+    }
+    let clock = Instant::now();
+    for n in 0..changes {
+        let id = &ids[n % runs];
+        hub.publish(snapshot(id, n as u64, &["t"]), None);
+        if n % 1024 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    hub.publish(snapshot("run_end", u64::MAX, &["t"]), None);
+    let mut delivered = 0;
+    for counter in counters {
+        delivered += counter.await.unwrap();
+    }
+    let elapsed = clock.elapsed();
+    println!(
+        "throughput, {runs} runs changing {changes} times, {subscribers} tag subscribers: {delivered} typed updates delivered in {elapsed:?} = {:.0}/s ({:.0} changes/s published)",
+        delivered as f64 / elapsed.as_secs_f64(),
+        changes as f64 / elapsed.as_secs_f64(),
+    );
+}
+
+fn idle_subscription_memory(count: usize) {
+    let hub = RunHub::new();
+    let before = rss();
+    let subs: Vec<_> = (0..count)
+        .map(|i| {
+            hub.subscribe(Scope::Run(format!("run_{i}").into()), Cursor::START)
+                .unwrap()
+        })
+        .collect();
+    let after = rss();
+    println!(
+        "memory, {count} idle subscriptions: {:.1} MiB, {} bytes each",
+        (after - before) as f64 / (1024.0 * 1024.0),
+        (after - before) / count
+    );
+    drop(subs);
+}
+
+async fn engine_throughput(runs: u64) {
+    let engine = Engine::builder().task::<Noop>().build().unwrap();
+    let mut feed = engine
+        .subscribe_to_runs_with_tag::<Feed>(["bench"])
+        .unwrap();
+    let tagged = TriggerOptions::default().tag("bench");
+    let clock = Instant::now();
+    for n in 0..runs {
+        engine.trigger_with::<Noop>(n, tagged.clone()).unwrap();
+    }
+    let triggered = clock.elapsed();
+    let mut completed = 0;
+    while completed < runs {
+        let Feed::Noop(run) = feed.next().await.unwrap().unwrap().run;
+        if run.status == RunStatus::Completed {
+            completed += 1;
+        }
+    }
+    let elapsed = clock.elapsed();
+    println!(
+        "engine, {runs} no-op runs: {:.0} triggers/s; all completed in {elapsed:?} = {:.0} completed runs/s",
+        runs as f64 / triggered.as_secs_f64(),
+        runs as f64 / elapsed.as_secs_f64(),
+    );
+}
+
+fn main() {
+    // First, before other allocations leave freed memory for it to reuse.
+    idle_subscription_memory(100_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        latency(1, 2_000).await;
+        latency(1_000, 100).await;
+        latency(10_000, 20).await;
+        throughput(1_000, 100, 200_000).await;
+        engine_throughput(100_000).await;
+    });
+}
