@@ -72,7 +72,9 @@ struct Inner {
 }
 
 struct Entry {
-    run: AnyRun,
+    /// Shared with the subscriptions that are about to read it, so that copying it for each
+    /// of them happens outside the lock.
+    run: Arc<AnyRun>,
     version: u64,
     batch: Option<BatchId>,
 }
@@ -203,6 +205,7 @@ impl RunHub {
     ///
     /// `batch` is the run's batch; `None` keeps the batch it was published with before.
     pub fn publish(&self, run: AnyRun, batch: Option<BatchId>) -> Cursor {
+        let run = Arc::new(run);
         let mut inner = self.lock();
         inner.version += 1;
         let version = inner.version;
@@ -250,7 +253,7 @@ impl RunHub {
     pub fn get(&self, id: &RunId) -> Option<Update<AnyRun>> {
         self.lock().runs.get(id).map(|entry| Update {
             cursor: Cursor::new(entry.version),
-            run: entry.run.clone(),
+            run: AnyRun::clone(&entry.run),
         })
     }
 
@@ -346,18 +349,19 @@ impl Stream for Subscription {
             sub.waker = Some(cx.waker().clone());
             return Poll::Pending;
         }
-        let mut updates: Vec<_> = sub
+        let mut changed: Vec<_> = sub
             .pending
             .drain()
             .filter_map(|id| runs.get(&id))
-            .map(|entry| Update {
-                cursor: Cursor::new(entry.version),
-                run: entry.run.clone(),
-            })
+            .map(|entry| (Cursor::new(entry.version), Arc::clone(&entry.run)))
             .collect();
         drop(inner);
-        updates.sort_unstable_by_key(|update| update.cursor);
-        this.ready.extend(updates);
+        changed.sort_unstable_by_key(|(cursor, _)| *cursor);
+        this.ready
+            .extend(changed.into_iter().map(|(cursor, run)| Update {
+                cursor,
+                run: Arc::unwrap_or_clone(run),
+            }));
         match this.ready.pop_front() {
             Some(update) => Poll::Ready(Some(Ok(update))),
             None => {
