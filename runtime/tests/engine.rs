@@ -255,8 +255,9 @@ async fn cancel_stops_a_running_attempt_and_a_queued_run() {
     let queued = engine.trigger::<Sleep>(1).unwrap(); // waits: concurrency is 1
     let mut updates = engine.subscribe_to_run::<Sleep>(running.id()).unwrap();
     while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
-    engine.cancel(running.id()).unwrap();
+    // The queued run first: canceling the running one frees its slot for the queued one.
     engine.cancel(queued.id()).unwrap();
+    engine.cancel(running.id()).unwrap();
     let last = updates
         .map(|u| u.unwrap().run)
         .collect::<Vec<_>>()
@@ -447,7 +448,15 @@ async fn shutdown_lets_running_attempts_finish_then_cancels_the_rest_at_the_dead
     let engine = engine();
     let quick = engine.trigger::<Sleep>(30).unwrap();
     let mut updates = engine.subscribe_to_run::<Sleep>(quick.id()).unwrap();
-    while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
+    while updates
+        .next()
+        .await
+        .unwrap()
+        .unwrap()
+        .run
+        .status
+        .is_queued()
+    {}
     assert_eq!(engine.shutdown(Duration::from_secs(30)).await, 0);
     assert_eq!(engine.run(quick.id()).unwrap().status, RunStatus::Completed);
     let refused = engine.trigger::<Sleep>(1).unwrap_err();
