@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use runcast::prelude::*;
-use runcast::{Engine, TriggerOptions};
+use runcast::{Engine, MetadataOp, TriggerOptions};
 use serde::{Deserialize, Serialize};
 
 /// What `resize-image` is triggered with.
@@ -25,10 +25,16 @@ struct Resized {
     bytes: u64,
 }
 
-/// A task run by the engine: `#[task]` makes the struct `ResizeImage` from the fn.
+/// A task run by the engine: `#[task]` makes the struct `ResizeImage` from the fn. It reports
+/// its progress through the run's metadata, which every subscriber sees.
 #[task(id = "resize-image")]
-async fn resize_image(payload: Resize, _ctx: TaskContext) -> Result<Resized, String> {
-    tokio::time::sleep(Duration::from_millis(50)).await;
+async fn resize_image(payload: Resize, ctx: TaskContext) -> Result<Resized, String> {
+    for step in 1..=4 {
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        let progress = f64::from(step) / 4.0;
+        ctx.update_metadata([MetadataOp::Set("progress".into(), progress.into())])
+            .map_err(|e| e.to_string())?;
+    }
     Ok(Resized {
         url: format!("{}?w={}", payload.url, payload.width),
         bytes: u64::from(payload.width) * 120,
@@ -98,7 +104,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "{} {}: {} bytes at {}",
                 run.id, run.status, out.bytes, out.url
             ),
-            None => println!("{} {} (width {})", run.id, run.status, run.payload.width),
+            None => {
+                let progress = run.metadata.as_ref().and_then(|m| m.get("progress"));
+                let progress = progress.and_then(|p| p.as_f64()).unwrap_or(0.0);
+                println!("{} {}: {:.0}% done", run.id, run.status, progress * 100.0);
+            }
         }
     }
 

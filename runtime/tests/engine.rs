@@ -7,8 +7,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::join_all;
 use runcast::{
-    Engine, MetadataError, MetadataOp, RunStatus, TaskContext, TriggerError, TriggerOptions,
-    realtime_union, task,
+    Engine, MetadataError, MetadataOp, RunStatus, RunStreamExt, Scope, TaskContext, TriggerError,
+    TriggerOptions, realtime_union, task,
 };
 
 #[task(id = "double")]
@@ -468,4 +468,34 @@ async fn shutdown_lets_running_attempts_finish_then_cancels_the_rest_at_the_dead
     while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
     assert_eq!(engine.shutdown(Duration::from_millis(20)).await, 1);
     assert_eq!(engine.run(slow.id()).unwrap().status, RunStatus::Canceled);
+}
+
+/// Returns the length of its payload.
+#[task(id = "measure")]
+async fn measure(text: String) -> Result<usize, String> {
+    Ok(text.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_of_several_mebibytes_goes_through_trigger_execution_and_subscription() {
+    let engine = Engine::builder().task::<Measure>().build().unwrap();
+    let text = "x".repeat(8 * 1024 * 1024);
+    let handle = engine.trigger::<Measure>(text.clone()).unwrap();
+    // From the handle's cursor, which precedes the run's creation.
+    let updates = engine.subscribe(Scope::Run(handle.id().clone()), handle.cursor());
+    let runs: Vec<_> = updates
+        .unwrap()
+        .until_finished()
+        .typed::<Measure>()
+        .map(|u| u.unwrap().run)
+        .collect()
+        .await;
+    let last = runs.last().unwrap();
+    assert_eq!(last.payload, text);
+    assert_eq!(last.output, Some(text.len()));
+    let over = "x".repeat(10 * 1024 * 1024);
+    assert!(matches!(
+        engine.trigger::<Measure>(over).unwrap_err(),
+        TriggerError::PayloadTooLarge { .. }
+    ));
 }
