@@ -56,8 +56,8 @@ mod union;
 
 pub use crate::decode::{DecodeError, FromAnyRun, RunField, Snapshot};
 pub use crate::engine::{
-    BatchHandle, BuildError, CancelError, Engine, EngineBuilder, MAX_BATCH, MAX_TAG_LEN, MAX_TAGS,
-    RunHandle, TagError, TriggerError, TriggerOptions,
+    BatchHandle, BatchItem, BuildError, CancelError, Engine, EngineBuilder, MAX_BATCH, MAX_TAG_LEN,
+    MAX_TAGS, RunHandle, TagError, TriggerError, TriggerOptions,
 };
 pub use crate::feed::{Cursor, ParseCursorError, Scope, Update};
 pub use crate::hub::{RunHub, SubscribeError, Subscription};

@@ -499,3 +499,32 @@ async fn a_payload_of_several_mebibytes_goes_through_trigger_execution_and_subsc
         TriggerError::PayloadTooLarge { .. }
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_may_mix_tasks_and_its_feed_types_each_run() {
+    let engine = engine();
+    let batch = engine
+        .batch_trigger_mixed([
+            runcast::BatchItem::new::<Double>(&21, TriggerOptions::default()),
+            runcast::BatchItem::new::<Flaky>(&(), TriggerOptions::default()),
+        ])
+        .unwrap();
+    let mut feed = engine.subscribe_to_batch::<Numbers>(&batch.id).unwrap();
+    let (mut doubled, mut flaky) = (None, None);
+    while doubled.is_none() || flaky.is_none() {
+        match feed.next().await.unwrap().unwrap().run {
+            Numbers::Double(run) if run.status.is_final() => doubled = run.output,
+            Numbers::Flaky(run) if run.status.is_final() => flaky = run.output,
+            _ => {}
+        }
+    }
+    assert_eq!((doubled, flaky), (Some(42), Some(3)));
+    let refused = engine.batch_trigger_mixed([
+        runcast::BatchItem::new::<Double>(&1, TriggerOptions::default()),
+        runcast::BatchItem::new::<Elsewhere>(&1, TriggerOptions::default()),
+    ]);
+    assert!(matches!(
+        refused,
+        Err(TriggerError::UnknownTask("elsewhere"))
+    ));
+}

@@ -4,7 +4,7 @@
 //! It covers triggering (tags, metadata, attempts, test runs, idempotency keys, delays, time
 //! to live, maximum duration, batches), execution with retries, crash capture, cancellation,
 //! cost, metadata operations, tags changed on a live run, and subscriptions by run, tags and
-//! batch, and graceful shutdown. Mixed-task batches are not implemented yet.
+//! batch (of one task or mixed), and graceful shutdown.
 
 mod executor;
 mod worker;
@@ -23,7 +23,7 @@ use self::executor::{Executor, FnExecutor};
 use crate::feed::{Cursor, Scope};
 use crate::hub::{RunHub, SubscribeError, Subscription};
 use crate::metadata::{self, MetadataError, MetadataOp};
-use crate::run::{AnyRun, BatchId, JsonObject, Run, RunId};
+use crate::run::{AnyRun, BatchId, JsonObject, Run, RunId, Untyped};
 use crate::status::RunStatus;
 use crate::stream::{Decoded, RunStreamExt, UntilFinished};
 use crate::task::{CancelSignal, Task, TaskFn};
@@ -234,6 +234,33 @@ fn id_prefix() -> String {
     format!("{:x}", now % (1 << 40))
 }
 
+/// One run of a batch, of any task: its task, payload and options.
+pub struct BatchItem {
+    task: &'static str,
+    payload: Result<Box<RawValue>, TriggerError>,
+    options: TriggerOptions,
+}
+
+impl BatchItem {
+    /// A run of `T`.
+    pub fn new<T: Task>(payload: &T::Payload, options: TriggerOptions) -> Self {
+        BatchItem {
+            task: T::ID,
+            payload: serde_json::value::to_raw_value(payload).map_err(TriggerError::Payload),
+            options,
+        }
+    }
+}
+
+impl fmt::Debug for BatchItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchItem")
+            .field("task", &self.task)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
 /// A trigger that passed its checks.
 struct Prepared {
     task: &'static str,
@@ -403,7 +430,7 @@ pub struct BatchHandle<T> {
     pub runs: Vec<RunHandle<T>>,
 }
 
-impl<T: Task> fmt::Debug for BatchHandle<T> {
+impl<T> fmt::Debug for BatchHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BatchHandle")
             .field("id", &self.id)
@@ -429,10 +456,9 @@ impl<T> Clone for RunHandle<T> {
     }
 }
 
-impl<T: Task> fmt::Debug for RunHandle<T> {
+impl<T> fmt::Debug for RunHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RunHandle")
-            .field("task", &T::ID)
             .field("id", &self.id)
             .field("cursor", &self.cursor)
             .finish()
@@ -507,7 +533,7 @@ impl Engine {
         payload: T::Payload,
         options: TriggerOptions,
     ) -> Result<RunHandle<T>, TriggerError> {
-        let prepared = self.prepare::<T>(&payload, options)?;
+        let prepared = self.prepare(BatchItem::new::<T>(&payload, options))?;
         let mut state = self.shared.lock();
         Ok(self.insert(&mut state, prepared, None))
     }
@@ -518,9 +544,44 @@ impl Engine {
         &self,
         items: impl IntoIterator<Item = (T::Payload, TriggerOptions)>,
     ) -> Result<BatchHandle<T>, TriggerError> {
+        self.batch(
+            items
+                .into_iter()
+                .map(|(payload, options)| BatchItem::new::<T>(&payload, options)),
+        )
+    }
+
+    /// Triggers a batch whose runs may belong to different tasks; subscribe to it with a union
+    /// of them. All or none, as [`batch_trigger`](Self::batch_trigger).
+    ///
+    /// ```
+    /// # use runcast::{BatchItem, Engine, TriggerOptions, task};
+    /// # #[task(id = "a")] async fn a(n: u8) -> Result<u8, String> { Ok(n) }
+    /// # #[task(id = "b")] async fn b(s: String) -> Result<usize, String> { Ok(s.len()) }
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let engine = Engine::builder().task::<A>().task::<B>().build()?;
+    /// let batch = engine.batch_trigger_mixed([
+    ///     BatchItem::new::<A>(&1, TriggerOptions::default()),
+    ///     BatchItem::new::<B>(&"one".to_owned(), TriggerOptions::default()),
+    /// ])?;
+    /// assert_eq!(batch.runs.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn batch_trigger_mixed(
+        &self,
+        items: impl IntoIterator<Item = BatchItem>,
+    ) -> Result<BatchHandle<Untyped>, TriggerError> {
+        self.batch(items.into_iter())
+    }
+
+    fn batch<T>(
+        &self,
+        items: impl Iterator<Item = BatchItem>,
+    ) -> Result<BatchHandle<T>, TriggerError> {
         let prepared = items
-            .into_iter()
-            .map(|(payload, options)| self.prepare::<T>(&payload, options))
+            .map(|item| self.prepare(item))
             .collect::<Result<Vec<_>, _>>()?;
         if prepared.len() > MAX_BATCH {
             return Err(TriggerError::BatchTooLarge {
@@ -537,25 +598,26 @@ impl Engine {
         Ok(BatchHandle { id, runs })
     }
 
-    /// Checks a trigger and serializes its payload; stores nothing.
-    fn prepare<T: Task>(
-        &self,
-        payload: &T::Payload,
-        options: TriggerOptions,
-    ) -> Result<Prepared, TriggerError> {
+    /// Checks a trigger; stores nothing.
+    fn prepare(&self, item: BatchItem) -> Result<Prepared, TriggerError> {
+        let BatchItem {
+            task,
+            payload,
+            options,
+        } = item;
         let config = &self.shared.config;
         if self.shared.stopping.load(Ordering::SeqCst) {
             return Err(TriggerError::ShuttingDown);
         }
-        if !self.shared.executors.contains_key(T::ID) {
-            return Err(TriggerError::UnknownTask(T::ID));
+        if !self.shared.executors.contains_key(task) {
+            return Err(TriggerError::UnknownTask(task));
         }
         check_tags(&options.tags)?;
         let max_attempts = options.max_attempts.unwrap_or(config.default_max_attempts);
         if max_attempts == 0 {
             return Err(TriggerError::NoAttempts);
         }
-        let payload = serde_json::value::to_raw_value(payload).map_err(TriggerError::Payload)?;
+        let payload = payload?;
         let size = payload.get().len();
         if size > config.max_payload_bytes {
             return Err(TriggerError::PayloadTooLarge {
@@ -564,7 +626,7 @@ impl Engine {
             });
         }
         Ok(Prepared {
-            task: T::ID,
+            task,
             payload,
             max_attempts,
             options,
