@@ -528,3 +528,18 @@ async fn a_batch_may_mix_tasks_and_its_feed_types_each_run() {
         Err(TriggerError::UnknownTask("elsewhere"))
     ));
 }
+
+#[test]
+fn trigger_works_from_a_thread_outside_the_runtime() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let engine = runtime.block_on(async { engine() });
+    let delayed = TriggerOptions::default()
+        .delay(Duration::from_millis(5))
+        .ttl(Duration::from_secs(60));
+    let handle = engine.trigger_with::<Double>(2, delayed).unwrap();
+    let last = runtime
+        .block_on(follow::<Double>(&engine, handle.id()))
+        .pop()
+        .unwrap();
+    assert_eq!(last.output, Some(4));
+}

@@ -73,6 +73,9 @@ struct Shared {
     queue: mpsc::UnboundedSender<RunId>,
     /// One permit per attempt that may run at once.
     slots: Arc<Semaphore>,
+    /// The runtime the engine was built in: timers start there, so `trigger` may be called
+    /// from any thread.
+    runtime: tokio::runtime::Handle,
     /// Set by `shutdown`: no trigger is accepted and no queued run starts.
     stopping: AtomicBool,
     /// Makes run ids unique to this engine.
@@ -218,6 +221,7 @@ impl EngineBuilder {
             state: Mutex::new(State::default()),
             queue,
             slots: Arc::new(Semaphore::new(self.config.concurrency)),
+            runtime: runtime.clone(),
             stopping: AtomicBool::new(false),
             prefix: id_prefix(),
             next_id: AtomicU64::new(1),

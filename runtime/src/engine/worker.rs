@@ -54,8 +54,9 @@ pub(super) enum Timer {
 
 /// Fires `timer` for run `id` after `wait`, unless the engine is gone by then.
 pub(super) fn after(shared: &Arc<Shared>, wait: Duration, id: RunId, timer: Timer) {
+    let runtime = shared.runtime.clone();
     let shared = Arc::downgrade(shared);
-    tokio::spawn(async move {
+    runtime.spawn(async move {
         tokio::time::sleep(wait).await;
         let Some(shared) = shared.upgrade() else {
             return;
