@@ -217,6 +217,7 @@ impl RunHub {
             inner.index(&old.run.id, &old.run.tags, old.batch.as_ref(), false);
         }
         inner.index(&run.id, &run.tags, batch.as_ref(), true);
+        let mut wake = Vec::new();
         for subscription in watchers {
             let Some(sub) = inner.subscriptions.get_mut(&subscription) else {
                 continue;
@@ -227,9 +228,7 @@ impl RunHub {
                 .is_some_and(|old| in_scope(&sub.scope, &old.run, old.batch.as_ref()));
             if was_in || in_scope(&sub.scope, &run, batch.as_ref()) {
                 sub.pending.insert(run.id.clone());
-                if let Some(waker) = sub.waker.take() {
-                    waker.wake();
-                }
+                wake.extend(sub.waker.take());
             }
         }
         let id = run.id.clone();
@@ -241,6 +240,11 @@ impl RunHub {
                 batch,
             },
         );
+        drop(inner);
+        // Woken subscribers take the lock to read: wake them once it is free.
+        for waker in wake {
+            waker.wake();
+        }
         Cursor::new(version)
     }
 
