@@ -54,6 +54,9 @@ pub enum SubscribeError {
     /// A tag scope with no tag would watch every run.
     #[error("a tag subscription needs at least one tag")]
     NoTags,
+    /// No run has this id.
+    #[error("no run `{0}`")]
+    UnknownRun(RunId),
 }
 
 #[derive(Default)]

@@ -114,11 +114,11 @@ impl CancelSignal {
     }
 
     pub(crate) async fn canceled(&self) {
-        loop {
-            let notified = self.0.notify.notified();
-            if self.is_canceled() {
-                return;
-            }
+        let notified = self.0.notify.notified();
+        let mut notified = std::pin::pin!(notified);
+        // Registered before the flag is read, so a `cancel` in between is not missed.
+        notified.as_mut().enable();
+        if !self.is_canceled() {
             notified.await;
         }
     }

@@ -149,11 +149,15 @@ async fn subscribing_right_after_trigger_never_misses_a_run_that_finished_instan
     let engine = engine();
     let runs = (0..2_000u64).map(|i| {
         let engine = engine.clone();
-        async move {
+        tokio::spawn(async move {
             let handle = engine.trigger::<Double>(i).unwrap();
-            let last = follow::<Double>(&engine, handle.id()).await.pop().unwrap();
+            // From the handle's cursor, as a client resuming from it would.
+            let from = engine.subscribe(Scope::Run(handle.id().clone()), handle.cursor());
+            let updates = from.unwrap().until_finished().typed::<Double>();
+            let runs: Vec<_> = updates.map(|u| u.unwrap().run).collect().await;
+            let last = runs.last().unwrap();
             (last.status, last.output)
-        }
+        })
     });
     // A missed event would leave a subscription waiting forever: fail instead of hanging.
     let results = tokio::time::timeout(Duration::from_secs(120), join_all(runs))
@@ -161,7 +165,7 @@ async fn subscribing_right_after_trigger_never_misses_a_run_that_finished_instan
         .expect("every subscription saw its run finish");
     for (i, result) in results.into_iter().enumerate() {
         assert_eq!(
-            result,
+            result.unwrap(),
             (RunStatus::Completed, Some(2 * i as u64)),
             "run {i}"
         );
@@ -255,6 +259,7 @@ async fn cancel_stops_a_running_attempt_and_a_queued_run() {
     let queued = engine.trigger::<Sleep>(1).unwrap(); // waits: concurrency is 1
     let mut updates = engine.subscribe_to_run::<Sleep>(running.id()).unwrap();
     while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
+    tokio::time::sleep(Duration::from_millis(20)).await;
     // The queued run first: canceling the running one frees its slot for the queued one.
     engine.cancel(queued.id()).unwrap();
     engine.cancel(running.id()).unwrap();
@@ -271,6 +276,15 @@ async fn cancel_stops_a_running_attempt_and_a_queued_run() {
         (queued.status, queued.started_at),
         (RunStatus::Canceled, None)
     );
+    // The canceled attempt's time still counts, once it has stopped.
+    let counted = async {
+        while engine.run(running.id()).unwrap().duration_ms == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), counted)
+        .await
+        .unwrap();
     let again = engine.cancel(running.id()).unwrap_err();
     assert!(
         again.to_string().contains("already finished as CANCELED"),
@@ -293,10 +307,7 @@ async fn an_attempt_past_its_max_duration_times_out() {
 async fn a_delayed_run_waits_then_runs_and_a_run_past_its_ttl_expires() {
     let engine = engine();
     let delayed = engine
-        .trigger_with::<Double>(
-            4,
-            TriggerOptions::default().delay(Duration::from_millis(300)),
-        )
+        .trigger_with::<Double>(4, TriggerOptions::default().delay(Duration::from_secs(1)))
         .unwrap();
     let runs = follow::<Double>(&engine, delayed.id()).await;
     assert_eq!(runs[0].status, RunStatus::Delayed);
@@ -322,7 +333,7 @@ async fn a_delayed_run_waits_then_runs_and_a_run_past_its_ttl_expires() {
 async fn an_idempotency_key_returns_the_first_run_until_its_ttl_ends() {
     let engine = Engine::builder()
         .task::<Double>()
-        .idempotency_ttl(Duration::from_millis(200))
+        .idempotency_ttl(Duration::from_secs(1))
         .build()
         .unwrap();
     let keyed = || TriggerOptions::default().idempotency_key("order-1");
@@ -335,7 +346,7 @@ async fn an_idempotency_key_returns_the_first_run_until_its_ttl_ends() {
         (run.output, run.idempotency_key.as_deref()),
         (Some(2), Some("order-1"))
     );
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     let third = engine.trigger_with::<Double>(3, keyed()).unwrap();
     assert_ne!(third.id(), first.id());
 }
@@ -542,4 +553,30 @@ fn trigger_works_from_a_thread_outside_the_runtime() {
         .pop()
         .unwrap();
     assert_eq!(last.output, Some(4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_subscriptions_and_oversized_initial_metadata_are_refused() {
+    let engine = engine();
+    let err = engine
+        .subscribe_to_run::<Double>(&"run_typo".into())
+        .unwrap_err();
+    assert_eq!(err.to_string(), "no run `run_typo`");
+    let before = engine.hub().cursor();
+    let mut big = runcast::JsonObject::new();
+    big.insert(
+        "blob".into(),
+        "x".repeat(runcast::MAX_METADATA_BYTES).into(),
+    );
+    let err = engine
+        .trigger_with::<Double>(1, TriggerOptions::default().metadata(big))
+        .unwrap_err();
+    assert!(
+        matches!(err, TriggerError::Metadata(MetadataError::TooLarge { .. })),
+        "{err}"
+    );
+    let keyed = TriggerOptions::default().idempotency_key("k");
+    let err = engine.batch_trigger::<Double>([(1, keyed)]).unwrap_err();
+    assert!(matches!(err, TriggerError::IdempotencyKeyInBatch), "{err}");
+    assert_eq!(engine.hub().cursor(), before, "nothing was stored");
 }

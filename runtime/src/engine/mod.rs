@@ -383,13 +383,21 @@ pub enum TriggerError {
     /// `max_attempts` of zero.
     #[error("max_attempts must be at least 1")]
     NoAttempts,
+    /// The initial metadata is over its size limit.
+    #[error("initial metadata refused: {0}")]
+    Metadata(#[source] MetadataError),
+    /// An idempotency key on a batch item: the run it matched would not be in the batch.
+    #[error(
+        "batch items cannot have an idempotency key; give the batch's runs keys by triggering them one by one"
+    )]
+    IdempotencyKeyInBatch,
     /// The engine is shutting down.
     #[error("the engine is shutting down and accepts no more runs")]
     ShuttingDown,
     /// A batch with more items than allowed.
-    #[error("a batch holds at most {MAX_BATCH} runs; {count} given")]
+    #[error("a batch holds at most {MAX_BATCH} runs; more were given")]
     BatchTooLarge {
-        /// How many were given.
+        /// How many were read before refusing: `MAX_BATCH + 1`.
         count: usize,
     },
 }
@@ -539,6 +547,7 @@ impl Engine {
     ) -> Result<RunHandle<T>, TriggerError> {
         let prepared = self.prepare(BatchItem::new::<T>(&payload, options))?;
         let mut state = self.shared.lock();
+        self.check_open()?;
         Ok(self.insert(&mut state, prepared, None))
     }
 
@@ -584,22 +593,39 @@ impl Engine {
         &self,
         items: impl Iterator<Item = BatchItem>,
     ) -> Result<BatchHandle<T>, TriggerError> {
+        let items: Vec<BatchItem> = items.take(MAX_BATCH + 1).collect();
+        if items.len() > MAX_BATCH {
+            return Err(TriggerError::BatchTooLarge { count: items.len() });
+        }
+        if items
+            .iter()
+            .any(|item| item.options.idempotency_key.is_some())
+        {
+            return Err(TriggerError::IdempotencyKeyInBatch);
+        }
         let prepared = items
+            .into_iter()
             .map(|item| self.prepare(item))
             .collect::<Result<Vec<_>, _>>()?;
-        if prepared.len() > MAX_BATCH {
-            return Err(TriggerError::BatchTooLarge {
-                count: prepared.len(),
-            });
-        }
         let sequence = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let id = BatchId::from(format!("batch_{}{sequence:08}", self.shared.prefix));
         let mut state = self.shared.lock();
+        self.check_open()?;
         let runs = prepared
             .into_iter()
             .map(|prepared| self.insert(&mut state, prepared, Some(&id)))
             .collect();
         Ok(BatchHandle { id, runs })
+    }
+
+    /// Refuses a trigger once `shutdown` began; called under the state lock, which
+    /// `shutdown` takes to set the flag, so no run is stored after it.
+    fn check_open(&self) -> Result<(), TriggerError> {
+        if self.shared.stopping.load(Ordering::SeqCst) {
+            Err(TriggerError::ShuttingDown)
+        } else {
+            Ok(())
+        }
     }
 
     /// Checks a trigger; stores nothing.
@@ -620,6 +646,9 @@ impl Engine {
         let max_attempts = options.max_attempts.unwrap_or(config.default_max_attempts);
         if max_attempts == 0 {
             return Err(TriggerError::NoAttempts);
+        }
+        if let Some(metadata) = &options.metadata {
+            metadata::apply_all(Some(metadata), Vec::new()).map_err(TriggerError::Metadata)?;
         }
         let payload = payload?;
         let size = payload.get().len();
@@ -799,12 +828,17 @@ impl Engine {
 
     /// Stops the engine gracefully: refuses new triggers, starts no more queued runs, and waits
     /// up to `deadline` for running attempts to finish; the ones still running then are
-    /// canceled. Runs still queued, delayed or waiting for a retry stay as they are.
+    /// canceled, and it returns after waiting as long again for them to stop. Runs still
+    /// queued, delayed or waiting for a retry stay as they are.
     ///
     /// Returns how many attempts were canceled.
     pub async fn shutdown(&self, deadline: Duration) -> usize {
         let shared = &self.shared;
+        // Under the state lock, so that no trigger is stored and no attempt starts after this
+        // (see `check_open` and `worker::attempt`).
+        let state = shared.lock();
         shared.stopping.store(true, Ordering::SeqCst);
+        drop(state);
         let all = u32::try_from(shared.config.concurrency).unwrap_or(u32::MAX);
         if let Ok(Ok(idle)) =
             tokio::time::timeout(deadline, Arc::clone(&shared.slots).acquire_many_owned(all)).await
@@ -820,8 +854,10 @@ impl Engine {
             .map(|record| record.snapshot.id.clone())
             .collect();
         let canceled = running.iter().filter(|id| self.cancel(id).is_ok()).count();
-        // Canceled attempts stop at their next `.await`; wait for them to hand back their slot.
-        let _ = Arc::clone(&shared.slots).acquire_many_owned(all).await;
+        // Canceled attempts stop at their next `.await`; give them as long again to hand back
+        // their slot (a task blocked outside an `.await` may never).
+        let slots = Arc::clone(&shared.slots).acquire_many_owned(all);
+        let _ = tokio::time::timeout(deadline, slots).await;
         canceled
     }
 
@@ -841,6 +877,9 @@ impl Engine {
         &self,
         id: &RunId,
     ) -> Result<Decoded<UntilFinished<Subscription>, Run<T>>, SubscribeError> {
+        if !self.shared.lock().runs.contains_key(id) {
+            return Err(SubscribeError::UnknownRun(id.clone()));
+        }
         Ok(self
             .subscribe(Scope::Run(id.clone()), Cursor::START)?
             .until_finished()

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 
-use super::Shared;
+use super::{Record, Shared};
 use crate::metadata::{MetadataError, MetadataOp, MetadataStore};
 use crate::run::{JsonObject, RunId, SerializedError};
 use crate::status::RunStatus;
@@ -62,6 +62,7 @@ pub(super) fn after(shared: &Arc<Shared>, wait: Duration, id: RunId, timer: Time
             return;
         };
         match timer {
+            Timer::Delay if shared.stopping.load(Ordering::SeqCst) => {}
             Timer::Delay => {
                 let queued = shared.update(&id, |record| {
                     let run = &mut record.snapshot;
@@ -87,7 +88,11 @@ pub(super) fn after(shared: &Arc<Shared>, wait: Duration, id: RunId, timer: Time
 
 /// One attempt of a run.
 async fn attempt(shared: &Arc<Shared>, id: &RunId) {
-    let waiting = |status| matches!(status, RunStatus::Queued | RunStatus::Reattempting);
+    // Checked under the state lock: after `shutdown` began, no attempt starts.
+    let waiting = |status| {
+        !shared.stopping.load(Ordering::SeqCst)
+            && matches!(status, RunStatus::Queued | RunStatus::Reattempting)
+    };
     let started = shared.update_if(id, waiting, |record| {
         record.attempts += 1;
         let run = &mut record.snapshot;
@@ -126,11 +131,8 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
     let retry = shared.update(id, |record| {
         let attempts = record.attempts;
         let max_attempts = record.max_attempts;
+        count_time(record, elapsed, shared.config.cost_per_ms_cents);
         let run = &mut record.snapshot;
-        run.duration_ms = run.duration_ms.saturating_add(elapsed);
-        #[allow(clippy::cast_precision_loss)] // Milliseconds far below 2^52.
-        let cost = run.duration_ms as f64 * shared.config.cost_per_ms_cents;
-        run.cost_in_cents = cost;
         let (status, retry) = match outcome {
             // Canceled: `cancel` already made the run final, so this update is not applied.
             Ok(None) => return None,
@@ -174,6 +176,16 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
         }
         retry.then_some(attempts)
     });
+    if retry.is_none() {
+        // The run became final meanwhile (canceled): still count the time the attempt ran.
+        shared.update_if(
+            id,
+            |_| true,
+            |record| {
+                count_time(record, elapsed, shared.config.cost_per_ms_cents);
+            },
+        );
+    }
     if let Some(Some(attempts)) = retry {
         let delay = retry_delay(shared.config.retry_delay, attempts);
         let (queue, id) = (shared.queue.clone(), id.clone());
@@ -202,6 +214,15 @@ impl MetadataStore for RunMetadata {
         let shared = self.shared.upgrade()?;
         shared.hub.get(&self.id)?.run.metadata
     }
+}
+
+/// Adds an attempt's execution time to the run's duration, and prices it.
+fn count_time(record: &mut Record, elapsed_ms: u64, cost_per_ms_cents: f64) {
+    let run = &mut record.snapshot;
+    run.duration_ms = run.duration_ms.saturating_add(elapsed_ms);
+    #[allow(clippy::cast_precision_loss)] // Milliseconds far below 2^52.
+    let cost = run.duration_ms as f64 * cost_per_ms_cents;
+    run.cost_in_cents = cost;
 }
 
 /// `base`, doubled for every attempt after the first, at most [`MAX_RETRY_DELAY`].
