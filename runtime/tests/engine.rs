@@ -580,3 +580,23 @@ async fn bad_subscriptions_and_oversized_initial_metadata_are_refused() {
     assert!(matches!(err, TriggerError::IdempotencyKeyInBatch), "{err}");
     assert_eq!(engine.hub().cursor(), before, "nothing was stored");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_concurrency_setting_builds() {
+    for concurrency in [0, 1, usize::MAX] {
+        let engine = Engine::builder()
+            .task::<Double>()
+            .concurrency(concurrency)
+            .build()
+            .unwrap();
+        let handle = engine.trigger::<Double>(1).unwrap();
+        assert_eq!(
+            follow::<Double>(&engine, handle.id())
+                .await
+                .pop()
+                .unwrap()
+                .output,
+            Some(2)
+        );
+    }
+}

@@ -159,9 +159,11 @@ impl EngineBuilder {
         self
     }
 
-    /// How many attempts may run at once (default 64).
+    /// How many attempts may run at once (default 64; at least 1).
     pub fn concurrency(mut self, attempts: usize) -> Self {
-        self.config.concurrency = attempts.max(1);
+        // Within what a semaphore holds and what `shutdown` can wait for at once.
+        let most = Semaphore::MAX_PERMITS.min(u32::MAX as usize);
+        self.config.concurrency = attempts.clamp(1, most);
         self
     }
 
