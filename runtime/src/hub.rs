@@ -331,16 +331,24 @@ fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
 pub struct Subscription {
     hub: Arc<Mutex<Inner>>,
     id: u64,
-    /// Snapshots taken at the last read, in cursor order.
-    ready: VecDeque<Update<AnyRun>>,
+    /// Snapshots taken at the last read, in cursor order; each is copied only when yielded.
+    ready: VecDeque<(Cursor, Arc<AnyRun>)>,
+}
+
+/// The item for a snapshot: a copy of it, unless the hub no longer holds it.
+fn yielded((cursor, run): (Cursor, Arc<AnyRun>)) -> Update<AnyRun> {
+    Update {
+        cursor,
+        run: Arc::unwrap_or_clone(run),
+    }
 }
 
 impl Stream for Subscription {
     type Item = Result<Update<AnyRun>, DecodeError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Some(update) = self.ready.pop_front() {
-            return Poll::Ready(Some(Ok(update)));
+        if let Some(next) = self.ready.pop_front() {
+            return Poll::Ready(Some(Ok(yielded(next))));
         }
         let this = &mut *self;
         let mut inner = lock(&this.hub);
@@ -364,13 +372,9 @@ impl Stream for Subscription {
             .collect();
         drop(inner);
         changed.sort_unstable_by_key(|(cursor, _)| *cursor);
-        this.ready
-            .extend(changed.into_iter().map(|(cursor, run)| Update {
-                cursor,
-                run: Arc::unwrap_or_clone(run),
-            }));
+        this.ready.extend(changed);
         match this.ready.pop_front() {
-            Some(update) => Poll::Ready(Some(Ok(update))),
+            Some(next) => Poll::Ready(Some(Ok(yielded(next)))),
             None => {
                 cx.waker().wake_by_ref();
                 Poll::Pending

@@ -685,15 +685,20 @@ impl Engine {
             options,
         } = prepared;
         if let Some(key) = &options.idempotency_key {
-            state.idempotency.retain(|_, (_, at)| {
-                now.saturating_duration_since(*at) < shared.config.idempotency_ttl
-            });
-            if let Some(record) = state
-                .idempotency
-                .get(&(task, key.clone()))
-                .and_then(|(id, _)| state.runs.get(id))
-            {
-                return RunHandle::new(record.snapshot.id.clone(), record.created);
+            let entry = (task, key.clone());
+            match state.idempotency.get(&entry) {
+                // Expired: forgotten now, so the key starts a new run below.
+                Some((_, at))
+                    if now.saturating_duration_since(*at) >= shared.config.idempotency_ttl =>
+                {
+                    state.idempotency.remove(&entry);
+                }
+                Some((id, _)) => {
+                    if let Some(record) = state.runs.get(id) {
+                        return RunHandle::new(record.snapshot.id.clone(), record.created);
+                    }
+                }
+                None => {}
             }
         }
         let sequence = shared.next_id.fetch_add(1, Ordering::Relaxed);
