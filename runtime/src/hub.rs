@@ -89,6 +89,22 @@ struct Sub {
     waker: Option<Waker>,
 }
 
+/// Adds `value` to, or removes it from, the set at `key`; an emptied set is removed.
+fn set_member<K, V>(map: &mut HashMap<K, HashSet<V>>, key: &K, value: &V, add: bool)
+where
+    K: std::hash::Hash + Eq + Clone,
+    V: std::hash::Hash + Eq + Clone,
+{
+    if add {
+        map.entry(key.clone()).or_default().insert(value.clone());
+    } else if let Some(set) = map.get_mut(key) {
+        set.remove(value);
+        if set.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
 fn in_scope(scope: &Scope, run: &AnyRun, batch: Option<&BatchId>) -> bool {
     match scope {
         Scope::Run(id) => run.id == *id,
@@ -98,9 +114,16 @@ fn in_scope(scope: &Scope, run: &AnyRun, batch: Option<&BatchId>) -> bool {
 }
 
 impl Inner {
-    fn subscribers_of(&self, run: &AnyRun, batch: Option<&BatchId>) -> impl Iterator<Item = u64> {
-        let by_run = self.watch_run.get(&run.id);
-        let by_tag = run.tags.iter().filter_map(|tag| self.watch_tag.get(tag));
+    /// The subscriptions that may watch a run with these tags and batch: by its id, any of
+    /// its tags, or its batch.
+    fn subscribers_of<'a>(
+        &'a self,
+        id: &RunId,
+        tags: &'a [String],
+        batch: Option<&BatchId>,
+    ) -> impl Iterator<Item = u64> + 'a {
+        let by_run = self.watch_run.get(id);
+        let by_tag = tags.iter().filter_map(|tag| self.watch_tag.get(tag));
         let by_batch = batch.and_then(|b| self.watch_batch.get(b));
         by_run
             .into_iter()
@@ -108,57 +131,44 @@ impl Inner {
             .chain(by_batch)
             .flatten()
             .copied()
-            .collect::<HashSet<_>>()
-            .into_iter()
     }
 
-    fn index(&mut self, id: &RunId, tags: &[String], batch: Option<&BatchId>, add: bool) {
-        for tag in tags {
-            let set = self.by_tag.entry(tag.clone()).or_default();
-            if add {
-                set.insert(id.clone());
-            } else {
-                set.remove(id);
-                if set.is_empty() {
-                    self.by_tag.remove(tag);
-                }
-            }
+    /// Moves a run in the tag and batch indexes from its old tags and batch to its new ones,
+    /// touching only what changed (most changes keep both).
+    fn reindex(
+        &mut self,
+        id: &RunId,
+        old: Option<(&[String], Option<&BatchId>)>,
+        new: (&[String], Option<&BatchId>),
+    ) {
+        let (old_tags, old_batch) = old.unwrap_or((&[], None));
+        let (new_tags, new_batch) = new;
+        for tag in old_tags.iter().filter(|tag| !new_tags.contains(tag)) {
+            set_member(&mut self.by_tag, tag, id, false);
         }
-        if let Some(batch) = batch {
-            let set = self.by_batch.entry(batch.clone()).or_default();
-            if add {
-                set.insert(id.clone());
-            } else {
-                set.remove(id);
+        for tag in new_tags.iter().filter(|tag| !old_tags.contains(tag)) {
+            set_member(&mut self.by_tag, tag, id, true);
+        }
+        if old_batch != new_batch {
+            if let Some(batch) = old_batch {
+                set_member(&mut self.by_batch, batch, id, false);
+            }
+            if let Some(batch) = new_batch {
+                set_member(&mut self.by_batch, batch, id, true);
             }
         }
     }
 
     /// Adds or removes a subscription in the index its scope is found by.
     fn watch(&mut self, scope: &Scope, subscription: u64, add: bool) {
-        fn update<K: std::hash::Hash + Eq + Clone>(
-            map: &mut HashMap<K, HashSet<u64>>,
-            key: &K,
-            subscription: u64,
-            add: bool,
-        ) {
-            if add {
-                map.entry(key.clone()).or_default().insert(subscription);
-            } else if let Some(set) = map.get_mut(key) {
-                set.remove(&subscription);
-                if set.is_empty() {
-                    map.remove(key);
-                }
-            }
-        }
         match scope {
-            Scope::Run(id) => update(&mut self.watch_run, id, subscription, add),
+            Scope::Run(id) => set_member(&mut self.watch_run, id, &subscription, add),
             Scope::Tags(tags) => {
                 if let Some(first) = tags.first() {
-                    update(&mut self.watch_tag, first, subscription, add);
+                    set_member(&mut self.watch_tag, first, &subscription, add);
                 }
             }
-            Scope::Batch(id) => update(&mut self.watch_batch, id, subscription, add),
+            Scope::Batch(id) => set_member(&mut self.watch_batch, id, &subscription, add),
         }
     }
 
@@ -214,12 +224,18 @@ impl RunHub {
         let version = inner.version;
         let old = inner.runs.remove(&run.id);
         let batch = batch.or_else(|| old.as_ref().and_then(|old| old.batch.clone()));
-        let mut watchers: HashSet<u64> = inner.subscribers_of(&run, batch.as_ref()).collect();
+        let mut watchers: HashSet<u64> = inner
+            .subscribers_of(&run.id, &run.tags, batch.as_ref())
+            .collect();
+        // Subscriptions that watched the run by a tag it just lost see it once more, without it.
         if let Some(old) = &old {
-            watchers.extend(inner.subscribers_of(&old.run, old.batch.as_ref()));
-            inner.index(&old.run.id, &old.run.tags, old.batch.as_ref(), false);
+            let lost = old.run.tags.iter().filter(|tag| !run.tags.contains(tag));
+            watchers.extend(lost.filter_map(|tag| inner.watch_tag.get(tag)).flatten());
         }
-        inner.index(&run.id, &run.tags, batch.as_ref(), true);
+        let was = old
+            .as_ref()
+            .map(|old| (old.run.tags.as_slice(), old.batch.as_ref()));
+        inner.reindex(&run.id, was, (&run.tags, batch.as_ref()));
         let mut wake = Vec::new();
         for subscription in watchers {
             let Some(sub) = inner.subscriptions.get_mut(&subscription) else {

@@ -212,7 +212,8 @@ impl MetadataStore for RunMetadata {
 
     fn get(&self) -> Option<JsonObject> {
         let shared = self.shared.upgrade()?;
-        shared.hub.get(&self.id)?.run.metadata
+        let state = shared.lock();
+        state.runs.get(&self.id)?.snapshot.metadata.clone()
     }
 }
 
