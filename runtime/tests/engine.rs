@@ -57,6 +57,12 @@ async fn progress(steps: u32, ctx: TaskContext) -> Result<u32, runcast::Metadata
             ),
             MetadataOp::Append("log".into(), format!("step {step}").into()),
         ])?;
+        // The task reads back what it wrote (a mismatch panics: the run crashes).
+        let log = ctx.metadata().and_then(|m| m.get("log").cloned());
+        assert_eq!(
+            log.and_then(|l| l.as_array().map(Vec::len)),
+            Some(step as usize)
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     Ok(steps)
