@@ -58,6 +58,11 @@ pub enum MetadataError {
 }
 
 impl MetadataOp {
+    /// Subtracts a number from the number at `key` (absent counts as 0).
+    pub fn decrement(key: impl Into<String>, by: f64) -> Self {
+        MetadataOp::Increment(key.into(), -by)
+    }
+
     /// Applies the change to `metadata`.
     pub fn apply(self, metadata: &mut JsonObject) -> Result<(), MetadataError> {
         match self {

@@ -79,6 +79,7 @@ pub trait TaskFn: Task {
 pub struct TaskContext {
     run_id: RunId,
     attempt: u32,
+    tags: Vec<String>,
     cancel: CancelSignal,
     metadata: Arc<dyn MetadataStore>,
 }
@@ -137,19 +138,32 @@ impl TaskContext {
     /// [`metadata`](Self::metadata).
     pub fn new(run_id: RunId) -> Self {
         let local = Arc::new(std::sync::Mutex::new(None));
-        Self::for_attempt(run_id, 1, CancelSignal::default(), local)
+        Self::for_attempt(run_id, 1, Vec::new(), CancelSignal::default(), local)
+    }
+
+    /// The same context with these tags, for tests.
+    pub fn with_tags(mut self, tags: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The run's tags when this attempt started.
+    pub fn tags(&self) -> &[String] {
+        &self.tags
     }
 
     /// The context of attempt `attempt` (from 1) of a run.
     pub(crate) fn for_attempt(
         run_id: RunId,
         attempt: u32,
+        tags: Vec<String>,
         cancel: CancelSignal,
         metadata: Arc<dyn MetadataStore>,
     ) -> Self {
         Self {
             run_id,
             attempt,
+            tags,
             cancel,
             metadata,
         }

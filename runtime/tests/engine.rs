@@ -14,6 +14,12 @@ use runcast::{
 #[task(id = "double")]
 async fn double(n: u64, ctx: TaskContext) -> Result<u64, String> {
     assert_eq!(ctx.attempt(), 1);
+    // Tagged runs in these tests carry `user:7`; the context shows the run's tags.
+    assert!(
+        ctx.tags().is_empty() || ctx.tags() == ["user:7"],
+        "{:?}",
+        ctx.tags()
+    );
     Ok(n * 2)
 }
 
@@ -605,4 +611,22 @@ async fn any_concurrency_setting_builds() {
             Some(2)
         );
     }
+}
+
+/// Returns the tags its context shows.
+#[task(id = "echo-tags")]
+async fn echo_tags(_: (), ctx: TaskContext) -> Result<Vec<String>, String> {
+    Ok(ctx.tags().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_context_shows_the_runs_tags() {
+    let engine = Engine::builder().task::<EchoTags>().build().unwrap();
+    let tagged = TriggerOptions::default().tag("a").tag("b");
+    let handle = engine.trigger_with::<EchoTags>((), tagged).unwrap();
+    let last = follow::<EchoTags>(&engine, handle.id())
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(last.output, Some(vec!["a".to_owned(), "b".to_owned()]));
 }

@@ -103,8 +103,13 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
             shared: Arc::downgrade(shared),
             id: id.clone(),
         });
-        let ctx =
-            TaskContext::for_attempt(id.clone(), record.attempts, record.cancel.clone(), metadata);
+        let ctx = TaskContext::for_attempt(
+            id.clone(),
+            record.attempts,
+            run.tags.clone(),
+            record.cancel.clone(),
+            metadata,
+        );
         (executor, run.payload.clone(), ctx, record.max_duration)
     });
     let Some((Some(executor), payload, ctx, max_duration)) = started else {
