@@ -630,3 +630,21 @@ async fn the_context_shows_the_runs_tags() {
         .unwrap();
     assert_eq!(last.output, Some(vec!["a".to_owned(), "b".to_owned()]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_subscription_can_outlive_the_runs_completion() {
+    let engine = engine();
+    let handle = engine.trigger::<Double>(1).unwrap();
+    let mut updates = engine
+        .subscribe_to_run_forever::<Double>(handle.id())
+        .unwrap();
+    while !updates.next().await.unwrap().unwrap().run.status.is_final() {}
+    engine
+        .update_metadata(
+            handle.id(),
+            [MetadataOp::Set("child".into(), "done".into())],
+        )
+        .unwrap();
+    let after = updates.next().await.unwrap().unwrap().run;
+    assert_eq!(after.metadata.unwrap()["child"], "done");
+}

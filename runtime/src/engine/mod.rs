@@ -884,12 +884,32 @@ impl Engine {
         &self,
         id: &RunId,
     ) -> Result<Decoded<UntilFinished<Subscription>, Run<T>>, SubscribeError> {
-        if !self.shared.lock().runs.contains_key(id) {
-            return Err(SubscribeError::UnknownRun(id.clone()));
-        }
+        self.known(id)?;
         Ok(self
             .subscribe(Scope::Run(id.clone()), Cursor::START)?
             .until_finished()
+            .typed::<T>())
+    }
+
+    /// Refuses a subscription to a run that does not exist, which would never yield.
+    fn known(&self, id: &RunId) -> Result<(), SubscribeError> {
+        if self.shared.lock().runs.contains_key(id) {
+            Ok(())
+        } else {
+            Err(SubscribeError::UnknownRun(id.clone()))
+        }
+    }
+
+    /// Subscribes to one run of `T` like [`subscribe_to_run`](Self::subscribe_to_run), but
+    /// does not end after its final status: changes made after it finished (metadata from
+    /// outside) still arrive. Trigger.dev calls this `stopOnCompletion: false`.
+    pub fn subscribe_to_run_forever<T: Task>(
+        &self,
+        id: &RunId,
+    ) -> Result<Decoded<Subscription, Run<T>>, SubscribeError> {
+        self.known(id)?;
+        Ok(self
+            .subscribe(Scope::Run(id.clone()), Cursor::START)?
             .typed::<T>())
     }
 
