@@ -182,17 +182,32 @@ async fn engine_throughput(runs: u64) {
 }
 
 fn main() {
+    // `cargo bench --bench engine -- throughput` runs only the sections whose name contains
+    // one of the arguments.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with('-'))
+        .collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
     // First, before other allocations leave freed memory for it to reuse.
-    idle_subscription_memory(100_000);
+    if wanted("memory") {
+        idle_subscription_memory(100_000);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        latency(1, 2_000).await;
-        latency(1_000, 100).await;
-        latency(10_000, 20).await;
-        throughput(1_000, 100, 200_000).await;
-        engine_throughput(100_000).await;
+        if wanted("latency") {
+            latency(1, 2_000).await;
+            latency(1_000, 100).await;
+            latency(10_000, 20).await;
+        }
+        if wanted("throughput") {
+            throughput(1_000, 100, 200_000).await;
+        }
+        if wanted("engine") {
+            engine_throughput(100_000).await;
+        }
     });
 }

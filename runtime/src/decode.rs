@@ -2,7 +2,7 @@
 //! raw, then decode them as the types of the task named by `taskIdentifier`.
 
 use std::fmt;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use memchr::memmem::Finder;
 
@@ -111,10 +111,10 @@ pub trait RawKind: RunKind {
     #[doc(hidden)]
     fn raw_output(output: &Self::Output) -> &RawValue;
     #[doc(hidden)]
-    fn into_boxed(
+    fn into_shared(
         payload: Self::Payload,
         output: Option<Self::Output>,
-    ) -> (Option<Box<RawValue>>, Option<Box<RawValue>>);
+    ) -> (Option<Arc<RawValue>>, Option<Arc<RawValue>>);
     #[doc(hidden)]
     fn metadata(metadata: Option<Self::Metadata>) -> Result<Option<JsonObject>, serde_json::Error>;
 }
@@ -126,10 +126,10 @@ impl RawKind for Untyped {
     fn raw_output(output: &Self::Output) -> &RawValue {
         output
     }
-    fn into_boxed(
+    fn into_shared(
         payload: Self::Payload,
         output: Option<Self::Output>,
-    ) -> (Option<Box<RawValue>>, Option<Box<RawValue>>) {
+    ) -> (Option<Arc<RawValue>>, Option<Arc<RawValue>>) {
         (payload, output)
     }
     fn metadata(metadata: Option<JsonObject>) -> Result<Option<JsonObject>, serde_json::Error> {
@@ -144,13 +144,13 @@ impl<'a> RawKind for Raw<'a> {
     fn raw_output(output: &Self::Output) -> &RawValue {
         output
     }
-    fn into_boxed(
+    fn into_shared(
         payload: Self::Payload,
         output: Option<Self::Output>,
-    ) -> (Option<Box<RawValue>>, Option<Box<RawValue>>) {
+    ) -> (Option<Arc<RawValue>>, Option<Arc<RawValue>>) {
         (
-            payload.map(RawValue::to_owned),
-            output.map(RawValue::to_owned),
+            payload.map(|raw| RawValue::to_owned(raw).into()),
+            output.map(|raw| RawValue::to_owned(raw).into()),
         )
     }
     fn metadata(metadata: Option<&'a RawValue>) -> Result<Option<JsonObject>, serde_json::Error> {
@@ -229,7 +229,7 @@ impl<K: RawKind> RunSource for Run<K> {
         self.try_map(|task, run, payload, output, metadata| {
             let metadata =
                 K::metadata(metadata).map_err(field_error(task, run, RunField::Metadata))?;
-            let (payload, output) = K::into_boxed(payload, output);
+            let (payload, output) = K::into_shared(payload, output);
             Ok((payload, output, metadata))
         })
     }

@@ -65,7 +65,7 @@ struct Inner {
     runs: HashMap<RunId, Entry>,
     by_tag: HashMap<String, HashSet<RunId>>,
     by_batch: HashMap<BatchId, HashSet<RunId>>,
-    subscriptions: HashMap<u64, Sub>,
+    subscriptions: HashMap<u64, Watcher>,
     next_subscription: u64,
     max_subscriptions: Option<usize>,
     watch_run: HashMap<RunId, HashSet<u64>>,
@@ -75,17 +75,26 @@ struct Inner {
 }
 
 struct Entry {
-    /// Shared with the subscriptions that are about to read it, so that copying it for each
-    /// of them happens outside the lock.
+    /// Shared with the engine that published it and the mailboxes it waits in.
     run: Arc<AnyRun>,
     version: u64,
     batch: Option<BatchId>,
 }
 
-struct Sub {
+/// A subscription as the hub sees it: what it watches, and where its changes go.
+struct Watcher {
     scope: Scope,
-    /// Runs changed since the subscriber last read: coalesced, so bounded by the scope.
-    pending: HashSet<RunId>,
+    mailbox: Arc<Mutex<Mailbox>>,
+}
+
+/// The changes a subscriber has not read yet. It has a lock of its own, so a subscriber
+/// reading never contends with a publisher for the hub's lock; publishers fill it under the
+/// hub's lock, so changes reach it in cursor order.
+#[derive(Default)]
+struct Mailbox {
+    /// The latest unread snapshot of each run that changed: coalesced, so bounded by the runs
+    /// in scope.
+    pending: HashMap<RunId, (Cursor, Arc<AnyRun>)>,
     waker: Option<Waker>,
 }
 
@@ -172,8 +181,8 @@ impl Inner {
         }
     }
 
-    /// The runs in `scope` that changed after `from`.
-    fn changed_since(&self, scope: &Scope, from: Cursor) -> HashSet<RunId> {
+    /// The latest snapshot of each run in `scope` that changed after `from`.
+    fn changed_since(&self, scope: &Scope, from: Cursor) -> HashMap<RunId, (Cursor, Arc<AnyRun>)> {
         let candidates: Box<dyn Iterator<Item = &RunId> + '_> = match scope {
             Scope::Run(id) => Box::new(std::iter::once(id)),
             Scope::Tags(tags) => Box::new(
@@ -185,13 +194,14 @@ impl Inner {
             Scope::Batch(id) => Box::new(self.by_batch.get(id).into_iter().flatten()),
         };
         candidates
-            .filter(|id| {
-                self.runs.get(*id).is_some_and(|entry| {
-                    entry.version > from.version()
-                        && in_scope(scope, &entry.run, entry.batch.as_ref())
-                })
+            .filter_map(|id| self.runs.get(id))
+            .filter(|entry| {
+                entry.version > from.version() && in_scope(scope, &entry.run, entry.batch.as_ref())
             })
-            .cloned()
+            .map(|entry| {
+                let snapshot = (Cursor::new(entry.version), Arc::clone(&entry.run));
+                (entry.run.id.clone(), snapshot)
+            })
             .collect()
     }
 }
@@ -217,14 +227,14 @@ impl RunHub {
     /// its tags before or after the change, or its batch). Returns the change's cursor.
     ///
     /// `batch` is the run's batch; `None` keeps the batch it was published with before.
-    pub fn publish(&self, run: AnyRun, batch: Option<BatchId>) -> Cursor {
-        let run = Arc::new(run);
+    pub fn publish(&self, run: impl Into<Arc<AnyRun>>, batch: Option<BatchId>) -> Cursor {
+        let run = run.into();
         let mut inner = self.lock();
         inner.version += 1;
-        let version = inner.version;
+        let cursor = Cursor::new(inner.version);
         let old = inner.runs.remove(&run.id);
         let batch = batch.or_else(|| old.as_ref().and_then(|old| old.batch.clone()));
-        let mut watchers: HashSet<u64> = inner
+        let mut watchers: Vec<u64> = inner
             .subscribers_of(&run.id, &run.tags, batch.as_ref())
             .collect();
         // Subscriptions that watched the run by a tag it just lost see it once more, without it.
@@ -238,33 +248,46 @@ impl RunHub {
         inner.reindex(&run.id, was, (&run.tags, batch.as_ref()));
         let mut wake = Vec::new();
         for subscription in watchers {
-            let Some(sub) = inner.subscriptions.get_mut(&subscription) else {
+            let Some(watcher) = inner.subscriptions.get(&subscription) else {
                 continue;
             };
             // A run that just left the scope (a tag removed) is shown once more, without it.
             let was_in = old
                 .as_ref()
-                .is_some_and(|old| in_scope(&sub.scope, &old.run, old.batch.as_ref()));
-            if was_in || in_scope(&sub.scope, &run, batch.as_ref()) {
-                sub.pending.insert(run.id.clone());
-                wake.extend(sub.waker.take());
+                .is_some_and(|old| in_scope(&watcher.scope, &old.run, old.batch.as_ref()));
+            if was_in || in_scope(&watcher.scope, &run, batch.as_ref()) {
+                let mut mailbox = lock(&watcher.mailbox);
+                mailbox
+                    .pending
+                    .insert(run.id.clone(), (cursor, Arc::clone(&run)));
+                wake.extend(mailbox.waker.take());
             }
         }
-        let id = run.id.clone();
-        inner.runs.insert(
-            id,
-            Entry {
-                run,
-                version,
-                batch,
-            },
-        );
+        let entry = Entry {
+            run,
+            version: cursor.version(),
+            batch,
+        };
+        inner.runs.insert(entry.run.id.clone(), entry);
         drop(inner);
-        // Woken subscribers take the lock to read: wake them once it is free.
+        // Woken subscribers may publish in turn: wake them once the lock is free.
         for waker in wake {
             waker.wake();
         }
-        Cursor::new(version)
+        cursor
+    }
+
+    /// Forgets a run: new subscriptions no longer see it and [`get`](Self::get) no longer
+    /// finds it. Subscribers that had not read its last change yet still get it.
+    ///
+    /// The hub keeps every run published to it until then; the engine forgets its finished
+    /// runs after their retention.
+    pub fn forget(&self, id: &RunId) {
+        let mut inner = self.lock();
+        if let Some(old) = inner.runs.remove(id) {
+            let was = (old.run.tags.as_slice(), old.batch.as_ref());
+            inner.reindex(id, Some(was), (&[], None));
+        }
     }
 
     /// The cursor of the latest change: subscribing from it yields only later changes.
@@ -298,19 +321,20 @@ impl RunHub {
         }
         let id = inner.next_subscription;
         inner.next_subscription += 1;
-        let pending = inner.changed_since(&scope, from);
+        let mailbox = Arc::new(Mutex::new(Mailbox {
+            pending: inner.changed_since(&scope, from),
+            waker: None,
+        }));
         inner.watch(&scope, id, true);
-        inner.subscriptions.insert(
-            id,
-            Sub {
-                scope,
-                pending,
-                waker: None,
-            },
-        );
+        let watcher = Watcher {
+            scope,
+            mailbox: Arc::clone(&mailbox),
+        };
+        inner.subscriptions.insert(id, watcher);
         Ok(Subscription {
             hub: Arc::clone(&self.inner),
             id,
+            mailbox,
             ready: VecDeque::new(),
         })
     }
@@ -334,8 +358,8 @@ impl fmt::Debug for RunHub {
 
 /// A state that stays consistent even if a thread panicked while holding the lock: every
 /// change to it is made before any call that could panic.
-fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
-    inner.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The stream of a [`RunHub::subscribe`]: [`Update`]s of the runs in its scope.
@@ -347,11 +371,13 @@ fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
 pub struct Subscription {
     hub: Arc<Mutex<Inner>>,
     id: u64,
+    mailbox: Arc<Mutex<Mailbox>>,
     /// Snapshots taken at the last read, in cursor order; each is copied only when yielded.
     ready: VecDeque<(Cursor, Arc<AnyRun>)>,
 }
 
-/// The item for a snapshot: a copy of it, unless the hub no longer holds it.
+/// The item for a snapshot: a copy of it (its payload and output are shared, not copied),
+/// unless nothing else holds it any more.
 fn yielded((cursor, run): (Cursor, Arc<AnyRun>)) -> Update<AnyRun> {
     Update {
         cursor,
@@ -363,38 +389,20 @@ impl Stream for Subscription {
     type Item = Result<Update<AnyRun>, DecodeError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Some(next) = self.ready.pop_front() {
-            return Poll::Ready(Some(Ok(yielded(next))));
-        }
         let this = &mut *self;
-        let mut inner = lock(&this.hub);
-        let Inner {
-            runs,
-            subscriptions,
-            ..
-        } = &mut *inner;
-        let Some(sub) = subscriptions.get_mut(&this.id) else {
-            return Poll::Ready(None);
-        };
-        if sub.pending.is_empty() {
-            sub.waker = Some(cx.waker().clone());
-            return Poll::Pending;
-        }
-        let mut changed: Vec<_> = sub
-            .pending
-            .drain()
-            .filter_map(|id| runs.get(&id))
-            .map(|entry| (Cursor::new(entry.version), Arc::clone(&entry.run)))
-            .collect();
-        drop(inner);
-        changed.sort_unstable_by_key(|(cursor, _)| *cursor);
-        this.ready.extend(changed);
-        match this.ready.pop_front() {
-            Some(next) => Poll::Ready(Some(Ok(yielded(next)))),
-            None => {
-                cx.waker().wake_by_ref();
-                Poll::Pending
+        loop {
+            if let Some(next) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(yielded(next))));
             }
+            let mut mailbox = lock(&this.mailbox);
+            if mailbox.pending.is_empty() {
+                mailbox.waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let mut changed: Vec<_> = mailbox.pending.drain().map(|(_, change)| change).collect();
+            drop(mailbox);
+            changed.sort_unstable_by_key(|(cursor, _)| *cursor);
+            this.ready.extend(changed);
         }
     }
 }
@@ -402,8 +410,8 @@ impl Stream for Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         let mut inner = lock(&self.hub);
-        if let Some(sub) = inner.subscriptions.remove(&self.id) {
-            inner.watch(&sub.scope, self.id, false);
+        if let Some(watcher) = inner.subscriptions.remove(&self.id) {
+            inner.watch(&watcher.scope, self.id, false);
         }
     }
 }

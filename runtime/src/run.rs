@@ -2,6 +2,7 @@
 
 use std::borrow::Borrow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::{Deserialize, Deserializer, Error as _};
@@ -19,7 +20,7 @@ macro_rules! id_newtype {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize, schemars::JsonSchema)]
         #[serde(transparent)]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// The id as a string.
@@ -29,19 +30,19 @@ macro_rules! id_newtype {
 
             /// The id as an owned string.
             pub fn into_string(self) -> String {
-                self.0
+                self.0.as_ref().to_owned()
             }
         }
 
         impl From<String> for $name {
             fn from(id: String) -> Self {
-                Self(id)
+                Self(id.into())
             }
         }
 
         impl From<&str> for $name {
             fn from(id: &str) -> Self {
-                Self(id.to_owned())
+                Self(id.into())
             }
         }
 
@@ -59,13 +60,13 @@ macro_rules! id_newtype {
 
         impl PartialEq<str> for $name {
             fn eq(&self, other: &str) -> bool {
-                self.0 == other
+                *self.0 == *other
             }
         }
 
         impl PartialEq<&str> for $name {
             fn eq(&self, other: &&str) -> bool {
-                self.0 == *other
+                *self.0 == **other
             }
         }
 
@@ -150,13 +151,14 @@ impl<T: Task> RunKind for T {
     }
 }
 
-/// The [`RunKind`] of [`AnyRun`]: payload and output kept as raw JSON text.
+/// The [`RunKind`] of [`AnyRun`]: payload and output kept as raw JSON text, shared so that
+/// copying a snapshot never copies them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Untyped {}
 
 impl RunKind for Untyped {
-    type Payload = Option<Box<RawValue>>;
-    type Output = Box<RawValue>;
+    type Payload = Option<Arc<RawValue>>;
+    type Output = Arc<RawValue>;
     type Metadata = JsonObject;
 
     fn payload_is_absent(payload: &Self::Payload) -> bool {

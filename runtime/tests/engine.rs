@@ -86,9 +86,25 @@ realtime_union! {
     }
 }
 
+#[task(id = "echo")]
+async fn echo(text: String) -> Result<String, String> {
+    Ok(text)
+}
+
+/// Sets metadata `i` to each of `0..n`, as fast as it can.
+#[task(id = "chatty")]
+async fn chatty(n: u32, ctx: TaskContext) -> Result<u32, MetadataError> {
+    for i in 0..n {
+        ctx.update_metadata([MetadataOp::Set("i".into(), i.into())])?;
+    }
+    Ok(n)
+}
+
 fn engine() -> Engine {
     Engine::builder()
         .task::<Double>()
+        .task::<Echo>()
+        .task::<Chatty>()
         .task::<Flaky>()
         .task::<AlwaysFails>()
         .task::<Panics>()
@@ -156,19 +172,43 @@ async fn a_panic_crashes_the_run_and_the_engine_keeps_running() {
     assert_eq!(last.output, Some(2));
 }
 
+/// Subscribes from the handle's cursor, as a client resuming from it would, and returns the
+/// run's final status and output.
+async fn race<T: runcast::Task>(
+    engine: &Engine,
+    handle: &runcast::RunHandle<T>,
+) -> (RunStatus, Option<T::Output>) {
+    let from = engine.subscribe(Scope::Run(handle.id().clone()), handle.cursor());
+    let updates = from.unwrap().until_finished().typed::<T>();
+    let runs: Vec<_> = updates.map(|u| u.unwrap().run).collect().await;
+    let last = runs.into_iter().last().unwrap();
+    (last.status, last.output)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribing_right_after_trigger_never_misses_a_run_that_finished_instantly() {
     let engine = engine();
-    let runs = (0..2_000u64).map(|i| {
+    // Runs of three tasks that finish at once, in three ways.
+    let runs = (0..3_000u64).map(|i| {
         let engine = engine.clone();
         tokio::spawn(async move {
-            let handle = engine.trigger::<Double>(i).unwrap();
-            // From the handle's cursor, as a client resuming from it would.
-            let from = engine.subscribe(Scope::Run(handle.id().clone()), handle.cursor());
-            let updates = from.unwrap().until_finished().typed::<Double>();
-            let runs: Vec<_> = updates.map(|u| u.unwrap().run).collect().await;
-            let last = runs.last().unwrap();
-            (last.status, last.output)
+            match i % 3 {
+                0 => {
+                    let handle = engine.trigger::<Double>(i).unwrap();
+                    let (status, output) = race(&engine, &handle).await;
+                    (status, output.map(|n| n.to_string()))
+                }
+                1 => {
+                    let once = TriggerOptions::default().max_attempts(1);
+                    let handle = engine.trigger_with::<AlwaysFails>((), once).unwrap();
+                    let (status, output) = race(&engine, &handle).await;
+                    (status, output.map(|()| "()".into()))
+                }
+                _ => {
+                    let handle = engine.trigger::<Echo>(format!("echo {i}")).unwrap();
+                    race(&engine, &handle).await
+                }
+            }
         })
     });
     // A missed event would leave a subscription waiting forever: fail instead of hanging.
@@ -176,11 +216,12 @@ async fn subscribing_right_after_trigger_never_misses_a_run_that_finished_instan
         .await
         .expect("every subscription saw its run finish");
     for (i, result) in results.into_iter().enumerate() {
-        assert_eq!(
-            result.unwrap(),
-            (RunStatus::Completed, Some(2 * i as u64)),
-            "run {i}"
-        );
+        let expected = match i % 3 {
+            0 => (RunStatus::Completed, Some((2 * i).to_string())),
+            1 => (RunStatus::Failed, None),
+            _ => (RunStatus::Completed, Some(format!("echo {i}"))),
+        };
+        assert_eq!(result.unwrap(), expected, "run {i}");
     }
 }
 
@@ -647,4 +688,86 @@ async fn a_run_subscription_can_outlive_the_runs_completion() {
         .unwrap();
     let after = updates.next().await.unwrap().unwrap().run;
     assert_eq!(after.metadata.unwrap()["child"], "done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_subscriber_coalesces_to_the_latest_snapshot_and_keeps_the_final_one() {
+    let engine = engine();
+    let handle = engine.trigger::<Chatty>(5_000).unwrap();
+    let mut stalled = engine.subscribe_to_run::<Chatty>(handle.id()).unwrap();
+    let first = stalled.next().await.unwrap().unwrap();
+    // Another subscriber reads every change as it comes, meanwhile.
+    let mut eager = engine.subscribe_to_run::<Chatty>(handle.id()).unwrap();
+    let eager = tokio::spawn(async move {
+        let mut seen = 0;
+        while let Some(update) = eager.next().await {
+            update.unwrap();
+            seen += 1;
+        }
+        seen
+    });
+    // The run goes through 5,000 metadata changes while the first subscriber reads nothing.
+    let finished = async {
+        while !engine.run(handle.id()).unwrap().status.is_final() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), finished)
+        .await
+        .expect("the engine is not held back by a stalled subscriber");
+    let rest: Vec<_> = stalled.map(|u| u.unwrap()).collect().await;
+    // Its pending changes coalesced to the run's latest snapshot: the final one.
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    let last = &rest[0];
+    assert!(last.cursor > first.cursor);
+    assert_eq!(
+        (last.run.status, last.run.output),
+        (RunStatus::Completed, Some(5_000))
+    );
+    assert_eq!(last.run.metadata.as_ref().unwrap()["i"], 4_999);
+    // The eager subscriber saw the final snapshot too, however many it read on the way.
+    assert!(eager.await.unwrap() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_runs_are_forgotten_after_their_retention_and_live_ones_never() {
+    let engine = Engine::builder()
+        .task::<Echo>()
+        .task::<Sleep>()
+        .retention(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let keyed = TriggerOptions::default()
+        .idempotency_key("once")
+        .tag("kept");
+    let done = engine
+        .trigger_with::<Echo>("hi".into(), keyed.clone())
+        .unwrap();
+    let live = engine
+        .trigger_with::<Sleep>(2_000, TriggerOptions::default().tag("kept"))
+        .unwrap();
+    let last = follow::<Echo>(&engine, done.id()).await.pop().unwrap();
+    assert_eq!(last.status, RunStatus::Completed);
+    // Within its retention, the key still returns the finished run.
+    let again = engine
+        .trigger_with::<Echo>("hi".into(), keyed.clone())
+        .unwrap();
+    assert_eq!(again.id(), done.id());
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(engine.run(done.id()).is_none());
+    assert!(matches!(
+        engine.subscribe_to_run::<Echo>(done.id()),
+        Err(runcast::SubscribeError::UnknownRun(_))
+    ));
+    // A new tag feed sees only the live run; the key now starts a new run.
+    let mut feed = engine
+        .subscribe(Scope::Tags(vec!["kept".into()]), runcast::Cursor::START)
+        .unwrap();
+    let first = feed.next().await.unwrap().unwrap();
+    assert_eq!(&first.run.id, live.id());
+    assert_eq!(first.run.status, RunStatus::Executing);
+    let fresh = engine.trigger_with::<Echo>("hi".into(), keyed).unwrap();
+    assert_ne!(fresh.id(), done.id());
+    engine.cancel(live.id()).unwrap();
 }

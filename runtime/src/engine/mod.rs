@@ -9,7 +9,7 @@
 mod executor;
 mod worker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
 
 use self::executor::{Executor, FnExecutor};
 use crate::feed::{Cursor, Scope};
@@ -89,17 +90,28 @@ struct State {
     numbers: HashMap<&'static str, u64>,
     /// `(task, idempotency key)` → the run it started and when.
     idempotency: HashMap<(&'static str, String), (RunId, Timestamp)>,
+    /// Finished runs, in the order they finished, with when to forget them.
+    finished: VecDeque<(Instant, RunId)>,
 }
 
 /// What the engine knows of a run beyond its public snapshot.
 struct Record {
-    snapshot: AnyRun,
+    /// Shared with the hub, which holds the same snapshot: see [`Record::run`].
+    snapshot: Arc<AnyRun>,
     /// A cursor before the run's creation.
     created: Cursor,
     attempts: u32,
     max_attempts: u32,
     max_duration: Option<Duration>,
     cancel: CancelSignal,
+}
+
+impl Record {
+    /// The snapshot, to change: copied first if the hub still shares it (it does until the
+    /// next change is published), so published snapshots never change.
+    fn run(&mut self) -> &mut AnyRun {
+        Arc::make_mut(&mut self.snapshot)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +122,7 @@ struct Config {
     retry_delay: Duration,
     idempotency_ttl: Duration,
     cost_per_ms_cents: f64,
+    retention: Duration,
 }
 
 impl Default for Config {
@@ -121,6 +134,7 @@ impl Default for Config {
             retry_delay: Duration::from_secs(1),
             idempotency_ttl: Duration::from_secs(30 * 24 * 60 * 60),
             cost_per_ms_cents: 0.0,
+            retention: Duration::from_secs(60 * 60),
         }
     }
 }
@@ -200,6 +214,14 @@ impl EngineBuilder {
         self
     }
 
+    /// How long a finished run is kept after it finished (default 1 hour). Then it is
+    /// forgotten: [`Engine::run`] and new subscriptions no longer find it, and its idempotency
+    /// key starts a new run. This bounds the memory of an engine that runs for long.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.config.retention = retention;
+        self
+    }
+
     /// Refuses subscriptions past `limit` at once, with
     /// [`SubscribeError::TooManySubscriptions`] (default: no limit).
     pub fn max_subscriptions(mut self, limit: usize) -> Self {
@@ -230,6 +252,7 @@ impl EngineBuilder {
             config: self.config,
         });
         runtime.spawn(worker::dispatch(Arc::downgrade(&shared), receiver));
+        runtime.spawn(worker::forget_finished(Arc::downgrade(&shared)));
         Ok(Engine { shared })
     }
 }
@@ -238,6 +261,23 @@ impl EngineBuilder {
 fn id_prefix() -> String {
     let now = Timestamp::now().unix_millis().unsigned_abs();
     format!("{:x}", now % (1 << 40))
+}
+
+/// `kind`, the engine's `prefix`, then `sequence` in at least 8 digits: written by hand, as
+/// `format!` cost a tenth of a trigger.
+fn new_id(kind: &str, prefix: &str, sequence: u64) -> String {
+    let mut digits = [b'0'; 20];
+    let (mut n, mut start) = (sequence, digits.len());
+    while n > 0 || start > digits.len() - 8 {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    let mut id = String::with_capacity(kind.len() + prefix.len() + digits.len() - start);
+    id.push_str(kind);
+    id.push_str(prefix);
+    id.extend(digits[start..].iter().map(|&digit| char::from(digit)));
+    id
 }
 
 /// One run of a batch, of any task: its task, payload and options.
@@ -610,7 +650,7 @@ impl Engine {
             .map(|item| self.prepare(item))
             .collect::<Result<Vec<_>, _>>()?;
         let sequence = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let id = BatchId::from(format!("batch_{}{sequence:08}", self.shared.prefix));
+        let id = BatchId::from(new_id("batch_", &self.shared.prefix, sequence));
         let mut state = self.shared.lock();
         self.check_open()?;
         let runs = prepared
@@ -702,14 +742,14 @@ impl Engine {
             }
         }
         let sequence = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let id = RunId::from(format!("run_{}{sequence:08}", shared.prefix));
+        let id = RunId::from(new_id("run_", &shared.prefix, sequence));
         let number = state.numbers.entry(task).or_default();
         *number += 1;
         let delayed_until = options.delay.and_then(|delay| now.checked_add(delay));
         let snapshot = AnyRun {
             id: id.clone(),
             task_identifier: task.to_owned(),
-            payload: Some(payload),
+            payload: Some(payload.into()),
             output: None,
             created_at: now,
             updated_at: now,
@@ -734,7 +774,8 @@ impl Engine {
             error: None,
             is_test: options.is_test,
         };
-        let created = shared.hub.publish(snapshot.clone(), batch.cloned());
+        let snapshot = Arc::new(snapshot);
+        let created = shared.hub.publish(Arc::clone(&snapshot), batch.cloned());
         let created = Cursor::new(created.version() - 1);
         state.runs.insert(
             id.clone(),
@@ -766,8 +807,9 @@ impl Engine {
     /// [`canceled`](crate::TaskContext::canceled) completes).
     pub fn cancel(&self, id: &RunId) -> Result<(), CancelError> {
         let canceled = self.shared.update(id, |record| {
-            record.snapshot.status = RunStatus::Canceled;
-            record.snapshot.finished_at = Some(Timestamp::now());
+            let run = record.run();
+            run.status = RunStatus::Canceled;
+            run.finished_at = Some(Timestamp::now());
             record.cancel.cancel();
         });
         match (canceled, self.run(id)) {
@@ -827,7 +869,7 @@ impl Engine {
             let mut tags = record.snapshot.tags.clone();
             change(&mut tags);
             check_tags(&tags).map_err(TagError::Invalid)?;
-            record.snapshot.tags = tags;
+            record.run().tags = tags;
             Ok(())
         });
         outcome.unwrap_or_else(|| Err(TagError::NotLive(id.clone())))
@@ -946,6 +988,37 @@ impl fmt::Debug for Engine {
 }
 
 impl Shared {
+    /// Forgets the runs whose retention ended by `now`; returns when the next one's ends.
+    fn forget_finished(&self, now: Instant) -> Option<Instant> {
+        let mut state = self.lock();
+        while let Some(&(at, _)) = state.finished.front() {
+            if at > now {
+                return Some(at);
+            }
+            let Some((_, id)) = state.finished.pop_front() else {
+                break;
+            };
+            let Some(record) = state.runs.remove(&id) else {
+                continue;
+            };
+            let run = &record.snapshot;
+            if let Some(key) = &run.idempotency_key
+                && let Some(task) = self.executors.get_key_value(run.task_identifier.as_str())
+            {
+                let entry = (*task.0, key.clone());
+                if state
+                    .idempotency
+                    .get(&entry)
+                    .is_some_and(|(started, _)| *started == id)
+                {
+                    state.idempotency.remove(&entry);
+                }
+            }
+            self.hub.forget(&id);
+        }
+        None
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -957,7 +1030,7 @@ impl Shared {
             |_| true,
             |record| {
                 let metadata = metadata::apply_all(record.snapshot.metadata.as_ref(), ops)?;
-                record.snapshot.metadata = Some(metadata);
+                record.run().metadata = Some(metadata);
                 Ok(())
             },
         );
@@ -996,11 +1069,32 @@ impl Shared {
         if !when(record.snapshot.status) {
             return None;
         }
+        let was_final = record.snapshot.status.is_final();
         let result = change(record);
         if result.is_ok() {
-            record.snapshot.updated_at = Timestamp::now();
-            self.hub.publish(record.snapshot.clone(), None);
+            record.run().updated_at = Timestamp::now();
+            self.hub.publish(Arc::clone(&record.snapshot), None);
+            if !was_final && record.snapshot.status.is_final() {
+                let id = record.snapshot.id.clone();
+                // A retention too long to count is forever.
+                if let Some(at) = Instant::now().checked_add(self.config.retention) {
+                    state.finished.push_back((at, id));
+                }
+            }
         }
         Some(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_id;
+
+    #[test]
+    fn ids_have_at_least_eight_digits() {
+        assert_eq!(new_id("run_", "ab1", 0), "run_ab100000000");
+        assert_eq!(new_id("run_", "ab1", 42), "run_ab100000042");
+        assert_eq!(new_id("batch_", "", 123_456_789), "batch_123456789");
+        assert_eq!(new_id("run_", "f", u64::MAX), format!("run_f{}", u64::MAX));
     }
 }

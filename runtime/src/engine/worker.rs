@@ -4,7 +4,10 @@
 //! queued when their delay ends, and runs not started within their TTL become `EXPIRED`.
 
 use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use std::sync::atomic::Ordering;
@@ -43,6 +46,24 @@ pub(super) async fn dispatch(shared: Weak<Shared>, mut queue: mpsc::UnboundedRec
     }
 }
 
+/// Forgets finished runs once their retention ends, until the engine is dropped.
+pub(super) async fn forget_finished(shared: Weak<Shared>) {
+    loop {
+        let Some(engine) = shared.upgrade() else {
+            return;
+        };
+        let retention = engine.config.retention;
+        let next = engine.forget_finished(tokio::time::Instant::now());
+        drop(engine);
+        // Runs finish in order and keep the same retention: none that finishes from now on is
+        // due before the next one known, or before one retention from now.
+        match next.or_else(|| tokio::time::Instant::now().checked_add(retention)) {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => return,
+        }
+    }
+}
+
 /// What a timer does when it fires.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Timer {
@@ -65,7 +86,7 @@ pub(super) fn after(shared: &Arc<Shared>, wait: Duration, id: RunId, timer: Time
             Timer::Delay if shared.stopping.load(Ordering::SeqCst) => {}
             Timer::Delay => {
                 let queued = shared.update(&id, |record| {
-                    let run = &mut record.snapshot;
+                    let run = record.run();
                     run.status = RunStatus::Queued;
                     run.queued_at = Some(Timestamp::now());
                 });
@@ -77,9 +98,10 @@ pub(super) fn after(shared: &Arc<Shared>, wait: Duration, id: RunId, timer: Time
                 // Only a run still waiting to start expires.
                 let _ = shared.update_if(&id, RunStatus::is_queued, |record| {
                     let now = Timestamp::now();
-                    record.snapshot.status = RunStatus::Expired;
-                    record.snapshot.expired_at = Some(now);
-                    record.snapshot.finished_at = Some(now);
+                    let run = record.run();
+                    run.status = RunStatus::Expired;
+                    run.expired_at = Some(now);
+                    run.finished_at = Some(now);
                 });
             }
         }
@@ -95,7 +117,7 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
     };
     let started = shared.update_if(id, waiting, |record| {
         record.attempts += 1;
-        let run = &mut record.snapshot;
+        let run = Arc::make_mut(&mut record.snapshot);
         run.status = RunStatus::Executing;
         run.started_at.get_or_insert_with(Timestamp::now);
         let executor = shared.executors.get(run.task_identifier.as_str()).cloned();
@@ -117,8 +139,7 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
     };
     let cancel = ctx.clone();
     let clock = Instant::now();
-    // Spawned so that a panic in the task is caught here, as a `JoinError`.
-    let outcome = tokio::spawn(async move {
+    let outcome = CatchPanic::new(async move {
         let run = executor.execute(payload.as_deref(), ctx);
         let limited = async {
             match max_duration {
@@ -137,12 +158,12 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
         let attempts = record.attempts;
         let max_attempts = record.max_attempts;
         count_time(record, elapsed, shared.config.cost_per_ms_cents);
-        let run = &mut record.snapshot;
+        let run = record.run();
         let (status, retry) = match outcome {
             // Canceled: `cancel` already made the run final, so this update is not applied.
             Ok(None) => return None,
             Ok(Some(Ok(Ok(output)))) => {
-                run.output = Some(output);
+                run.output = Some(output.into());
                 run.error = None;
                 (RunStatus::Completed, false)
             }
@@ -162,13 +183,9 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
                 });
                 (RunStatus::TimedOut, false)
             }
-            Err(join) => {
+            Err(panic) => {
                 run.error = Some(SerializedError {
-                    message: if join.is_panic() {
-                        panic_message(join.into_panic())
-                    } else {
-                        "the attempt was aborted: the runtime is shutting down".into()
-                    },
+                    message: panic_message(panic),
                     name: Some("Panic".into()),
                     stack_trace: None,
                 });
@@ -224,7 +241,7 @@ impl MetadataStore for RunMetadata {
 
 /// Adds an attempt's execution time to the run's duration, and prices it.
 fn count_time(record: &mut Record, elapsed_ms: u64, cost_per_ms_cents: f64) {
-    let run = &mut record.snapshot;
+    let run = record.run();
     run.duration_ms = run.duration_ms.saturating_add(elapsed_ms);
     #[allow(clippy::cast_precision_loss)] // Milliseconds far below 2^52.
     let cost = run.duration_ms as f64 * cost_per_ms_cents;
@@ -235,6 +252,35 @@ fn count_time(record: &mut Record, elapsed_ms: u64, cost_per_ms_cents: f64) {
 fn retry_delay(base: Duration, attempts: u32) -> Duration {
     let factor = 1u32 << attempts.saturating_sub(1).min(16);
     base.saturating_mul(factor).min(MAX_RETRY_DELAY)
+}
+
+pin_project_lite::pin_project! {
+    /// A future that catches a panic of the future it wraps, as the task's own `Err`: so a
+    /// panicking task crashes its run, not the worker, without a task spawned to catch it.
+    struct CatchPanic<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F> CatchPanic<F> {
+    fn new(inner: F) -> Self {
+        Self { inner }
+    }
+}
+
+impl<F: Future> Future for CatchPanic<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.project().inner;
+        // Unwind safe: after a panic the future is dropped, never polled again.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
 }
 
 fn panic_message(payload: Box<dyn Any + Send>) -> String {
