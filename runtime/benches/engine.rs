@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use runcast::{
-    AnyRun, Cursor, Engine, RunHub, RunStatus, RunStreamExt, Scope, TaskContext, TriggerOptions,
-    realtime_union, task,
+    AnyRun, Cursor, Engine, RunFeed, RunHub, RunStatus, RunStreamExt, Scope, TaskContext,
+    TriggerOptions, realtime_union, task,
 };
 
 #[task(id = "noop")]

@@ -1,10 +1,59 @@
 //! The vocabulary of subscriptions: what a feed watches ([`Scope`]), where it is in the
-//! history of changes ([`Cursor`]), and the items it yields ([`Update`]).
+//! history of changes ([`Cursor`]), the items it yields ([`Update`]), and the seam every
+//! backend implements ([`RunFeed`]).
 
 use std::fmt;
 use std::str::FromStr;
 
-use crate::run::{BatchId, RunId, RunInfo};
+use futures_core::Stream;
+
+use crate::decode::DecodeError;
+use crate::hub::SubscribeError;
+use crate::run::{AnyRun, BatchId, RunId, RunInfo};
+use crate::stream::{Decoded, RunStreamExt};
+use crate::union::RunUnion;
+
+/// The one seam between a backend and the typed layer: subscriptions to the runs in a
+/// [`Scope`], from a [`Cursor`], as streams of untyped [`Update`]s in change order.
+///
+/// [`RunHub`](crate::RunHub) and [`Engine`](crate::Engine) implement it; everything above it
+/// (the typed adaptors, unions, the typed subscriptions below) works the same whichever
+/// backend produced the runs.
+pub trait RunFeed {
+    /// The error items of a subscription. It holds a [`DecodeError`], so that the typed
+    /// adaptors can add theirs.
+    type Error: From<DecodeError>;
+    /// One subscription's stream. It never ends on its own; dropping it unsubscribes.
+    type Subscription: Stream<Item = Result<Update<AnyRun>, Self::Error>>;
+
+    /// Subscribes to the runs in `scope`: first the latest snapshot of every run in scope that
+    /// changed after `from` ([`Cursor::START`]: all of them), then every later change, in
+    /// cursor order. Resuming from an item's cursor continues with no gap and no duplicate.
+    fn subscribe(&self, scope: Scope, from: Cursor) -> Result<Self::Subscription, SubscribeError>;
+
+    /// Subscribes to the runs that carry all of `tags`, as variants of the union `U`, from
+    /// the start. Never ends on its own.
+    fn subscribe_to_runs_with_tag<U: RunUnion>(
+        &self,
+        tags: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Decoded<Self::Subscription, U>, SubscribeError> {
+        let tags = tags.into_iter().map(Into::into).collect();
+        Ok(self
+            .subscribe(Scope::Tags(tags), Cursor::START)?
+            .union::<U>())
+    }
+
+    /// Subscribes to the runs of a batch, as variants of the union `U`, from the start.
+    /// Never ends on its own.
+    fn subscribe_to_batch<U: RunUnion>(
+        &self,
+        batch: &BatchId,
+    ) -> Result<Decoded<Self::Subscription, U>, SubscribeError> {
+        Ok(self
+            .subscribe(Scope::Batch(batch.clone()), Cursor::START)?
+            .union::<U>())
+    }
+}
 
 /// What a subscription watches.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

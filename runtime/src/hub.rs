@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 use futures_core::Stream;
 
 use crate::decode::DecodeError;
-use crate::feed::{Cursor, Scope, Update};
+use crate::feed::{Cursor, RunFeed, Scope, Update};
 use crate::run::{AnyRun, BatchId, RunId};
 
 /// The latest snapshot of every run published to it, and subscriptions to their changes.
@@ -342,6 +342,15 @@ impl RunHub {
     /// How many subscriptions are open.
     pub fn subscriptions(&self) -> usize {
         self.lock().subscriptions.len()
+    }
+}
+
+impl RunFeed for RunHub {
+    type Error = DecodeError;
+    type Subscription = Subscription;
+
+    fn subscribe(&self, scope: Scope, from: Cursor) -> Result<Subscription, SubscribeError> {
+        RunHub::subscribe(self, scope, from)
     }
 }
 

@@ -59,7 +59,7 @@ pub use crate::engine::{
     BatchHandle, BatchItem, BuildError, CancelError, Engine, EngineBuilder, MAX_BATCH, MAX_TAG_LEN,
     MAX_TAGS, RunHandle, TagError, TriggerError, TriggerOptions,
 };
-pub use crate::feed::{Cursor, ParseCursorError, Scope, Update};
+pub use crate::feed::{Cursor, ParseCursorError, RunFeed, Scope, Update};
 pub use crate::hub::{RunHub, SubscribeError, Subscription};
 pub use crate::metadata::{MAX_METADATA_BYTES, MetadataError, MetadataOp};
 pub use crate::run::{
@@ -137,8 +137,8 @@ pub use runcast_macros::realtime_union;
 /// The names most programs use, for `use runcast::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        AnyRun, DecodeError, FromAnyRun, Run, RunId, RunInfo, RunStatus, RunStreamExt, RunUnion,
-        Task, TaskContext, TaskFn, realtime_union, task,
+        AnyRun, DecodeError, FromAnyRun, Run, RunFeed, RunId, RunInfo, RunStatus, RunStreamExt,
+        RunUnion, Task, TaskContext, TaskFn, realtime_union, task,
     };
 }
 

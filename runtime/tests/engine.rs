@@ -7,8 +7,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::join_all;
 use runcast::{
-    Engine, MetadataError, MetadataOp, RunStatus, RunStreamExt, Scope, TaskContext, TriggerError,
-    TriggerOptions, realtime_union, task,
+    Engine, MetadataError, MetadataOp, RunFeed, RunStatus, RunStreamExt, Scope, TaskContext,
+    TriggerError, TriggerOptions, realtime_union, task,
 };
 
 #[task(id = "double")]

@@ -7,21 +7,23 @@
 //! batch (of one task or mixed), and graceful shutdown.
 
 mod executor;
+mod store;
 mod worker;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde_json::value::RawValue;
 use tokio::sync::{Semaphore, mpsc};
-use tokio::time::Instant;
 
 use self::executor::{Executor, FnExecutor};
-use crate::feed::{Cursor, Scope};
+use self::store::{Record, State, Store};
+use crate::decode::DecodeError;
+use crate::feed::{Cursor, RunFeed, Scope};
 use crate::hub::{RunHub, SubscribeError, Subscription};
 use crate::metadata::{self, MetadataError, MetadataOp};
 use crate::run::{AnyRun, BatchId, JsonObject, Run, RunId, Untyped};
@@ -29,7 +31,6 @@ use crate::status::RunStatus;
 use crate::stream::{Decoded, RunStreamExt, UntilFinished};
 use crate::task::{CancelSignal, Task, TaskFn};
 use crate::timestamp::Timestamp;
-use crate::union::RunUnion;
 
 /// The most tags a run may carry.
 pub const MAX_TAGS: usize = 10;
@@ -67,10 +68,9 @@ pub struct Engine {
 }
 
 struct Shared {
-    hub: RunHub,
+    store: Store,
     executors: HashMap<&'static str, Arc<dyn Executor>>,
     config: Config,
-    state: Mutex<State>,
     queue: mpsc::UnboundedSender<RunId>,
     /// One permit per attempt that may run at once.
     slots: Arc<Semaphore>,
@@ -82,36 +82,6 @@ struct Shared {
     /// Makes run ids unique to this engine.
     prefix: String,
     next_id: AtomicU64,
-}
-
-#[derive(Default)]
-struct State {
-    runs: HashMap<RunId, Record>,
-    numbers: HashMap<&'static str, u64>,
-    /// `(task, idempotency key)` → the run it started and when.
-    idempotency: HashMap<(&'static str, String), (RunId, Timestamp)>,
-    /// Finished runs, in the order they finished, with when to forget them.
-    finished: VecDeque<(Instant, RunId)>,
-}
-
-/// What the engine knows of a run beyond its public snapshot.
-struct Record {
-    /// Shared with the hub, which holds the same snapshot: see [`Record::run`].
-    snapshot: Arc<AnyRun>,
-    /// A cursor before the run's creation.
-    created: Cursor,
-    attempts: u32,
-    max_attempts: u32,
-    max_duration: Option<Duration>,
-    cancel: CancelSignal,
-}
-
-impl Record {
-    /// The snapshot, to change: copied first if the hub still shares it (it does until the
-    /// next change is published), so published snapshots never change.
-    fn run(&mut self) -> &mut AnyRun {
-        Arc::make_mut(&mut self.snapshot)
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -240,9 +210,8 @@ impl EngineBuilder {
         let runtime = tokio::runtime::Handle::try_current().map_err(BuildError::NoRuntime)?;
         let (queue, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            hub: self.hub.unwrap_or_default(),
+            store: Store::new(self.hub.unwrap_or_default(), self.config.retention),
             executors: self.executors,
-            state: Mutex::new(State::default()),
             queue,
             slots: Arc::new(Semaphore::new(self.config.concurrency)),
             runtime: runtime.clone(),
@@ -573,7 +542,7 @@ impl Engine {
 
     /// The hub the engine publishes to.
     pub fn hub(&self) -> &RunHub {
-        &self.shared.hub
+        self.shared.store.hub()
     }
 
     /// Triggers a run of `T`.
@@ -588,7 +557,7 @@ impl Engine {
         options: TriggerOptions,
     ) -> Result<RunHandle<T>, TriggerError> {
         let prepared = self.prepare(BatchItem::new::<T>(&payload, options))?;
-        let mut state = self.shared.lock();
+        let mut state = self.shared.store.lock();
         self.check_open()?;
         Ok(self.insert(&mut state, prepared, None))
     }
@@ -651,7 +620,7 @@ impl Engine {
             .collect::<Result<Vec<_>, _>>()?;
         let sequence = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let id = BatchId::from(new_id("batch_", &self.shared.prefix, sequence));
-        let mut state = self.shared.lock();
+        let mut state = self.shared.store.lock();
         self.check_open()?;
         let runs = prepared
             .into_iter()
@@ -724,27 +693,14 @@ impl Engine {
             max_attempts,
             options,
         } = prepared;
-        if let Some(key) = &options.idempotency_key {
-            let entry = (task, key.clone());
-            match state.idempotency.get(&entry) {
-                // Expired: forgotten now, so the key starts a new run below.
-                Some((_, at))
-                    if now.saturating_duration_since(*at) >= shared.config.idempotency_ttl =>
-                {
-                    state.idempotency.remove(&entry);
-                }
-                Some((id, _)) => {
-                    if let Some(record) = state.runs.get(id) {
-                        return RunHandle::new(record.snapshot.id.clone(), record.created);
-                    }
-                }
-                None => {}
-            }
+        let idempotency = options.idempotency_key.clone().map(|key| (task, key));
+        if let Some(key) = &idempotency
+            && let Some((id, created)) = state.keyed(key, now, shared.config.idempotency_ttl)
+        {
+            return RunHandle::new(id, created);
         }
         let sequence = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let id = RunId::from(new_id("run_", &shared.prefix, sequence));
-        let number = state.numbers.entry(task).or_default();
-        *number += 1;
         let delayed_until = options.delay.and_then(|delay| now.checked_add(delay));
         let snapshot = AnyRun {
             id: id.clone(),
@@ -753,7 +709,7 @@ impl Engine {
             output: None,
             created_at: now,
             updated_at: now,
-            number: *number,
+            number: state.next_number(task),
             status: if delayed_until.is_some() {
                 RunStatus::Delayed
             } else {
@@ -763,7 +719,7 @@ impl Engine {
             cost_in_cents: 0.0,
             base_cost_in_cents: 0.0,
             tags: options.tags,
-            idempotency_key: options.idempotency_key.clone(),
+            idempotency_key: options.idempotency_key,
             expired_at: None,
             ttl: options.ttl.map(|ttl| format!("{}ms", ttl.as_millis())),
             finished_at: None,
@@ -774,23 +730,16 @@ impl Engine {
             error: None,
             is_test: options.is_test,
         };
-        let snapshot = Arc::new(snapshot);
-        let created = shared.hub.publish(Arc::clone(&snapshot), batch.cloned());
-        let created = Cursor::new(created.version() - 1);
-        state.runs.insert(
-            id.clone(),
-            Record {
-                snapshot,
-                created,
-                attempts: 0,
-                max_attempts,
-                max_duration: options.max_duration,
-                cancel: CancelSignal::default(),
-            },
-        );
-        if let Some(key) = options.idempotency_key {
-            state.idempotency.insert((task, key), (id.clone(), now));
-        }
+        let record = Record {
+            snapshot: Arc::new(snapshot),
+            created: Cursor::START,
+            attempts: 0,
+            max_attempts,
+            max_duration: options.max_duration,
+            cancel: CancelSignal::default(),
+            idempotency,
+        };
+        let created = shared.store.add(state, record, batch.cloned(), now);
         match options.delay {
             Some(delay) => worker::after(shared, delay, id.clone(), worker::Timer::Delay),
             // The dispatcher lives as long as any engine handle, so the queue is open.
@@ -806,7 +755,7 @@ impl Engine {
     /// never starts, and a running attempt is stopped at its next `.await` (its context's
     /// [`canceled`](crate::TaskContext::canceled) completes).
     pub fn cancel(&self, id: &RunId) -> Result<(), CancelError> {
-        let canceled = self.shared.update(id, |record| {
+        let canceled = self.shared.store.update(id, |record| {
             let run = record.run();
             run.status = RunStatus::Canceled;
             run.finished_at = Some(Timestamp::now());
@@ -865,7 +814,7 @@ impl Engine {
         change: impl FnOnce(&mut Vec<String>),
     ) -> Result<(), TagError> {
         let live = |status: RunStatus| !status.is_final();
-        let outcome = self.shared.try_update_if(id, live, |record| {
+        let outcome = self.shared.store.change_if(id, live, |record| {
             let mut tags = record.snapshot.tags.clone();
             change(&mut tags);
             check_tags(&tags).map_err(TagError::Invalid)?;
@@ -885,7 +834,7 @@ impl Engine {
         let shared = &self.shared;
         // Under the state lock, so that no trigger is stored and no attempt starts after this
         // (see `check_open` and `worker::attempt`).
-        let state = shared.lock();
+        let state = shared.store.lock();
         shared.stopping.store(true, Ordering::SeqCst);
         drop(state);
         let all = u32::try_from(shared.config.concurrency).unwrap_or(u32::MAX);
@@ -895,13 +844,7 @@ impl Engine {
             drop(idle);
             return 0;
         }
-        let running: Vec<RunId> = shared
-            .lock()
-            .runs
-            .values()
-            .filter(|record| record.snapshot.status == RunStatus::Executing)
-            .map(|record| record.snapshot.id.clone())
-            .collect();
+        let running = shared.store.lock().executing();
         let canceled = running.iter().filter(|id| self.cancel(id).is_ok()).count();
         // Canceled attempts stop at their next `.await`; give them as long again to hand back
         // their slot (a task blocked outside an `.await` may never).
@@ -912,12 +855,12 @@ impl Engine {
 
     /// The latest snapshot of a run.
     pub fn run(&self, id: &RunId) -> Option<AnyRun> {
-        self.shared.hub.get(id).map(|update| update.run)
+        self.shared.store.hub().get(id).map(|update| update.run)
     }
 
     /// Subscribes to the runs in `scope` from `from`, untyped (see [`RunHub::subscribe`]).
     pub fn subscribe(&self, scope: Scope, from: Cursor) -> Result<Subscription, SubscribeError> {
-        self.shared.hub.subscribe(scope, from)
+        self.shared.store.hub().subscribe(scope, from)
     }
 
     /// Subscribes to one run of `T`: its current snapshot, then every change, ending after
@@ -935,7 +878,7 @@ impl Engine {
 
     /// Refuses a subscription to a run that does not exist, which would never yield.
     fn known(&self, id: &RunId) -> Result<(), SubscribeError> {
-        if self.shared.lock().runs.contains_key(id) {
+        if self.shared.store.contains(id) {
             Ok(())
         } else {
             Err(SubscribeError::UnknownRun(id.clone()))
@@ -954,27 +897,14 @@ impl Engine {
             .subscribe(Scope::Run(id.clone()), Cursor::START)?
             .typed::<T>())
     }
+}
 
-    /// Subscribes to the runs of a batch, as variants of the union `U`. Never ends on its own.
-    pub fn subscribe_to_batch<U: RunUnion>(
-        &self,
-        batch: &BatchId,
-    ) -> Result<Decoded<Subscription, U>, SubscribeError> {
-        Ok(self
-            .subscribe(Scope::Batch(batch.clone()), Cursor::START)?
-            .union::<U>())
-    }
+impl RunFeed for Engine {
+    type Error = DecodeError;
+    type Subscription = Subscription;
 
-    /// Subscribes to the runs that carry all of `tags`, as variants of the union `U`. Never
-    /// ends on its own.
-    pub fn subscribe_to_runs_with_tag<U: RunUnion>(
-        &self,
-        tags: impl IntoIterator<Item = impl Into<String>>,
-    ) -> Result<Decoded<Subscription, U>, SubscribeError> {
-        let tags = tags.into_iter().map(Into::into).collect();
-        Ok(self
-            .subscribe(Scope::Tags(tags), Cursor::START)?
-            .union::<U>())
+    fn subscribe(&self, scope: Scope, from: Cursor) -> Result<Subscription, SubscribeError> {
+        Engine::subscribe(self, scope, from)
     }
 }
 
@@ -982,50 +912,15 @@ impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
             .field("tasks", &self.shared.executors.keys().collect::<Vec<_>>())
-            .field("hub", &self.shared.hub)
+            .field("hub", self.shared.store.hub())
             .finish()
     }
 }
 
 impl Shared {
-    /// Forgets the runs whose retention ended by `now`; returns when the next one's ends.
-    fn forget_finished(&self, now: Instant) -> Option<Instant> {
-        let mut state = self.lock();
-        while let Some(&(at, _)) = state.finished.front() {
-            if at > now {
-                return Some(at);
-            }
-            let Some((_, id)) = state.finished.pop_front() else {
-                break;
-            };
-            let Some(record) = state.runs.remove(&id) else {
-                continue;
-            };
-            let run = &record.snapshot;
-            if let Some(key) = &run.idempotency_key
-                && let Some(task) = self.executors.get_key_value(run.task_identifier.as_str())
-            {
-                let entry = (*task.0, key.clone());
-                if state
-                    .idempotency
-                    .get(&entry)
-                    .is_some_and(|(started, _)| *started == id)
-                {
-                    state.idempotency.remove(&entry);
-                }
-            }
-            self.hub.forget(&id);
-        }
-        None
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Changes a run's metadata, finished or not, and publishes it.
     fn update_metadata(&self, id: &RunId, ops: Vec<MetadataOp>) -> Result<(), MetadataError> {
-        let outcome = self.try_update_if(
+        let outcome = self.store.change_if(
             id,
             |_| true,
             |record| {
@@ -1035,54 +930,6 @@ impl Shared {
             },
         );
         outcome.unwrap_or_else(|| Err(MetadataError::UnknownRun(id.to_string())))
-    }
-
-    /// Changes a run that has not finished and publishes it; `None` if the run is unknown or
-    /// finished, so that a late worker or timer never changes a canceled run.
-    fn update<R>(&self, id: &RunId, change: impl FnOnce(&mut Record) -> R) -> Option<R> {
-        self.update_if(id, |status| !status.is_final(), change)
-    }
-
-    /// Changes a run whose status passes `when`, and publishes it; `None` otherwise.
-    fn update_if<R>(
-        &self,
-        id: &RunId,
-        when: impl FnOnce(RunStatus) -> bool,
-        change: impl FnOnce(&mut Record) -> R,
-    ) -> Option<R> {
-        let outcome = self.try_update_if(id, when, |record| {
-            Ok::<_, std::convert::Infallible>(change(record))
-        });
-        outcome.map(|Ok(result)| result)
-    }
-
-    /// Like [`update_if`](Self::update_if), for a change that may be refused: on `Err` the
-    /// change must have left the record as it was, and nothing is published.
-    fn try_update_if<R, E>(
-        &self,
-        id: &RunId,
-        when: impl FnOnce(RunStatus) -> bool,
-        change: impl FnOnce(&mut Record) -> Result<R, E>,
-    ) -> Option<Result<R, E>> {
-        let mut state = self.lock();
-        let record = state.runs.get_mut(id)?;
-        if !when(record.snapshot.status) {
-            return None;
-        }
-        let was_final = record.snapshot.status.is_final();
-        let result = change(record);
-        if result.is_ok() {
-            record.run().updated_at = Timestamp::now();
-            self.hub.publish(Arc::clone(&record.snapshot), None);
-            if !was_final && record.snapshot.status.is_final() {
-                let id = record.snapshot.id.clone();
-                // A retention too long to count is forever.
-                if let Some(at) = Instant::now().checked_add(self.config.retention) {
-                    state.finished.push_back((at, id));
-                }
-            }
-        }
-        Some(result)
     }
 }
 

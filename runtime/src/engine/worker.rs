@@ -14,7 +14,8 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 
-use super::{Record, Shared};
+use super::Shared;
+use super::store::Record;
 use crate::metadata::{MetadataError, MetadataOp, MetadataStore};
 use crate::run::{JsonObject, RunId, SerializedError};
 use crate::status::RunStatus;
@@ -52,8 +53,8 @@ pub(super) async fn forget_finished(shared: Weak<Shared>) {
         let Some(engine) = shared.upgrade() else {
             return;
         };
-        let retention = engine.config.retention;
-        let next = engine.forget_finished(tokio::time::Instant::now());
+        let retention = engine.store.retention();
+        let next = engine.store.forget_finished(tokio::time::Instant::now());
         drop(engine);
         // Runs finish in order and keep the same retention: none that finishes from now on is
         // due before the next one known, or before one retention from now.
@@ -85,7 +86,7 @@ pub(super) fn after(shared: &Arc<Shared>, wait: Duration, id: RunId, timer: Time
         match timer {
             Timer::Delay if shared.stopping.load(Ordering::SeqCst) => {}
             Timer::Delay => {
-                let queued = shared.update(&id, |record| {
+                let queued = shared.store.update(&id, |record| {
                     let run = record.run();
                     run.status = RunStatus::Queued;
                     run.queued_at = Some(Timestamp::now());
@@ -96,7 +97,7 @@ pub(super) fn after(shared: &Arc<Shared>, wait: Duration, id: RunId, timer: Time
             }
             Timer::Ttl => {
                 // Only a run still waiting to start expires.
-                let _ = shared.update_if(&id, RunStatus::is_queued, |record| {
+                let _ = shared.store.update_if(&id, RunStatus::is_queued, |record| {
                     let now = Timestamp::now();
                     let run = record.run();
                     run.status = RunStatus::Expired;
@@ -115,7 +116,7 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
         !shared.stopping.load(Ordering::SeqCst)
             && matches!(status, RunStatus::Queued | RunStatus::Reattempting)
     };
-    let started = shared.update_if(id, waiting, |record| {
+    let started = shared.store.update_if(id, waiting, |record| {
         record.attempts += 1;
         let run = Arc::make_mut(&mut record.snapshot);
         run.status = RunStatus::Executing;
@@ -154,7 +155,7 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
     })
     .await;
     let elapsed = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let retry = shared.update(id, |record| {
+    let retry = shared.store.update(id, |record| {
         let attempts = record.attempts;
         let max_attempts = record.max_attempts;
         count_time(record, elapsed, shared.config.cost_per_ms_cents);
@@ -200,7 +201,7 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
     });
     if retry.is_none() {
         // The run became final meanwhile (canceled): still count the time the attempt ran.
-        shared.update_if(
+        shared.store.update_if(
             id,
             |_| true,
             |record| {
@@ -234,8 +235,7 @@ impl MetadataStore for RunMetadata {
 
     fn get(&self) -> Option<JsonObject> {
         let shared = self.shared.upgrade()?;
-        let state = shared.lock();
-        state.runs.get(&self.id)?.snapshot.metadata.clone()
+        shared.store.metadata(&self.id)
     }
 }
 

@@ -1,0 +1,225 @@
+//! The engine's store: the record of every run it keeps, and the hub each change is published
+//! to. Every change to a run goes through [`Store::change_if`], under the store's one lock, so
+//! changes are published in the order they are made.
+//!
+//! The lifecycle (what a trigger, an attempt, a timer or a cancellation changes) lives in the
+//! engine and its workers; this is what keeps and publishes it. A store over another medium
+//! (Postgres) provides the same operations.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::feed::Cursor;
+use crate::hub::RunHub;
+use crate::run::{AnyRun, BatchId, JsonObject, RunId};
+use crate::status::RunStatus;
+use crate::task::CancelSignal;
+use crate::timestamp::Timestamp;
+
+/// `(task, idempotency key)`.
+pub(super) type IdempotencyKey = (&'static str, String);
+
+/// What the engine knows of a run beyond its public snapshot.
+pub(super) struct Record {
+    /// Shared with the hub, which holds the same snapshot: see [`Record::run`].
+    pub(super) snapshot: Arc<AnyRun>,
+    /// A cursor before the run's creation.
+    pub(super) created: Cursor,
+    pub(super) attempts: u32,
+    pub(super) max_attempts: u32,
+    pub(super) max_duration: Option<Duration>,
+    pub(super) cancel: CancelSignal,
+    /// The key that returns this run, if it was triggered with one.
+    pub(super) idempotency: Option<IdempotencyKey>,
+}
+
+impl Record {
+    /// The snapshot, to change: copied first if the hub still shares it (it does until the
+    /// next change is published), so published snapshots never change.
+    pub(super) fn run(&mut self) -> &mut AnyRun {
+        Arc::make_mut(&mut self.snapshot)
+    }
+}
+
+/// The runs, under the store's lock.
+#[derive(Default)]
+pub(super) struct State {
+    runs: HashMap<RunId, Record>,
+    numbers: HashMap<&'static str, u64>,
+    /// The run each key started, and when.
+    idempotency: HashMap<IdempotencyKey, (RunId, Timestamp)>,
+    /// Finished runs, in the order they finished, with when to forget them.
+    finished: VecDeque<(Instant, RunId)>,
+}
+
+impl State {
+    /// The run `key` started, with the cursor before its creation, if the key was used less
+    /// than `ttl` ago and the run is still kept.
+    pub(super) fn keyed(
+        &mut self,
+        key: &IdempotencyKey,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Option<(RunId, Cursor)> {
+        let (id, at) = self.idempotency.get(key)?;
+        if now.saturating_duration_since(*at) >= ttl {
+            // Expired: forgotten now, so the key starts a new run.
+            self.idempotency.remove(key);
+            return None;
+        }
+        let record = self.runs.get(id)?;
+        Some((record.snapshot.id.clone(), record.created))
+    }
+
+    /// The number of `task`'s next run: 1, 2, 3...
+    pub(super) fn next_number(&mut self, task: &'static str) -> u64 {
+        let number = self.numbers.entry(task).or_default();
+        *number += 1;
+        *number
+    }
+
+    /// The ids of the runs executing now.
+    pub(super) fn executing(&self) -> Vec<RunId> {
+        self.runs
+            .values()
+            .filter(|record| record.snapshot.status == RunStatus::Executing)
+            .map(|record| record.snapshot.id.clone())
+            .collect()
+    }
+}
+
+pub(super) struct Store {
+    state: Mutex<State>,
+    hub: RunHub,
+    /// How long a finished run is kept.
+    retention: Duration,
+}
+
+impl Store {
+    pub(super) fn new(hub: RunHub, retention: Duration) -> Self {
+        Self {
+            state: Mutex::default(),
+            hub,
+            retention,
+        }
+    }
+
+    pub(super) fn hub(&self) -> &RunHub {
+        &self.hub
+    }
+
+    /// The state stays consistent if a thread panicked while holding the lock: every change is
+    /// made before anything that could panic.
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stores a new run and publishes its first snapshot; returns the cursor before it.
+    pub(super) fn add(
+        &self,
+        state: &mut State,
+        record: Record,
+        batch: Option<BatchId>,
+        now: Timestamp,
+    ) -> Cursor {
+        let id = record.snapshot.id.clone();
+        if let Some(key) = &record.idempotency {
+            state.idempotency.insert(key.clone(), (id.clone(), now));
+        }
+        let published = self.hub.publish(Arc::clone(&record.snapshot), batch);
+        let created = Cursor::new(published.version() - 1);
+        state.runs.insert(id, Record { created, ..record });
+        created
+    }
+
+    pub(super) fn contains(&self, id: &RunId) -> bool {
+        self.lock().runs.contains_key(id)
+    }
+
+    /// The run's metadata.
+    pub(super) fn metadata(&self, id: &RunId) -> Option<JsonObject> {
+        self.lock().runs.get(id)?.snapshot.metadata.clone()
+    }
+
+    /// Changes a run that has not finished and publishes it; `None` if the run is unknown or
+    /// finished, so that a late worker or timer never changes a canceled run.
+    pub(super) fn update<R>(&self, id: &RunId, change: impl FnOnce(&mut Record) -> R) -> Option<R> {
+        self.update_if(id, |status| !status.is_final(), change)
+    }
+
+    /// Changes a run whose status passes `when`, and publishes it; `None` otherwise.
+    pub(super) fn update_if<R>(
+        &self,
+        id: &RunId,
+        when: impl FnOnce(RunStatus) -> bool,
+        change: impl FnOnce(&mut Record) -> R,
+    ) -> Option<R> {
+        let outcome = self.change_if(id, when, |record| {
+            Ok::<_, std::convert::Infallible>(change(record))
+        });
+        outcome.map(|Ok(result)| result)
+    }
+
+    /// Like [`update_if`](Self::update_if), for a change that may be refused: on `Err` the
+    /// change must have left the record as it was, and nothing is published.
+    pub(super) fn change_if<R, E>(
+        &self,
+        id: &RunId,
+        when: impl FnOnce(RunStatus) -> bool,
+        change: impl FnOnce(&mut Record) -> Result<R, E>,
+    ) -> Option<Result<R, E>> {
+        let mut state = self.lock();
+        let record = state.runs.get_mut(id)?;
+        if !when(record.snapshot.status) {
+            return None;
+        }
+        let was_final = record.snapshot.status.is_final();
+        let result = change(record);
+        if result.is_ok() {
+            record.run().updated_at = Timestamp::now();
+            self.hub.publish(Arc::clone(&record.snapshot), None);
+            if !was_final && record.snapshot.status.is_final() {
+                let id = record.snapshot.id.clone();
+                // A retention too long to count is forever.
+                if let Some(at) = Instant::now().checked_add(self.retention) {
+                    state.finished.push_back((at, id));
+                }
+            }
+        }
+        Some(result)
+    }
+
+    /// Forgets the runs whose retention ended by `now`; returns when the next one's ends.
+    pub(super) fn forget_finished(&self, now: Instant) -> Option<Instant> {
+        let mut state = self.lock();
+        while let Some(&(at, _)) = state.finished.front() {
+            if at > now {
+                return Some(at);
+            }
+            let Some((_, id)) = state.finished.pop_front() else {
+                break;
+            };
+            let Some(record) = state.runs.remove(&id) else {
+                continue;
+            };
+            if let Some(key) = &record.idempotency
+                && state
+                    .idempotency
+                    .get(key)
+                    .is_some_and(|(started, _)| *started == id)
+            {
+                state.idempotency.remove(key);
+            }
+            self.hub.forget(&id);
+        }
+        None
+    }
+
+    /// How long a finished run is kept.
+    pub(super) fn retention(&self) -> Duration {
+        self.retention
+    }
+}
