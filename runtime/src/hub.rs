@@ -229,32 +229,52 @@ impl RunHub {
     /// `batch` is the run's batch; `None` keeps the batch it was published with before.
     pub fn publish(&self, run: impl Into<Arc<AnyRun>>, batch: Option<BatchId>) -> Cursor {
         let run = run.into();
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         inner.version += 1;
         let cursor = Cursor::new(inner.version);
-        let old = inner.runs.remove(&run.id);
-        let batch = batch.or_else(|| old.as_ref().and_then(|old| old.batch.clone()));
-        let mut watchers: Vec<u64> = inner
-            .subscribers_of(&run.id, &run.tags, batch.as_ref())
-            .collect();
-        // Subscriptions that watched the run by a tag it just lost see it once more, without it.
-        if let Some(old) = &old {
-            let lost = old.run.tags.iter().filter(|tag| !run.tags.contains(tag));
-            watchers.extend(lost.filter_map(|tag| inner.watch_tag.get(tag)).flatten());
-        }
+        // The run's previous snapshot and batch, replaced in place.
+        let (old, batch) = match inner.runs.get_mut(&run.id) {
+            Some(entry) => {
+                let batch = batch.or_else(|| entry.batch.clone());
+                let old_run = std::mem::replace(&mut entry.run, Arc::clone(&run));
+                let old_batch = std::mem::replace(&mut entry.batch, batch.clone());
+                entry.version = cursor.version();
+                (Some((old_run, old_batch)), batch)
+            }
+            None => {
+                let entry = Entry {
+                    run: Arc::clone(&run),
+                    version: cursor.version(),
+                    batch: batch.clone(),
+                };
+                inner.runs.insert(run.id.clone(), entry);
+                (None, batch)
+            }
+        };
         let was = old
             .as_ref()
-            .map(|old| (old.run.tags.as_slice(), old.batch.as_ref()));
+            .map(|(old_run, old_batch)| (old_run.tags.as_slice(), old_batch.as_ref()));
         inner.reindex(&run.id, was, (&run.tags, batch.as_ref()));
+        // Subscriptions that watched the run by a tag it just lost see it once more, without it.
+        let lost = old.iter().flat_map(|(old_run, _)| {
+            let lost = old_run.tags.iter().filter(|tag| !run.tags.contains(tag));
+            lost.filter_map(|tag| inner.watch_tag.get(tag))
+                .flatten()
+                .copied()
+        });
         let mut wake = Vec::new();
-        for subscription in watchers {
+        for subscription in inner
+            .subscribers_of(&run.id, &run.tags, batch.as_ref())
+            .chain(lost)
+        {
             let Some(watcher) = inner.subscriptions.get(&subscription) else {
                 continue;
             };
             // A run that just left the scope (a tag removed) is shown once more, without it.
-            let was_in = old
-                .as_ref()
-                .is_some_and(|old| in_scope(&watcher.scope, &old.run, old.batch.as_ref()));
+            let was_in = old.as_ref().is_some_and(|(old_run, old_batch)| {
+                in_scope(&watcher.scope, old_run, old_batch.as_ref())
+            });
             if was_in || in_scope(&watcher.scope, &run, batch.as_ref()) {
                 let mut mailbox = lock(&watcher.mailbox);
                 mailbox
@@ -263,17 +283,13 @@ impl RunHub {
                 wake.extend(mailbox.waker.take());
             }
         }
-        let entry = Entry {
-            run,
-            version: cursor.version(),
-            batch,
-        };
-        inner.runs.insert(entry.run.id.clone(), entry);
-        drop(inner);
-        // Woken subscribers may publish in turn: wake them once the lock is free.
+        drop(guard);
+        // Woken subscribers may publish in turn: wake them once the lock is free. The previous
+        // snapshot, if this was its last holder, is freed outside the lock too.
         for waker in wake {
             waker.wake();
         }
+        drop(old);
         cursor
     }
 

@@ -221,3 +221,36 @@ fn a_waiting_subscriber_is_woken_by_a_publish_from_another_thread() {
     publisher.join().unwrap();
     assert_eq!(statuses.last(), Some(&RunStatus::Completed));
 }
+
+#[test]
+fn a_forgotten_run_leaves_every_index_and_pending_changes_still_arrive() {
+    let hub = RunHub::new();
+    let batch = BatchId::from("batch_1");
+    hub.publish(run("run_1", "QUEUED", &["user:1"]), Some(batch.clone()));
+    let mut watching = hub
+        .subscribe(Scope::Tags(vec!["user:1".into()]), Cursor::START)
+        .unwrap();
+    hub.publish(run("run_1", "COMPLETED", &["user:1"]), None);
+    hub.forget(&RunId::from("run_1"));
+
+    assert!(hub.get(&RunId::from("run_1")).is_none());
+    // The subscriber that had not read yet still gets the run's last change.
+    assert_eq!(
+        ids(&ready(&mut watching)),
+        [("run_1".into(), RunStatus::Completed)]
+    );
+    for scope in [
+        Scope::Tags(vec!["user:1".into()]),
+        Scope::Batch(batch),
+        Scope::Run(RunId::from("run_1")),
+    ] {
+        let mut late = hub.subscribe(scope.clone(), Cursor::START).unwrap();
+        assert!(ready(&mut late).is_empty(), "{scope:?}");
+    }
+    // Published again, it is a run like any other.
+    hub.publish(run("run_1", "QUEUED", &["user:1"]), None);
+    assert_eq!(
+        ids(&ready(&mut watching)),
+        [("run_1".into(), RunStatus::Queued)]
+    );
+}
