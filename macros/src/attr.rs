@@ -6,14 +6,18 @@ use syn::parse::Parser;
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Type};
 
 /// The keys `#[task]` accepts, in the order the messages list them.
-const KEYS: &str = "`id`, `payload`, `output`";
+const KEYS: &str = "`id`, `payload`, `output`, `metadata`, `streams`";
 
-/// `#[task(id = "...", payload = P, output = O)]`, each key at most once.
+/// `#[task(id = "...", payload = P, output = O, metadata = M, streams(key = C, ...))]`, each
+/// key at most once.
 #[derive(Default)]
 pub(crate) struct TaskArgs {
     pub(crate) id: Option<LitStr>,
     pub(crate) payload: Option<(Ident, Type)>,
     pub(crate) output: Option<(Ident, Type)>,
+    pub(crate) metadata: Option<(Ident, Type)>,
+    /// The `streams` keyword, and each stream's key and chunk type in order.
+    pub(crate) streams: Option<(Ident, Vec<(Ident, Type)>)>,
 }
 
 impl TaskArgs {
@@ -50,16 +54,60 @@ impl TaskArgs {
             if self.id.replace(value).is_some() {
                 return Err(duplicate());
             }
-        } else if key == "payload" || key == "output" {
+        } else if key == "payload" || key == "output" || key == "metadata" {
             let ty: Type = meta.value()?.parse()?;
             let slot = if key == "payload" {
                 &mut self.payload
-            } else {
+            } else if key == "output" {
                 &mut self.output
+            } else {
+                &mut self.metadata
             };
             if slot.replace((key.clone(), ty)).is_some() {
                 return Err(duplicate());
             }
+        } else if key == "streams" {
+            if self.streams.is_some() {
+                return Err(duplicate());
+            }
+            let empty = || {
+                syn::Error::new(
+                    key.span(),
+                    "`streams()` declares no stream; declare at least one, as in `streams(tokens = String)`, or leave `streams` out",
+                )
+            };
+            let fork = meta.input.fork();
+            let content;
+            syn::parenthesized!(content in fork);
+            if content.is_empty() {
+                return Err(empty());
+            }
+            let mut streams: Vec<(Ident, Type)> = Vec::new();
+            meta.parse_nested_meta(|stream| {
+                let Some(name) = stream.path.get_ident().cloned() else {
+                    return Err(stream.error(
+                        "a stream is declared as `key = ChunkType`, with a plain identifier as its key",
+                    ));
+                };
+                if !stream.input.peek(syn::Token![=]) {
+                    return Err(stream.error(format_args!(
+                        "stream `{name}` needs its chunk type, as in `{name} = String`"
+                    )));
+                }
+                let ty: Type = stream.value()?.parse()?;
+                if streams.iter().any(|(seen, _)| *seen == name) {
+                    return Err(syn::Error::new(
+                        name.span(),
+                        format_args!("duplicate stream `{name}`; declare each stream once"),
+                    ));
+                }
+                streams.push((name, ty));
+                Ok(())
+            })?;
+            if streams.is_empty() {
+                return Err(empty());
+            }
+            self.streams = Some((key.clone(), streams));
         } else {
             return Err(syn::Error::new(
                 key.span(),

@@ -7,7 +7,7 @@ use syn::{ItemFn, ItemStruct};
 
 use crate::ast::{TaskItem, UnionInput};
 use crate::attr::TaskArgs;
-use crate::valid::{self, FnSpec, StructSpec};
+use crate::valid::{self, Extras, FnSpec, StructSpec};
 
 /// `#[task]`: the user's item, then the `Task` (and `TaskFn`) impls. On error, the item and
 /// the errors, so one mistake does not cascade into unresolved names.
@@ -70,6 +70,7 @@ fn fn_impls(item: &ItemFn, spec: &FnSpec) -> TokenStream {
         payload,
         ret,
         context,
+        extras,
     } = spec;
     let private = quote!(::runcast::__private);
     let vis = &item.vis;
@@ -118,6 +119,11 @@ fn fn_impls(item: &ItemFn, spec: &FnSpec) -> TokenStream {
             #run
         }
     };
+    let Generated {
+        extra_types,
+        chunk_items,
+        stream_consts,
+    } = generated(struct_ident, vis, extras);
     quote! {
         #item
 
@@ -129,7 +135,10 @@ fn fn_impls(item: &ItemFn, spec: &FnSpec) -> TokenStream {
         impl #struct_ident {
             /// The task identifier.
             pub const ID: &'static str = #id;
+            #stream_consts
         }
+
+        #chunk_items
 
         const _: () = {
             #[automatically_derived]
@@ -137,6 +146,7 @@ fn fn_impls(item: &ItemFn, spec: &FnSpec) -> TokenStream {
                 const ID: &'static str = #id;
                 type Payload = #payload;
                 type Output = #output;
+                #extra_types
             }
 
             #task_fn_impl
@@ -150,9 +160,15 @@ fn struct_impls(item: &ItemStruct, spec: &StructSpec) -> TokenStream {
         id,
         payload,
         output,
+        extras,
     } = spec;
     let private = quote!(::runcast::__private);
     let ident = &item.ident;
+    let Generated {
+        extra_types,
+        chunk_items,
+        stream_consts,
+    } = generated(ident, &item.vis, extras);
     quote! {
         #item
 
@@ -160,7 +176,10 @@ fn struct_impls(item: &ItemStruct, spec: &StructSpec) -> TokenStream {
         impl #ident {
             /// The task identifier.
             pub const ID: &'static str = #id;
+            #stream_consts
         }
+
+        #chunk_items
 
         const _: () = {
             #[automatically_derived]
@@ -168,8 +187,91 @@ fn struct_impls(item: &ItemStruct, spec: &StructSpec) -> TokenStream {
                 const ID: &'static str = #id;
                 type Payload = #payload;
                 type Output = #output;
+                #extra_types
             }
         };
+    }
+}
+
+/// What a task's metadata type and streams add to its expansion.
+struct Generated {
+    /// `type Metadata` and `type Chunk`, in the `Task` impl.
+    extra_types: TokenStream,
+    /// The chunk enum and its `TaskChunk` impl, beside the task.
+    chunk_items: TokenStream,
+    /// A `StreamKey` constant per stream, on the task type.
+    stream_consts: TokenStream,
+}
+
+fn generated(task: &syn::Ident, vis: &syn::Visibility, extras: &Extras) -> Generated {
+    let private = quote!(::runcast::__private);
+    let metadata = match &extras.metadata {
+        Some(ty) => ty.to_token_stream(),
+        None => quote!(::runcast::JsonObject),
+    };
+    if extras.streams.is_empty() {
+        return Generated {
+            extra_types: quote! {
+                type Metadata = #metadata;
+                type Chunk = #private::NoStreams;
+            },
+            chunk_items: TokenStream::new(),
+            stream_consts: TokenStream::new(),
+        };
+    }
+    let chunk = format_ident!("{}Chunk", task);
+    let task_name = task.to_string();
+    let keys: Vec<&str> = extras.streams.iter().map(|s| s.key.as_str()).collect();
+    let variants = extras.streams.iter().map(|s| {
+        let (variant, ty) = (&s.variant, &s.ty);
+        let doc = format!("A chunk of stream `{}`.", s.key);
+        quote!(#[doc = #doc] #variant(#ty))
+    });
+    let arms = extras.streams.iter().map(|s| {
+        let (key, variant) = (&s.key, &s.variant);
+        quote!(#key => #private::decode_chunk(data).map(Self::#variant))
+    });
+    let consts = extras.streams.iter().map(|s| {
+        let (key, konst, ty) = (&s.key, &s.konst, &s.ty);
+        let doc = format!("Stream `{key}`: write it with `ctx.stream({task_name}::{konst})`.");
+        quote! {
+            #[doc = #doc]
+            pub const #konst: #private::StreamKey<Self, #ty> = #private::StreamKey::new(#key);
+        }
+    });
+    let doc = format!("A chunk of one of the realtime streams of [`{task_name}`], by stream.");
+    Generated {
+        extra_types: quote! {
+            type Metadata = #metadata;
+            type Chunk = #chunk;
+        },
+        chunk_items: quote! {
+            #[doc = #doc]
+            #[allow(missing_debug_implementations)]
+            #vis enum #chunk {
+                #(#variants,)*
+            }
+
+            const _: () = {
+                #[automatically_derived]
+                impl #private::TaskChunk for #chunk {
+                    const STREAMS: &'static [&'static str] = &[#(#keys),*];
+
+                    fn decode(
+                        stream: &str,
+                        data: &#private::RawValue,
+                    ) -> ::core::result::Result<Self, #private::ChunkError> {
+                        match stream {
+                            #(#arms,)*
+                            _ => ::core::result::Result::Err(#private::ChunkError::UnknownStream(
+                                ::std::string::ToString::to_string(stream),
+                            )),
+                        }
+                    }
+                }
+            };
+        },
+        stream_consts: quote!(#(#consts)*),
     }
 }
 
@@ -264,6 +366,39 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
             quote!(::core::result::Result::Err(#private::RunSource::unexpected(run, <Self as #private::RunUnion>::TASK_IDENTIFIERS))),
         ),
     };
+    let chunk_ident = format_ident!("{}Chunk", ident);
+    let chunk_variants = members.iter().map(|m| {
+        let (variant, ty) = (&m.variant, &m.ty);
+        let doc = format!("A chunk of a stream of a run of `{}`.", type_name(ty));
+        quote_spanned!(ty.span()=> #[doc = #doc] #variant(::runcast::Chunk<#ty>))
+    });
+    let chunk_arms = members.iter().zip(&ids).map(|(m, id)| {
+        let (ty, variant, p) = (&m.ty, &m.variant, private_at(m.ty.span()));
+        quote_spanned! {ty.span()=>
+            #id => ::core::result::Result::map(
+                <::runcast::Chunk<#ty> as #p::FromAnyChunk>::from_any_chunk(chunk),
+                Self::#variant,
+            ),
+        }
+    });
+    let (chunk_other_def, chunk_other_arm) = match plan.catch_all.map(|i| &input.catch_alls[i]) {
+        Some(other) => {
+            let variant = &other.variant;
+            (
+                Some(
+                    quote!(#[doc = "A chunk of a run of a task not listed in the union."] #variant(#private::AnyChunk),),
+                ),
+                quote!(::core::result::Result::Ok(Self::#variant(chunk))),
+            )
+        }
+        None => (
+            None,
+            quote!(::core::result::Result::Err(#private::unexpected_chunk(chunk, <#ident as #private::RunUnion>::TASK_IDENTIFIERS))),
+        ),
+    };
+    let chunk_doc = format!(
+        "A chunk of a stream of a run of one of the tasks of [`{ident}`], by task: the chunk items of a feed of `{ident}` with streams."
+    );
     let decode_fn = format_ident!("dispatch");
     let errors = errors.map(syn::Error::into_compile_error);
     quote! {
@@ -271,6 +406,13 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
         #vis enum #ident {
             #(#variant_defs,)*
             #other_def
+        }
+
+        #[doc = #chunk_doc]
+        #[allow(missing_debug_implementations, dead_code)]
+        #vis enum #chunk_ident {
+            #(#chunk_variants,)*
+            #chunk_other_def
         }
 
         const _: () = {
@@ -289,8 +431,22 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
             #(#distinct_ids)*
 
             #[automatically_derived]
+            impl #private::FromAnyChunk for #chunk_ident #bounds {
+                fn from_any_chunk(
+                    chunk: #private::AnyChunk,
+                ) -> ::core::result::Result<Self, #private::DecodeError> {
+                    #[allow(unreachable_patterns)]
+                    match &*chunk.task_identifier {
+                        #(#chunk_arms)*
+                        _ => #chunk_other_arm,
+                    }
+                }
+            }
+
+            #[automatically_derived]
             impl #private::RunUnion for #ident #bounds {
                 const TASK_IDENTIFIERS: &'static [&'static str] = &[#(#ids),*];
+                type Chunk = #chunk_ident;
 
                 fn as_run_info(&self) -> &dyn #private::RunInfo {
                     match *self {

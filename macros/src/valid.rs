@@ -48,6 +48,7 @@ pub(crate) struct FnSpec {
     pub(crate) payload: TokenStream,
     pub(crate) ret: TokenStream,
     pub(crate) context: Option<TokenStream>,
+    pub(crate) extras: Extras,
 }
 
 /// A `#[task]` struct whose rules hold: what expansion needs besides the struct.
@@ -55,6 +56,72 @@ pub(crate) struct StructSpec {
     pub(crate) id: LitStr,
     pub(crate) payload: Type,
     pub(crate) output: Type,
+    pub(crate) extras: Extras,
+}
+
+/// What a task declares besides its payload and output.
+pub(crate) struct Extras {
+    /// `metadata = M`.
+    pub(crate) metadata: Option<Type>,
+    /// `streams(...)`, in declaration order.
+    pub(crate) streams: Vec<StreamSpec>,
+}
+
+/// One declared stream.
+pub(crate) struct StreamSpec {
+    /// The key as written: `tokens`.
+    pub(crate) key: String,
+    /// Its constant on the task type: `TOKENS`.
+    pub(crate) konst: Ident,
+    /// Its variant in the task's chunk enum: `Tokens`.
+    pub(crate) variant: Ident,
+    pub(crate) ty: Type,
+}
+
+/// The metadata type and the streams, checked: each stream's constant and variant must be
+/// distinct, and no constant may be `ID`.
+fn extras(
+    metadata: Option<(Ident, Type)>,
+    streams: Option<(Ident, Vec<(Ident, Type)>)>,
+    errors: &mut Errors,
+) -> Extras {
+    let mut specs: Vec<StreamSpec> = Vec::new();
+    for (name, ty) in streams.map(|(_, streams)| streams).unwrap_or_default() {
+        let key = name.to_string();
+        let key = key.strip_prefix("r#").unwrap_or(&key).to_owned();
+        let konst = Ident::new(&key.to_uppercase(), name.span());
+        let variant = struct_name(&name);
+        if konst == "ID" {
+            errors.at(
+                name.span(),
+                "a stream cannot be named `id`: its constant would be the task's `ID`",
+            );
+            continue;
+        }
+        if let Some(other) = specs
+            .iter()
+            .find(|other| other.konst == konst || other.variant == variant)
+        {
+            errors.at(
+                name.span(),
+                format!(
+                    "streams `{}` and `{key}` would have the same constant or variant name (`{konst}`, `{variant}`); rename one",
+                    other.key
+                ),
+            );
+            continue;
+        }
+        specs.push(StreamSpec {
+            key,
+            konst,
+            variant,
+            ty,
+        });
+    }
+    Extras {
+        metadata: metadata.map(|(_, ty)| ty),
+        streams: specs,
+    }
 }
 
 pub(crate) fn task_fn(args: TaskArgs, f: &ItemFn) -> syn::Result<FnSpec> {
@@ -73,6 +140,7 @@ pub(crate) fn task_fn(args: TaskArgs, f: &ItemFn) -> syn::Result<FnSpec> {
         );
     }
     let types = fn_types(f, &mut errors);
+    let extras = extras(args.metadata, args.streams, &mut errors);
     errors.into_result()?;
     match (id, types) {
         (Some(id), Some((payload, ret, context))) => Ok(FnSpec {
@@ -81,6 +149,7 @@ pub(crate) fn task_fn(args: TaskArgs, f: &ItemFn) -> syn::Result<FnSpec> {
             payload,
             ret,
             context,
+            extras,
         }),
         _ => Err(syn::Error::new(f.sig.ident.span(), "invalid `#[task]`")),
     }
@@ -95,12 +164,14 @@ pub(crate) fn task_struct(args: TaskArgs, s: &ItemStruct) -> syn::Result<StructS
         args.output.is_some(),
         &mut errors,
     );
+    let extras = extras(args.metadata, args.streams, &mut errors);
     errors.into_result()?;
     match (id, args.payload, args.output) {
         (Some(id), Some((_, payload)), Some((_, output))) => Ok(StructSpec {
             id,
             payload,
             output,
+            extras,
         }),
         _ => Err(syn::Error::new(s.ident.span(), "invalid `#[task]`")),
     }

@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::feed::Update;
-use crate::run::{AnyRun, JsonObject, Run, RunId, RunKind, Untyped};
+use crate::run::{AnyRun, Run, RunId, RunKind, Untyped};
+use crate::streams::{Chunk, ChunkError, FromAnyChunk};
 use crate::task::Task;
 
 /// The part of a run snapshot that failed to decode.
@@ -20,7 +21,7 @@ pub enum RunField {
     Payload,
     /// `output`, decoded as the task's `Output`.
     Output,
-    /// `metadata`, decoded as a JSON object.
+    /// `metadata`, decoded as the task's `Metadata` (a JSON object unless it declares a type).
     Metadata,
 }
 
@@ -67,6 +68,19 @@ pub enum DecodeError {
         task_identifier: String,
         /// The identifiers that would have been accepted.
         expected: &'static [&'static str],
+    },
+    /// A chunk does not match its stream's declared type, or its task declares no such stream.
+    #[error("run `{run_id}` of task `{task_identifier}`: a chunk of stream `{stream}`: {source}")]
+    Chunk {
+        /// The task the run belongs to.
+        task_identifier: String,
+        /// The run.
+        run_id: RunId,
+        /// The stream's key.
+        stream: String,
+        /// Why it did not decode.
+        #[source]
+        source: ChunkError,
     },
     /// The snapshot is not a run object at all (malformed JSON, a missing or mistyped field).
     #[error("malformed run snapshot: {0}")]
@@ -116,7 +130,9 @@ pub trait RawKind: RunKind {
         output: Option<Self::Output>,
     ) -> (Option<Arc<RawValue>>, Option<Arc<RawValue>>);
     #[doc(hidden)]
-    fn metadata(metadata: Option<Self::Metadata>) -> Result<Option<JsonObject>, serde_json::Error>;
+    fn raw_metadata(metadata: &Self::Metadata) -> &RawValue;
+    #[doc(hidden)]
+    fn shared_metadata(metadata: Self::Metadata) -> Arc<RawValue>;
 }
 
 impl RawKind for Untyped {
@@ -132,8 +148,11 @@ impl RawKind for Untyped {
     ) -> (Option<Arc<RawValue>>, Option<Arc<RawValue>>) {
         (payload, output)
     }
-    fn metadata(metadata: Option<JsonObject>) -> Result<Option<JsonObject>, serde_json::Error> {
-        Ok(metadata)
+    fn raw_metadata(metadata: &Self::Metadata) -> &RawValue {
+        metadata
+    }
+    fn shared_metadata(metadata: Self::Metadata) -> Arc<RawValue> {
+        metadata
     }
 }
 
@@ -153,10 +172,11 @@ impl<'a> RawKind for Raw<'a> {
             output.map(|raw| RawValue::to_owned(raw).into()),
         )
     }
-    fn metadata(metadata: Option<&'a RawValue>) -> Result<Option<JsonObject>, serde_json::Error> {
+    fn raw_metadata(metadata: &Self::Metadata) -> &RawValue {
         metadata
-            .map(|raw| serde_json::from_str(raw.get()))
-            .transpose()
+    }
+    fn shared_metadata(metadata: Self::Metadata) -> Arc<RawValue> {
+        RawValue::to_owned(metadata).into()
     }
 }
 
@@ -219,18 +239,18 @@ impl<K: RawKind> RunSource for Run<K> {
                 .map(|raw| decode_value(Some(K::raw_output(&raw))))
                 .transpose()
                 .map_err(field_error(task, run, RunField::Output))?;
-            let metadata =
-                K::metadata(metadata).map_err(field_error(task, run, RunField::Metadata))?;
+            let metadata = metadata
+                .map(|raw| decode_value(Some(K::raw_metadata(&raw))))
+                .transpose()
+                .map_err(field_error(task, run, RunField::Metadata))?;
             Ok((payload, output, metadata))
         })
     }
 
     fn into_any(self) -> Result<AnyRun, DecodeError> {
-        self.try_map(|task, run, payload, output, metadata| {
-            let metadata =
-                K::metadata(metadata).map_err(field_error(task, run, RunField::Metadata))?;
+        self.try_map(|_, _, payload, output, metadata| {
             let (payload, output) = K::into_shared(payload, output);
-            Ok((payload, output, metadata))
+            Ok::<_, DecodeError>((payload, output, metadata.map(K::shared_metadata)))
         })
     }
 
@@ -301,17 +321,24 @@ impl RunSource for Speculative<'_> {
 /// What run snapshots decode into: a [`Run<T>`] of one task, or a
 /// [`RunUnion`](crate::RunUnion) of several.
 pub trait FromAnyRun: Sized {
+    /// What the chunks of the same runs' streams decode into.
+    type Chunk: FromAnyChunk;
+
     /// Decodes an untyped snapshot.
     fn from_any_run(run: AnyRun) -> Result<Self, DecodeError>;
 }
 
 impl<T: Task> FromAnyRun for Run<T> {
+    type Chunk = Chunk<T>;
+
     fn from_any_run(run: AnyRun) -> Result<Self, DecodeError> {
         run.decode_as()
     }
 }
 
 impl<U: crate::union::RunUnion> FromAnyRun for U {
+    type Chunk = U::Chunk;
+
     fn from_any_run(run: AnyRun) -> Result<Self, DecodeError> {
         U::dispatch(run)
     }
@@ -321,14 +348,14 @@ impl<U: crate::union::RunUnion> FromAnyRun for U {
 /// [`Update`] of one, whose cursor the decoded item keeps.
 pub trait Snapshot {
     /// The item once its run is decoded as `D`: `D`, or `Update<D>`.
-    type Decoded<D>;
+    type Decoded<D: FromAnyRun>;
 
     /// Decodes the item's run as `D`.
     fn decode_into<D: FromAnyRun>(self) -> Result<Self::Decoded<D>, DecodeError>;
 }
 
 impl Snapshot for AnyRun {
-    type Decoded<D> = D;
+    type Decoded<D: FromAnyRun> = D;
 
     fn decode_into<D: FromAnyRun>(self) -> Result<D, DecodeError> {
         D::from_any_run(self)
@@ -336,7 +363,7 @@ impl Snapshot for AnyRun {
 }
 
 impl Snapshot for Update<AnyRun> {
-    type Decoded<D> = Update<D>;
+    type Decoded<D: FromAnyRun> = Update<D>;
 
     fn decode_into<D: FromAnyRun>(self) -> Result<Update<D>, DecodeError> {
         Ok(Update {
@@ -352,6 +379,28 @@ pub(crate) fn parse_raw(json: &str) -> Result<Run<Raw<'_>>, DecodeError> {
 }
 
 impl AnyRun {
+    /// The run's metadata decoded as `M`; a [`JsonObject`](crate::JsonObject) reads it
+    /// untyped.
+    ///
+    /// ```
+    /// # let run: runcast::AnyRun = serde_json::from_str(r#"{"id":"run_1","taskIdentifier":"t","status":"QUEUED",
+    /// #     "metadata":{"progress":0.5},"createdAt":"2024-11-01T12:00:00.000Z","updatedAt":"2024-11-01T12:00:00.000Z"}"#)?;
+    /// let metadata = run.metadata_as::<runcast::JsonObject>()?.unwrap();
+    /// assert_eq!(metadata["progress"], 0.5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn metadata_as<M: DeserializeOwned>(&self) -> Result<Option<M>, DecodeError> {
+        self.metadata
+            .as_deref()
+            .map(|raw| decode_value(Some(raw)))
+            .transpose()
+            .map_err(field_error(
+                &self.task_identifier,
+                &self.id,
+                RunField::Metadata,
+            ))
+    }
+
     /// Decodes this snapshot as a run of `T`.
     ///
     /// Fails with [`DecodeError::UnexpectedTask`] if the run belongs to another task, and with

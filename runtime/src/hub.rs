@@ -15,7 +15,10 @@ use futures_core::Stream;
 
 use crate::decode::DecodeError;
 use crate::feed::{Cursor, RunFeed, Scope, Update};
+use serde_json::value::RawValue;
+
 use crate::run::{AnyRun, BatchId, RunId};
+use crate::streams::{AnyChunk, Realtime};
 
 /// The latest snapshot of every run published to it, and subscriptions to their changes.
 ///
@@ -79,12 +82,51 @@ struct Entry {
     run: Arc<AnyRun>,
     version: u64,
     batch: Option<BatchId>,
+    /// The chunks of the run's streams, once one is written.
+    streams: Option<Box<Streams>>,
+}
+
+/// The chunks of a run's streams, in the order they were written: kept as long as the run, so
+/// that a subscriber that arrives late or lags reads them all.
+struct Streams {
+    task: Arc<str>,
+    keys: Vec<Arc<str>>,
+    chunks: Vec<StoredChunk>,
+}
+
+struct StoredChunk {
+    version: u64,
+    /// Index in [`Streams::keys`].
+    key: usize,
+    data: Arc<RawValue>,
+}
+
+impl Streams {
+    /// The chunks written after `version`.
+    fn after(&self, version: u64) -> &[StoredChunk] {
+        let start = self
+            .chunks
+            .partition_point(|chunk| chunk.version <= version);
+        &self.chunks[start..]
+    }
+
+    fn item(&self, run: &RunId, chunk: &StoredChunk) -> AnyChunk {
+        AnyChunk {
+            cursor: Cursor::new(chunk.version),
+            run_id: run.clone(),
+            task_identifier: Arc::clone(&self.task),
+            stream: Arc::clone(&self.keys[chunk.key]),
+            data: Arc::clone(&chunk.data),
+        }
+    }
 }
 
 /// A subscription as the hub sees it: what it watches, and where its changes go.
 struct Watcher {
     scope: Scope,
     mailbox: Arc<Mutex<Mailbox>>,
+    /// Whether it reads chunks too.
+    streams: bool,
 }
 
 /// The changes a subscriber has not read yet. It has a lock of its own, so a subscriber
@@ -95,6 +137,9 @@ struct Mailbox {
     /// The latest unread snapshot of each run that changed: coalesced, so bounded by the runs
     /// in scope.
     pending: HashMap<RunId, (Cursor, Arc<AnyRun>)>,
+    /// Runs with chunks the subscriber has not read yet (for a subscription with streams). The
+    /// chunks stay in the hub: a lagging subscriber costs no memory per chunk.
+    chunk_runs: HashSet<RunId>,
     waker: Option<Waker>,
 }
 
@@ -181,8 +226,8 @@ impl Inner {
         }
     }
 
-    /// The latest snapshot of each run in `scope` that changed after `from`.
-    fn changed_since(&self, scope: &Scope, from: Cursor) -> HashMap<RunId, (Cursor, Arc<AnyRun>)> {
+    /// The runs in `scope`.
+    fn in_scope<'a>(&'a self, scope: &'a Scope) -> impl Iterator<Item = &'a Entry> + 'a {
         let candidates: Box<dyn Iterator<Item = &RunId> + '_> = match scope {
             Scope::Run(id) => Box::new(std::iter::once(id)),
             Scope::Tags(tags) => Box::new(
@@ -195,13 +240,28 @@ impl Inner {
         };
         candidates
             .filter_map(|id| self.runs.get(id))
-            .filter(|entry| {
-                entry.version > from.version() && in_scope(scope, &entry.run, entry.batch.as_ref())
-            })
+            .filter(|entry| in_scope(scope, &entry.run, entry.batch.as_ref()))
+    }
+
+    /// The latest snapshot of each run in `scope` that changed after `from`.
+    fn changed_since(&self, scope: &Scope, from: Cursor) -> HashMap<RunId, (Cursor, Arc<AnyRun>)> {
+        self.in_scope(scope)
+            .filter(|entry| entry.version > from.version())
             .map(|entry| {
                 let snapshot = (Cursor::new(entry.version), Arc::clone(&entry.run));
                 (entry.run.id.clone(), snapshot)
             })
+            .collect()
+    }
+
+    /// The runs in `scope` with chunks written after `from`.
+    fn chunks_since(&self, scope: &Scope, from: Cursor) -> HashSet<RunId> {
+        self.in_scope(scope)
+            .filter(|entry| {
+                let last = entry.streams.as_ref().and_then(|s| s.chunks.last());
+                last.is_some_and(|chunk| chunk.version > from.version())
+            })
+            .map(|entry| entry.run.id.clone())
             .collect()
     }
 }
@@ -247,6 +307,7 @@ impl RunHub {
                     run: Arc::clone(&run),
                     version: cursor.version(),
                     batch: batch.clone(),
+                    streams: None,
                 };
                 inner.runs.insert(run.id.clone(), entry);
                 (None, batch)
@@ -339,20 +400,84 @@ impl RunHub {
         inner.next_subscription += 1;
         let mailbox = Arc::new(Mutex::new(Mailbox {
             pending: inner.changed_since(&scope, from),
+            chunk_runs: HashSet::new(),
             waker: None,
         }));
         inner.watch(&scope, id, true);
         let watcher = Watcher {
             scope,
             mailbox: Arc::clone(&mailbox),
+            streams: false,
         };
         inner.subscriptions.insert(id, watcher);
         Ok(Subscription {
-            hub: Arc::clone(&self.inner),
-            id,
-            mailbox,
+            handle: Handle {
+                hub: Arc::clone(&self.inner),
+                id,
+                mailbox,
+            },
+            last: from,
             ready: VecDeque::new(),
         })
+    }
+
+    /// Subscribes to the runs in `scope` and the chunks of their streams, from `from`: see
+    /// [`Subscription::with_streams`].
+    pub fn subscribe_with_streams(
+        &self,
+        scope: Scope,
+        from: Cursor,
+    ) -> Result<RealtimeSubscription, SubscribeError> {
+        Ok(self.subscribe(scope, from)?.with_streams())
+    }
+
+    /// Appends a chunk to stream `stream` of run `run`, which must have been published; returns
+    /// the chunk's cursor, or `None` for an unknown run. Subscriptions with streams that watch
+    /// the run receive it; the hub keeps it as long as the run.
+    ///
+    /// The hub checks no limit: the engine checks chunk sizes, and that the run is running.
+    pub fn append_chunk(&self, run: &RunId, stream: &str, data: Arc<RawValue>) -> Option<Cursor> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let entry = inner.runs.get_mut(run)?;
+        inner.version += 1;
+        let cursor = Cursor::new(inner.version);
+        let streams = entry.streams.get_or_insert_with(|| {
+            Box::new(Streams {
+                task: Arc::from(entry.run.task_identifier.as_str()),
+                keys: Vec::new(),
+                chunks: Vec::new(),
+            })
+        });
+        let key = match streams.keys.iter().position(|key| **key == *stream) {
+            Some(key) => key,
+            None => {
+                streams.keys.push(Arc::from(stream));
+                streams.keys.len() - 1
+            }
+        };
+        streams.chunks.push(StoredChunk {
+            version: cursor.version(),
+            key,
+            data,
+        });
+        let (snapshot, batch) = (Arc::clone(&entry.run), entry.batch.clone());
+        let mut wake = Vec::new();
+        for subscription in inner.subscribers_of(run, &snapshot.tags, batch.as_ref()) {
+            let Some(watcher) = inner.subscriptions.get(&subscription) else {
+                continue;
+            };
+            if watcher.streams && in_scope(&watcher.scope, &snapshot, batch.as_ref()) {
+                let mut mailbox = lock(&watcher.mailbox);
+                mailbox.chunk_runs.insert(run.clone());
+                wake.extend(mailbox.waker.take());
+            }
+        }
+        drop(guard);
+        for waker in wake {
+            waker.wake();
+        }
+        Some(cursor)
     }
 
     /// How many subscriptions are open.
@@ -387,6 +512,22 @@ fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A subscription's place in the hub; dropping it unsubscribes.
+struct Handle {
+    hub: Arc<Mutex<Inner>>,
+    id: u64,
+    mailbox: Arc<Mutex<Mailbox>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let mut inner = lock(&self.hub);
+        if let Some(watcher) = inner.subscriptions.remove(&self.id) {
+            inner.watch(&watcher.scope, self.id, false);
+        }
+    }
+}
+
 /// The stream of a [`RunHub::subscribe`]: [`Update`]s of the runs in its scope.
 ///
 /// It never ends on its own; dropping it unsubscribes. Its error type is [`DecodeError`] so
@@ -394,11 +535,43 @@ fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
 /// the hub itself yields no errors.
 #[must_use = "streams do nothing unless polled"]
 pub struct Subscription {
-    hub: Arc<Mutex<Inner>>,
-    id: u64,
-    mailbox: Arc<Mutex<Mailbox>>,
+    handle: Handle,
+    /// The cursor of the last item yielded (or the one subscribed from).
+    last: Cursor,
     /// Snapshots taken at the last read, in cursor order; each is copied only when yielded.
     ready: VecDeque<(Cursor, Arc<AnyRun>)>,
+}
+
+impl Subscription {
+    /// The same subscription, with the chunks of its runs' streams too: from where it is, it
+    /// yields [`Realtime`] items, each run change and each chunk in one cursor order, so that
+    /// resuming from any item's cursor continues with no gap and no duplicate of either.
+    ///
+    /// Snapshots of a run may coalesce for a slow reader, as before; chunks never do: they are
+    /// read back from the hub, which keeps them as long as their run, so a reader that lags
+    /// loses none and holds at most a few hundred in memory.
+    pub fn with_streams(self) -> RealtimeSubscription {
+        let Subscription { handle, last, .. } = self;
+        {
+            let mut guard = lock(&handle.hub);
+            let inner = &mut *guard;
+            if let Some(watcher) = inner.subscriptions.get_mut(&handle.id) {
+                watcher.streams = true;
+                let scope = watcher.scope.clone();
+                // From the last item yielded: snapshots read but not yielded are read again.
+                let pending = inner.changed_since(&scope, last);
+                let chunk_runs = inner.chunks_since(&scope, last);
+                let mut mailbox = lock(&handle.mailbox);
+                mailbox.pending = pending;
+                mailbox.chunk_runs = chunk_runs;
+            }
+        }
+        RealtimeSubscription {
+            handle,
+            last,
+            ready: VecDeque::new(),
+        }
+    }
 }
 
 /// The item for a snapshot: a copy of it (its payload and output are shared, not copied),
@@ -417,9 +590,10 @@ impl Stream for Subscription {
         let this = &mut *self;
         loop {
             if let Some(next) = this.ready.pop_front() {
+                this.last = next.0;
                 return Poll::Ready(Some(Ok(yielded(next))));
             }
-            let mut mailbox = lock(&this.mailbox);
+            let mut mailbox = lock(&this.handle.mailbox);
             if mailbox.pending.is_empty() {
                 mailbox.waker = Some(cx.waker().clone());
                 return Poll::Pending;
@@ -432,19 +606,139 @@ impl Stream for Subscription {
     }
 }
 
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        let mut inner = lock(&self.hub);
-        if let Some(watcher) = inner.subscriptions.remove(&self.id) {
-            inner.watch(&watcher.scope, self.id, false);
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.handle.id)
+            .field("last", &self.last)
+            .field("ready", &self.ready.len())
+            .finish()
+    }
+}
+
+/// The most chunks a subscription with streams reads from the hub at once: what bounds the
+/// memory of one that lags.
+const CHUNK_BATCH: usize = 256;
+
+/// The stream of a [`Subscription::with_streams`]: run changes and chunks of the runs' streams,
+/// as [`Realtime`] items in cursor order. It never ends on its own; dropping it unsubscribes.
+#[must_use = "streams do nothing unless polled"]
+pub struct RealtimeSubscription {
+    handle: Handle,
+    last: Cursor,
+    /// Items read at the last read, in cursor order.
+    ready: VecDeque<Ready>,
+}
+
+enum Ready {
+    Run(Cursor, Arc<AnyRun>),
+    Chunk(AnyChunk),
+}
+
+impl Ready {
+    fn cursor(&self) -> Cursor {
+        match self {
+            Self::Run(cursor, _) => *cursor,
+            Self::Chunk(chunk) => chunk.cursor,
         }
     }
 }
 
-impl fmt::Debug for Subscription {
+impl RealtimeSubscription {
+    /// Moves the next items, in cursor order, from the mailbox and the hub's chunks to `ready`.
+    /// `false` if there are none (the waker is then registered).
+    fn read(&mut self, cx: &Context<'_>) -> bool {
+        let inner = lock(&self.handle.hub);
+        // The hub's lock is held, so nothing is published meanwhile: what the mailbox and the
+        // chunk logs hold is every change up to now.
+        let mut mailbox = lock(&self.handle.mailbox);
+        if mailbox.pending.is_empty() && mailbox.chunk_runs.is_empty() {
+            mailbox.waker = Some(cx.waker().clone());
+            return false;
+        }
+        let last = self.last.version();
+        // At most CHUNK_BATCH chunks; `bound` is the cursor up to which every chunk is read.
+        let mut bound = u64::MAX;
+        let mut chunks: Vec<(u64, &RunId, &Streams, &StoredChunk)> = Vec::new();
+        let runs: Vec<RunId> = mailbox.chunk_runs.drain().collect();
+        for id in &runs {
+            let Some(entry) = inner.runs.get(id) else {
+                continue;
+            };
+            let Some(streams) = entry.streams.as_deref() else {
+                continue;
+            };
+            let unread = streams.after(last);
+            if unread.len() > CHUNK_BATCH {
+                bound = bound.min(unread[CHUNK_BATCH - 1].version);
+            }
+            let taken = unread.iter().take(CHUNK_BATCH);
+            chunks.extend(taken.map(|chunk| (chunk.version, &entry.run.id, streams, chunk)));
+        }
+        chunks.sort_unstable_by_key(|(version, ..)| *version);
+        if chunks.len() > CHUNK_BATCH {
+            bound = bound.min(chunks[CHUNK_BATCH - 1].0);
+        }
+        chunks.retain(|(version, ..)| *version <= bound);
+        // Runs with chunks past the bound, and snapshots past it, wait for the next read.
+        for id in runs {
+            let past = inner
+                .runs
+                .get(&id)
+                .and_then(|entry| entry.streams.as_deref());
+            if past.is_some_and(|streams| !streams.after(bound).is_empty()) {
+                mailbox.chunk_runs.insert(id);
+            }
+        }
+        let mut items: Vec<Ready> = Vec::with_capacity(chunks.len() + mailbox.pending.len());
+        let mut later = HashMap::new();
+        for (id, (cursor, run)) in mailbox.pending.drain() {
+            if cursor.version() <= bound {
+                items.push(Ready::Run(cursor, run));
+            } else {
+                later.insert(id, (cursor, run));
+            }
+        }
+        mailbox.pending = later;
+        items.extend(
+            chunks
+                .into_iter()
+                .map(|(_, id, streams, chunk)| Ready::Chunk(streams.item(id, chunk))),
+        );
+        drop(mailbox);
+        drop(inner);
+        items.sort_unstable_by_key(Ready::cursor);
+        self.ready.extend(items);
+        true
+    }
+}
+
+impl Stream for RealtimeSubscription {
+    type Item = Result<Realtime<AnyRun, AnyChunk>, DecodeError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(next) = this.ready.pop_front() {
+                this.last = next.cursor();
+                let item = match next {
+                    Ready::Run(cursor, run) => Realtime::Run(yielded((cursor, run))),
+                    Ready::Chunk(chunk) => Realtime::Chunk(chunk),
+                };
+                return Poll::Ready(Some(Ok(item)));
+            }
+            if !this.read(cx) {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+impl fmt::Debug for RealtimeSubscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Subscription")
-            .field("id", &self.id)
+        f.debug_struct("RealtimeSubscription")
+            .field("id", &self.handle.id)
+            .field("last", &self.last)
             .field("ready", &self.ready.len())
             .finish()
     }

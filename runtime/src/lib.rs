@@ -50,6 +50,7 @@ mod metadata;
 mod run;
 mod status;
 pub mod stream;
+mod streams;
 mod task;
 mod timestamp;
 mod union;
@@ -60,13 +61,17 @@ pub use crate::engine::{
     MAX_TAGS, RunHandle, TagError, TriggerError, TriggerOptions,
 };
 pub use crate::feed::{Cursor, ParseCursorError, RunFeed, Scope, Update};
-pub use crate::hub::{RunHub, SubscribeError, Subscription};
+pub use crate::hub::{RealtimeSubscription, RunHub, SubscribeError, Subscription};
 pub use crate::metadata::{MAX_METADATA_BYTES, MetadataError, MetadataOp};
 pub use crate::run::{
     AnyRun, BatchId, JsonObject, Run, RunId, RunInfo, RunKind, SerializedError, Untyped,
 };
 pub use crate::status::{RunStatus, UnknownStatus};
-pub use crate::stream::RunStreamExt;
+pub use crate::stream::{RunStreamExt, WithStreams};
+pub use crate::streams::{
+    AnyChunk, Chunk, ChunkError, ChunkInfo, FromAnyChunk, NoStreams, Realtime, StreamError,
+    StreamKey, StreamWriter, TaskChunk,
+};
 pub use crate::task::{Task, TaskContext, TaskFn};
 pub use crate::timestamp::{ParseTimestampError, ParseTimestampErrorKind, Timestamp};
 pub use crate::union::RunUnion;
@@ -137,8 +142,8 @@ pub use runcast_macros::realtime_union;
 /// The names most programs use, for `use runcast::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        AnyRun, DecodeError, FromAnyRun, Run, RunFeed, RunId, RunInfo, RunStatus, RunStreamExt,
-        RunUnion, Task, TaskContext, TaskFn, realtime_union, task,
+        AnyRun, DecodeError, FromAnyRun, Realtime, Run, RunFeed, RunId, RunInfo, RunStatus,
+        RunStreamExt, RunUnion, Task, TaskContext, TaskFn, WithStreams, realtime_union, task,
     };
 }
 
@@ -152,8 +157,13 @@ struct ReadmeTour;
 pub mod __private {
     pub use crate::decode::{DecodeError, RunSource};
     pub use crate::run::{AnyRun, Run, RunInfo};
+    pub use crate::streams::{
+        AnyChunk, ChunkError, FromAnyChunk, NoStreams, StreamKey, TaskChunk, decode_chunk,
+        unexpected_chunk,
+    };
     pub use crate::task::{IsTaskContext, Task, TaskContext, TaskFn, TaskReturn};
     pub use crate::union::RunUnion;
+    pub use serde_json::value::RawValue;
 
     /// `a == b`, usable in a `const` assertion.
     pub const fn str_eq(a: &str, b: &str) -> bool {

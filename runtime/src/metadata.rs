@@ -1,5 +1,8 @@
 //! Metadata operations: how a run's metadata object changes, from inside a task or outside.
 
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
 use crate::run::JsonObject;
@@ -125,40 +128,49 @@ pub(crate) fn apply_all(
     metadata: Option<&JsonObject>,
     ops: Vec<MetadataOp>,
 ) -> Result<JsonObject, MetadataError> {
+    let next = apply_ops(metadata, ops)?;
+    to_raw(&next)?;
+    Ok(next)
+}
+
+fn apply_ops(
+    metadata: Option<&JsonObject>,
+    ops: Vec<MetadataOp>,
+) -> Result<JsonObject, MetadataError> {
     let mut next = metadata.cloned().unwrap_or_else(Map::new);
     for op in ops {
         op.apply(&mut next)?;
     }
-    let size = serde_json::to_string(&next).map_or(usize::MAX, |json| json.len());
+    Ok(next)
+}
+
+/// The metadata as the raw JSON a run holds, within the size limit.
+pub(crate) fn to_raw(metadata: &JsonObject) -> Result<Arc<RawValue>, MetadataError> {
+    let raw = serde_json::value::to_raw_value(metadata).map_err(|_| MetadataError::TooLarge {
+        size: usize::MAX,
+        limit: MAX_METADATA_BYTES,
+    })?;
+    let size = raw.get().len();
     if size > MAX_METADATA_BYTES {
         return Err(MetadataError::TooLarge {
             size,
             limit: MAX_METADATA_BYTES,
         });
     }
-    Ok(next)
+    Ok(Arc::from(raw))
 }
 
-/// Where a task's metadata operations go: the engine's run, or a local object in tests.
-pub(crate) trait MetadataStore: Send + Sync {
-    fn update(&self, ops: Vec<MetadataOp>) -> Result<(), MetadataError>;
-    fn get(&self) -> Option<JsonObject>;
+/// A run's raw metadata as an object; anything else (never written by the engine) as none.
+pub(crate) fn from_raw(metadata: Option<&RawValue>) -> Option<JsonObject> {
+    metadata.and_then(|raw| serde_json::from_str(raw.get()).ok())
 }
 
-impl MetadataStore for std::sync::Mutex<Option<JsonObject>> {
-    fn update(&self, ops: Vec<MetadataOp>) -> Result<(), MetadataError> {
-        let mut metadata = self
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *metadata = Some(apply_all(metadata.as_ref(), ops)?);
-        Ok(())
-    }
-
-    fn get(&self) -> Option<JsonObject> {
-        self.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
+/// Applies `ops` to a run's raw metadata: the new raw metadata, or an error and no change.
+pub(crate) fn apply_raw(
+    metadata: Option<&RawValue>,
+    ops: Vec<MetadataOp>,
+) -> Result<Arc<RawValue>, MetadataError> {
+    to_raw(&apply_ops(from_raw(metadata).as_ref(), ops)?)
 }
 
 #[cfg(test)]

@@ -136,7 +136,7 @@ pub trait RunKind: Sized {
 impl<T: Task> RunKind for T {
     type Payload = T::Payload;
     type Output = T::Output;
-    type Metadata = JsonObject;
+    type Metadata = T::Metadata;
 
     fn deserialize_task_identifier<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         let id = String::deserialize(d)?;
@@ -151,15 +151,15 @@ impl<T: Task> RunKind for T {
     }
 }
 
-/// The [`RunKind`] of [`AnyRun`]: payload and output kept as raw JSON text, shared so that
-/// copying a snapshot never copies them.
+/// The [`RunKind`] of [`AnyRun`]: payload, output and metadata kept as raw JSON text, shared
+/// so that copying a snapshot never copies them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Untyped {}
 
 impl RunKind for Untyped {
     type Payload = Option<Arc<RawValue>>;
     type Output = Arc<RawValue>;
-    type Metadata = JsonObject;
+    type Metadata = Arc<RawValue>;
 
     fn payload_is_absent(payload: &Self::Payload) -> bool {
         payload.is_none()
@@ -236,7 +236,8 @@ pub struct Run<K: RunKind> {
     /// When the run was queued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued_at: Option<Timestamp>,
-    /// The run's metadata.
+    /// The run's metadata: the task's `Metadata` type (a [`JsonObject`] unless it declares
+    /// one), raw JSON in an [`AnyRun`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<K::Metadata>,
     /// Why the run failed.
@@ -245,9 +246,13 @@ pub struct Run<K: RunKind> {
     /// Whether the run was triggered as a test.
     #[serde(default)]
     pub is_test: bool,
+    /// The keys of the run's realtime streams, in the order they were first written: a
+    /// subscriber learns from the run itself that a stream exists.
+    #[serde(default)]
+    pub realtime_streams: Vec<String>,
 }
 
-/// One snapshot of a run of any task, with payload and output left as raw JSON.
+/// One snapshot of a run of any task, with payload, output and metadata left as raw JSON.
 ///
 /// What an untyped consumer sees. Decode it with [`AnyRun::decode`], or a stream of them with
 /// [`RunStreamExt`](crate::RunStreamExt).
@@ -295,6 +300,7 @@ impl<K: RunKind> Run<K> {
             metadata,
             error: self.error,
             is_test: self.is_test,
+            realtime_streams: self.realtime_streams,
         })
     }
 }
@@ -312,8 +318,6 @@ pub trait RunInfo {
     fn status(&self) -> RunStatus;
     /// The run's tags.
     fn tags(&self) -> &[String];
-    /// The run's metadata.
-    fn metadata(&self) -> Option<&JsonObject>;
     /// Why the run failed.
     fn error(&self) -> Option<&SerializedError>;
     /// The run's number among the runs of its task.
@@ -348,10 +352,6 @@ macro_rules! forward_run_info {
             let $this = self;
             $get.tags()
         }
-        fn metadata(&self) -> Option<&$crate::JsonObject> {
-            let $this = self;
-            $get.metadata()
-        }
         fn error(&self) -> Option<&$crate::SerializedError> {
             let $this = self;
             $get.error()
@@ -380,7 +380,7 @@ macro_rules! forward_run_info {
 }
 pub(crate) use forward_run_info;
 
-impl<K: RunKind<Metadata = JsonObject>> RunInfo for Run<K> {
+impl<K: RunKind> RunInfo for Run<K> {
     fn id(&self) -> &RunId {
         &self.id
     }
@@ -392,9 +392,6 @@ impl<K: RunKind<Metadata = JsonObject>> RunInfo for Run<K> {
     }
     fn tags(&self) -> &[String] {
         &self.tags
-    }
-    fn metadata(&self) -> Option<&JsonObject> {
-        self.metadata.as_ref()
     }
     fn error(&self) -> Option<&SerializedError> {
         self.error.as_ref()
@@ -446,6 +443,7 @@ where
             metadata: self.metadata.clone(),
             error: self.error.clone(),
             is_test: self.is_test,
+            realtime_streams: self.realtime_streams.clone(),
         }
     }
 }
@@ -479,6 +477,7 @@ where
             && self.metadata == other.metadata
             && self.error == other.error
             && self.is_test == other.is_test
+            && self.realtime_streams == other.realtime_streams
     }
 }
 
@@ -512,6 +511,7 @@ where
             .field("metadata", &self.metadata)
             .field("error", &self.error)
             .field("is_test", &self.is_test)
+            .field("realtime_streams", &self.realtime_streams)
             .finish()
     }
 }

@@ -11,8 +11,12 @@ use schemars::{JsonSchema, Schema};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::metadata::{MetadataError, MetadataOp, MetadataStore};
+use serde_json::value::RawValue;
+
+use crate::feed::Cursor;
+use crate::metadata::{MetadataError, MetadataOp, apply_all};
 use crate::run::{JsonObject, RunId};
+use crate::streams::{StreamError, StreamKey, StreamWriter, TaskChunk};
 
 /// A kind of background task: its identifier and the types of its payload and output.
 ///
@@ -48,6 +52,14 @@ pub trait Task: Send + Sync + 'static {
     /// What a successful run of this task returns.
     type Output: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static;
 
+    /// What subscribers decode the run's metadata as (`metadata = T` in `#[task]`): a
+    /// [`JsonObject`] unless the task declares a type.
+    type Metadata: Serialize + DeserializeOwned + Send + Sync + 'static;
+
+    /// The chunks of the task's realtime streams (`streams(key = T, ...)` in `#[task]`): an
+    /// enum with one variant per stream, or [`NoStreams`](crate::NoStreams).
+    type Chunk: TaskChunk;
+
     /// The JSON Schema of [`Self::Payload`].
     fn payload_schema() -> Schema {
         schemars::schema_for!(Self::Payload)
@@ -81,7 +93,7 @@ pub struct TaskContext {
     attempt: u32,
     tags: Vec<String>,
     cancel: CancelSignal,
-    metadata: Arc<dyn MetadataStore>,
+    run: Arc<dyn RunAccess>,
 }
 
 impl fmt::Debug for TaskContext {
@@ -137,7 +149,7 @@ impl TaskContext {
     /// Its metadata operations apply to an object of its own, read with
     /// [`metadata`](Self::metadata).
     pub fn new(run_id: RunId) -> Self {
-        let local = Arc::new(std::sync::Mutex::new(None));
+        let local = Arc::new(LocalRun::default());
         Self::for_attempt(run_id, 1, Vec::new(), CancelSignal::default(), local)
     }
 
@@ -158,14 +170,14 @@ impl TaskContext {
         attempt: u32,
         tags: Vec<String>,
         cancel: CancelSignal,
-        metadata: Arc<dyn MetadataStore>,
+        run: Arc<dyn RunAccess>,
     ) -> Self {
         Self {
             run_id,
             attempt,
             tags,
             cancel,
-            metadata,
+            run,
         }
     }
 
@@ -185,12 +197,42 @@ impl TaskContext {
         &self,
         ops: impl IntoIterator<Item = MetadataOp>,
     ) -> Result<(), MetadataError> {
-        self.metadata.update(ops.into_iter().collect())
+        self.run.update_metadata(ops.into_iter().collect())
     }
 
     /// The run's metadata now.
     pub fn metadata(&self) -> Option<JsonObject> {
-        self.metadata.get()
+        self.run.metadata()
+    }
+
+    /// A writer of one of the task's realtime streams: `ctx.stream(Chat::TOKENS)` writes
+    /// `Chat`'s `tokens` chunks, typed as declared in `#[task(streams(tokens = String))]`.
+    ///
+    /// ```
+    /// use runcast::{TaskContext, task};
+    ///
+    /// #[task(id = "chat", streams(tokens = String))]
+    /// async fn chat(prompt: String, ctx: TaskContext) -> Result<(), runcast::StreamError> {
+    ///     let tokens = ctx.stream(Chat::TOKENS);
+    ///     for word in prompt.split(' ') {
+    ///         tokens.append(&word.to_owned())?;
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// Writing to a run of another task is an error ([`StreamError::WrongTask`]).
+    pub fn stream<T: Task, C: Serialize>(&self, key: StreamKey<T, C>) -> StreamWriter<C> {
+        StreamWriter::new(self.clone(), key)
+    }
+
+    pub(crate) fn append_chunk(
+        &self,
+        task: &'static str,
+        key: &'static str,
+        data: Arc<RawValue>,
+    ) -> Result<Cursor, StreamError> {
+        self.run.append_chunk(task, key, data)
     }
 
     /// The id of the run being executed.
@@ -213,6 +255,54 @@ impl TaskContext {
     pub async fn canceled(&self) {
         self.cancel.canceled().await;
     }
+}
+
+/// What a running task reaches of its run: the engine's record, or a local one in tests.
+pub(crate) trait RunAccess: Send + Sync {
+    fn update_metadata(&self, ops: Vec<MetadataOp>) -> Result<(), MetadataError>;
+    fn metadata(&self) -> Option<JsonObject>;
+    fn append_chunk(
+        &self,
+        task: &'static str,
+        key: &'static str,
+        data: Arc<RawValue>,
+    ) -> Result<Cursor, StreamError>;
+}
+
+/// The run of a [`TaskContext::new`]: metadata and chunks kept in the context.
+#[derive(Default)]
+struct LocalRun {
+    metadata: std::sync::Mutex<Option<JsonObject>>,
+    chunks: std::sync::Mutex<Vec<(&'static str, Arc<RawValue>)>>,
+}
+
+impl RunAccess for LocalRun {
+    fn update_metadata(&self, ops: Vec<MetadataOp>) -> Result<(), MetadataError> {
+        let mut metadata = lock(&self.metadata);
+        *metadata = Some(apply_all(metadata.as_ref(), ops)?);
+        Ok(())
+    }
+
+    fn metadata(&self) -> Option<JsonObject> {
+        lock(&self.metadata).clone()
+    }
+
+    fn append_chunk(
+        &self,
+        _task: &'static str,
+        key: &'static str,
+        data: Arc<RawValue>,
+    ) -> Result<Cursor, StreamError> {
+        let mut chunks = lock(&self.chunks);
+        chunks.push((key, data));
+        Ok(Cursor::new(chunks.len() as u64))
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The return type of a task function: `Result<Output, Error>` (or an alias of it), whose

@@ -57,7 +57,7 @@ fn union_accessors_read_the_shared_fields() {
     assert_eq!(run.tags(), ["user:1"]);
     assert_eq!(run.number(), 1);
     assert_eq!(run.updated_at().to_string(), "2024-11-01T12:00:01.500Z");
-    assert!(run.metadata().is_none() && run.error().is_none() && !run.is_test());
+    assert!(run.error().is_none() && !run.is_test());
 }
 
 #[test]

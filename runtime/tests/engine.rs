@@ -484,7 +484,8 @@ async fn metadata_changes_from_the_task_and_from_outside_reach_subscribers() {
         .update_metadata(handle.id(), [MetadataOp::Increment("children".into(), 1.0)])
         .unwrap();
     let run = engine.run(handle.id()).unwrap();
-    assert_eq!(run.metadata.unwrap()["children"], 1);
+    let metadata = run.metadata_as::<runcast::JsonObject>().unwrap().unwrap();
+    assert_eq!(metadata["children"], 1);
     assert!(engine.update_metadata(&"run_nope".into(), []).is_err());
 }
 

@@ -29,6 +29,7 @@ use crate::metadata::{self, MetadataError, MetadataOp};
 use crate::run::{AnyRun, BatchId, JsonObject, Run, RunId, Untyped};
 use crate::status::RunStatus;
 use crate::stream::{Decoded, RunStreamExt, UntilFinished};
+use crate::streams::StreamError;
 use crate::task::{CancelSignal, Task, TaskFn};
 use crate::timestamp::Timestamp;
 
@@ -93,6 +94,8 @@ struct Config {
     idempotency_ttl: Duration,
     cost_per_ms_cents: f64,
     retention: Duration,
+    max_chunk_bytes: usize,
+    max_stream_bytes: usize,
 }
 
 impl Default for Config {
@@ -105,6 +108,8 @@ impl Default for Config {
             idempotency_ttl: Duration::from_secs(30 * 24 * 60 * 60),
             cost_per_ms_cents: 0.0,
             retention: Duration::from_secs(60 * 60),
+            max_chunk_bytes: 1024 * 1024,
+            max_stream_bytes: 100 * 1024 * 1024,
         }
     }
 }
@@ -184,9 +189,23 @@ impl EngineBuilder {
         self
     }
 
-    /// How long a finished run is kept after it finished (default 1 hour). Then it is
-    /// forgotten: [`Engine::run`] and new subscriptions no longer find it, and its idempotency
-    /// key starts a new run. This bounds the memory of an engine that runs for long.
+    /// The largest chunk a task may write to a stream, in bytes of JSON (default 1 MiB).
+    pub fn max_chunk_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_chunk_bytes = bytes;
+        self
+    }
+
+    /// The most bytes of chunks, across its streams, one run may write (default 100 MiB).
+    pub fn max_stream_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_stream_bytes = bytes;
+        self
+    }
+
+    /// How long a finished run, with the chunks of its streams, is kept after it finished
+    /// (default 1 hour); a subscriber that arrives within it still reads the streams from
+    /// their start. Then the run is forgotten: [`Engine::run`] and new subscriptions no longer
+    /// find it, and its idempotency key starts a new run. This bounds the memory of an engine
+    /// that runs for long.
     pub fn retention(mut self, retention: Duration) -> Self {
         self.config.retention = retention;
         self
@@ -280,6 +299,8 @@ impl fmt::Debug for BatchItem {
 struct Prepared {
     task: &'static str,
     payload: Box<RawValue>,
+    /// The initial metadata, as the run holds it.
+    metadata: Option<Arc<RawValue>>,
     max_attempts: u32,
     options: TriggerOptions,
 }
@@ -658,9 +679,12 @@ impl Engine {
         if max_attempts == 0 {
             return Err(TriggerError::NoAttempts);
         }
-        if let Some(metadata) = &options.metadata {
-            metadata::apply_all(Some(metadata), Vec::new()).map_err(TriggerError::Metadata)?;
-        }
+        let metadata = options
+            .metadata
+            .as_ref()
+            .map(metadata::to_raw)
+            .transpose()
+            .map_err(TriggerError::Metadata)?;
         let payload = payload?;
         let size = payload.get().len();
         if size > config.max_payload_bytes {
@@ -672,6 +696,7 @@ impl Engine {
         Ok(Prepared {
             task,
             payload,
+            metadata,
             max_attempts,
             options,
         })
@@ -690,6 +715,7 @@ impl Engine {
         let Prepared {
             task,
             payload,
+            metadata,
             max_attempts,
             options,
         } = prepared;
@@ -726,9 +752,10 @@ impl Engine {
             started_at: None,
             delayed_until,
             queued_at: delayed_until.is_none().then_some(now),
-            metadata: options.metadata,
+            metadata,
             error: None,
             is_test: options.is_test,
+            realtime_streams: Vec::new(),
         };
         let record = Record {
             snapshot: Arc::new(snapshot),
@@ -738,6 +765,7 @@ impl Engine {
             max_duration: options.max_duration,
             cancel: CancelSignal::default(),
             idempotency,
+            stream_bytes: 0,
         };
         let created = shared.store.add(state, record, batch.cloned(), now);
         match options.delay {
@@ -918,13 +946,30 @@ impl fmt::Debug for Engine {
 }
 
 impl Shared {
+    /// Appends a chunk to a stream of a running run, within the configured limits.
+    fn append_chunk(
+        &self,
+        id: &RunId,
+        task: &'static str,
+        key: &'static str,
+        data: Arc<RawValue>,
+    ) -> Result<Cursor, StreamError> {
+        let size = data.get().len();
+        let limit = self.config.max_chunk_bytes;
+        if size > limit {
+            return Err(StreamError::ChunkTooLarge { size, limit });
+        }
+        self.store
+            .append_chunk(id, task, key, data, self.config.max_stream_bytes)
+    }
+
     /// Changes a run's metadata, finished or not, and publishes it.
     fn update_metadata(&self, id: &RunId, ops: Vec<MetadataOp>) -> Result<(), MetadataError> {
         let outcome = self.store.change_if(
             id,
             |_| true,
             |record| {
-                let metadata = metadata::apply_all(record.snapshot.metadata.as_ref(), ops)?;
+                let metadata = metadata::apply_raw(record.snapshot.metadata.as_deref(), ops)?;
                 record.run().metadata = Some(metadata);
                 Ok(())
             },

@@ -10,12 +10,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use crate::feed::Cursor;
 use crate::hub::RunHub;
+use crate::metadata;
 use crate::run::{AnyRun, BatchId, JsonObject, RunId};
 use crate::status::RunStatus;
+use crate::streams::StreamError;
 use crate::task::CancelSignal;
 use crate::timestamp::Timestamp;
 
@@ -34,6 +37,8 @@ pub(super) struct Record {
     pub(super) cancel: CancelSignal,
     /// The key that returns this run, if it was triggered with one.
     pub(super) idempotency: Option<IdempotencyKey>,
+    /// Bytes of chunks written to the run's streams.
+    pub(super) stream_bytes: usize,
 }
 
 impl Record {
@@ -141,7 +146,8 @@ impl Store {
 
     /// The run's metadata.
     pub(super) fn metadata(&self, id: &RunId) -> Option<JsonObject> {
-        self.lock().runs.get(id)?.snapshot.metadata.clone()
+        let raw = self.lock().runs.get(id)?.snapshot.metadata.clone();
+        metadata::from_raw(raw.as_deref())
     }
 
     /// Changes a run that has not finished and publishes it; `None` if the run is unknown or
@@ -190,6 +196,49 @@ impl Store {
             }
         }
         Some(result)
+    }
+
+    /// Appends a chunk to a stream of a running run of `task`, if the run's streams stay
+    /// within `limit` bytes. A stream's first chunk also adds its key to the run's
+    /// `realtimeStreams`, published before the chunk.
+    pub(super) fn append_chunk(
+        &self,
+        id: &RunId,
+        task: &'static str,
+        key: &'static str,
+        data: Arc<RawValue>,
+        limit: usize,
+    ) -> Result<Cursor, StreamError> {
+        let mut state = self.lock();
+        let record = match state.runs.get_mut(id) {
+            Some(record) if !record.snapshot.status.is_final() => record,
+            _ => return Err(StreamError::NotRunning(id.clone())),
+        };
+        if record.snapshot.task_identifier != task {
+            return Err(StreamError::WrongTask {
+                key,
+                key_task: task,
+                run_task: record.snapshot.task_identifier.clone(),
+            });
+        }
+        let size = record.stream_bytes.saturating_add(data.get().len());
+        if size > limit {
+            return Err(StreamError::RunStreamsTooLarge {
+                run: id.clone(),
+                size,
+                limit,
+            });
+        }
+        record.stream_bytes = size;
+        if !record.snapshot.realtime_streams.iter().any(|k| k == key) {
+            let run = record.run();
+            run.realtime_streams.push(key.to_owned());
+            run.updated_at = Timestamp::now();
+            self.hub.publish(Arc::clone(&record.snapshot), None);
+        }
+        let cursor = self.hub.append_chunk(id, key, data);
+        // The hub holds every run the store holds, so it knows this one.
+        cursor.ok_or_else(|| StreamError::NotRunning(id.clone()))
     }
 
     /// Forgets the runs whose retention ended by `now`; returns when the next one's ends.

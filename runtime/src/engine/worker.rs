@@ -16,9 +16,14 @@ use tokio::sync::mpsc;
 
 use super::Shared;
 use super::store::Record;
-use crate::metadata::{MetadataError, MetadataOp, MetadataStore};
+use serde_json::value::RawValue;
+
+use crate::feed::Cursor;
+use crate::metadata::{MetadataError, MetadataOp};
 use crate::run::{JsonObject, RunId, SerializedError};
 use crate::status::RunStatus;
+use crate::streams::StreamError;
+use crate::task::RunAccess;
 use crate::task::TaskContext;
 use crate::timestamp::Timestamp;
 
@@ -219,23 +224,35 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
     }
 }
 
-/// A running task's metadata: the engine's record of its run.
+/// What a running task reaches of its run: the engine's record of it.
 struct RunMetadata {
     shared: Weak<Shared>,
     id: RunId,
 }
 
-impl MetadataStore for RunMetadata {
-    fn update(&self, ops: Vec<MetadataOp>) -> Result<(), MetadataError> {
+impl RunAccess for RunMetadata {
+    fn update_metadata(&self, ops: Vec<MetadataOp>) -> Result<(), MetadataError> {
         match self.shared.upgrade() {
             Some(shared) => shared.update_metadata(&self.id, ops),
             None => Err(MetadataError::UnknownRun(self.id.to_string())),
         }
     }
 
-    fn get(&self) -> Option<JsonObject> {
+    fn metadata(&self) -> Option<JsonObject> {
         let shared = self.shared.upgrade()?;
         shared.store.metadata(&self.id)
+    }
+
+    fn append_chunk(
+        &self,
+        task: &'static str,
+        key: &'static str,
+        data: Arc<RawValue>,
+    ) -> Result<Cursor, StreamError> {
+        match self.shared.upgrade() {
+            Some(shared) => shared.append_chunk(&self.id, task, key, data),
+            None => Err(StreamError::NotRunning(self.id.clone())),
+        }
     }
 }
 

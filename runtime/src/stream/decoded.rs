@@ -20,6 +20,11 @@ pin_project! {
 }
 
 impl<St, D> Decoded<St, D> {
+    /// The same adaptor over another stream.
+    pub(super) fn map_inner<St2>(self, f: impl FnOnce(St) -> St2) -> Decoded<St2, D> {
+        Decoded::new(f(self.stream))
+    }
+
     pub(super) fn new(stream: St) -> Self {
         Self {
             stream,

@@ -8,12 +8,12 @@ mod decoded;
 mod until_finished;
 
 pub use self::decoded::Decoded;
-pub use self::until_finished::UntilFinished;
+pub use self::until_finished::{FeedItem, UntilFinished};
 
 use futures_core::Stream;
 
 use crate::decode::{DecodeError, Snapshot};
-use crate::run::{Run, RunInfo};
+use crate::run::Run;
 use crate::task::Task;
 use crate::union::RunUnion;
 
@@ -79,9 +79,77 @@ pub trait RunStreamExt: Stream {
     fn until_finished<R, E>(self) -> UntilFinished<Self>
     where
         Self: Stream<Item = Result<R, E>> + Sized,
-        R: RunInfo,
+        R: FeedItem,
     {
         UntilFinished::new(self)
+    }
+}
+
+/// A subscription, or adaptors over one, that can carry the chunks of its runs' streams too.
+///
+/// ```
+/// # use runcast::{Engine, TaskContext, task};
+/// use futures::StreamExt;
+/// use runcast::prelude::*;
+///
+/// #[task(id = "chat", streams(tokens = String))]
+/// async fn chat(prompt: String, ctx: TaskContext) -> Result<usize, runcast::StreamError> {
+///     let tokens = ctx.stream(Chat::TOKENS);
+///     for word in prompt.split(' ') {
+///         tokens.append(&word.to_owned())?;
+///     }
+///     Ok(prompt.len())
+/// }
+///
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let engine = Engine::builder().task::<Chat>().build()?;
+/// let run = engine.trigger::<Chat>("hello there".into())?;
+/// let mut items = engine.subscribe_to_run::<Chat>(run.id())?.with_streams();
+/// let mut words = Vec::new();
+/// while let Some(item) = items.next().await {
+///     match item? {
+///         Realtime::Chunk(chunk) => match chunk.data {
+///             ChatChunk::Tokens(word) => words.push(word),
+///         },
+///         Realtime::Run(update) => println!("{}", update.run.status),
+///     }
+/// }
+/// assert_eq!(words, ["hello", "there"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait WithStreams {
+    /// The same stream, with chunks.
+    type WithStreams;
+
+    /// From where it is, yields [`Realtime`](crate::Realtime) items: each run change and each
+    /// chunk of the runs' streams, in one cursor order (see
+    /// [`Subscription::with_streams`](crate::Subscription::with_streams)).
+    fn with_streams(self) -> Self::WithStreams;
+}
+
+impl WithStreams for crate::Subscription {
+    type WithStreams = crate::RealtimeSubscription;
+
+    fn with_streams(self) -> Self::WithStreams {
+        crate::Subscription::with_streams(self)
+    }
+}
+
+impl<St: WithStreams> WithStreams for UntilFinished<St> {
+    type WithStreams = UntilFinished<St::WithStreams>;
+
+    fn with_streams(self) -> Self::WithStreams {
+        self.map_inner(St::with_streams)
+    }
+}
+
+impl<St: WithStreams, D> WithStreams for Decoded<St, D> {
+    type WithStreams = Decoded<St::WithStreams, D>;
+
+    fn with_streams(self) -> Self::WithStreams {
+        self.map_inner(St::with_streams)
     }
 }
 

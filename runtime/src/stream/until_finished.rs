@@ -6,6 +6,29 @@ use futures_core::{FusedStream, Stream};
 use pin_project_lite::pin_project;
 
 use crate::run::{RunId, RunInfo};
+use crate::streams::Realtime;
+
+/// An item [`until_finished`](super::RunStreamExt::until_finished) looks into: a run snapshot
+/// (anything [`RunInfo`]), or a [`Realtime`] item, whose chunks pass through.
+pub trait FeedItem {
+    /// The run snapshot the item is, if it is one.
+    fn as_run(&self) -> Option<&dyn RunInfo>;
+}
+
+impl<R: RunInfo> FeedItem for R {
+    fn as_run(&self) -> Option<&dyn RunInfo> {
+        Some(self)
+    }
+}
+
+impl<R: RunInfo, C> FeedItem for Realtime<R, C> {
+    fn as_run(&self) -> Option<&dyn RunInfo> {
+        match self {
+            Realtime::Run(update) => Some(&update.run),
+            Realtime::Chunk(_) => None,
+        }
+    }
+}
 
 pin_project! {
     /// Stream for [`RunStreamExt::until_finished`](super::RunStreamExt::until_finished).
@@ -20,6 +43,15 @@ pin_project! {
 }
 
 impl<St> UntilFinished<St> {
+    /// The same adaptor over another stream, in the same state.
+    pub(super) fn map_inner<St2>(self, f: impl FnOnce(St) -> St2) -> UntilFinished<St2> {
+        UntilFinished {
+            stream: f(self.stream),
+            run: self.run,
+            finished: self.finished,
+        }
+    }
+
     pub(super) fn new(stream: St) -> Self {
         Self {
             stream,
@@ -63,7 +95,7 @@ impl<St: fmt::Debug> fmt::Debug for UntilFinished<St> {
 impl<St, R, E> Stream for UntilFinished<St>
 where
     St: Stream<Item = Result<R, E>>,
-    R: RunInfo,
+    R: FeedItem,
 {
     type Item = Result<R, E>;
 
@@ -74,9 +106,11 @@ where
         }
         let item = ready!(this.stream.poll_next(cx));
         match &item {
-            Some(Ok(run)) => {
-                let followed = this.run.get_or_insert_with(|| run.id().clone());
-                *this.finished = run.id() == followed && run.status().is_final();
+            Some(Ok(item)) => {
+                if let Some(run) = item.as_run() {
+                    let followed = this.run.get_or_insert_with(|| run.id().clone());
+                    *this.finished = run.id() == followed && run.status().is_final();
+                }
             }
             Some(Err(_)) => {}
             None => *this.finished = true,
@@ -98,7 +132,7 @@ where
 impl<St, R, E> FusedStream for UntilFinished<St>
 where
     St: Stream<Item = Result<R, E>>,
-    R: RunInfo,
+    R: FeedItem,
 {
     fn is_terminated(&self) -> bool {
         self.finished

@@ -1,4 +1,4 @@
-//! `#[task]` accepts only `id`, `payload` and `output`.
+//! `#[task]` accepts only `id`, `payload`, `output`, `metadata` and `streams`.
 
 use runcast::task;
 
