@@ -247,7 +247,7 @@ fn generated(task: &syn::Ident, vis: &syn::Visibility, extras: &Extras) -> Gener
         },
         chunk_items: quote! {
             #[doc = #doc]
-            #[allow(missing_debug_implementations)]
+            #[allow(missing_debug_implementations, dead_code)]
             #vis enum #chunk {
                 #(#variants,)*
             }
@@ -396,6 +396,18 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
             quote!(::core::result::Result::Err(#private::unexpected_chunk(chunk, <#ident as #private::RunUnion>::TASK_IDENTIFIERS))),
         ),
     };
+    let chunk_info_arms: Vec<_> = members
+        .iter()
+        .map(|m| {
+            let (ty, variant) = (&m.ty, &m.variant);
+            quote_spanned!(ty.span()=> Self::#variant(ref chunk) => chunk,)
+        })
+        .chain(
+            plan.catch_all
+                .map(|i| &input.catch_alls[i].variant)
+                .map(|variant| quote!(Self::#variant(ref chunk) => chunk,)),
+        )
+        .collect();
     let chunk_doc = format!(
         "A chunk of a stream of a run of one of the tasks of [`{ident}`], by task: the chunk items of a feed of `{ident}` with streams."
     );
@@ -429,6 +441,31 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
             #(#id_defs)*
 
             #(#distinct_ids)*
+
+            #[automatically_derived]
+            #[allow(unreachable_code)] // An empty union, already reported.
+            impl #private::ChunkInfo for #chunk_ident #bounds {
+                fn cursor(&self) -> #private::Cursor {
+                    let chunk: &dyn #private::ChunkInfo = match *self {
+                        #(#chunk_info_arms)*
+                    };
+                    chunk.cursor()
+                }
+
+                fn run_id(&self) -> &#private::RunId {
+                    let chunk: &dyn #private::ChunkInfo = match *self {
+                        #(#chunk_info_arms)*
+                    };
+                    chunk.run_id()
+                }
+
+                fn stream(&self) -> &str {
+                    let chunk: &dyn #private::ChunkInfo = match *self {
+                        #(#chunk_info_arms)*
+                    };
+                    chunk.stream()
+                }
+            }
 
             #[automatically_derived]
             impl #private::FromAnyChunk for #chunk_ident #bounds {

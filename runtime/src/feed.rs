@@ -85,6 +85,11 @@ impl Cursor {
     pub(crate) fn version(self) -> u64 {
         self.0
     }
+
+    /// The cursor just before this one: subscribing from it yields this change first.
+    pub(crate) fn before(self) -> Self {
+        Cursor(self.0.saturating_sub(1))
+    }
 }
 
 impl fmt::Display for Cursor {

@@ -60,6 +60,16 @@ pub enum SubscribeError {
     /// No run has this id.
     #[error("no run `{0}`")]
     UnknownRun(RunId),
+    /// The run belongs to another task than the one asked for.
+    #[error("run `{run}` is a run of task `{task_identifier}`, not of `{expected}`")]
+    UnexpectedTask {
+        /// The run.
+        run: RunId,
+        /// Its task.
+        task_identifier: String,
+        /// The task asked for.
+        expected: &'static str,
+    },
 }
 
 #[derive(Default)]

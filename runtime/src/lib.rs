@@ -69,8 +69,8 @@ pub use crate::run::{
 pub use crate::status::{RunStatus, UnknownStatus};
 pub use crate::stream::{RunStreamExt, WithStreams};
 pub use crate::streams::{
-    AnyChunk, Chunk, ChunkError, ChunkInfo, FromAnyChunk, NoStreams, Realtime, StreamError,
-    StreamKey, StreamWriter, TaskChunk,
+    AnyChunk, Chunk, ChunkError, ChunkInfo, FromAnyChunk, NoStreams, ReadStream, Realtime,
+    StreamChunk, StreamError, StreamKey, StreamWriter, TaskChunk,
 };
 pub use crate::task::{Task, TaskContext, TaskFn};
 pub use crate::timestamp::{ParseTimestampError, ParseTimestampErrorKind, Timestamp};
@@ -156,10 +156,12 @@ struct ReadmeTour;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::decode::{DecodeError, RunSource};
+    pub use crate::feed::Cursor;
+    pub use crate::run::RunId;
     pub use crate::run::{AnyRun, Run, RunInfo};
     pub use crate::streams::{
-        AnyChunk, ChunkError, FromAnyChunk, NoStreams, StreamKey, TaskChunk, decode_chunk,
-        unexpected_chunk,
+        AnyChunk, ChunkError, ChunkInfo, FromAnyChunk, NoStreams, StreamKey, TaskChunk,
+        decode_chunk, unexpected_chunk,
     };
     pub use crate::task::{IsTaskContext, Task, TaskContext, TaskFn, TaskReturn};
     pub use crate::union::RunUnion;

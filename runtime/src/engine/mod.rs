@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use tokio::sync::{Semaphore, mpsc};
 
@@ -29,7 +30,7 @@ use crate::metadata::{self, MetadataError, MetadataOp};
 use crate::run::{AnyRun, BatchId, JsonObject, Run, RunId, Untyped};
 use crate::status::RunStatus;
 use crate::stream::{Decoded, RunStreamExt, UntilFinished};
-use crate::streams::StreamError;
+use crate::streams::{ReadStream, StreamError, StreamKey};
 use crate::task::{CancelSignal, Task, TaskFn};
 use crate::timestamp::Timestamp;
 
@@ -902,6 +903,69 @@ impl Engine {
             .subscribe(Scope::Run(id.clone()), Cursor::START)?
             .until_finished()
             .typed::<T>())
+    }
+
+    /// Reads one stream of a run of `T` from its start: its chunks, typed as declared, ending
+    /// once the run has finished (a finished run's stream is read whole, then ends).
+    ///
+    /// ```
+    /// # use runcast::{Engine, TaskContext, task};
+    /// use futures::TryStreamExt;
+    ///
+    /// #[task(id = "count", streams(numbers = u32))]
+    /// async fn count(to: u32, ctx: TaskContext) -> Result<(), runcast::StreamError> {
+    ///     let numbers = ctx.stream(Count::NUMBERS);
+    ///     for n in 1..=to {
+    ///         numbers.append(&n)?;
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let engine = Engine::builder().task::<Count>().build()?;
+    /// let run = engine.trigger::<Count>(3)?;
+    /// let chunks: Vec<_> = engine.read_stream(run.id(), Count::NUMBERS)?.try_collect().await?;
+    /// assert_eq!(chunks.iter().map(|c| c.value).collect::<Vec<_>>(), [1, 2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_stream<T: Task, C: DeserializeOwned>(
+        &self,
+        id: &RunId,
+        key: StreamKey<T, C>,
+    ) -> Result<ReadStream<C>, SubscribeError> {
+        self.read_stream_from(id, key, Cursor::START)
+    }
+
+    /// Reads one stream of a run like [`read_stream`](Self::read_stream), from after `from`
+    /// (the cursor of a chunk read before, to continue after it).
+    pub fn read_stream_from<T: Task, C: DeserializeOwned>(
+        &self,
+        id: &RunId,
+        key: StreamKey<T, C>,
+        from: Cursor,
+    ) -> Result<ReadStream<C>, SubscribeError> {
+        let hub = self.shared.store.hub();
+        let Some(latest) = hub.get(id) else {
+            return Err(SubscribeError::UnknownRun(id.clone()));
+        };
+        if latest.run.task_identifier != T::ID {
+            return Err(SubscribeError::UnexpectedTask {
+                run: id.clone(),
+                task_identifier: latest.run.task_identifier,
+                expected: T::ID,
+            });
+        }
+        // A finished run writes no more chunks: from past its latest change, read that change
+        // only, which ends the stream.
+        let from = if latest.run.status.is_final() {
+            from.min(latest.cursor.before())
+        } else {
+            from
+        };
+        let items = hub.subscribe_with_streams(Scope::Run(id.clone()), from)?;
+        Ok(ReadStream::new(items.until_finished(), key.key()))
     }
 
     /// Refuses a subscription to a run that does not exist, which would never yield.

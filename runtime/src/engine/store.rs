@@ -135,7 +135,7 @@ impl Store {
             state.idempotency.insert(key.clone(), (id.clone(), now));
         }
         let published = self.hub.publish(Arc::clone(&record.snapshot), batch);
-        let created = Cursor::new(published.version() - 1);
+        let created = published.before();
         state.runs.insert(id, Record { created, ..record });
         created
     }

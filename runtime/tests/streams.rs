@@ -1,0 +1,548 @@
+//! Realtime streams through the engine: typed chunks and run changes in one cursor order,
+//! resume from any cursor, late and lagging subscribers, limits, runs that end badly, union
+//! feeds, and typed metadata.
+#![allow(clippy::unwrap_used)] // Test helpers fail the test on bad fixtures.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use runcast::{
+    AnyChunk, AnyRun, Cursor, DecodeError, Engine, MetadataOp, Realtime, RunFeed, RunField, RunHub,
+    RunId, RunInfo, RunStatus, RunStreamExt, Scope, StreamError, TaskContext, TriggerOptions,
+    WithStreams, realtime_union, task,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub done: u32,
+    pub total: u32,
+}
+
+/// Streams each word as a token and reports progress in typed metadata.
+#[task(id = "chat", metadata = Progress, streams(tokens = String))]
+async fn chat(words: Vec<String>, ctx: TaskContext) -> Result<String, StreamError> {
+    let tokens = ctx.stream(Chat::TOKENS);
+    let total = u32::try_from(words.len()).unwrap();
+    for (i, word) in words.iter().enumerate() {
+        tokens.append(word)?;
+        let done = u32::try_from(i).unwrap() + 1;
+        let progress = serde_json::json!({"done": done, "total": total});
+        ctx.update_metadata([MetadataOp::Update(progress.as_object().unwrap().clone())])
+            .unwrap();
+        tokio::task::yield_now().await;
+    }
+    Ok(words.join(" "))
+}
+
+/// Writes `0..n` to `numbers`, as fast as it can.
+#[task(id = "count", streams(numbers = u64))]
+async fn count(n: u64, ctx: TaskContext) -> Result<u64, StreamError> {
+    let numbers = ctx.stream(Count::NUMBERS);
+    numbers.pipe(futures::stream::iter(0..n)).await?;
+    Ok(n)
+}
+
+/// Writes three numbers, then fails.
+#[task(id = "fail-midway", streams(numbers = u64))]
+async fn fail_midway(_: (), ctx: TaskContext) -> Result<(), String> {
+    for n in 0..3 {
+        ctx.stream(FailMidway::NUMBERS)
+            .append(&n)
+            .map_err(|e| e.to_string())?;
+    }
+    Err("gave up".into())
+}
+
+/// Writes one number, then waits to be canceled.
+#[task(id = "wait", streams(numbers = u64))]
+async fn wait(_: (), ctx: TaskContext) -> Result<(), StreamError> {
+    ctx.stream(Wait::NUMBERS).append(&7)?;
+    ctx.canceled().await;
+    Ok(())
+}
+
+/// Writes chunks of `size` bytes of JSON until refused; reports how many were written and
+/// why it stopped.
+#[task(id = "fill", streams(blobs = String))]
+async fn fill(size: usize, ctx: TaskContext) -> Result<(u32, String), String> {
+    let blob = "x".repeat(size.saturating_sub(2));
+    let mut written = 0;
+    loop {
+        match ctx.stream(Fill::BLOBS).append(&blob) {
+            Ok(_) => written += 1,
+            Err(error) => return Ok((written, error.to_string())),
+        }
+    }
+}
+
+/// Writes to a stream of another task: refused.
+#[task(id = "trespass")]
+async fn trespass(_: (), ctx: TaskContext) -> Result<String, String> {
+    match ctx.stream(Count::NUMBERS).append(&1) {
+        Ok(_) => Err("written".into()),
+        Err(error) => Ok(error.to_string()),
+    }
+}
+
+/// Keeps its context, to write after the run finished.
+static KEPT: Mutex<Option<TaskContext>> = Mutex::new(None);
+
+#[task(id = "keep")]
+async fn keep(_: (), ctx: TaskContext) -> Result<(), String> {
+    *KEPT.lock().unwrap() = Some(ctx);
+    Ok(())
+}
+
+realtime_union! {
+    enum Feed {
+        Chat,
+        Count,
+    }
+}
+
+realtime_union! {
+    enum Anything {
+        Chat,
+        _ => Other,
+    }
+}
+
+fn engine() -> Engine {
+    Engine::builder()
+        .task::<Chat>()
+        .task::<Count>()
+        .task::<FailMidway>()
+        .task::<Wait>()
+        .task::<Trespass>()
+        .task::<Keep>()
+        .retry_delay(Duration::from_millis(1))
+        .build()
+        .unwrap()
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split(' ').map(str::to_owned).collect()
+}
+
+/// Waits for a run to finish.
+async fn finished(engine: &Engine, id: &RunId) -> AnyRun {
+    loop {
+        let run = engine.run(id).unwrap();
+        if run.status.is_final() {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Every untyped item of a run's subscription with streams from `from`, until it finishes.
+async fn record(engine: &Engine, id: &RunId, from: Cursor) -> Vec<Realtime<AnyRun, AnyChunk>> {
+    let items = engine
+        .hub()
+        .subscribe_with_streams(Scope::Run(id.clone()), from)
+        .unwrap();
+    items.until_finished().try_collect().await.unwrap()
+}
+
+fn cursor(item: &Realtime<AnyRun, AnyChunk>) -> Cursor {
+    item.cursor()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_and_run_changes_arrive_typed_in_one_cursor_order() {
+    let engine = engine();
+    let handle = engine
+        .trigger::<Chat>(words("the quick brown fox"))
+        .unwrap();
+    let items = engine
+        .subscribe_to_run::<Chat>(handle.id())
+        .unwrap()
+        .with_streams();
+    let items: Vec<_> = items.try_collect().await.unwrap();
+
+    let cursors: Vec<Cursor> = items.iter().map(Realtime::cursor).collect();
+    assert!(cursors.windows(2).all(|w| w[0] < w[1]), "{cursors:?}");
+    let mut tokens = Vec::new();
+    let mut last_progress = None;
+    for item in &items {
+        match item {
+            Realtime::Chunk(chunk) => {
+                let ChatChunk::Tokens(token) = &chunk.data;
+                assert_eq!(&chunk.run_id, handle.id());
+                assert_eq!(&*chunk.stream, "tokens");
+                tokens.push(token.clone());
+            }
+            Realtime::Run(update) => {
+                // Progress never runs ahead of the tokens before it in the feed.
+                if let Some(progress) = &update.run.metadata {
+                    assert!(progress.done as usize <= tokens.len(), "{progress:?}");
+                    last_progress = Some(progress.clone());
+                }
+                if !tokens.is_empty() {
+                    assert_eq!(update.run.realtime_streams, ["tokens"]);
+                }
+            }
+        }
+    }
+    assert_eq!(tokens, words("the quick brown fox"));
+    assert_eq!(last_progress, Some(Progress { done: 4, total: 4 }));
+    let Some(Realtime::Run(last)) = items.last() else {
+        panic!("the feed ends with the final snapshot")
+    };
+    assert_eq!(last.run.status, RunStatus::Completed);
+    assert_eq!(last.run.output.as_deref(), Some("the quick brown fox"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_from_every_cursor_continues_with_no_gap_and_no_duplicate() {
+    let engine = engine();
+    let handle = engine.trigger::<Chat>(words("a b c d e f g h")).unwrap();
+    let recorded = record(&engine, handle.id(), handle.cursor()).await;
+    let chunks = |items: &[Realtime<AnyRun, AnyChunk>]| -> Vec<(Cursor, String)> {
+        items
+            .iter()
+            .filter_map(|item| match item {
+                Realtime::Chunk(chunk) => Some((chunk.cursor, chunk.data.get().to_owned())),
+                Realtime::Run(_) => None,
+            })
+            .collect()
+    };
+    assert_eq!(chunks(&recorded).len(), 8);
+    let (last, before_last) = recorded.split_last().unwrap();
+    for item in before_last {
+        let from = cursor(item);
+        let resumed = record(&engine, handle.id(), from).await;
+        // Nothing at or before the cursor; every chunk after it, once, in order.
+        assert!(
+            resumed.iter().all(|item| cursor(item) > from),
+            "from {from:?}"
+        );
+        let expected: Vec<_> = chunks(&recorded)
+            .into_iter()
+            .filter(|(c, _)| *c > from)
+            .collect();
+        assert_eq!(chunks(&resumed), expected, "from {from:?}");
+        // Snapshots coalesce: the run's latest one closes the resumed feed.
+        let Some(Realtime::Run(last)) = resumed.last() else {
+            panic!("from {from:?}: no final snapshot")
+        };
+        assert_eq!(last.run.status, RunStatus::Completed);
+    }
+    // After the last item, nothing: the subscription waits for a change that never comes.
+    let mut after_last = engine
+        .hub()
+        .subscribe_with_streams(Scope::Run(handle.id().clone()), cursor(last))
+        .unwrap();
+    let nothing = tokio::time::timeout(Duration::from_millis(50), after_last.next()).await;
+    assert!(nothing.is_err(), "{nothing:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_subscriber_reads_the_streams_from_their_start() {
+    let engine = engine();
+    let handle = engine.trigger::<Count>(1_000).unwrap();
+    finished(&engine, handle.id()).await;
+
+    let numbers: Vec<u64> = engine
+        .read_stream(handle.id(), Count::NUMBERS)
+        .unwrap()
+        .map_ok(|chunk| chunk.value)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(numbers, (0..1_000).collect::<Vec<_>>());
+
+    let items: Vec<_> = engine
+        .subscribe_to_run::<Count>(handle.id())
+        .unwrap()
+        .with_streams()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 1_001, "every chunk, then the final snapshot");
+
+    // Reading on from a chunk's cursor, and from past the end, of a finished run.
+    let from = numbers_cursor(&engine, handle.id(), 499).await;
+    let rest: Vec<u64> = engine
+        .read_stream_from(handle.id(), Count::NUMBERS, from)
+        .unwrap()
+        .map_ok(|chunk| chunk.value)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(rest, (500..1_000).collect::<Vec<_>>());
+    let end = engine.hub().get(handle.id()).unwrap().cursor;
+    let none = engine
+        .read_stream_from(handle.id(), Count::NUMBERS, end)
+        .unwrap();
+    assert_eq!(none.count().await, 0);
+}
+
+/// The cursor of chunk `n` of a `Count` run.
+async fn numbers_cursor(engine: &Engine, id: &RunId, n: u64) -> Cursor {
+    let chunks = engine.read_stream(id, Count::NUMBERS).unwrap();
+    let chunk = chunks
+        .try_filter(|chunk| std::future::ready(chunk.value == n))
+        .next()
+        .await;
+    chunk.unwrap().unwrap().cursor
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_subscriber_loses_no_chunk_while_snapshots_coalesce() {
+    let engine = engine();
+    let tagged = TriggerOptions::default().tag("lag");
+    let counts = [
+        engine
+            .trigger_with::<Count>(20_000, tagged.clone())
+            .unwrap(),
+        engine
+            .trigger_with::<Count>(15_000, tagged.clone())
+            .unwrap(),
+    ];
+    let chat = engine
+        .trigger_with::<Chat>(words("one two three"), tagged)
+        .unwrap();
+    let mut feed = engine
+        .subscribe_to_runs_with_tag::<Feed>(["lag"])
+        .unwrap()
+        .with_streams();
+    let first = feed.next().await.unwrap().unwrap();
+    // The subscriber reads nothing while the runs write 35,003 chunks.
+    for handle in &counts {
+        finished(&engine, handle.id()).await;
+    }
+    finished(&engine, chat.id()).await;
+
+    let mut numbers: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+    let mut tokens = Vec::new();
+    let mut snapshots = 0;
+    let mut completed = 0;
+    let mut last = first.cursor();
+    if let Realtime::Chunk(FeedChunk::Count(chunk)) = &first {
+        let CountChunk::Numbers(n) = chunk.data;
+        numbers[usize::from(chunk.run_id != *counts[0].id())].push(n);
+    }
+    while completed < 3 {
+        let item = feed.next().await.unwrap().unwrap();
+        assert!(item.cursor() > last);
+        last = item.cursor();
+        match item {
+            Realtime::Chunk(FeedChunk::Count(chunk)) => {
+                let CountChunk::Numbers(n) = chunk.data;
+                numbers[usize::from(chunk.run_id != *counts[0].id())].push(n);
+            }
+            Realtime::Chunk(FeedChunk::Chat(chunk)) => {
+                let ChatChunk::Tokens(token) = chunk.data;
+                tokens.push(token);
+            }
+            Realtime::Run(update) => {
+                snapshots += 1;
+                let status = match &update.run {
+                    Feed::Chat(run) => run.status,
+                    Feed::Count(run) => run.status,
+                };
+                completed += usize::from(status == RunStatus::Completed);
+            }
+        }
+    }
+    assert_eq!(numbers[0], (0..20_000).collect::<Vec<_>>());
+    assert_eq!(numbers[1], (0..15_000).collect::<Vec<_>>());
+    assert_eq!(tokens, words("one two three"));
+    // At most one snapshot per run read before the lag, and the latest of each after it.
+    assert!(snapshots <= 6, "{snapshots} snapshots");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_refuse_a_chunk_and_write_nothing_of_it() {
+    let engine = Engine::builder()
+        .task::<Fill>()
+        .max_chunk_bytes(100)
+        .max_stream_bytes(1_000)
+        .build()
+        .unwrap();
+    let too_big = engine.trigger::<Fill>(101).unwrap();
+    let fits = engine.trigger::<Fill>(100).unwrap();
+    for handle in [&too_big, &fits] {
+        finished(&engine, handle.id()).await;
+    }
+    let run = engine.run(too_big.id()).unwrap().decode::<Fill>().unwrap();
+    let (written, why) = run.output.unwrap();
+    assert_eq!(written, 0);
+    assert_eq!(
+        why,
+        "a chunk of 101 bytes of JSON is over the limit of 100 bytes"
+    );
+    assert!(run.realtime_streams.is_empty());
+
+    let run = engine.run(fits.id()).unwrap().decode::<Fill>().unwrap();
+    let (written, why) = run.output.unwrap();
+    assert_eq!(written, 10, "ten chunks of 100 bytes fill 1,000");
+    assert!(
+        why.contains("would hold 1100 bytes of stream chunks, over the limit of 1000"),
+        "{why}"
+    );
+    let blobs = engine.read_stream(fits.id(), Fill::BLOBS).unwrap();
+    assert_eq!(blobs.count().await, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_for_another_task_or_a_finished_run_are_refused() {
+    let engine = engine();
+    let handle = engine.trigger::<Trespass>(()).unwrap();
+    let run = finished(&engine, handle.id())
+        .await
+        .decode::<Trespass>()
+        .unwrap();
+    assert_eq!(
+        run.output.unwrap(),
+        "stream `numbers` is a stream of task `count`, not of this run's task `trespass`"
+    );
+
+    let handle = engine.trigger::<Keep>(()).unwrap();
+    finished(&engine, handle.id()).await;
+    let ctx = KEPT.lock().unwrap().take().unwrap();
+    let error = ctx.stream(Count::NUMBERS).append(&1).unwrap_err();
+    assert!(matches!(error, StreamError::NotRunning(_)), "{error}");
+
+    assert!(matches!(
+        engine.read_stream(handle.id(), Count::NUMBERS),
+        Err(runcast::SubscribeError::UnexpectedTask { .. })
+    ));
+    assert!(matches!(
+        engine.read_stream(&RunId::from("run_nope"), Count::NUMBERS),
+        Err(runcast::SubscribeError::UnknownRun(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_of_a_failed_or_canceled_run_ends_cleanly() {
+    let engine = engine();
+    let failed = engine
+        .trigger_with::<FailMidway>((), TriggerOptions::default().max_attempts(1))
+        .unwrap();
+    let numbers: Vec<u64> = engine
+        .read_stream(failed.id(), FailMidway::NUMBERS)
+        .unwrap()
+        .map_ok(|chunk| chunk.value)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(numbers, [0, 1, 2]);
+    let items: Vec<_> = engine
+        .subscribe_to_run::<FailMidway>(failed.id())
+        .unwrap()
+        .with_streams()
+        .try_collect()
+        .await
+        .unwrap();
+    let Some(Realtime::Run(last)) = items.last() else {
+        panic!("ends with the final snapshot")
+    };
+    assert_eq!(last.run.status, RunStatus::Failed);
+
+    let waiting = engine.trigger::<Wait>(()).unwrap();
+    let mut reader = engine.read_stream(waiting.id(), Wait::NUMBERS).unwrap();
+    assert_eq!(reader.next().await.unwrap().unwrap().value, 7);
+    engine.cancel(waiting.id()).unwrap();
+    let rest = tokio::time::timeout(Duration::from_secs(10), reader.next()).await;
+    assert!(
+        rest.unwrap().is_none(),
+        "the stream ends after the cancellation"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_union_feed_types_chunks_per_task_and_never_as_another() {
+    let engine = engine();
+    let tagged = TriggerOptions::default().tag("mixed");
+    let count = engine.trigger_with::<Count>(2, tagged.clone()).unwrap();
+    let chat = engine
+        .trigger_with::<Chat>(words("hi"), tagged.clone())
+        .unwrap();
+    for handle in [count.id(), chat.id()] {
+        finished(&engine, handle).await;
+    }
+    // `Anything` lists only `Chat`: `Count`'s chunks and runs are its catch-all.
+    let mut feed = engine
+        .subscribe_to_runs_with_tag::<Anything>(["mixed"])
+        .unwrap()
+        .with_streams();
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        match feed.next().await.unwrap().unwrap() {
+            Realtime::Chunk(AnythingChunk::Chat(chunk)) => {
+                let ChatChunk::Tokens(token) = chunk.data;
+                seen.push(format!("chat {token}"));
+            }
+            Realtime::Chunk(AnythingChunk::Other(chunk)) => {
+                seen.push(format!("other {}", chunk.data.get()));
+            }
+            Realtime::Run(update) => {
+                seen.push(format!("run {}", RunInfo::task_identifier(&update.run)));
+            }
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["chat hi", "other 0", "other 1", "run chat", "run count"]
+    );
+
+    // Without a catch-all, a chunk of an unlisted task is an error item; the feed goes on.
+    let untyped = engine
+        .hub()
+        .subscribe_with_streams(Scope::Run(count.id().clone()), Cursor::START)
+        .unwrap()
+        .union::<Chatty>();
+    let items: Vec<_> = untyped.take(3).collect().await;
+    for item in items {
+        assert!(matches!(item, Err(DecodeError::UnexpectedTask { .. })));
+    }
+}
+
+realtime_union! {
+    enum Chatty {
+        Chat,
+    }
+}
+
+fn chat_snapshot(metadata: &str) -> AnyRun {
+    serde_json::from_str(&format!(
+        r#"{{"id":"run_1","taskIdentifier":"chat","payload":["w"],"status":"EXECUTING","metadata":{metadata},"createdAt":"2024-11-01T12:00:00.000Z","updatedAt":"2024-11-01T12:00:00.000Z"}}"#
+    ))
+    .unwrap()
+}
+
+#[test]
+fn metadata_that_does_not_match_its_type_is_an_error_item_naming_the_field() {
+    let hub = RunHub::new();
+    let mut feed = hub
+        .subscribe(Scope::Run("run_1".into()), Cursor::START)
+        .unwrap()
+        .typed::<Chat>();
+    hub.publish(chat_snapshot(r#"{"done":"half","total":2}"#), None);
+    let error = futures::executor::block_on(feed.next())
+        .unwrap()
+        .unwrap_err();
+    let DecodeError::Field { field, source, .. } = &error else {
+        panic!("expected a field error, got {error:?}")
+    };
+    assert_eq!(*field, RunField::Metadata);
+    assert!(
+        error
+            .to_string()
+            .starts_with("run `run_1` of task `chat`: metadata does not match"),
+        "{error}"
+    );
+    assert!(
+        source.to_string().contains("invalid type: string \"half\""),
+        "{source}"
+    );
+    // The feed goes on: the next snapshot decodes.
+    hub.publish(chat_snapshot(r#"{"done":1,"total":2}"#), None);
+    let update = futures::executor::block_on(feed.next()).unwrap().unwrap();
+    assert_eq!(update.run.metadata, Some(Progress { done: 1, total: 2 }));
+}
