@@ -6,9 +6,19 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use runcast::{
-    AnyRun, Cursor, Engine, RunFeed, RunHub, RunStatus, RunStreamExt, Scope, TaskContext,
+    AnyRun, Cursor, Engine, Realtime, RunFeed, RunHub, RunStatus, RunStreamExt, Scope, TaskContext,
     TriggerOptions, realtime_union, task,
 };
+
+/// Writes `n` small chunks (numbers) as fast as it can.
+#[task(id = "burst", streams(numbers = u64))]
+async fn burst(n: u64, ctx: TaskContext) -> Result<u64, runcast::StreamError> {
+    let numbers = ctx.stream(Burst::NUMBERS);
+    for i in 0..n {
+        numbers.append(&i)?;
+    }
+    Ok(n)
+}
 
 #[task(id = "noop")]
 async fn noop(n: u64, _ctx: TaskContext) -> Result<u64, String> {
@@ -181,6 +191,95 @@ async fn engine_throughput(runs: u64) {
     );
 }
 
+/// Typed chunks delivered per second from one writer to `subscribers` subscribers.
+async fn chunk_throughput(subscribers: usize, chunks: u64) {
+    let engine = Engine::builder()
+        .task::<Burst>()
+        .max_stream_bytes(usize::MAX)
+        .build()
+        .unwrap();
+    let hub = engine.hub().clone();
+    let start = hub.cursor();
+    let clock = Instant::now();
+    let handle = engine.trigger::<Burst>(chunks).unwrap();
+    let readers: Vec<_> = (0..subscribers)
+        .map(|_| {
+            let mut feed = hub
+                .subscribe_with_streams(Scope::Run(handle.id().clone()), start)
+                .unwrap()
+                .typed::<Burst>();
+            tokio::spawn(async move {
+                let mut received = 0u64;
+                while received < chunks {
+                    if let Realtime::Chunk(chunk) = feed.next().await.unwrap().unwrap() {
+                        let BurstChunk::Numbers(n) = chunk.data;
+                        assert_eq!(n, received, "in order, none lost");
+                        received += 1;
+                    }
+                }
+                received
+            })
+        })
+        .collect();
+    let mut delivered = 0;
+    for reader in readers {
+        delivered += reader.await.unwrap();
+    }
+    let elapsed = clock.elapsed();
+    println!(
+        "chunks, 1 writer, {subscribers:>3} subscribers: {delivered} typed chunks delivered in {elapsed:?} = {:.0}/s",
+        delivered as f64 / elapsed.as_secs_f64(),
+    );
+}
+
+/// Memory of subscribers that lag `chunks` chunks behind, by resident memory with and without
+/// `lagging` of them: the chunks are the hub's either way.
+async fn lagging_memory(lagging: usize, chunks: u64) {
+    let mut per_run = Vec::new();
+    for subscribers in [0, lagging] {
+        let engine = Engine::builder()
+            .task::<Burst>()
+            .max_stream_bytes(usize::MAX)
+            .build()
+            .unwrap();
+        let handle = engine.trigger::<Burst>(chunks).unwrap();
+        let mut feeds: Vec<_> = (0..subscribers)
+            .map(|_| {
+                engine
+                    .hub()
+                    .subscribe_with_streams(Scope::Run(handle.id().clone()), handle.cursor())
+                    .unwrap()
+                    .typed::<Burst>()
+            })
+            .collect();
+        // Each reads one item, then lags while the run writes every chunk.
+        for feed in &mut feeds {
+            feed.next().await.unwrap().unwrap();
+        }
+        let before = rss();
+        while !engine.run(handle.id()).unwrap().status.is_final() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        per_run.push(rss().saturating_sub(before));
+        // Then they catch up, losing nothing.
+        for feed in &mut feeds {
+            let mut received = 0;
+            while received < chunks {
+                if let Realtime::Chunk(_) = feed.next().await.unwrap().unwrap() {
+                    received += 1;
+                }
+            }
+        }
+    }
+    let extra = per_run[1].saturating_sub(per_run[0]);
+    println!(
+        "memory, {lagging} subscribers lagging {chunks} chunks: {:.1} MiB grown without them, {:.1} MiB with them, {} bytes per lagging subscriber",
+        per_run[0] as f64 / (1024.0 * 1024.0),
+        per_run[1] as f64 / (1024.0 * 1024.0),
+        extra / lagging,
+    );
+}
+
 fn main() {
     // `cargo bench --bench engine -- throughput` runs only the sections whose name contains
     // one of the arguments.
@@ -208,6 +307,13 @@ fn main() {
         }
         if wanted("engine") {
             engine_throughput(100_000).await;
+        }
+        if wanted("chunks") {
+            chunk_throughput(1, 1_000_000).await;
+            chunk_throughput(100, 100_000).await;
+        }
+        if wanted("lag") {
+            lagging_memory(100, 100_000).await;
         }
     });
 }

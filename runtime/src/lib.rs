@@ -101,11 +101,21 @@ pub use crate::union::RunUnion;
 /// pub struct SendEmail;
 /// ```
 ///
-/// Accepted arguments: `id` (always: 1 to 128 ASCII letters, digits, `-`, `_`, `.` or `/`),
-/// `payload` and `output` (on a struct only). The function's `ctx: TaskContext` parameter is
-/// optional. Payload and output types must implement `Serialize`, `DeserializeOwned` and
-/// `schemars::JsonSchema`; every rule is checked at compile time, with the error on the
-/// offending token.
+/// Accepted arguments:
+/// - `id` (always): 1 to 128 ASCII letters, digits, `-`, `_`, `.` or `/`;
+/// - `payload` and `output` (on a struct only);
+/// - `metadata = M`: what subscribers decode the run's metadata as (a
+///   [`JsonObject`] without it);
+/// - `streams(key = C, ...)`: the task's realtime streams and their chunk types. Each gets a
+///   [`StreamKey`] constant on the task type, named after the key in upper case
+///   (`tokens` → `Chat::TOKENS`), to write it with [`TaskContext::stream`]; and the task gets
+///   an enum of its chunks, `<Task>Chunk`, with a variant per stream in UpperCamelCase
+///   (`ChatChunk::Tokens(String)`).
+///
+/// The function's `ctx: TaskContext` parameter is optional. Payload and output types must
+/// implement `Serialize`, `DeserializeOwned` and `schemars::JsonSchema`; metadata and chunk
+/// types `Serialize` and `DeserializeOwned`. Every rule is checked at compile time, with the
+/// error on the offending token.
 pub use runcast_macros::task;
 
 /// Declares an enum over the runs of several tasks, implementing [`RunUnion`].
@@ -114,6 +124,10 @@ pub use runcast_macros::task;
 /// `Name(path::ToTask)` names the variant explicitly. A last `_ => Name` adds a catch-all
 /// variant holding an [`AnyRun`] for runs of any other task; without one, such a run decodes
 /// to a [`DecodeError::UnexpectedTask`].
+///
+/// Beside the union, it declares `<Union>Chunk`: the chunks of the tasks' streams, with the
+/// same variants, each holding a [`Chunk`] of its task (and an [`AnyChunk`] for the
+/// catch-all). A feed of the union with streams yields `Realtime<Union, UnionChunk>` items.
 ///
 /// ```
 /// # use runcast::{task, realtime_union, AnyRun};

@@ -13,8 +13,8 @@ use futures::executor::block_on;
 use futures::stream::StreamExt;
 use futures::task::noop_waker_ref;
 use runcast::{
-    AnyRun, BatchId, Cursor, RunHub, RunId, RunStatus, RunStreamExt, Scope, SubscribeError,
-    Subscription, Update,
+    AnyChunk, AnyRun, BatchId, Cursor, Realtime, RealtimeSubscription, RunHub, RunId, RunStatus,
+    RunStreamExt, Scope, SubscribeError, Subscription, Update,
 };
 
 fn run(id: &str, status: &str, tags: &[&str]) -> AnyRun {
@@ -253,4 +253,113 @@ fn a_forgotten_run_leaves_every_index_and_pending_changes_still_arrive() {
         ids(&ready(&mut watching)),
         [("run_1".into(), RunStatus::Queued)]
     );
+}
+
+/// Everything a subscription with streams has ready now, without waiting.
+fn ready_items(sub: &mut RealtimeSubscription) -> Vec<Realtime<AnyRun, AnyChunk>> {
+    let mut cx = std::task::Context::from_waker(noop_waker_ref());
+    let mut out = Vec::new();
+    while let std::task::Poll::Ready(Some(item)) = std::pin::Pin::new(&mut *sub).poll_next(&mut cx)
+    {
+        out.push(item.unwrap());
+    }
+    out
+}
+
+fn chunk_values(items: &[Realtime<AnyRun, AnyChunk>]) -> Vec<(Cursor, String, String)> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            Realtime::Chunk(c) => Some((c.cursor, c.run_id.to_string(), c.data.get().to_owned())),
+            Realtime::Run(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn chunks_and_changes_of_several_runs_resume_from_every_cursor_without_gap_or_duplicate() {
+    let hub = RunHub::new();
+    let tagged = Scope::Tags(vec!["t".into()]);
+    hub.publish(run("run_1", "EXECUTING", &["t"]), None);
+    hub.publish(run("run_2", "EXECUTING", &["t"]), None);
+    let mut live = hub
+        .subscribe_with_streams(tagged.clone(), Cursor::START)
+        .unwrap();
+    let mut recorded = ready_items(&mut live);
+    // 600 chunks, more than one read takes at once, interleaved with run changes, read at
+    // uneven moments.
+    for i in 0..600u32 {
+        let id = RunId::from(if i % 3 == 0 { "run_2" } else { "run_1" });
+        let data = serde_json::value::to_raw_value(&i).unwrap();
+        hub.append_chunk(&id, "log", data.into()).unwrap();
+        if i % 50 == 0 {
+            hub.publish(run(id.as_str(), "EXECUTING", &["t"]), None);
+        }
+        if i % 7 == 0 || i % 11 == 0 {
+            recorded.extend(ready_items(&mut live));
+        }
+    }
+    hub.publish(run("run_1", "COMPLETED", &["t"]), None);
+    recorded.extend(ready_items(&mut live));
+
+    let cursors: Vec<Cursor> = recorded.iter().map(Realtime::cursor).collect();
+    assert!(cursors.windows(2).all(|w| w[0] < w[1]));
+    let all = chunk_values(&recorded);
+    let values: Vec<u32> = all.iter().map(|(_, _, v)| v.parse().unwrap()).collect();
+    assert_eq!(
+        values,
+        (0..600).collect::<Vec<_>>(),
+        "every chunk once, in order"
+    );
+
+    for from in cursors {
+        let mut resumed = hub.subscribe_with_streams(tagged.clone(), from).unwrap();
+        let items = ready_items(&mut resumed);
+        assert!(items.iter().all(|item| item.cursor() > from));
+        let expected: Vec<_> = all.iter().filter(|(c, ..)| *c > from).cloned().collect();
+        assert_eq!(chunk_values(&items), expected, "from {from:?}");
+        // Each run changed after the cursor shows up once, as its latest snapshot.
+        for id in ["run_1", "run_2"] {
+            let latest = hub.get(&RunId::from(id)).unwrap();
+            let shown: Vec<Cursor> = items
+                .iter()
+                .filter_map(|item| match item {
+                    Realtime::Run(update) if update.run.id == id => Some(update.cursor),
+                    _ => None,
+                })
+                .collect();
+            let want: Vec<Cursor> = (latest.cursor > from)
+                .then_some(latest.cursor)
+                .into_iter()
+                .collect();
+            assert_eq!(shown, want, "{id} from {from:?}");
+        }
+    }
+}
+
+#[test]
+fn a_subscription_turned_to_streams_continues_from_its_last_item() {
+    let hub = RunHub::new();
+    hub.publish(run("run_1", "EXECUTING", &[]), None);
+    let data = |n: u32| serde_json::value::to_raw_value(&n).unwrap().into();
+    hub.append_chunk(&RunId::from("run_1"), "log", data(1))
+        .unwrap();
+    let mut plain = hub
+        .subscribe(Scope::Run(RunId::from("run_1")), Cursor::START)
+        .unwrap();
+    let first = ready(&mut plain);
+    assert_eq!(first.len(), 1);
+    hub.append_chunk(&RunId::from("run_1"), "log", data(2))
+        .unwrap();
+    hub.publish(run("run_1", "COMPLETED", &[]), None);
+    let mut with_streams = plain.with_streams();
+    let items = ready_items(&mut with_streams);
+    // Everything after the snapshot it had yielded (cursor 1): both chunks (2 and 3), then the
+    // final snapshot; nothing before it again.
+    let cursors: Vec<Cursor> = items.iter().map(Realtime::cursor).collect();
+    assert!(cursors.iter().all(|c| *c > first[0].cursor), "{items:?}");
+    assert_eq!(items.len(), 3, "{items:?}");
+    assert!(matches!(&items[0], Realtime::Chunk(c) if c.data.get() == "1"));
+    assert!(matches!(&items[1], Realtime::Chunk(c) if c.data.get() == "2"));
+    assert!(matches!(&items[2], Realtime::Run(u) if u.run.status == RunStatus::Completed));
 }
