@@ -231,6 +231,11 @@ fn generated(task: &syn::Ident, vis: &syn::Visibility, extras: &Extras) -> Gener
         let (key, variant) = (&s.key, &s.variant);
         quote!(#key => #private::decode_chunk(data).map(Self::#variant))
     });
+    let debug_arms = extras.streams.iter().map(|s| {
+        let variant = &s.variant;
+        let name = variant.to_string();
+        quote!(Self::#variant(chunk) => #private::debug_chunk(f, #name, chunk))
+    });
     let consts = extras.streams.iter().map(|s| {
         let (key, konst, ty) = (&s.key, &s.konst, &s.ty);
         let doc = format!("Stream `{key}`: write it with `ctx.stream({task_name}::{konst})`.");
@@ -247,12 +252,21 @@ fn generated(task: &syn::Ident, vis: &syn::Visibility, extras: &Extras) -> Gener
         },
         chunk_items: quote! {
             #[doc = #doc]
-            #[allow(missing_debug_implementations, dead_code)]
+            #[allow(dead_code)]
             #vis enum #chunk {
                 #(#variants,)*
             }
 
             const _: () = {
+                #[automatically_derived]
+                impl ::core::fmt::Debug for #chunk {
+                    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                        match self {
+                            #(#debug_arms,)*
+                        }
+                    }
+                }
+
                 #[automatically_derived]
                 impl #private::TaskChunk for #chunk {
                     const STREAMS: &'static [&'static str] = &[#(#keys),*];
@@ -408,6 +422,23 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
                 .map(|variant| quote!(Self::#variant(ref chunk) => chunk,)),
         )
         .collect();
+    // `for<'a>`: a bound that is never rejected itself; the impl applies when it holds.
+    let chunk_debug_bounds = quote! {
+        where #(for<'__a> ::runcast::Chunk<#tys>: ::core::fmt::Debug + '__a,)*
+              #(for<'__a> #tys: #private::Task + '__a,)*
+    };
+    let chunk_debug_arms: Vec<_> = members
+        .iter()
+        .map(|m| {
+            let (ty, variant) = (&m.ty, &m.variant);
+            let name = variant.to_string();
+            quote_spanned!(ty.span()=> Self::#variant(ref chunk) => f.debug_tuple(#name).field(chunk).finish(),)
+        })
+        .chain(plan.catch_all.map(|i| &input.catch_alls[i].variant).map(|variant| {
+            let name = variant.to_string();
+            quote!(Self::#variant(ref chunk) => f.debug_tuple(#name).field(chunk).finish(),)
+        }))
+        .collect();
     let chunk_doc = format!(
         "A chunk of a stream of a run of one of the tasks of [`{ident}`], by task: the chunk items of a feed of `{ident}` with streams."
     );
@@ -421,7 +452,7 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
         }
 
         #[doc = #chunk_doc]
-        #[allow(missing_debug_implementations, dead_code)]
+        #[allow(dead_code)]
         #vis enum #chunk_ident {
             #(#chunk_variants,)*
             #chunk_other_def
@@ -444,26 +475,37 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
 
             #[automatically_derived]
             #[allow(unreachable_code)] // An empty union, already reported.
+            impl #chunk_ident #bounds {
+                /// The variant's chunk, seen through the fields every chunk has.
+                fn __info(&self) -> &dyn #private::ChunkInfo {
+                    match *self {
+                        #(#chunk_info_arms)*
+                    }
+                }
+            }
+
+            #[automatically_derived]
             impl #private::ChunkInfo for #chunk_ident #bounds {
                 fn cursor(&self) -> #private::Cursor {
-                    let chunk: &dyn #private::ChunkInfo = match *self {
-                        #(#chunk_info_arms)*
-                    };
-                    chunk.cursor()
+                    self.__info().cursor()
                 }
 
                 fn run_id(&self) -> &#private::RunId {
-                    let chunk: &dyn #private::ChunkInfo = match *self {
-                        #(#chunk_info_arms)*
-                    };
-                    chunk.run_id()
+                    self.__info().run_id()
                 }
 
                 fn stream(&self) -> &str {
-                    let chunk: &dyn #private::ChunkInfo = match *self {
-                        #(#chunk_info_arms)*
-                    };
-                    chunk.stream()
+                    self.__info().stream()
+                }
+            }
+
+            #[automatically_derived]
+            #[allow(unreachable_code)] // An empty union, already reported.
+            impl ::core::fmt::Debug for #chunk_ident #chunk_debug_bounds {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    match *self {
+                        #(#chunk_debug_arms)*
+                    }
                 }
             }
 

@@ -91,6 +91,15 @@ fn extras(
         let key = key.strip_prefix("r#").unwrap_or(&key).to_owned();
         let konst = Ident::new(&key.to_uppercase(), name.span());
         let variant = struct_name(&name);
+        if key.trim_matches('_').is_empty() || variant == "Self" {
+            errors.at(
+                name.span(),
+                format!(
+                    "stream `{key}` cannot name a variant of the chunk enum; give it a name with a letter, other than `self`"
+                ),
+            );
+            continue;
+        }
         if konst == "ID" {
             errors.at(
                 name.span(),

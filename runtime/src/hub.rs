@@ -5,7 +5,8 @@
 //! snapshots: a slow subscriber coalesces to the latest snapshot of each run, so its memory is
 //! bounded by the runs in its scope and the final snapshot of a run is never lost.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -92,18 +93,22 @@ struct Entry {
     run: Arc<AnyRun>,
     version: u64,
     batch: Option<BatchId>,
-    /// The chunks of the run's streams, once one is written.
-    streams: Option<Box<Streams>>,
+    /// The chunks of the run's streams, once one is written. Shared only while a reader reads
+    /// them under the hub's lock, or after the run is forgotten (see [`Mailbox::orphans`]), so
+    /// appending never copies them.
+    streams: Option<Arc<Streams>>,
 }
 
 /// The chunks of a run's streams, in the order they were written: kept as long as the run, so
 /// that a subscriber that arrives late or lags reads them all.
+#[derive(Clone)]
 struct Streams {
     task: Arc<str>,
     keys: Vec<Arc<str>>,
     chunks: Vec<StoredChunk>,
 }
 
+#[derive(Clone)]
 struct StoredChunk {
     version: u64,
     /// Index in [`Streams::keys`].
@@ -140,8 +145,8 @@ struct Watcher {
 }
 
 /// The changes a subscriber has not read yet. It has a lock of its own, so a subscriber
-/// reading never contends with a publisher for the hub's lock; publishers fill it under the
-/// hub's lock, so changes reach it in cursor order.
+/// reading snapshots never contends with a publisher for the hub's lock (reading chunks does,
+/// briefly); publishers fill it under the hub's lock, so changes reach it in cursor order.
 #[derive(Default)]
 struct Mailbox {
     /// The latest unread snapshot of each run that changed: coalesced, so bounded by the runs
@@ -150,6 +155,9 @@ struct Mailbox {
     /// Runs with chunks the subscriber has not read yet (for a subscription with streams). The
     /// chunks stay in the hub: a lagging subscriber costs no memory per chunk.
     chunk_runs: HashSet<RunId>,
+    /// The chunks of runs in `chunk_runs` that were forgotten before the subscriber read them
+    /// all: kept for it until it has.
+    orphans: HashMap<RunId, Arc<Streams>>,
     waker: Option<Waker>,
 }
 
@@ -268,7 +276,7 @@ impl Inner {
     fn chunks_since(&self, scope: &Scope, from: Cursor) -> HashSet<RunId> {
         self.in_scope(scope)
             .filter(|entry| {
-                let last = entry.streams.as_ref().and_then(|s| s.chunks.last());
+                let last = entry.streams.as_deref().and_then(|s| s.chunks.last());
                 last.is_some_and(|chunk| chunk.version > from.version())
             })
             .map(|entry| entry.run.id.clone())
@@ -334,7 +342,7 @@ impl RunHub {
                 .flatten()
                 .copied()
         });
-        let mut wake = Vec::new();
+        let (mut wake, mut garbage) = (Vec::new(), Vec::new());
         for subscription in inner
             .subscribers_of(&run.id, &run.tags, batch.as_ref())
             .chain(lost)
@@ -348,19 +356,20 @@ impl RunHub {
             });
             if was_in || in_scope(&watcher.scope, &run, batch.as_ref()) {
                 let mut mailbox = lock(&watcher.mailbox);
-                mailbox
-                    .pending
-                    .insert(run.id.clone(), (cursor, Arc::clone(&run)));
+                let unread = (cursor, Arc::clone(&run));
+                if let Some(coalesced) = mailbox.pending.insert(run.id.clone(), unread) {
+                    garbage.push(coalesced);
+                }
                 wake.extend(mailbox.waker.take());
             }
         }
         drop(guard);
-        // Woken subscribers may publish in turn: wake them once the lock is free. The previous
-        // snapshot, if this was its last holder, is freed outside the lock too.
+        // Woken subscribers may publish in turn: wake them once the lock is free. Snapshots
+        // this replaced, if it held them last, are freed outside the lock too.
         for waker in wake {
             waker.wake();
         }
-        drop(old);
+        drop((old, garbage));
         cursor
     }
 
@@ -370,11 +379,26 @@ impl RunHub {
     /// The hub keeps every run published to it until then; the engine forgets its finished
     /// runs after their retention.
     pub fn forget(&self, id: &RunId) {
-        let mut inner = self.lock();
-        if let Some(old) = inner.runs.remove(id) {
-            let was = (old.run.tags.as_slice(), old.batch.as_ref());
-            inner.reindex(id, Some(was), (&[], None));
+        drop(self.remove(id));
+    }
+
+    /// Forgets a run, and returns what the hub held of it, to be freed outside any lock.
+    /// Subscribers with chunks of it still unread keep those chunks until they read them.
+    pub(crate) fn remove(&self, id: &RunId) -> Option<Forgotten> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let old = inner.runs.remove(id)?;
+        let was = (old.run.tags.as_slice(), old.batch.as_ref());
+        inner.reindex(id, Some(was), (&[], None));
+        if let Some(streams) = &old.streams {
+            for watcher in inner.subscriptions.values().filter(|w| w.streams) {
+                let mut mailbox = lock(&watcher.mailbox);
+                if mailbox.chunk_runs.contains(id) {
+                    mailbox.orphans.insert(id.clone(), Arc::clone(streams));
+                }
+            }
         }
+        Some(Forgotten(old))
     }
 
     /// The cursor of the latest change: subscribing from it yields only later changes.
@@ -397,35 +421,8 @@ impl RunHub {
     /// A subscriber that reads slowly gets the latest snapshot of each run that changed, not
     /// every intermediate one.
     pub fn subscribe(&self, scope: Scope, from: Cursor) -> Result<Subscription, SubscribeError> {
-        if matches!(&scope, Scope::Tags(tags) if tags.is_empty()) {
-            return Err(SubscribeError::NoTags);
-        }
-        let mut inner = self.lock();
-        if let Some(limit) = inner.max_subscriptions
-            && inner.subscriptions.len() >= limit
-        {
-            return Err(SubscribeError::TooManySubscriptions { limit });
-        }
-        let id = inner.next_subscription;
-        inner.next_subscription += 1;
-        let mailbox = Arc::new(Mutex::new(Mailbox {
-            pending: inner.changed_since(&scope, from),
-            chunk_runs: HashSet::new(),
-            waker: None,
-        }));
-        inner.watch(&scope, id, true);
-        let watcher = Watcher {
-            scope,
-            mailbox: Arc::clone(&mailbox),
-            streams: false,
-        };
-        inner.subscriptions.insert(id, watcher);
         Ok(Subscription {
-            handle: Handle {
-                hub: Arc::clone(&self.inner),
-                id,
-                mailbox,
-            },
+            handle: self.register(scope, from, false)?,
             last: from,
             ready: VecDeque::new(),
         })
@@ -438,7 +435,54 @@ impl RunHub {
         scope: Scope,
         from: Cursor,
     ) -> Result<RealtimeSubscription, SubscribeError> {
-        Ok(self.subscribe(scope, from)?.with_streams())
+        Ok(RealtimeSubscription {
+            handle: self.register(scope, from, true)?,
+            last: from,
+            ready: VecDeque::new(),
+        })
+    }
+
+    /// A new subscription's place, its mailbox holding what changed in `scope` after `from`.
+    fn register(
+        &self,
+        scope: Scope,
+        from: Cursor,
+        streams: bool,
+    ) -> Result<Handle, SubscribeError> {
+        if matches!(&scope, Scope::Tags(tags) if tags.is_empty()) {
+            return Err(SubscribeError::NoTags);
+        }
+        let mut inner = self.lock();
+        if let Some(limit) = inner.max_subscriptions
+            && inner.subscriptions.len() >= limit
+        {
+            return Err(SubscribeError::TooManySubscriptions { limit });
+        }
+        let id = inner.next_subscription;
+        inner.next_subscription += 1;
+        let chunk_runs = if streams {
+            inner.chunks_since(&scope, from)
+        } else {
+            HashSet::new()
+        };
+        let mailbox = Arc::new(Mutex::new(Mailbox {
+            pending: inner.changed_since(&scope, from),
+            chunk_runs,
+            orphans: HashMap::new(),
+            waker: None,
+        }));
+        inner.watch(&scope, id, true);
+        let watcher = Watcher {
+            scope,
+            mailbox: Arc::clone(&mailbox),
+            streams,
+        };
+        inner.subscriptions.insert(id, watcher);
+        Ok(Handle {
+            hub: Arc::clone(&self.inner),
+            id,
+            mailbox,
+        })
     }
 
     /// Appends a chunk to stream `stream` of run `run`, which must have been published; returns
@@ -453,12 +497,14 @@ impl RunHub {
         inner.version += 1;
         let cursor = Cursor::new(inner.version);
         let streams = entry.streams.get_or_insert_with(|| {
-            Box::new(Streams {
+            Arc::new(Streams {
                 task: Arc::from(entry.run.task_identifier.as_str()),
                 keys: Vec::new(),
                 chunks: Vec::new(),
             })
         });
+        // Unshared: readers share it only while they hold the lock this holds.
+        let streams = Arc::make_mut(streams);
         let key = match streams.keys.iter().position(|key| **key == *stream) {
             Some(key) => key,
             None => {
@@ -522,6 +568,9 @@ fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// What the hub held of a forgotten run: dropped by its owner outside any lock.
+pub(crate) struct Forgotten(#[allow(dead_code)] Entry);
+
 /// A subscription's place in the hub; dropping it unsubscribes.
 struct Handle {
     hub: Arc<Mutex<Inner>>,
@@ -561,19 +610,28 @@ impl Subscription {
     /// read back from the hub, which keeps them as long as their run, so a reader that lags
     /// loses none and holds at most a few hundred in memory.
     pub fn with_streams(self) -> RealtimeSubscription {
-        let Subscription { handle, last, .. } = self;
+        let Subscription {
+            handle,
+            last,
+            ready,
+        } = self;
         {
             let mut guard = lock(&handle.hub);
             let inner = &mut *guard;
             if let Some(watcher) = inner.subscriptions.get_mut(&handle.id) {
                 watcher.streams = true;
                 let scope = watcher.scope.clone();
-                // From the last item yielded: snapshots read but not yielded are read again.
-                let pending = inner.changed_since(&scope, last);
+                // Chunks from after the last item yielded; snapshots read but not yielded go
+                // back to the mailbox, unless it holds a newer one of their run.
                 let chunk_runs = inner.chunks_since(&scope, last);
                 let mut mailbox = lock(&handle.mailbox);
-                mailbox.pending = pending;
                 mailbox.chunk_runs = chunk_runs;
+                for (cursor, run) in ready {
+                    mailbox
+                        .pending
+                        .entry(run.id.clone())
+                        .or_insert((cursor, run));
+                }
             }
         }
         RealtimeSubscription {
@@ -627,7 +685,7 @@ impl fmt::Debug for Subscription {
 }
 
 /// The most chunks a subscription with streams reads from the hub at once: what bounds the
-/// memory of one that lags.
+/// memory of one that lags, and how long a read holds the hub's lock.
 const CHUNK_BATCH: usize = 256;
 
 /// The stream of a [`Subscription::with_streams`]: run changes and chunks of the runs' streams,
@@ -658,65 +716,89 @@ impl RealtimeSubscription {
     /// Moves the next items, in cursor order, from the mailbox and the hub's chunks to `ready`.
     /// `false` if there are none (the waker is then registered).
     fn read(&mut self, cx: &Context<'_>) -> bool {
+        {
+            let mut mailbox = lock(&self.handle.mailbox);
+            if mailbox.chunk_runs.is_empty() {
+                // No unread chunk: a chunk written before any of these snapshots would have
+                // been noted here before it, so the snapshots alone are the next items.
+                if mailbox.pending.is_empty() {
+                    mailbox.waker = Some(cx.waker().clone());
+                    return false;
+                }
+                let mut items: Vec<Ready> = (mailbox.pending.drain())
+                    .map(|(_, (cursor, run))| Ready::Run(cursor, run))
+                    .collect();
+                drop(mailbox);
+                items.sort_unstable_by_key(Ready::cursor);
+                self.ready.extend(items);
+                return true;
+            }
+        }
         let inner = lock(&self.handle.hub);
         // The hub's lock is held, so nothing is published meanwhile: what the mailbox and the
         // chunk logs hold is every change up to now.
         let mut mailbox = lock(&self.handle.mailbox);
-        if mailbox.pending.is_empty() && mailbox.chunk_runs.is_empty() {
-            mailbox.waker = Some(cx.waker().clone());
-            return false;
-        }
         let last = self.last.version();
-        // At most CHUNK_BATCH chunks; `bound` is the cursor up to which every chunk is read.
-        let mut bound = u64::MAX;
-        let mut chunks: Vec<(u64, &RunId, &Streams, &StoredChunk)> = Vec::new();
         let runs: Vec<RunId> = mailbox.chunk_runs.drain().collect();
-        for id in &runs {
-            let Some(entry) = inner.runs.get(id) else {
-                continue;
-            };
-            let Some(streams) = entry.streams.as_deref() else {
-                continue;
-            };
-            let unread = streams.after(last);
-            if unread.len() > CHUNK_BATCH {
-                bound = bound.min(unread[CHUNK_BATCH - 1].version);
-            }
-            let taken = unread.iter().take(CHUNK_BATCH);
-            chunks.extend(taken.map(|chunk| (chunk.version, &entry.run.id, streams, chunk)));
-        }
-        chunks.sort_unstable_by_key(|(version, ..)| *version);
-        if chunks.len() > CHUNK_BATCH {
-            bound = bound.min(chunks[CHUNK_BATCH - 1].0);
-        }
-        chunks.retain(|(version, ..)| *version <= bound);
-        // Runs with chunks past the bound, and snapshots past it, wait for the next read.
-        for id in runs {
-            let past = inner
-                .runs
-                .get(&id)
-                .and_then(|entry| entry.streams.as_deref());
-            if past.is_some_and(|streams| !streams.after(bound).is_empty()) {
-                mailbox.chunk_runs.insert(id);
+        let sources: Vec<(RunId, Arc<Streams>)> = runs
+            .into_iter()
+            .filter_map(|id| {
+                let kept = inner.runs.get(&id).and_then(|entry| entry.streams.clone());
+                let streams = kept.or_else(|| mailbox.orphans.remove(&id))?;
+                Some((id, streams))
+            })
+            .collect();
+        // The next CHUNK_BATCH chunks across the runs, merged by cursor.
+        let mut next: BinaryHeap<Reverse<(u64, usize, usize)>> = BinaryHeap::new();
+        for (source, (_, streams)) in sources.iter().enumerate() {
+            let start = streams.chunks.len() - streams.after(last).len();
+            if let Some(chunk) = streams.chunks.get(start) {
+                next.push(Reverse((chunk.version, source, start)));
             }
         }
-        let mut items: Vec<Ready> = Vec::with_capacity(chunks.len() + mailbox.pending.len());
-        let mut later = HashMap::new();
-        for (id, (cursor, run)) in mailbox.pending.drain() {
+        let mut items: Vec<Ready> = Vec::new();
+        while items.len() < CHUNK_BATCH {
+            let Some(Reverse((_, source, at))) = next.pop() else {
+                break;
+            };
+            let (id, streams) = &sources[source];
+            items.push(Ready::Chunk(streams.item(id, &streams.chunks[at])));
+            if let Some(chunk) = streams.chunks.get(at + 1) {
+                next.push(Reverse((chunk.version, source, at + 1)));
+            }
+        }
+        // Every chunk up to `bound` is read; later ones, and later snapshots, wait.
+        let bound = match (next.is_empty(), items.last()) {
+            (false, Some(last)) => last.cursor().version(),
+            _ => u64::MAX,
+        };
+        let mut read_whole = Vec::new();
+        for (id, streams) in sources {
+            if streams
+                .chunks
+                .last()
+                .is_none_or(|chunk| chunk.version <= bound)
+            {
+                // If a forgotten run's, the chunks are freed outside the locks.
+                read_whole.push(streams);
+                continue;
+            }
+            if !inner.runs.contains_key(&id) {
+                mailbox.orphans.insert(id.clone(), streams);
+            }
+            mailbox.chunk_runs.insert(id);
+        }
+        let pending = std::mem::take(&mut mailbox.pending);
+        for (id, (cursor, run)) in pending {
             if cursor.version() <= bound {
                 items.push(Ready::Run(cursor, run));
             } else {
-                later.insert(id, (cursor, run));
+                mailbox.pending.insert(id, (cursor, run));
             }
         }
-        mailbox.pending = later;
-        items.extend(
-            chunks
-                .into_iter()
-                .map(|(_, id, streams, chunk)| Ready::Chunk(streams.item(id, chunk))),
-        );
         drop(mailbox);
         drop(inner);
+        drop(read_whole);
         items.sort_unstable_by_key(Ready::cursor);
         self.ready.extend(items);
         true

@@ -175,7 +175,7 @@ pub mod __private {
     pub use crate::run::{AnyRun, Run, RunInfo};
     pub use crate::streams::{
         AnyChunk, ChunkError, ChunkInfo, FromAnyChunk, NoStreams, StreamKey, TaskChunk,
-        decode_chunk, unexpected_chunk,
+        debug_chunk, decode_chunk, unexpected_chunk,
     };
     pub use crate::task::{IsTaskContext, Task, TaskContext, TaskFn, TaskReturn};
     pub use crate::union::RunUnion;

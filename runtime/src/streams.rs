@@ -63,6 +63,23 @@ pub fn unexpected_chunk(chunk: AnyChunk, expected: &'static [&'static str]) -> D
     }
 }
 
+/// Formats a chunk as its variant and JSON; used by the `Debug` impls `#[task]` generates,
+/// so that chunk types need not implement `Debug`.
+#[doc(hidden)]
+pub fn debug_chunk<C: Serialize>(
+    f: &mut fmt::Formatter<'_>,
+    variant: &str,
+    chunk: &C,
+) -> fmt::Result {
+    match serde_json::to_string(chunk) {
+        Ok(json) => f
+            .debug_tuple(variant)
+            .field(&format_args!("{json}"))
+            .finish(),
+        Err(_) => f.debug_tuple(variant).field(&format_args!("..")).finish(),
+    }
+}
+
 /// The chunk type of a task without streams: it has no values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoStreams {}
@@ -125,7 +142,9 @@ pub enum StreamError {
         limit: usize,
     },
     /// The run's streams would hold more than the engine accepts.
-    #[error("run `{run}` would hold {size} bytes of stream chunks, over the limit of {limit}")]
+    #[error(
+        "run `{run}` would hold {size} bytes of stream chunks (their JSON and 64 bytes each to keep them), over the limit of {limit}"
+    )]
     RunStreamsTooLarge {
         /// The run.
         run: RunId,
@@ -134,8 +153,9 @@ pub enum StreamError {
         /// The configured limit.
         limit: usize,
     },
-    /// The run finished (or is unknown): its streams take no more chunks.
-    #[error("run `{0}` is not running: its streams take no more chunks")]
+    /// The run is not executing the attempt that writes (it finished, or this attempt is
+    /// over), or is unknown: its streams take no chunk from it.
+    #[error("run `{0}` is not executing this attempt: its streams take no more chunks from it")]
     NotRunning(RunId),
     /// The key belongs to another task than the run's.
     #[error("stream `{key}` is a stream of task `{key_task}`, not of this run's task `{run_task}`")]
@@ -184,7 +204,8 @@ impl<C: Serialize> StreamWriter<C> {
     /// changes. Returns the chunk's cursor.
     pub fn append(&self, chunk: &C) -> Result<Cursor, StreamError> {
         let data = serde_json::value::to_raw_value(chunk).map_err(StreamError::Serialize)?;
-        self.ctx.append_chunk(self.task, self.key, Arc::from(data))
+        self.ctx
+            .append_chunk((self.task, self.key), Arc::from(data))
     }
 
     /// Appends every chunk of `chunks`, in order, until it ends; stops at the first chunk that

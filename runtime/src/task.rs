@@ -228,11 +228,10 @@ impl TaskContext {
 
     pub(crate) fn append_chunk(
         &self,
-        task: &'static str,
-        key: &'static str,
+        stream: (&'static str, &'static str),
         data: Arc<RawValue>,
     ) -> Result<Cursor, StreamError> {
-        self.run.append_chunk(task, key, data)
+        self.run.append_chunk(self.attempt, stream, data)
     }
 
     /// The id of the run being executed.
@@ -261,10 +260,11 @@ impl TaskContext {
 pub(crate) trait RunAccess: Send + Sync {
     fn update_metadata(&self, ops: Vec<MetadataOp>) -> Result<(), MetadataError>;
     fn metadata(&self) -> Option<JsonObject>;
+    /// Appends a chunk to stream `(task, key)` of the run, from attempt `attempt`.
     fn append_chunk(
         &self,
-        task: &'static str,
-        key: &'static str,
+        attempt: u32,
+        stream: (&'static str, &'static str),
         data: Arc<RawValue>,
     ) -> Result<Cursor, StreamError>;
 }
@@ -289,8 +289,8 @@ impl RunAccess for LocalRun {
 
     fn append_chunk(
         &self,
-        _task: &'static str,
-        _key: &'static str,
+        _attempt: u32,
+        _stream: (&'static str, &'static str),
         _data: Arc<RawValue>,
     ) -> Result<Cursor, StreamError> {
         let written = self.chunks.fetch_add(1, Ordering::Relaxed) + 1;

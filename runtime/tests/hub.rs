@@ -363,3 +363,32 @@ fn a_subscription_turned_to_streams_continues_from_its_last_item() {
     assert!(matches!(&items[1], Realtime::Chunk(c) if c.data.get() == "2"));
     assert!(matches!(&items[2], Realtime::Run(u) if u.run.status == RunStatus::Completed));
 }
+
+#[test]
+fn a_lagging_reader_still_reads_the_chunks_of_a_run_forgotten_meanwhile() {
+    let hub = RunHub::new();
+    let id = RunId::from("run_1");
+    hub.publish(run("run_1", "EXECUTING", &[]), None);
+    let mut lagging = hub
+        .subscribe_with_streams(Scope::Run(id.clone()), Cursor::START)
+        .unwrap();
+    assert_eq!(ready_items(&mut lagging).len(), 1);
+    for i in 0..600u32 {
+        let data = serde_json::value::to_raw_value(&i).unwrap();
+        hub.append_chunk(&id, "log", data.into()).unwrap();
+    }
+    hub.publish(run("run_1", "COMPLETED", &[]), None);
+    hub.forget(&id);
+    let items = ready_items(&mut lagging);
+    let values: Vec<u32> = chunk_values(&items)
+        .iter()
+        .map(|(_, _, v)| v.parse().unwrap())
+        .collect();
+    assert_eq!(values, (0..600).collect::<Vec<_>>());
+    assert!(matches!(items.last(), Some(Realtime::Run(u)) if u.run.status == RunStatus::Completed));
+    // A new reader finds nothing of it.
+    let mut late = hub
+        .subscribe_with_streams(Scope::Run(id), Cursor::START)
+        .unwrap();
+    assert!(ready_items(&mut late).is_empty());
+}

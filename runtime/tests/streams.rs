@@ -95,6 +95,24 @@ async fn keep(_: (), ctx: TaskContext) -> Result<(), String> {
     Ok(())
 }
 
+/// The first attempt's context, kept to write from after that attempt failed.
+static FIRST_ATTEMPT: Mutex<Option<TaskContext>> = Mutex::new(None);
+
+/// Fails its first attempt; the second tries to write with the first attempt's context.
+#[task(id = "retry-once", streams(numbers = u64))]
+async fn retry_once(_: (), ctx: TaskContext) -> Result<String, String> {
+    if ctx.attempt() == 1 {
+        *FIRST_ATTEMPT.lock().unwrap() = Some(ctx);
+        return Err("first attempt fails".into());
+    }
+    let first = FIRST_ATTEMPT.lock().unwrap().take().unwrap();
+    let refused = first.stream(RetryOnce::NUMBERS).append(&1).unwrap_err();
+    ctx.stream(RetryOnce::NUMBERS)
+        .append(&2)
+        .map_err(|e| e.to_string())?;
+    Ok(refused.to_string())
+}
+
 realtime_union! {
     enum Feed {
         Chat,
@@ -117,6 +135,7 @@ fn engine() -> Engine {
         .task::<Wait>()
         .task::<Trespass>()
         .task::<Keep>()
+        .task::<RetryOnce>()
         .retry_delay(Duration::from_millis(1))
         .build()
         .unwrap()
@@ -170,6 +189,8 @@ async fn chunks_and_run_changes_arrive_typed_in_one_cursor_order() {
         match item {
             Realtime::Chunk(chunk) => {
                 let ChatChunk::Tokens(token) = &chunk.data;
+                // Chunk types need not be `Debug`: their enum shows them as JSON.
+                assert_eq!(format!("{:?}", chunk.data), format!("Tokens({token:?})"));
                 assert_eq!(&chunk.run_id, handle.id());
                 assert_eq!(&*chunk.stream, "tokens");
                 tokens.push(token.clone());
@@ -379,13 +400,14 @@ async fn limits_refuse_a_chunk_and_write_nothing_of_it() {
 
     let run = engine.run(fits.id()).unwrap().decode::<Fill>().unwrap();
     let (written, why) = run.output.unwrap();
-    assert_eq!(written, 10, "ten chunks of 100 bytes fill 1,000");
+    // Each chunk counts its 100 bytes and 64 more: six fit in 1,000, a seventh would not.
+    assert_eq!(written, 6);
     assert!(
-        why.contains("would hold 1100 bytes of stream chunks, over the limit of 1000"),
+        why.contains("would hold 1148 bytes of stream chunks (their JSON and 64 bytes each to keep them), over the limit of 1000"),
         "{why}"
     );
     let blobs = engine.read_stream(fits.id(), Fill::BLOBS).unwrap();
-    assert_eq!(blobs.count().await, 10);
+    assert_eq!(blobs.count().await, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,6 +437,30 @@ async fn chunks_for_another_task_or_a_finished_run_are_refused() {
         engine.read_stream(&RunId::from("run_nope"), Count::NUMBERS),
         Err(runcast::SubscribeError::UnknownRun(_))
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_executing_attempt_writes_to_the_streams() {
+    let engine = engine();
+    let handle = engine.trigger::<RetryOnce>(()).unwrap();
+    let numbers: Vec<u64> = engine
+        .read_stream(handle.id(), RetryOnce::NUMBERS)
+        .unwrap()
+        .map_ok(|chunk| chunk.value)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(numbers, [2]);
+    let run = engine
+        .run(handle.id())
+        .unwrap()
+        .decode::<RetryOnce>()
+        .unwrap();
+    let refused = run.output.unwrap();
+    assert!(
+        refused.contains("is not executing this attempt"),
+        "{refused}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,8 +3,9 @@
 //!
 //! It covers triggering (tags, metadata, attempts, test runs, idempotency keys, delays, time
 //! to live, maximum duration, batches), execution with retries, crash capture, cancellation,
-//! cost, metadata operations, tags changed on a live run, and subscriptions by run, tags and
-//! batch (of one task or mixed), and graceful shutdown.
+//! cost, metadata operations, tags changed on a live run, realtime streams (with their limits),
+//! subscriptions by run, tags and batch (of one task or mixed, with streams or without), the
+//! retention of finished runs, and graceful shutdown.
 
 mod executor;
 mod store;
@@ -196,7 +197,8 @@ impl EngineBuilder {
         self
     }
 
-    /// The most bytes of chunks, across its streams, one run may write (default 100 MiB).
+    /// The most bytes of chunks, across its streams, one run may write (default 100 MiB): each
+    /// chunk counts its bytes of JSON plus 64, what the engine spends on keeping it.
     pub fn max_stream_bytes(mut self, bytes: usize) -> Self {
         self.config.max_stream_bytes = bytes;
         self
@@ -1010,12 +1012,12 @@ impl fmt::Debug for Engine {
 }
 
 impl Shared {
-    /// Appends a chunk to a stream of a running run, within the configured limits.
+    /// Appends a chunk to a stream of a running attempt's run, within the configured limits.
     fn append_chunk(
         &self,
         id: &RunId,
-        task: &'static str,
-        key: &'static str,
+        attempt: u32,
+        stream: (&'static str, &'static str),
         data: Arc<RawValue>,
     ) -> Result<Cursor, StreamError> {
         let size = data.get().len();
@@ -1023,8 +1025,8 @@ impl Shared {
         if size > limit {
             return Err(StreamError::ChunkTooLarge { size, limit });
         }
-        self.store
-            .append_chunk(id, task, key, data, self.config.max_stream_bytes)
+        let limit = self.config.max_stream_bytes;
+        self.store.append_chunk(id, attempt, stream, data, limit)
     }
 
     /// Changes a run's metadata, finished or not, and publishes it.

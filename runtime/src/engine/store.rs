@@ -22,6 +22,10 @@ use crate::streams::StreamError;
 use crate::task::CancelSignal;
 use crate::timestamp::Timestamp;
 
+/// What a stored chunk costs besides its JSON, counted against a run's stream limit: the
+/// hub's record of it and the allocation of its text.
+pub(super) const CHUNK_OVERHEAD: usize = 64;
+
 /// `(task, idempotency key)`.
 pub(super) type IdempotencyKey = (&'static str, String);
 
@@ -42,8 +46,9 @@ pub(super) struct Record {
 }
 
 impl Record {
-    /// The snapshot, to change: copied first if the hub still shares it (it does until the
-    /// next change is published), so published snapshots never change.
+    /// The snapshot, to change: a copy of the published one (the hub holds that until the
+    /// change is published), so published snapshots never change. The copy shares payload,
+    /// output and metadata; later calls in the same change reuse it.
     pub(super) fn run(&mut self) -> &mut AnyRun {
         Arc::make_mut(&mut self.snapshot)
     }
@@ -198,20 +203,25 @@ impl Store {
         Some(result)
     }
 
-    /// Appends a chunk to a stream of a running run of `task`, if the run's streams stay
-    /// within `limit` bytes. A stream's first chunk also adds its key to the run's
-    /// `realtimeStreams`, published before the chunk.
+    /// Appends a chunk to a stream of a run of `task` from its attempt `attempt`, which must
+    /// be executing, if the run's streams stay within `limit` bytes (see [`CHUNK_OVERHEAD`]).
+    /// A stream's first chunk also adds its key to the run's `realtimeStreams`, published
+    /// before the chunk.
     pub(super) fn append_chunk(
         &self,
         id: &RunId,
-        task: &'static str,
-        key: &'static str,
+        attempt: u32,
+        (task, key): (&'static str, &'static str),
         data: Arc<RawValue>,
         limit: usize,
     ) -> Result<Cursor, StreamError> {
         let mut state = self.lock();
         let record = match state.runs.get_mut(id) {
-            Some(record) if !record.snapshot.status.is_final() => record,
+            Some(record)
+                if record.snapshot.status == RunStatus::Executing && record.attempts == attempt =>
+            {
+                record
+            }
             _ => return Err(StreamError::NotRunning(id.clone())),
         };
         if record.snapshot.task_identifier != task {
@@ -221,7 +231,9 @@ impl Store {
                 run_task: record.snapshot.task_identifier.clone(),
             });
         }
-        let size = record.stream_bytes.saturating_add(data.get().len());
+        let size = (record.stream_bytes)
+            .saturating_add(data.get().len())
+            .saturating_add(CHUNK_OVERHEAD);
         if size > limit {
             return Err(StreamError::RunStreamsTooLarge {
                 run: id.clone(),
@@ -243,13 +255,18 @@ impl Store {
 
     /// Forgets the runs whose retention ended by `now`; returns when the next one's ends.
     pub(super) fn forget_finished(&self, now: Instant) -> Option<Instant> {
+        // What is forgotten is freed after the locks: a run's chunks may be many.
+        let mut forgotten = Vec::new();
         let mut state = self.lock();
-        while let Some(&(at, _)) = state.finished.front() {
+        let next = loop {
+            let Some(&(at, _)) = state.finished.front() else {
+                break None;
+            };
             if at > now {
-                return Some(at);
+                break Some(at);
             }
             let Some((_, id)) = state.finished.pop_front() else {
-                break;
+                break None;
             };
             let Some(record) = state.runs.remove(&id) else {
                 continue;
@@ -262,9 +279,11 @@ impl Store {
             {
                 state.idempotency.remove(key);
             }
-            self.hub.forget(&id);
-        }
-        None
+            forgotten.push((record, self.hub.remove(&id)));
+        };
+        drop(state);
+        drop(forgotten);
+        next
     }
 
     /// How long a finished run is kept.

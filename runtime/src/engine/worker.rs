@@ -127,7 +127,7 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
         run.status = RunStatus::Executing;
         run.started_at.get_or_insert_with(Timestamp::now);
         let executor = shared.executors.get(run.task_identifier.as_str()).cloned();
-        let metadata = Arc::new(RunMetadata {
+        let metadata = Arc::new(EngineRun {
             shared: Arc::downgrade(shared),
             id: id.clone(),
         });
@@ -225,12 +225,12 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
 }
 
 /// What a running task reaches of its run: the engine's record of it.
-struct RunMetadata {
+struct EngineRun {
     shared: Weak<Shared>,
     id: RunId,
 }
 
-impl RunAccess for RunMetadata {
+impl RunAccess for EngineRun {
     fn update_metadata(&self, ops: Vec<MetadataOp>) -> Result<(), MetadataError> {
         match self.shared.upgrade() {
             Some(shared) => shared.update_metadata(&self.id, ops),
@@ -245,12 +245,12 @@ impl RunAccess for RunMetadata {
 
     fn append_chunk(
         &self,
-        task: &'static str,
-        key: &'static str,
+        attempt: u32,
+        stream: (&'static str, &'static str),
         data: Arc<RawValue>,
     ) -> Result<Cursor, StreamError> {
         match self.shared.upgrade() {
-            Some(shared) => shared.append_chunk(&self.id, task, key, data),
+            Some(shared) => shared.append_chunk(&self.id, attempt, stream, data),
             None => Err(StreamError::NotRunning(self.id.clone())),
         }
     }
