@@ -284,6 +284,24 @@ async fn lagging_memory(lagging: usize, chunks: u64) {
     );
 }
 
+/// Triggers per second of runs delayed past the measurement: the cost of a trigger alone,
+/// without workers executing runs on the other core meanwhile.
+async fn trigger_alone(runs: u64) {
+    let engine = Engine::builder().task::<Noop>().build().unwrap();
+    let delayed = TriggerOptions::default()
+        .tag("bench")
+        .delay(Duration::from_secs(3600));
+    let clock = Instant::now();
+    for n in 0..runs {
+        engine.trigger_with::<Noop>(n, delayed.clone()).unwrap();
+    }
+    let elapsed = clock.elapsed();
+    println!(
+        "engine, {runs} delayed runs (none executing): {:.0} triggers/s",
+        runs as f64 / elapsed.as_secs_f64(),
+    );
+}
+
 fn main() {
     // `cargo bench --bench engine -- throughput` runs only the sections whose name contains
     // one of the arguments.
@@ -311,6 +329,7 @@ fn main() {
         }
         if wanted("engine") {
             engine_throughput(100_000).await;
+            trigger_alone(100_000).await;
         }
         if wanted("chunks") {
             chunk_throughput(1, 1_000_000).await;
