@@ -4,6 +4,15 @@
 //! A subscription keeps the set of runs that changed since it last read, not a queue of
 //! snapshots: a slow subscriber coalesces to the latest snapshot of each run, so its memory is
 //! bounded by the runs in its scope and the final snapshot of a run is never lost.
+//!
+//! The hub also keeps the chunks of each run's realtime streams, numbered by the same cursor.
+//! A subscription with streams ([`RealtimeSubscription`]) notes which runs have chunks it has
+//! not read and reads them from the hub, a bounded batch at a time: chunks never coalesce, and
+//! a subscriber that lags holds none of them.
+//!
+//! A resumed tag subscription sees the runs in its scope now: a run that left it (a tag
+//! removed) after the cursor is not shown again, nor are its chunks from before it left. A live
+//! subscription sees the change that takes a run out of its scope.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
