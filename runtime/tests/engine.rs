@@ -629,10 +629,38 @@ async fn bad_subscriptions_and_oversized_initial_metadata_are_refused() {
         matches!(err, TriggerError::Metadata(MetadataError::TooLarge { .. })),
         "{err}"
     );
-    let keyed = TriggerOptions::default().idempotency_key("k");
-    let err = engine.batch_trigger::<Double>([(1, keyed)]).unwrap_err();
-    assert!(matches!(err, TriggerError::IdempotencyKeyInBatch), "{err}");
     assert_eq!(engine.hub().cursor(), before, "nothing was stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_items_with_idempotency_keys_return_the_runs_the_keys_started() {
+    let engine = engine();
+    let keyed = |key: &str| TriggerOptions::default().idempotency_key(key);
+    let first = engine.trigger_with::<Double>(1, keyed("a")).unwrap();
+    let batch = engine
+        .batch_trigger::<Double>([(1, keyed("a")), (2, keyed("b")), (3, keyed("b"))])
+        .unwrap();
+    let ids: Vec<_> = batch.runs.iter().map(|run| run.id().clone()).collect();
+    // `a` started a run before; the two `b`s are one new run, in this batch.
+    assert_eq!(&ids[0], first.id());
+    assert_eq!(ids[1], ids[2]);
+    assert_ne!(ids[1], ids[0]);
+    let mut feed = engine
+        .subscribe(Scope::Batch(batch.id.clone()), runcast::Cursor::START)
+        .unwrap();
+    let only = feed.next().await.unwrap().unwrap();
+    assert_eq!(only.run.id, ids[1]);
+    assert_eq!(only.run.payload.unwrap().get(), "2");
+    let more = tokio::time::timeout(Duration::from_millis(300), async {
+        loop {
+            let update = feed.next().await.unwrap().unwrap();
+            if update.run.id != ids[1] {
+                return update;
+            }
+        }
+    })
+    .await;
+    assert!(more.is_err(), "no other run in the batch: {more:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

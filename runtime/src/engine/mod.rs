@@ -421,11 +421,6 @@ pub enum TriggerError {
     /// The initial metadata is over its size limit.
     #[error("initial metadata refused: {0}")]
     Metadata(#[source] MetadataError),
-    /// An idempotency key on a batch item: the run it matched would not be in the batch.
-    #[error(
-        "batch items cannot have an idempotency key; give the batch's runs keys by triggering them one by one"
-    )]
-    IdempotencyKeyInBatch,
     /// The engine is shutting down.
     #[error("the engine is shutting down and accepts no more runs")]
     ShuttingDown,
@@ -588,6 +583,10 @@ impl Engine {
 
     /// Triggers one run of `T` per item, as one batch, all or none: if any item is refused,
     /// nothing is stored.
+    ///
+    /// An item whose idempotency key started a run within the idempotency TTL gets a handle of
+    /// that run, as a single trigger would; that run stays in the batch it was started in (if
+    /// any), so this batch's subscription does not show it.
     pub fn batch_trigger<T: Task>(
         &self,
         items: impl IntoIterator<Item = (T::Payload, TriggerOptions)>,
@@ -631,12 +630,6 @@ impl Engine {
         let items: Vec<BatchItem> = items.take(MAX_BATCH + 1).collect();
         if items.len() > MAX_BATCH {
             return Err(TriggerError::BatchTooLarge { count: items.len() });
-        }
-        if items
-            .iter()
-            .any(|item| item.options.idempotency_key.is_some())
-        {
-            return Err(TriggerError::IdempotencyKeyInBatch);
         }
         let prepared = items
             .into_iter()
