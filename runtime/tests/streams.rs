@@ -592,3 +592,36 @@ fn metadata_that_does_not_match_its_type_is_an_error_item_naming_the_field() {
     let update = futures::executor::block_on(feed.next()).unwrap().unwrap();
     assert_eq!(update.run.metadata, Some(Progress { done: 1, total: 2 }));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_feed_with_streams_types_each_runs_chunks() {
+    let engine = engine();
+    let batch = engine
+        .batch_trigger_mixed([
+            runcast::BatchItem::new::<Count>(&3, TriggerOptions::default()),
+            runcast::BatchItem::new::<Chat>(&words("x y"), TriggerOptions::default()),
+        ])
+        .unwrap();
+    let mut feed = engine
+        .subscribe_to_batch::<Feed>(&batch.id)
+        .unwrap()
+        .with_streams();
+    let (mut numbers, mut tokens, mut completed) = (Vec::new(), Vec::new(), 0);
+    while completed < 2 {
+        match feed.next().await.unwrap().unwrap() {
+            Realtime::Chunk(FeedChunk::Count(chunk)) => {
+                let CountChunk::Numbers(n) = chunk.data;
+                numbers.push(n);
+            }
+            Realtime::Chunk(FeedChunk::Chat(chunk)) => {
+                let ChatChunk::Tokens(token) = chunk.data;
+                tokens.push(token);
+            }
+            Realtime::Run(update) => {
+                completed += usize::from(update.run.status() == RunStatus::Completed);
+            }
+        }
+    }
+    assert_eq!(numbers, [0, 1, 2]);
+    assert_eq!(tokens, words("x y"));
+}
