@@ -10,9 +10,10 @@
 //! not read and reads them from the hub, a bounded batch at a time: chunks never coalesce, and
 //! a subscriber that lags holds none of them.
 //!
-//! A resumed tag subscription sees the runs in its scope now: a run that left it (a tag
-//! removed) after the cursor is not shown again, nor are its chunks from before it left. A live
-//! subscription sees the change that takes a run out of its scope.
+//! A run that leaves a tag subscription's scope (a tag removed) is shown to it once more,
+//! without the tag; a subscription resumed from before that change shows the run's latest
+//! snapshot too (for the latest 8 such changes of a run), but not the chunks the run wrote
+//! while in scope: a resumed subscription reads the chunks of the runs in its scope now.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -95,13 +96,22 @@ struct Inner {
     /// Tag subscriptions, by the first of their tags: a run they watch carries it.
     watch_tag: HashMap<String, HashSet<u64>>,
     watch_batch: HashMap<BatchId, HashSet<u64>>,
+    /// Runs by each tag they lost, for subscriptions resumed after the loss: see
+    /// [`Entry::departures`].
+    departed: HashMap<String, HashSet<RunId>>,
 }
+
+/// How many of a run's latest tag losses the hub remembers.
+const MAX_DEPARTURES: usize = 8;
 
 struct Entry {
     /// Shared with the engine that published it and the mailboxes it waits in.
     run: Arc<AnyRun>,
     version: u64,
     batch: Option<BatchId>,
+    /// The run's tags before each of its latest changes that removed some, with the version of
+    /// that change: a tag subscription resumed from before it still sees the run leave.
+    departures: Vec<(u64, Vec<String>)>,
     /// The chunks of the run's streams, once one is written. Shared only while a reader reads
     /// them under the hub's lock, or after the run is forgotten (see [`Mailbox::orphans`]), so
     /// appending never copies them.
@@ -270,10 +280,56 @@ impl Inner {
             .filter(|entry| in_scope(scope, &entry.run, entry.batch.as_ref()))
     }
 
-    /// The latest snapshot of each run in `scope` that changed after `from`.
+    /// Notes that a run's tags went from `old` to `new` at `cursor`, if it lost any.
+    fn depart(&mut self, id: &RunId, old: &[String], new: &[String], cursor: Cursor) {
+        let lost: Vec<&String> = old.iter().filter(|tag| !new.contains(tag)).collect();
+        if lost.is_empty() {
+            return;
+        }
+        for tag in lost {
+            set_member(&mut self.departed, tag, id, true);
+        }
+        if let Some(entry) = self.runs.get_mut(id) {
+            if entry.departures.len() == MAX_DEPARTURES {
+                entry.departures.remove(0);
+            }
+            entry.departures.push((cursor.version(), old.to_vec()));
+        }
+    }
+
+    /// The runs that left a tag scope after `from`: out of it now, they were in it before a
+    /// change after `from` (among the latest [`MAX_DEPARTURES`] that removed tags).
+    fn departed_since<'a>(
+        &'a self,
+        tags: &'a [String],
+        from: Cursor,
+    ) -> impl Iterator<Item = &'a Entry> + 'a {
+        let candidates = tags
+            .iter()
+            .filter_map(|tag| self.departed.get(tag))
+            .flatten();
+        candidates
+            .filter_map(|id| self.runs.get(id))
+            .filter(move |entry| {
+                let now_in = tags.iter().all(|tag| entry.run.tags.contains(tag));
+                !now_in
+                    && entry.departures.iter().any(|(version, was)| {
+                        *version > from.version() && tags.iter().all(|tag| was.contains(tag))
+                    })
+            })
+    }
+
+    /// The latest snapshot of each run in `scope` that changed after `from`, and, resuming a
+    /// tag subscription, of each run that left its scope since: a live subscription saw that
+    /// change too.
     fn changed_since(&self, scope: &Scope, from: Cursor) -> HashMap<RunId, (Cursor, Arc<AnyRun>)> {
+        let departed = match scope {
+            Scope::Tags(tags) if from > Cursor::START => Some(self.departed_since(tags, from)),
+            _ => None,
+        };
         self.in_scope(scope)
             .filter(|entry| entry.version > from.version())
+            .chain(departed.into_iter().flatten())
             .map(|entry| {
                 let snapshot = (Cursor::new(entry.version), Arc::clone(&entry.run));
                 (entry.run.id.clone(), snapshot)
@@ -334,6 +390,7 @@ impl RunHub {
                     run: Arc::clone(&run),
                     version: cursor.version(),
                     batch: batch.clone(),
+                    departures: Vec::new(),
                     streams: None,
                 };
                 inner.runs.insert(run.id.clone(), entry);
@@ -344,6 +401,9 @@ impl RunHub {
             .as_ref()
             .map(|(old_run, old_batch)| (old_run.tags.as_slice(), old_batch.as_ref()));
         inner.reindex(&run.id, was, (&run.tags, batch.as_ref()));
+        if let Some((old_run, _)) = &old {
+            inner.depart(&run.id, &old_run.tags, &run.tags, cursor);
+        }
         // Subscriptions that watched the run by a tag it just lost see it once more, without it.
         let lost = old.iter().flat_map(|(old_run, _)| {
             let lost = old_run.tags.iter().filter(|tag| !run.tags.contains(tag));
@@ -399,6 +459,11 @@ impl RunHub {
         let old = inner.runs.remove(id)?;
         let was = (old.run.tags.as_slice(), old.batch.as_ref());
         inner.reindex(id, Some(was), (&[], None));
+        for (_, tags) in &old.departures {
+            for tag in tags {
+                set_member(&mut inner.departed, tag, id, false);
+            }
+        }
         if let Some(streams) = &old.streams {
             for watcher in inner.subscriptions.values().filter(|w| w.streams) {
                 let mut mailbox = lock(&watcher.mailbox);

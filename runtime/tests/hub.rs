@@ -392,3 +392,39 @@ fn a_lagging_reader_still_reads_the_chunks_of_a_run_forgotten_meanwhile() {
         .unwrap();
     assert!(ready_items(&mut late).is_empty());
 }
+
+#[test]
+fn a_resumed_tag_subscription_sees_a_run_leave_its_scope_as_a_live_one_does() {
+    let hub = RunHub::new();
+    let scope = Scope::Tags(vec!["a".into()]);
+    hub.publish(run("run_1", "EXECUTING", &["a", "b"]), None);
+    hub.publish(run("run_2", "EXECUTING", &["b"]), None);
+    let mut live = hub.subscribe(scope.clone(), Cursor::START).unwrap();
+    let before = ready(&mut live);
+    assert_eq!(ids(&before), [("run_1".into(), RunStatus::Executing)]);
+    let from = before[0].cursor;
+
+    // run_1 leaves the scope; run_2, never in it, loses a tag too.
+    hub.publish(run("run_1", "EXECUTING", &["b"]), None);
+    hub.publish(run("run_2", "EXECUTING", &[]), None);
+    let seen_live = ready(&mut live);
+    assert_eq!(ids(&seen_live), [("run_1".into(), RunStatus::Executing)]);
+    assert_eq!(seen_live[0].run.tags, ["b"]);
+
+    // Resumed from before the change, it is shown too, as its latest snapshot.
+    hub.publish(run("run_1", "COMPLETED", &["b"]), None);
+    let mut resumed = hub.subscribe(scope.clone(), from).unwrap();
+    assert_eq!(
+        ids(&ready(&mut resumed)),
+        [("run_1".into(), RunStatus::Completed)]
+    );
+    // Not from after it, and not for a fresh subscription.
+    let mut after = hub.subscribe(scope.clone(), hub.cursor()).unwrap();
+    assert!(ready(&mut after).is_empty());
+    let mut fresh = hub.subscribe(scope, Cursor::START).unwrap();
+    assert!(ready(&mut fresh).is_empty());
+    // A scope the run was never in does not show it.
+    let both = Scope::Tags(vec!["a".into(), "c".into()]);
+    let mut never = hub.subscribe(both, from).unwrap();
+    assert!(ready(&mut never).is_empty());
+}
