@@ -127,7 +127,7 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
         run.status = RunStatus::Executing;
         run.started_at.get_or_insert_with(Timestamp::now);
         let executor = shared.executors.get(run.task_identifier.as_str()).cloned();
-        let metadata = Arc::new(EngineRun {
+        let engine_run = Arc::new(EngineRun {
             shared: Arc::downgrade(shared),
             id: id.clone(),
         });
@@ -136,7 +136,7 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
             record.attempts,
             run.tags.clone(),
             record.cancel.clone(),
-            metadata,
+            engine_run,
         );
         (executor, run.payload.clone(), ctx, record.max_duration)
     });
@@ -272,8 +272,8 @@ fn retry_delay(base: Duration, attempts: u32) -> Duration {
 }
 
 pin_project_lite::pin_project! {
-    /// A future that catches a panic of the future it wraps, as the task's own `Err`: so a
-    /// panicking task crashes its run, not the worker, without a task spawned to catch it.
+    /// A future that returns a panic of the future it wraps as an `Err`: a panicking task
+    /// crashes its run, not the worker, and no task is spawned to catch it.
     struct CatchPanic<F> {
         #[pin]
         inner: F,
