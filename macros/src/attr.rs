@@ -16,8 +16,8 @@ pub(crate) struct TaskArgs {
     pub(crate) payload: Option<(Ident, Type)>,
     pub(crate) output: Option<(Ident, Type)>,
     pub(crate) metadata: Option<(Ident, Type)>,
-    /// The `streams` keyword, and each stream's key and chunk type in order.
-    pub(crate) streams: Option<(Ident, Vec<(Ident, Type)>)>,
+    /// Each stream's key and chunk type, in order.
+    pub(crate) streams: Option<Vec<(Ident, Type)>>,
 }
 
 impl TaskArgs {
@@ -107,7 +107,7 @@ impl TaskArgs {
             if streams.is_empty() {
                 return Err(empty());
             }
-            self.streams = Some((key.clone(), streams));
+            self.streams = Some(streams);
         } else {
             return Err(syn::Error::new(
                 key.span(),

@@ -119,11 +119,7 @@ fn fn_impls(item: &ItemFn, spec: &FnSpec) -> TokenStream {
             #run
         }
     };
-    let Generated {
-        extra_types,
-        chunk_items,
-        stream_consts,
-    } = generated(struct_ident, vis, extras);
+    let task = task_items(struct_ident, vis, id, payload, &output, extras);
     quote! {
         #item
 
@@ -131,24 +127,9 @@ fn fn_impls(item: &ItemFn, spec: &FnSpec) -> TokenStream {
         #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug, ::core::default::Default, ::core::cmp::PartialEq, ::core::cmp::Eq, ::core::hash::Hash)]
         #vis struct #struct_ident;
 
-        #[automatically_derived]
-        impl #struct_ident {
-            /// The task identifier.
-            pub const ID: &'static str = #id;
-            #stream_consts
-        }
-
-        #chunk_items
+        #task
 
         const _: () = {
-            #[automatically_derived]
-            impl #private::Task for #struct_ident {
-                const ID: &'static str = #id;
-                type Payload = #payload;
-                type Output = #output;
-                #extra_types
-            }
-
             #task_fn_impl
         };
     }
@@ -162,18 +143,33 @@ fn struct_impls(item: &ItemStruct, spec: &StructSpec) -> TokenStream {
         output,
         extras,
     } = spec;
-    let private = quote!(::runcast::__private);
-    let ident = &item.ident;
+    let task = task_items(&item.ident, &item.vis, id, payload, output, extras);
+    quote! {
+        #item
+
+        #task
+    }
+}
+
+/// The task type's constants (`ID` and one per stream), its chunk enum if it declares streams,
+/// and its `Task` impl.
+fn task_items(
+    task: &syn::Ident,
+    vis: &syn::Visibility,
+    id: &syn::LitStr,
+    payload: &dyn ToTokens,
+    output: &dyn ToTokens,
+    extras: &Extras,
+) -> TokenStream {
     let Generated {
         extra_types,
         chunk_items,
         stream_consts,
-    } = generated(ident, &item.vis, extras);
+    } = generated(task, vis, extras);
+    let private = quote!(::runcast::__private);
     quote! {
-        #item
-
         #[automatically_derived]
-        impl #ident {
+        impl #task {
             /// The task identifier.
             pub const ID: &'static str = #id;
             #stream_consts
@@ -183,7 +179,7 @@ fn struct_impls(item: &ItemStruct, spec: &StructSpec) -> TokenStream {
 
         const _: () = {
             #[automatically_derived]
-            impl #private::Task for #ident {
+            impl #private::Task for #task {
                 const ID: &'static str = #id;
                 type Payload = #payload;
                 type Output = #output;
@@ -342,10 +338,20 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
         })
     });
     let bounds = quote!(where #(for<'__a> #tys: #private::Task + '__a,)*);
-    let info_arms = members.iter().map(|m| {
-        let (ty, variant) = (&m.ty, &m.variant);
-        quote_spanned!(ty.span()=> Self::#variant(ref run) => run,)
-    });
+    let catch_all = plan.catch_all.map(|i| &input.catch_alls[i]);
+    // `Self::Variant(ref inner) => inner` for every variant: the run of the union, or the
+    // chunk of its chunk enum, whose variants are named alike.
+    let inner_arms: Vec<_> = members
+        .iter()
+        .map(|m| {
+            let (ty, variant) = (&m.ty, &m.variant);
+            quote_spanned!(ty.span()=> Self::#variant(ref inner) => inner,)
+        })
+        .chain(catch_all.map(|other| {
+            let variant = &other.variant;
+            quote!(Self::#variant(ref inner) => inner,)
+        }))
+        .collect();
     let dispatch_arms = members.iter().zip(&ids).map(|(m, id)| {
         let (ty, variant, p) = (&m.ty, &m.variant, private_at(m.ty.span()));
         quote_spanned! {ty.span()=>
@@ -363,19 +369,17 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
             }
         }
     });
-    let (other_def, other_info, other_arm) = match plan.catch_all.map(|i| &input.catch_alls[i]) {
+    let (other_def, other_arm) = match catch_all {
         Some(other) => {
             let (attrs, variant) = (&other.attrs, &other.variant);
             let doc = (!attrs.iter().any(|a| a.path().is_ident("doc")))
                 .then(|| quote!(#[doc = "A run of a task not listed in the union."]));
             (
                 Some(quote!(#(#attrs)* #doc #variant(#private::AnyRun),)),
-                Some(quote!(Self::#variant(ref run) => run,)),
                 quote!(::core::result::Result::map(#private::RunSource::into_any(run), Self::#variant)),
             )
         }
         None => (
-            None,
             None,
             quote!(::core::result::Result::Err(#private::RunSource::unexpected(run, <Self as #private::RunUnion>::TASK_IDENTIFIERS))),
         ),
@@ -395,7 +399,7 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
             ),
         }
     });
-    let (chunk_other_def, chunk_other_arm) = match plan.catch_all.map(|i| &input.catch_alls[i]) {
+    let (chunk_other_def, chunk_other_arm) = match catch_all {
         Some(other) => {
             let variant = &other.variant;
             (
@@ -410,18 +414,6 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
             quote!(::core::result::Result::Err(#private::unexpected_chunk(chunk, <#ident as #private::RunUnion>::TASK_IDENTIFIERS))),
         ),
     };
-    let chunk_info_arms: Vec<_> = members
-        .iter()
-        .map(|m| {
-            let (ty, variant) = (&m.ty, &m.variant);
-            quote_spanned!(ty.span()=> Self::#variant(ref chunk) => chunk,)
-        })
-        .chain(
-            plan.catch_all
-                .map(|i| &input.catch_alls[i].variant)
-                .map(|variant| quote!(Self::#variant(ref chunk) => chunk,)),
-        )
-        .collect();
     // `for<'a>`: a bound that is never rejected itself; the impl applies when it holds.
     let chunk_debug_bounds = quote! {
         where #(for<'__a> ::runcast::Chunk<#tys>: ::core::fmt::Debug + '__a,)*
@@ -434,7 +426,7 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
             let name = variant.to_string();
             quote_spanned!(ty.span()=> Self::#variant(ref chunk) => f.debug_tuple(#name).field(chunk).finish(),)
         })
-        .chain(plan.catch_all.map(|i| &input.catch_alls[i].variant).map(|variant| {
+        .chain(catch_all.map(|other| &other.variant).map(|variant| {
             let name = variant.to_string();
             quote!(Self::#variant(ref chunk) => f.debug_tuple(#name).field(chunk).finish(),)
         }))
@@ -442,7 +434,6 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
     let chunk_doc = format!(
         "A chunk of a stream of a run of one of the tasks of [`{ident}`], by task: the chunk items of a feed of `{ident}` with streams."
     );
-    let decode_fn = format_ident!("dispatch");
     let errors = errors.map(syn::Error::into_compile_error);
     quote! {
         #(#attrs)*
@@ -479,7 +470,7 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
                 /// The variant's chunk, seen through the fields every chunk has.
                 fn __info(&self) -> &dyn #private::ChunkInfo {
                     match *self {
-                        #(#chunk_info_arms)*
+                        #(#inner_arms)*
                     }
                 }
             }
@@ -529,12 +520,11 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
 
                 fn as_run_info(&self) -> &dyn #private::RunInfo {
                     match *self {
-                        #(#info_arms)*
-                        #other_info
+                        #(#inner_arms)*
                     }
                 }
 
-                fn #decode_fn<S: #private::RunSource>(
+                fn dispatch<S: #private::RunSource>(
                     run: S,
                 ) -> ::core::result::Result<Self, #private::DecodeError> {
                     #[allow(unreachable_patterns)]

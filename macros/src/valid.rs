@@ -82,11 +82,11 @@ pub(crate) struct StreamSpec {
 /// distinct, and no constant may be `ID`.
 fn extras(
     metadata: Option<(Ident, Type)>,
-    streams: Option<(Ident, Vec<(Ident, Type)>)>,
+    streams: Option<Vec<(Ident, Type)>>,
     errors: &mut Errors,
 ) -> Extras {
     let mut specs: Vec<StreamSpec> = Vec::new();
-    for (name, ty) in streams.map(|(_, streams)| streams).unwrap_or_default() {
+    for (name, ty) in streams.unwrap_or_default() {
         let key = name.to_string();
         let key = key.strip_prefix("r#").unwrap_or(&key).to_owned();
         let konst = Ident::new(&key.to_uppercase(), name.span());

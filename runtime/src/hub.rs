@@ -136,12 +136,10 @@ struct StoredChunk {
 }
 
 impl Streams {
-    /// The chunks written after `version`.
-    fn after(&self, version: u64) -> &[StoredChunk] {
-        let start = self
-            .chunks
-            .partition_point(|chunk| chunk.version <= version);
-        &self.chunks[start..]
+    /// The index of the first chunk written after `version`.
+    fn first_after(&self, version: u64) -> usize {
+        self.chunks
+            .partition_point(|chunk| chunk.version <= version)
     }
 
     fn item(&self, run: &RunId, chunk: &StoredChunk) -> AnyChunk {
@@ -152,6 +150,15 @@ impl Streams {
             stream: Arc::clone(&self.keys[chunk.key]),
             data: Arc::clone(&chunk.data),
         }
+    }
+}
+
+impl Mailbox {
+    /// The unread snapshots, in cursor order, leaving none.
+    fn take_sorted(&mut self) -> Vec<(Cursor, Arc<AnyRun>)> {
+        let mut changed: Vec<_> = self.pending.drain().map(|(_, change)| change).collect();
+        changed.sort_unstable_by_key(|(cursor, _)| *cursor);
+        changed
     }
 }
 
@@ -280,23 +287,6 @@ impl Inner {
             .filter(|entry| in_scope(scope, &entry.run, entry.batch.as_ref()))
     }
 
-    /// Notes that a run's tags went from `old` to `new` at `cursor`, if it lost any.
-    fn depart(&mut self, id: &RunId, old: &[String], new: &[String], cursor: Cursor) {
-        let lost: Vec<&String> = old.iter().filter(|tag| !new.contains(tag)).collect();
-        if lost.is_empty() {
-            return;
-        }
-        for tag in lost {
-            set_member(&mut self.departed, tag, id, true);
-        }
-        if let Some(entry) = self.runs.get_mut(id) {
-            if entry.departures.len() == MAX_DEPARTURES {
-                entry.departures.remove(0);
-            }
-            entry.departures.push((cursor.version(), old.to_vec()));
-        }
-    }
-
     /// The runs that left a tag scope after `from`: out of it now, they were in it before a
     /// change after `from` (among the latest [`MAX_DEPARTURES`] that removed tags).
     fn departed_since<'a>(
@@ -383,6 +373,13 @@ impl RunHub {
                 let old_run = std::mem::replace(&mut entry.run, Arc::clone(&run));
                 let old_batch = std::mem::replace(&mut entry.batch, batch.clone());
                 entry.version = cursor.version();
+                if old_run.tags.iter().any(|tag| !run.tags.contains(tag)) {
+                    if entry.departures.len() == MAX_DEPARTURES {
+                        entry.departures.remove(0);
+                    }
+                    let departure = (cursor.version(), old_run.tags.clone());
+                    entry.departures.push(departure);
+                }
                 (Some((old_run, old_batch)), batch)
             }
             None => {
@@ -401,16 +398,20 @@ impl RunHub {
             .as_ref()
             .map(|(old_run, old_batch)| (old_run.tags.as_slice(), old_batch.as_ref()));
         inner.reindex(&run.id, was, (&run.tags, batch.as_ref()));
-        if let Some((old_run, _)) = &old {
-            inner.depart(&run.id, &old_run.tags, &run.tags, cursor);
+        let lost: Vec<&String> = old
+            .iter()
+            .flat_map(|(old_run, _)| old_run.tags.iter())
+            .filter(|tag| !run.tags.contains(tag))
+            .collect();
+        for tag in &lost {
+            set_member(&mut inner.departed, *tag, &run.id, true);
         }
         // Subscriptions that watched the run by a tag it just lost see it once more, without it.
-        let lost = old.iter().flat_map(|(old_run, _)| {
-            let lost = old_run.tags.iter().filter(|tag| !run.tags.contains(tag));
-            lost.filter_map(|tag| inner.watch_tag.get(tag))
-                .flatten()
-                .copied()
-        });
+        let lost = lost
+            .iter()
+            .filter_map(|tag| inner.watch_tag.get(*tag))
+            .flatten()
+            .copied();
         let (mut wake, mut garbage) = (Vec::new(), Vec::new());
         for subscription in inner
             .subscribers_of(&run.id, &run.tags, batch.as_ref())
@@ -496,7 +497,7 @@ impl RunHub {
     /// every intermediate one.
     pub fn subscribe(&self, scope: Scope, from: Cursor) -> Result<Subscription, SubscribeError> {
         Ok(Subscription {
-            handle: self.register(scope, from, false)?,
+            handle: self.register(scope, from)?,
             last: from,
             ready: VecDeque::new(),
         })
@@ -509,20 +510,11 @@ impl RunHub {
         scope: Scope,
         from: Cursor,
     ) -> Result<RealtimeSubscription, SubscribeError> {
-        Ok(RealtimeSubscription {
-            handle: self.register(scope, from, true)?,
-            last: from,
-            ready: VecDeque::new(),
-        })
+        Ok(self.subscribe(scope, from)?.with_streams())
     }
 
     /// A new subscription's place, its mailbox holding what changed in `scope` after `from`.
-    fn register(
-        &self,
-        scope: Scope,
-        from: Cursor,
-        streams: bool,
-    ) -> Result<Handle, SubscribeError> {
+    fn register(&self, scope: Scope, from: Cursor) -> Result<Handle, SubscribeError> {
         if matches!(&scope, Scope::Tags(tags) if tags.is_empty()) {
             return Err(SubscribeError::NoTags);
         }
@@ -534,14 +526,9 @@ impl RunHub {
         }
         let id = inner.next_subscription;
         inner.next_subscription += 1;
-        let chunk_runs = if streams {
-            inner.chunks_since(&scope, from)
-        } else {
-            HashSet::new()
-        };
         let mailbox = Arc::new(Mutex::new(Mailbox {
             pending: inner.changed_since(&scope, from),
-            chunk_runs,
+            chunk_runs: HashSet::new(),
             orphans: HashMap::new(),
             waker: None,
         }));
@@ -549,7 +536,7 @@ impl RunHub {
         let watcher = Watcher {
             scope,
             mailbox: Arc::clone(&mailbox),
-            streams,
+            streams: false,
         };
         inner.subscriptions.insert(id, watcher);
         Ok(Handle {
@@ -638,7 +625,7 @@ impl fmt::Debug for RunHub {
 
 /// A state that stays consistent even if a thread panicked while holding the lock: every
 /// change to it is made before any call that could panic.
-fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -740,9 +727,8 @@ impl Stream for Subscription {
                 mailbox.waker = Some(cx.waker().clone());
                 return Poll::Pending;
             }
-            let mut changed: Vec<_> = mailbox.pending.drain().map(|(_, change)| change).collect();
+            let changed = mailbox.take_sorted();
             drop(mailbox);
-            changed.sort_unstable_by_key(|(cursor, _)| *cursor);
             this.ready.extend(changed);
         }
     }
@@ -799,11 +785,11 @@ impl RealtimeSubscription {
                     mailbox.waker = Some(cx.waker().clone());
                     return false;
                 }
-                let mut items: Vec<Ready> = (mailbox.pending.drain())
-                    .map(|(_, (cursor, run))| Ready::Run(cursor, run))
-                    .collect();
+                let changed = mailbox.take_sorted();
                 drop(mailbox);
-                items.sort_unstable_by_key(Ready::cursor);
+                let items = changed
+                    .into_iter()
+                    .map(|(cursor, run)| Ready::Run(cursor, run));
                 self.ready.extend(items);
                 return true;
             }
@@ -813,19 +799,25 @@ impl RealtimeSubscription {
         // chunk logs hold is every change up to now.
         let mut mailbox = lock(&self.handle.mailbox);
         let last = self.last.version();
-        let runs: Vec<RunId> = mailbox.chunk_runs.drain().collect();
-        let sources: Vec<(RunId, Arc<Streams>)> = runs
+        let runs = std::mem::take(&mut mailbox.chunk_runs);
+        // Each run's chunks, and whether the run was forgotten (its chunks kept for this reader).
+        let sources: Vec<(RunId, Arc<Streams>, bool)> = runs
             .into_iter()
             .filter_map(|id| {
                 let kept = inner.runs.get(&id).and_then(|entry| entry.streams.clone());
-                let streams = kept.or_else(|| mailbox.orphans.remove(&id))?;
-                Some((id, streams))
+                match kept {
+                    Some(streams) => Some((id, streams, false)),
+                    None => mailbox
+                        .orphans
+                        .remove(&id)
+                        .map(|streams| (id, streams, true)),
+                }
             })
             .collect();
         // The next CHUNK_BATCH chunks across the runs, merged by cursor.
         let mut next: BinaryHeap<Reverse<(u64, usize, usize)>> = BinaryHeap::new();
-        for (source, (_, streams)) in sources.iter().enumerate() {
-            let start = streams.chunks.len() - streams.after(last).len();
+        for (source, (_, streams, _)) in sources.iter().enumerate() {
+            let start = streams.first_after(last);
             if let Some(chunk) = streams.chunks.get(start) {
                 next.push(Reverse((chunk.version, source, start)));
             }
@@ -835,7 +827,7 @@ impl RealtimeSubscription {
             let Some(Reverse((_, source, at))) = next.pop() else {
                 break;
             };
-            let (id, streams) = &sources[source];
+            let (id, streams, _) = &sources[source];
             items.push(Ready::Chunk(streams.item(id, &streams.chunks[at])));
             if let Some(chunk) = streams.chunks.get(at + 1) {
                 next.push(Reverse((chunk.version, source, at + 1)));
@@ -846,21 +838,23 @@ impl RealtimeSubscription {
             (false, Some(last)) => last.cursor().version(),
             _ => u64::MAX,
         };
+        // A live run's chunks are let go under the hub's lock, so that its next append does
+        // not find them shared and copy them; a forgotten run's, which may be the last
+        // reference, are freed after the locks.
         let mut read_whole = Vec::new();
-        for (id, streams) in sources {
-            if streams
-                .chunks
-                .last()
-                .is_none_or(|chunk| chunk.version <= bound)
-            {
-                // If a forgotten run's, the chunks are freed outside the locks.
-                read_whole.push(streams);
-                continue;
+        for (id, streams, orphan) in sources {
+            let unread = streams.chunks.last().is_some_and(|c| c.version > bound);
+            match (unread, orphan) {
+                (true, true) => {
+                    mailbox.orphans.insert(id.clone(), streams);
+                    mailbox.chunk_runs.insert(id);
+                }
+                (true, false) => {
+                    mailbox.chunk_runs.insert(id);
+                }
+                (false, true) => read_whole.push(streams),
+                (false, false) => {}
             }
-            if !inner.runs.contains_key(&id) {
-                mailbox.orphans.insert(id.clone(), streams);
-            }
-            mailbox.chunk_runs.insert(id);
         }
         let pending = std::mem::take(&mut mailbox.pending);
         for (id, (cursor, run)) in pending {

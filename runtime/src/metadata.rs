@@ -117,10 +117,7 @@ impl MetadataOp {
 
 /// `n` as an integer when it is one, so `1 + 1` is `2`, not `2.0`, as in JavaScript.
 fn whole_number(n: f64) -> Option<Number> {
-    /// Integers up to 2^53 are exact in an `f64`.
-    const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
-    #[allow(clippy::cast_possible_truncation)] // Checked: whole and within ±2^53.
-    (n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER).then(|| Number::from(n as i64))
+    crate::run::js_integer(n).map(Number::from)
 }
 
 /// Applies `ops` to a copy of `metadata` and returns it, or an error and no change at all.

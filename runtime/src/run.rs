@@ -518,12 +518,16 @@ where
 
 /// Writes a number as JavaScript's `JSON.stringify` does: `0`, not `0.0`, for whole numbers.
 fn serialize_js_number<S: serde::Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
-    /// Integers up to 2^53 are exact in an `f64`, and JavaScript writes them without a fraction.
-    const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
-    if value.fract() == 0.0 && value.abs() <= MAX_SAFE_INTEGER {
-        #[allow(clippy::cast_possible_truncation)]
-        s.serialize_i64(*value as i64)
-    } else {
-        s.serialize_f64(*value)
+    match js_integer(*value) {
+        Some(whole) => s.serialize_i64(whole),
+        None => s.serialize_f64(*value),
     }
+}
+
+/// `n` as an integer if JavaScript writes it as one: whole, and exact in an `f64` (within
+/// ±2^53).
+pub(crate) fn js_integer(n: f64) -> Option<i64> {
+    const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+    #[allow(clippy::cast_possible_truncation)] // Checked: whole and within ±2^53.
+    (n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER).then_some(n as i64)
 }

@@ -269,6 +269,18 @@ pub struct AnyChunk {
     pub data: Arc<RawValue>,
 }
 
+impl AnyChunk {
+    /// The error for this chunk, which did not decode.
+    fn error(self, source: ChunkError) -> DecodeError {
+        DecodeError::Chunk {
+            task_identifier: self.task_identifier.to_string(),
+            run_id: self.run_id,
+            stream: self.stream.to_string(),
+            source,
+        }
+    }
+}
+
 impl ChunkInfo for AnyChunk {
     fn cursor(&self) -> Cursor {
         self.cursor
@@ -336,11 +348,7 @@ impl FromAnyChunk for AnyChunk {
 impl<T: Task> FromAnyChunk for Chunk<T> {
     fn from_any_chunk(chunk: AnyChunk) -> Result<Self, DecodeError> {
         if &*chunk.task_identifier != T::ID {
-            return Err(DecodeError::UnexpectedTask {
-                run_id: chunk.run_id,
-                task_identifier: chunk.task_identifier.to_string(),
-                expected: const { &[T::ID] },
-            });
+            return Err(unexpected_chunk(chunk, const { &[T::ID] }));
         }
         match T::Chunk::decode(&chunk.stream, &chunk.data) {
             Ok(data) => Ok(Chunk {
@@ -349,12 +357,7 @@ impl<T: Task> FromAnyChunk for Chunk<T> {
                 stream: chunk.stream,
                 data,
             }),
-            Err(source) => Err(DecodeError::Chunk {
-                task_identifier: chunk.task_identifier.to_string(),
-                run_id: chunk.run_id,
-                stream: chunk.stream.to_string(),
-                source,
-            }),
+            Err(source) => Err(chunk.error(source)),
         }
     }
 }
@@ -429,12 +432,7 @@ impl<C: DeserializeOwned> Stream for ReadStream<C> {
                     cursor: chunk.cursor,
                     value,
                 }),
-                Err(source) => Err(DecodeError::Chunk {
-                    task_identifier: chunk.task_identifier.to_string(),
-                    run_id: chunk.run_id,
-                    stream: chunk.stream.to_string(),
-                    source,
-                }),
+                Err(source) => Err(chunk.error(source)),
             };
             return Poll::Ready(Some(item));
         }

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::feed::Cursor;
+use crate::hub::lock;
 use crate::metadata::{MetadataError, MetadataOp, apply_all};
 use crate::run::{JsonObject, RunId};
 use crate::streams::{StreamError, StreamKey, StreamWriter, TaskChunk};
@@ -296,12 +297,6 @@ impl RunAccess for LocalRun {
         let written = self.chunks.fetch_add(1, Ordering::Relaxed) + 1;
         Ok(Cursor::new(written))
     }
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The return type of a task function: `Result<Output, Error>` (or an alias of it), whose

@@ -646,8 +646,8 @@ impl Engine {
         Ok(BatchHandle { id, runs })
     }
 
-    /// Refuses a trigger once `shutdown` began; called under the state lock, which
-    /// `shutdown` takes to set the flag, so no run is stored after it.
+    /// Refuses a trigger once `shutdown` began. Checked again under the state lock, which
+    /// `shutdown` takes to set the flag, so that no run is stored after it.
     fn check_open(&self) -> Result<(), TriggerError> {
         if self.shared.stopping.load(Ordering::SeqCst) {
             Err(TriggerError::ShuttingDown)
@@ -664,9 +664,7 @@ impl Engine {
             options,
         } = item;
         let config = &self.shared.config;
-        if self.shared.stopping.load(Ordering::SeqCst) {
-            return Err(TriggerError::ShuttingDown);
-        }
+        self.check_open()?;
         if !self.shared.executors.contains_key(task) {
             return Err(TriggerError::UnknownTask(task));
         }

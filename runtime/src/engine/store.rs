@@ -7,14 +7,14 @@
 //! (Postgres) provides the same operations.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use crate::feed::Cursor;
-use crate::hub::RunHub;
+use crate::hub::{self, RunHub};
 use crate::metadata;
 use crate::run::{AnyRun, BatchId, JsonObject, RunId};
 use crate::status::RunStatus;
@@ -124,7 +124,7 @@ impl Store {
     /// The state stays consistent if a thread panicked while holding the lock: every change is
     /// made before anything that could panic.
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        hub::lock(&self.state)
     }
 
     /// Stores a new run and publishes its first snapshot; returns the cursor before it.

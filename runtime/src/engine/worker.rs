@@ -77,6 +77,8 @@ pub(super) enum Timer {
     Delay,
     /// A run's time to live ended: expire it if it has not started.
     Ttl,
+    /// A failed attempt's backoff ended: queue the run again.
+    Retry,
 }
 
 /// Fires `timer` for run `id` after `wait`, unless the engine is gone by then.
@@ -99,6 +101,10 @@ pub(super) fn after(shared: &Arc<Shared>, wait: Duration, id: RunId, timer: Time
                 if queued.is_some() {
                     let _ = shared.queue.send(id);
                 }
+            }
+            // The dispatcher starts no run once `shutdown` began.
+            Timer::Retry => {
+                let _ = shared.queue.send(id);
             }
             Timer::Ttl => {
                 // Only a run still waiting to start expires.
@@ -123,7 +129,9 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
     };
     let started = shared.store.update_if(id, waiting, |record| {
         record.attempts += 1;
-        let run = Arc::make_mut(&mut record.snapshot);
+        let (attempt, cancel) = (record.attempts, record.cancel.clone());
+        let max_duration = record.max_duration;
+        let run = record.run();
         run.status = RunStatus::Executing;
         run.started_at.get_or_insert_with(Timestamp::now);
         let executor = shared.executors.get(run.task_identifier.as_str()).cloned();
@@ -131,14 +139,9 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
             shared: Arc::downgrade(shared),
             id: id.clone(),
         });
-        let ctx = TaskContext::for_attempt(
-            id.clone(),
-            record.attempts,
-            run.tags.clone(),
-            record.cancel.clone(),
-            engine_run,
-        );
-        (executor, run.payload.clone(), ctx, record.max_duration)
+        let ctx =
+            TaskContext::for_attempt(id.clone(), attempt, run.tags.clone(), cancel, engine_run);
+        (executor, run.payload.clone(), ctx, max_duration)
     });
     let Some((Some(executor), payload, ctx, max_duration)) = started else {
         return;
@@ -216,11 +219,7 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
     }
     if let Some(Some(attempts)) = retry {
         let delay = retry_delay(shared.config.retry_delay, attempts);
-        let (queue, id) = (shared.queue.clone(), id.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = queue.send(id);
-        });
+        after(shared, delay, id.clone(), Timer::Retry);
     }
 }
 
