@@ -7,8 +7,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::join_all;
 use runcast::{
-    Engine, MetadataError, MetadataOp, RunFeed, RunStatus, RunStreamExt, Scope, TaskContext,
-    TriggerError, TriggerOptions, realtime_union, task,
+    Engine, MetadataError, MetadataOp, RunFeed, RunInfo, RunStatus, RunStreamExt, Scope,
+    TaskContext, TriggerError, TriggerOptions, realtime_union, task,
 };
 
 #[task(id = "double")]
@@ -91,9 +91,13 @@ async fn echo(text: String) -> Result<String, String> {
     Ok(text)
 }
 
-/// Sets metadata `i` to each of `0..n`, as fast as it can.
+/// Lets `chatty` start, once its test's subscribers are in place.
+static CHATTY_GO: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Sets metadata `i` to each of `0..n`, as fast as it can, once let go.
 #[task(id = "chatty")]
 async fn chatty(n: u32, ctx: TaskContext) -> Result<u32, MetadataError> {
+    CHATTY_GO.notified().await;
     for i in 0..n {
         ctx.update_metadata([MetadataOp::Set("i".into(), i.into())])?;
     }
@@ -141,6 +145,12 @@ async fn failed_attempts_are_retried_then_the_run_fails_with_the_error() {
     let handle = engine.trigger::<Flaky>(()).unwrap();
     let last = follow::<Flaky>(&engine, handle.id()).await.pop().unwrap();
     assert_eq!((last.status, last.output), (RunStatus::Completed, Some(3)));
+    // Two attempts are not enough for it: the second's error is the run's.
+    let two = TriggerOptions::default().max_attempts(2);
+    let handle = engine.trigger_with::<Flaky>((), two).unwrap();
+    let last = follow::<Flaky>(&engine, handle.id()).await.pop().unwrap();
+    assert_eq!(last.status, RunStatus::Failed);
+    assert_eq!(last.error.unwrap().message, "attempt 2 failed");
 
     let handle = engine
         .trigger_with::<AlwaysFails>((), TriggerOptions::default().max_attempts(2))
@@ -226,22 +236,48 @@ async fn subscribing_right_after_trigger_never_misses_a_run_that_finished_instan
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handles_cursor_is_the_one_just_before_its_runs_creation() {
+    let engine = engine();
+    let before = engine.hub().cursor();
+    let later = TriggerOptions::default().delay(Duration::from_secs(60));
+    let handle = engine.trigger_with::<Sleep>(1, later).unwrap();
+    assert_eq!(handle.cursor(), before);
+    let mut feed = engine
+        .subscribe(Scope::Run(handle.id().clone()), handle.cursor())
+        .unwrap();
+    let created = feed.next().await.unwrap().unwrap();
+    assert_eq!(created.run.status, RunStatus::Delayed);
+    assert!(created.cursor > handle.cursor());
+    engine.cancel(handle.id()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tag_feed_yields_each_task_as_its_variant() {
     let engine = engine();
     let mut feed = engine
         .subscribe_to_runs_with_tag::<Numbers>(["user:7"])
         .unwrap();
     let tagged = TriggerOptions::default().tag("user:7");
-    engine.trigger_with::<Double>(5, tagged.clone()).unwrap();
-    engine.trigger_with::<Flaky>((), tagged).unwrap();
+    let double = engine.trigger_with::<Double>(5, tagged.clone()).unwrap();
+    let flaky_run = engine.trigger_with::<Flaky>((), tagged).unwrap();
     engine.trigger::<Double>(6).unwrap(); // untagged: not in the feed
     let (mut doubled, mut flaky) = (None, None);
     while doubled.is_none() || flaky.is_none() {
-        match feed.next().await.unwrap().unwrap().run {
-            Numbers::Double(run) if run.status.is_final() => doubled = run.output,
-            Numbers::Flaky(run) if run.status.is_final() => flaky = run.output,
-            Numbers::Double(run) => assert_eq!(run.payload, 5),
-            Numbers::Flaky(_) => {}
+        let run = feed.next().await.unwrap().unwrap().run;
+        assert_eq!(run.tags(), ["user:7"]);
+        match run {
+            Numbers::Double(run) => {
+                assert_eq!((&run.id, run.payload), (double.id(), 5));
+                if run.status.is_final() {
+                    doubled = run.output;
+                }
+            }
+            Numbers::Flaky(run) => {
+                assert_eq!(&run.id, flaky_run.id());
+                if run.status.is_final() {
+                    flaky = run.output;
+                }
+            }
         }
     }
     assert_eq!((doubled, flaky), (Some(10), Some(3)));
@@ -442,7 +478,10 @@ async fn costs_follow_execution_time_and_subscriptions_are_limited() {
         .unwrap();
     let handle = engine.trigger::<Sleep>(20).unwrap();
     let sub = engine.subscribe_to_run::<Sleep>(handle.id()).unwrap();
-    assert!(engine.subscribe_to_run::<Sleep>(handle.id()).is_err());
+    assert!(matches!(
+        engine.subscribe_to_run::<Sleep>(handle.id()),
+        Err(runcast::SubscribeError::TooManySubscriptions { limit: 1 })
+    ));
     let last = sub
         .map(|u| u.unwrap().run)
         .collect::<Vec<_>>()
@@ -480,19 +519,28 @@ async fn metadata_changes_from_the_task_and_from_outside_reach_subscribers() {
         .unwrap_err();
     assert!(matches!(err, MetadataError::NotANumber { .. }), "{err}");
     assert_eq!(engine.hub().cursor(), before, "nothing was published");
+    // A subscriber that stays after completion sees the outside change, and nothing of the
+    // refused one.
+    let mut forever = engine
+        .subscribe_to_run_forever::<Progress>(handle.id())
+        .unwrap();
+    let current = forever.next().await.unwrap().unwrap();
+    assert_eq!(current.cursor, before);
     engine
         .update_metadata(handle.id(), [MetadataOp::Increment("children".into(), 1.0)])
         .unwrap();
-    let run = engine.run(handle.id()).unwrap();
-    let metadata = run.metadata_as::<runcast::JsonObject>().unwrap().unwrap();
+    let changed = forever.next().await.unwrap().unwrap().run;
+    let metadata = changed.metadata.unwrap();
     assert_eq!(metadata["children"], 1);
+    assert!(!metadata.contains_key("x"));
+    assert_eq!(metadata["log"].as_array().map(Vec::len), Some(4));
     assert!(engine.update_metadata(&"run_nope".into(), []).is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tags_added_to_a_live_run_bring_it_into_a_tag_feed() {
     let engine = engine();
-    let handle = engine.trigger::<Sleep>(200).unwrap();
+    let handle = engine.trigger::<Sleep>(60_000).unwrap();
     let mut feed = engine
         .subscribe_to_runs_with_tag::<Sleeps>(["late"])
         .unwrap();
@@ -506,12 +554,13 @@ async fn tags_added_to_a_live_run_bring_it_into_a_tag_feed() {
         .add_tags(handle.id(), (0..10).map(|i| i.to_string()))
         .unwrap_err();
     assert!(err.to_string().contains("at most 10"), "{err}");
+    engine.cancel(handle.id()).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_running_attempts_finish_then_cancels_the_rest_at_the_deadline() {
     let engine = engine();
-    let quick = engine.trigger::<Sleep>(30).unwrap();
+    let quick = engine.trigger::<Sleep>(300).unwrap();
     let mut updates = engine.subscribe_to_run::<Sleep>(quick.id()).unwrap();
     while updates
         .next()
@@ -522,17 +571,27 @@ async fn shutdown_lets_running_attempts_finish_then_cancels_the_rest_at_the_dead
         .status
         .is_queued()
     {}
+    // Still running when shutdown begins: shutdown waits for it.
+    assert_eq!(engine.run(quick.id()).unwrap().status, RunStatus::Executing);
     assert_eq!(engine.shutdown(Duration::from_secs(30)).await, 0);
     assert_eq!(engine.run(quick.id()).unwrap().status, RunStatus::Completed);
     let refused = engine.trigger::<Sleep>(1).unwrap_err();
     assert!(matches!(refused, TriggerError::ShuttingDown), "{refused}");
 
-    let engine = Engine::builder().task::<Sleep>().build().unwrap();
+    let engine = Engine::builder()
+        .task::<Sleep>()
+        .concurrency(1)
+        .build()
+        .unwrap();
     let slow = engine.trigger::<Sleep>(60_000).unwrap();
+    let waiting = engine.trigger::<Sleep>(1).unwrap();
     let mut updates = engine.subscribe_to_run::<Sleep>(slow.id()).unwrap();
     while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
     assert_eq!(engine.shutdown(Duration::from_millis(20)).await, 1);
     assert_eq!(engine.run(slow.id()).unwrap().status, RunStatus::Canceled);
+    // The slot the canceled run freed does not start the queued one.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(engine.run(waiting.id()).unwrap().status, RunStatus::Queued);
 }
 
 /// Returns the length of its payload.
@@ -728,14 +787,18 @@ async fn a_stalled_subscriber_coalesces_to_the_latest_snapshot_and_keeps_the_fin
     // Another subscriber reads every change as it comes, meanwhile.
     let mut eager = engine.subscribe_to_run::<Chatty>(handle.id()).unwrap();
     let eager = tokio::spawn(async move {
-        let mut seen = 0;
+        let mut seen = Vec::new();
         while let Some(update) = eager.next().await {
-            update.unwrap();
-            seen += 1;
+            let run = update.unwrap().run;
+            let i = run
+                .metadata
+                .and_then(|m| m.get("i").and_then(serde_json::Value::as_u64));
+            seen.push((i, run.status));
         }
         seen
     });
     // The run goes through 5,000 metadata changes while the first subscriber reads nothing.
+    CHATTY_GO.notify_one();
     let finished = async {
         while !engine.run(handle.id()).unwrap().status.is_final() {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -754,8 +817,12 @@ async fn a_stalled_subscriber_coalesces_to_the_latest_snapshot_and_keeps_the_fin
         (RunStatus::Completed, Some(5_000))
     );
     assert_eq!(last.run.metadata.as_ref().unwrap()["i"], 4_999);
-    // The eager subscriber saw the final snapshot too, however many it read on the way.
-    assert!(eager.await.unwrap() >= 2);
+    // The eager subscriber saw the changes in order, and the final snapshot last, however
+    // many it read on the way.
+    let seen = eager.await.unwrap();
+    let values: Vec<u64> = seen.iter().filter_map(|(i, _)| *i).collect();
+    assert!(values.windows(2).all(|w| w[0] < w[1]), "{values:?}");
+    assert_eq!(seen.last(), Some(&(Some(4_999), RunStatus::Completed)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -763,7 +830,7 @@ async fn finished_runs_are_forgotten_after_their_retention_and_live_ones_never()
     let engine = Engine::builder()
         .task::<Echo>()
         .task::<Sleep>()
-        .retention(Duration::from_millis(50))
+        .retention(Duration::from_millis(500))
         .build()
         .unwrap();
     let keyed = TriggerOptions::default()
@@ -773,7 +840,7 @@ async fn finished_runs_are_forgotten_after_their_retention_and_live_ones_never()
         .trigger_with::<Echo>("hi".into(), keyed.clone())
         .unwrap();
     let live = engine
-        .trigger_with::<Sleep>(2_000, TriggerOptions::default().tag("kept"))
+        .trigger_with::<Sleep>(60_000, TriggerOptions::default().tag("kept"))
         .unwrap();
     let last = follow::<Echo>(&engine, done.id()).await.pop().unwrap();
     assert_eq!(last.status, RunStatus::Completed);
@@ -783,8 +850,14 @@ async fn finished_runs_are_forgotten_after_their_retention_and_live_ones_never()
         .unwrap();
     assert_eq!(again.id(), done.id());
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(engine.run(done.id()).is_none());
+    let forgotten = async {
+        while engine.run(done.id()).is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), forgotten)
+        .await
+        .expect("forgotten once its retention ended");
     assert!(matches!(
         engine.subscribe_to_run::<Echo>(done.id()),
         Err(runcast::SubscribeError::UnknownRun(_))
