@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -23,7 +23,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{Semaphore, mpsc};
 
 use self::executor::{Executor, FnExecutor};
-use self::store::{Record, State, Store};
+use self::store::{Record, Store, Transaction};
 use crate::decode::DecodeError;
 use crate::feed::{Cursor, RunFeed, Scope};
 use crate::hub::{RunHub, SubscribeError, Subscription};
@@ -80,8 +80,6 @@ struct Shared {
     /// The runtime the engine was built in: timers start there, so `trigger` may be called
     /// from any thread.
     runtime: tokio::runtime::Handle,
-    /// Set by `shutdown`: no trigger is accepted and no queued run starts.
-    stopping: AtomicBool,
     /// Makes run ids unique to this engine.
     prefix: String,
     next_id: AtomicU64,
@@ -237,7 +235,6 @@ impl EngineBuilder {
             queue,
             slots: Arc::new(Semaphore::new(self.config.concurrency)),
             runtime: runtime.clone(),
-            stopping: AtomicBool::new(false),
             prefix: id_prefix(),
             next_id: AtomicU64::new(1),
             config: self.config,
@@ -576,9 +573,9 @@ impl Engine {
         options: TriggerOptions,
     ) -> Result<RunHandle<T>, TriggerError> {
         let prepared = self.prepare(BatchItem::new::<T>(&payload, options))?;
-        let mut state = self.shared.store.lock();
-        self.check_open()?;
-        Ok(self.insert(&mut state, prepared, None))
+        let store = &self.shared.store;
+        let handle = store.transaction(|txn| self.insert(txn, prepared, None));
+        handle.map_err(|_| TriggerError::ShuttingDown)
     }
 
     /// Triggers one run of `T` per item, as one batch, all or none: if any item is refused,
@@ -637,19 +634,19 @@ impl Engine {
             .collect::<Result<Vec<_>, _>>()?;
         let sequence = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let id = BatchId::from(new_id("batch_", &self.shared.prefix, sequence));
-        let mut state = self.shared.store.lock();
-        self.check_open()?;
-        let runs = prepared
-            .into_iter()
-            .map(|prepared| self.insert(&mut state, prepared, Some(&id)))
-            .collect();
+        let runs = self.shared.store.transaction(|txn| {
+            let runs = prepared.into_iter();
+            runs.map(|prepared| self.insert(txn, prepared, Some(&id)))
+                .collect()
+        });
+        let runs = runs.map_err(|_| TriggerError::ShuttingDown)?;
         Ok(BatchHandle { id, runs })
     }
 
-    /// Refuses a trigger once `shutdown` began. Checked again under the state lock, which
-    /// `shutdown` takes to set the flag, so that no run is stored after it.
+    /// Refuses a trigger once `shutdown` began, before the work of preparing it; the store
+    /// checks again when it would store it.
     fn check_open(&self) -> Result<(), TriggerError> {
-        if self.shared.stopping.load(Ordering::SeqCst) {
+        if self.shared.store.is_closed() {
             Err(TriggerError::ShuttingDown)
         } else {
             Ok(())
@@ -700,7 +697,7 @@ impl Engine {
     /// queues or schedules it.
     fn insert<T>(
         &self,
-        state: &mut State,
+        txn: &mut Transaction<'_>,
         prepared: Prepared,
         batch: Option<&BatchId>,
     ) -> RunHandle<T> {
@@ -715,7 +712,7 @@ impl Engine {
         } = prepared;
         let idempotency = options.idempotency_key.clone().map(|key| (task, key));
         if let Some(key) = &idempotency
-            && let Some((id, created)) = state.keyed(key, now, shared.config.idempotency_ttl)
+            && let Some((id, created)) = txn.keyed(key, now, shared.config.idempotency_ttl)
         {
             return RunHandle::new(id, created);
         }
@@ -729,7 +726,7 @@ impl Engine {
             output: None,
             created_at: now,
             updated_at: now,
-            number: state.next_number(task),
+            number: txn.next_number(task),
             status: if delayed_until.is_some() {
                 RunStatus::Delayed
             } else {
@@ -761,7 +758,7 @@ impl Engine {
             idempotency,
             stream_bytes: 0,
         };
-        let created = shared.store.add(state, record, batch.cloned(), now);
+        let created = txn.add(record, batch.cloned(), now);
         match options.delay {
             Some(delay) => worker::after(shared, delay, id.clone(), worker::Timer::Delay),
             // The dispatcher lives as long as any engine handle, so the queue is open.
@@ -854,11 +851,8 @@ impl Engine {
     /// Returns how many attempts were canceled.
     pub async fn shutdown(&self, deadline: Duration) -> usize {
         let shared = &self.shared;
-        // Under the state lock, so that no trigger is stored and no attempt starts after this
-        // (see `check_open` and `worker::attempt`).
-        let state = shared.store.lock();
-        shared.stopping.store(true, Ordering::SeqCst);
-        drop(state);
+        // No run is stored and no attempt starts after this (see `worker::attempt`).
+        shared.store.close();
         let all = u32::try_from(shared.config.concurrency).unwrap_or(u32::MAX);
         if let Ok(Ok(idle)) =
             tokio::time::timeout(deadline, Arc::clone(&shared.slots).acquire_many_owned(all)).await
@@ -866,7 +860,7 @@ impl Engine {
             drop(idle);
             return 0;
         }
-        let running = shared.store.lock().executing();
+        let running = shared.store.executing();
         let canceled = running.iter().filter(|id| self.cancel(id).is_ok()).count();
         // Canceled attempts stop at their next `.await`; give them as long again to hand back
         // their slot (a task blocked outside an `.await` may never).

@@ -1,12 +1,14 @@
 //! The engine's store: the record of every run it keeps, and the hub each change is published
-//! to. Every change to a run goes through [`Store::change_if`], under the store's one lock, so
-//! changes are published in the order they are made.
+//! to. Runs are created in a [`Transaction`] and changed through [`Store::change_if`], each
+//! under the store's one lock, so changes are published in the order they are made.
 //!
 //! The lifecycle (what a trigger, an attempt, a timer or a cancellation changes) lives in the
-//! engine and its workers; this is what keeps and publishes it. A store over another medium
-//! (Postgres) provides the same operations.
+//! engine and its workers, which reach the runs only through this module's operations: a
+//! store over another medium (Postgres, where a transaction is a database transaction)
+//! provides the same ones.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -56,7 +58,7 @@ impl Record {
 
 /// The runs, under the store's lock.
 #[derive(Default)]
-pub(super) struct State {
+struct State {
     runs: HashMap<RunId, Record>,
     numbers: HashMap<&'static str, u64>,
     /// The run each key started, and when.
@@ -65,7 +67,18 @@ pub(super) struct State {
     finished: VecDeque<(Instant, RunId)>,
 }
 
-impl State {
+/// Runs being created together, under the store's lock: the runs of one trigger or of one
+/// batch, all stored or none.
+pub(super) struct Transaction<'a> {
+    state: &'a mut State,
+    store: &'a Store,
+}
+
+/// The store is closed: the engine is shutting down.
+#[derive(Debug)]
+pub(super) struct Closed;
+
+impl Transaction<'_> {
     /// The run `key` started, with the cursor before its creation, if the key was used less
     /// than `ttl` ago and the run is still kept.
     pub(super) fn keyed(
@@ -74,35 +87,43 @@ impl State {
         now: Timestamp,
         ttl: Duration,
     ) -> Option<(RunId, Cursor)> {
-        let (id, at) = self.idempotency.get(key)?;
+        let state = &mut *self.state;
+        let (id, at) = state.idempotency.get(key)?;
         if now.saturating_duration_since(*at) >= ttl {
             // Expired: forgotten now, so the key starts a new run.
-            self.idempotency.remove(key);
+            state.idempotency.remove(key);
             return None;
         }
-        let record = self.runs.get(id)?;
+        let record = state.runs.get(id)?;
         Some((record.snapshot.id.clone(), record.created))
     }
 
     /// The number of `task`'s next run: 1, 2, 3...
     pub(super) fn next_number(&mut self, task: &'static str) -> u64 {
-        let number = self.numbers.entry(task).or_default();
+        let number = self.state.numbers.entry(task).or_default();
         *number += 1;
         *number
     }
 
-    /// The ids of the runs executing now.
-    pub(super) fn executing(&self) -> Vec<RunId> {
-        self.runs
-            .values()
-            .filter(|record| record.snapshot.status == RunStatus::Executing)
-            .map(|record| record.snapshot.id.clone())
-            .collect()
+    /// Stores a new run and publishes its first snapshot; returns the cursor before it.
+    pub(super) fn add(&mut self, record: Record, batch: Option<BatchId>, now: Timestamp) -> Cursor {
+        let id = record.snapshot.id.clone();
+        if let Some(key) = &record.idempotency {
+            self.state
+                .idempotency
+                .insert(key.clone(), (id.clone(), now));
+        }
+        let published = self.store.hub.publish(Arc::clone(&record.snapshot), batch);
+        let created = published.before();
+        self.state.runs.insert(id, Record { created, ..record });
+        created
     }
 }
 
 pub(super) struct Store {
     state: Mutex<State>,
+    /// Set by [`close`](Self::close), under the lock.
+    closed: AtomicBool,
     hub: RunHub,
     /// How long a finished run is kept.
     retention: Duration,
@@ -112,6 +133,7 @@ impl Store {
     pub(super) fn new(hub: RunHub, retention: Duration) -> Self {
         Self {
             state: Mutex::default(),
+            closed: AtomicBool::new(false),
             hub,
             retention,
         }
@@ -121,28 +143,47 @@ impl Store {
         &self.hub
     }
 
-    /// The state stays consistent if a thread panicked while holding the lock: every change is
-    /// made before anything that could panic.
-    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
-        hub::lock(&self.state)
+    /// Creates runs in one transaction, unless the store is closed.
+    pub(super) fn transaction<R>(
+        &self,
+        create: impl FnOnce(&mut Transaction<'_>) -> R,
+    ) -> Result<R, Closed> {
+        let mut state = self.lock();
+        if self.is_closed() {
+            return Err(Closed);
+        }
+        Ok(create(&mut Transaction {
+            state: &mut state,
+            store: self,
+        }))
     }
 
-    /// Stores a new run and publishes its first snapshot; returns the cursor before it.
-    pub(super) fn add(
-        &self,
-        state: &mut State,
-        record: Record,
-        batch: Option<BatchId>,
-        now: Timestamp,
-    ) -> Cursor {
-        let id = record.snapshot.id.clone();
-        if let Some(key) = &record.idempotency {
-            state.idempotency.insert(key.clone(), (id.clone(), now));
-        }
-        let published = self.hub.publish(Arc::clone(&record.snapshot), batch);
-        let created = published.before();
-        state.runs.insert(id, Record { created, ..record });
-        created
+    /// Refuses new runs from now on; a transaction that began before finishes first.
+    pub(super) fn close(&self) {
+        let _state = self.lock();
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`close`](Self::close) was called. Checked under the lock by
+    /// [`transaction`](Self::transaction) and by the changes that start attempts.
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// The ids of the runs executing now.
+    pub(super) fn executing(&self) -> Vec<RunId> {
+        let state = self.lock();
+        let executing = state
+            .runs
+            .values()
+            .filter(|record| record.snapshot.status == RunStatus::Executing);
+        executing.map(|record| record.snapshot.id.clone()).collect()
+    }
+
+    /// The state stays consistent if a thread panicked while holding the lock: every change is
+    /// made before anything that could panic.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        hub::lock(&self.state)
     }
 
     pub(super) fn contains(&self, id: &RunId) -> bool {

@@ -10,8 +10,6 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use std::sync::atomic::Ordering;
-
 use tokio::sync::mpsc;
 
 use super::Shared;
@@ -42,7 +40,7 @@ pub(super) async fn dispatch(shared: Weak<Shared>, mut queue: mpsc::UnboundedRec
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        if shared.stopping.load(Ordering::SeqCst) {
+        if shared.store.is_closed() {
             return;
         }
         tokio::spawn(async move {
@@ -91,7 +89,7 @@ pub(super) fn after(shared: &Arc<Shared>, wait: Duration, id: RunId, timer: Time
             return;
         };
         match timer {
-            Timer::Delay if shared.stopping.load(Ordering::SeqCst) => {}
+            Timer::Delay if shared.store.is_closed() => {}
             Timer::Delay => {
                 let queued = shared.store.update(&id, |record| {
                     let run = record.run();
@@ -124,8 +122,7 @@ pub(super) fn after(shared: &Arc<Shared>, wait: Duration, id: RunId, timer: Time
 async fn attempt(shared: &Arc<Shared>, id: &RunId) {
     // Checked under the state lock: after `shutdown` began, no attempt starts.
     let waiting = |status| {
-        !shared.stopping.load(Ordering::SeqCst)
-            && matches!(status, RunStatus::Queued | RunStatus::Reattempting)
+        !shared.store.is_closed() && matches!(status, RunStatus::Queued | RunStatus::Reattempting)
     };
     let started = shared.store.update_if(id, waiting, |record| {
         record.attempts += 1;
