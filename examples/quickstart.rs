@@ -33,6 +33,7 @@ async fn resize_image(payload: Resize, ctx: TaskContext) -> Result<Resized, Stri
         tokio::time::sleep(Duration::from_millis(15)).await;
         let progress = f64::from(step) / 4.0;
         ctx.update_metadata([MetadataOp::Set("progress".into(), progress.into())])
+            .await
             .map_err(|e| e.to_string())?;
     }
     Ok(Resized {
@@ -80,20 +81,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut feed = engine.subscribe_to_runs_with_tag::<MediaRun>(["user:42"])?;
 
     let tagged = TriggerOptions::default().tag("user:42");
-    let image = engine.trigger_with::<ResizeImage>(
-        Resize {
-            url: "https://img.example/cat.png".into(),
-            width: 640,
-        },
-        tagged.clone(),
-    )?;
-    engine.trigger_with::<TranscodeVideo>(
-        Transcode {
-            source: "s3://in/clip.mov".into(),
-            codec: "av1".into(),
-        },
-        tagged,
-    )?;
+    let image = engine
+        .trigger_with::<ResizeImage>(
+            Resize {
+                url: "https://img.example/cat.png".into(),
+                width: 640,
+            },
+            tagged.clone(),
+        )
+        .await?;
+    engine
+        .trigger_with::<TranscodeVideo>(
+            Transcode {
+                source: "s3://in/clip.mov".into(),
+                codec: "av1".into(),
+            },
+            tagged,
+        )
+        .await?;
 
     println!("-- one run, typed, until it finishes --");
     let mut updates = engine.subscribe_to_run::<ResizeImage>(image.id())?;

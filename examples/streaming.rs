@@ -30,13 +30,13 @@ async fn generate_text(prompt: String, ctx: TaskContext) -> Result<String, Strea
     let tokens = ctx.stream(GenerateText::TOKENS);
     for (i, word) in (1..).zip(&words) {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        tokens.append(&(*word).to_owned())?;
+        tokens.append(&(*word).to_owned()).await?;
         let progress = [
             MetadataOp::Set("tokens".into(), i.into()),
             MetadataOp::Set("of".into(), of.into()),
         ];
         // Metadata stays small here; a refused update would only lose progress, not text.
-        let _ = ctx.update_metadata(progress);
+        let _ = ctx.update_metadata(progress).await;
     }
     Ok(answer)
 }
@@ -44,7 +44,9 @@ async fn generate_text(prompt: String, ctx: TaskContext) -> Result<String, Strea
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engine = Engine::builder().task::<GenerateText>().build()?;
-    let run = engine.trigger::<GenerateText>("what are realtime streams?".into())?;
+    let run = engine
+        .trigger::<GenerateText>("what are realtime streams?".into())
+        .await?;
 
     // Run changes and chunks of the run's streams, typed, in one cursor order; it ends after
     // the run's final snapshot.

@@ -61,13 +61,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut feed = engine.subscribe_to_runs_with_tag::<UserRun>(["user:42"])?;
 
     let user = TriggerOptions::default().tag("user:42");
-    engine.trigger_with::<SendWelcome>(
-        Welcome {
-            to: "ada@example.com".into(),
-        },
-        user.clone(),
-    )?;
-    engine.trigger_with::<BuildReport>(Report { days: 7 }, user)?;
+    engine
+        .trigger_with::<SendWelcome>(
+            Welcome {
+                to: "ada@example.com".into(),
+            },
+            user.clone(),
+        )
+        .await?;
+    engine
+        .trigger_with::<BuildReport>(Report { days: 7 }, user)
+        .await?;
 
     let mut finished = 0;
     while finished < 2 {

@@ -15,7 +15,7 @@ use runcast::{
 async fn burst(n: u64, ctx: TaskContext) -> Result<u64, runcast::StreamError> {
     let numbers = ctx.stream(Burst::NUMBERS);
     for i in 0..n {
-        numbers.append(&i)?;
+        numbers.append(&i).await?;
     }
     Ok(n)
 }
@@ -175,7 +175,10 @@ async fn engine_throughput(runs: u64, place: &str) {
     let tagged = TriggerOptions::default().tag("bench");
     let clock = Instant::now();
     for n in 0..runs {
-        engine.trigger_with::<Noop>(n, tagged.clone()).unwrap();
+        engine
+            .trigger_with::<Noop>(n, tagged.clone())
+            .await
+            .unwrap();
     }
     let triggered = clock.elapsed();
     let mut completed = 0;
@@ -203,7 +206,7 @@ async fn chunk_throughput(subscribers: usize, chunks: u64) {
     let hub = engine.hub().clone();
     let start = hub.cursor();
     let clock = Instant::now();
-    let handle = engine.trigger::<Burst>(chunks).unwrap();
+    let handle = engine.trigger::<Burst>(chunks).await.unwrap();
     let readers: Vec<_> = (0..subscribers)
         .map(|_| {
             let mut feed = hub
@@ -245,7 +248,7 @@ async fn lagging_memory(lagging: usize, chunks: u64) {
             .max_stream_bytes(usize::MAX)
             .build()
             .unwrap();
-        let handle = engine.trigger::<Burst>(chunks).unwrap();
+        let handle = engine.trigger::<Burst>(chunks).await.unwrap();
         let mut feeds: Vec<_> = (0..subscribers)
             .map(|_| {
                 engine
@@ -260,7 +263,7 @@ async fn lagging_memory(lagging: usize, chunks: u64) {
             feed.next().await.unwrap().unwrap();
         }
         let before = rss();
-        while !engine.run(handle.id()).unwrap().status.is_final() {
+        while !engine.run(handle.id()).await.unwrap().status.is_final() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         per_run.push(rss().saturating_sub(before));
@@ -295,7 +298,10 @@ async fn trigger_alone(runs: u64) {
         .delay(Duration::from_secs(3600));
     let clock = Instant::now();
     for n in 0..runs {
-        engine.trigger_with::<Noop>(n, delayed.clone()).unwrap();
+        engine
+            .trigger_with::<Noop>(n, delayed.clone())
+            .await
+            .unwrap();
     }
     let elapsed = clock.elapsed();
     println!(

@@ -201,11 +201,18 @@ impl<C: Serialize> StreamWriter<C> {
     }
 
     /// Appends one chunk; subscribers with streams receive it, in order with the run's other
-    /// changes. Returns the chunk's cursor.
-    pub fn append(&self, chunk: &C) -> Result<Cursor, StreamError> {
-        let data = serde_json::value::to_raw_value(chunk).map_err(StreamError::Serialize)?;
-        self.ctx
-            .append_chunk((self.task, self.key), Arc::from(data))
+    /// changes. Returns the chunk's cursor once the chunk is stored.
+    ///
+    /// The chunk is serialized at once: the future does not borrow it.
+    pub fn append<'a>(
+        &'a self,
+        chunk: &C,
+    ) -> impl Future<Output = Result<Cursor, StreamError>> + Send + use<'a, C> {
+        let data = serde_json::value::to_raw_value(chunk).map_err(StreamError::Serialize);
+        async move {
+            let data = Arc::from(data?);
+            self.ctx.append_chunk((self.task, self.key), data).await
+        }
     }
 
     /// Appends every chunk of `chunks`, in order, until it ends; stops at the first chunk that
@@ -214,7 +221,7 @@ impl<C: Serialize> StreamWriter<C> {
         let mut chunks = std::pin::pin!(chunks);
         let mut written = 0;
         while let Some(chunk) = std::future::poll_fn(|cx| chunks.as_mut().poll_next(cx)).await {
-            self.append(&chunk)?;
+            self.append(&chunk).await?;
             written += 1;
         }
         Ok(written)

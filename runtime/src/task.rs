@@ -188,22 +188,26 @@ impl TaskContext {
     /// ```
     /// use runcast::{MetadataOp, TaskContext};
     ///
+    /// # futures::executor::block_on(async {
     /// let ctx = TaskContext::new("run_1".into());
-    /// ctx.update_metadata([MetadataOp::Set("progress".into(), 0.5.into())])?;
-    /// ctx.update_metadata([MetadataOp::Increment("steps".into(), 1.0)])?;
-    /// assert_eq!(serde_json::Value::Object(ctx.metadata().unwrap()), serde_json::json!({"progress": 0.5, "steps": 1}));
+    /// ctx.update_metadata([MetadataOp::Set("progress".into(), 0.5.into())]).await?;
+    /// ctx.update_metadata([MetadataOp::Increment("steps".into(), 1.0)]).await?;
+    /// let metadata = serde_json::Value::Object(ctx.metadata().await.unwrap());
+    /// assert_eq!(metadata, serde_json::json!({"progress": 0.5, "steps": 1}));
+    /// # Ok::<(), runcast::MetadataError>(())
+    /// # })?;
     /// # Ok::<(), runcast::MetadataError>(())
     /// ```
-    pub fn update_metadata(
+    pub async fn update_metadata(
         &self,
         ops: impl IntoIterator<Item = MetadataOp>,
     ) -> Result<(), MetadataError> {
-        self.run.update_metadata(ops.into_iter().collect())
+        self.run.update_metadata(ops.into_iter().collect()).await
     }
 
     /// The run's metadata now.
-    pub fn metadata(&self) -> Option<JsonObject> {
-        self.run.metadata()
+    pub async fn metadata(&self) -> Option<JsonObject> {
+        self.run.metadata().await
     }
 
     /// A writer of one of the task's realtime streams: `ctx.stream(Chat::TOKENS)` writes
@@ -216,7 +220,7 @@ impl TaskContext {
     /// async fn chat(prompt: String, ctx: TaskContext) -> Result<(), runcast::StreamError> {
     ///     let tokens = ctx.stream(Chat::TOKENS);
     ///     for word in prompt.split(' ') {
-    ///         tokens.append(&word.to_owned())?;
+    ///         tokens.append(&word.to_owned()).await?;
     ///     }
     ///     Ok(())
     /// }
@@ -231,7 +235,7 @@ impl TaskContext {
         &self,
         stream: (&'static str, &'static str),
         data: Arc<RawValue>,
-    ) -> Result<Cursor, StreamError> {
+    ) -> BoxFuture<'_, Result<Cursor, StreamError>> {
         self.run.append_chunk(self.attempt, stream, data)
     }
 
@@ -257,17 +261,20 @@ impl TaskContext {
     }
 }
 
-/// What a running task reaches of its run: the engine's record, or a local one in tests.
+/// A boxed future: what a [`RunAccess`] method returns.
+pub(crate) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a running task reaches of its run: the engine's store, or a local record in tests.
 pub(crate) trait RunAccess: Send + Sync {
-    fn update_metadata(&self, ops: Vec<MetadataOp>) -> Result<(), MetadataError>;
-    fn metadata(&self) -> Option<JsonObject>;
+    fn update_metadata(&self, ops: Vec<MetadataOp>) -> BoxFuture<'_, Result<(), MetadataError>>;
+    fn metadata(&self) -> BoxFuture<'_, Option<JsonObject>>;
     /// Appends a chunk to stream `(task, key)` of the run, from attempt `attempt`.
     fn append_chunk(
         &self,
         attempt: u32,
         stream: (&'static str, &'static str),
         data: Arc<RawValue>,
-    ) -> Result<Cursor, StreamError>;
+    ) -> BoxFuture<'_, Result<Cursor, StreamError>>;
 }
 
 /// The run of a [`TaskContext::new`]: metadata kept in the context; chunks counted only.
@@ -278,14 +285,16 @@ struct LocalRun {
 }
 
 impl RunAccess for LocalRun {
-    fn update_metadata(&self, ops: Vec<MetadataOp>) -> Result<(), MetadataError> {
+    fn update_metadata(&self, ops: Vec<MetadataOp>) -> BoxFuture<'_, Result<(), MetadataError>> {
         let mut metadata = lock(&self.metadata);
-        *metadata = Some(apply_all(metadata.as_ref(), ops)?);
-        Ok(())
+        let updated = apply_all(metadata.as_ref(), ops).map(|updated| {
+            *metadata = Some(updated);
+        });
+        Box::pin(std::future::ready(updated))
     }
 
-    fn metadata(&self) -> Option<JsonObject> {
-        lock(&self.metadata).clone()
+    fn metadata(&self) -> BoxFuture<'_, Option<JsonObject>> {
+        Box::pin(std::future::ready(lock(&self.metadata).clone()))
     }
 
     fn append_chunk(
@@ -293,9 +302,9 @@ impl RunAccess for LocalRun {
         _attempt: u32,
         _stream: (&'static str, &'static str),
         _data: Arc<RawValue>,
-    ) -> Result<Cursor, StreamError> {
+    ) -> BoxFuture<'_, Result<Cursor, StreamError>> {
         let written = self.chunks.fetch_add(1, Ordering::Relaxed) + 1;
-        Ok(Cursor::new(written))
+        Box::pin(std::future::ready(Ok(Cursor::new(written))))
     }
 }
 

@@ -62,9 +62,10 @@ async fn progress(steps: u32, ctx: TaskContext) -> Result<u32, runcast::Metadata
                 (f64::from(step) / f64::from(steps)).into(),
             ),
             MetadataOp::Append("log".into(), format!("step {step}").into()),
-        ])?;
+        ])
+        .await?;
         // The task reads back what it wrote (a mismatch panics: the run crashes).
-        let log = ctx.metadata().and_then(|m| m.get("log").cloned());
+        let log = ctx.metadata().await.and_then(|m| m.get("log").cloned());
         assert_eq!(
             log.and_then(|l| l.as_array().map(Vec::len)),
             Some(step as usize)
@@ -99,7 +100,8 @@ static CHATTY_GO: tokio::sync::Notify = tokio::sync::Notify::const_new();
 async fn chatty(n: u32, ctx: TaskContext) -> Result<u32, MetadataError> {
     CHATTY_GO.notified().await;
     for i in 0..n {
-        ctx.update_metadata([MetadataOp::Set("i".into(), i.into())])?;
+        ctx.update_metadata([MetadataOp::Set("i".into(), i.into())])
+            .await?;
     }
     Ok(n)
 }
@@ -128,7 +130,7 @@ async fn follow<T: runcast::Task>(engine: &Engine, id: &runcast::RunId) -> Vec<r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_completes_with_its_typed_output() {
     let engine = engine();
-    let handle = engine.trigger::<Double>(21).unwrap();
+    let handle = engine.trigger::<Double>(21).await.unwrap();
     let runs = follow::<Double>(&engine, handle.id()).await;
     let last = runs.last().unwrap();
     assert_eq!(last.status, RunStatus::Completed);
@@ -142,18 +144,19 @@ async fn a_run_completes_with_its_typed_output() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_attempts_are_retried_then_the_run_fails_with_the_error() {
     let engine = engine();
-    let handle = engine.trigger::<Flaky>(()).unwrap();
+    let handle = engine.trigger::<Flaky>(()).await.unwrap();
     let last = follow::<Flaky>(&engine, handle.id()).await.pop().unwrap();
     assert_eq!((last.status, last.output), (RunStatus::Completed, Some(3)));
     // Two attempts are not enough for it: the second's error is the run's.
     let two = TriggerOptions::default().max_attempts(2);
-    let handle = engine.trigger_with::<Flaky>((), two).unwrap();
+    let handle = engine.trigger_with::<Flaky>((), two).await.unwrap();
     let last = follow::<Flaky>(&engine, handle.id()).await.pop().unwrap();
     assert_eq!(last.status, RunStatus::Failed);
     assert_eq!(last.error.unwrap().message, "attempt 2 failed");
 
     let handle = engine
         .trigger_with::<AlwaysFails>((), TriggerOptions::default().max_attempts(2))
+        .await
         .unwrap();
     let runs = follow::<AlwaysFails>(&engine, handle.id()).await;
     let last = runs.last().unwrap();
@@ -173,11 +176,11 @@ async fn failed_attempts_are_retried_then_the_run_fails_with_the_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_crashes_the_run_and_the_engine_keeps_running() {
     let engine = engine();
-    let crashed = engine.trigger::<Panics>(()).unwrap();
+    let crashed = engine.trigger::<Panics>(()).await.unwrap();
     let last = follow::<Panics>(&engine, crashed.id()).await.pop().unwrap();
     assert_eq!(last.status, RunStatus::Crashed);
     assert_eq!(last.error.unwrap().message, "the task panicked: boom");
-    let fine = engine.trigger::<Double>(1).unwrap();
+    let fine = engine.trigger::<Double>(1).await.unwrap();
     let last = follow::<Double>(&engine, fine.id()).await.pop().unwrap();
     assert_eq!(last.output, Some(2));
 }
@@ -204,18 +207,18 @@ async fn subscribing_right_after_trigger_never_misses_a_run_that_finished_instan
         tokio::spawn(async move {
             match i % 3 {
                 0 => {
-                    let handle = engine.trigger::<Double>(i).unwrap();
+                    let handle = engine.trigger::<Double>(i).await.unwrap();
                     let (status, output) = race(&engine, &handle).await;
                     (status, output.map(|n| n.to_string()))
                 }
                 1 => {
                     let once = TriggerOptions::default().max_attempts(1);
-                    let handle = engine.trigger_with::<AlwaysFails>((), once).unwrap();
+                    let handle = engine.trigger_with::<AlwaysFails>((), once).await.unwrap();
                     let (status, output) = race(&engine, &handle).await;
                     (status, output.map(|()| "()".into()))
                 }
                 _ => {
-                    let handle = engine.trigger::<Echo>(format!("echo {i}")).unwrap();
+                    let handle = engine.trigger::<Echo>(format!("echo {i}")).await.unwrap();
                     race(&engine, &handle).await
                 }
             }
@@ -240,7 +243,7 @@ async fn a_handles_cursor_is_the_one_just_before_its_runs_creation() {
     let engine = engine();
     let before = engine.hub().cursor();
     let later = TriggerOptions::default().delay(Duration::from_secs(60));
-    let handle = engine.trigger_with::<Sleep>(1, later).unwrap();
+    let handle = engine.trigger_with::<Sleep>(1, later).await.unwrap();
     assert_eq!(handle.cursor(), before);
     let mut feed = engine
         .subscribe(Scope::Run(handle.id().clone()), handle.cursor())
@@ -248,7 +251,7 @@ async fn a_handles_cursor_is_the_one_just_before_its_runs_creation() {
     let created = feed.next().await.unwrap().unwrap();
     assert_eq!(created.run.status, RunStatus::Delayed);
     assert!(created.cursor > handle.cursor());
-    engine.cancel(handle.id()).unwrap();
+    engine.cancel(handle.id()).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,9 +261,12 @@ async fn a_tag_feed_yields_each_task_as_its_variant() {
         .subscribe_to_runs_with_tag::<Numbers>(["user:7"])
         .unwrap();
     let tagged = TriggerOptions::default().tag("user:7");
-    let double = engine.trigger_with::<Double>(5, tagged.clone()).unwrap();
-    let flaky_run = engine.trigger_with::<Flaky>((), tagged).unwrap();
-    engine.trigger::<Double>(6).unwrap(); // untagged: not in the feed
+    let double = engine
+        .trigger_with::<Double>(5, tagged.clone())
+        .await
+        .unwrap();
+    let flaky_run = engine.trigger_with::<Flaky>((), tagged).await.unwrap();
+    engine.trigger::<Double>(6).await.unwrap(); // untagged: not in the feed
     let (mut doubled, mut flaky) = (None, None);
     while doubled.is_none() || flaky.is_none() {
         let run = feed.next().await.unwrap().unwrap().run;
@@ -291,7 +297,7 @@ async fn bad_triggers_are_refused_and_store_nothing() {
         .build()
         .unwrap();
     let before = engine.hub().cursor();
-    let too_large = engine.trigger::<Double>(123_456).unwrap_err();
+    let too_large = engine.trigger::<Double>(123_456).await.unwrap_err();
     assert!(
         matches!(
             too_large,
@@ -299,7 +305,7 @@ async fn bad_triggers_are_refused_and_store_nothing() {
         ),
         "{too_large}"
     );
-    let unknown = engine.trigger::<Elsewhere>(1).unwrap_err();
+    let unknown = engine.trigger::<Elsewhere>(1).await.unwrap_err();
     assert!(
         unknown
             .to_string()
@@ -314,11 +320,12 @@ async fn bad_triggers_are_refused_and_store_nothing() {
     ] {
         let mut options = TriggerOptions::default();
         options.tags = tags;
-        let err = engine.trigger_with::<Double>(1, options).unwrap_err();
+        let err = engine.trigger_with::<Double>(1, options).await.unwrap_err();
         assert!(err.to_string().contains(expected), "{err}");
     }
     let err = engine
         .trigger_with::<Double>(1, TriggerOptions::default().max_attempts(0))
+        .await
         .unwrap_err();
     assert!(matches!(err, TriggerError::NoAttempts));
     assert_eq!(engine.hub().cursor(), before, "nothing was published");
@@ -344,14 +351,14 @@ async fn cancel_stops_a_running_attempt_and_a_queued_run() {
         .concurrency(1)
         .build()
         .unwrap();
-    let running = engine.trigger::<Sleep>(60_000).unwrap();
-    let queued = engine.trigger::<Sleep>(1).unwrap(); // waits: concurrency is 1
+    let running = engine.trigger::<Sleep>(60_000).await.unwrap();
+    let queued = engine.trigger::<Sleep>(1).await.unwrap(); // waits: concurrency is 1
     let mut updates = engine.subscribe_to_run::<Sleep>(running.id()).unwrap();
     while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
     tokio::time::sleep(Duration::from_millis(20)).await;
     // The queued run first: canceling the running one frees its slot for the queued one.
-    engine.cancel(queued.id()).unwrap();
-    engine.cancel(running.id()).unwrap();
+    engine.cancel(queued.id()).await.unwrap();
+    engine.cancel(running.id()).await.unwrap();
     let last = updates
         .map(|u| u.unwrap().run)
         .collect::<Vec<_>>()
@@ -367,26 +374,26 @@ async fn cancel_stops_a_running_attempt_and_a_queued_run() {
     );
     // The canceled attempt's time still counts, once it has stopped.
     let counted = async {
-        while engine.run(running.id()).unwrap().duration_ms == 0 {
+        while engine.run(running.id()).await.unwrap().duration_ms == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
     tokio::time::timeout(Duration::from_secs(30), counted)
         .await
         .unwrap();
-    let again = engine.cancel(running.id()).unwrap_err();
+    let again = engine.cancel(running.id()).await.unwrap_err();
     assert!(
         again.to_string().contains("already finished as CANCELED"),
         "{again}"
     );
-    assert!(engine.cancel(&"run_nope".into()).is_err());
+    assert!(engine.cancel(&"run_nope".into()).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_past_its_max_duration_times_out() {
     let engine = engine();
     let options = TriggerOptions::default().max_duration(Duration::from_millis(20));
-    let handle = engine.trigger_with::<Sleep>(60_000, options).unwrap();
+    let handle = engine.trigger_with::<Sleep>(60_000, options).await.unwrap();
     let last = follow::<Sleep>(&engine, handle.id()).await.pop().unwrap();
     assert_eq!(last.status, RunStatus::TimedOut);
     assert!(last.error.unwrap().message.contains("maximum duration"));
@@ -397,6 +404,7 @@ async fn a_delayed_run_waits_then_runs_and_a_run_past_its_ttl_expires() {
     let engine = engine();
     let delayed = engine
         .trigger_with::<Double>(4, TriggerOptions::default().delay(Duration::from_secs(1)))
+        .await
         .unwrap();
     let runs = follow::<Double>(&engine, delayed.id()).await;
     assert_eq!(runs[0].status, RunStatus::Delayed);
@@ -408,7 +416,7 @@ async fn a_delayed_run_waits_then_runs_and_a_run_past_its_ttl_expires() {
     let options = TriggerOptions::default()
         .delay(Duration::from_secs(60))
         .ttl(Duration::from_millis(20));
-    let expiring = engine.trigger_with::<Double>(1, options).unwrap();
+    let expiring = engine.trigger_with::<Double>(1, options).await.unwrap();
     let last = follow::<Double>(&engine, expiring.id())
         .await
         .pop()
@@ -426,8 +434,8 @@ async fn an_idempotency_key_returns_the_first_run_until_its_ttl_ends() {
         .build()
         .unwrap();
     let keyed = || TriggerOptions::default().idempotency_key("order-1");
-    let first = engine.trigger_with::<Double>(1, keyed()).unwrap();
-    let second = engine.trigger_with::<Double>(2, keyed()).unwrap();
+    let first = engine.trigger_with::<Double>(1, keyed()).await.unwrap();
+    let second = engine.trigger_with::<Double>(2, keyed()).await.unwrap();
     assert_eq!(first.id(), second.id());
     assert_eq!(first.cursor(), second.cursor());
     let run = follow::<Double>(&engine, first.id()).await.pop().unwrap();
@@ -436,7 +444,7 @@ async fn an_idempotency_key_returns_the_first_run_until_its_ttl_ends() {
         (Some(2), Some("order-1"))
     );
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let third = engine.trigger_with::<Double>(3, keyed()).unwrap();
+    let third = engine.trigger_with::<Double>(3, keyed()).await.unwrap();
     assert_ne!(third.id(), first.id());
 }
 
@@ -445,6 +453,7 @@ async fn a_batch_is_all_or_nothing_and_has_its_own_feed() {
     let engine = engine();
     let batch = engine
         .batch_trigger::<Sleep>((0..3).map(|i| (i, TriggerOptions::default())))
+        .await
         .unwrap();
     assert_eq!(batch.runs.len(), 3);
     let mut feed = engine.subscribe_to_batch::<Sleeps>(&batch.id).unwrap();
@@ -459,10 +468,10 @@ async fn a_batch_is_all_or_nothing_and_has_its_own_feed() {
     let mut bad = TriggerOptions::default();
     bad.tags = vec![String::new()];
     let items = vec![(1, TriggerOptions::default()), (2, bad)];
-    assert!(engine.batch_trigger::<Sleep>(items).is_err());
+    assert!(engine.batch_trigger::<Sleep>(items).await.is_err());
     let too_many = (0..1_001).map(|i| (i, TriggerOptions::default()));
     assert!(matches!(
-        engine.batch_trigger::<Sleep>(too_many),
+        engine.batch_trigger::<Sleep>(too_many).await,
         Err(TriggerError::BatchTooLarge { count: 1_001 })
     ));
     assert_eq!(engine.hub().cursor(), before, "nothing was stored");
@@ -476,7 +485,7 @@ async fn costs_follow_execution_time_and_subscriptions_are_limited() {
         .max_subscriptions(1)
         .build()
         .unwrap();
-    let handle = engine.trigger::<Sleep>(20).unwrap();
+    let handle = engine.trigger::<Sleep>(20).await.unwrap();
     let sub = engine.subscribe_to_run::<Sleep>(handle.id()).unwrap();
     assert!(matches!(
         engine.subscribe_to_run::<Sleep>(handle.id()),
@@ -495,7 +504,7 @@ async fn costs_follow_execution_time_and_subscriptions_are_limited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_changes_from_the_task_and_from_outside_reach_subscribers() {
     let engine = engine();
-    let handle = engine.trigger::<Progress>(4).unwrap();
+    let handle = engine.trigger::<Progress>(4).await.unwrap();
     let runs = follow::<Progress>(&engine, handle.id()).await;
     let last = runs.last().unwrap();
     let metadata = serde_json::Value::Object(last.metadata.clone().unwrap());
@@ -516,6 +525,7 @@ async fn metadata_changes_from_the_task_and_from_outside_reach_subscribers() {
                 MetadataOp::Increment("log".into(), 1.0),
             ],
         )
+        .await
         .unwrap_err();
     assert!(matches!(err, MetadataError::NotANumber { .. }), "{err}");
     assert_eq!(engine.hub().cursor(), before, "nothing was published");
@@ -528,39 +538,49 @@ async fn metadata_changes_from_the_task_and_from_outside_reach_subscribers() {
     assert_eq!(current.cursor, before);
     engine
         .update_metadata(handle.id(), [MetadataOp::Increment("children".into(), 1.0)])
+        .await
         .unwrap();
     let changed = forever.next().await.unwrap().unwrap().run;
     let metadata = changed.metadata.unwrap();
     assert_eq!(metadata["children"], 1);
     assert!(!metadata.contains_key("x"));
     assert_eq!(metadata["log"].as_array().map(Vec::len), Some(4));
-    assert!(engine.update_metadata(&"run_nope".into(), []).is_err());
+    assert!(
+        engine
+            .update_metadata(&"run_nope".into(), [])
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tags_added_to_a_live_run_bring_it_into_a_tag_feed() {
     let engine = engine();
-    let handle = engine.trigger::<Sleep>(60_000).unwrap();
+    let handle = engine.trigger::<Sleep>(60_000).await.unwrap();
     let mut feed = engine
         .subscribe_to_runs_with_tag::<Sleeps>(["late"])
         .unwrap();
-    engine.add_tags(handle.id(), ["late", "extra"]).unwrap();
+    engine
+        .add_tags(handle.id(), ["late", "extra"])
+        .await
+        .unwrap();
     let Sleeps::Sleep(run) = feed.next().await.unwrap().unwrap().run;
     assert_eq!(run.tags, ["late", "extra"]);
-    engine.remove_tags(handle.id(), ["extra"]).unwrap();
+    engine.remove_tags(handle.id(), ["extra"]).await.unwrap();
     let Sleeps::Sleep(run) = feed.next().await.unwrap().unwrap().run;
     assert_eq!(run.tags, ["late"]);
     let err = engine
         .add_tags(handle.id(), (0..10).map(|i| i.to_string()))
+        .await
         .unwrap_err();
     assert!(err.to_string().contains("at most 10"), "{err}");
-    engine.cancel(handle.id()).unwrap();
+    engine.cancel(handle.id()).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_running_attempts_finish_then_cancels_the_rest_at_the_deadline() {
     let engine = engine();
-    let quick = engine.trigger::<Sleep>(300).unwrap();
+    let quick = engine.trigger::<Sleep>(300).await.unwrap();
     let mut updates = engine.subscribe_to_run::<Sleep>(quick.id()).unwrap();
     while updates
         .next()
@@ -572,10 +592,16 @@ async fn shutdown_lets_running_attempts_finish_then_cancels_the_rest_at_the_dead
         .is_queued()
     {}
     // Still running when shutdown begins: shutdown waits for it.
-    assert_eq!(engine.run(quick.id()).unwrap().status, RunStatus::Executing);
+    assert_eq!(
+        engine.run(quick.id()).await.unwrap().status,
+        RunStatus::Executing
+    );
     assert_eq!(engine.shutdown(Duration::from_secs(30)).await, 0);
-    assert_eq!(engine.run(quick.id()).unwrap().status, RunStatus::Completed);
-    let refused = engine.trigger::<Sleep>(1).unwrap_err();
+    assert_eq!(
+        engine.run(quick.id()).await.unwrap().status,
+        RunStatus::Completed
+    );
+    let refused = engine.trigger::<Sleep>(1).await.unwrap_err();
     assert!(matches!(refused, TriggerError::ShuttingDown), "{refused}");
 
     let engine = Engine::builder()
@@ -583,15 +609,21 @@ async fn shutdown_lets_running_attempts_finish_then_cancels_the_rest_at_the_dead
         .concurrency(1)
         .build()
         .unwrap();
-    let slow = engine.trigger::<Sleep>(60_000).unwrap();
-    let waiting = engine.trigger::<Sleep>(1).unwrap();
+    let slow = engine.trigger::<Sleep>(60_000).await.unwrap();
+    let waiting = engine.trigger::<Sleep>(1).await.unwrap();
     let mut updates = engine.subscribe_to_run::<Sleep>(slow.id()).unwrap();
     while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
     assert_eq!(engine.shutdown(Duration::from_millis(20)).await, 1);
-    assert_eq!(engine.run(slow.id()).unwrap().status, RunStatus::Canceled);
+    assert_eq!(
+        engine.run(slow.id()).await.unwrap().status,
+        RunStatus::Canceled
+    );
     // The slot the canceled run freed does not start the queued one.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(engine.run(waiting.id()).unwrap().status, RunStatus::Queued);
+    assert_eq!(
+        engine.run(waiting.id()).await.unwrap().status,
+        RunStatus::Queued
+    );
 }
 
 /// Returns the length of its payload.
@@ -604,7 +636,7 @@ async fn measure(text: String) -> Result<usize, String> {
 async fn a_payload_of_several_mebibytes_goes_through_trigger_execution_and_subscription() {
     let engine = Engine::builder().task::<Measure>().build().unwrap();
     let text = "x".repeat(8 * 1024 * 1024);
-    let handle = engine.trigger::<Measure>(text.clone()).unwrap();
+    let handle = engine.trigger::<Measure>(text.clone()).await.unwrap();
     // From the handle's cursor, which precedes the run's creation.
     let updates = engine.subscribe(Scope::Run(handle.id().clone()), handle.cursor());
     let runs: Vec<_> = updates
@@ -619,7 +651,7 @@ async fn a_payload_of_several_mebibytes_goes_through_trigger_execution_and_subsc
     assert_eq!(last.output, Some(text.len()));
     let over = "x".repeat(10 * 1024 * 1024);
     assert!(matches!(
-        engine.trigger::<Measure>(over).unwrap_err(),
+        engine.trigger::<Measure>(over).await.unwrap_err(),
         TriggerError::PayloadTooLarge { .. }
     ));
 }
@@ -632,6 +664,7 @@ async fn a_batch_may_mix_tasks_and_its_feed_types_each_run() {
             runcast::BatchItem::new::<Double>(&21, TriggerOptions::default()),
             runcast::BatchItem::new::<Flaky>(&(), TriggerOptions::default()),
         ])
+        .await
         .unwrap();
     let mut feed = engine.subscribe_to_batch::<Numbers>(&batch.id).unwrap();
     let (mut doubled, mut flaky) = (None, None);
@@ -643,10 +676,12 @@ async fn a_batch_may_mix_tasks_and_its_feed_types_each_run() {
         }
     }
     assert_eq!((doubled, flaky), (Some(42), Some(3)));
-    let refused = engine.batch_trigger_mixed([
-        runcast::BatchItem::new::<Double>(&1, TriggerOptions::default()),
-        runcast::BatchItem::new::<Elsewhere>(&1, TriggerOptions::default()),
-    ]);
+    let refused = engine
+        .batch_trigger_mixed([
+            runcast::BatchItem::new::<Double>(&1, TriggerOptions::default()),
+            runcast::BatchItem::new::<Elsewhere>(&1, TriggerOptions::default()),
+        ])
+        .await;
     assert!(matches!(
         refused,
         Err(TriggerError::UnknownTask("elsewhere"))
@@ -660,7 +695,9 @@ fn trigger_works_from_a_thread_outside_the_runtime() {
     let delayed = TriggerOptions::default()
         .delay(Duration::from_millis(5))
         .ttl(Duration::from_secs(60));
-    let handle = engine.trigger_with::<Double>(2, delayed).unwrap();
+    // Not on the runtime: a plain executor drives the trigger, and the timers it starts run
+    // on the engine's runtime.
+    let handle = futures::executor::block_on(engine.trigger_with::<Double>(2, delayed)).unwrap();
     let last = runtime
         .block_on(follow::<Double>(&engine, handle.id()))
         .pop()
@@ -683,6 +720,7 @@ async fn bad_subscriptions_and_oversized_initial_metadata_are_refused() {
     );
     let err = engine
         .trigger_with::<Double>(1, TriggerOptions::default().metadata(big))
+        .await
         .unwrap_err();
     assert!(
         matches!(err, TriggerError::Metadata(MetadataError::TooLarge { .. })),
@@ -695,9 +733,10 @@ async fn bad_subscriptions_and_oversized_initial_metadata_are_refused() {
 async fn batch_items_with_idempotency_keys_return_the_runs_the_keys_started() {
     let engine = engine();
     let keyed = |key: &str| TriggerOptions::default().idempotency_key(key);
-    let first = engine.trigger_with::<Double>(1, keyed("a")).unwrap();
+    let first = engine.trigger_with::<Double>(1, keyed("a")).await.unwrap();
     let batch = engine
         .batch_trigger::<Double>([(1, keyed("a")), (2, keyed("b")), (3, keyed("b"))])
+        .await
         .unwrap();
     let ids: Vec<_> = batch.runs.iter().map(|run| run.id().clone()).collect();
     // `a` started a run before; the two `b`s are one new run, in this batch.
@@ -730,7 +769,7 @@ async fn any_concurrency_setting_builds() {
             .concurrency(concurrency)
             .build()
             .unwrap();
-        let handle = engine.trigger::<Double>(1).unwrap();
+        let handle = engine.trigger::<Double>(1).await.unwrap();
         assert_eq!(
             follow::<Double>(&engine, handle.id())
                 .await
@@ -752,7 +791,7 @@ async fn echo_tags(_: (), ctx: TaskContext) -> Result<Vec<String>, String> {
 async fn the_context_shows_the_runs_tags() {
     let engine = Engine::builder().task::<EchoTags>().build().unwrap();
     let tagged = TriggerOptions::default().tag("a").tag("b");
-    let handle = engine.trigger_with::<EchoTags>((), tagged).unwrap();
+    let handle = engine.trigger_with::<EchoTags>((), tagged).await.unwrap();
     let last = follow::<EchoTags>(&engine, handle.id())
         .await
         .pop()
@@ -763,7 +802,7 @@ async fn the_context_shows_the_runs_tags() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_subscription_can_outlive_the_runs_completion() {
     let engine = engine();
-    let handle = engine.trigger::<Double>(1).unwrap();
+    let handle = engine.trigger::<Double>(1).await.unwrap();
     let mut updates = engine
         .subscribe_to_run_forever::<Double>(handle.id())
         .unwrap();
@@ -773,6 +812,7 @@ async fn a_run_subscription_can_outlive_the_runs_completion() {
             handle.id(),
             [MetadataOp::Set("child".into(), "done".into())],
         )
+        .await
         .unwrap();
     let after = updates.next().await.unwrap().unwrap().run;
     assert_eq!(after.metadata.unwrap()["child"], "done");
@@ -781,7 +821,7 @@ async fn a_run_subscription_can_outlive_the_runs_completion() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_subscriber_coalesces_to_the_latest_snapshot_and_keeps_the_final_one() {
     let engine = engine();
-    let handle = engine.trigger::<Chatty>(5_000).unwrap();
+    let handle = engine.trigger::<Chatty>(5_000).await.unwrap();
     let mut stalled = engine.subscribe_to_run::<Chatty>(handle.id()).unwrap();
     let first = stalled.next().await.unwrap().unwrap();
     // Another subscriber reads every change as it comes, meanwhile.
@@ -800,7 +840,7 @@ async fn a_stalled_subscriber_coalesces_to_the_latest_snapshot_and_keeps_the_fin
     // The run goes through 5,000 metadata changes while the first subscriber reads nothing.
     CHATTY_GO.notify_one();
     let finished = async {
-        while !engine.run(handle.id()).unwrap().status.is_final() {
+        while !engine.run(handle.id()).await.unwrap().status.is_final() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
@@ -838,20 +878,23 @@ async fn finished_runs_are_forgotten_after_their_retention_and_live_ones_never()
         .tag("kept");
     let done = engine
         .trigger_with::<Echo>("hi".into(), keyed.clone())
+        .await
         .unwrap();
     let live = engine
         .trigger_with::<Sleep>(60_000, TriggerOptions::default().tag("kept"))
+        .await
         .unwrap();
     let last = follow::<Echo>(&engine, done.id()).await.pop().unwrap();
     assert_eq!(last.status, RunStatus::Completed);
     // Within its retention, the key still returns the finished run.
     let again = engine
         .trigger_with::<Echo>("hi".into(), keyed.clone())
+        .await
         .unwrap();
     assert_eq!(again.id(), done.id());
 
     let forgotten = async {
-        while engine.run(done.id()).is_some() {
+        while engine.run(done.id()).await.is_some() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
@@ -869,7 +912,10 @@ async fn finished_runs_are_forgotten_after_their_retention_and_live_ones_never()
     let first = feed.next().await.unwrap().unwrap();
     assert_eq!(&first.run.id, live.id());
     assert_eq!(first.run.status, RunStatus::Executing);
-    let fresh = engine.trigger_with::<Echo>("hi".into(), keyed).unwrap();
+    let fresh = engine
+        .trigger_with::<Echo>("hi".into(), keyed)
+        .await
+        .unwrap();
     assert_ne!(fresh.id(), done.id());
-    engine.cancel(live.id()).unwrap();
+    engine.cancel(live.id()).await.unwrap();
 }

@@ -26,10 +26,11 @@ async fn chat(words: Vec<String>, ctx: TaskContext) -> Result<String, StreamErro
     let tokens = ctx.stream(Chat::TOKENS);
     let total = u32::try_from(words.len()).unwrap();
     for (i, word) in words.iter().enumerate() {
-        tokens.append(word)?;
+        tokens.append(word).await?;
         let done = u32::try_from(i).unwrap() + 1;
         let progress = serde_json::json!({"done": done, "total": total});
         ctx.update_metadata([MetadataOp::Update(progress.as_object().unwrap().clone())])
+            .await
             .unwrap();
         tokio::task::yield_now().await;
     }
@@ -50,6 +51,7 @@ async fn fail_midway(_: (), ctx: TaskContext) -> Result<(), String> {
     for n in 0..3 {
         ctx.stream(FailMidway::NUMBERS)
             .append(&n)
+            .await
             .map_err(|e| e.to_string())?;
     }
     Err("gave up".into())
@@ -58,7 +60,7 @@ async fn fail_midway(_: (), ctx: TaskContext) -> Result<(), String> {
 /// Writes one number, then waits to be canceled.
 #[task(id = "wait", streams(numbers = u64))]
 async fn wait(_: (), ctx: TaskContext) -> Result<(), StreamError> {
-    ctx.stream(Wait::NUMBERS).append(&7)?;
+    ctx.stream(Wait::NUMBERS).append(&7).await?;
     ctx.canceled().await;
     Ok(())
 }
@@ -70,7 +72,7 @@ async fn fill(size: usize, ctx: TaskContext) -> Result<(u32, String), String> {
     let blob = "x".repeat(size.saturating_sub(2));
     let mut written = 0;
     loop {
-        match ctx.stream(Fill::BLOBS).append(&blob) {
+        match ctx.stream(Fill::BLOBS).append(&blob).await {
             Ok(_) => written += 1,
             Err(error) => return Ok((written, error.to_string())),
         }
@@ -80,7 +82,7 @@ async fn fill(size: usize, ctx: TaskContext) -> Result<(u32, String), String> {
 /// Writes to a stream of another task: refused.
 #[task(id = "trespass")]
 async fn trespass(_: (), ctx: TaskContext) -> Result<String, String> {
-    match ctx.stream(Count::NUMBERS).append(&1) {
+    match ctx.stream(Count::NUMBERS).append(&1).await {
         Ok(_) => Err("written".into()),
         Err(error) => Ok(error.to_string()),
     }
@@ -106,9 +108,14 @@ async fn retry_once(_: (), ctx: TaskContext) -> Result<String, String> {
         return Err("first attempt fails".into());
     }
     let first = FIRST_ATTEMPT.lock().unwrap().take().unwrap();
-    let refused = first.stream(RetryOnce::NUMBERS).append(&1).unwrap_err();
+    let refused = first
+        .stream(RetryOnce::NUMBERS)
+        .append(&1)
+        .await
+        .unwrap_err();
     ctx.stream(RetryOnce::NUMBERS)
         .append(&2)
+        .await
         .map_err(|e| e.to_string())?;
     Ok(refused.to_string())
 }
@@ -148,7 +155,7 @@ fn words(text: &str) -> Vec<String> {
 /// Waits for a run to finish.
 async fn finished(engine: &Engine, id: &RunId) -> AnyRun {
     loop {
-        let run = engine.run(id).unwrap();
+        let run = engine.run(id).await.unwrap();
         if run.status.is_final() {
             return run;
         }
@@ -174,6 +181,7 @@ async fn chunks_and_run_changes_arrive_typed_in_one_cursor_order() {
     let engine = engine();
     let handle = engine
         .trigger::<Chat>(words("the quick brown fox"))
+        .await
         .unwrap();
     let items = engine
         .subscribe_to_run::<Chat>(handle.id())
@@ -219,7 +227,10 @@ async fn chunks_and_run_changes_arrive_typed_in_one_cursor_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_from_every_cursor_continues_with_no_gap_and_no_duplicate() {
     let engine = engine();
-    let handle = engine.trigger::<Chat>(words("a b c d e f g h")).unwrap();
+    let handle = engine
+        .trigger::<Chat>(words("a b c d e f g h"))
+        .await
+        .unwrap();
     let recorded = record(&engine, handle.id(), handle.cursor()).await;
     let chunks = |items: &[Realtime<AnyRun, AnyChunk>]| -> Vec<(Cursor, String)> {
         items
@@ -263,7 +274,7 @@ async fn resuming_from_every_cursor_continues_with_no_gap_and_no_duplicate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_subscriber_reads_the_streams_from_their_start() {
     let engine = engine();
-    let handle = engine.trigger::<Count>(1_000).unwrap();
+    let handle = engine.trigger::<Count>(1_000).await.unwrap();
     finished(&engine, handle.id()).await;
 
     let numbers: Vec<u64> = engine
@@ -318,13 +329,16 @@ async fn a_lagging_subscriber_loses_no_chunk_while_snapshots_coalesce() {
     let counts = [
         engine
             .trigger_with::<Count>(20_000, tagged.clone())
+            .await
             .unwrap(),
         engine
             .trigger_with::<Count>(15_000, tagged.clone())
+            .await
             .unwrap(),
     ];
     let chat = engine
         .trigger_with::<Chat>(words("one two three"), tagged)
+        .await
         .unwrap();
     let mut feed = engine
         .subscribe_to_runs_with_tag::<Feed>(["lag"])
@@ -384,12 +398,17 @@ async fn limits_refuse_a_chunk_and_write_nothing_of_it() {
         .max_stream_bytes(1_000)
         .build()
         .unwrap();
-    let too_big = engine.trigger::<Fill>(101).unwrap();
-    let fits = engine.trigger::<Fill>(100).unwrap();
+    let too_big = engine.trigger::<Fill>(101).await.unwrap();
+    let fits = engine.trigger::<Fill>(100).await.unwrap();
     for handle in [&too_big, &fits] {
         finished(&engine, handle.id()).await;
     }
-    let run = engine.run(too_big.id()).unwrap().decode::<Fill>().unwrap();
+    let run = engine
+        .run(too_big.id())
+        .await
+        .unwrap()
+        .decode::<Fill>()
+        .unwrap();
     let (written, why) = run.output.unwrap();
     assert_eq!(written, 0);
     assert_eq!(
@@ -398,7 +417,12 @@ async fn limits_refuse_a_chunk_and_write_nothing_of_it() {
     );
     assert!(run.realtime_streams.is_empty());
 
-    let run = engine.run(fits.id()).unwrap().decode::<Fill>().unwrap();
+    let run = engine
+        .run(fits.id())
+        .await
+        .unwrap()
+        .decode::<Fill>()
+        .unwrap();
     let (written, why) = run.output.unwrap();
     // Each chunk counts its 100 bytes and 64 more: six fit in 1,000, a seventh would not.
     assert_eq!(written, 6);
@@ -413,7 +437,7 @@ async fn limits_refuse_a_chunk_and_write_nothing_of_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_for_another_task_or_a_finished_run_are_refused() {
     let engine = engine();
-    let handle = engine.trigger::<Trespass>(()).unwrap();
+    let handle = engine.trigger::<Trespass>(()).await.unwrap();
     let run = finished(&engine, handle.id())
         .await
         .decode::<Trespass>()
@@ -423,10 +447,10 @@ async fn chunks_for_another_task_or_a_finished_run_are_refused() {
         "stream `numbers` is a stream of task `count`, not of this run's task `trespass`"
     );
 
-    let handle = engine.trigger::<Keep>(()).unwrap();
+    let handle = engine.trigger::<Keep>(()).await.unwrap();
     finished(&engine, handle.id()).await;
     let ctx = KEPT.lock().unwrap().take().unwrap();
-    let error = ctx.stream(Count::NUMBERS).append(&1).unwrap_err();
+    let error = ctx.stream(Count::NUMBERS).append(&1).await.unwrap_err();
     assert!(matches!(error, StreamError::NotRunning(_)), "{error}");
 
     assert!(matches!(
@@ -442,7 +466,7 @@ async fn chunks_for_another_task_or_a_finished_run_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_executing_attempt_writes_to_the_streams() {
     let engine = engine();
-    let handle = engine.trigger::<RetryOnce>(()).unwrap();
+    let handle = engine.trigger::<RetryOnce>(()).await.unwrap();
     let numbers: Vec<u64> = engine
         .read_stream(handle.id(), RetryOnce::NUMBERS)
         .unwrap()
@@ -453,6 +477,7 @@ async fn only_the_executing_attempt_writes_to_the_streams() {
     assert_eq!(numbers, [2]);
     let run = engine
         .run(handle.id())
+        .await
         .unwrap()
         .decode::<RetryOnce>()
         .unwrap();
@@ -468,6 +493,7 @@ async fn the_stream_of_a_failed_or_canceled_run_ends_cleanly() {
     let engine = engine();
     let failed = engine
         .trigger_with::<FailMidway>((), TriggerOptions::default().max_attempts(1))
+        .await
         .unwrap();
     let numbers: Vec<u64> = engine
         .read_stream(failed.id(), FailMidway::NUMBERS)
@@ -489,10 +515,10 @@ async fn the_stream_of_a_failed_or_canceled_run_ends_cleanly() {
     };
     assert_eq!(last.run.status, RunStatus::Failed);
 
-    let waiting = engine.trigger::<Wait>(()).unwrap();
+    let waiting = engine.trigger::<Wait>(()).await.unwrap();
     let mut reader = engine.read_stream(waiting.id(), Wait::NUMBERS).unwrap();
     assert_eq!(reader.next().await.unwrap().unwrap().value, 7);
-    engine.cancel(waiting.id()).unwrap();
+    engine.cancel(waiting.id()).await.unwrap();
     let rest = tokio::time::timeout(Duration::from_secs(10), reader.next()).await;
     assert!(
         rest.unwrap().is_none(),
@@ -504,9 +530,13 @@ async fn the_stream_of_a_failed_or_canceled_run_ends_cleanly() {
 async fn a_union_feed_types_chunks_per_task_and_never_as_another() {
     let engine = engine();
     let tagged = TriggerOptions::default().tag("mixed");
-    let count = engine.trigger_with::<Count>(2, tagged.clone()).unwrap();
+    let count = engine
+        .trigger_with::<Count>(2, tagged.clone())
+        .await
+        .unwrap();
     let chat = engine
         .trigger_with::<Chat>(words("hi"), tagged.clone())
+        .await
         .unwrap();
     for handle in [count.id(), chat.id()] {
         finished(&engine, handle).await;
@@ -601,6 +631,7 @@ async fn a_batch_feed_with_streams_types_each_runs_chunks() {
             runcast::BatchItem::new::<Count>(&3, TriggerOptions::default()),
             runcast::BatchItem::new::<Chat>(&words("x y"), TriggerOptions::default()),
         ])
+        .await
         .unwrap();
     let mut feed = engine
         .subscribe_to_batch::<Feed>(&batch.id)

@@ -1,23 +1,19 @@
 //! Registered task functions, with their types erased: raw payload in, raw output out.
 
 use std::any::type_name;
-use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
 
 use serde_json::value::RawValue;
 
 use crate::run::SerializedError;
-use crate::task::{TaskContext, TaskFn};
-
-pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+use crate::task::{BoxFuture, TaskContext, TaskFn};
 
 /// One attempt's result: the output as JSON, or why the attempt failed.
 pub(crate) type Attempt = Result<Box<RawValue>, SerializedError>;
 
 /// A task function the engine can run from a raw payload.
 pub(crate) trait Executor: Send + Sync {
-    fn execute(&self, payload: Option<&RawValue>, ctx: TaskContext) -> BoxFuture<Attempt>;
+    fn execute(&self, payload: Option<&RawValue>, ctx: TaskContext) -> BoxFuture<'static, Attempt>;
 }
 
 pub(crate) struct FnExecutor<T>(PhantomData<fn() -> T>);
@@ -29,7 +25,7 @@ impl<T> FnExecutor<T> {
 }
 
 impl<T: TaskFn> Executor for FnExecutor<T> {
-    fn execute(&self, payload: Option<&RawValue>, ctx: TaskContext) -> BoxFuture<Attempt> {
+    fn execute(&self, payload: Option<&RawValue>, ctx: TaskContext) -> BoxFuture<'static, Attempt> {
         // The payload was serialized from `T::Payload` at trigger; it decodes unless it was
         // stored by another version of the task.
         let payload = serde_json::from_str::<T::Payload>(payload.map_or("null", RawValue::get));

@@ -8,14 +8,15 @@
 //! retention of finished runs, and graceful shutdown.
 
 mod executor;
+mod memory;
 mod store;
 mod worker;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -23,10 +24,11 @@ use serde_json::value::RawValue;
 use tokio::sync::{Semaphore, mpsc};
 
 use self::executor::{Executor, FnExecutor};
-use self::store::{Record, Store, Transaction};
+pub use self::memory::MemoryStore;
+use self::store::{Closed, Created, Record, RunStore};
 use crate::decode::DecodeError;
 use crate::feed::{Cursor, RunFeed, Scope};
-use crate::hub::{RunHub, SubscribeError, Subscription};
+use crate::hub::{self, RunHub, SubscribeError, Subscription};
 use crate::metadata::{self, MetadataError, MetadataOp};
 use crate::run::{AnyRun, BatchId, JsonObject, Run, RunId, Untyped};
 use crate::status::RunStatus;
@@ -53,7 +55,7 @@ pub const MAX_TAG_LEN: usize = 128;
 ///
 /// # tokio::runtime::Runtime::new()?.block_on(async {
 /// let engine = Engine::builder().task::<Double>().build()?;
-/// let run = engine.trigger::<Double>(21)?;
+/// let run = engine.trigger::<Double>(21).await?;
 /// let mut updates = engine.subscribe_to_run::<Double>(run.id())?;
 /// let mut last = None;
 /// while let Some(update) = updates.next().await {
@@ -65,13 +67,24 @@ pub const MAX_TAG_LEN: usize = 128;
 /// # })?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone)]
-pub struct Engine {
-    shared: Arc<Shared>,
+///
+/// `S` is where the runs are kept: in memory ([`MemoryStore`]) unless another store is chosen.
+pub struct Engine<S = MemoryStore> {
+    shared: Arc<Shared<S>>,
 }
 
-struct Shared {
-    store: Store,
+impl<S> Clone for Engine<S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+struct Shared<S> {
+    store: S,
+    /// The cancellation signal of each attempt executing in this process.
+    running: Mutex<HashMap<RunId, CancelSignal>>,
     executors: HashMap<&'static str, Arc<dyn Executor>>,
     config: Config,
     queue: mpsc::UnboundedSender<RunId>,
@@ -227,10 +240,20 @@ impl EngineBuilder {
 
     /// Starts the engine's workers on the current Tokio runtime.
     pub fn build(self) -> Result<Engine, BuildError> {
+        self.build_with(MemoryStore::new)
+    }
+
+    /// Starts the engine's workers on the current Tokio runtime, over the store `store` makes
+    /// from the hub and the retention.
+    fn build_with<S: RunStore>(
+        self,
+        store: impl FnOnce(RunHub, Duration) -> S,
+    ) -> Result<Engine<S>, BuildError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(BuildError::NoRuntime)?;
         let (queue, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            store: Store::new(self.hub.unwrap_or_default(), self.config.retention),
+            store: store(self.hub.unwrap_or_default(), self.config.retention),
+            running: Mutex::default(),
             executors: self.executors,
             queue,
             slots: Arc::new(Semaphore::new(self.config.concurrency)),
@@ -555,27 +578,35 @@ impl Engine {
             hub: None,
         }
     }
+}
 
+// `RunStore` is crate-private: only runcast's own stores implement it.
+#[expect(private_bounds, reason = "the store trait is sealed")]
+impl<S: RunStore> Engine<S> {
     /// The hub the engine publishes to.
     pub fn hub(&self) -> &RunHub {
         self.shared.store.hub()
     }
 
     /// Triggers a run of `T`.
-    pub fn trigger<T: Task>(&self, payload: T::Payload) -> Result<RunHandle<T>, TriggerError> {
-        self.trigger_with(payload, TriggerOptions::default())
+    pub async fn trigger<T: Task>(
+        &self,
+        payload: T::Payload,
+    ) -> Result<RunHandle<T>, TriggerError> {
+        self.trigger_with(payload, TriggerOptions::default()).await
     }
 
     /// Triggers a run of `T` with options.
-    pub fn trigger_with<T: Task>(
+    pub async fn trigger_with<T: Task>(
         &self,
         payload: T::Payload,
         options: TriggerOptions,
     ) -> Result<RunHandle<T>, TriggerError> {
         let prepared = self.prepare(BatchItem::new::<T>(&payload, options))?;
-        let store = &self.shared.store;
-        let handle = store.transaction(|txn| self.insert(txn, prepared, None));
-        handle.map_err(|_| TriggerError::ShuttingDown)
+        match self.store_runs(vec![prepared], None).await?.pop() {
+            Some(handle) => Ok(handle),
+            None => unreachable!("a store returns what it did with each run"),
+        }
     }
 
     /// Triggers one run of `T` per item, as one batch, all or none: if any item is refused,
@@ -584,15 +615,15 @@ impl Engine {
     /// An item whose idempotency key started a run within the idempotency TTL gets a handle of
     /// that run, as a single trigger would; that run stays in the batch it was started in (if
     /// any), so this batch's subscription does not show it.
-    pub fn batch_trigger<T: Task>(
+    pub async fn batch_trigger<T: Task>(
         &self,
         items: impl IntoIterator<Item = (T::Payload, TriggerOptions)>,
     ) -> Result<BatchHandle<T>, TriggerError> {
-        self.batch(
-            items
-                .into_iter()
-                .map(|(payload, options)| BatchItem::new::<T>(&payload, options)),
-        )
+        let items = items
+            .into_iter()
+            .map(|(payload, options)| BatchItem::new::<T>(&payload, options));
+        let prepared = self.prepare_batch(items)?;
+        self.batch(prepared).await
     }
 
     /// Triggers a batch whose runs may belong to different tasks; subscribe to it with a union
@@ -604,42 +635,41 @@ impl Engine {
     /// # #[task(id = "b")] async fn b(s: String) -> Result<usize, String> { Ok(s.len()) }
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let engine = Engine::builder().task::<A>().task::<B>().build()?;
-    /// let batch = engine.batch_trigger_mixed([
-    ///     BatchItem::new::<A>(&1, TriggerOptions::default()),
-    ///     BatchItem::new::<B>(&"one".to_owned(), TriggerOptions::default()),
-    /// ])?;
+    /// let batch = engine
+    ///     .batch_trigger_mixed([
+    ///         BatchItem::new::<A>(&1, TriggerOptions::default()),
+    ///         BatchItem::new::<B>(&"one".to_owned(), TriggerOptions::default()),
+    ///     ])
+    ///     .await?;
     /// assert_eq!(batch.runs.len(), 2);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # })?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn batch_trigger_mixed(
+    pub async fn batch_trigger_mixed(
         &self,
         items: impl IntoIterator<Item = BatchItem>,
     ) -> Result<BatchHandle<Untyped>, TriggerError> {
-        self.batch(items.into_iter())
+        let prepared = self.prepare_batch(items.into_iter())?;
+        self.batch(prepared).await
     }
 
-    fn batch<T>(
+    /// Checks a batch's items; stores nothing.
+    fn prepare_batch(
         &self,
         items: impl Iterator<Item = BatchItem>,
-    ) -> Result<BatchHandle<T>, TriggerError> {
+    ) -> Result<Vec<Prepared>, TriggerError> {
         let items: Vec<BatchItem> = items.take(MAX_BATCH + 1).collect();
         if items.len() > MAX_BATCH {
             return Err(TriggerError::BatchTooLarge { count: items.len() });
         }
-        let prepared = items
-            .into_iter()
-            .map(|item| self.prepare(item))
-            .collect::<Result<Vec<_>, _>>()?;
+        items.into_iter().map(|item| self.prepare(item)).collect()
+    }
+
+    async fn batch<T>(&self, prepared: Vec<Prepared>) -> Result<BatchHandle<T>, TriggerError> {
         let sequence = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let id = BatchId::from(new_id("batch_", &self.shared.prefix, sequence));
-        let runs = self.shared.store.transaction(|txn| {
-            let runs = prepared.into_iter();
-            runs.map(|prepared| self.insert(txn, prepared, Some(&id)))
-                .collect()
-        });
-        let runs = runs.map_err(|_| TriggerError::ShuttingDown)?;
+        let runs = self.store_runs(prepared, Some(id.clone())).await?;
         Ok(BatchHandle { id, runs })
     }
 
@@ -693,16 +723,48 @@ impl Engine {
         })
     }
 
-    /// Stores a prepared run (or finds the run its idempotency key started), publishes it and
-    /// queues or schedules it.
-    fn insert<T>(
+    /// Stores prepared runs in one transaction (or finds the runs their idempotency keys
+    /// started), then queues or schedules the new ones.
+    async fn store_runs<T>(
         &self,
-        txn: &mut Transaction<'_>,
-        prepared: Prepared,
-        batch: Option<&BatchId>,
-    ) -> RunHandle<T> {
+        prepared: Vec<Prepared>,
+        batch: Option<BatchId>,
+    ) -> Result<Vec<RunHandle<T>>, TriggerError> {
         let shared = &self.shared;
         let now = Timestamp::now();
+        let mut timers = Vec::with_capacity(prepared.len());
+        let records = prepared
+            .into_iter()
+            .map(|prepared| {
+                let (delay, ttl) = (prepared.options.delay, prepared.options.ttl);
+                let record = self.record(prepared, now);
+                timers.push((record.snapshot.id.clone(), delay, ttl));
+                record
+            })
+            .collect();
+        let ttl = shared.config.idempotency_ttl;
+        let created = (shared.store.create(records, batch, ttl).await)
+            .map_err(|Closed| TriggerError::ShuttingDown)?;
+        let handles = created.into_iter().zip(timers);
+        let handles = handles.map(|(created, (id, delay, ttl))| match created {
+            Created::Existing(id, cursor) => RunHandle::new(id, cursor),
+            Created::New(cursor) => {
+                match delay {
+                    Some(delay) => worker::after(shared, delay, id.clone(), worker::Timer::Delay),
+                    // The dispatcher lives as long as any engine handle, so the queue is open.
+                    None => drop(shared.queue.send(id.clone())),
+                }
+                if let Some(ttl) = ttl {
+                    worker::after(shared, ttl, id.clone(), worker::Timer::Ttl);
+                }
+                RunHandle::new(id, cursor)
+            }
+        });
+        Ok(handles.collect())
+    }
+
+    /// The record of a new run, numbered by the store.
+    fn record(&self, prepared: Prepared, now: Timestamp) -> Record {
         let Prepared {
             task,
             payload,
@@ -710,23 +772,17 @@ impl Engine {
             max_attempts,
             options,
         } = prepared;
-        let idempotency = options.idempotency_key.clone().map(|key| (task, key));
-        if let Some(key) = &idempotency
-            && let Some((id, created)) = txn.keyed(key, now, shared.config.idempotency_ttl)
-        {
-            return RunHandle::new(id, created);
-        }
-        let sequence = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let id = RunId::from(new_id("run_", &shared.prefix, sequence));
+        let sequence = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = RunId::from(new_id("run_", &self.shared.prefix, sequence));
         let delayed_until = options.delay.and_then(|delay| now.checked_add(delay));
         let snapshot = AnyRun {
-            id: id.clone(),
+            id,
             task_identifier: task.to_owned(),
             payload: Some(payload.into()),
             output: None,
             created_at: now,
             updated_at: now,
-            number: txn.next_number(task),
+            number: 0,
             status: if delayed_until.is_some() {
                 RunStatus::Delayed
             } else {
@@ -736,7 +792,7 @@ impl Engine {
             cost_in_cents: 0.0,
             base_cost_in_cents: 0.0,
             tags: options.tags,
-            idempotency_key: options.idempotency_key,
+            idempotency_key: options.idempotency_key.clone(),
             expired_at: None,
             ttl: options.ttl.map(|ttl| format!("{}ms", ttl.as_millis())),
             finished_at: None,
@@ -748,89 +804,88 @@ impl Engine {
             is_test: options.is_test,
             realtime_streams: Vec::new(),
         };
-        let record = Record {
+        Record {
             snapshot: Arc::new(snapshot),
             created: Cursor::START,
             attempts: 0,
             max_attempts,
             max_duration: options.max_duration,
-            cancel: CancelSignal::default(),
-            idempotency,
+            idempotency: options.idempotency_key.map(|key| (task, key)),
             stream_bytes: 0,
-        };
-        let created = txn.add(record, batch.cloned(), now);
-        match options.delay {
-            Some(delay) => worker::after(shared, delay, id.clone(), worker::Timer::Delay),
-            // The dispatcher lives as long as any engine handle, so the queue is open.
-            None => drop(shared.queue.send(id.clone())),
         }
-        if let Some(ttl) = options.ttl {
-            worker::after(shared, ttl, id.clone(), worker::Timer::Ttl);
-        }
-        RunHandle::new(id, created)
     }
 
     /// Cancels a run that has not finished: it becomes `CANCELED`, a queued or delayed run
     /// never starts, and a running attempt is stopped at its next `.await` (its context's
     /// [`canceled`](crate::TaskContext::canceled) completes).
-    pub fn cancel(&self, id: &RunId) -> Result<(), CancelError> {
-        let canceled = self.shared.store.update(id, |record| {
+    pub async fn cancel(&self, id: &RunId) -> Result<(), CancelError> {
+        let shared = &self.shared;
+        let canceled = shared.store.update(id, |record| {
             let run = record.run();
             run.status = RunStatus::Canceled;
             run.finished_at = Some(Timestamp::now());
-            record.cancel.cancel();
         });
-        match (canceled, self.run(id)) {
-            (Some(()), _) => Ok(()),
-            (None, Some(run)) => Err(CancelError::AlreadyFinished {
+        if canceled.await.is_some() {
+            // An attempt registers its signal before it starts the run, so one that started
+            // before this change is found here.
+            if let Some(signal) = hub::lock(&shared.running).get(id) {
+                signal.cancel();
+            }
+            return Ok(());
+        }
+        match shared.store.snapshot(id).await {
+            Some(run) => Err(CancelError::AlreadyFinished {
                 id: id.clone(),
                 status: run.status,
             }),
-            (None, None) => Err(CancelError::UnknownRun(id.clone())),
+            None => Err(CancelError::UnknownRun(id.clone())),
         }
     }
 
     /// Changes a run's metadata, all or nothing (see [`MetadataOp`]). A finished run's
     /// metadata can still change, as child runs may report into it.
-    pub fn update_metadata(
+    pub async fn update_metadata(
         &self,
         id: &RunId,
         ops: impl IntoIterator<Item = MetadataOp>,
     ) -> Result<(), MetadataError> {
-        self.shared.update_metadata(id, ops.into_iter().collect())
+        let ops = ops.into_iter().collect();
+        self.shared.update_metadata(id, ops).await
     }
 
     /// Adds tags to a run that has not finished; the checks of a trigger's tags apply to the
     /// result.
-    pub fn add_tags(
+    pub async fn add_tags(
         &self,
         id: &RunId,
         tags: impl IntoIterator<Item = impl Into<String>>,
     ) -> Result<(), TagError> {
         let added: Vec<String> = tags.into_iter().map(Into::into).collect();
-        self.change_tags(id, |tags| {
+        let change = |tags: &mut Vec<String>| {
             for tag in added {
                 if !tags.contains(&tag) {
                     tags.push(tag);
                 }
             }
-        })
+        };
+        self.change_tags(id, change).await
     }
 
     /// Removes tags from a run that has not finished.
-    pub fn remove_tags(
+    pub async fn remove_tags(
         &self,
         id: &RunId,
         tags: impl IntoIterator<Item = impl AsRef<str>>,
     ) -> Result<(), TagError> {
         let removed: Vec<String> = tags.into_iter().map(|t| t.as_ref().to_owned()).collect();
-        self.change_tags(id, |tags| tags.retain(|tag| !removed.contains(tag)))
+        let change = move |tags: &mut Vec<String>| tags.retain(|tag| !removed.contains(tag));
+        self.change_tags(id, change).await
     }
 
-    fn change_tags(
+    async fn change_tags(
         &self,
         id: &RunId,
-        change: impl FnOnce(&mut Vec<String>),
+        change: impl FnOnce(&mut Vec<String>) + Send,
     ) -> Result<(), TagError> {
         let live = |status: RunStatus| !status.is_final();
         let outcome = self.shared.store.change_if(id, live, |record| {
@@ -840,7 +895,7 @@ impl Engine {
             record.run().tags = tags;
             Ok(())
         });
-        outcome.unwrap_or_else(|| Err(TagError::NotLive(id.clone())))
+        (outcome.await).unwrap_or_else(|| Err(TagError::NotLive(id.clone())))
     }
 
     /// Stops the engine gracefully: refuses new triggers, starts no more queued runs, and waits
@@ -860,8 +915,11 @@ impl Engine {
             drop(idle);
             return 0;
         }
-        let running = shared.store.executing();
-        let canceled = running.iter().filter(|id| self.cancel(id).is_ok()).count();
+        let running: Vec<RunId> = hub::lock(&shared.running).keys().cloned().collect();
+        let mut canceled = 0;
+        for id in &running {
+            canceled += usize::from(self.cancel(id).await.is_ok());
+        }
         // Canceled attempts stop at their next `.await`; give them as long again to hand back
         // their slot (a task blocked outside an `.await` may never).
         let slots = Arc::clone(&shared.slots).acquire_many_owned(all);
@@ -870,8 +928,9 @@ impl Engine {
     }
 
     /// The latest snapshot of a run.
-    pub fn run(&self, id: &RunId) -> Option<AnyRun> {
-        self.shared.store.hub().get(id).map(|update| update.run)
+    pub async fn run(&self, id: &RunId) -> Option<AnyRun> {
+        let run = self.shared.store.snapshot(id).await?;
+        Some(Arc::unwrap_or_clone(run))
     }
 
     /// Subscribes to the runs in `scope` from `from`, untyped (see [`RunHub::subscribe`]).
@@ -903,14 +962,14 @@ impl Engine {
     /// async fn count(to: u32, ctx: TaskContext) -> Result<(), runcast::StreamError> {
     ///     let numbers = ctx.stream(Count::NUMBERS);
     ///     for n in 1..=to {
-    ///         numbers.append(&n)?;
+    ///         numbers.append(&n).await?;
     ///     }
     ///     Ok(())
     /// }
     ///
     /// # tokio::runtime::Runtime::new()?.block_on(async {
     /// let engine = Engine::builder().task::<Count>().build()?;
-    /// let run = engine.trigger::<Count>(3)?;
+    /// let run = engine.trigger::<Count>(3).await?;
     /// let chunks: Vec<_> = engine.read_stream(run.id(), Count::NUMBERS)?.try_collect().await?;
     /// assert_eq!(chunks.iter().map(|c| c.value).collect::<Vec<_>>(), [1, 2, 3]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -957,7 +1016,7 @@ impl Engine {
 
     /// Refuses a subscription to a run that does not exist, which would never yield.
     fn known(&self, id: &RunId) -> Result<(), SubscribeError> {
-        if self.shared.store.contains(id) {
+        if self.shared.store.hub().get(id).is_some() {
             Ok(())
         } else {
             Err(SubscribeError::UnknownRun(id.clone()))
@@ -978,7 +1037,7 @@ impl Engine {
     }
 }
 
-impl RunFeed for Engine {
+impl<S: RunStore> RunFeed for Engine<S> {
     type Error = DecodeError;
     type Subscription = Subscription;
 
@@ -987,7 +1046,7 @@ impl RunFeed for Engine {
     }
 }
 
-impl fmt::Debug for Engine {
+impl<S: RunStore> fmt::Debug for Engine<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
             .field("tasks", &self.shared.executors.keys().collect::<Vec<_>>())
@@ -996,9 +1055,9 @@ impl fmt::Debug for Engine {
     }
 }
 
-impl Shared {
+impl<S: RunStore> Shared<S> {
     /// Appends a chunk to a stream of a running attempt's run, within the configured limits.
-    fn append_chunk(
+    async fn append_chunk(
         &self,
         id: &RunId,
         attempt: u32,
@@ -1011,11 +1070,13 @@ impl Shared {
             return Err(StreamError::ChunkTooLarge { size, limit });
         }
         let limit = self.config.max_stream_bytes;
-        self.store.append_chunk(id, attempt, stream, data, limit)
+        self.store
+            .append_chunk(id, attempt, stream, data, limit)
+            .await
     }
 
     /// Changes a run's metadata, finished or not, and publishes it.
-    fn update_metadata(&self, id: &RunId, ops: Vec<MetadataOp>) -> Result<(), MetadataError> {
+    async fn update_metadata(&self, id: &RunId, ops: Vec<MetadataOp>) -> Result<(), MetadataError> {
         let outcome = self.store.change_if(
             id,
             |_| true,
@@ -1025,19 +1086,9 @@ impl Shared {
                 Ok(())
             },
         );
-        outcome.unwrap_or_else(|| Err(MetadataError::UnknownRun(id.to_string())))
+        (outcome.await).unwrap_or_else(|| Err(MetadataError::UnknownRun(id.to_string())))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::new_id;
-
-    #[test]
-    fn ids_have_at_least_eight_digits() {
-        assert_eq!(new_id("run_", "ab1", 0), "run_ab100000000");
-        assert_eq!(new_id("run_", "ab1", 42), "run_ab100000042");
-        assert_eq!(new_id("batch_", "", 123_456_789), "batch_123456789");
-        assert_eq!(new_id("run_", "f", u64::MAX), format!("run_f{}", u64::MAX));
-    }
-}
+mod tests;

@@ -12,24 +12,28 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::Shared;
-use super::store::Record;
 use serde_json::value::RawValue;
 
+use super::Shared;
+use super::store::{Record, RunStore};
+
 use crate::feed::Cursor;
-use crate::metadata::{MetadataError, MetadataOp};
+use crate::hub;
+use crate::metadata::{self, MetadataError, MetadataOp};
 use crate::run::{JsonObject, RunId, SerializedError};
 use crate::status::RunStatus;
 use crate::streams::StreamError;
-use crate::task::RunAccess;
-use crate::task::TaskContext;
+use crate::task::{BoxFuture, CancelSignal, RunAccess, TaskContext};
 use crate::timestamp::Timestamp;
 
 /// The longest wait between two attempts.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 /// Runs queued runs, at most `concurrency` at once, until every engine handle is dropped.
-pub(super) async fn dispatch(shared: Weak<Shared>, mut queue: mpsc::UnboundedReceiver<RunId>) {
+pub(super) async fn dispatch<S: RunStore>(
+    shared: Weak<Shared<S>>,
+    mut queue: mpsc::UnboundedReceiver<RunId>,
+) {
     let Some(slots) = shared.upgrade().map(|s| Arc::clone(&s.slots)) else {
         return;
     };
@@ -51,13 +55,16 @@ pub(super) async fn dispatch(shared: Weak<Shared>, mut queue: mpsc::UnboundedRec
 }
 
 /// Forgets finished runs once their retention ends, until the engine is dropped.
-pub(super) async fn forget_finished(shared: Weak<Shared>) {
+pub(super) async fn forget_finished<S: RunStore>(shared: Weak<Shared<S>>) {
     loop {
         let Some(engine) = shared.upgrade() else {
             return;
         };
         let retention = engine.store.retention();
-        let next = engine.store.forget_finished(tokio::time::Instant::now());
+        let next = engine
+            .store
+            .forget_finished(tokio::time::Instant::now())
+            .await;
         drop(engine);
         // Runs finish in order and keep the same retention: none that finishes from now on is
         // due before the next one known, or before one retention from now.
@@ -80,7 +87,7 @@ pub(super) enum Timer {
 }
 
 /// Fires `timer` for run `id` after `wait`, unless the engine is gone by then.
-pub(super) fn after(shared: &Arc<Shared>, wait: Duration, id: RunId, timer: Timer) {
+pub(super) fn after<S: RunStore>(shared: &Arc<Shared<S>>, wait: Duration, id: RunId, timer: Timer) {
     let runtime = shared.runtime.clone();
     let shared = Arc::downgrade(shared);
     runtime.spawn(async move {
@@ -96,6 +103,7 @@ pub(super) fn after(shared: &Arc<Shared>, wait: Duration, id: RunId, timer: Time
                     run.status = RunStatus::Queued;
                     run.queued_at = Some(Timestamp::now());
                 });
+                let queued = queued.await;
                 if queued.is_some() {
                     let _ = shared.queue.send(id);
                 }
@@ -106,27 +114,37 @@ pub(super) fn after(shared: &Arc<Shared>, wait: Duration, id: RunId, timer: Time
             }
             Timer::Ttl => {
                 // Only a run still waiting to start expires.
-                let _ = shared.store.update_if(&id, RunStatus::is_queued, |record| {
+                let expire = shared.store.update_if(&id, RunStatus::is_queued, |record| {
                     let now = Timestamp::now();
                     let run = record.run();
                     run.status = RunStatus::Expired;
                     run.expired_at = Some(now);
                     run.finished_at = Some(now);
                 });
+                expire.await;
             }
         }
     });
 }
 
 /// One attempt of a run.
-async fn attempt(shared: &Arc<Shared>, id: &RunId) {
-    // Checked under the state lock: after `shutdown` began, no attempt starts.
+async fn attempt<S: RunStore>(shared: &Arc<Shared<S>>, id: &RunId) {
+    // Registered before the run starts, so that a `cancel` that finds the run executing finds
+    // its signal too.
+    let cancel = CancelSignal::default();
+    hub::lock(&shared.running).insert(id.clone(), cancel.clone());
+    run_attempt(shared, id, cancel).await;
+    hub::lock(&shared.running).remove(id);
+}
+
+async fn run_attempt<S: RunStore>(shared: &Arc<Shared<S>>, id: &RunId, cancel: CancelSignal) {
+    // Checked inside the change: after `shutdown` began, no attempt starts.
     let waiting = |status| {
         !shared.store.is_closed() && matches!(status, RunStatus::Queued | RunStatus::Reattempting)
     };
     let started = shared.store.update_if(id, waiting, |record| {
         record.attempts += 1;
-        let (attempt, cancel) = (record.attempts, record.cancel.clone());
+        let attempt = record.attempts;
         let max_duration = record.max_duration;
         let run = record.run();
         run.status = RunStatus::Executing;
@@ -140,6 +158,7 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
             TaskContext::for_attempt(id.clone(), attempt, run.tags.clone(), cancel, engine_run);
         (executor, run.payload.clone(), ctx, max_duration)
     });
+    let started = started.await;
     let Some((Some(executor), payload, ctx, max_duration)) = started else {
         return;
     };
@@ -204,15 +223,12 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
         }
         retry.then_some(attempts)
     });
+    let retry = retry.await;
     if retry.is_none() {
         // The run became final meanwhile (canceled): still count the time the attempt ran.
-        shared.store.update_if(
-            id,
-            |_| true,
-            |record| {
-                count_time(record, elapsed, shared.config.cost_per_ms_cents);
-            },
-        );
+        let cost_per_ms = shared.config.cost_per_ms_cents;
+        let count = |record: &mut Record| count_time(record, elapsed, cost_per_ms);
+        shared.store.update_if(id, |_| true, count).await;
     }
     if let Some(Some(attempts)) = retry {
         let delay = retry_delay(shared.config.retry_delay, attempts);
@@ -221,22 +237,27 @@ async fn attempt(shared: &Arc<Shared>, id: &RunId) {
 }
 
 /// What a running task reaches of its run: the engine's record of it.
-struct EngineRun {
-    shared: Weak<Shared>,
+struct EngineRun<S> {
+    shared: Weak<Shared<S>>,
     id: RunId,
 }
 
-impl RunAccess for EngineRun {
-    fn update_metadata(&self, ops: Vec<MetadataOp>) -> Result<(), MetadataError> {
-        match self.shared.upgrade() {
-            Some(shared) => shared.update_metadata(&self.id, ops),
-            None => Err(MetadataError::UnknownRun(self.id.to_string())),
-        }
+impl<S: RunStore> RunAccess for EngineRun<S> {
+    fn update_metadata(&self, ops: Vec<MetadataOp>) -> BoxFuture<'_, Result<(), MetadataError>> {
+        Box::pin(async move {
+            match self.shared.upgrade() {
+                Some(shared) => shared.update_metadata(&self.id, ops).await,
+                None => Err(MetadataError::UnknownRun(self.id.to_string())),
+            }
+        })
     }
 
-    fn metadata(&self) -> Option<JsonObject> {
-        let shared = self.shared.upgrade()?;
-        shared.store.metadata(&self.id)
+    fn metadata(&self) -> BoxFuture<'_, Option<JsonObject>> {
+        Box::pin(async move {
+            let shared = self.shared.upgrade()?;
+            let run = shared.store.snapshot(&self.id).await?;
+            metadata::from_raw(run.metadata.as_deref())
+        })
     }
 
     fn append_chunk(
@@ -244,11 +265,13 @@ impl RunAccess for EngineRun {
         attempt: u32,
         stream: (&'static str, &'static str),
         data: Arc<RawValue>,
-    ) -> Result<Cursor, StreamError> {
-        match self.shared.upgrade() {
-            Some(shared) => shared.append_chunk(&self.id, attempt, stream, data),
-            None => Err(StreamError::NotRunning(self.id.clone())),
-        }
+    ) -> BoxFuture<'_, Result<Cursor, StreamError>> {
+        Box::pin(async move {
+            match self.shared.upgrade() {
+                Some(shared) => shared.append_chunk(&self.id, attempt, stream, data).await,
+                None => Err(StreamError::NotRunning(self.id.clone())),
+            }
+        })
     }
 }
 

@@ -96,14 +96,14 @@ pub trait RunStreamExt: Stream {
 /// async fn chat(prompt: String, ctx: TaskContext) -> Result<usize, runcast::StreamError> {
 ///     let tokens = ctx.stream(Chat::TOKENS);
 ///     for word in prompt.split(' ') {
-///         tokens.append(&word.to_owned())?;
+///         tokens.append(&word.to_owned()).await?;
 ///     }
 ///     Ok(prompt.len())
 /// }
 ///
 /// # tokio::runtime::Runtime::new()?.block_on(async {
 /// let engine = Engine::builder().task::<Chat>().build()?;
-/// let run = engine.trigger::<Chat>("hello there".into())?;
+/// let run = engine.trigger::<Chat>("hello there".into()).await?;
 /// let mut items = engine.subscribe_to_run::<Chat>(run.id())?.with_streams();
 /// let mut words = Vec::new();
 /// while let Some(item) = items.next().await {

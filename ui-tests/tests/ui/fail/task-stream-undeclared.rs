@@ -4,7 +4,7 @@ use runcast::{StreamError, TaskContext, task};
 
 #[task(id = "chat", streams(tokens = String))]
 async fn chat(prompt: String, ctx: TaskContext) -> Result<(), StreamError> {
-    ctx.stream(Chat::ROWS).append(&prompt)?;
+    ctx.stream(Chat::ROWS).append(&prompt).await?;
     Ok(())
 }
 

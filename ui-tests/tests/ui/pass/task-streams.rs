@@ -20,8 +20,8 @@ pub struct Progress {
 #[task(id = "chat", metadata = Progress, streams(tokens = String, rows = Row))]
 pub async fn chat(prompt: String, ctx: TaskContext) -> Result<usize, StreamError> {
     let tokens: StreamWriter<String> = ctx.stream(Chat::TOKENS);
-    tokens.append(&prompt)?;
-    ctx.stream(Chat::ROWS).append(&Row { n: 1 })?;
+    tokens.append(&prompt).await?;
+    ctx.stream(Chat::ROWS).append(&Row { n: 1 }).await?;
     let words = futures::stream::iter(prompt.split(' ').map(str::to_owned).collect::<Vec<_>>());
     tokens.pipe(words).await?;
     Ok(prompt.len())
