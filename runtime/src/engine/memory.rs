@@ -12,47 +12,41 @@ use tokio::time::Instant;
 
 use super::store::{CHUNK_OVERHEAD, Closed, Created, IdempotencyKey, Record, RunStore};
 use crate::feed::Cursor;
-use crate::hub::{self, RunHub};
+use crate::hub::{RunHub, lock};
 use crate::run::{AnyRun, BatchId, RunId};
 use crate::status::RunStatus;
 use crate::streams::StreamError;
 use crate::timestamp::Timestamp;
 
-/// The runs, under the store's lock.
+/// How many locks the runs are spread over: changes of different runs (a trigger, and
+/// workers starting and finishing attempts) rarely wait for each other.
+const SHARDS: usize = 16;
+
+/// Some of the runs, under one lock.
 #[derive(Default)]
-struct State {
+struct Shard {
     runs: HashMap<RunId, Record>,
-    numbers: HashMap<String, u64>,
-    /// The run each key started, and when.
-    idempotency: HashMap<IdempotencyKey, (RunId, Timestamp)>,
-    /// Finished runs, in the order they finished, with when to forget them.
+    /// This shard's finished runs, in the order they finished, with when to forget them.
     finished: VecDeque<(Instant, RunId)>,
 }
 
-impl State {
-    /// The run `key` started, with the cursor before its creation, if the key was used less
-    /// than `ttl` before `now` and the run is still kept.
-    fn keyed(&mut self, key: &IdempotencyKey, now: Timestamp, ttl: Duration) -> Option<Created> {
-        let (id, at) = self.idempotency.get(key)?;
-        if now.saturating_duration_since(*at) >= ttl {
-            // Expired: forgotten now, so the key starts a new run.
-            self.idempotency.remove(key);
-            return None;
-        }
-        let record = self.runs.get(id)?;
-        Some(Created::Existing(
-            record.snapshot.id.clone(),
-            record.created,
-        ))
-    }
+/// What creating runs reads and writes besides the runs, under the creation lock.
+#[derive(Default)]
+struct Creation {
+    numbers: HashMap<String, u64>,
+    /// The run each key started, and when.
+    idempotency: HashMap<IdempotencyKey, (RunId, Timestamp)>,
 }
 
 /// The embedded engine's store: every run, its chunks and its history live in this process's
 /// memory, and finished runs are forgotten after their retention
 /// ([`EngineBuilder::retention`](super::EngineBuilder::retention)).
+///
+/// Locks are taken in this order: the creation lock, then a shard's, then the hub's.
 pub struct MemoryStore {
-    state: Mutex<State>,
-    /// Set by [`close`](RunStore::close), under the lock.
+    creation: Mutex<Creation>,
+    shards: [Mutex<Shard>; SHARDS],
+    /// Set by [`close`](RunStore::close), under the creation lock.
     closed: AtomicBool,
     hub: RunHub,
     /// How long a finished run is kept.
@@ -61,8 +55,11 @@ pub struct MemoryStore {
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let runs: usize = (self.shards.iter())
+            .map(|shard| lock(shard).runs.len())
+            .sum();
         f.debug_struct("MemoryStore")
-            .field("runs", &self.lock().runs.len())
+            .field("runs", &runs)
             .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
@@ -71,17 +68,44 @@ impl fmt::Debug for MemoryStore {
 impl MemoryStore {
     pub(super) fn new(hub: RunHub, retention: Duration) -> Self {
         Self {
-            state: Mutex::default(),
+            creation: Mutex::default(),
+            shards: Default::default(),
             closed: AtomicBool::new(false),
             hub,
             retention,
         }
     }
 
-    /// The state stays consistent if a thread panicked while holding the lock: every change is
-    /// made before anything that could panic.
-    fn lock(&self) -> MutexGuard<'_, State> {
-        hub::lock(&self.state)
+    /// The shard of run `id`. The state stays consistent if a thread panicked while holding a
+    /// lock: every change is made before anything that could panic.
+    fn shard(&self, id: &RunId) -> MutexGuard<'_, Shard> {
+        // Run ids end with a sequence number: their last bytes spread them.
+        let bytes = id.as_str().as_bytes();
+        let spread = (bytes.iter().rev().take(4)).fold(0usize, |h, &b| h * 31 + usize::from(b));
+        lock(&self.shards[spread % SHARDS])
+    }
+
+    /// The run `key` started, with the cursor before its creation, if the key was used less
+    /// than `ttl` before `now` and the run is still kept.
+    fn keyed(
+        &self,
+        creation: &mut Creation,
+        key: &IdempotencyKey,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Option<Created> {
+        let (id, at) = creation.idempotency.get(key)?;
+        if now.saturating_duration_since(*at) >= ttl {
+            // Expired: forgotten now, so the key starts a new run.
+            creation.idempotency.remove(key);
+            return None;
+        }
+        let shard = self.shard(id);
+        let record = shard.runs.get(id)?;
+        Some(Created::Existing(
+            record.snapshot.id.clone(),
+            record.created,
+        ))
     }
 
     fn create_now(
@@ -90,39 +114,40 @@ impl MemoryStore {
         batch: Option<BatchId>,
         idempotency_ttl: Duration,
     ) -> Result<Vec<Created>, Closed> {
-        let mut state = self.lock();
+        let mut creation = lock(&self.creation);
         if self.is_closed() {
             return Err(Closed);
         }
-        let state = &mut *state;
+        let creation = &mut *creation;
         let mut created = Vec::with_capacity(runs.len());
         for mut record in runs {
             let now = record.snapshot.created_at;
             if let Some(key) = &record.idempotency
-                && let Some(existing) = state.keyed(key, now, idempotency_ttl)
+                && let Some(existing) = self.keyed(creation, key, now, idempotency_ttl)
             {
                 created.push(existing);
                 continue;
             }
             let task = record.snapshot.task_identifier.as_str();
-            let number = match state.numbers.get_mut(task) {
+            let number = match creation.numbers.get_mut(task) {
                 Some(number) => {
                     *number += 1;
                     *number
                 }
-                None => *state.numbers.entry(task.to_owned()).or_insert(1),
+                None => *creation.numbers.entry(task.to_owned()).or_insert(1),
             };
             record.run().number = number;
             let id = record.snapshot.id.clone();
             if let Some(key) = &record.idempotency {
-                state.idempotency.insert(key.clone(), (id.clone(), now));
+                creation.idempotency.insert(key.clone(), (id.clone(), now));
             }
+            let mut shard = self.shard(&id);
             let published = self
                 .hub
                 .publish(Arc::clone(&record.snapshot), batch.clone());
             record.created = published.before();
             created.push(Created::New(record.created));
-            state.runs.insert(id, record);
+            shard.runs.insert(id, record);
         }
         Ok(created)
     }
@@ -133,8 +158,8 @@ impl MemoryStore {
         when: impl FnOnce(RunStatus) -> bool,
         change: impl FnOnce(&mut Record) -> Result<R, E>,
     ) -> Option<Result<R, E>> {
-        let mut state = self.lock();
-        let record = state.runs.get_mut(id)?;
+        let mut shard = self.shard(id);
+        let record = shard.runs.get_mut(id)?;
         if !when(record.snapshot.status) {
             return None;
         }
@@ -147,7 +172,7 @@ impl MemoryStore {
                 let id = record.snapshot.id.clone();
                 // A retention too long to count is forever.
                 if let Some(at) = Instant::now().checked_add(self.retention) {
-                    state.finished.push_back((at, id));
+                    shard.finished.push_back((at, id));
                 }
             }
         }
@@ -162,8 +187,8 @@ impl MemoryStore {
         data: Arc<RawValue>,
         limit: usize,
     ) -> Result<Cursor, StreamError> {
-        let mut state = self.lock();
-        let record = match state.runs.get_mut(id) {
+        let mut shard = self.shard(id);
+        let record = match shard.runs.get_mut(id) {
             Some(record)
                 if record.snapshot.status == RunStatus::Executing && record.attempts == attempt =>
             {
@@ -203,31 +228,33 @@ impl MemoryStore {
     fn forget_now(&self, now: Instant) -> Option<Instant> {
         // What is forgotten is freed after the locks: a run's chunks may be many.
         let mut forgotten = Vec::new();
-        let mut state = self.lock();
-        let next = loop {
-            let Some(&(at, _)) = state.finished.front() else {
-                break None;
-            };
-            if at > now {
-                break Some(at);
+        let mut next: Option<Instant> = None;
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            while let Some(&(at, _)) = shard.finished.front() {
+                if at > now {
+                    next = Some(next.map_or(at, |next| next.min(at)));
+                    break;
+                }
+                let Some((_, id)) = shard.finished.pop_front() else {
+                    break;
+                };
+                if let Some(record) = shard.runs.remove(&id) {
+                    forgotten.push((record, self.hub.remove(&id)));
+                }
             }
-            let Some((_, id)) = state.finished.pop_front() else {
-                break None;
-            };
-            let Some(record) = state.runs.remove(&id) else {
-                continue;
-            };
+        }
+        let mut creation = lock(&self.creation);
+        for (record, _) in &forgotten {
+            // Unless the key started a newer run since.
             if let Some(key) = &record.idempotency
-                && state
-                    .idempotency
-                    .get(key)
-                    .is_some_and(|(started, _)| *started == id)
+                && (creation.idempotency.get(key))
+                    .is_some_and(|(started, _)| *started == record.snapshot.id)
             {
-                state.idempotency.remove(key);
+                creation.idempotency.remove(key);
             }
-            forgotten.push((record, self.hub.remove(&id)));
-        };
-        drop(state);
+        }
+        drop(creation);
         drop(forgotten);
         next
     }
@@ -261,8 +288,8 @@ impl RunStore for MemoryStore {
     }
 
     async fn snapshot(&self, id: &RunId) -> Option<Arc<AnyRun>> {
-        let state = self.lock();
-        state
+        let shard = self.shard(id);
+        shard
             .runs
             .get(id)
             .map(|record| Arc::clone(&record.snapshot))
@@ -284,7 +311,7 @@ impl RunStore for MemoryStore {
     }
 
     fn close(&self) {
-        let _state = self.lock();
+        let _creation = lock(&self.creation);
         self.closed.store(true, Ordering::SeqCst);
     }
 
