@@ -62,7 +62,7 @@ mod union;
 pub use crate::decode::{DecodeError, FromAnyRun, RunField, Snapshot};
 pub use crate::engine::{
     BatchHandle, BatchItem, BuildError, CancelError, Engine, EngineBuilder, MAX_BATCH, MAX_TAG_LEN,
-    MAX_TAGS, MemoryStore, RunHandle, TagError, TriggerError, TriggerOptions,
+    MAX_TAGS, RunHandle, TagError, TriggerError, TriggerOptions,
 };
 pub use crate::feed::{Cursor, ParseCursorError, RunFeed, Scope, Update};
 pub use crate::hub::{RealtimeSubscription, RunHub, SubscribeError, Subscription};

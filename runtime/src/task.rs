@@ -118,6 +118,11 @@ struct CancelState {
 }
 
 impl CancelSignal {
+    /// Whether `other` is this signal, not only a signal in the same state.
+    pub(crate) fn is(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     pub(crate) fn cancel(&self) {
         self.0.canceled.store(true, Ordering::SeqCst);
         self.0.notify.notify_waiters();

@@ -919,3 +919,91 @@ async fn finished_runs_are_forgotten_after_their_retention_and_live_ones_never()
     assert_ne!(fresh.id(), done.id());
     engine.cancel(live.id()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_triggers_get_consecutive_numbers_and_one_key_makes_one_run() {
+    let engine = engine();
+    let numbered = (0..8).map(|_| {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0..250 {
+                ids.push(engine.trigger::<Double>(n).await.unwrap().id().clone());
+            }
+            ids
+        })
+    });
+    let ids: Vec<_> = join_all(numbered)
+        .await
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
+    let mut numbers = Vec::new();
+    for id in &ids {
+        numbers.push(engine.run(id).await.unwrap().number);
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=2_000).collect::<Vec<u64>>());
+
+    let keyed = (0..8).map(|_| {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let once = TriggerOptions::default().idempotency_key("once");
+            let handle = engine.trigger_with::<Echo>("hi".into(), once).await;
+            handle.unwrap().id().clone()
+        })
+    });
+    let ids: Vec<_> = join_all(keyed).await.into_iter().flatten().collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    assert_eq!(engine.run(&ids[0]).await.unwrap().number, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgetting_a_run_keeps_its_key_when_a_newer_run_took_it() {
+    let engine = Engine::builder()
+        .task::<Echo>()
+        .retention(Duration::from_millis(700))
+        .idempotency_ttl(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let keyed = TriggerOptions::default().idempotency_key("k");
+    let first = engine
+        .trigger_with::<Echo>("one".into(), keyed.clone())
+        .await
+        .unwrap();
+    // Many runs, spread over the store's locks, all forgotten in time.
+    let mut others = Vec::new();
+    for n in 0..50 {
+        let other = engine.trigger::<Echo>(format!("{n}")).await.unwrap();
+        others.push(other.id().clone());
+    }
+    follow::<Echo>(&engine, first.id()).await;
+    // Past the key's TTL, the key starts a new run, which keeps it.
+    tokio::time::sleep(Duration::from_millis(550)).await;
+    let second = engine
+        .trigger_with::<Echo>("two".into(), keyed.clone())
+        .await
+        .unwrap();
+    assert_ne!(second.id(), first.id());
+    follow::<Echo>(&engine, second.id()).await;
+
+    let forgotten = async {
+        while engine.run(first.id()).await.is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), forgotten)
+        .await
+        .expect("the first run is forgotten");
+    for id in &others {
+        assert!(engine.run(id).await.is_none(), "{id} is kept");
+    }
+    // Forgetting the first run (about 700 ms in) left the key to the second, whose TTL runs
+    // until about 1,050 ms in.
+    let again = engine
+        .trigger_with::<Echo>("three".into(), keyed)
+        .await
+        .unwrap();
+    assert_eq!(again.id(), second.id());
+}

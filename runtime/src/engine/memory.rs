@@ -1,16 +1,13 @@
-//! The embedded engine's store: runs kept in this process's memory, under one lock, so
-//! changes are published in the order they are made.
+//! The embedded engine's store: runs kept in this process's memory, spread over locks by run
+//! id. A run's changes are made and published under its lock, so in order.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use tokio::time::Instant;
 
-use super::store::{CHUNK_OVERHEAD, Closed, Created, IdempotencyKey, Record, RunStore};
+use super::store::{CHUNK_OVERHEAD, Created, IdempotencyKey, Record, RunStore};
 use crate::feed::Cursor;
 use crate::hub::{RunHub, lock};
 use crate::run::{AnyRun, BatchId, RunId};
@@ -27,7 +24,7 @@ const SHARDS: usize = 16;
 struct Shard {
     runs: HashMap<RunId, Record>,
     /// This shard's finished runs, in the order they finished, with when to forget them.
-    finished: VecDeque<(Instant, RunId)>,
+    finished: VecDeque<(Timestamp, RunId)>,
 }
 
 /// What creating runs reads and writes besides the runs, under the creation lock.
@@ -41,28 +38,13 @@ struct Creation {
 /// The embedded engine's store: every run, its chunks and its history live in this process's
 /// memory, and finished runs are forgotten after their retention
 /// ([`EngineBuilder::retention`](super::EngineBuilder::retention)).
-///
-/// Locks are taken in this order: the creation lock, then a shard's, then the hub's.
-pub struct MemoryStore {
+// Locks are taken in this order: the creation lock, then a shard's, then the hub's.
+pub(crate) struct MemoryStore {
     creation: Mutex<Creation>,
     shards: [Mutex<Shard>; SHARDS],
-    /// Set by [`close`](RunStore::close), under the creation lock.
-    closed: AtomicBool,
     hub: RunHub,
     /// How long a finished run is kept.
     retention: Duration,
-}
-
-impl fmt::Debug for MemoryStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let runs: usize = (self.shards.iter())
-            .map(|shard| lock(shard).runs.len())
-            .sum();
-        f.debug_struct("MemoryStore")
-            .field("runs", &runs)
-            .field("retention", &self.retention)
-            .finish_non_exhaustive()
-    }
 }
 
 impl MemoryStore {
@@ -70,7 +52,6 @@ impl MemoryStore {
         Self {
             creation: Mutex::default(),
             shards: Default::default(),
-            closed: AtomicBool::new(false),
             hub,
             retention,
         }
@@ -79,10 +60,12 @@ impl MemoryStore {
     /// The shard of run `id`. The state stays consistent if a thread panicked while holding a
     /// lock: every change is made before anything that could panic.
     fn shard(&self, id: &RunId) -> MutexGuard<'_, Shard> {
-        // Run ids end with a sequence number: their last bytes spread them.
-        let bytes = id.as_str().as_bytes();
-        let spread = (bytes.iter().rev().take(4)).fold(0usize, |h, &b| h * 31 + usize::from(b));
-        lock(&self.shards[spread % SHARDS])
+        // A multiplicative hash of the whole id: cheaper than the maps' SipHash, and ids that
+        // differ in any byte spread evenly.
+        let hash = (id.as_str().bytes()).fold(0u64, |hash, byte| {
+            (hash.rotate_left(5) ^ u64::from(byte)).wrapping_mul(0x517c_c1b7_2722_0a95)
+        });
+        lock(&self.shards[(hash >> 60) as usize % SHARDS])
     }
 
     /// The run `key` started, with the cursor before its creation, if the key was used less
@@ -113,11 +96,8 @@ impl MemoryStore {
         runs: Vec<Record>,
         batch: Option<BatchId>,
         idempotency_ttl: Duration,
-    ) -> Result<Vec<Created>, Closed> {
+    ) -> Vec<Created> {
         let mut creation = lock(&self.creation);
-        if self.is_closed() {
-            return Err(Closed);
-        }
         let creation = &mut *creation;
         let mut created = Vec::with_capacity(runs.len());
         for mut record in runs {
@@ -149,7 +129,7 @@ impl MemoryStore {
             created.push(Created::New(record.created));
             shard.runs.insert(id, record);
         }
-        Ok(created)
+        created
     }
 
     fn change_now<R, E>(
@@ -166,12 +146,13 @@ impl MemoryStore {
         let was_final = record.snapshot.status.is_final();
         let result = change(record);
         if result.is_ok() {
-            record.run().updated_at = Timestamp::now();
+            let now = Timestamp::now();
+            record.run().updated_at = now;
             self.hub.publish(Arc::clone(&record.snapshot), None);
             if !was_final && record.snapshot.status.is_final() {
                 let id = record.snapshot.id.clone();
                 // A retention too long to count is forever.
-                if let Some(at) = Instant::now().checked_add(self.retention) {
+                if let Some(at) = now.checked_add(self.retention) {
                     shard.finished.push_back((at, id));
                 }
             }
@@ -225,10 +206,10 @@ impl MemoryStore {
         cursor.ok_or_else(|| StreamError::NotRunning(id.clone()))
     }
 
-    fn forget_now(&self, now: Instant) -> Option<Instant> {
+    fn forget_now(&self, now: Timestamp) -> Option<Timestamp> {
         // What is forgotten is freed after the locks: a run's chunks may be many.
         let mut forgotten = Vec::new();
-        let mut next: Option<Instant> = None;
+        let mut next: Option<Timestamp> = None;
         for shard in &self.shards {
             let mut shard = lock(shard);
             while let Some(&(at, _)) = shard.finished.front() {
@@ -274,7 +255,7 @@ impl RunStore for MemoryStore {
         runs: Vec<Record>,
         batch: Option<BatchId>,
         idempotency_ttl: Duration,
-    ) -> Result<Vec<Created>, Closed> {
+    ) -> Vec<Created> {
         self.create_now(runs, batch, idempotency_ttl)
     }
 
@@ -306,16 +287,7 @@ impl RunStore for MemoryStore {
         self.append_now(id, attempt, stream, data, limit)
     }
 
-    async fn forget_finished(&self, now: Instant) -> Option<Instant> {
+    async fn forget_finished(&self, now: Timestamp) -> Option<Timestamp> {
         self.forget_now(now)
-    }
-
-    fn close(&self) {
-        let _creation = lock(&self.creation);
-        self.closed.store(true, Ordering::SeqCst);
-    }
-
-    fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
     }
 }

@@ -15,7 +15,7 @@ mod worker;
 use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,8 +24,8 @@ use serde_json::value::RawValue;
 use tokio::sync::{Semaphore, mpsc};
 
 use self::executor::{Executor, FnExecutor};
-pub use self::memory::MemoryStore;
-use self::store::{Closed, Created, Record, RunStore};
+use self::memory::MemoryStore;
+use self::store::{Created, Record, RunStore, Store};
 use crate::decode::DecodeError;
 use crate::feed::{Cursor, RunFeed, Scope};
 use crate::hub::{self, RunHub, SubscribeError, Subscription};
@@ -67,22 +67,15 @@ pub const MAX_TAG_LEN: usize = 128;
 /// # })?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-///
-/// `S` is where the runs are kept: in memory ([`MemoryStore`]) unless another store is chosen.
-pub struct Engine<S = MemoryStore> {
-    shared: Arc<Shared<S>>,
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
 }
 
-impl<S> Clone for Engine<S> {
-    fn clone(&self) -> Self {
-        Self {
-            shared: Arc::clone(&self.shared),
-        }
-    }
-}
-
-struct Shared<S> {
-    store: S,
+struct Shared {
+    store: Store,
+    /// Set by `shutdown`: no run is triggered and no attempt starts from then on.
+    closed: AtomicBool,
     /// The cancellation signal of each attempt executing in this process.
     running: Mutex<HashMap<RunId, CancelSignal>>,
     executors: HashMap<&'static str, Arc<dyn Executor>>,
@@ -240,19 +233,20 @@ impl EngineBuilder {
 
     /// Starts the engine's workers on the current Tokio runtime.
     pub fn build(self) -> Result<Engine, BuildError> {
-        self.build_with(MemoryStore::new)
+        self.build_with(|hub, retention| Store::Memory(MemoryStore::new(hub, retention)))
     }
 
     /// Starts the engine's workers on the current Tokio runtime, over the store `store` makes
     /// from the hub and the retention.
-    fn build_with<S: RunStore>(
+    fn build_with(
         self,
-        store: impl FnOnce(RunHub, Duration) -> S,
-    ) -> Result<Engine<S>, BuildError> {
+        store: impl FnOnce(RunHub, Duration) -> Store,
+    ) -> Result<Engine, BuildError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(BuildError::NoRuntime)?;
         let (queue, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             store: store(self.hub.unwrap_or_default(), self.config.retention),
+            closed: AtomicBool::new(false),
             running: Mutex::default(),
             executors: self.executors,
             queue,
@@ -578,17 +572,17 @@ impl Engine {
             hub: None,
         }
     }
-}
 
-// `RunStore` is crate-private: only runcast's own stores implement it.
-#[expect(private_bounds, reason = "the store trait is sealed")]
-impl<S: RunStore> Engine<S> {
     /// The hub the engine publishes to.
     pub fn hub(&self) -> &RunHub {
         self.shared.store.hub()
     }
 
-    /// Triggers a run of `T`.
+    /// Triggers a run of `T`. The handle's cursor precedes the run's creation: a subscription
+    /// from it sees the run's first snapshot.
+    ///
+    /// Like every operation that reaches the store, it is `async`. Any executor may drive it,
+    /// not only the engine's runtime (its timers start on the runtime it was built in).
     pub async fn trigger<T: Task>(
         &self,
         payload: T::Payload,
@@ -603,7 +597,7 @@ impl<S: RunStore> Engine<S> {
         options: TriggerOptions,
     ) -> Result<RunHandle<T>, TriggerError> {
         let prepared = self.prepare(BatchItem::new::<T>(&payload, options))?;
-        match self.store_runs(vec![prepared], None).await?.pop() {
+        match self.store_runs(vec![prepared], None).await.pop() {
             Some(handle) => Ok(handle),
             None => unreachable!("a store returns what it did with each run"),
         }
@@ -669,14 +663,13 @@ impl<S: RunStore> Engine<S> {
     async fn batch<T>(&self, prepared: Vec<Prepared>) -> Result<BatchHandle<T>, TriggerError> {
         let sequence = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let id = BatchId::from(new_id("batch_", &self.shared.prefix, sequence));
-        let runs = self.store_runs(prepared, Some(id.clone())).await?;
+        let runs = self.store_runs(prepared, Some(id.clone())).await;
         Ok(BatchHandle { id, runs })
     }
 
-    /// Refuses a trigger once `shutdown` began, before the work of preparing it; the store
-    /// checks again when it would store it.
+    /// Refuses a trigger once `shutdown` began.
     fn check_open(&self) -> Result<(), TriggerError> {
-        if self.shared.store.is_closed() {
+        if self.shared.is_closed() {
             Err(TriggerError::ShuttingDown)
         } else {
             Ok(())
@@ -723,13 +716,13 @@ impl<S: RunStore> Engine<S> {
         })
     }
 
-    /// Stores prepared runs in one transaction (or finds the runs their idempotency keys
-    /// started), then queues or schedules the new ones.
+    /// Stores prepared runs in one [`RunStore::create`] (or finds the runs their idempotency
+    /// keys started), then queues or schedules the new ones.
     async fn store_runs<T>(
         &self,
         prepared: Vec<Prepared>,
         batch: Option<BatchId>,
-    ) -> Result<Vec<RunHandle<T>>, TriggerError> {
+    ) -> Vec<RunHandle<T>> {
         let shared = &self.shared;
         let now = Timestamp::now();
         let mut timers = Vec::with_capacity(prepared.len());
@@ -743,8 +736,7 @@ impl<S: RunStore> Engine<S> {
             })
             .collect();
         let ttl = shared.config.idempotency_ttl;
-        let created = (shared.store.create(records, batch, ttl).await)
-            .map_err(|Closed| TriggerError::ShuttingDown)?;
+        let created = shared.store.create(records, batch, ttl).await;
         let handles = created.into_iter().zip(timers);
         let handles = handles.map(|(created, (id, delay, ttl))| match created {
             Created::Existing(id, cursor) => RunHandle::new(id, cursor),
@@ -760,7 +752,7 @@ impl<S: RunStore> Engine<S> {
                 RunHandle::new(id, cursor)
             }
         });
-        Ok(handles.collect())
+        handles.collect()
     }
 
     /// The record of a new run, numbered by the store.
@@ -819,27 +811,36 @@ impl<S: RunStore> Engine<S> {
     /// never starts, and a running attempt is stopped at its next `.await` (its context's
     /// [`canceled`](crate::TaskContext::canceled) completes).
     pub async fn cancel(&self, id: &RunId) -> Result<(), CancelError> {
-        let shared = &self.shared;
-        let canceled = shared.store.update(id, |record| {
-            let run = record.run();
-            run.status = RunStatus::Canceled;
-            run.finished_at = Some(Timestamp::now());
-        });
-        if canceled.await.is_some() {
-            // An attempt registers its signal before it starts the run, so one that started
-            // before this change is found here.
-            if let Some(signal) = hub::lock(&shared.running).get(id) {
-                signal.cancel();
-            }
+        if self.cancel_if(id, |status| !status.is_final()).await {
             return Ok(());
         }
-        match shared.store.snapshot(id).await {
+        match self.shared.store.snapshot(id).await {
             Some(run) => Err(CancelError::AlreadyFinished {
                 id: id.clone(),
                 status: run.status,
             }),
             None => Err(CancelError::UnknownRun(id.clone())),
         }
+    }
+
+    /// Cancels a run whose status passes `when`, and stops its attempt running here, if any;
+    /// returns whether it did.
+    async fn cancel_if(&self, id: &RunId, when: impl FnOnce(RunStatus) -> bool + Send) -> bool {
+        let shared = &self.shared;
+        let canceled = shared.store.update_if(id, when, |record| {
+            let run = record.run();
+            run.status = RunStatus::Canceled;
+            run.finished_at = Some(Timestamp::now());
+        });
+        if canceled.await.is_none() {
+            return false;
+        }
+        // An attempt registers its signal before it starts the run, so one that started
+        // before this change is found here.
+        if let Some(signal) = hub::lock(&shared.running).get(id) {
+            signal.cancel();
+        }
+        true
     }
 
     /// Changes a run's metadata, all or nothing (see [`MetadataOp`]). A finished run's
@@ -901,13 +902,15 @@ impl<S: RunStore> Engine<S> {
     /// Stops the engine gracefully: refuses new triggers, starts no more queued runs, and waits
     /// up to `deadline` for running attempts to finish; the ones still running then are
     /// canceled, and it returns after waiting as long again for them to stop. Runs still
-    /// queued, delayed or waiting for a retry stay as they are.
+    /// queued, delayed or waiting for a retry stay as they are, as do the runs of a trigger
+    /// that was past its checks when `shutdown` began.
     ///
     /// Returns how many attempts were canceled.
     pub async fn shutdown(&self, deadline: Duration) -> usize {
         let shared = &self.shared;
-        // No run is stored and no attempt starts after this (see `worker::attempt`).
-        shared.store.close();
+        // No trigger passes its checks and no attempt starts after this (see `check_open` and
+        // `worker::run_attempt`).
+        shared.closed.store(true, Ordering::SeqCst);
         let all = u32::try_from(shared.config.concurrency).unwrap_or(u32::MAX);
         if let Ok(Ok(idle)) =
             tokio::time::timeout(deadline, Arc::clone(&shared.slots).acquire_many_owned(all)).await
@@ -918,7 +921,10 @@ impl<S: RunStore> Engine<S> {
         let running: Vec<RunId> = hub::lock(&shared.running).keys().cloned().collect();
         let mut canceled = 0;
         for id in &running {
-            canceled += usize::from(self.cancel(id).await.is_ok());
+            // An attempt registered but refused its start (the engine is closed) leaves its
+            // run queued.
+            let executing = |status| status == RunStatus::Executing;
+            canceled += usize::from(self.cancel_if(id, executing).await);
         }
         // Canceled attempts stop at their next `.await`; give them as long again to hand back
         // their slot (a task blocked outside an `.await` may never).
@@ -1037,7 +1043,7 @@ impl<S: RunStore> Engine<S> {
     }
 }
 
-impl<S: RunStore> RunFeed for Engine<S> {
+impl RunFeed for Engine {
     type Error = DecodeError;
     type Subscription = Subscription;
 
@@ -1046,7 +1052,7 @@ impl<S: RunStore> RunFeed for Engine<S> {
     }
 }
 
-impl<S: RunStore> fmt::Debug for Engine<S> {
+impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
             .field("tasks", &self.shared.executors.keys().collect::<Vec<_>>())
@@ -1055,7 +1061,12 @@ impl<S: RunStore> fmt::Debug for Engine<S> {
     }
 }
 
-impl<S: RunStore> Shared<S> {
+impl Shared {
+    /// Whether `shutdown` began.
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
     /// Appends a chunk to a stream of a running attempt's run, within the configured limits.
     async fn append_chunk(
         &self,

@@ -2,21 +2,22 @@
 //!
 //! The lifecycle (what a trigger, an attempt, a timer or a cancellation changes) lives in the
 //! engine and its workers, which reach runs only through a store's operations. The embedded
-//! engine keeps runs in memory ([`MemoryStore`](super::MemoryStore)); a store over Postgres
-//! implements the same operations, each a database transaction.
+//! engine keeps runs in memory ([`MemoryStore`]); a store over Postgres implements the same
+//! operations, each a database transaction, and becomes another variant of [`Store`].
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use tokio::time::Instant;
 
+use super::memory::MemoryStore;
 use crate::feed::Cursor;
 use crate::hub::RunHub;
 use crate::run::{AnyRun, BatchId, RunId};
 use crate::status::RunStatus;
 use crate::streams::StreamError;
+use crate::timestamp::Timestamp;
 
 /// What a stored chunk costs besides its JSON, counted against a run's stream limit: the
 /// hub's record of it and the allocation of its text.
@@ -60,34 +61,32 @@ pub(crate) enum Created {
     Existing(RunId, Cursor),
 }
 
-/// The store is closed: the engine is shutting down.
-#[derive(Debug)]
-pub(crate) struct Closed;
-
 /// Where an engine keeps its runs. Every change is published to the store's [`RunHub`] in
-/// the order the changes are made, which is the order subscribers see.
+/// the order the changes of each run are made, which is the order subscribers see.
 ///
-/// Its operations are `async` for a store that does I/O; each is atomic. Closures passed to
-/// them run once, inside the operation (for Postgres, inside its transaction), and must not
-/// block.
+/// The hub is the read side: it holds the latest snapshot of every run the store keeps, and
+/// subscriptions, stream reads and the checks before them read it.
+///
+/// Operations are `async` for a store that does I/O, and each is atomic. A closure passed to
+/// one runs exactly once, inside it (for Postgres, inside its transaction, with the run's row
+/// locked: never retried), and must not block.
 pub(crate) trait RunStore: Send + Sync + 'static {
-    /// The hub this store's changes are published to, which this process's subscriptions
-    /// read.
+    /// The hub this store's changes are published to.
     fn hub(&self) -> &RunHub;
 
     /// How long a finished run is kept.
     fn retention(&self) -> Duration;
 
-    /// Stores new runs, all or none, numbering each per task (1, 2, 3...; the records come
-    /// with `number` unset). A run whose idempotency key started a run less than
-    /// `idempotency_ttl` before its `created_at`, still kept, is not stored: that run is
-    /// returned instead. Two runs with one key in one call are one run.
+    /// Stores new runs, numbering each per task (1, 2, 3...; the records come with `number`
+    /// unset). A run whose idempotency key started a run less than `idempotency_ttl` before
+    /// its `created_at`, still kept, is not stored: that run is returned instead. Two runs
+    /// with one key in one call are one run.
     fn create(
         &self,
         runs: Vec<Record>,
         batch: Option<BatchId>,
         idempotency_ttl: Duration,
-    ) -> impl Future<Output = Result<Vec<Created>, Closed>> + Send;
+    ) -> impl Future<Output = Vec<Created>> + Send;
 
     /// Changes a run whose status passes `when`, and publishes it; `None` if the run is
     /// unknown or `when` refuses it. On `Err` the change must have left the record as it was,
@@ -136,15 +135,75 @@ pub(crate) trait RunStore: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Cursor, StreamError>> + Send;
 
-    /// Forgets the runs whose retention ended by `now`, with their chunks and idempotency
-    /// keys; returns when the next one's ends.
-    fn forget_finished(&self, now: Instant) -> impl Future<Output = Option<Instant>> + Send;
+    /// Forgets the runs that finished a retention or more before `now`, with their chunks and
+    /// idempotency keys; returns when the next run kept is due. A run that finishes after
+    /// this call is due a retention after it, so no earlier than `now` plus a retention.
+    fn forget_finished(&self, now: Timestamp) -> impl Future<Output = Option<Timestamp>> + Send;
+}
 
-    /// Refuses new runs, and changes that start attempts, from now on; a `create` that began
-    /// before finishes first.
-    fn close(&self);
+/// The store an engine uses.
+pub(crate) enum Store {
+    /// The embedded engine's.
+    Memory(MemoryStore),
+    /// A store whose operations suspend, for the engine's tests.
+    #[cfg(test)]
+    Suspending(super::tests::Suspending),
+}
 
-    /// Whether [`close`](Self::close) was called. Checked inside `create`, and by the changes
-    /// that start attempts.
-    fn is_closed(&self) -> bool;
+/// `$body` with `$store` bound to the store inside `$self`.
+macro_rules! each_store {
+    ($self:expr, $store:ident => $body:expr) => {
+        match $self {
+            Store::Memory($store) => $body,
+            #[cfg(test)]
+            Store::Suspending($store) => $body,
+        }
+    };
+}
+
+impl RunStore for Store {
+    fn hub(&self) -> &RunHub {
+        each_store!(self, store => store.hub())
+    }
+
+    fn retention(&self) -> Duration {
+        each_store!(self, store => store.retention())
+    }
+
+    async fn create(
+        &self,
+        runs: Vec<Record>,
+        batch: Option<BatchId>,
+        idempotency_ttl: Duration,
+    ) -> Vec<Created> {
+        each_store!(self, store => store.create(runs, batch, idempotency_ttl).await)
+    }
+
+    async fn change_if<R: Send, E: Send>(
+        &self,
+        id: &RunId,
+        when: impl FnOnce(RunStatus) -> bool + Send,
+        change: impl FnOnce(&mut Record) -> Result<R, E> + Send,
+    ) -> Option<Result<R, E>> {
+        each_store!(self, store => store.change_if(id, when, change).await)
+    }
+
+    async fn snapshot(&self, id: &RunId) -> Option<Arc<AnyRun>> {
+        each_store!(self, store => store.snapshot(id).await)
+    }
+
+    async fn append_chunk(
+        &self,
+        id: &RunId,
+        attempt: u32,
+        stream: (&'static str, &'static str),
+        data: Arc<RawValue>,
+        limit: usize,
+    ) -> Result<Cursor, StreamError> {
+        each_store!(self, store => store.append_chunk(id, attempt, stream, data, limit).await)
+    }
+
+    async fn forget_finished(&self, now: Timestamp) -> Option<Timestamp> {
+        each_store!(self, store => store.forget_finished(now).await)
+    }
 }

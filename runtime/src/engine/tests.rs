@@ -1,5 +1,5 @@
-//! The engine over a store whose every operation suspends before it completes, as a store
-//! doing I/O does: the engine's logic must not rely on a store answering at once.
+//! The engine over a store whose every operation suspends before and after it takes effect,
+//! as a store doing I/O does: the engine's logic must not rely on a store answering at once.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use serde_json::value::RawValue;
-use tokio::time::Instant;
 
-use super::store::{Closed, Created, Record, RunStore};
-use super::{BatchItem, Engine, MemoryStore, TriggerError, TriggerOptions, new_id};
+use super::memory::MemoryStore;
+use super::store::{Created, Record, RunStore, Store};
+use super::worker::Running;
+use super::{BatchItem, Engine, TriggerError, TriggerOptions, new_id};
 use crate::feed::{Cursor, Scope};
 use crate::hub::{self, RunHub};
 use crate::metadata::MetadataOp;
@@ -21,17 +22,23 @@ use crate::stream::RunStreamExt;
 use crate::streams::{Realtime, StreamError};
 use crate::task;
 use crate::task::TaskContext;
+use crate::timestamp::Timestamp;
 
-/// A [`MemoryStore`] whose operations each suspend once first, and count it.
-struct Suspending {
+/// A [`MemoryStore`] whose operations each suspend before and after they take effect, and
+/// count it.
+pub(crate) struct Suspending {
     inner: MemoryStore,
     suspended: AtomicUsize,
 }
 
 impl Suspending {
-    async fn suspend(&self) {
+    /// `operation`, between two suspensions.
+    async fn suspend<T>(&self, operation: impl Future<Output = T>) -> T {
         self.suspended.fetch_add(1, Ordering::Relaxed);
         tokio::task::yield_now().await;
+        let output = operation.await;
+        tokio::task::yield_now().await;
+        output
     }
 }
 
@@ -49,9 +56,9 @@ impl RunStore for Suspending {
         runs: Vec<Record>,
         batch: Option<BatchId>,
         idempotency_ttl: Duration,
-    ) -> Result<Vec<Created>, Closed> {
-        self.suspend().await;
-        self.inner.create(runs, batch, idempotency_ttl).await
+    ) -> Vec<Created> {
+        let create = self.inner.create(runs, batch, idempotency_ttl);
+        self.suspend(create).await
     }
 
     async fn change_if<R: Send, E: Send>(
@@ -60,13 +67,11 @@ impl RunStore for Suspending {
         when: impl FnOnce(RunStatus) -> bool + Send,
         change: impl FnOnce(&mut Record) -> Result<R, E> + Send,
     ) -> Option<Result<R, E>> {
-        self.suspend().await;
-        self.inner.change_if(id, when, change).await
+        self.suspend(self.inner.change_if(id, when, change)).await
     }
 
     async fn snapshot(&self, id: &RunId) -> Option<Arc<AnyRun>> {
-        self.suspend().await;
-        self.inner.snapshot(id).await
+        self.suspend(self.inner.snapshot(id)).await
     }
 
     async fn append_chunk(
@@ -77,23 +82,12 @@ impl RunStore for Suspending {
         data: Arc<RawValue>,
         limit: usize,
     ) -> Result<Cursor, StreamError> {
-        self.suspend().await;
-        self.inner
-            .append_chunk(id, attempt, stream, data, limit)
-            .await
+        let append = self.inner.append_chunk(id, attempt, stream, data, limit);
+        self.suspend(append).await
     }
 
-    async fn forget_finished(&self, now: Instant) -> Option<Instant> {
-        self.suspend().await;
-        self.inner.forget_finished(now).await
-    }
-
-    fn close(&self) {
-        self.inner.close();
-    }
-
-    fn is_closed(&self) -> bool {
-        self.inner.is_closed()
+    async fn forget_finished(&self, now: Timestamp) -> Option<Timestamp> {
+        self.suspend(self.inner.forget_finished(now)).await
     }
 }
 
@@ -131,48 +125,94 @@ async fn forever(_: (), ctx: TaskContext) -> Result<(), String> {
     Ok(())
 }
 
-fn engine() -> (Engine<Suspending>, impl Fn() -> usize) {
-    let engine = Engine::builder()
+/// Fails its first attempt, then waits until canceled.
+#[task(id = "retry-then-wait")]
+async fn retry_then_wait(_: (), ctx: TaskContext) -> Result<(), String> {
+    if ctx.attempt() == 1 {
+        return Err("first attempt".into());
+    }
+    ctx.canceled().await;
+    Ok(())
+}
+
+/// An engine over a [`Suspending`] store, running at most `concurrency` attempts at once.
+fn engine(concurrency: usize) -> Engine {
+    Engine::builder()
         .task::<Steps>()
         .task::<SecondTime>()
         .task::<Forever>()
-        .retry_delay(Duration::from_millis(1))
-        .build_with(|hub, retention| Suspending {
-            inner: MemoryStore::new(hub, retention),
-            suspended: AtomicUsize::new(0),
+        .task::<RetryThenWait>()
+        .concurrency(concurrency)
+        .retry_delay(Duration::ZERO)
+        .build_with(|hub, retention| {
+            Store::Suspending(Suspending {
+                inner: MemoryStore::new(hub, retention),
+                suspended: AtomicUsize::new(0),
+            })
         })
-        .unwrap();
-    let shared = Arc::clone(&engine.shared);
-    (engine, move || {
-        shared.store.suspended.load(Ordering::Relaxed)
-    })
+        .unwrap()
+}
+
+/// How many store operations suspended so far.
+fn suspended(engine: &Engine) -> usize {
+    let Store::Suspending(store) = &engine.shared.store else {
+        unreachable!("the tests' engine uses the suspending store")
+    };
+    store.suspended.load(Ordering::Relaxed)
 }
 
 /// The final snapshot of a run.
-async fn finished(engine: &Engine<Suspending>, id: &RunId) -> AnyRun {
-    let updates = engine
+async fn finished(engine: &Engine, id: &RunId) -> AnyRun {
+    let updates = engine.subscribe(Scope::Run(id.clone()), Cursor::START);
+    let last = updates.unwrap().until_finished().try_collect::<Vec<_>>();
+    let last = tokio::time::timeout(Duration::from_secs(10), last).await;
+    last.expect("the run finishes").unwrap().pop().unwrap().run
+}
+
+/// Waits until run `id` is executing attempt `attempt`.
+async fn executing(engine: &Engine, id: &RunId, attempt: u32) {
+    let mut updates = engine
         .subscribe(Scope::Run(id.clone()), Cursor::START)
         .unwrap();
-    let last = updates
-        .until_finished()
-        .try_collect::<Vec<_>>()
+    let started = async {
+        loop {
+            let run = updates.next().await.unwrap().unwrap().run;
+            // The first attempt's start is the first `EXECUTING` after `QUEUED`; a retry's
+            // comes after `REATTEMPTING`.
+            let retried = run.error.is_some() || attempt == 1;
+            if run.status == RunStatus::Executing && retried {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), started)
         .await
-        .unwrap();
-    last.into_iter().last().unwrap().run
+        .expect("the attempt starts");
+}
+
+/// Waits until no attempt is registered as running.
+async fn no_attempt_running(engine: &Engine) {
+    let idle = async {
+        while !hub::lock(&engine.shared.running).is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), idle)
+        .await
+        .expect("every attempt ends");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_path_of_the_engine_works_over_a_store_that_suspends() {
-    let (engine, suspended) = engine();
+async fn triggers_streams_keys_retries_tags_and_expiry_work_over_a_store_that_suspends() {
+    let engine = engine(4);
 
     // A run writing chunks and metadata, followed from its handle's cursor with streams.
     let run = engine.trigger::<Steps>(5).await.unwrap();
-    let items = engine
-        .subscribe(Scope::Run(run.id().clone()), run.cursor())
-        .unwrap();
-    let items: Vec<_> = (items.with_streams().until_finished())
-        .try_collect()
+    let items = engine.subscribe(Scope::Run(run.id().clone()), run.cursor());
+    let items = items.unwrap().with_streams().until_finished().try_collect();
+    let items: Vec<_> = tokio::time::timeout(Duration::from_secs(10), items)
         .await
+        .expect("the run finishes")
         .unwrap();
     let Some(Realtime::Run(first)) = items.first() else {
         panic!("{items:?}")
@@ -215,10 +255,9 @@ async fn every_path_of_the_engine_works_over_a_store_that_suspends() {
     assert_eq!(retried.status, RunStatus::Completed);
     assert_eq!(retried.output.as_deref().map(RawValue::get), Some("2"));
 
-    // Tags, metadata from outside, and a cancellation reaching the running attempt.
+    // Tags and metadata changed from outside on a running run.
     let waiting = engine.trigger::<Forever>(()).await.unwrap();
-    let mut updates = engine.subscribe_to_run::<Forever>(waiting.id()).unwrap();
-    while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
+    executing(&engine, waiting.id(), 1).await;
     engine.add_tags(waiting.id(), ["a", "b"]).await.unwrap();
     engine.remove_tags(waiting.id(), ["a"]).await.unwrap();
     let note = MetadataOp::Set("note".into(), "hi".into());
@@ -227,28 +266,63 @@ async fn every_path_of_the_engine_works_over_a_store_that_suspends() {
     let canceled = finished(&engine, waiting.id()).await;
     assert_eq!(canceled.status, RunStatus::Canceled);
     assert_eq!(canceled.tags, ["b"]);
-    assert_eq!(
-        canceled.metadata.as_deref().map(RawValue::get),
-        Some(r#"{"note":"hi"}"#)
-    );
-    while !hub::lock(&engine.shared.running).is_empty() {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let metadata = canceled.metadata.as_deref().map(RawValue::get);
+    assert_eq!(metadata, Some(r#"{"note":"hi"}"#));
 
     // A run whose time to live ends before its delay.
     let late = TriggerOptions::default()
         .delay(Duration::from_secs(60))
         .ttl(Duration::from_millis(5));
     let late = engine.trigger_with::<Steps>(1, late).await.unwrap();
-    assert_eq!(
-        finished(&engine, late.id()).await.status,
-        RunStatus::Expired
-    );
+    let expired = finished(&engine, late.id()).await;
+    assert_eq!(expired.status, RunStatus::Expired);
 
+    no_attempt_running(&engine).await;
     assert_eq!(engine.shutdown(Duration::from_secs(5)).await, 0);
     let refused = engine.trigger::<Steps>(1).await.unwrap_err();
     assert!(matches!(refused, TriggerError::ShuttingDown), "{refused}");
-    assert!(suspended() > 30, "{} operations suspended", suspended());
+    let suspended = suspended(&engine);
+    assert!(suspended > 30, "{suspended} operations suspended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_retried_attempt_and_shutdown_only_running_ones_over_a_store_that_suspends()
+{
+    // One attempt at a time: an attempt that never stopped would keep the next from starting.
+    let engine = engine(1);
+    let retried = engine.trigger::<RetryThenWait>(()).await.unwrap();
+    executing(&engine, retried.id(), 2).await;
+    engine.cancel(retried.id()).await.unwrap();
+    assert_eq!(
+        finished(&engine, retried.id()).await.status,
+        RunStatus::Canceled
+    );
+    no_attempt_running(&engine).await;
+
+    let running = engine.trigger::<Forever>(()).await.unwrap();
+    executing(&engine, running.id(), 1).await;
+    let queued = engine.trigger::<Steps>(1).await.unwrap();
+    assert_eq!(engine.shutdown(Duration::from_millis(50)).await, 1);
+    assert_eq!(
+        finished(&engine, running.id()).await.status,
+        RunStatus::Canceled
+    );
+    let queued = engine.run(queued.id()).await.unwrap();
+    assert_eq!(queued.status, RunStatus::Queued);
+    no_attempt_running(&engine).await;
+}
+
+#[tokio::test]
+async fn an_ending_attempt_leaves_the_next_attempts_signal_registered() {
+    let engine = engine(2);
+    let id = RunId::from("run_1");
+    let first = Running::register(&engine.shared, &id);
+    let second = Running::register(&engine.shared, &id);
+    drop(first);
+    let registered = hub::lock(&engine.shared.running).get(&id).cloned();
+    assert!(registered.is_some_and(|signal| signal.is(&second.signal)));
+    drop(second);
+    assert!(hub::lock(&engine.shared.running).is_empty());
 }
 
 #[test]

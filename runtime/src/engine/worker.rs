@@ -30,10 +30,7 @@ use crate::timestamp::Timestamp;
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 /// Runs queued runs, at most `concurrency` at once, until every engine handle is dropped.
-pub(super) async fn dispatch<S: RunStore>(
-    shared: Weak<Shared<S>>,
-    mut queue: mpsc::UnboundedReceiver<RunId>,
-) {
+pub(super) async fn dispatch(shared: Weak<Shared>, mut queue: mpsc::UnboundedReceiver<RunId>) {
     let Some(slots) = shared.upgrade().map(|s| Arc::clone(&s.slots)) else {
         return;
     };
@@ -44,7 +41,7 @@ pub(super) async fn dispatch<S: RunStore>(
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        if shared.store.is_closed() {
+        if shared.is_closed() {
             return;
         }
         tokio::spawn(async move {
@@ -55,23 +52,19 @@ pub(super) async fn dispatch<S: RunStore>(
 }
 
 /// Forgets finished runs once their retention ends, until the engine is dropped.
-pub(super) async fn forget_finished<S: RunStore>(shared: Weak<Shared<S>>) {
+pub(super) async fn forget_finished(shared: Weak<Shared>) {
     loop {
         let Some(engine) = shared.upgrade() else {
             return;
         };
         let retention = engine.store.retention();
-        let next = engine
-            .store
-            .forget_finished(tokio::time::Instant::now())
-            .await;
+        let next = engine.store.forget_finished(Timestamp::now()).await;
         drop(engine);
-        // Runs finish in order and keep the same retention: none that finishes from now on is
-        // due before the next one known, or before one retention from now.
-        match next.or_else(|| tokio::time::Instant::now().checked_add(retention)) {
-            Some(at) => tokio::time::sleep_until(at).await,
-            None => return,
-        }
+        // A run that finishes from now on is due a retention from now or later.
+        let wait = next.map_or(retention, |at| {
+            at.saturating_duration_since(Timestamp::now())
+        });
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -87,7 +80,7 @@ pub(super) enum Timer {
 }
 
 /// Fires `timer` for run `id` after `wait`, unless the engine is gone by then.
-pub(super) fn after<S: RunStore>(shared: &Arc<Shared<S>>, wait: Duration, id: RunId, timer: Timer) {
+pub(super) fn after(shared: &Arc<Shared>, wait: Duration, id: RunId, timer: Timer) {
     let runtime = shared.runtime.clone();
     let shared = Arc::downgrade(shared);
     runtime.spawn(async move {
@@ -96,7 +89,7 @@ pub(super) fn after<S: RunStore>(shared: &Arc<Shared<S>>, wait: Duration, id: Ru
             return;
         };
         match timer {
-            Timer::Delay if shared.store.is_closed() => {}
+            Timer::Delay if shared.is_closed() => {}
             Timer::Delay => {
                 let queued = shared.store.update(&id, |record| {
                     let run = record.run();
@@ -128,19 +121,44 @@ pub(super) fn after<S: RunStore>(shared: &Arc<Shared<S>>, wait: Duration, id: Ru
 }
 
 /// One attempt of a run.
-async fn attempt<S: RunStore>(shared: &Arc<Shared<S>>, id: &RunId) {
-    // Registered before the run starts, so that a `cancel` that finds the run executing finds
-    // its signal too.
-    let cancel = CancelSignal::default();
-    hub::lock(&shared.running).insert(id.clone(), cancel.clone());
-    run_attempt(shared, id, cancel).await;
-    hub::lock(&shared.running).remove(id);
+async fn attempt(shared: &Arc<Shared>, id: &RunId) {
+    let running = Running::register(shared, id);
+    run_attempt(shared, id, running.signal.clone()).await;
 }
 
-async fn run_attempt<S: RunStore>(shared: &Arc<Shared<S>>, id: &RunId, cancel: CancelSignal) {
+/// An attempt's cancellation signal in the engine's `running` map. It is registered before
+/// the attempt starts its run, so a `cancel` that finds the run executing finds the signal
+/// too; it is removed when the attempt ends, however it ends, unless the run's next attempt
+/// replaced it already.
+pub(super) struct Running<'a> {
+    shared: &'a Shared,
+    id: &'a RunId,
+    pub(super) signal: CancelSignal,
+}
+
+impl<'a> Running<'a> {
+    pub(super) fn register(shared: &'a Shared, id: &'a RunId) -> Self {
+        let signal = CancelSignal::default();
+        hub::lock(&shared.running).insert(id.clone(), signal.clone());
+        Self { shared, id, signal }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut running = hub::lock(&self.shared.running);
+        let ours = running.get(self.id).is_some_and(|s| s.is(&self.signal));
+        if ours {
+            running.remove(self.id);
+        }
+    }
+}
+
+async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: CancelSignal) {
     // Checked inside the change: after `shutdown` began, no attempt starts.
     let waiting = |status| {
-        !shared.store.is_closed() && matches!(status, RunStatus::Queued | RunStatus::Reattempting)
+        let closed = shared.is_closed();
+        !closed && matches!(status, RunStatus::Queued | RunStatus::Reattempting)
     };
     let started = shared.store.update_if(id, waiting, |record| {
         record.attempts += 1;
@@ -236,13 +254,13 @@ async fn run_attempt<S: RunStore>(shared: &Arc<Shared<S>>, id: &RunId, cancel: C
     }
 }
 
-/// What a running task reaches of its run: the engine's record of it.
-struct EngineRun<S> {
-    shared: Weak<Shared<S>>,
+/// What a running task reaches of its run: the engine's store.
+struct EngineRun {
+    shared: Weak<Shared>,
     id: RunId,
 }
 
-impl<S: RunStore> RunAccess for EngineRun<S> {
+impl RunAccess for EngineRun {
     fn update_metadata(&self, ops: Vec<MetadataOp>) -> BoxFuture<'_, Result<(), MetadataError>> {
         Box::pin(async move {
             match self.shared.upgrade() {
