@@ -865,6 +865,18 @@ async fn a_stalled_subscriber_coalesces_to_the_latest_snapshot_and_keeps_the_fin
     assert_eq!(seen.last(), Some(&(Some(4_999), RunStatus::Completed)));
 }
 
+/// Waits until the engine forgot run `id`.
+async fn forgotten(engine: &Engine, id: &runcast::RunId) {
+    let forgotten = async {
+        while engine.run(id).await.is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), forgotten)
+        .await
+        .expect("forgotten once its retention ended");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_runs_are_forgotten_after_their_retention_and_live_ones_never() {
     let engine = Engine::builder()
@@ -893,14 +905,7 @@ async fn finished_runs_are_forgotten_after_their_retention_and_live_ones_never()
         .unwrap();
     assert_eq!(again.id(), done.id());
 
-    let forgotten = async {
-        while engine.run(done.id()).await.is_some() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), forgotten)
-        .await
-        .expect("forgotten once its retention ended");
+    forgotten(&engine, done.id()).await;
     assert!(matches!(
         engine.subscribe_to_run::<Echo>(done.id()),
         Err(runcast::SubscribeError::UnknownRun(_))
@@ -988,14 +993,7 @@ async fn forgetting_a_run_keeps_its_key_when_a_newer_run_took_it() {
     assert_ne!(second.id(), first.id());
     follow::<Echo>(&engine, second.id()).await;
 
-    let forgotten = async {
-        while engine.run(first.id()).await.is_some() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), forgotten)
-        .await
-        .expect("the first run is forgotten");
+    forgotten(&engine, first.id()).await;
     for id in &others {
         assert!(engine.run(id).await.is_none(), "{id} is kept");
     }
