@@ -2,6 +2,8 @@
 //! about speed. Run with `cargo bench -p runcast --bench engine`.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::cast_precision_loss)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -60,36 +62,48 @@ async fn latency(subscribers: usize, changes: usize) {
     let hub = RunHub::new();
     hub.publish(snapshot("run_1", 0, &[]), None);
     let start = hub.cursor();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    for _ in 0..subscribers {
+    // Each subscriber notes when its typed item of the current change arrived, in nanoseconds
+    // since `base`; the last one to arrive wakes the publisher.
+    let base = Instant::now();
+    let arrived: Arc<Vec<AtomicU64>> =
+        Arc::new((0..subscribers).map(|_| AtomicU64::new(0)).collect());
+    let remaining = Arc::new(AtomicUsize::new(0));
+    let all_arrived = Arc::new(tokio::sync::Notify::new());
+    for slot in 0..subscribers {
         let mut feed = hub
             .subscribe(Scope::Run("run_1".into()), start)
             .unwrap()
             .typed::<Noop>();
-        let tx = tx.clone();
+        let (arrived, remaining) = (Arc::clone(&arrived), Arc::clone(&remaining));
+        let all_arrived = Arc::clone(&all_arrived);
         tokio::spawn(async move {
             while let Some(update) = feed.next().await {
-                let update = update.unwrap();
-                let _ = tx.send((update.run.payload, Instant::now()));
+                let at = base.elapsed().as_nanos() as u64;
+                // The first item is the run as it was before the measured changes.
+                if update.unwrap().run.payload > 0 {
+                    arrived[slot].store(at, Ordering::Relaxed);
+                    if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        all_arrived.notify_one();
+                    }
+                }
             }
         });
     }
+    // Let every subscriber read the run's first snapshot.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let mut per_item = Vec::new();
     let mut whole = Vec::new();
     for n in 1..=changes as u64 {
-        let sent = Instant::now();
+        remaining.store(subscribers, Ordering::Release);
+        let sent = base.elapsed();
         hub.publish(snapshot("run_1", n, &[]), None);
-        let mut last = sent;
-        let mut seen = 0;
-        while seen < subscribers {
-            let (payload, at) = rx.recv().await.unwrap();
-            if payload == n {
-                per_item.push(at - sent);
-                last = last.max(at);
-                seen += 1;
-            }
-        }
-        whole.push(last - sent);
+        all_arrived.notified().await;
+        let arrivals = arrived
+            .iter()
+            .map(|at| Duration::from_nanos(at.load(Ordering::Relaxed)));
+        let arrivals: Vec<Duration> = arrivals.map(|at| at - sent).collect();
+        whole.push(*arrivals.iter().max().unwrap());
+        per_item.extend(arrivals);
     }
     per_item.sort();
     whole.sort();
@@ -330,7 +344,7 @@ fn main() {
         if wanted("latency") {
             latency(1, 2_000).await;
             latency(1_000, 100).await;
-            latency(10_000, 20).await;
+            latency(10_000, 100).await;
         }
         if wanted("throughput") {
             throughput(1_000, 100, 200_000).await;

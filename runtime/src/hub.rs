@@ -727,9 +727,11 @@ impl Stream for Subscription {
                 mailbox.waker = Some(cx.waker().clone());
                 return Poll::Pending;
             }
-            let changed = mailbox.take_sorted();
+            // `ready` is empty: the unread snapshots go there, then are sorted by cursor.
+            this.ready
+                .extend(mailbox.pending.drain().map(|(_, change)| change));
             drop(mailbox);
-            this.ready.extend(changed);
+            (this.ready.make_contiguous()).sort_unstable_by_key(|(cursor, _)| *cursor);
         }
     }
 }

@@ -597,6 +597,8 @@ impl Engine {
         options: TriggerOptions,
     ) -> Result<RunHandle<T>, TriggerError> {
         let prepared = self.prepare(BatchItem::new::<T>(&payload, options))?;
+        // Serialized: not kept while the run is stored.
+        drop(payload);
         match self.store_runs(vec![prepared], None).await.pop() {
             Some(handle) => Ok(handle),
             None => unreachable!("a store returns what it did with each run"),
