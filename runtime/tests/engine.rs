@@ -1,6 +1,6 @@
 //! The embedded engine: triggering, the run lifecycle, and subscriptions that never miss the
 //! first event.
-#![allow(clippy::unwrap_used)] // Test helpers fail the test on bad fixtures.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers fail the test on bad fixtures.
 
 use std::time::Duration;
 

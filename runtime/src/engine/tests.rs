@@ -1,6 +1,6 @@
 //! The engine over a store whose every operation suspends before and after it takes effect,
 //! as a store doing I/O does: the engine's logic must not rely on a store answering at once.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers fail the test on bad fixtures.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
