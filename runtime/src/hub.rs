@@ -23,13 +23,18 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use futures_core::Stream;
+use serde_json::value::RawValue;
 
 use crate::decode::DecodeError;
 use crate::feed::{Cursor, RunFeed, Scope, Update};
-use serde_json::value::RawValue;
-
 use crate::run::{AnyRun, BatchId, RunId};
 use crate::streams::{AnyChunk, Realtime};
+
+/// The maps of the hub and the store, keyed by ids and tags: hashed with foldhash, seeded per
+/// process, at a fraction of the cost of std's SipHash (which was a quarter of a trigger).
+pub(crate) type Map<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
+/// A set hashed as a [`Map`].
+pub(crate) type Set<K> = HashSet<K, foldhash::quality::RandomState>;
 
 /// The latest snapshot of every run published to it, and subscriptions to their changes.
 ///
@@ -86,19 +91,19 @@ pub enum SubscribeError {
 #[derive(Default)]
 struct Inner {
     version: u64,
-    runs: HashMap<RunId, Entry>,
-    by_tag: HashMap<String, HashSet<RunId>>,
-    by_batch: HashMap<BatchId, HashSet<RunId>>,
-    subscriptions: HashMap<u64, Watcher>,
+    runs: Map<RunId, Entry>,
+    by_tag: Map<String, Set<RunId>>,
+    by_batch: Map<BatchId, Set<RunId>>,
+    subscriptions: Map<u64, Watcher>,
     next_subscription: u64,
     max_subscriptions: Option<usize>,
-    watch_run: HashMap<RunId, HashSet<u64>>,
+    watch_run: Map<RunId, Set<u64>>,
     /// Tag subscriptions, by the first of their tags: a run they watch carries it.
-    watch_tag: HashMap<String, HashSet<u64>>,
-    watch_batch: HashMap<BatchId, HashSet<u64>>,
+    watch_tag: Map<String, Set<u64>>,
+    watch_batch: Map<BatchId, Set<u64>>,
     /// Runs by each tag they lost, for subscriptions resumed after the loss: see
     /// [`Entry::departures`].
-    departed: HashMap<String, HashSet<RunId>>,
+    departed: Map<String, Set<RunId>>,
 }
 
 /// How many of a run's latest tag losses the hub remembers.
@@ -177,24 +182,28 @@ struct Watcher {
 struct Mailbox {
     /// The latest unread snapshot of each run that changed: coalesced, so bounded by the runs
     /// in scope.
-    pending: HashMap<RunId, (Cursor, Arc<AnyRun>)>,
+    pending: Map<RunId, (Cursor, Arc<AnyRun>)>,
     /// Runs with chunks the subscriber has not read yet (for a subscription with streams). The
     /// chunks stay in the hub: a lagging subscriber costs no memory per chunk.
-    chunk_runs: HashSet<RunId>,
+    chunk_runs: Set<RunId>,
     /// The chunks of runs in `chunk_runs` that were forgotten before the subscriber read them
     /// all: kept for it until it has.
-    orphans: HashMap<RunId, Arc<Streams>>,
+    orphans: Map<RunId, Arc<Streams>>,
     waker: Option<Waker>,
 }
 
 /// Adds `value` to, or removes it from, the set at `key`; an emptied set is removed.
-fn set_member<K, V>(map: &mut HashMap<K, HashSet<V>>, key: &K, value: &V, add: bool)
+fn set_member<K, V>(map: &mut Map<K, Set<V>>, key: &K, value: &V, add: bool)
 where
     K: std::hash::Hash + Eq + Clone,
     V: std::hash::Hash + Eq + Clone,
 {
     if add {
-        map.entry(key.clone()).or_default().insert(value.clone());
+        // The key is cloned only when it is new.
+        match map.get_mut(key) {
+            Some(set) => set.insert(value.clone()),
+            None => map.entry(key.clone()).or_default().insert(value.clone()),
+        };
     } else if let Some(set) = map.get_mut(key) {
         set.remove(value);
         if set.is_empty() {
@@ -312,7 +321,7 @@ impl Inner {
     /// The latest snapshot of each run in `scope` that changed after `from`, and, resuming a
     /// tag subscription, of each run that left its scope since: a live subscription saw that
     /// change too.
-    fn changed_since(&self, scope: &Scope, from: Cursor) -> HashMap<RunId, (Cursor, Arc<AnyRun>)> {
+    fn changed_since(&self, scope: &Scope, from: Cursor) -> Map<RunId, (Cursor, Arc<AnyRun>)> {
         let departed = match scope {
             Scope::Tags(tags) if from > Cursor::START => Some(self.departed_since(tags, from)),
             _ => None,
@@ -328,7 +337,7 @@ impl Inner {
     }
 
     /// The runs in `scope` with chunks written after `from`.
-    fn chunks_since(&self, scope: &Scope, from: Cursor) -> HashSet<RunId> {
+    fn chunks_since(&self, scope: &Scope, from: Cursor) -> Set<RunId> {
         self.in_scope(scope)
             .filter(|entry| {
                 let last = entry.streams.as_deref().and_then(|s| s.chunks.last());
@@ -528,8 +537,8 @@ impl RunHub {
         inner.next_subscription += 1;
         let mailbox = Arc::new(Mutex::new(Mailbox {
             pending: inner.changed_since(&scope, from),
-            chunk_runs: HashSet::new(),
-            orphans: HashMap::new(),
+            chunk_runs: Set::default(),
+            orphans: Map::default(),
             waker: None,
         }));
         inner.watch(&scope, id, true);

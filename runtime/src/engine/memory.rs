@@ -1,7 +1,7 @@
 //! The embedded engine's store: runs kept in this process's memory, spread over locks by run
 //! id. A run's changes are made and published under its lock, so in order.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use super::store::{CHUNK_OVERHEAD, Created, IdempotencyKey, Record, RunStore};
 use crate::feed::Cursor;
-use crate::hub::{RunHub, lock};
+use crate::hub::{Map, RunHub, lock};
 use crate::run::{AnyRun, BatchId, RunId};
 use crate::status::RunStatus;
 use crate::streams::StreamError;
@@ -22,7 +22,7 @@ const SHARDS: usize = 16;
 /// Some of the runs, under one lock.
 #[derive(Default)]
 struct Shard {
-    runs: HashMap<RunId, Record>,
+    runs: Map<RunId, Record>,
     /// This shard's finished runs, in the order they finished, with when to forget them.
     finished: VecDeque<(Timestamp, RunId)>,
 }
@@ -30,9 +30,9 @@ struct Shard {
 /// What creating runs reads and writes besides the runs, under the creation lock.
 #[derive(Default)]
 struct Creation {
-    numbers: HashMap<String, u64>,
+    numbers: Map<String, u64>,
     /// The run each key started, and when.
-    idempotency: HashMap<IdempotencyKey, (RunId, Timestamp)>,
+    idempotency: Map<IdempotencyKey, (RunId, Timestamp)>,
 }
 
 /// The embedded engine's store: every run, its chunks and its history live in this process's

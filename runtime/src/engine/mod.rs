@@ -28,7 +28,7 @@ use self::memory::MemoryStore;
 use self::store::{Created, Record, RunStore, Store};
 use crate::decode::DecodeError;
 use crate::feed::{Cursor, RunFeed, Scope};
-use crate::hub::{self, RunHub, SubscribeError, Subscription};
+use crate::hub::{self, Map, RunHub, SubscribeError, Subscription};
 use crate::metadata::{self, MetadataError, MetadataOp};
 use crate::run::{AnyRun, BatchId, JsonObject, Run, RunId, Untyped};
 use crate::status::RunStatus;
@@ -77,7 +77,7 @@ struct Shared {
     /// Set by `shutdown`: no run is triggered and no attempt starts from then on.
     closed: AtomicBool,
     /// The cancellation signal of each attempt executing in this process.
-    running: Mutex<HashMap<RunId, CancelSignal>>,
+    running: Mutex<Map<RunId, CancelSignal>>,
     executors: HashMap<&'static str, Arc<dyn Executor>>,
     config: Config,
     queue: mpsc::UnboundedSender<RunId>,
@@ -268,21 +268,25 @@ fn id_prefix() -> String {
     format!("{:x}", now % (1 << 40))
 }
 
-/// `kind`, the engine's `prefix`, then `sequence` in at least 8 digits: written by hand, as
-/// `format!` cost a tenth of a trigger.
-fn new_id(kind: &str, prefix: &str, sequence: u64) -> String {
-    let mut digits = [b'0'; 20];
-    let (mut n, mut start) = (sequence, digits.len());
-    while n > 0 || start > digits.len() - 8 {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
+/// `kind`, the engine's `prefix`, then `sequence` in at least 8 digits, as a run or batch id:
+/// written by hand on the stack, as `format!` and a `String` cost a tenth of a trigger.
+fn new_id<I: for<'a> From<&'a str>>(kind: &str, prefix: &str, sequence: u64) -> I {
+    // `kind` and `prefix` (at most 10 hex digits) are short; a `u64` has at most 20 digits.
+    let mut id = [0; 64];
+    let mut len = 0;
+    for part in [kind, prefix] {
+        id[len..len + part.len()].copy_from_slice(part.as_bytes());
+        len += part.len();
+    }
+    let digits = sequence.checked_ilog10().unwrap_or(0).max(7) as usize + 1;
+    let mut n = sequence;
+    for digit in id[len..len + digits].iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
         n /= 10;
     }
-    let mut id = String::with_capacity(kind.len() + prefix.len() + digits.len() - start);
-    id.push_str(kind);
-    id.push_str(prefix);
-    id.extend(digits[start..].iter().map(|&digit| char::from(digit)));
-    id
+    len += digits;
+    // ASCII, so valid UTF-8: borrowed, never replaced.
+    I::from(&String::from_utf8_lossy(&id[..len]))
 }
 
 /// One run of a batch, of any task: its task, payload and options.
@@ -664,7 +668,7 @@ impl Engine {
 
     async fn batch<T>(&self, prepared: Vec<Prepared>) -> Result<BatchHandle<T>, TriggerError> {
         let sequence = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let id = BatchId::from(new_id("batch_", &self.shared.prefix, sequence));
+        let id: BatchId = new_id("batch_", &self.shared.prefix, sequence);
         let runs = self.store_runs(prepared, Some(id.clone())).await;
         Ok(BatchHandle { id, runs })
     }
@@ -767,7 +771,7 @@ impl Engine {
             options,
         } = prepared;
         let sequence = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let id = RunId::from(new_id("run_", &self.shared.prefix, sequence));
+        let id: RunId = new_id("run_", &self.shared.prefix, sequence);
         let delayed_until = options.delay.and_then(|delay| now.checked_add(delay));
         let snapshot = AnyRun {
             id,

@@ -327,8 +327,17 @@ async fn an_ending_attempt_leaves_the_next_attempts_signal_registered() {
 
 #[test]
 fn ids_have_at_least_eight_digits() {
-    assert_eq!(new_id("run_", "ab1", 0), "run_ab100000000");
-    assert_eq!(new_id("run_", "ab1", 42), "run_ab100000042");
-    assert_eq!(new_id("batch_", "", 123_456_789), "batch_123456789");
-    assert_eq!(new_id("run_", "f", u64::MAX), format!("run_f{}", u64::MAX));
+    assert_eq!(new_id::<String>("run_", "ab1", 0), "run_ab100000000");
+    assert_eq!(new_id::<String>("run_", "ab1", 42), "run_ab100000042");
+    assert_eq!(
+        new_id::<String>("batch_", "", 123_456_789),
+        "batch_123456789"
+    );
+    assert_eq!(new_id::<String>("run_", "", 12_345_678), "run_12345678");
+    assert_eq!(
+        new_id::<String>("run_", "", 123_456_789_012),
+        "run_123456789012"
+    );
+    let max: String = new_id("run_", "0123456789", u64::MAX);
+    assert_eq!(max, format!("run_0123456789{}", u64::MAX));
 }
