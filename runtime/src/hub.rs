@@ -30,8 +30,10 @@ use crate::feed::{Cursor, RunFeed, Scope, Update};
 use crate::run::{AnyRun, BatchId, RunId};
 use crate::streams::{AnyChunk, Realtime};
 
-/// The maps of the hub and the store, keyed by ids and tags: hashed with foldhash, seeded per
-/// process, at a fraction of the cost of std's SipHash (which was a quarter of a trigger).
+/// A map keyed by what runcast generates (run and batch ids, subscription numbers): hashed with
+/// foldhash, at a fraction of the cost of std's SipHash (which was a quarter of a trigger).
+/// Keys that clients choose (tags, idempotency keys) stay in std's maps, whose SipHash resists
+/// keys crafted to collide.
 pub(crate) type Map<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
 /// A set hashed as a [`Map`].
 pub(crate) type Set<K> = HashSet<K, foldhash::quality::RandomState>;
@@ -92,18 +94,18 @@ pub enum SubscribeError {
 struct Inner {
     version: u64,
     runs: Map<RunId, Entry>,
-    by_tag: Map<String, Set<RunId>>,
+    by_tag: HashMap<String, Set<RunId>>,
     by_batch: Map<BatchId, Set<RunId>>,
     subscriptions: Map<u64, Watcher>,
     next_subscription: u64,
     max_subscriptions: Option<usize>,
     watch_run: Map<RunId, Set<u64>>,
     /// Tag subscriptions, by the first of their tags: a run they watch carries it.
-    watch_tag: Map<String, Set<u64>>,
+    watch_tag: HashMap<String, Set<u64>>,
     watch_batch: Map<BatchId, Set<u64>>,
     /// Runs by each tag they lost, for subscriptions resumed after the loss: see
     /// [`Entry::departures`].
-    departed: Map<String, Set<RunId>>,
+    departed: HashMap<String, Set<RunId>>,
 }
 
 /// How many of a run's latest tag losses the hub remembers.
@@ -193,10 +195,11 @@ struct Mailbox {
 }
 
 /// Adds `value` to, or removes it from, the set at `key`; an emptied set is removed.
-fn set_member<K, V>(map: &mut Map<K, Set<V>>, key: &K, value: &V, add: bool)
+fn set_member<K, V, H>(map: &mut HashMap<K, Set<V>, H>, key: &K, value: &V, add: bool)
 where
     K: std::hash::Hash + Eq + Clone,
     V: std::hash::Hash + Eq + Clone,
+    H: std::hash::BuildHasher,
 {
     if add {
         // The key is cloned only when it is new.
@@ -737,6 +740,7 @@ impl Stream for Subscription {
                 return Poll::Pending;
             }
             // `ready` is empty: the unread snapshots go there, then are sorted by cursor.
+            debug_assert!(this.ready.is_empty());
             this.ready
                 .extend(mailbox.pending.drain().map(|(_, change)| change));
             drop(mailbox);

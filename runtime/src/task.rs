@@ -119,7 +119,7 @@ struct CancelState {
 
 impl CancelSignal {
     /// Whether `other` is this signal, not only a signal in the same state.
-    pub(crate) fn is(&self, other: &Self) -> bool {
+    pub(crate) fn same_as(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
 

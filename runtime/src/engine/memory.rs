@@ -1,11 +1,12 @@
 //! The embedded engine's store: runs kept in this process's memory, spread over locks by run
 //! id. A run's changes are made and published under its lock, so in order.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::value::RawValue;
+use tokio::time::Instant;
 
 use super::store::{CHUNK_OVERHEAD, Created, IdempotencyKey, Record, RunStore};
 use crate::feed::Cursor;
@@ -24,7 +25,7 @@ const SHARDS: usize = 16;
 struct Shard {
     runs: Map<RunId, Record>,
     /// This shard's finished runs, in the order they finished, with when to forget them.
-    finished: VecDeque<(Timestamp, RunId)>,
+    finished: VecDeque<(Instant, RunId)>,
 }
 
 /// What creating runs reads and writes besides the runs, under the creation lock.
@@ -32,7 +33,8 @@ struct Shard {
 struct Creation {
     numbers: Map<String, u64>,
     /// The run each key started, and when.
-    idempotency: Map<IdempotencyKey, (RunId, Timestamp)>,
+    /// Keyed by what clients choose: std's hasher (see [`Map`]).
+    idempotency: HashMap<IdempotencyKey, (RunId, Timestamp)>,
 }
 
 /// The embedded engine's store: every run, its chunks and its history live in this process's
@@ -60,12 +62,13 @@ impl MemoryStore {
     /// The shard of run `id`. The state stays consistent if a thread panicked while holding a
     /// lock: every change is made before anything that could panic.
     fn shard(&self, id: &RunId) -> MutexGuard<'_, Shard> {
-        // A multiplicative hash of the whole id: cheaper than the maps' SipHash, and ids that
-        // differ in any byte spread evenly.
+        // A multiplicative hash of the whole id, so ids that differ in any byte spread evenly,
+        // scaled to a shard by its high bits (the best mixed).
         let hash = (id.as_str().bytes()).fold(0u64, |hash, byte| {
             (hash.rotate_left(5) ^ u64::from(byte)).wrapping_mul(0x517c_c1b7_2722_0a95)
         });
-        lock(&self.shards[(hash >> 60) as usize % SHARDS])
+        let shard = (u128::from(hash) * SHARDS as u128) >> 64;
+        lock(&self.shards[shard as usize])
     }
 
     /// The run `key` started, with the cursor before its creation, if the key was used less
@@ -146,13 +149,13 @@ impl MemoryStore {
         let was_final = record.snapshot.status.is_final();
         let result = change(record);
         if result.is_ok() {
-            let now = Timestamp::now();
-            record.run().updated_at = now;
+            record.run().updated_at = Timestamp::now();
             self.hub.publish(Arc::clone(&record.snapshot), None);
             if !was_final && record.snapshot.status.is_final() {
                 let id = record.snapshot.id.clone();
-                // A retention too long to count is forever.
-                if let Some(at) = now.checked_add(self.retention) {
+                // Tokio's clock, as the engine's timers; a retention too long to count is
+                // forever.
+                if let Some(at) = Instant::now().checked_add(self.retention) {
                     shard.finished.push_back((at, id));
                 }
             }
@@ -206,10 +209,10 @@ impl MemoryStore {
         cursor.ok_or_else(|| StreamError::NotRunning(id.clone()))
     }
 
-    fn forget_now(&self, now: Timestamp) -> Option<Timestamp> {
+    fn forget_now(&self, now: Instant) -> Option<Instant> {
         // What is forgotten is freed after the locks: a run's chunks may be many.
         let mut forgotten = Vec::new();
-        let mut next: Option<Timestamp> = None;
+        let mut next: Option<Instant> = None;
         for shard in &self.shards {
             let mut shard = lock(shard);
             while let Some(&(at, _)) = shard.finished.front() {
@@ -287,7 +290,9 @@ impl RunStore for MemoryStore {
         self.append_now(id, attempt, stream, data, limit)
     }
 
-    async fn forget_finished(&self, now: Timestamp) -> Option<Timestamp> {
-        self.forget_now(now)
+    async fn forget_finished(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let next = self.forget_now(now)?;
+        Some(next.saturating_duration_since(now))
     }
 }

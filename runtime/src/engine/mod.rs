@@ -74,7 +74,7 @@ pub struct Engine {
 
 struct Shared {
     store: Store,
-    /// Set by `shutdown`: no run is triggered and no attempt starts from then on.
+    /// Set by `shutdown`: no trigger passes its checks and no attempt starts from then on.
     closed: AtomicBool,
     /// The cancellation signal of each attempt executing in this process.
     running: Mutex<Map<RunId, CancelSignal>>,

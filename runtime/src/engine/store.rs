@@ -17,7 +17,6 @@ use crate::hub::RunHub;
 use crate::run::{AnyRun, BatchId, RunId};
 use crate::status::RunStatus;
 use crate::streams::StreamError;
-use crate::timestamp::Timestamp;
 
 /// What a stored chunk costs besides its JSON, counted against a run's stream limit: the
 /// hub's record of it and the allocation of its text.
@@ -135,10 +134,10 @@ pub(crate) trait RunStore: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Cursor, StreamError>> + Send;
 
-    /// Forgets the runs that finished a retention or more before `now`, with their chunks and
-    /// idempotency keys; returns when the next run kept is due. A run that finishes after
-    /// this call is due a retention after it, so no earlier than `now` plus a retention.
-    fn forget_finished(&self, now: Timestamp) -> impl Future<Output = Option<Timestamp>> + Send;
+    /// Forgets the runs that finished a retention or more ago, by the store's clock, with their
+    /// chunks and idempotency keys; returns how long until the next finished run is due. A run
+    /// that finishes after this call is due a retention after it.
+    fn forget_finished(&self) -> impl Future<Output = Option<Duration>> + Send;
 }
 
 /// The store an engine uses.
@@ -203,7 +202,7 @@ impl RunStore for Store {
         each_store!(self, store => store.append_chunk(id, attempt, stream, data, limit).await)
     }
 
-    async fn forget_finished(&self, now: Timestamp) -> Option<Timestamp> {
-        each_store!(self, store => store.forget_finished(now).await)
+    async fn forget_finished(&self) -> Option<Duration> {
+        each_store!(self, store => store.forget_finished().await)
     }
 }

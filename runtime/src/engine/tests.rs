@@ -86,8 +86,8 @@ impl RunStore for Suspending {
         self.suspend(append).await
     }
 
-    async fn forget_finished(&self, now: Timestamp) -> Option<Timestamp> {
-        self.suspend(self.inner.forget_finished(now)).await
+    async fn forget_finished(&self) -> Option<Duration> {
+        self.suspend(self.inner.forget_finished()).await
     }
 }
 
@@ -169,18 +169,16 @@ async fn finished(engine: &Engine, id: &RunId) -> AnyRun {
     last.expect("the run finishes").unwrap().pop().unwrap().run
 }
 
-/// Waits until run `id` is executing attempt `attempt`.
-async fn executing(engine: &Engine, id: &RunId, attempt: u32) {
+/// Waits until run `id` is executing its first attempt, or a retry if `retry`.
+async fn executing(engine: &Engine, id: &RunId, retry: bool) {
     let mut updates = engine
         .subscribe(Scope::Run(id.clone()), Cursor::START)
         .unwrap();
     let started = async {
         loop {
             let run = updates.next().await.unwrap().unwrap().run;
-            // The first attempt's start is the first `EXECUTING` after `QUEUED`; a retry's
-            // comes after `REATTEMPTING`.
-            let retried = run.error.is_some() || attempt == 1;
-            if run.status == RunStatus::Executing && retried {
+            // A retry starts with the error of the attempt before it.
+            if run.status == RunStatus::Executing && run.error.is_some() == retry {
                 return;
             }
         }
@@ -214,10 +212,12 @@ async fn triggers_streams_keys_retries_tags_and_expiry_work_over_a_store_that_su
         .await
         .expect("the run finishes")
         .unwrap();
-    let Some(Realtime::Run(first)) = items.first() else {
+    // Snapshots coalesce: a subscriber that reads late sees the latest one, after the chunks
+    // written before it.
+    let Some(Realtime::Run(last)) = items.last() else {
         panic!("{items:?}")
     };
-    assert_eq!(first.run.status, RunStatus::Queued);
+    assert_eq!(last.run.status, RunStatus::Completed);
     let chunks: Vec<_> = (items.iter())
         .filter_map(|item| match item {
             Realtime::Chunk(chunk) => Some(chunk.data.get()),
@@ -257,7 +257,7 @@ async fn triggers_streams_keys_retries_tags_and_expiry_work_over_a_store_that_su
 
     // Tags and metadata changed from outside on a running run.
     let waiting = engine.trigger::<Forever>(()).await.unwrap();
-    executing(&engine, waiting.id(), 1).await;
+    executing(&engine, waiting.id(), false).await;
     engine.add_tags(waiting.id(), ["a", "b"]).await.unwrap();
     engine.remove_tags(waiting.id(), ["a"]).await.unwrap();
     let note = MetadataOp::Set("note".into(), "hi".into());
@@ -286,30 +286,35 @@ async fn triggers_streams_keys_retries_tags_and_expiry_work_over_a_store_that_su
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_stops_a_retried_attempt_and_shutdown_only_running_ones_over_a_store_that_suspends()
-{
+async fn cancel_reaches_a_retried_attempt_over_a_store_that_suspends() {
     // One attempt at a time: an attempt that never stopped would keep the next from starting.
     let engine = engine(1);
     let retried = engine.trigger::<RetryThenWait>(()).await.unwrap();
-    executing(&engine, retried.id(), 2).await;
+    executing(&engine, retried.id(), true).await;
     engine.cancel(retried.id()).await.unwrap();
-    assert_eq!(
-        finished(&engine, retried.id()).await.status,
-        RunStatus::Canceled
-    );
+    let canceled = finished(&engine, retried.id()).await;
+    assert_eq!(canceled.status, RunStatus::Canceled);
     no_attempt_running(&engine).await;
-
-    let running = engine.trigger::<Forever>(()).await.unwrap();
-    executing(&engine, running.id(), 1).await;
-    let queued = engine.trigger::<Steps>(1).await.unwrap();
-    assert_eq!(engine.shutdown(Duration::from_millis(50)).await, 1);
+    let next = engine.trigger::<SecondTime>(()).await.unwrap();
     assert_eq!(
-        finished(&engine, running.id()).await.status,
-        RunStatus::Canceled
+        finished(&engine, next.id()).await.status,
+        RunStatus::Completed
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cancels_executing_runs_only_over_a_store_that_suspends() {
+    let engine = engine(1);
+    let running = engine.trigger::<Forever>(()).await.unwrap();
+    executing(&engine, running.id(), false).await;
+    let queued = engine.trigger::<Steps>(1).await.unwrap();
+    // As an attempt that registered its signal, then had its start refused by the shutdown.
+    let _refused = Running::register(&engine.shared, queued.id());
+    assert_eq!(engine.shutdown(Duration::from_millis(50)).await, 1);
+    let canceled = finished(&engine, running.id()).await;
+    assert_eq!(canceled.status, RunStatus::Canceled);
     let queued = engine.run(queued.id()).await.unwrap();
     assert_eq!(queued.status, RunStatus::Queued);
-    no_attempt_running(&engine).await;
 }
 
 #[tokio::test]
@@ -320,9 +325,58 @@ async fn an_ending_attempt_leaves_the_next_attempts_signal_registered() {
     let second = Running::register(&engine.shared, &id);
     drop(first);
     let registered = hub::lock(&engine.shared.running).get(&id).cloned();
-    assert!(registered.is_some_and(|signal| signal.is(&second.signal)));
+    assert!(registered.is_some_and(|signal| signal.same_as(&second.signal)));
     drop(second);
     assert!(hub::lock(&engine.shared.running).is_empty());
+}
+
+#[tokio::test]
+async fn forgetting_runs_across_shards_leaves_a_key_to_the_newer_run_that_took_it() {
+    let engine = engine(1);
+    // A zero retention: a finished run is due at once.
+    let store = MemoryStore::new(RunHub::new(), Duration::ZERO);
+    let ttl = Duration::from_secs(1);
+    let t0 = Timestamp::now();
+    // A record of a `Steps` run created `after` t0, with key `k` if `keyed`.
+    let record = |after: Duration, keyed: bool| {
+        let options = TriggerOptions::default();
+        let options = if keyed {
+            options.idempotency_key("k")
+        } else {
+            options
+        };
+        let prepared = engine
+            .prepare(BatchItem::new::<Steps>(&1, options))
+            .unwrap();
+        engine.record(prepared, t0.checked_add(after).unwrap())
+    };
+    let mut runs = vec![record(Duration::ZERO, true)];
+    runs.extend((0..200).map(|_| record(Duration::ZERO, false)));
+    let ids: Vec<RunId> = (runs.iter()).map(|r| r.snapshot.id.clone()).collect();
+    store.create(runs, None, ttl).await;
+    // Past the key's TTL, the key starts a second run, which takes it.
+    let second = record(Duration::from_secs(2), true);
+    let second_id = second.snapshot.id.clone();
+    let created = store.create(vec![second], None, ttl).await;
+    assert!(matches!(created[..], [Created::New(_)]), "{created:?}");
+
+    let complete = |record: &mut Record| record.run().status = RunStatus::Completed;
+    for id in &ids {
+        store.update(id, complete).await.unwrap();
+    }
+    assert_eq!(store.forget_finished().await, None);
+    for id in &ids {
+        assert!(store.snapshot(id).await.is_none(), "{id} is kept");
+    }
+    assert!(store.snapshot(&second_id).await.is_some());
+    assert_ne!(ids[0], second_id);
+    // Within the second run's TTL, its key still returns it.
+    let again = store.create(vec![record(Duration::from_millis(2_500), true)], None, ttl);
+    let again = again.await;
+    assert!(
+        matches!(&again[..], [Created::Existing(id, _)] if *id == second_id),
+        "{again:?}"
+    );
 }
 
 #[test]

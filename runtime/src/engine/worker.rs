@@ -58,12 +58,11 @@ pub(super) async fn forget_finished(shared: Weak<Shared>) {
             return;
         };
         let retention = engine.store.retention();
-        let next = engine.store.forget_finished(Timestamp::now()).await;
+        let next = engine.store.forget_finished().await;
         drop(engine);
-        // A run that finishes from now on is due a retention from now or later.
-        let wait = next.map_or(retention, |at| {
-            at.saturating_duration_since(Timestamp::now())
-        });
+        // A run that finishes from now on is due a retention from now or later. At least a
+        // millisecond: a zero retention must not make this loop spin.
+        let wait = next.unwrap_or(retention).max(Duration::from_millis(1));
         tokio::time::sleep(wait).await;
     }
 }
@@ -147,7 +146,9 @@ impl<'a> Running<'a> {
 impl Drop for Running<'_> {
     fn drop(&mut self) {
         let mut running = hub::lock(&self.shared.running);
-        let ours = running.get(self.id).is_some_and(|s| s.is(&self.signal));
+        let ours = running
+            .get(self.id)
+            .is_some_and(|s| s.same_as(&self.signal));
         if ours {
             running.remove(self.id);
         }
