@@ -32,8 +32,8 @@ struct Shard {
 #[derive(Default)]
 struct Creation {
     numbers: Map<String, u64>,
-    /// The run each key started, and when.
-    /// Keyed by what clients choose: std's hasher (see [`Map`]).
+    /// The run each key started, and when. Clients choose the keys, so this map keeps std's
+    /// hasher (see [`Map`]).
     idempotency: HashMap<IdempotencyKey, (RunId, Timestamp)>,
 }
 
