@@ -160,13 +160,25 @@ impl Streams {
     }
 }
 
-impl Mailbox {
-    /// The unread snapshots, in cursor order, leaving none.
-    fn take_sorted(&mut self) -> Vec<(Cursor, Arc<AnyRun>)> {
-        let mut changed: Vec<_> = self.pending.drain().map(|(_, change)| change).collect();
-        changed.sort_unstable_by_key(|(cursor, _)| *cursor);
-        changed
+/// Moves the mailbox's unread snapshots to `ready` (empty), in cursor order, sorting them
+/// after letting go of the mailbox (publishers wait for it); `false`, with the waker
+/// registered, if there are none.
+fn take_pending<T>(
+    mut mailbox: MutexGuard<'_, Mailbox>,
+    cx: &Context<'_>,
+    ready: &mut VecDeque<T>,
+    item: impl Fn(Cursor, Arc<AnyRun>) -> T,
+    cursor: impl FnMut(&T) -> Cursor,
+) -> bool {
+    if mailbox.pending.is_empty() {
+        mailbox.waker = Some(cx.waker().clone());
+        return false;
     }
+    debug_assert!(ready.is_empty());
+    ready.extend(mailbox.pending.drain().map(|(_, (c, run))| item(c, run)));
+    drop(mailbox);
+    ready.make_contiguous().sort_unstable_by_key(cursor);
+    true
 }
 
 /// A subscription as the hub sees it: what it watches, and where its changes go.
@@ -387,7 +399,15 @@ impl RunHub {
                 entry.version = cursor.version();
                 if old_run.tags.iter().any(|tag| !run.tags.contains(tag)) {
                     if entry.departures.len() == MAX_DEPARTURES {
-                        entry.departures.remove(0);
+                        let (_, evicted) = entry.departures.remove(0);
+                        // Out of the index the tags no kept departure (nor this one) has.
+                        for tag in &evicted {
+                            let kept = old_run.tags.contains(tag)
+                                || entry.departures.iter().any(|(_, was)| was.contains(tag));
+                            if !kept {
+                                set_member(&mut inner.departed, tag, &run.id, false);
+                            }
+                        }
                     }
                     let departure = (cursor.version(), old_run.tags.clone());
                     entry.departures.push(departure);
@@ -495,9 +515,18 @@ impl RunHub {
 
     /// The latest snapshot of a run.
     pub fn get(&self, id: &RunId) -> Option<Update<AnyRun>> {
+        let latest = self.latest(id)?;
+        Some(Update {
+            cursor: latest.cursor,
+            run: AnyRun::clone(&latest.run),
+        })
+    }
+
+    /// The latest snapshot of a run, shared, not copied.
+    pub(crate) fn latest(&self, id: &RunId) -> Option<Update<Arc<AnyRun>>> {
         self.lock().runs.get(id).map(|entry| Update {
             cursor: Cursor::new(entry.version),
-            run: AnyRun::clone(&entry.run),
+            run: Arc::clone(&entry.run),
         })
     }
 
@@ -509,7 +538,7 @@ impl RunHub {
     /// every intermediate one.
     pub fn subscribe(&self, scope: Scope, from: Cursor) -> Result<Subscription, SubscribeError> {
         Ok(Subscription {
-            handle: self.register(scope, from)?,
+            handle: self.register(scope, from, false)?,
             last: from,
             ready: VecDeque::new(),
         })
@@ -522,11 +551,20 @@ impl RunHub {
         scope: Scope,
         from: Cursor,
     ) -> Result<RealtimeSubscription, SubscribeError> {
-        Ok(self.subscribe(scope, from)?.with_streams())
+        Ok(RealtimeSubscription {
+            handle: self.register(scope, from, true)?,
+            last: from,
+            ready: VecDeque::new(),
+        })
     }
 
     /// A new subscription's place, its mailbox holding what changed in `scope` after `from`.
-    fn register(&self, scope: Scope, from: Cursor) -> Result<Handle, SubscribeError> {
+    fn register(
+        &self,
+        scope: Scope,
+        from: Cursor,
+        streams: bool,
+    ) -> Result<Handle, SubscribeError> {
         if matches!(&scope, Scope::Tags(tags) if tags.is_empty()) {
             return Err(SubscribeError::NoTags);
         }
@@ -540,7 +578,11 @@ impl RunHub {
         inner.next_subscription += 1;
         let mailbox = Arc::new(Mutex::new(Mailbox {
             pending: inner.changed_since(&scope, from),
-            chunk_runs: Set::default(),
+            chunk_runs: if streams {
+                inner.chunks_since(&scope, from)
+            } else {
+                Set::default()
+            },
             orphans: Map::default(),
             waker: None,
         }));
@@ -548,7 +590,7 @@ impl RunHub {
         let watcher = Watcher {
             scope,
             mailbox: Arc::clone(&mailbox),
-            streams: false,
+            streams,
         };
         inner.subscriptions.insert(id, watcher);
         Ok(Handle {
@@ -734,17 +776,10 @@ impl Stream for Subscription {
                 this.last = next.0;
                 return Poll::Ready(Some(Ok(yielded(next))));
             }
-            let mut mailbox = lock(&this.handle.mailbox);
-            if mailbox.pending.is_empty() {
-                mailbox.waker = Some(cx.waker().clone());
+            let mailbox = lock(&this.handle.mailbox);
+            if !take_pending(mailbox, cx, &mut this.ready, |c, run| (c, run), |(c, _)| *c) {
                 return Poll::Pending;
             }
-            // `ready` is empty: the unread snapshots go there, then are sorted by cursor.
-            debug_assert!(this.ready.is_empty());
-            this.ready
-                .extend(mailbox.pending.drain().map(|(_, change)| change));
-            drop(mailbox);
-            (this.ready.make_contiguous()).sort_unstable_by_key(|(cursor, _)| *cursor);
         }
     }
 }
@@ -792,21 +827,11 @@ impl RealtimeSubscription {
     /// `false` if there are none (the waker is then registered).
     fn read(&mut self, cx: &Context<'_>) -> bool {
         {
-            let mut mailbox = lock(&self.handle.mailbox);
+            let mailbox = lock(&self.handle.mailbox);
             if mailbox.chunk_runs.is_empty() {
                 // No unread chunk: a chunk written before any of these snapshots would have
                 // been noted here before it, so the snapshots alone are the next items.
-                if mailbox.pending.is_empty() {
-                    mailbox.waker = Some(cx.waker().clone());
-                    return false;
-                }
-                let changed = mailbox.take_sorted();
-                drop(mailbox);
-                let items = changed
-                    .into_iter()
-                    .map(|(cursor, run)| Ready::Run(cursor, run));
-                self.ready.extend(items);
-                return true;
+                return take_pending(mailbox, cx, &mut self.ready, Ready::Run, Ready::cursor);
             }
         }
         let inner = lock(&self.handle.hub);
@@ -837,19 +862,20 @@ impl RealtimeSubscription {
                 next.push(Reverse((chunk.version, source, start)));
             }
         }
-        let mut items: Vec<Ready> = Vec::new();
+        let items = &mut self.ready;
+        debug_assert!(items.is_empty());
         while items.len() < CHUNK_BATCH {
             let Some(Reverse((_, source, at))) = next.pop() else {
                 break;
             };
             let (id, streams, _) = &sources[source];
-            items.push(Ready::Chunk(streams.item(id, &streams.chunks[at])));
+            items.push_back(Ready::Chunk(streams.item(id, &streams.chunks[at])));
             if let Some(chunk) = streams.chunks.get(at + 1) {
                 next.push(Reverse((chunk.version, source, at + 1)));
             }
         }
         // Every chunk up to `bound` is read; later ones, and later snapshots, wait.
-        let bound = match (next.is_empty(), items.last()) {
+        let bound = match (next.is_empty(), items.back()) {
             (false, Some(last)) => last.cursor().version(),
             _ => u64::MAX,
         };
@@ -871,19 +897,12 @@ impl RealtimeSubscription {
                 (false, false) => {}
             }
         }
-        let pending = std::mem::take(&mut mailbox.pending);
-        for (id, (cursor, run)) in pending {
-            if cursor.version() <= bound {
-                items.push(Ready::Run(cursor, run));
-            } else {
-                mailbox.pending.insert(id, (cursor, run));
-            }
-        }
+        let due = (mailbox.pending).extract_if(|_, (cursor, _)| cursor.version() <= bound);
+        items.extend(due.map(|(_, (cursor, run))| Ready::Run(cursor, run)));
         drop(mailbox);
         drop(inner);
         drop(read_whole);
-        items.sort_unstable_by_key(Ready::cursor);
-        self.ready.extend(items);
+        items.make_contiguous().sort_unstable_by_key(Ready::cursor);
         true
     }
 }
@@ -916,5 +935,37 @@ impl fmt::Debug for RealtimeSubscription {
             .field("last", &self.last)
             .field("ready", &self.ready.len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(tags: &[&str]) -> AnyRun {
+        serde_json::from_value(serde_json::json!({
+            "id": "run_1",
+            "taskIdentifier": "t",
+            "status": "QUEUED",
+            "tags": tags,
+            "createdAt": "2024-11-01T12:00:00.000Z",
+            "updatedAt": "2024-11-01T12:00:00.000Z",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_departed_index_keeps_only_the_departures_a_run_still_holds() {
+        let hub = RunHub::new();
+        hub.publish(run(&["a"]), None);
+        hub.publish(run(&[]), None);
+        for _ in 0..MAX_DEPARTURES {
+            hub.publish(run(&["b"]), None);
+            hub.publish(run(&[]), None);
+        }
+        // The departure from `a` is no longer kept, so neither is its index entry.
+        assert!(!hub.lock().departed.contains_key("a"));
+        hub.forget(&RunId::from("run_1"));
+        assert!(hub.lock().departed.is_empty());
     }
 }

@@ -249,10 +249,6 @@ impl RunStore for MemoryStore {
         &self.hub
     }
 
-    fn retention(&self) -> Duration {
-        self.retention
-    }
-
     async fn create(
         &self,
         runs: Vec<Record>,

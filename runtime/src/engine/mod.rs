@@ -12,7 +12,6 @@ mod memory;
 mod store;
 mod worker;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -78,7 +77,7 @@ struct Shared {
     closed: AtomicBool,
     /// The cancellation signal of each attempt executing in this process.
     running: Mutex<Map<RunId, CancelSignal>>,
-    executors: HashMap<&'static str, Arc<dyn Executor>>,
+    executors: Map<&'static str, Arc<dyn Executor>>,
     config: Config,
     queue: mpsc::UnboundedSender<RunId>,
     /// One permit per attempt that may run at once.
@@ -123,7 +122,7 @@ impl Default for Config {
 /// Configures and starts an [`Engine`].
 #[must_use = "an engine builder does nothing until `build` is called"]
 pub struct EngineBuilder {
-    executors: HashMap<&'static str, Arc<dyn Executor>>,
+    executors: Map<&'static str, Arc<dyn Executor>>,
     config: Config,
     hub: Option<RunHub>,
 }
@@ -571,7 +570,7 @@ impl Engine {
     /// Configures an engine.
     pub fn builder() -> EngineBuilder {
         EngineBuilder {
-            executors: HashMap::new(),
+            executors: Map::default(),
             config: Config::default(),
             hub: None,
         }
@@ -1005,13 +1004,13 @@ impl Engine {
         from: Cursor,
     ) -> Result<ReadStream<C>, SubscribeError> {
         let hub = self.shared.store.hub();
-        let Some(latest) = hub.get(id) else {
+        let Some(latest) = hub.latest(id) else {
             return Err(SubscribeError::UnknownRun(id.clone()));
         };
         if latest.run.task_identifier != T::ID {
             return Err(SubscribeError::UnexpectedTask {
                 run: id.clone(),
-                task_identifier: latest.run.task_identifier,
+                task_identifier: latest.run.task_identifier.clone(),
                 expected: T::ID,
             });
         }
@@ -1028,7 +1027,7 @@ impl Engine {
 
     /// Refuses a subscription to a run that does not exist, which would never yield.
     fn known(&self, id: &RunId) -> Result<(), SubscribeError> {
-        if self.shared.store.hub().get(id).is_some() {
+        if self.shared.store.hub().latest(id).is_some() {
             Ok(())
         } else {
             Err(SubscribeError::UnknownRun(id.clone()))

@@ -73,9 +73,6 @@ pub(crate) trait RunStore: Send + Sync + 'static {
     /// The hub this store's changes are published to.
     fn hub(&self) -> &RunHub;
 
-    /// How long a finished run is kept.
-    fn retention(&self) -> Duration;
-
     /// Stores new runs, numbering each per task (1, 2, 3...; the records come with `number`
     /// unset). A run whose idempotency key started a run less than `idempotency_ttl` before
     /// its `created_at`, still kept, is not stored: that run is returned instead. Two runs
@@ -163,10 +160,6 @@ macro_rules! each_store {
 impl RunStore for Store {
     fn hub(&self) -> &RunHub {
         each_store!(self, store => store.hub())
-    }
-
-    fn retention(&self) -> Duration {
-        each_store!(self, store => store.retention())
     }
 
     async fn create(

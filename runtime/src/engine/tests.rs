@@ -47,10 +47,6 @@ impl RunStore for Suspending {
         self.inner.hub()
     }
 
-    fn retention(&self) -> Duration {
-        self.inner.retention()
-    }
-
     async fn create(
         &self,
         runs: Vec<Record>,

@@ -57,7 +57,7 @@ pub(super) async fn forget_finished(shared: Weak<Shared>) {
         let Some(engine) = shared.upgrade() else {
             return;
         };
-        let retention = engine.store.retention();
+        let retention = engine.config.retention;
         let next = engine.store.forget_finished().await;
         drop(engine);
         // A run that finishes from now on is due a retention from now or later. At least a
@@ -122,7 +122,7 @@ pub(super) fn after(shared: &Arc<Shared>, wait: Duration, id: RunId, timer: Time
 /// One attempt of a run.
 async fn attempt(shared: &Arc<Shared>, id: &RunId) {
     let running = Running::register(shared, id);
-    run_attempt(shared, id, running.signal.clone()).await;
+    run_attempt(shared, id, &running.signal).await;
 }
 
 /// An attempt's cancellation signal in the engine's `running` map. It is registered before
@@ -155,7 +155,7 @@ impl Drop for Running<'_> {
     }
 }
 
-async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: CancelSignal) {
+async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
     // Checked inside the change: after `shutdown` began, no attempt starts.
     let waiting = |status| {
         let closed = shared.is_closed();
@@ -173,15 +173,14 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: CancelSignal) {
             shared: Arc::downgrade(shared),
             id: id.clone(),
         });
-        let ctx =
-            TaskContext::for_attempt(id.clone(), attempt, run.tags.clone(), cancel, engine_run);
+        let tags = run.tags.clone();
+        let ctx = TaskContext::for_attempt(id.clone(), attempt, tags, cancel.clone(), engine_run);
         (executor, run.payload.clone(), ctx, max_duration)
     });
     let started = started.await;
     let Some((Some(executor), payload, ctx, max_duration)) = started else {
         return;
     };
-    let cancel = ctx.clone();
     let clock = Instant::now();
     let outcome = CatchPanic::new(async move {
         let run = executor.execute(payload.as_deref(), ctx);
@@ -198,20 +197,29 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: CancelSignal) {
     })
     .await;
     let elapsed = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let cost_per_ms = shared.config.cost_per_ms_cents;
+    let count = move |record: &mut Record| count_time(record, elapsed, cost_per_ms);
+    let outcome = match outcome {
+        // Canceled: `cancel` already made the run final; only the time it ran is counted.
+        Ok(None) => {
+            shared.store.update_if(id, |_| true, count).await;
+            return;
+        }
+        Ok(Some(outcome)) => Ok(outcome),
+        Err(panic) => Err(panic),
+    };
     let retry = shared.store.update(id, |record| {
         let attempts = record.attempts;
         let max_attempts = record.max_attempts;
-        count_time(record, elapsed, shared.config.cost_per_ms_cents);
+        count(record);
         let run = record.run();
         let (status, retry) = match outcome {
-            // Canceled: `cancel` already made the run final, so this update is not applied.
-            Ok(None) => return None,
-            Ok(Some(Ok(Ok(output)))) => {
+            Ok(Ok(Ok(output))) => {
                 run.output = Some(output.into());
                 run.error = None;
                 (RunStatus::Completed, false)
             }
-            Ok(Some(Ok(Err(error)))) => {
+            Ok(Ok(Err(error))) => {
                 run.error = Some(error);
                 if attempts < max_attempts {
                     (RunStatus::Reattempting, true)
@@ -219,7 +227,7 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: CancelSignal) {
                     (RunStatus::Failed, false)
                 }
             }
-            Ok(Some(Err(max))) => {
+            Ok(Err(max)) => {
                 run.error = Some(SerializedError {
                     message: format!("the attempt ran longer than its maximum duration of {max:?}"),
                     name: Some("MaxDurationExceeded".into()),
@@ -242,16 +250,16 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: CancelSignal) {
         }
         retry.then_some(attempts)
     });
-    let retry = retry.await;
-    if retry.is_none() {
+    match retry.await {
+        Some(Some(attempts)) => {
+            let delay = retry_delay(shared.config.retry_delay, attempts);
+            after(shared, delay, id.clone(), Timer::Retry);
+        }
+        Some(None) => {}
         // The run became final meanwhile (canceled): still count the time the attempt ran.
-        let cost_per_ms = shared.config.cost_per_ms_cents;
-        let count = |record: &mut Record| count_time(record, elapsed, cost_per_ms);
-        shared.store.update_if(id, |_| true, count).await;
-    }
-    if let Some(Some(attempts)) = retry {
-        let delay = retry_delay(shared.config.retry_delay, attempts);
-        after(shared, delay, id.clone(), Timer::Retry);
+        None => {
+            shared.store.update_if(id, |_| true, count).await;
+        }
     }
 }
 
