@@ -104,9 +104,6 @@ impl TaskArgs {
                 streams.push((name, ty));
                 Ok(())
             })?;
-            if streams.is_empty() {
-                return Err(empty());
-            }
             self.streams = Some(streams);
         } else {
             return Err(syn::Error::new(

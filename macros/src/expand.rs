@@ -162,7 +162,8 @@ fn task_items(
     extras: &Extras,
 ) -> TokenStream {
     let Generated {
-        extra_types,
+        metadata,
+        chunk,
         chunk_items,
         stream_consts,
     } = generated(task, vis, extras);
@@ -183,7 +184,8 @@ fn task_items(
                 const ID: &'static str = #id;
                 type Payload = #payload;
                 type Output = #output;
-                #extra_types
+                type Metadata = #metadata;
+                type Chunk = #chunk;
             }
         };
     }
@@ -191,8 +193,10 @@ fn task_items(
 
 /// What a task's metadata type and streams add to its expansion.
 struct Generated {
-    /// `type Metadata` and `type Chunk`, in the `Task` impl.
-    extra_types: TokenStream,
+    /// `Task::Metadata`: the declared type, or `JsonObject`.
+    metadata: TokenStream,
+    /// `Task::Chunk`: the chunk enum, or `NoStreams`.
+    chunk: TokenStream,
     /// The chunk enum and its `TaskChunk` impl, beside the task.
     chunk_items: TokenStream,
     /// A `StreamKey` constant per stream, on the task type.
@@ -207,10 +211,8 @@ fn generated(task: &syn::Ident, vis: &syn::Visibility, extras: &Extras) -> Gener
     };
     if extras.streams.is_empty() {
         return Generated {
-            extra_types: quote! {
-                type Metadata = #metadata;
-                type Chunk = #private::NoStreams;
-            },
+            metadata,
+            chunk: quote!(#private::NoStreams),
             chunk_items: TokenStream::new(),
             stream_consts: TokenStream::new(),
         };
@@ -242,10 +244,8 @@ fn generated(task: &syn::Ident, vis: &syn::Visibility, extras: &Extras) -> Gener
     });
     let doc = format!("A chunk of one of the realtime streams of [`{task_name}`], by stream.");
     Generated {
-        extra_types: quote! {
-            type Metadata = #metadata;
-            type Chunk = #chunk;
-        },
+        metadata,
+        chunk: chunk.to_token_stream(),
         chunk_items: quote! {
             #[doc = #doc]
             #[allow(dead_code)]
@@ -415,10 +415,8 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
         ),
     };
     // `for<'a>`: a bound that is never rejected itself; the impl applies when it holds.
-    let chunk_debug_bounds = quote! {
-        where #(for<'__a> ::runcast::Chunk<#tys>: ::core::fmt::Debug + '__a,)*
-              #(for<'__a> #tys: #private::Task + '__a,)*
-    };
+    let chunk_debug_bounds =
+        quote!(#bounds #(for<'__a> ::runcast::Chunk<#tys>: ::core::fmt::Debug + '__a,)*);
     let chunk_debug_arms: Vec<_> = members
         .iter()
         .map(|m| {
@@ -466,27 +464,11 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
 
             #[automatically_derived]
             #[allow(unreachable_code)] // An empty union, already reported.
-            impl #chunk_ident #bounds {
-                /// The variant's chunk, seen through the fields every chunk has.
-                fn __info(&self) -> &dyn #private::ChunkInfo {
+            impl #private::UnionChunk for #chunk_ident #bounds {
+                fn as_chunk_info(&self) -> &dyn #private::ChunkInfo {
                     match *self {
                         #(#inner_arms)*
                     }
-                }
-            }
-
-            #[automatically_derived]
-            impl #private::ChunkInfo for #chunk_ident #bounds {
-                fn cursor(&self) -> #private::Cursor {
-                    self.__info().cursor()
-                }
-
-                fn run_id(&self) -> &#private::RunId {
-                    self.__info().run_id()
-                }
-
-                fn stream(&self) -> &str {
-                    self.__info().stream()
                 }
             }
 

@@ -118,65 +118,33 @@ impl<'a> RunKind for Raw<'a> {
 }
 
 /// A run kind whose payload, output and metadata are still raw JSON: what can be decoded.
+///
+/// Each of the three is the same raw value type (the payload may be absent).
 #[doc(hidden)]
-pub trait RawKind: RunKind {
+pub trait RawKind:
+    RunKind<Payload = Option<<Self as RunKind>::Output>, Metadata = <Self as RunKind>::Output>
+{
     #[doc(hidden)]
-    fn raw_payload(payload: &Self::Payload) -> Option<&RawValue>;
+    fn raw(value: &Self::Output) -> &RawValue;
     #[doc(hidden)]
-    fn raw_output(output: &Self::Output) -> &RawValue;
-    #[doc(hidden)]
-    fn into_shared(
-        payload: Self::Payload,
-        output: Option<Self::Output>,
-    ) -> (Option<Arc<RawValue>>, Option<Arc<RawValue>>);
-    #[doc(hidden)]
-    fn raw_metadata(metadata: &Self::Metadata) -> &RawValue;
-    #[doc(hidden)]
-    fn shared_metadata(metadata: Self::Metadata) -> Arc<RawValue>;
+    fn shared(value: Self::Output) -> Arc<RawValue>;
 }
 
 impl RawKind for Untyped {
-    fn raw_payload(payload: &Self::Payload) -> Option<&RawValue> {
-        payload.as_deref()
+    fn raw(value: &Self::Output) -> &RawValue {
+        value
     }
-    fn raw_output(output: &Self::Output) -> &RawValue {
-        output
-    }
-    fn into_shared(
-        payload: Self::Payload,
-        output: Option<Self::Output>,
-    ) -> (Option<Arc<RawValue>>, Option<Arc<RawValue>>) {
-        (payload, output)
-    }
-    fn raw_metadata(metadata: &Self::Metadata) -> &RawValue {
-        metadata
-    }
-    fn shared_metadata(metadata: Self::Metadata) -> Arc<RawValue> {
-        metadata
+    fn shared(value: Self::Output) -> Arc<RawValue> {
+        value
     }
 }
 
 impl<'a> RawKind for Raw<'a> {
-    fn raw_payload(payload: &Self::Payload) -> Option<&RawValue> {
-        *payload
+    fn raw(value: &Self::Output) -> &RawValue {
+        value
     }
-    fn raw_output(output: &Self::Output) -> &RawValue {
-        output
-    }
-    fn into_shared(
-        payload: Self::Payload,
-        output: Option<Self::Output>,
-    ) -> (Option<Arc<RawValue>>, Option<Arc<RawValue>>) {
-        (
-            payload.map(|raw| RawValue::to_owned(raw).into()),
-            output.map(|raw| RawValue::to_owned(raw).into()),
-        )
-    }
-    fn raw_metadata(metadata: &Self::Metadata) -> &RawValue {
-        metadata
-    }
-    fn shared_metadata(metadata: Self::Metadata) -> Arc<RawValue> {
-        RawValue::to_owned(metadata).into()
+    fn shared(value: Self::Output) -> Arc<RawValue> {
+        RawValue::to_owned(value).into()
     }
 }
 
@@ -230,17 +198,17 @@ impl<K: RawKind> RunSource for Run<K> {
 
     fn decode<T: Task>(self) -> Result<Run<T>, DecodeError> {
         self.try_map(|task, run, payload, output, metadata| {
-            let payload = decode_value(K::raw_payload(&payload)).map_err(field_error(
+            let payload = decode_value(payload.as_ref().map(K::raw)).map_err(field_error(
                 task,
                 run,
                 RunField::Payload,
             ))?;
             let output = output
-                .map(|raw| decode_value(Some(K::raw_output(&raw))))
+                .map(|raw| decode_value(Some(K::raw(&raw))))
                 .transpose()
                 .map_err(field_error(task, run, RunField::Output))?;
             let metadata = metadata
-                .map(|raw| decode_value(Some(K::raw_metadata(&raw))))
+                .map(|raw| decode_value(Some(K::raw(&raw))))
                 .transpose()
                 .map_err(field_error(task, run, RunField::Metadata))?;
             Ok((payload, output, metadata))
@@ -249,8 +217,11 @@ impl<K: RawKind> RunSource for Run<K> {
 
     fn into_any(self) -> Result<AnyRun, DecodeError> {
         self.try_map(|_, _, payload, output, metadata| {
-            let (payload, output) = K::into_shared(payload, output);
-            Ok::<_, DecodeError>((payload, output, metadata.map(K::shared_metadata)))
+            Ok::<_, DecodeError>((
+                payload.map(K::shared),
+                output.map(K::shared),
+                metadata.map(K::shared),
+            ))
         })
     }
 

@@ -174,11 +174,9 @@ struct ReadmeTour;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::decode::{DecodeError, RunSource};
-    pub use crate::feed::Cursor;
-    pub use crate::run::RunId;
     pub use crate::run::{AnyRun, Run, RunInfo};
     pub use crate::streams::{
-        AnyChunk, ChunkError, ChunkInfo, FromAnyChunk, NoStreams, StreamKey, TaskChunk,
+        AnyChunk, ChunkError, ChunkInfo, FromAnyChunk, NoStreams, StreamKey, TaskChunk, UnionChunk,
         debug_chunk, decode_chunk, unexpected_chunk,
     };
     pub use crate::task::{IsTaskContext, Task, TaskContext, TaskFn, TaskReturn};

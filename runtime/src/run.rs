@@ -20,7 +20,7 @@ macro_rules! id_newtype {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize, schemars::JsonSchema)]
         #[serde(transparent)]
-        pub struct $name(Arc<str>);
+        pub struct $name(#[serde(deserialize_with = "deserialize_shared_str")] Arc<str>);
 
         impl $name {
             /// The id as a string.
@@ -82,6 +82,21 @@ macro_rules! id_newtype {
             }
         }
     };
+}
+
+/// Reads an id into its `Arc<str>` at once: serde's own impl reads a `String`, then copies it.
+fn deserialize_shared_str<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+    struct Shared;
+    impl serde::de::Visitor<'_> for Shared {
+        type Value = Arc<str>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Arc<str>, E> {
+            Ok(Arc::from(s))
+        }
+    }
+    d.deserialize_str(Shared)
 }
 
 id_newtype! {

@@ -261,6 +261,26 @@ pub trait ChunkInfo {
     fn stream(&self) -> &str;
 }
 
+/// A `realtime_union!` chunk enum, whose every variant holds a chunk: [`ChunkInfo`] through
+/// it. Generated; not for other types.
+#[doc(hidden)]
+pub trait UnionChunk {
+    /// The variant's chunk.
+    fn as_chunk_info(&self) -> &dyn ChunkInfo;
+}
+
+impl<U: UnionChunk> ChunkInfo for U {
+    fn cursor(&self) -> Cursor {
+        self.as_chunk_info().cursor()
+    }
+    fn run_id(&self) -> &RunId {
+        self.as_chunk_info().run_id()
+    }
+    fn stream(&self) -> &str {
+        self.as_chunk_info().stream()
+    }
+}
+
 /// A chunk of any task's stream, with its data left as raw JSON.
 #[derive(Debug, Clone)]
 pub struct AnyChunk {
