@@ -192,9 +192,15 @@ async fn race<T: runcast::Task>(
     handle: &runcast::RunHandle<T>,
 ) -> (RunStatus, Option<T::Output>) {
     let from = engine.subscribe(Scope::Run(handle.id().clone()), handle.cursor());
-    let updates = from.unwrap().until_finished().typed::<T>();
-    let runs: Vec<_> = updates.map(|u| u.unwrap().run).collect().await;
-    let last = runs.into_iter().last().unwrap();
+    let mut updates = from.unwrap().until_finished().typed::<T>();
+    // The handle's cursor precedes the run's creation, so a change is there at once.
+    let first = futures::FutureExt::now_or_never(updates.next());
+    let first = first.expect("the run's creation is after the handle's cursor");
+    let rest: Vec<_> = updates.map(|u| u.unwrap().run).collect().await;
+    let last = rest
+        .into_iter()
+        .last()
+        .unwrap_or(first.unwrap().unwrap().run);
     (last.status, last.output)
 }
 
@@ -368,6 +374,16 @@ async fn cancel_stops_a_running_attempt_and_a_queued_run() {
     assert_eq!((last.status, last.output), (RunStatus::Canceled, None));
     assert!(last.finished_at.is_some());
     let queued = follow::<Sleep>(&engine, queued.id()).await.pop().unwrap();
+    assert_eq!(
+        (queued.status, queued.started_at),
+        (RunStatus::Canceled, None)
+    );
+    // A run queued after both: once it completed, the dispatcher has passed the canceled one,
+    // which still never started.
+    let after = engine.trigger::<Sleep>(1).await.unwrap();
+    let last_after = follow::<Sleep>(&engine, after.id()).await.pop().unwrap();
+    assert_eq!(last_after.status, RunStatus::Completed);
+    let queued = engine.run(&queued.id).await.unwrap();
     assert_eq!(
         (queued.status, queued.started_at),
         (RunStatus::Canceled, None)
@@ -574,6 +590,8 @@ async fn tags_added_to_a_live_run_bring_it_into_a_tag_feed() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("at most 10"), "{err}");
+    // Refused: the tags are as they were.
+    assert_eq!(engine.run(handle.id()).await.unwrap().tags, ["late"]);
     engine.cancel(handle.id()).await.unwrap();
 }
 
@@ -914,7 +932,11 @@ async fn finished_runs_are_forgotten_after_their_retention_and_live_ones_never()
     let mut feed = engine
         .subscribe(Scope::Tags(vec!["kept".into()]), runcast::Cursor::START)
         .unwrap();
-    let first = feed.next().await.unwrap().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), feed.next())
+        .await
+        .expect("the live run is still kept")
+        .unwrap()
+        .unwrap();
     assert_eq!(&first.run.id, live.id());
     assert_eq!(first.run.status, RunStatus::Executing);
     let fresh = engine
@@ -962,4 +984,57 @@ async fn concurrent_triggers_get_consecutive_numbers_and_one_key_makes_one_run()
     let ids: Vec<_> = join_all(keyed).await.into_iter().flatten().collect();
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
     assert_eq!(engine.run(&ids[0]).await.unwrap().number, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_keys_raced_from_many_tasks_make_one_run_each() {
+    let engine = engine();
+    // Eight tasks trigger the same 300 keys, each in its own order.
+    let keyed = (0..8).map(|t| {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for k in 0..300 {
+                let key = format!("k{}", (k * (t + 1)) % 300);
+                let once = TriggerOptions::default().idempotency_key(key.clone());
+                let handle = engine.trigger_with::<Echo>("hi".into(), once).await;
+                ids.push((key, handle.unwrap().id().clone()));
+            }
+            ids
+        })
+    });
+    let mut by_key = std::collections::HashMap::new();
+    for (key, id) in join_all(keyed).await.into_iter().flat_map(Result::unwrap) {
+        let first = by_key.entry(key.clone()).or_insert_with(|| id.clone());
+        assert_eq!(*first, id, "{key}");
+    }
+    let mut numbers = Vec::new();
+    for id in by_key.values() {
+        numbers.push(engine.run(id).await.unwrap().number);
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=300).collect::<Vec<u64>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_run_is_kept_for_its_whole_retention() {
+    let retention = Duration::from_secs(1);
+    let engine = Engine::builder()
+        .task::<Echo>()
+        .retention(retention)
+        .build()
+        .unwrap();
+    // Finishes halfway between two wake-ups of the loop that forgets runs (one retention
+    // apart while idle), so forgetting it at the next wake-up would be too early.
+    tokio::time::sleep(retention / 2).await;
+    let done = engine.trigger::<Echo>("hi".into()).await.unwrap();
+    let last = follow::<Echo>(&engine, done.id()).await.pop().unwrap();
+    assert_eq!(last.status, RunStatus::Completed);
+    let seen_finished = std::time::Instant::now();
+    forgotten(&engine, done.id()).await;
+    let kept = seen_finished.elapsed();
+    assert!(
+        kept >= retention * 8 / 10,
+        "forgotten {kept:?} after it finished"
+    );
 }

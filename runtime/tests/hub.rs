@@ -372,6 +372,51 @@ fn a_subscription_turned_to_streams_continues_from_its_last_item() {
 }
 
 #[test]
+fn a_subscription_turned_to_streams_skips_chunks_before_its_last_item() {
+    let hub = RunHub::new();
+    let id = RunId::from("run_2");
+    let data = |n: u32| serde_json::value::to_raw_value(&n).unwrap().into();
+    hub.publish(run("run_2", "EXECUTING", &[]), None);
+    hub.append_chunk(&id, "log", data(1)).unwrap();
+    // A change after the chunk: the plain subscription yields it, past the chunk.
+    hub.publish(run("run_2", "EXECUTING", &["x"]), None);
+    let mut plain = hub
+        .subscribe(Scope::Run(id.clone()), Cursor::START)
+        .unwrap();
+    let first = ready(&mut plain);
+    assert_eq!(first.len(), 1);
+    hub.append_chunk(&id, "log", data(2)).unwrap();
+    let mut with_streams = plain.with_streams();
+    let items = ready_items(&mut with_streams);
+    assert!(
+        items.iter().all(|i| i.cursor() > first[0].cursor),
+        "{items:?}"
+    );
+    let values: Vec<_> = chunk_values(&items)
+        .into_iter()
+        .map(|(_, _, v)| v)
+        .collect();
+    assert_eq!(values, ["2"]);
+}
+
+#[test]
+fn a_subscription_turned_to_streams_keeps_the_snapshots_it_read_but_did_not_yield() {
+    let hub = RunHub::new();
+    hub.publish(run("run_1", "EXECUTING", &["t"]), None);
+    hub.publish(run("run_2", "EXECUTING", &["t"]), None);
+    let mut plain = hub
+        .subscribe(Scope::Tags(vec!["t".into()]), Cursor::START)
+        .unwrap();
+    let mut cx = std::task::Context::from_waker(noop_waker_ref());
+    // One item yielded; the other snapshot was read with it and waits.
+    let one = std::pin::Pin::new(&mut plain).poll_next(&mut cx);
+    assert!(matches!(one, std::task::Poll::Ready(Some(Ok(_)))));
+    let mut with_streams = plain.with_streams();
+    let items = ready_items(&mut with_streams);
+    assert_eq!(items.len(), 1, "{items:?}");
+}
+
+#[test]
 fn a_lagging_reader_still_reads_the_chunks_of_a_run_forgotten_meanwhile() {
     let hub = RunHub::new();
     let id = RunId::from("run_1");

@@ -309,8 +309,15 @@ async fn shutdown_cancels_executing_runs_only_over_a_store_that_suspends() {
     assert_eq!(engine.shutdown(Duration::from_millis(50)).await, 1);
     let canceled = finished(&engine, running.id()).await;
     assert_eq!(canceled.status, RunStatus::Canceled);
+    let queued_run = engine.run(queued.id()).await.unwrap();
+    assert_eq!(queued_run.status, RunStatus::Queued);
+    // An attempt the dispatcher took before the shutdown began does not start it either.
+    super::worker::attempt(&engine.shared, queued.id()).await;
     let queued = engine.run(queued.id()).await.unwrap();
-    assert_eq!(queued.status, RunStatus::Queued);
+    assert_eq!(
+        (queued.status, queued.started_at),
+        (RunStatus::Queued, None)
+    );
 }
 
 #[tokio::test]

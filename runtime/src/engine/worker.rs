@@ -120,7 +120,7 @@ pub(super) fn after(shared: &Arc<Shared>, wait: Duration, id: RunId, timer: Time
 }
 
 /// One attempt of a run.
-async fn attempt(shared: &Arc<Shared>, id: &RunId) {
+pub(super) async fn attempt(shared: &Arc<Shared>, id: &RunId) {
     let running = Running::register(shared, id);
     run_attempt(shared, id, &running.signal).await;
 }
