@@ -78,7 +78,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
 
     // A feed of every run tagged `user:42`, typed by task.
-    let mut feed = engine.subscribe_to_runs_with_tag::<MediaRun>(["user:42"])?;
+    let mut feed = engine
+        .subscribe_to_runs_with_tag::<MediaRun>(["user:42"])
+        .await?;
 
     let tagged = TriggerOptions::default().tag("user:42");
     let image = engine
@@ -100,8 +102,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?;
 
-    println!("-- one run, typed, until it finishes --");
-    let mut updates = engine.subscribe_to_run::<ResizeImage>(image.id())?;
+    println!("-- one run, typed, every state until it finishes --");
+    // With the handle, the subscription starts before the run was created: every state.
+    let mut updates = engine.subscribe_to_run(&image).await?;
     while let Some(update) = updates.next().await {
         let run = update?.run;
         match &run.output {
@@ -118,6 +121,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     println!("-- the user's tag feed, as MediaRun --");
+    // A tag feed never ends on its own: stop reading when done.
     let mut finished = 0;
     while finished < 2 {
         let Some(update) = feed.next().await else {

@@ -9,12 +9,12 @@ use std::io::Write;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
+use runcast::Engine;
 use runcast::prelude::*;
-use runcast::{Engine, MetadataOp, StreamError};
 use serde::{Deserialize, Serialize};
 
 /// How far the generation is: the run's metadata, typed.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Progress {
     tokens: u32,
     of: u32,
@@ -23,7 +23,10 @@ struct Progress {
 /// "Generates" an answer to a prompt: streams it word by word on `tokens`, updates
 /// `Progress` as it goes, and returns the whole text.
 #[task(id = "generate-text", metadata = Progress, streams(tokens = String))]
-async fn generate_text(prompt: String, ctx: TaskContext) -> Result<String, StreamError> {
+async fn generate_text(
+    prompt: String,
+    ctx: TaskContext,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
     let answer = format!("You asked: \"{prompt}\". Here is a short answer, one token at a time.");
     let words: Vec<&str> = answer.split_inclusive(' ').collect();
     let of = u32::try_from(words.len()).unwrap_or(u32::MAX);
@@ -31,12 +34,8 @@ async fn generate_text(prompt: String, ctx: TaskContext) -> Result<String, Strea
     for (i, word) in (1..).zip(&words) {
         tokio::time::sleep(Duration::from_millis(20)).await;
         tokens.append(&(*word).to_owned()).await?;
-        let progress = [
-            MetadataOp::Set("tokens".into(), i.into()),
-            MetadataOp::Set("of".into(), of.into()),
-        ];
-        // Metadata stays small here; a refused update would only lose progress, not text.
-        let _ = ctx.update_metadata(progress).await;
+        // Typed: a write its subscribers could not decode does not compile.
+        ctx.set_metadata(&Progress { tokens: i, of }).await?;
     }
     Ok(answer)
 }
@@ -50,9 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Run changes and chunks of the run's streams, typed, in one cursor order; it ends after
     // the run's final snapshot.
-    let mut items = engine
-        .subscribe_to_run::<GenerateText>(run.id())?
-        .with_streams();
+    let mut items = engine.subscribe_to_run(&run).await?.with_streams();
     let mut stdout = std::io::stdout();
     while let Some(item) = items.next().await {
         match item? {
@@ -81,7 +78,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A late reader gets the whole stream from its start.
     let tokens: Vec<String> = engine
-        .read_stream(run.id(), GenerateText::TOKENS)?
+        .read_stream(run.id(), GenerateText::TOKENS)
+        .await?
         .map_ok(|chunk| chunk.value)
         .try_collect()
         .await?;

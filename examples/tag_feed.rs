@@ -58,7 +58,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .task::<SendWelcome>()
         .task::<BuildReport>()
         .build()?;
-    let mut feed = engine.subscribe_to_runs_with_tag::<UserRun>(["user:42"])?;
+    let mut feed = engine
+        .subscribe_to_runs_with_tag::<UserRun>(["user:42"])
+        .await?;
 
     let user = TriggerOptions::default().tag("user:42");
     engine
@@ -73,6 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .trigger_with::<BuildReport>(Report { days: 7 }, user)
         .await?;
 
+    // A tag feed never ends on its own: stop reading once both runs finished.
     let mut finished = 0;
     while finished < 2 {
         let Some(update) = feed.next().await else {

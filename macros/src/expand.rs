@@ -21,14 +21,39 @@ pub(crate) fn task(args: TokenStream, item: TokenStream) -> TokenStream {
         Err(error) => return fallback(item, error),
     };
     match item {
-        TaskItem::Fn(f) => match valid::task_fn(args, &f) {
-            Ok(spec) => fn_impls(&f, &spec),
-            Err(error) => fallback(TaskItem::Fn(f), error),
-        },
+        TaskItem::Fn(mut f) => {
+            name_task_context(&mut f);
+            match valid::task_fn(args, &f) {
+                Ok(spec) => fn_impls(&f, &spec),
+                Err(error) => fallback(TaskItem::Fn(f), error),
+            }
+        }
         TaskItem::Struct(s) => match valid::task_struct(args, &s) {
             Ok(spec) => struct_impls(&s, &spec),
             Err(error) => fallback(TaskItem::Struct(s), error),
         },
+    }
+}
+
+/// Writes the task into a context parameter written `TaskContext` (with no task): the context
+/// of `resize_image` is `TaskContext<ResizeImage>`, which reaches only that task's metadata and
+/// streams.
+fn name_task_context(f: &mut ItemFn) {
+    let Some(syn::FnArg::Typed(param)) = f.sig.inputs.iter_mut().nth(1) else {
+        return;
+    };
+    let syn::Type::Path(path) = &mut *param.ty else {
+        return;
+    };
+    let Some(last) = path.path.segments.last_mut() else {
+        return;
+    };
+    if path.qself.is_none() && last.ident == "TaskContext" && last.arguments.is_none() {
+        let task = syn::Ident::new(
+            &valid::struct_name(&f.sig.ident).to_string(),
+            last.ident.span(),
+        );
+        last.arguments = syn::PathArguments::AngleBracketed(syn::parse_quote!(<#task>));
     }
 }
 
@@ -86,7 +111,7 @@ fn fn_impls(item: &ItemFn, spec: &FnSpec) -> TokenStream {
     let args = match context {
         Some(ty) => {
             let p = private_at(ty.span());
-            quote_spanned!(ty.span()=> payload, <#ty as #p::IsTaskContext>::from_context(ctx))
+            quote_spanned!(ty.span()=> payload, <#ty as #p::IsTaskContext<#struct_ident>>::from_context(ctx))
         }
         None => quote!(payload),
     };
@@ -105,7 +130,7 @@ fn fn_impls(item: &ItemFn, spec: &FnSpec) -> TokenStream {
     let run = quote_spanned! {fn_ident.span()=>
         async fn run(
             payload: #payload,
-            #ctx: #private::TaskContext,
+            #ctx: #private::TaskContext<Self>,
         ) -> ::core::result::Result<Self::Output, Self::Error> {
             let output = #fn_ident(#args).await;
             #p::TaskReturn::into_result(output)

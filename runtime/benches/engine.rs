@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use runcast::{
-    AnyRun, Cursor, Engine, Realtime, RunFeed, RunHub, RunStatus, RunStreamExt, Scope, TaskContext,
-    TriggerOptions, realtime_union, task,
+    Cursor, Engine, MetadataOp, Realtime, RunFeed, RunId, RunStatus, RunStreamExt, Scope,
+    TaskContext, TriggerOptions, realtime_union, task,
 };
 
 /// Writes `n` small chunks (numbers) as fast as it can.
@@ -27,18 +27,53 @@ async fn noop(n: u64, _ctx: TaskContext) -> Result<u64, String> {
     Ok(n)
 }
 
+/// Stays executing until canceled: a live run whose metadata the benchmarks change.
+#[task(id = "hold")]
+async fn hold(_: (), ctx: TaskContext) -> Result<(), String> {
+    ctx.canceled().await;
+    Ok(())
+}
+
 realtime_union! {
     enum Feed {
         Noop,
     }
 }
 
-fn snapshot(id: &str, n: u64, tags: &[&str]) -> AnyRun {
-    let tags = serde_json::to_string(tags).unwrap();
-    serde_json::from_str(&format!(
-        r#"{{"id":"{id}","taskIdentifier":"noop","payload":{n},"status":"EXECUTING","tags":{tags},"metadata":{{"progress":{n}}},"createdAt":"2024-11-01T12:00:00.000Z","updatedAt":"2024-11-01T12:00:00.000Z"}}"#
-    ))
-    .unwrap()
+realtime_union! {
+    enum Held {
+        Hold,
+    }
+}
+
+/// `runs` live runs of `hold`, tagged `t`, executing.
+async fn held_runs(engine: &Engine, runs: usize) -> Vec<RunId> {
+    let tagged = TriggerOptions::default().tag("t");
+    let mut ids = Vec::new();
+    for _ in 0..runs {
+        let handle = engine
+            .trigger_with::<Hold>((), tagged.clone())
+            .await
+            .unwrap();
+        ids.push(handle.id().clone());
+    }
+    for id in &ids {
+        while engine.latest(id).await.unwrap().run.status != RunStatus::Executing {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    ids
+}
+
+/// A change of a run's metadata: `n` as its progress.
+fn progress(n: u64) -> [MetadataOp; 1] {
+    [MetadataOp::Set("progress".into(), n.into())]
+}
+
+/// The progress a typed `hold` run shows.
+fn progress_of(run: &runcast::Run<Hold>) -> u64 {
+    let progress = run.metadata.as_ref().and_then(|m| m.get("progress"));
+    progress.and_then(serde_json::Value::as_u64).unwrap_or(0)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -57,11 +92,15 @@ fn rss() -> usize {
     pages * 4096
 }
 
-/// Change → typed item latency with `subscribers` typed subscriptions on one run.
+/// Change → typed item latency with `subscribers` typed subscriptions on one run: from the
+/// call that changes the run's metadata from outside to each subscriber's typed item.
 async fn latency(subscribers: usize, changes: usize) {
-    let hub = RunHub::new();
-    hub.publish(snapshot("run_1", 0, &[]), None);
-    let start = hub.cursor();
+    let engine = Engine::builder()
+        .task::<Hold>()
+        .max_subscriptions(usize::MAX)
+        .build()
+        .unwrap();
+    let id = held_runs(&engine, 1).await.pop().unwrap();
     // Each subscriber notes when its typed item of the current change arrived, in nanoseconds
     // since `base`; the last one to arrive wakes the publisher.
     let base = Instant::now();
@@ -70,17 +109,18 @@ async fn latency(subscribers: usize, changes: usize) {
     let remaining = Arc::new(AtomicUsize::new(0));
     let all_arrived = Arc::new(tokio::sync::Notify::new());
     for slot in 0..subscribers {
-        let mut feed = hub
-            .subscribe(Scope::Run("run_1".into()), start)
+        let mut feed = engine
+            .subscribe(Scope::Run(id.clone()), Cursor::START)
+            .await
             .unwrap()
-            .typed::<Noop>();
+            .typed::<Hold>();
         let (arrived, remaining) = (Arc::clone(&arrived), Arc::clone(&remaining));
         let all_arrived = Arc::clone(&all_arrived);
         tokio::spawn(async move {
             while let Some(update) = feed.next().await {
                 let at = base.elapsed().as_nanos() as u64;
                 // The first item is the run as it was before the measured changes.
-                if update.unwrap().run.payload > 0 {
+                if progress_of(&update.unwrap().run) > 0 {
                     arrived[slot].store(at, Ordering::Relaxed);
                     if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
                         all_arrived.notify_one();
@@ -95,9 +135,8 @@ async fn latency(subscribers: usize, changes: usize) {
     let mut whole = Vec::new();
     for n in 1..=changes as u64 {
         remaining.store(subscribers, Ordering::Release);
-        let run = snapshot("run_1", n, &[]);
         let sent = base.elapsed();
-        hub.publish(run, None);
+        engine.update_metadata(&id, progress(n)).await.unwrap();
         all_arrived.notified().await;
         let arrivals = arrived
             .iter()
@@ -118,24 +157,30 @@ async fn latency(subscribers: usize, changes: usize) {
     );
 }
 
-/// Typed updates delivered per second: `runs` runs changing, `subscribers` tag subscribers.
+/// Typed updates delivered per second: `runs` live runs whose metadata changes `changes` times
+/// from outside, `subscribers` tag subscribers.
 async fn throughput(runs: usize, subscribers: usize, changes: usize) {
-    let hub = RunHub::new();
-    let ids: Vec<String> = (0..runs).map(|i| format!("run_{i}")).collect();
-    let start = hub.cursor();
+    let engine = Engine::builder()
+        .task::<Hold>()
+        .concurrency(runs + 1)
+        .build()
+        .unwrap();
+    let ids = held_runs(&engine, runs).await;
+    let last = ids[0].clone();
     let mut counters = Vec::new();
     for _ in 0..subscribers {
-        let mut feed = hub
-            .subscribe(Scope::Tags(vec!["t".into()]), start)
+        let mut feed = engine
+            .subscribe(Scope::Tags(vec!["t".into()]), Cursor::START)
+            .await
             .unwrap()
-            .union::<Feed>();
+            .union::<Held>();
         counters.push(tokio::spawn(async move {
             let mut delivered = 0u64;
             while let Some(update) = feed.next().await {
-                let Feed::Noop(run) = update.unwrap().run;
+                let Held::Hold(run) = update.unwrap().run;
                 delivered += 1;
-                // The last change: every subscriber sees it, as the final snapshot of its run.
-                if run.payload == u64::MAX {
+                // The last change: every subscriber sees it, as the latest snapshot of its run.
+                if progress_of(&run) == u64::MAX {
                     break;
                 }
             }
@@ -144,13 +189,18 @@ async fn throughput(runs: usize, subscribers: usize, changes: usize) {
     }
     let clock = Instant::now();
     for n in 0..changes {
-        let id = &ids[n % runs];
-        hub.publish(snapshot(id, n as u64, &["t"]), None);
+        engine
+            .update_metadata(&ids[n % runs], progress(n as u64 + 1))
+            .await
+            .unwrap();
         if n % 1024 == 0 {
             tokio::task::yield_now().await;
         }
     }
-    hub.publish(snapshot("run_end", u64::MAX, &["t"]), None);
+    engine
+        .update_metadata(&last, progress(u64::MAX))
+        .await
+        .unwrap();
     let mut delivered = 0;
     for counter in counters {
         delivered += counter.await.unwrap();
@@ -163,15 +213,14 @@ async fn throughput(runs: usize, subscribers: usize, changes: usize) {
     );
 }
 
-fn idle_subscription_memory(count: usize) {
-    let hub = RunHub::new();
+async fn idle_subscription_memory(count: usize) {
+    let engine = Engine::builder().build().unwrap();
     let before = rss();
-    let subs: Vec<_> = (0..count)
-        .map(|i| {
-            hub.subscribe(Scope::Run(format!("run_{i}").into()), Cursor::START)
-                .unwrap()
-        })
-        .collect();
+    let mut subs = Vec::with_capacity(count);
+    for i in 0..count {
+        let scope = Scope::Run(format!("run_{i}").into());
+        subs.push(engine.subscribe(scope, Cursor::START).await.unwrap());
+    }
     let after = rss();
     println!(
         "memory, {count} idle subscriptions: {:.1} MiB, {} bytes each",
@@ -187,6 +236,7 @@ async fn engine_throughput(runs: u64, place: &str) {
     let engine = Engine::builder().task::<Noop>().build().unwrap();
     let mut feed = engine
         .subscribe_to_runs_with_tag::<Feed>(["bench"])
+        .await
         .unwrap();
     let tagged = TriggerOptions::default().tag("bench");
     let clock = Instant::now();
@@ -219,29 +269,24 @@ async fn chunk_throughput(subscribers: usize, chunks: u64) {
         .max_stream_bytes(usize::MAX)
         .build()
         .unwrap();
-    let hub = engine.hub().clone();
-    let start = hub.cursor();
     let clock = Instant::now();
     let handle = engine.trigger::<Burst>(chunks).await.unwrap();
-    let readers: Vec<_> = (0..subscribers)
-        .map(|_| {
-            let mut feed = hub
-                .subscribe_with_streams(Scope::Run(handle.id().clone()), start)
-                .unwrap()
-                .typed::<Burst>();
-            tokio::spawn(async move {
-                let mut received = 0u64;
-                while received < chunks {
-                    if let Realtime::Chunk(chunk) = feed.next().await.unwrap().unwrap() {
-                        let BurstChunk::Numbers(n) = chunk.data;
-                        assert_eq!(n, received, "in order, none lost");
-                        received += 1;
-                    }
+    let mut readers = Vec::new();
+    for _ in 0..subscribers {
+        let feed = engine.subscribe(Scope::Run(handle.id().clone()), handle.cursor());
+        let mut feed = feed.await.unwrap().with_streams().typed::<Burst>();
+        readers.push(tokio::spawn(async move {
+            let mut received = 0u64;
+            while received < chunks {
+                if let Realtime::Chunk(chunk) = feed.next().await.unwrap().unwrap() {
+                    let BurstChunk::Numbers(n) = chunk.data;
+                    assert_eq!(n, received, "in order, none lost");
+                    received += 1;
                 }
-                received
-            })
-        })
-        .collect();
+            }
+            received
+        }));
+    }
     let mut delivered = 0;
     for reader in readers {
         delivered += reader.await.unwrap();
@@ -265,21 +310,24 @@ async fn lagging_memory(lagging: usize, chunks: u64) {
             .build()
             .unwrap();
         let handle = engine.trigger::<Burst>(chunks).await.unwrap();
-        let mut feeds: Vec<_> = (0..subscribers)
-            .map(|_| {
-                engine
-                    .hub()
-                    .subscribe_with_streams(Scope::Run(handle.id().clone()), handle.cursor())
-                    .unwrap()
-                    .typed::<Burst>()
-            })
-            .collect();
+        let mut feeds = Vec::new();
+        for _ in 0..subscribers {
+            let feed = engine.subscribe(Scope::Run(handle.id().clone()), handle.cursor());
+            feeds.push(feed.await.unwrap().with_streams().typed::<Burst>());
+        }
         // Each reads one item, then lags while the run writes every chunk.
         for feed in &mut feeds {
             feed.next().await.unwrap().unwrap();
         }
         let before = rss();
-        while !engine.run(handle.id()).await.unwrap().status.is_final() {
+        while !engine
+            .latest(handle.id())
+            .await
+            .unwrap()
+            .run
+            .status
+            .is_final()
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         per_run.push(rss().saturating_sub(before));
@@ -334,15 +382,15 @@ fn main() {
         .filter(|arg| !arg.starts_with('-'))
         .collect();
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
-    // First, before other allocations leave freed memory for it to reuse.
-    if wanted("memory") {
-        idle_subscription_memory(100_000);
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
+        // First, before other allocations leave freed memory for it to reuse.
+        if wanted("memory") {
+            idle_subscription_memory(100_000).await;
+        }
         if wanted("latency") {
             latency(1, 2_000).await;
             latency(1_000, 100).await;

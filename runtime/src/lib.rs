@@ -46,39 +46,37 @@
 #[cfg(test)]
 extern crate self as runcast;
 
-mod decode;
+// The layers, each importing only the ones before it.
+mod support;
+
 mod engine;
 mod feed;
 mod hub;
-mod metadata;
-mod run;
-mod status;
-pub mod stream;
-mod streams;
-mod task;
-mod timestamp;
-mod union;
+mod model;
+#[cfg(test)]
+mod test_tasks;
+mod typed;
 
-pub use crate::decode::{DecodeError, FromAnyRun, RunField, Snapshot};
 pub use crate::engine::{
-    BatchHandle, BatchItem, BuildError, CancelError, Engine, EngineBuilder, MAX_BATCH, MAX_TAG_LEN,
-    MAX_TAGS, RunHandle, TagError, TriggerError, TriggerOptions,
+    BatchItem, BuildError, CancelError, Engine, EngineBuilder, MAX_BATCH, MAX_TAG_LEN, MAX_TAGS,
+    StreamError, StreamWriter, TagError, TaskContext, TaskFn, TriggerError, TriggerOptions,
 };
-pub use crate::feed::{Cursor, ParseCursorError, RunFeed, Scope, Update};
-pub use crate::hub::{RealtimeSubscription, RunHub, SubscribeError, Subscription};
-pub use crate::metadata::{MAX_METADATA_BYTES, MetadataError, MetadataOp};
-pub use crate::run::{
-    AnyRun, BatchId, JsonObject, Run, RunId, RunInfo, RunKind, SerializedError, Untyped,
+pub use crate::feed::{
+    BatchHandle, BatchRef, FeedError, MAX_PAGE_SIZE, ReadStream, RunFeed, RunHandle, RunPage,
+    RunQuery, RunRef, Scope, StreamChunk,
 };
-pub use crate::status::{RunStatus, UnknownStatus};
-pub use crate::stream::{RunStreamExt, WithStreams};
-pub use crate::streams::{
-    AnyChunk, Chunk, ChunkError, ChunkInfo, FromAnyChunk, NoStreams, ReadStream, Realtime,
-    StreamChunk, StreamError, StreamKey, StreamWriter, TaskChunk,
+pub use crate::hub::{RealtimeSubscription, Subscription};
+pub use crate::model::{
+    AnyChunk, AnyRun, BatchId, ChunkInfo, Cursor, JsonObject, MAX_METADATA_BYTES,
+    MAX_METADATA_DEPTH, MetadataError, MetadataOp, ParseCursorError, ParseTimestampError, Realtime,
+    Run, RunId, RunInfo, RunKind, RunStatus, SerializedError, StoreError, Timestamp, UnknownStatus,
+    Untyped, Update,
 };
-pub use crate::task::{Task, TaskContext, TaskFn};
-pub use crate::timestamp::{ParseTimestampError, ParseTimestampErrorKind, Timestamp};
-pub use crate::union::RunUnion;
+pub use crate::typed::stream;
+pub use crate::typed::{
+    Chunk, ChunkError, DecodeError, FromAnyChunk, FromAnyRun, NoStreams, RunField, RunStreamExt,
+    RunUnion, Snapshot, StreamKey, Task, TaskChunk, WithStreams,
+};
 
 /// Declares a task: a unit struct implementing [`Task`].
 ///
@@ -157,11 +155,14 @@ pub use runcast_macros::task;
 /// ```
 pub use runcast_macros::realtime_union;
 
-/// The names most programs use, for `use runcast::prelude::*`.
+/// The names most programs use, for `use runcast::prelude::*`: the traits whose methods they
+/// call (subscriptions on any [`RunFeed`], the stream adaptors), the macros, and the types of
+/// a task function.
 pub mod prelude {
     pub use crate::{
-        AnyRun, DecodeError, FromAnyRun, Realtime, Run, RunFeed, RunId, RunInfo, RunStatus,
-        RunStreamExt, RunUnion, Task, TaskContext, TaskFn, WithStreams, realtime_union, task,
+        AnyRun, DecodeError, FeedError, FromAnyRun, Realtime, Run, RunFeed, RunId, RunInfo,
+        RunStatus, RunStreamExt, RunUnion, Task, TaskContext, TaskFn, WithStreams, realtime_union,
+        task,
     };
 }
 
@@ -173,14 +174,14 @@ struct ReadmeTour;
 /// What the macros' generated code refers to. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::decode::{DecodeError, RunSource};
-    pub use crate::run::{AnyRun, Run, RunInfo};
-    pub use crate::streams::{
-        AnyChunk, ChunkError, ChunkInfo, FromAnyChunk, NoStreams, StreamKey, TaskChunk, UnionChunk,
-        debug_chunk, decode_chunk, unexpected_chunk,
+    pub use crate::engine::{IsTaskContext, TaskContext, TaskFn, TaskReturn};
+    pub use crate::model::{AnyChunk, AnyRun, ChunkInfo, Run, RunInfo};
+    pub use crate::typed::chunk::{
+        ChunkError, FromAnyChunk, NoStreams, StreamKey, TaskChunk, UnionChunk, debug_chunk,
+        decode_chunk, unexpected_chunk,
     };
-    pub use crate::task::{IsTaskContext, Task, TaskContext, TaskFn, TaskReturn};
-    pub use crate::union::RunUnion;
+    pub use crate::typed::decode::{DecodeError, RunSource};
+    pub use crate::typed::{RunUnion, Task};
     pub use serde_json::value::RawValue;
 
     /// `a == b`, usable in a `const` assertion.

@@ -7,8 +7,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::join_all;
 use runcast::{
-    Engine, MetadataError, MetadataOp, RunFeed, RunInfo, RunStatus, RunStreamExt, Scope,
-    TaskContext, TriggerError, TriggerOptions, realtime_union, task,
+    AnyRun, Engine, FeedError, MetadataError, MetadataOp, RunFeed, RunId, RunInfo, RunStatus,
+    RunStreamExt, Scope, TaskContext, TriggerError, TriggerOptions, realtime_union, task,
 };
 
 #[task(id = "double")]
@@ -65,7 +65,7 @@ async fn progress(steps: u32, ctx: TaskContext) -> Result<u32, runcast::Metadata
         ])
         .await?;
         // The task reads back what it wrote (a mismatch panics: the run crashes).
-        let log = ctx.metadata().await.and_then(|m| m.get("log").cloned());
+        let log = ctx.metadata().await?.and_then(|m| m.get("log").cloned());
         assert_eq!(
             log.and_then(|l| l.as_array().map(Vec::len)),
             Some(step as usize)
@@ -121,10 +121,24 @@ fn engine() -> Engine {
         .unwrap()
 }
 
-/// Every snapshot of the run until it finishes.
-async fn follow<T: runcast::Task>(engine: &Engine, id: &runcast::RunId) -> Vec<runcast::Run<T>> {
-    let updates = engine.subscribe_to_run::<T>(id).unwrap();
+/// Every snapshot of the run until it finishes, from its current one.
+async fn follow<T: runcast::Task>(engine: &Engine, id: &RunId) -> Vec<runcast::Run<T>> {
+    let updates = engine.subscribe_to_run::<T>(id).await.unwrap();
     updates.map(|u| u.unwrap().run).collect().await
+}
+
+/// The run's latest snapshot.
+async fn current(engine: &Engine, id: &RunId) -> AnyRun {
+    engine.latest(id).await.unwrap().run
+}
+
+/// How many runs the engine keeps.
+async fn run_count(engine: &Engine) -> usize {
+    let page = engine
+        .list_runs(&runcast::RunQuery::new().limit(100))
+        .await
+        .unwrap();
+    page.runs.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,7 +206,7 @@ async fn race<T: runcast::Task>(
     handle: &runcast::RunHandle<T>,
 ) -> (RunStatus, Option<T::Output>) {
     let from = engine.subscribe(Scope::Run(handle.id().clone()), handle.cursor());
-    let mut updates = from.unwrap().until_finished().typed::<T>();
+    let mut updates = from.await.unwrap().until_finished().typed::<T>();
     // The handle's cursor precedes the run's creation, so a change is there at once.
     let first = futures::FutureExt::now_or_never(updates.next());
     let first = first.expect("the run's creation is after the handle's cursor");
@@ -247,16 +261,26 @@ async fn subscribing_right_after_trigger_never_misses_a_run_that_finished_instan
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handles_cursor_is_the_one_just_before_its_runs_creation() {
     let engine = engine();
-    let before = engine.hub().cursor();
+    let earlier = engine.trigger::<Sleep>(1).await.unwrap();
     let later = TriggerOptions::default().delay(Duration::from_secs(60));
     let handle = engine.trigger_with::<Sleep>(1, later).await.unwrap();
-    assert_eq!(handle.cursor(), before);
+    assert!(handle.cursor() > earlier.cursor());
     let mut feed = engine
         .subscribe(Scope::Run(handle.id().clone()), handle.cursor())
+        .await
         .unwrap();
-    let created = feed.next().await.unwrap().unwrap();
+    let created = futures::FutureExt::now_or_never(feed.next())
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(created.run.status, RunStatus::Delayed);
     assert!(created.cursor > handle.cursor());
+    // From the creation's own cursor, nothing before it comes again.
+    let mut after = engine
+        .subscribe(Scope::Run(handle.id().clone()), created.cursor)
+        .await
+        .unwrap();
+    assert!(futures::FutureExt::now_or_never(after.next()).is_none());
     engine.cancel(handle.id()).await.unwrap();
 }
 
@@ -265,6 +289,7 @@ async fn a_tag_feed_yields_each_task_as_its_variant() {
     let engine = engine();
     let mut feed = engine
         .subscribe_to_runs_with_tag::<Numbers>(["user:7"])
+        .await
         .unwrap();
     let tagged = TriggerOptions::default().tag("user:7");
     let double = engine
@@ -302,7 +327,6 @@ async fn bad_triggers_are_refused_and_store_nothing() {
         .max_payload_bytes(4)
         .build()
         .unwrap();
-    let before = engine.hub().cursor();
     let too_large = engine.trigger::<Double>(123_456).await.unwrap_err();
     assert!(
         matches!(
@@ -334,7 +358,7 @@ async fn bad_triggers_are_refused_and_store_nothing() {
         .await
         .unwrap_err();
     assert!(matches!(err, TriggerError::NoAttempts));
-    assert_eq!(engine.hub().cursor(), before, "nothing was published");
+    assert_eq!(run_count(&engine).await, 0, "nothing was stored");
 }
 
 #[test]
@@ -359,7 +383,10 @@ async fn cancel_stops_a_running_attempt_and_a_queued_run() {
         .unwrap();
     let running = engine.trigger::<Sleep>(60_000).await.unwrap();
     let queued = engine.trigger::<Sleep>(1).await.unwrap(); // waits: concurrency is 1
-    let mut updates = engine.subscribe_to_run::<Sleep>(running.id()).unwrap();
+    let mut updates = engine
+        .subscribe_to_run::<Sleep>(running.id())
+        .await
+        .unwrap();
     while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
     tokio::time::sleep(Duration::from_millis(20)).await;
     // The queued run first: canceling the running one frees its slot for the queued one.
@@ -383,14 +410,14 @@ async fn cancel_stops_a_running_attempt_and_a_queued_run() {
     let after = engine.trigger::<Sleep>(1).await.unwrap();
     let last_after = follow::<Sleep>(&engine, after.id()).await.pop().unwrap();
     assert_eq!(last_after.status, RunStatus::Completed);
-    let queued = engine.run(&queued.id).await.unwrap();
+    let queued = current(&engine, &queued.id).await;
     assert_eq!(
         (queued.status, queued.started_at),
         (RunStatus::Canceled, None)
     );
     // The canceled attempt's time still counts, once it has stopped.
     let counted = async {
-        while engine.run(running.id()).await.unwrap().duration_ms == 0 {
+        while current(&engine, running.id()).await.duration_ms == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
@@ -472,7 +499,10 @@ async fn a_batch_is_all_or_nothing_and_has_its_own_feed() {
         .await
         .unwrap();
     assert_eq!(batch.runs.len(), 3);
-    let mut feed = engine.subscribe_to_batch::<Sleeps>(&batch.id).unwrap();
+    let mut feed = engine
+        .subscribe_to_batch::<Sleeps>(&batch.id)
+        .await
+        .unwrap();
     let mut done = std::collections::HashSet::new();
     while done.len() < 3 {
         let Sleeps::Sleep(run) = feed.next().await.unwrap().unwrap().run;
@@ -480,7 +510,7 @@ async fn a_batch_is_all_or_nothing_and_has_its_own_feed() {
             done.insert(run.id);
         }
     }
-    let before = engine.hub().cursor();
+    let before = run_count(&engine).await;
     let mut bad = TriggerOptions::default();
     bad.tags = vec![String::new()];
     let items = vec![(1, TriggerOptions::default()), (2, bad)];
@@ -490,7 +520,7 @@ async fn a_batch_is_all_or_nothing_and_has_its_own_feed() {
         engine.batch_trigger::<Sleep>(too_many).await,
         Err(TriggerError::BatchTooLarge { count: 1_001 })
     ));
-    assert_eq!(engine.hub().cursor(), before, "nothing was stored");
+    assert_eq!(run_count(&engine).await, before, "nothing was stored");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -502,10 +532,10 @@ async fn costs_follow_execution_time_and_subscriptions_are_limited() {
         .build()
         .unwrap();
     let handle = engine.trigger::<Sleep>(20).await.unwrap();
-    let sub = engine.subscribe_to_run::<Sleep>(handle.id()).unwrap();
+    let sub = engine.subscribe_to_run::<Sleep>(handle.id()).await.unwrap();
     assert!(matches!(
-        engine.subscribe_to_run::<Sleep>(handle.id()),
-        Err(runcast::SubscribeError::TooManySubscriptions { limit: 1 })
+        engine.subscribe_to_run::<Sleep>(handle.id()).await,
+        Err(FeedError::TooManySubscriptions { limit: 1 })
     ));
     let last = sub
         .map(|u| u.unwrap().run)
@@ -532,7 +562,7 @@ async fn metadata_changes_from_the_task_and_from_outside_reach_subscribers() {
     assert_eq!(last.output, Some(4));
 
     // After completion, from outside; a refused change changes nothing.
-    let before = engine.hub().cursor();
+    let before = engine.latest(handle.id()).await.unwrap().cursor;
     let err = engine
         .update_metadata(
             handle.id(),
@@ -544,11 +574,13 @@ async fn metadata_changes_from_the_task_and_from_outside_reach_subscribers() {
         .await
         .unwrap_err();
     assert!(matches!(err, MetadataError::NotANumber { .. }), "{err}");
-    assert_eq!(engine.hub().cursor(), before, "nothing was published");
+    let after = engine.latest(handle.id()).await.unwrap().cursor;
+    assert_eq!(after, before, "nothing was published");
     // A subscriber that stays after completion sees the outside change, and nothing of the
     // refused one.
     let mut forever = engine
         .subscribe_to_run_forever::<Progress>(handle.id())
+        .await
         .unwrap();
     let current = forever.next().await.unwrap().unwrap();
     assert_eq!(current.cursor, before);
@@ -575,6 +607,7 @@ async fn tags_added_to_a_live_run_bring_it_into_a_tag_feed() {
     let handle = engine.trigger::<Sleep>(60_000).await.unwrap();
     let mut feed = engine
         .subscribe_to_runs_with_tag::<Sleeps>(["late"])
+        .await
         .unwrap();
     engine
         .add_tags(handle.id(), ["late", "extra"])
@@ -591,7 +624,7 @@ async fn tags_added_to_a_live_run_bring_it_into_a_tag_feed() {
         .unwrap_err();
     assert!(err.to_string().contains("at most 10"), "{err}");
     // Refused: the tags are as they were.
-    assert_eq!(engine.run(handle.id()).await.unwrap().tags, ["late"]);
+    assert_eq!(current(&engine, handle.id()).await.tags, ["late"]);
     engine.cancel(handle.id()).await.unwrap();
 }
 
@@ -599,7 +632,7 @@ async fn tags_added_to_a_live_run_bring_it_into_a_tag_feed() {
 async fn shutdown_lets_running_attempts_finish_then_cancels_the_rest_at_the_deadline() {
     let engine = engine();
     let quick = engine.trigger::<Sleep>(300).await.unwrap();
-    let mut updates = engine.subscribe_to_run::<Sleep>(quick.id()).unwrap();
+    let mut updates = engine.subscribe_to_run::<Sleep>(quick.id()).await.unwrap();
     while updates
         .next()
         .await
@@ -611,12 +644,12 @@ async fn shutdown_lets_running_attempts_finish_then_cancels_the_rest_at_the_dead
     {}
     // Still running when shutdown begins: shutdown waits for it.
     assert_eq!(
-        engine.run(quick.id()).await.unwrap().status,
+        current(&engine, quick.id()).await.status,
         RunStatus::Executing
     );
     assert_eq!(engine.shutdown(Duration::from_secs(30)).await, 0);
     assert_eq!(
-        engine.run(quick.id()).await.unwrap().status,
+        current(&engine, quick.id()).await.status,
         RunStatus::Completed
     );
     let refused = engine.trigger::<Sleep>(1).await.unwrap_err();
@@ -629,17 +662,17 @@ async fn shutdown_lets_running_attempts_finish_then_cancels_the_rest_at_the_dead
         .unwrap();
     let slow = engine.trigger::<Sleep>(60_000).await.unwrap();
     let waiting = engine.trigger::<Sleep>(1).await.unwrap();
-    let mut updates = engine.subscribe_to_run::<Sleep>(slow.id()).unwrap();
+    let mut updates = engine.subscribe_to_run::<Sleep>(slow.id()).await.unwrap();
     while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
     assert_eq!(engine.shutdown(Duration::from_millis(20)).await, 1);
     assert_eq!(
-        engine.run(slow.id()).await.unwrap().status,
+        current(&engine, slow.id()).await.status,
         RunStatus::Canceled
     );
     // The slot the canceled run freed does not start the queued one.
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
-        engine.run(waiting.id()).await.unwrap().status,
+        current(&engine, waiting.id()).await.status,
         RunStatus::Queued
     );
 }
@@ -658,6 +691,7 @@ async fn a_payload_of_several_mebibytes_goes_through_trigger_execution_and_subsc
     // From the handle's cursor, which precedes the run's creation.
     let updates = engine.subscribe(Scope::Run(handle.id().clone()), handle.cursor());
     let runs: Vec<_> = updates
+        .await
         .unwrap()
         .until_finished()
         .typed::<Measure>()
@@ -679,12 +713,15 @@ async fn a_batch_may_mix_tasks_and_its_feed_types_each_run() {
     let engine = engine();
     let batch = engine
         .batch_trigger_mixed([
-            runcast::BatchItem::new::<Double>(&21, TriggerOptions::default()),
-            runcast::BatchItem::new::<Flaky>(&(), TriggerOptions::default()),
+            runcast::BatchItem::new::<Double>(21, TriggerOptions::default()),
+            runcast::BatchItem::new::<Flaky>((), TriggerOptions::default()),
         ])
         .await
         .unwrap();
-    let mut feed = engine.subscribe_to_batch::<Numbers>(&batch.id).unwrap();
+    let mut feed = engine
+        .subscribe_to_batch::<Numbers>(&batch.id)
+        .await
+        .unwrap();
     let (mut doubled, mut flaky) = (None, None);
     while doubled.is_none() || flaky.is_none() {
         match feed.next().await.unwrap().unwrap().run {
@@ -696,8 +733,8 @@ async fn a_batch_may_mix_tasks_and_its_feed_types_each_run() {
     assert_eq!((doubled, flaky), (Some(42), Some(3)));
     let refused = engine
         .batch_trigger_mixed([
-            runcast::BatchItem::new::<Double>(&1, TriggerOptions::default()),
-            runcast::BatchItem::new::<Elsewhere>(&1, TriggerOptions::default()),
+            runcast::BatchItem::new::<Double>(1, TriggerOptions::default()),
+            runcast::BatchItem::new::<Elsewhere>(1, TriggerOptions::default()),
         ])
         .await;
     assert!(matches!(
@@ -727,10 +764,10 @@ fn trigger_works_from_a_thread_outside_the_runtime() {
 async fn bad_subscriptions_and_oversized_initial_metadata_are_refused() {
     let engine = engine();
     let err = engine
-        .subscribe_to_run::<Double>(&"run_typo".into())
+        .subscribe_to_run::<Double>(&RunId::from("run_typo"))
+        .await
         .unwrap_err();
     assert_eq!(err.to_string(), "no run `run_typo`");
-    let before = engine.hub().cursor();
     let mut big = runcast::JsonObject::new();
     big.insert(
         "blob".into(),
@@ -744,7 +781,7 @@ async fn bad_subscriptions_and_oversized_initial_metadata_are_refused() {
         matches!(err, TriggerError::Metadata(MetadataError::TooLarge { .. })),
         "{err}"
     );
-    assert_eq!(engine.hub().cursor(), before, "nothing was stored");
+    assert_eq!(run_count(&engine).await, 0, "nothing was stored");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -763,6 +800,7 @@ async fn batch_items_with_idempotency_keys_return_the_runs_the_keys_started() {
     assert_ne!(ids[1], ids[0]);
     let mut feed = engine
         .subscribe(Scope::Batch(batch.id.clone()), runcast::Cursor::START)
+        .await
         .unwrap();
     let only = feed.next().await.unwrap().unwrap();
     assert_eq!(only.run.id, ids[1]);
@@ -823,6 +861,7 @@ async fn a_run_subscription_can_outlive_the_runs_completion() {
     let handle = engine.trigger::<Double>(1).await.unwrap();
     let mut updates = engine
         .subscribe_to_run_forever::<Double>(handle.id())
+        .await
         .unwrap();
     while !updates.next().await.unwrap().unwrap().run.status.is_final() {}
     engine
@@ -840,10 +879,16 @@ async fn a_run_subscription_can_outlive_the_runs_completion() {
 async fn a_stalled_subscriber_coalesces_to_the_latest_snapshot_and_keeps_the_final_one() {
     let engine = engine();
     let handle = engine.trigger::<Chatty>(5_000).await.unwrap();
-    let mut stalled = engine.subscribe_to_run::<Chatty>(handle.id()).unwrap();
+    let mut stalled = engine
+        .subscribe_to_run::<Chatty>(handle.id())
+        .await
+        .unwrap();
     let first = stalled.next().await.unwrap().unwrap();
     // Another subscriber reads every change as it comes, meanwhile.
-    let mut eager = engine.subscribe_to_run::<Chatty>(handle.id()).unwrap();
+    let mut eager = engine
+        .subscribe_to_run::<Chatty>(handle.id())
+        .await
+        .unwrap();
     let eager = tokio::spawn(async move {
         let mut seen = Vec::new();
         while let Some(update) = eager.next().await {
@@ -858,7 +903,7 @@ async fn a_stalled_subscriber_coalesces_to_the_latest_snapshot_and_keeps_the_fin
     // The run goes through 5,000 metadata changes while the first subscriber reads nothing.
     CHATTY_GO.notify_one();
     let finished = async {
-        while !engine.run(handle.id()).await.unwrap().status.is_final() {
+        while !current(&engine, handle.id()).await.status.is_final() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
@@ -886,7 +931,7 @@ async fn a_stalled_subscriber_coalesces_to_the_latest_snapshot_and_keeps_the_fin
 /// Waits until the engine forgot run `id`.
 async fn forgotten(engine: &Engine, id: &runcast::RunId) {
     let forgotten = async {
-        while engine.run(id).await.is_some() {
+        while engine.latest(id).await.is_ok() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
@@ -925,12 +970,13 @@ async fn finished_runs_are_forgotten_after_their_retention_and_live_ones_never()
 
     forgotten(&engine, done.id()).await;
     assert!(matches!(
-        engine.subscribe_to_run::<Echo>(done.id()),
-        Err(runcast::SubscribeError::UnknownRun(_))
+        engine.subscribe_to_run::<Echo>(done.id()).await,
+        Err(FeedError::UnknownRun(_))
     ));
     // A new tag feed sees only the live run; the key now starts a new run.
     let mut feed = engine
         .subscribe(Scope::Tags(vec!["kept".into()]), runcast::Cursor::START)
+        .await
         .unwrap();
     let first = tokio::time::timeout(Duration::from_secs(10), feed.next())
         .await
@@ -968,7 +1014,7 @@ async fn concurrent_triggers_get_consecutive_numbers_and_one_key_makes_one_run()
         .collect();
     let mut numbers = Vec::new();
     for id in &ids {
-        numbers.push(engine.run(id).await.unwrap().number);
+        numbers.push(current(&engine, id).await.number);
     }
     numbers.sort_unstable();
     assert_eq!(numbers, (1..=2_000).collect::<Vec<u64>>());
@@ -983,7 +1029,7 @@ async fn concurrent_triggers_get_consecutive_numbers_and_one_key_makes_one_run()
     });
     let ids: Vec<_> = join_all(keyed).await.into_iter().flatten().collect();
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
-    assert_eq!(engine.run(&ids[0]).await.unwrap().number, 1);
+    assert_eq!(current(&engine, &ids[0]).await.number, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1010,7 +1056,7 @@ async fn many_keys_raced_from_many_tasks_make_one_run_each() {
     }
     let mut numbers = Vec::new();
     for id in by_key.values() {
-        numbers.push(engine.run(id).await.unwrap().number);
+        numbers.push(current(&engine, id).await.number);
     }
     numbers.sort_unstable();
     assert_eq!(numbers, (1..=300).collect::<Vec<u64>>());

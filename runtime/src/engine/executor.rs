@@ -5,15 +5,31 @@ use std::marker::PhantomData;
 
 use serde_json::value::RawValue;
 
-use crate::run::SerializedError;
-use crate::task::{BoxFuture, TaskContext, TaskFn};
+use super::context::{Attempt, BoxFuture, TaskContext, TaskFn, reads_back};
+use crate::model::SerializedError;
 
-/// One attempt's result: the output as JSON, or why the attempt failed.
-pub(crate) type Attempt = Result<Box<RawValue>, SerializedError>;
+/// How one attempt ended, when it ended by itself: the output as JSON, or why it failed.
+pub(crate) type Outcome = Result<Box<RawValue>, Failure>;
+
+/// Why an attempt failed, and whether another attempt could succeed.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) error: SerializedError,
+    /// `false` when retrying cannot help: the payload does not decode as the task's type, or
+    /// the output cannot be written as JSON that decodes.
+    pub(crate) retry: bool,
+}
 
 /// A task function the engine can run from a raw payload.
 pub(crate) trait Executor: Send + Sync {
-    fn execute(&self, payload: Option<&RawValue>, ctx: TaskContext) -> BoxFuture<'static, Attempt>;
+    /// The Rust type of the task, for messages.
+    fn type_name(&self) -> &'static str;
+
+    /// Runs one attempt.
+    fn execute(&self, payload: Option<&RawValue>, attempt: Attempt) -> BoxFuture<'static, Outcome>;
+
+    /// Whether raw metadata decodes as the task's metadata type.
+    fn check_metadata(&self, raw: &RawValue) -> Result<(), serde_json::Error>;
 }
 
 pub(crate) struct FnExecutor<T>(PhantomData<fn() -> T>);
@@ -24,30 +40,56 @@ impl<T> FnExecutor<T> {
     }
 }
 
+/// A failure that no retry can mend.
+fn fatal(name: &str, message: String) -> Failure {
+    Failure {
+        error: SerializedError {
+            message,
+            name: Some(name.into()),
+            stack_trace: None,
+        },
+        retry: false,
+    }
+}
+
 impl<T: TaskFn> Executor for FnExecutor<T> {
-    fn execute(&self, payload: Option<&RawValue>, ctx: TaskContext) -> BoxFuture<'static, Attempt> {
-        // The payload was serialized from `T::Payload` at trigger; it decodes unless it was
+    fn type_name(&self) -> &'static str {
+        type_name::<T>()
+    }
+
+    fn execute(&self, payload: Option<&RawValue>, attempt: Attempt) -> BoxFuture<'static, Outcome> {
+        // The payload was checked at trigger to decode as `T::Payload`; it fails only if it was
         // stored by another version of the task.
         let payload = serde_json::from_str::<T::Payload>(payload.map_or("null", RawValue::get));
         Box::pin(async move {
-            let payload = payload.map_err(|e| SerializedError {
-                message: format!("the payload does not match task `{}`: {e}", T::ID),
-                name: Some("PayloadError".into()),
-                stack_trace: None,
+            let payload = payload.map_err(|e| {
+                fatal(
+                    "PayloadError",
+                    format!("the payload does not match task `{}`: {e}", T::ID),
+                )
             })?;
-            let output = T::run(payload, ctx).await.map_err(|e| SerializedError {
-                message: e.to_string(),
-                name: Some(type_name::<T::Error>().into()),
-                stack_trace: Some(format!("{e:?}")),
+            let ctx = TaskContext::<T>::for_attempt(attempt);
+            let output = T::run(payload, ctx).await.map_err(|e| Failure {
+                error: SerializedError {
+                    message: e.to_string(),
+                    name: Some(type_name::<T::Error>().into()),
+                    stack_trace: Some(format!("{e:?}")),
+                },
+                retry: true,
             })?;
-            serde_json::value::to_raw_value(&output).map_err(|e| SerializedError {
-                message: format!(
-                    "the output of task `{}` could not be serialized: {e}",
-                    T::ID
-                ),
-                name: Some("OutputError".into()),
-                stack_trace: None,
-            })
+            serde_json::value::to_raw_value(&output)
+                .and_then(|raw| reads_back::<T::Output>(&raw).map(|()| raw))
+                .map_err(|e| {
+                    let message = format!(
+                        "the output of task `{}` cannot be written as JSON that reads back as its type: {e}",
+                        T::ID
+                    );
+                    fatal("OutputError", message)
+                })
         })
+    }
+
+    fn check_metadata(&self, raw: &RawValue) -> Result<(), serde_json::Error> {
+        reads_back::<T::Metadata>(raw)
     }
 }

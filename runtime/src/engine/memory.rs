@@ -8,13 +8,11 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
+use super::context::StreamError;
 use super::store::{CHUNK_OVERHEAD, Created, IdempotencyKey, Record, RunStore};
-use crate::feed::Cursor;
-use crate::hub::{Map, RunHub, lock};
-use crate::run::{AnyRun, BatchId, RunId};
-use crate::status::RunStatus;
-use crate::streams::StreamError;
-use crate::timestamp::Timestamp;
+use crate::hub::RunHub;
+use crate::model::{AnyRun, BatchId, Cursor, RunId, RunStatus, StoreError, Timestamp};
+use crate::support::{Map, lock};
 
 /// How many locks the runs are spread over: changes of different runs (a trigger, and
 /// workers starting and finishing attempts) rarely wait for each other.
@@ -140,27 +138,38 @@ impl MemoryStore {
         id: &RunId,
         when: impl FnOnce(RunStatus) -> bool,
         change: impl FnOnce(&mut Record) -> Result<R, E>,
-    ) -> Option<Result<R, E>> {
+    ) -> Result<Option<R>, E> {
         let mut shard = self.shard(id);
-        let record = shard.runs.get_mut(id)?;
+        let Some(record) = shard.runs.get_mut(id) else {
+            return Ok(None);
+        };
         if !when(record.snapshot.status) {
-            return None;
+            return Ok(None);
         }
-        let was_final = record.snapshot.status.is_final();
-        let result = change(record);
-        if result.is_ok() {
-            record.run().updated_at = Timestamp::now();
-            self.hub.publish(Arc::clone(&record.snapshot), None);
-            if !was_final && record.snapshot.status.is_final() {
-                let id = record.snapshot.id.clone();
-                // Tokio's clock, as the engine's timers; a retention too long to count is
-                // forever.
-                if let Some(at) = Instant::now().checked_add(self.retention) {
-                    shard.finished.push_back((at, id));
-                }
+        let before = Arc::clone(&record.snapshot);
+        let result = match change(record) {
+            Ok(result) => result,
+            Err(error) => {
+                record.snapshot = before;
+                return Err(error);
+            }
+        };
+        if Arc::ptr_eq(&before, &record.snapshot) || record.snapshot.looks_like(&before) {
+            // Nothing a subscriber can see changed: nothing to publish.
+            record.snapshot = before;
+            return Ok(Some(result));
+        }
+        record.run().updated_at = Timestamp::now();
+        self.hub.publish(Arc::clone(&record.snapshot), None);
+        if !before.status.is_final() && record.snapshot.status.is_final() {
+            let id = record.snapshot.id.clone();
+            // Tokio's clock, as the engine's timers; a retention too long to count is
+            // forever.
+            if let Some(at) = Instant::now().checked_add(self.retention) {
+                shard.finished.push_back((at, id));
             }
         }
-        Some(result)
+        Ok(Some(result))
     }
 
     fn append_now(
@@ -180,13 +189,8 @@ impl MemoryStore {
             }
             _ => return Err(StreamError::NotRunning(id.clone())),
         };
-        if record.snapshot.task_identifier != task {
-            return Err(StreamError::WrongTask {
-                key,
-                key_task: task,
-                run_task: record.snapshot.task_identifier.clone(),
-            });
-        }
+        // A writer's key is of its context's task, so of the run's: typed, it cannot differ.
+        debug_assert_eq!(record.snapshot.task_identifier, task);
         let size = (record.stream_bytes)
             .saturating_add(data.get().len())
             .saturating_add(CHUNK_OVERHEAD);
@@ -254,25 +258,25 @@ impl RunStore for MemoryStore {
         runs: Vec<Record>,
         batch: Option<BatchId>,
         idempotency_ttl: Duration,
-    ) -> Vec<Created> {
-        self.create_now(runs, batch, idempotency_ttl)
+    ) -> Result<Vec<Created>, StoreError> {
+        Ok(self.create_now(runs, batch, idempotency_ttl))
     }
 
-    async fn change_if<R: Send, E: Send>(
+    async fn change_if<R: Send, E: From<StoreError> + Send>(
         &self,
         id: &RunId,
         when: impl FnOnce(RunStatus) -> bool + Send,
         change: impl FnOnce(&mut Record) -> Result<R, E> + Send,
-    ) -> Option<Result<R, E>> {
+    ) -> Result<Option<R>, E> {
         self.change_now(id, when, change)
     }
 
-    async fn snapshot(&self, id: &RunId) -> Option<Arc<AnyRun>> {
+    async fn snapshot(&self, id: &RunId) -> Result<Option<Arc<AnyRun>>, StoreError> {
         let shard = self.shard(id);
-        shard
+        Ok(shard
             .runs
             .get(id)
-            .map(|record| Arc::clone(&record.snapshot))
+            .map(|record| Arc::clone(&record.snapshot)))
     }
 
     async fn append_chunk(
@@ -286,9 +290,9 @@ impl RunStore for MemoryStore {
         self.append_now(id, attempt, stream, data, limit)
     }
 
-    async fn forget_finished(&self) -> Option<Duration> {
+    async fn forget_finished(&self) -> Result<Option<Duration>, StoreError> {
         let now = Instant::now();
-        let next = self.forget_now(now)?;
-        Some(next.saturating_duration_since(now))
+        let next = self.forget_now(now);
+        Ok(next.map(|next| next.saturating_duration_since(now)))
     }
 }

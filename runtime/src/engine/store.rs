@@ -5,18 +5,15 @@
 //! engine keeps runs in memory ([`MemoryStore`]); a store over Postgres implements the same
 //! operations, each a database transaction, and becomes another variant of [`Store`].
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
 
+use super::context::StreamError;
 use super::memory::MemoryStore;
-use crate::feed::Cursor;
 use crate::hub::RunHub;
-use crate::run::{AnyRun, BatchId, RunId};
-use crate::status::RunStatus;
-use crate::streams::StreamError;
+use crate::model::{AnyRun, BatchId, Cursor, RunId, RunStatus, StoreError, Timestamp};
 
 /// What a stored chunk costs besides its JSON, counted against a run's stream limit: the
 /// hub's record of it and the allocation of its text.
@@ -40,6 +37,9 @@ pub(crate) struct Record {
     pub(crate) idempotency: Option<IdempotencyKey>,
     /// Bytes of chunks written to the run's streams.
     pub(crate) stream_bytes: usize,
+    /// When the executing attempt started: its time counts into the run's duration when it
+    /// ends, however it ends (a cancel counts it too).
+    pub(crate) attempt_started: Option<Timestamp>,
 }
 
 impl Record {
@@ -66,9 +66,13 @@ pub(crate) enum Created {
 /// The hub is the read side: it holds the latest snapshot of every run the store keeps, and
 /// subscriptions, stream reads and the checks before them read it.
 ///
-/// Operations are `async` for a store that does I/O, and each is atomic. A closure passed to
-/// one runs exactly once, inside it (for Postgres, inside its transaction, with the run's row
-/// locked: never retried), and must not block.
+/// Operations are `async` for a store that does I/O, and each is atomic: when one fails (a
+/// [`StoreError`]), nothing of it took effect. A closure passed to one runs at most once, inside
+/// it (for Postgres, inside its transaction, with the run's row locked: never retried), and
+/// must not block.
+///
+/// A change that leaves nothing a subscriber can see different (every field but `updatedAt`)
+/// is not published, and does not touch `updatedAt`.
 pub(crate) trait RunStore: Send + Sync + 'static {
     /// The hub this store's changes are published to.
     fn hub(&self) -> &RunHub;
@@ -82,41 +86,43 @@ pub(crate) trait RunStore: Send + Sync + 'static {
         runs: Vec<Record>,
         batch: Option<BatchId>,
         idempotency_ttl: Duration,
-    ) -> impl Future<Output = Vec<Created>> + Send;
+    ) -> impl Future<Output = Result<Vec<Created>, StoreError>> + Send;
 
-    /// Changes a run whose status passes `when`, and publishes it; `None` if the run is
-    /// unknown or `when` refuses it. On `Err` the change must have left the record as it was,
-    /// and nothing is published.
-    fn change_if<R: Send, E: Send>(
+    /// Changes a run whose status passes `when`, and publishes it; `Ok(None)` if the run is
+    /// unknown or `when` refuses it. When `change` returns `Err`, nothing changes and nothing
+    /// is published.
+    fn change_if<R: Send, E: From<StoreError> + Send>(
         &self,
         id: &RunId,
         when: impl FnOnce(RunStatus) -> bool + Send,
         change: impl FnOnce(&mut Record) -> Result<R, E> + Send,
-    ) -> impl Future<Output = Option<Result<R, E>>> + Send;
+    ) -> impl Future<Output = Result<Option<R>, E>> + Send;
 
-    /// Changes a run whose status passes `when`, and publishes it; `None` otherwise.
+    /// Changes a run whose status passes `when`, and publishes it; `Ok(None)` otherwise.
     fn update_if<R: Send>(
         &self,
         id: &RunId,
         when: impl FnOnce(RunStatus) -> bool + Send,
         change: impl FnOnce(&mut Record) -> R + Send,
-    ) -> impl Future<Output = Option<R>> + Send {
-        let outcome = self.change_if(id, when, |record| Ok::<_, Infallible>(change(record)));
-        async move { outcome.await.map(|Ok(result)| result) }
+    ) -> impl Future<Output = Result<Option<R>, StoreError>> + Send {
+        self.change_if(id, when, |record| Ok(change(record)))
     }
 
-    /// Changes a run that has not finished and publishes it; `None` if the run is unknown or
-    /// finished, so that a late worker or timer never changes a canceled run.
+    /// Changes a run that has not finished and publishes it; `Ok(None)` if the run is unknown
+    /// or finished, so that a late worker or timer never changes a finished run.
     fn update<R: Send>(
         &self,
         id: &RunId,
         change: impl FnOnce(&mut Record) -> R + Send,
-    ) -> impl Future<Output = Option<R>> + Send {
+    ) -> impl Future<Output = Result<Option<R>, StoreError>> + Send {
         self.update_if(id, |status| !status.is_final(), change)
     }
 
     /// The run's latest snapshot.
-    fn snapshot(&self, id: &RunId) -> impl Future<Output = Option<Arc<AnyRun>>> + Send;
+    fn snapshot(
+        &self,
+        id: &RunId,
+    ) -> impl Future<Output = Result<Option<Arc<AnyRun>>, StoreError>> + Send;
 
     /// Appends a chunk to a stream of a run of `task` from its attempt `attempt`, which must
     /// be executing, if the run's streams stay within `limit` bytes (see [`CHUNK_OVERHEAD`]).
@@ -134,7 +140,7 @@ pub(crate) trait RunStore: Send + Sync + 'static {
     /// Forgets the runs that finished a retention or more ago, by the store's clock, with their
     /// chunks and idempotency keys; returns how long until the next finished run is due. A run
     /// that finishes after this call is due a retention after it.
-    fn forget_finished(&self) -> impl Future<Output = Option<Duration>> + Send;
+    fn forget_finished(&self) -> impl Future<Output = Result<Option<Duration>, StoreError>> + Send;
 }
 
 /// The store an engine uses.
@@ -167,20 +173,20 @@ impl RunStore for Store {
         runs: Vec<Record>,
         batch: Option<BatchId>,
         idempotency_ttl: Duration,
-    ) -> Vec<Created> {
+    ) -> Result<Vec<Created>, StoreError> {
         each_store!(self, store => store.create(runs, batch, idempotency_ttl).await)
     }
 
-    async fn change_if<R: Send, E: Send>(
+    async fn change_if<R: Send, E: From<StoreError> + Send>(
         &self,
         id: &RunId,
         when: impl FnOnce(RunStatus) -> bool + Send,
         change: impl FnOnce(&mut Record) -> Result<R, E> + Send,
-    ) -> Option<Result<R, E>> {
+    ) -> Result<Option<R>, E> {
         each_store!(self, store => store.change_if(id, when, change).await)
     }
 
-    async fn snapshot(&self, id: &RunId) -> Option<Arc<AnyRun>> {
+    async fn snapshot(&self, id: &RunId) -> Result<Option<Arc<AnyRun>>, StoreError> {
         each_store!(self, store => store.snapshot(id).await)
     }
 
@@ -195,7 +201,7 @@ impl RunStore for Store {
         each_store!(self, store => store.append_chunk(id, attempt, stream, data, limit).await)
     }
 
-    async fn forget_finished(&self) -> Option<Duration> {
+    async fn forget_finished(&self) -> Result<Option<Duration>, StoreError> {
         each_store!(self, store => store.forget_finished().await)
     }
 }

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers fail the test on bad fixtures.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -12,30 +12,39 @@ use serde_json::value::RawValue;
 use super::memory::MemoryStore;
 use super::store::{Created, Record, RunStore, Store};
 use super::worker::Running;
-use super::{BatchItem, Engine, TriggerError, TriggerOptions, new_id};
-use crate::feed::{Cursor, Scope};
-use crate::hub::{self, RunHub};
-use crate::metadata::MetadataOp;
-use crate::run::{AnyRun, BatchId, RunId};
-use crate::status::RunStatus;
-use crate::stream::RunStreamExt;
-use crate::streams::{Realtime, StreamError};
+use super::{
+    BatchItem, CancelError, Engine, StreamError, TagError, TaskContext, TriggerError,
+    TriggerOptions,
+};
+use crate::feed::{FeedError, RunFeed, RunQuery, Scope};
+use crate::hub::{HubConfig, RunHub};
+use crate::model::{
+    AnyRun, BatchId, Cursor, MetadataError, MetadataOp, Realtime, RunId, RunStatus, StoreError,
+    Timestamp,
+};
+use crate::support::lock;
 use crate::task;
-use crate::task::TaskContext;
-use crate::timestamp::Timestamp;
+use crate::typed::RunStreamExt;
 
 /// A [`MemoryStore`] whose operations each suspend before and after they take effect, and
-/// count it.
+/// count it; and fail, taking no effect, while `failing` is set.
 pub(crate) struct Suspending {
     inner: MemoryStore,
     suspended: AtomicUsize,
+    failing: AtomicBool,
 }
 
 impl Suspending {
-    /// `operation`, between two suspensions.
-    async fn suspend<T>(&self, operation: impl Future<Output = T>) -> T {
+    /// `operation`, between two suspensions; or a failure, if `failing` is set.
+    async fn suspend<T, E: From<StoreError>>(
+        &self,
+        operation: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
         self.suspended.fetch_add(1, Ordering::Relaxed);
         tokio::task::yield_now().await;
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::new("the test store is failing").into());
+        }
         let output = operation.await;
         tokio::task::yield_now().await;
         output
@@ -52,21 +61,21 @@ impl RunStore for Suspending {
         runs: Vec<Record>,
         batch: Option<BatchId>,
         idempotency_ttl: Duration,
-    ) -> Vec<Created> {
+    ) -> Result<Vec<Created>, StoreError> {
         let create = self.inner.create(runs, batch, idempotency_ttl);
         self.suspend(create).await
     }
 
-    async fn change_if<R: Send, E: Send>(
+    async fn change_if<R: Send, E: From<StoreError> + Send>(
         &self,
         id: &RunId,
         when: impl FnOnce(RunStatus) -> bool + Send,
         change: impl FnOnce(&mut Record) -> Result<R, E> + Send,
-    ) -> Option<Result<R, E>> {
+    ) -> Result<Option<R>, E> {
         self.suspend(self.inner.change_if(id, when, change)).await
     }
 
-    async fn snapshot(&self, id: &RunId) -> Option<Arc<AnyRun>> {
+    async fn snapshot(&self, id: &RunId) -> Result<Option<Arc<AnyRun>>, StoreError> {
         self.suspend(self.inner.snapshot(id)).await
     }
 
@@ -82,7 +91,7 @@ impl RunStore for Suspending {
         self.suspend(append).await
     }
 
-    async fn forget_finished(&self) -> Option<Duration> {
+    async fn forget_finished(&self) -> Result<Option<Duration>, StoreError> {
         self.suspend(self.inner.forget_finished()).await
     }
 }
@@ -98,8 +107,9 @@ async fn steps(n: u32, ctx: TaskContext) -> Result<u32, String> {
             .await
             .map_err(|e| e.to_string())?;
     }
-    let metadata = ctx.metadata().await.unwrap_or_default();
+    let metadata = ctx.metadata().await.map_err(|e| e.to_string())?;
     Ok(metadata
+        .unwrap_or_default()
         .get("step")
         .and_then(serde_json::Value::as_u64)
         .unwrap_or(0) as u32)
@@ -144,22 +154,30 @@ fn engine(concurrency: usize) -> Engine {
             Store::Suspending(Suspending {
                 inner: MemoryStore::new(hub, retention),
                 suspended: AtomicUsize::new(0),
+                failing: AtomicBool::new(false),
             })
         })
         .unwrap()
 }
 
-/// How many store operations suspended so far.
-fn suspended(engine: &Engine) -> usize {
+/// The tests' engine's store.
+fn store(engine: &Engine) -> &Suspending {
     let Store::Suspending(store) = &engine.shared.store else {
         unreachable!("the tests' engine uses the suspending store")
     };
-    store.suspended.load(Ordering::Relaxed)
+    store
+}
+
+/// How many store operations suspended so far.
+fn suspended(engine: &Engine) -> usize {
+    store(engine).suspended.load(Ordering::Relaxed)
 }
 
 /// The final snapshot of a run.
 async fn finished(engine: &Engine, id: &RunId) -> AnyRun {
-    let updates = engine.subscribe(Scope::Run(id.clone()), Cursor::START);
+    let updates = engine
+        .subscribe(Scope::Run(id.clone()), Cursor::START)
+        .await;
     let last = updates.unwrap().until_finished().try_collect::<Vec<_>>();
     let last = tokio::time::timeout(Duration::from_secs(10), last).await;
     last.expect("the run finishes").unwrap().pop().unwrap().run
@@ -169,6 +187,7 @@ async fn finished(engine: &Engine, id: &RunId) -> AnyRun {
 async fn executing(engine: &Engine, id: &RunId, retry: bool) {
     let mut updates = engine
         .subscribe(Scope::Run(id.clone()), Cursor::START)
+        .await
         .unwrap();
     let started = async {
         loop {
@@ -187,7 +206,7 @@ async fn executing(engine: &Engine, id: &RunId, retry: bool) {
 /// Waits until no attempt is registered as running.
 async fn no_attempt_running(engine: &Engine) {
     let idle = async {
-        while !hub::lock(&engine.shared.running).is_empty() {
+        while !lock(&engine.shared.running).is_empty() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     };
@@ -202,18 +221,30 @@ async fn triggers_streams_keys_retries_tags_and_expiry_work_over_a_store_that_su
 
     // A run writing chunks and metadata, followed from its handle's cursor with streams.
     let run = engine.trigger::<Steps>(5).await.unwrap();
-    let items = engine.subscribe(Scope::Run(run.id().clone()), run.cursor());
+    let items = engine
+        .subscribe(Scope::Run(run.id().clone()), run.cursor())
+        .await;
     let items = items.unwrap().with_streams().until_finished().try_collect();
     let items: Vec<_> = tokio::time::timeout(Duration::from_secs(10), items)
         .await
         .expect("the run finishes")
         .unwrap();
-    // Snapshots coalesce: a subscriber that reads late sees the latest one, after the chunks
-    // written before it.
-    let Some(Realtime::Run(last)) = items.last() else {
-        panic!("{items:?}")
-    };
-    assert_eq!(last.run.status, RunStatus::Completed);
+    // Every change, in order: queued, executing, the stream's first chunk (with the run's new
+    // `realtimeStreams`), each chunk and metadata change, then completed.
+    let statuses: Vec<_> = (items.iter())
+        .filter_map(|item| match item {
+            Realtime::Run(update) => Some(update.run.status),
+            Realtime::Chunk(_) => None,
+        })
+        .collect();
+    let mut expected = vec![
+        RunStatus::Queued,
+        RunStatus::Executing,
+        RunStatus::Executing,
+    ];
+    expected.extend([RunStatus::Executing; 5]);
+    expected.push(RunStatus::Completed);
+    assert_eq!(statuses, expected, "{items:?}");
     let chunks: Vec<_> = (items.iter())
         .filter_map(|item| match item {
             Realtime::Chunk(chunk) => Some(chunk.data.get()),
@@ -237,9 +268,9 @@ async fn triggers_streams_keys_retries_tags_and_expiry_work_over_a_store_that_su
     let other = || TriggerOptions::default().idempotency_key("other");
     let batch = engine
         .batch_trigger_mixed([
-            BatchItem::new::<Steps>(&1, other()),
-            BatchItem::new::<Steps>(&2, other()),
-            BatchItem::new::<SecondTime>(&(), TriggerOptions::default()),
+            BatchItem::new::<Steps>(1, other()),
+            BatchItem::new::<Steps>(2, other()),
+            BatchItem::new::<SecondTime>((), TriggerOptions::default()),
         ])
         .await
         .unwrap();
@@ -306,14 +337,26 @@ async fn shutdown_cancels_executing_runs_only_over_a_store_that_suspends() {
     let queued = engine.trigger::<Steps>(1).await.unwrap();
     // As an attempt that registered its signal, then had its start refused by the shutdown.
     let _refused = Running::register(&engine.shared, queued.id());
+    let watching = engine
+        .subscribe(Scope::Run(running.id().clone()), Cursor::START)
+        .await;
     assert_eq!(engine.shutdown(Duration::from_millis(50)).await, 1);
-    let canceled = finished(&engine, running.id()).await;
-    assert_eq!(canceled.status, RunStatus::Canceled);
-    let queued_run = engine.run(queued.id()).await.unwrap();
+    // Its subscription saw the cancel, then ended: the engine stopped.
+    let items: Vec<_> = watching.unwrap().collect().await;
+    let statuses: Vec<_> = items
+        .iter()
+        .map(|i| i.as_ref().map(|u| u.run.status).ok())
+        .collect();
+    assert_eq!(
+        statuses,
+        [Some(RunStatus::Executing), Some(RunStatus::Canceled), None]
+    );
+    assert!(matches!(items.last(), Some(Err(FeedError::Stopped))));
+    let queued_run = engine.latest(queued.id()).await.unwrap().run;
     assert_eq!(queued_run.status, RunStatus::Queued);
     // An attempt the dispatcher took before the shutdown began does not start it either.
     super::worker::attempt(&engine.shared, queued.id()).await;
-    let queued = engine.run(queued.id()).await.unwrap();
+    let queued = engine.latest(queued.id()).await.unwrap().run;
     assert_eq!(
         (queued.status, queued.started_at),
         (RunStatus::Queued, None)
@@ -327,17 +370,17 @@ async fn an_ending_attempt_leaves_the_next_attempts_signal_registered() {
     let first = Running::register(&engine.shared, &id);
     let second = Running::register(&engine.shared, &id);
     drop(first);
-    let registered = hub::lock(&engine.shared.running).get(&id).cloned();
+    let registered = lock(&engine.shared.running).get(&id).cloned();
     assert!(registered.is_some_and(|signal| signal.same_as(&second.signal)));
     drop(second);
-    assert!(hub::lock(&engine.shared.running).is_empty());
+    assert!(lock(&engine.shared.running).is_empty());
 }
 
 #[tokio::test]
 async fn forgetting_runs_across_shards_leaves_a_key_to_the_newer_run_that_took_it() {
     let engine = engine(1);
     // A zero retention: a finished run is due at once.
-    let store = MemoryStore::new(RunHub::new(), Duration::ZERO);
+    let store = MemoryStore::new(RunHub::new(HubConfig::default()), Duration::ZERO);
     let ttl = Duration::from_secs(1);
     let t0 = Timestamp::now();
     // A record of a `Steps` run created `after` t0, with key `k` if `keyed`.
@@ -348,53 +391,83 @@ async fn forgetting_runs_across_shards_leaves_a_key_to_the_newer_run_that_took_i
         } else {
             options
         };
-        let prepared = engine
-            .prepare(BatchItem::new::<Steps>(&1, options))
-            .unwrap();
-        engine.record(prepared, t0.checked_add(after).unwrap())
+        let prepared = engine.prepare(BatchItem::new::<Steps>(1, options)).unwrap();
+        super::record(prepared, t0.checked_add(after).unwrap())
     };
     let mut runs = vec![record(Duration::ZERO, true)];
     runs.extend((0..200).map(|_| record(Duration::ZERO, false)));
     let ids: Vec<RunId> = (runs.iter()).map(|r| r.snapshot.id.clone()).collect();
-    store.create(runs, None, ttl).await;
+    store.create(runs, None, ttl).await.unwrap();
     // Past the key's TTL, the key starts a second run, which takes it.
     let second = record(Duration::from_secs(2), true);
     let second_id = second.snapshot.id.clone();
-    let created = store.create(vec![second], None, ttl).await;
+    let created = store.create(vec![second], None, ttl).await.unwrap();
     assert!(matches!(created[..], [Created::New(_)]), "{created:?}");
 
     let complete = |record: &mut Record| record.run().status = RunStatus::Completed;
     for id in &ids {
-        store.update(id, complete).await.unwrap();
+        store.update(id, complete).await.unwrap().unwrap();
     }
-    assert_eq!(store.forget_finished().await, None);
+    assert_eq!(store.forget_finished().await.unwrap(), None);
     for id in &ids {
-        assert!(store.snapshot(id).await.is_none(), "{id} is kept");
+        assert!(store.snapshot(id).await.unwrap().is_none(), "{id} is kept");
     }
-    assert!(store.snapshot(&second_id).await.is_some());
+    assert!(store.snapshot(&second_id).await.unwrap().is_some());
     assert_ne!(ids[0], second_id);
     // Within the second run's TTL, its key still returns it.
     let again = store.create(vec![record(Duration::from_millis(2_500), true)], None, ttl);
-    let again = again.await;
+    let again = again.await.unwrap();
     assert!(
         matches!(&again[..], [Created::Existing(id, _)] if *id == second_id),
         "{again:?}"
     );
 }
 
-#[test]
-fn ids_have_at_least_eight_digits() {
-    assert_eq!(new_id::<String>("run_", "ab1", 0), "run_ab100000000");
-    assert_eq!(new_id::<String>("run_", "ab1", 42), "run_ab100000042");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_store_reaches_every_caller_and_nothing_changes() {
+    let engine = engine(2);
+    let live = engine.trigger::<Forever>(()).await.unwrap();
+    executing(&engine, live.id(), false).await;
+    store(&engine).failing.store(true, Ordering::SeqCst);
+
+    let trigger = engine.trigger::<Steps>(1).await.unwrap_err();
+    assert!(matches!(trigger, TriggerError::Store(_)), "{trigger}");
+    assert!(trigger.to_string().contains("the test store is failing"));
+    let batch = engine
+        .batch_trigger::<Steps>([(1, TriggerOptions::default())])
+        .await
+        .unwrap_err();
+    assert!(matches!(batch, TriggerError::Store(_)), "{batch}");
+    let cancel = engine.cancel(live.id()).await.unwrap_err();
+    assert!(matches!(cancel, CancelError::Store(_)), "{cancel}");
+    let tags = engine.add_tags(live.id(), ["x"]).await.unwrap_err();
+    assert!(matches!(tags, TagError::Store(_)), "{tags}");
+    let op = MetadataOp::Set("a".into(), 1.into());
+    let metadata = engine.update_metadata(live.id(), [op]).await.unwrap_err();
+    assert!(matches!(metadata, MetadataError::Store(_)), "{metadata}");
+
+    store(&engine).failing.store(false, Ordering::SeqCst);
+    // Nothing of it took effect: one run, still executing, untouched.
+    let page = engine.list_runs(&RunQuery::new()).await.unwrap();
+    assert_eq!(page.runs.len(), 1);
+    let run = &page.runs[0];
     assert_eq!(
-        new_id::<String>("batch_", "", 123_456_789),
-        "batch_123456789"
+        (run.status, run.tags.len(), run.metadata.is_none()),
+        (RunStatus::Executing, 0, true)
     );
-    assert_eq!(new_id::<String>("run_", "", 12_345_678), "run_12345678");
+    engine.cancel(live.id()).await.unwrap();
     assert_eq!(
-        new_id::<String>("run_", "", 123_456_789_012),
-        "run_123456789012"
+        finished(&engine, live.id()).await.status,
+        RunStatus::Canceled
     );
-    let max: String = new_id("run_", "0123456789", u64::MAX);
-    assert_eq!(max, format!("run_0123456789{}", u64::MAX));
+    let stopped = engine
+        .subscribe(Scope::Run(live.id().clone()), Cursor::START)
+        .await
+        .unwrap();
+    engine.shutdown(Duration::from_secs(5)).await;
+    let items: Vec<_> = stopped.collect().await;
+    assert!(
+        matches!(items.last(), Some(Err(FeedError::Stopped))),
+        "{items:?}"
+    );
 }

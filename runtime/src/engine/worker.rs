@@ -1,33 +1,26 @@
 //! The worker pool and the timers: take queued runs, run one attempt each, and move each run
-//! to its next status: `EXECUTING`, then `COMPLETED`, `REATTEMPTING` (queued again after a
-//! backoff), `FAILED`, `TIMED_OUT`, or `CRASHED` when the task panics; `DELAYED` runs are
-//! queued when their delay ends, and runs not started within their TTL become `EXPIRED`.
+//! to its next status in one change: `EXECUTING`, then `COMPLETED`, `REATTEMPTING` (queued
+//! again after a backoff) when an attempt fails or panics and attempts remain, else `FAILED`
+//! (an error), `CRASHED` (a panic) or `TIMED_OUT`; `DELAYED` runs are queued when their delay
+//! ends, and runs not started within their TTL become `EXPIRED`.
 
-use std::any::Any;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
-
-use tokio::sync::mpsc;
+use std::time::Duration;
 
 use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::Shared;
+use super::context::{Attempt, BoxFuture, CancelSignal, MetadataChange, RunAccess, StreamError};
+use super::executor::Failure;
+use super::panic::{CatchPanic, Panic};
 use super::store::{Record, RunStore};
-
-use crate::feed::Cursor;
-use crate::hub;
-use crate::metadata::{self, MetadataError, MetadataOp};
-use crate::run::{JsonObject, RunId, SerializedError};
-use crate::status::RunStatus;
-use crate::streams::StreamError;
-use crate::task::{BoxFuture, CancelSignal, RunAccess, TaskContext};
-use crate::timestamp::Timestamp;
+use crate::model::{Cursor, MetadataError, RunId, RunStatus, SerializedError, Timestamp};
+use crate::support::lock;
 
 /// The longest wait between two attempts.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+pub(super) const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 /// Runs queued runs, at most `concurrency` at once, until every engine handle is dropped.
 pub(super) async fn dispatch(shared: Weak<Shared>, mut queue: mpsc::UnboundedReceiver<RunId>) {
@@ -58,7 +51,13 @@ pub(super) async fn forget_finished(shared: Weak<Shared>) {
             return;
         };
         let retention = engine.config.retention;
-        let next = engine.store.forget_finished().await;
+        let next = match engine.store.forget_finished().await {
+            Ok(next) => next,
+            Err(error) => {
+                tracing::error!(%error, "forgetting finished runs failed; trying again later");
+                Some(Duration::from_secs(1))
+            }
+        };
         drop(engine);
         // A run that finishes from now on is due a retention from now or later. At least a
         // millisecond: a zero retention must not make this loop spin.
@@ -87,22 +86,24 @@ pub(super) fn after(shared: &Arc<Shared>, wait: Duration, id: RunId, timer: Time
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        match timer {
-            Timer::Delay if shared.is_closed() => {}
+        let fired = match timer {
+            Timer::Delay if shared.is_closed() => Ok(()),
             Timer::Delay => {
                 let queued = shared.store.update(&id, |record| {
                     let run = record.run();
                     run.status = RunStatus::Queued;
                     run.queued_at = Some(Timestamp::now());
                 });
-                let queued = queued.await;
-                if queued.is_some() {
-                    let _ = shared.queue.send(id);
-                }
+                queued.await.map(|queued| {
+                    if queued.is_some() {
+                        let _ = shared.queue.send(id.clone());
+                    }
+                })
             }
             // The dispatcher starts no run once `shutdown` began.
             Timer::Retry => {
-                let _ = shared.queue.send(id);
+                let _ = shared.queue.send(id.clone());
+                Ok(())
             }
             Timer::Ttl => {
                 // Only a run still waiting to start expires.
@@ -113,8 +114,15 @@ pub(super) fn after(shared: &Arc<Shared>, wait: Duration, id: RunId, timer: Time
                     run.expired_at = Some(now);
                     run.finished_at = Some(now);
                 });
-                expire.await;
+                expire.await.map(|expired| {
+                    if expired.is_some() {
+                        tracing::info!(run = %id, "expired before it started");
+                    }
+                })
             }
+        };
+        if let Err(error) = fired {
+            tracing::error!(run = %id, ?timer, %error, "a timer's change failed");
         }
     });
 }
@@ -138,14 +146,14 @@ pub(super) struct Running<'a> {
 impl<'a> Running<'a> {
     pub(super) fn register(shared: &'a Shared, id: &'a RunId) -> Self {
         let signal = CancelSignal::default();
-        hub::lock(&shared.running).insert(id.clone(), signal.clone());
+        lock(&shared.running).insert(id.clone(), signal.clone());
         Self { shared, id, signal }
     }
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        let mut running = hub::lock(&self.shared.running);
+        let mut running = lock(&self.shared.running);
         let ours = running
             .get(self.id)
             .is_some_and(|s| s.same_as(&self.signal));
@@ -155,6 +163,16 @@ impl Drop for Running<'_> {
     }
 }
 
+/// How an attempt ended.
+enum Ended {
+    /// The task returned.
+    Returned(super::executor::Outcome),
+    /// It ran past the run's maximum duration.
+    TimedOut(Duration),
+    /// It panicked.
+    Panicked(Panic),
+}
+
 async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
     // Checked inside the change: after `shutdown` began, no attempt starts.
     let waiting = |status| {
@@ -162,72 +180,88 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
         !closed && matches!(status, RunStatus::Queued | RunStatus::Reattempting)
     };
     let started = shared.store.update_if(id, waiting, |record| {
+        let now = Timestamp::now();
         record.attempts += 1;
-        let attempt = record.attempts;
-        let max_duration = record.max_duration;
+        record.attempt_started = Some(now);
+        let (attempt, max_duration) = (record.attempts, record.max_duration);
         let run = record.run();
         run.status = RunStatus::Executing;
-        run.started_at.get_or_insert_with(Timestamp::now);
+        run.started_at.get_or_insert(now);
         let executor = shared.executors.get(run.task_identifier.as_str()).cloned();
-        let engine_run = Arc::new(EngineRun {
-            shared: Arc::downgrade(shared),
-            id: id.clone(),
-        });
-        let tags = run.tags.clone();
-        let ctx = TaskContext::for_attempt(id.clone(), attempt, tags, cancel.clone(), engine_run);
-        (executor, run.payload.clone(), ctx, max_duration)
+        let task = run.task_identifier.clone();
+        let context = Attempt {
+            run_id: id.clone(),
+            attempt,
+            tags: run.tags.clone(),
+            cancel: cancel.clone(),
+            run: Arc::new(EngineRun {
+                shared: Arc::downgrade(shared),
+                id: id.clone(),
+            }),
+        };
+        (executor, run.payload.clone(), context, max_duration, task)
     });
-    let started = started.await;
-    let Some((Some(executor), payload, ctx, max_duration)) = started else {
+    let (executor, payload, context, max_duration, task) = match started.await {
+        Ok(Some(started)) => started,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::error!(run = %id, %error, "an attempt could not start; the run stays queued");
+            return;
+        }
+    };
+    let Some(executor) = executor else {
         return;
     };
-    let clock = Instant::now();
-    let outcome = CatchPanic::new(async move {
-        let run = executor.execute(payload.as_deref(), ctx);
+    let span = tracing::info_span!("attempt", run = %id, task, attempt = context.attempt);
+    let ended = async {
+        tracing::debug!("attempt started");
+        let run = CatchPanic::new(executor.execute(payload.as_deref(), context));
         let limited = async {
             match max_duration {
-                Some(max) => tokio::time::timeout(max, run).await.map_err(|_| max),
-                None => Ok(run.await),
+                Some(max) => match tokio::time::timeout(max, run).await {
+                    Ok(Ok(outcome)) => Ended::Returned(outcome),
+                    Ok(Err(panic)) => Ended::Panicked(panic),
+                    Err(_) => Ended::TimedOut(max),
+                },
+                None => match run.await {
+                    Ok(outcome) => Ended::Returned(outcome),
+                    Err(panic) => Ended::Panicked(panic),
+                },
             }
         };
         tokio::select! {
-            outcome = limited => Some(outcome),
+            ended = limited => Some(ended),
+            // Canceled: `cancel` made the run final, with the time this attempt ran.
             () = cancel.canceled() => None,
         }
-    })
+    }
+    .instrument(span.clone())
     .await;
-    let elapsed = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let cost_per_ms = shared.config.cost_per_ms_cents;
-    let count = move |record: &mut Record| count_time(record, elapsed, cost_per_ms);
-    let outcome = match outcome {
-        // Canceled: `cancel` already made the run final; only the time it ran is counted.
-        Ok(None) => {
-            shared.store.update_if(id, |_| true, count).await;
-            return;
-        }
-        Ok(Some(outcome)) => Ok(outcome),
-        Err(panic) => Err(panic),
+    let Some(ended) = ended else {
+        return;
     };
-    let retry = shared.store.update(id, |record| {
+    let cost_per_ms = shared.config.cost_per_ms_cents;
+    let finish = shared.store.update(id, |record| {
+        let now = Timestamp::now();
+        count_time(record, now, cost_per_ms);
+        let retries_left = record.attempts < record.max_attempts;
         let attempts = record.attempts;
-        let max_attempts = record.max_attempts;
-        count(record);
         let run = record.run();
-        let (status, retry) = match outcome {
-            Ok(Ok(Ok(output))) => {
+        let (status, retry) = match ended {
+            Ended::Returned(Ok(output)) => {
                 run.output = Some(output.into());
                 run.error = None;
                 (RunStatus::Completed, false)
             }
-            Ok(Ok(Err(error))) => {
+            Ended::Returned(Err(Failure { error, retry })) => {
                 run.error = Some(error);
-                if attempts < max_attempts {
+                if retry && retries_left {
                     (RunStatus::Reattempting, true)
                 } else {
                     (RunStatus::Failed, false)
                 }
             }
-            Ok(Err(max)) => {
+            Ended::TimedOut(max) => {
                 run.error = Some(SerializedError {
                     message: format!("the attempt ran longer than its maximum duration of {max:?}"),
                     name: Some("MaxDurationExceeded".into()),
@@ -235,31 +269,37 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
                 });
                 (RunStatus::TimedOut, false)
             }
-            Err(panic) => {
+            Ended::Panicked(panic) => {
                 run.error = Some(SerializedError {
-                    message: panic_message(panic),
+                    message: format!("the task panicked: {}", panic.message),
                     name: Some("Panic".into()),
-                    stack_trace: None,
+                    stack_trace: panic.location,
                 });
-                (RunStatus::Crashed, false)
+                if retries_left {
+                    (RunStatus::Reattempting, true)
+                } else {
+                    (RunStatus::Crashed, false)
+                }
             }
         };
         run.status = status;
         if status.is_final() {
-            run.finished_at = Some(Timestamp::now());
+            run.finished_at = Some(now);
         }
-        retry.then_some(attempts)
+        (status, retry.then_some(attempts))
     });
-    match retry.await {
-        Some(Some(attempts)) => {
+    let finished = finish.instrument(span.clone()).await;
+    let _entered = span.enter();
+    match finished {
+        Ok(Some((_, Some(attempts)))) => {
             let delay = retry_delay(shared.config.retry_delay, attempts);
+            tracing::warn!(retry_in = ?delay, "attempt failed; the run will be retried");
             after(shared, delay, id.clone(), Timer::Retry);
         }
-        Some(None) => {}
-        // The run became final meanwhile (canceled): still count the time the attempt ran.
-        None => {
-            shared.store.update_if(id, |_| true, count).await;
-        }
+        Ok(Some((status, None))) => tracing::info!(%status, "run finished"),
+        // Canceled meanwhile: the cancel counted this attempt's time.
+        Ok(None) => {}
+        Err(error) => tracing::error!(%error, "the attempt's result could not be stored"),
     }
 }
 
@@ -270,20 +310,27 @@ struct EngineRun {
 }
 
 impl RunAccess for EngineRun {
-    fn update_metadata(&self, ops: Vec<MetadataOp>) -> BoxFuture<'_, Result<(), MetadataError>> {
+    fn change_metadata<'a>(
+        &'a self,
+        change: MetadataChange<'a>,
+    ) -> BoxFuture<'a, Result<(), MetadataError>> {
         Box::pin(async move {
             match self.shared.upgrade() {
-                Some(shared) => shared.update_metadata(&self.id, ops).await,
-                None => Err(MetadataError::UnknownRun(self.id.to_string())),
+                Some(shared) => shared.change_metadata(&self.id, change).await,
+                None => Err(MetadataError::UnknownRun(self.id.clone())),
             }
         })
     }
 
-    fn metadata(&self) -> BoxFuture<'_, Option<JsonObject>> {
+    fn metadata(&self) -> BoxFuture<'_, Result<Option<Arc<RawValue>>, MetadataError>> {
         Box::pin(async move {
-            let shared = self.shared.upgrade()?;
-            let run = shared.store.snapshot(&self.id).await?;
-            metadata::from_raw(run.metadata.as_deref())
+            let Some(shared) = self.shared.upgrade() else {
+                return Err(MetadataError::UnknownRun(self.id.clone()));
+            };
+            match shared.store.snapshot(&self.id).await? {
+                Some(run) => Ok(run.metadata.clone()),
+                None => Err(MetadataError::UnknownRun(self.id.clone())),
+            }
         })
     }
 
@@ -302,55 +349,23 @@ impl RunAccess for EngineRun {
     }
 }
 
-/// Adds an attempt's execution time to the run's duration, and prices it.
-fn count_time(record: &mut Record, elapsed_ms: u64, cost_per_ms_cents: f64) {
+/// Ends the executing attempt's clock at `now`: adds its time to the run's duration, and
+/// prices it.
+pub(super) fn count_time(record: &mut Record, now: Timestamp, cost_per_ms_cents: f64) {
+    let Some(started) = record.attempt_started.take() else {
+        return;
+    };
+    let elapsed = now.saturating_duration_since(started);
+    let elapsed = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
     let run = record.run();
-    run.duration_ms = run.duration_ms.saturating_add(elapsed_ms);
+    run.duration_ms = run.duration_ms.saturating_add(elapsed);
     #[allow(clippy::cast_precision_loss)] // Milliseconds far below 2^52.
     let cost = run.duration_ms as f64 * cost_per_ms_cents;
     run.cost_in_cents = cost;
 }
 
 /// `base`, doubled for every attempt after the first, at most [`MAX_RETRY_DELAY`].
-fn retry_delay(base: Duration, attempts: u32) -> Duration {
+pub(super) fn retry_delay(base: Duration, attempts: u32) -> Duration {
     let factor = 1u32 << attempts.saturating_sub(1).min(16);
     base.saturating_mul(factor).min(MAX_RETRY_DELAY)
-}
-
-pin_project_lite::pin_project! {
-    /// A future that returns a panic of the future it wraps as an `Err`: a panicking task
-    /// crashes its run, not the worker, and no task is spawned to catch it.
-    struct CatchPanic<F> {
-        #[pin]
-        inner: F,
-    }
-}
-
-impl<F> CatchPanic<F> {
-    fn new(inner: F) -> Self {
-        Self { inner }
-    }
-}
-
-impl<F: Future> Future for CatchPanic<F> {
-    type Output = Result<F::Output, Box<dyn Any + Send>>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = self.project().inner;
-        // Unwind safe: after a panic the future is dropped, never polled again.
-        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Err(panic) => Poll::Ready(Err(panic)),
-        }
-    }
-}
-
-fn panic_message(payload: Box<dyn Any + Send>) -> String {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic with a non-string payload".into());
-    format!("the task panicked: {message}")
 }

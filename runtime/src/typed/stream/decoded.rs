@@ -6,7 +6,7 @@ use std::task::{Context, Poll, ready};
 use futures_core::{FusedStream, Stream};
 use pin_project_lite::pin_project;
 
-use crate::decode::{DecodeError, FromAnyRun, Snapshot};
+use crate::typed::decode::{DecodeError, FromAnyRun, Snapshot};
 
 pin_project! {
     /// Stream for [`RunStreamExt::typed`](super::RunStreamExt::typed) and

@@ -5,8 +5,7 @@ use std::task::{Context, Poll, ready};
 use futures_core::{FusedStream, Stream};
 use pin_project_lite::pin_project;
 
-use crate::run::{RunId, RunInfo};
-use crate::streams::Realtime;
+use crate::model::{Realtime, RunId, RunInfo};
 
 /// An item [`until_finished`](super::RunStreamExt::until_finished) looks into: a run snapshot
 /// (anything [`RunInfo`]), or a [`Realtime`] item, whose chunks pass through.

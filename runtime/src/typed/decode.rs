@@ -9,10 +9,9 @@ use memchr::memmem::Finder;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
-use crate::feed::Update;
-use crate::run::{AnyRun, Run, RunId, RunKind, Untyped};
-use crate::streams::{Chunk, ChunkError, FromAnyChunk};
-use crate::task::Task;
+use super::chunk::{Chunk, ChunkError, FromAnyChunk};
+use super::task::Task;
+use crate::model::{AnyRun, Run, RunId, RunKind, Untyped, Update};
 
 /// The part of a run snapshot that failed to decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -307,7 +306,7 @@ impl<T: Task> FromAnyRun for Run<T> {
     }
 }
 
-impl<U: crate::union::RunUnion> FromAnyRun for U {
+impl<U: super::union::RunUnion> FromAnyRun for U {
     type Chunk = U::Chunk;
 
     fn from_any_run(run: AnyRun) -> Result<Self, DecodeError> {
@@ -340,6 +339,7 @@ impl Snapshot for Update<AnyRun> {
         Ok(Update {
             cursor: self.cursor,
             run: D::from_any_run(self.run)?,
+            coalesced: self.coalesced,
         })
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// Serialized as the exact upper-case names (`"QUEUED"`, `"COMPLETED"`, ...).
 ///
-/// | status | [`is_queued`](Self::is_queued) | [`is_executing`](Self::is_executing) | [`is_waiting`](Self::is_waiting) | [`is_success`](Self::is_success) | [`is_failed`](Self::is_failed) | [`is_cancelled`](Self::is_cancelled) | [`is_final`](Self::is_final) |
+/// | status | [`is_queued`](Self::is_queued) | [`is_executing`](Self::is_executing) | [`is_waiting`](Self::is_waiting) | [`is_success`](Self::is_success) | [`is_failed`](Self::is_failed) | [`is_canceled`](Self::is_canceled) | [`is_final`](Self::is_final) |
 /// |---|:-:|:-:|:-:|:-:|:-:|:-:|:-:|
 /// | `WAITING_FOR_DEPLOY` | ✓ | | | | | | |
 /// | `QUEUED`             | ✓ | | | | | | |
@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 /// | `EXPIRED`            | | | | | ✓ | | ✓ |
 /// | `TIMED_OUT`          | | | | | ✓ | | ✓ |
 ///
-/// [`is_final`](Self::is_final) is exactly "success, failed or cancelled": a run in a final
+/// [`is_final`](Self::is_final) is exactly "success, failed or canceled": a run in a final
 /// status never changes status again.
 ///
 /// ```
@@ -144,13 +144,13 @@ impl RunStatus {
     }
 
     /// Canceled: `CANCELED`.
-    pub const fn is_cancelled(self) -> bool {
+    pub const fn is_canceled(self) -> bool {
         matches!(self, Self::Canceled)
     }
 
-    /// Will never change status again: success, failed or cancelled.
+    /// Will never change status again: success, failed or canceled.
     pub const fn is_final(self) -> bool {
-        self.is_success() || self.is_failed() || self.is_cancelled()
+        self.is_success() || self.is_failed() || self.is_canceled()
     }
 }
 
@@ -200,7 +200,7 @@ mod tests {
                 status.is_executing(),
                 status.is_success(),
                 status.is_failed(),
-                status.is_cancelled(),
+                status.is_canceled(),
             ];
             assert_eq!(phases.iter().filter(|p| **p).count(), 1, "{status}");
             assert_eq!(

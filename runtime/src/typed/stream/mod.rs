@@ -12,10 +12,10 @@ pub use self::until_finished::{FeedItem, UntilFinished};
 
 use futures_core::Stream;
 
-use crate::decode::{DecodeError, Snapshot};
-use crate::run::Run;
-use crate::task::Task;
-use crate::union::RunUnion;
+use crate::model::Run;
+use crate::typed::decode::{DecodeError, Snapshot};
+use crate::typed::task::Task;
+use crate::typed::union::RunUnion;
 
 /// Adaptors for streams of run snapshots, available on every [`Stream`].
 ///
@@ -104,7 +104,7 @@ pub trait RunStreamExt: Stream {
 /// # tokio::runtime::Runtime::new()?.block_on(async {
 /// let engine = Engine::builder().task::<Chat>().build()?;
 /// let run = engine.trigger::<Chat>("hello there".into()).await?;
-/// let mut items = engine.subscribe_to_run::<Chat>(run.id())?.with_streams();
+/// let mut items = engine.subscribe_to_run(&run).await?.with_streams();
 /// let mut words = Vec::new();
 /// while let Some(item) = items.next().await {
 ///     match item? {
@@ -127,14 +127,6 @@ pub trait WithStreams {
     /// chunk of the runs' streams, in one cursor order (see
     /// [`Subscription::with_streams`](crate::Subscription::with_streams)).
     fn with_streams(self) -> Self::WithStreams;
-}
-
-impl WithStreams for crate::Subscription {
-    type WithStreams = crate::RealtimeSubscription;
-
-    fn with_streams(self) -> Self::WithStreams {
-        crate::Subscription::with_streams(self)
-    }
 }
 
 impl<St: WithStreams> WithStreams for UntilFinished<St> {

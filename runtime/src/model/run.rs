@@ -1,113 +1,18 @@
-//! Run snapshots: the typed [`Run<T>`], the untyped [`AnyRun`], and the ids and values they hold.
+//! Run snapshots: the typed [`Run<T>`], the untyped [`AnyRun`], and the values they hold.
 
-use std::borrow::Borrow;
 use std::fmt;
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde::de::{Deserialize, Deserializer, Error as _};
+use serde::de::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use crate::status::RunStatus;
-use crate::task::Task;
-use crate::timestamp::Timestamp;
+use super::ids::RunId;
+use super::status::RunStatus;
+use super::timestamp::Timestamp;
 
 /// A run's metadata: a JSON object.
 pub type JsonObject = serde_json::Map<String, serde_json::Value>;
-
-macro_rules! id_newtype {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize, schemars::JsonSchema)]
-        #[serde(transparent)]
-        pub struct $name(#[serde(deserialize_with = "deserialize_shared_str")] Arc<str>);
-
-        impl $name {
-            /// The id as a string.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-
-            /// The id as an owned string.
-            pub fn into_string(self) -> String {
-                self.0.as_ref().to_owned()
-            }
-        }
-
-        impl From<String> for $name {
-            fn from(id: String) -> Self {
-                Self(id.into())
-            }
-        }
-
-        impl From<&str> for $name {
-            fn from(id: &str) -> Self {
-                Self(id.into())
-            }
-        }
-
-        impl AsRef<str> for $name {
-            fn as_ref(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl Borrow<str> for $name {
-            fn borrow(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl PartialEq<str> for $name {
-            fn eq(&self, other: &str) -> bool {
-                *self.0 == *other
-            }
-        }
-
-        impl PartialEq<&str> for $name {
-            fn eq(&self, other: &&str) -> bool {
-                *self.0 == **other
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}({:?})", stringify!($name), self.0)
-            }
-        }
-    };
-}
-
-/// Reads an id into its `Arc<str>` at once: serde's own impl reads a `String`, then copies it.
-fn deserialize_shared_str<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
-    struct Shared;
-    impl serde::de::Visitor<'_> for Shared {
-        type Value = Arc<str>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string")
-        }
-        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Arc<str>, E> {
-            Ok(Arc::from(s))
-        }
-    }
-    d.deserialize_str(Shared)
-}
-
-id_newtype! {
-    /// The public id of a run, such as `run_1234abcd`.
-    RunId
-}
-
-id_newtype! {
-    /// The public id of a batch of runs, such as `batch_1234abcd`.
-    BatchId
-}
 
 /// Why a run failed, as the public run object reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -145,24 +50,6 @@ pub trait RunKind: Sized {
     #[doc(hidden)]
     fn deserialize_task_identifier<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         String::deserialize(d)
-    }
-}
-
-impl<T: Task> RunKind for T {
-    type Payload = T::Payload;
-    type Output = T::Output;
-    type Metadata = T::Metadata;
-
-    fn deserialize_task_identifier<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-        let id = String::deserialize(d)?;
-        if id == T::ID {
-            Ok(id)
-        } else {
-            Err(D::Error::custom(format_args!(
-                "this is a run of task `{id}`, not of task `{}`",
-                T::ID
-            )))
-        }
     }
 }
 
@@ -545,4 +432,66 @@ pub(crate) fn js_integer(n: f64) -> Option<i64> {
     const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
     #[allow(clippy::cast_possible_truncation)] // Checked: whole and within ±2^53.
     (n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER).then_some(n as i64)
+}
+
+impl AnyRun {
+    /// Whether `other` shows a subscriber nothing different: every field but `updatedAt` is
+    /// the same. Raw values shared by both (the common case) are not compared byte by byte.
+    pub(crate) fn looks_like(&self, other: &AnyRun) -> bool {
+        fn same(a: Option<&Arc<RawValue>>, b: Option<&Arc<RawValue>>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.get() == b.get(),
+                (None, None) => true,
+                _ => false,
+            }
+        }
+        // Destructured, so that a new field cannot be left out.
+        let Run {
+            id,
+            task_identifier,
+            payload,
+            output,
+            created_at,
+            updated_at: _,
+            number,
+            status,
+            duration_ms,
+            cost_in_cents,
+            base_cost_in_cents,
+            tags,
+            idempotency_key,
+            expired_at,
+            ttl,
+            finished_at,
+            started_at,
+            delayed_until,
+            queued_at,
+            metadata,
+            error,
+            is_test,
+            realtime_streams,
+        } = self;
+        *id == other.id
+            && *task_identifier == other.task_identifier
+            && same(payload.as_ref(), other.payload.as_ref())
+            && same(output.as_ref(), other.output.as_ref())
+            && *created_at == other.created_at
+            && *number == other.number
+            && *status == other.status
+            && *duration_ms == other.duration_ms
+            && cost_in_cents.to_bits() == other.cost_in_cents.to_bits()
+            && base_cost_in_cents.to_bits() == other.base_cost_in_cents.to_bits()
+            && *tags == other.tags
+            && *idempotency_key == other.idempotency_key
+            && *expired_at == other.expired_at
+            && *ttl == other.ttl
+            && *finished_at == other.finished_at
+            && *started_at == other.started_at
+            && *delayed_until == other.delayed_until
+            && *queued_at == other.queued_at
+            && same(metadata.as_ref(), other.metadata.as_ref())
+            && *error == other.error
+            && *is_test == other.is_test
+            && *realtime_streams == other.realtime_streams
+    }
 }

@@ -1,14 +1,22 @@
-//! Metadata operations: how a run's metadata object changes, from inside a task or outside.
+//! A run's metadata: the operations that change it, and the limits of what it may hold.
 
 use std::sync::Arc;
 
+use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
-use crate::run::JsonObject;
+use super::error::StoreError;
+use super::ids::RunId;
+use super::run::JsonObject;
 
 /// The largest metadata object a run may hold, in bytes of JSON.
 pub const MAX_METADATA_BYTES: usize = 256 * 1024;
+
+/// The deepest a run's metadata may nest: an object holding an array holding an object is 3
+/// levels deep. Deeper metadata is refused where it enters (a trigger, an update), so that every
+/// reader (serde's parsers stop at 128 levels) reads back what was written.
+pub const MAX_METADATA_DEPTH: usize = 64;
 
 /// One change of a run's metadata object; [`apply`](MetadataOp::apply) describes each.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +38,7 @@ pub enum MetadataOp {
 }
 
 /// Why metadata could not be changed. Nothing was changed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MetadataError {
     /// The metadata would exceed [`MAX_METADATA_BYTES`].
@@ -40,6 +48,18 @@ pub enum MetadataError {
         size: usize,
         /// The limit.
         limit: usize,
+    },
+    /// The metadata would nest deeper than [`MAX_METADATA_DEPTH`].
+    #[error("metadata nests deeper than the limit of {limit} levels")]
+    TooDeep {
+        /// The limit.
+        limit: usize,
+    },
+    /// A value given as a run's whole metadata is not a JSON object.
+    #[error("a run's metadata is a JSON object; this value is {found}")]
+    NotAnObject {
+        /// What it is: `an array`, `a string`, ...
+        found: &'static str,
     },
     /// `increment` of a key that holds something other than a number.
     #[error("cannot increment `{key}`: it holds {found}, not a number")]
@@ -55,9 +75,33 @@ pub enum MetadataError {
         /// The key.
         key: String,
     },
+    /// The result would not decode as the metadata type the run's task declares
+    /// (`#[task(metadata = M)]`), so its subscribers could not read it.
+    #[error(
+        "run `{run}` of task `{task}`: the metadata would not decode as the task's declared type: {source}"
+    )]
+    DoesNotMatch {
+        /// The run.
+        run: RunId,
+        /// Its task.
+        task: String,
+        /// Why it would not decode.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The metadata the run holds is not a JSON object runcast can read (written by another
+    /// program): operations cannot apply to it.
+    #[error("the run's metadata is not a JSON object runcast can read: {0}")]
+    Unreadable(#[source] serde_json::Error),
+    /// The metadata could not be serialized as JSON.
+    #[error("the metadata could not be serialized as JSON: {0}")]
+    Serialize(#[source] serde_json::Error),
     /// No run has this id.
     #[error("no run `{0}`")]
-    UnknownRun(String),
+    UnknownRun(RunId),
+    /// The store failed; nothing changed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl MetadataOp {
@@ -117,36 +161,40 @@ impl MetadataOp {
 
 /// `n` as an integer when it is one, so `1 + 1` is `2`, not `2.0`, as in JavaScript.
 fn whole_number(n: f64) -> Option<Number> {
-    crate::run::js_integer(n).map(Number::from)
+    super::run::js_integer(n).map(Number::from)
 }
 
-/// Applies `ops` to a copy of `metadata` and returns it, or an error and no change at all.
-pub(crate) fn apply_all(
+/// Applies `ops` to a copy of `metadata`, within the limits: the new metadata and its JSON, or
+/// an error and no change at all.
+pub(crate) fn apply(
     metadata: Option<&JsonObject>,
     ops: Vec<MetadataOp>,
-) -> Result<JsonObject, MetadataError> {
-    let next = apply_ops(metadata, ops)?;
-    to_raw(&next)?;
-    Ok(next)
-}
-
-fn apply_ops(
-    metadata: Option<&JsonObject>,
-    ops: Vec<MetadataOp>,
-) -> Result<JsonObject, MetadataError> {
+) -> Result<(JsonObject, Arc<RawValue>), MetadataError> {
     let mut next = metadata.cloned().unwrap_or_else(Map::new);
     for op in ops {
         op.apply(&mut next)?;
     }
-    Ok(next)
+    let raw = to_raw(&next)?;
+    Ok((next, raw))
 }
 
-/// The metadata as the raw JSON a run holds, within the size limit.
+/// Applies `ops` to a run's raw metadata: the new raw metadata, or an error and no change.
+pub(crate) fn apply_raw(
+    metadata: Option<&RawValue>,
+    ops: Vec<MetadataOp>,
+) -> Result<Arc<RawValue>, MetadataError> {
+    let (_, raw) = apply(read(metadata)?.as_ref(), ops)?;
+    Ok(raw)
+}
+
+/// The metadata as the raw JSON a run holds, within the size and depth limits.
 pub(crate) fn to_raw(metadata: &JsonObject) -> Result<Arc<RawValue>, MetadataError> {
-    let raw = serde_json::value::to_raw_value(metadata).map_err(|_| MetadataError::TooLarge {
-        size: usize::MAX,
-        limit: MAX_METADATA_BYTES,
-    })?;
+    if object_depth(metadata) > MAX_METADATA_DEPTH {
+        return Err(MetadataError::TooDeep {
+            limit: MAX_METADATA_DEPTH,
+        });
+    }
+    let raw = serde_json::value::to_raw_value(metadata).map_err(MetadataError::Serialize)?;
     let size = raw.get().len();
     if size > MAX_METADATA_BYTES {
         return Err(MetadataError::TooLarge {
@@ -157,17 +205,55 @@ pub(crate) fn to_raw(metadata: &JsonObject) -> Result<Arc<RawValue>, MetadataErr
     Ok(Arc::from(raw))
 }
 
-/// A run's raw metadata as an object; anything else (never written by the engine) as none.
-pub(crate) fn from_raw(metadata: Option<&RawValue>) -> Option<JsonObject> {
-    metadata.and_then(|raw| serde_json::from_str(raw.get()).ok())
+/// A typed value as a run's whole metadata: a JSON object within the limits.
+pub(crate) fn typed_to_raw<M: Serialize>(metadata: &M) -> Result<Arc<RawValue>, MetadataError> {
+    match serde_json::to_value(metadata).map_err(MetadataError::Serialize)? {
+        Value::Object(object) => to_raw(&object),
+        other => Err(MetadataError::NotAnObject {
+            found: kind(&other),
+        }),
+    }
 }
 
-/// Applies `ops` to a run's raw metadata: the new raw metadata, or an error and no change.
-pub(crate) fn apply_raw(
-    metadata: Option<&RawValue>,
-    ops: Vec<MetadataOp>,
-) -> Result<Arc<RawValue>, MetadataError> {
-    to_raw(&apply_ops(from_raw(metadata).as_ref(), ops)?)
+/// A run's raw metadata as an object: `None` if it has none, an error (never `None`) if it
+/// holds something else.
+pub(crate) fn read(metadata: Option<&RawValue>) -> Result<Option<JsonObject>, MetadataError> {
+    metadata
+        .map(|raw| serde_json::from_str(raw.get()).map_err(MetadataError::Unreadable))
+        .transpose()
+}
+
+/// How deep an object nests: 1 for `{}` or `{"a": 1}`, 2 for `{"a": []}`, ...
+fn object_depth(object: &JsonObject) -> usize {
+    // Iterative: the values checked here may nest deeper than the stack allows recursion.
+    let mut deepest = 1;
+    let mut pending: Vec<(&Value, usize)> = object.values().map(|v| (v, 2)).collect();
+    while let Some((value, depth)) = pending.pop() {
+        match value {
+            Value::Object(object) => {
+                deepest = deepest.max(depth);
+                pending.extend(object.values().map(|v| (v, depth + 1)));
+            }
+            Value::Array(items) => {
+                deepest = deepest.max(depth);
+                pending.extend(items.iter().map(|v| (v, depth + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// What a JSON value is, for messages.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 #[cfg(test)]
@@ -181,7 +267,7 @@ mod tests {
         let Value::Object(start) = start else {
             unreachable!()
         };
-        apply_all(Some(&start), ops).map(Value::Object)
+        apply(Some(&start), ops).map(|(next, _)| Value::Object(next))
     }
 
     #[test]
@@ -246,5 +332,56 @@ mod tests {
             run(vec![inf]),
             Err(MetadataError::NotFinite { .. })
         ));
+    }
+
+    #[test]
+    fn metadata_deeper_than_the_limit_is_refused_and_the_limit_itself_is_accepted() {
+        let nested = |levels: usize| {
+            let mut value = json!(1);
+            for _ in 0..levels {
+                value = json!({ "a": value });
+            }
+            value
+        };
+        let at_limit = MetadataOp::Set("a".into(), nested(MAX_METADATA_DEPTH - 1));
+        let (object, raw) = apply(None, vec![at_limit]).unwrap();
+        assert_eq!(object_depth(&object), MAX_METADATA_DEPTH);
+        assert_eq!(read(Some(&raw)).unwrap().unwrap(), object);
+        let over = MetadataOp::Set("a".into(), nested(MAX_METADATA_DEPTH));
+        assert!(matches!(
+            apply(None, vec![over]),
+            Err(MetadataError::TooDeep { .. })
+        ));
+        // Far deeper than any parser reads back, built without recursion.
+        let mut deep = json!([]);
+        for _ in 0..1_000 {
+            deep = json!([deep]);
+        }
+        let deep = MetadataOp::Set("a".into(), deep);
+        assert!(matches!(
+            apply(None, vec![deep]),
+            Err(MetadataError::TooDeep { .. })
+        ));
+    }
+
+    #[test]
+    fn unreadable_metadata_is_an_error_never_none() {
+        let not_an_object = RawValue::from_string("[1]".into()).unwrap();
+        assert!(matches!(
+            read(Some(&not_an_object)),
+            Err(MetadataError::Unreadable(_))
+        ));
+        assert!(read(None).unwrap().is_none());
+        let op = MetadataOp::Set("a".into(), json!(1));
+        assert!(apply_raw(Some(&not_an_object), vec![op]).is_err());
+    }
+
+    #[test]
+    fn typed_metadata_must_be_an_object() {
+        assert!(matches!(
+            typed_to_raw(&5),
+            Err(MetadataError::NotAnObject { found: "a number" })
+        ));
+        assert_eq!(typed_to_raw(&json!({"a": 1})).unwrap().get(), r#"{"a":1}"#);
     }
 }

@@ -1,0 +1,213 @@
+//! [`EngineBuilder`]: an engine's tasks and settings.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc};
+
+use super::context::TaskFn;
+use super::error::BuildError;
+use super::executor::{Executor, FnExecutor};
+use super::memory::MemoryStore;
+use super::store::Store;
+use super::{Engine, Shared, panic, worker};
+use crate::hub::{HubConfig, RunHub};
+use crate::support::Map;
+
+/// The engine's settings.
+#[derive(Debug, Clone)]
+pub(super) struct Config {
+    pub(super) concurrency: usize,
+    pub(super) max_payload_bytes: usize,
+    pub(super) default_max_attempts: u32,
+    pub(super) retry_delay: Duration,
+    pub(super) idempotency_ttl: Duration,
+    pub(super) cost_per_ms_cents: f64,
+    pub(super) retention: Duration,
+    pub(super) max_chunk_bytes: usize,
+    pub(super) max_stream_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            concurrency: 64,
+            max_payload_bytes: 10 * 1024 * 1024,
+            default_max_attempts: 3,
+            retry_delay: Duration::from_secs(1),
+            idempotency_ttl: Duration::from_secs(30 * 24 * 60 * 60),
+            cost_per_ms_cents: 0.0,
+            retention: Duration::from_secs(60 * 60),
+            max_chunk_bytes: 1024 * 1024,
+            max_stream_bytes: 100 * 1024 * 1024,
+        }
+    }
+}
+
+/// Configures and starts an [`Engine`]. Settings may be given in any order.
+#[must_use = "an engine builder does nothing until `build` is called"]
+pub struct EngineBuilder {
+    executors: Map<&'static str, Arc<dyn Executor>>,
+    /// The first task registered under an id already taken: `(id, first, second)`.
+    duplicate: Option<(&'static str, &'static str, &'static str)>,
+    config: Config,
+    hub: HubConfig,
+}
+
+impl fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("tasks", &self.executors.keys().collect::<Vec<_>>())
+            .field("config", &self.config)
+            .field("hub", &self.hub)
+            .finish()
+    }
+}
+
+impl EngineBuilder {
+    pub(super) fn new() -> Self {
+        Self {
+            executors: Map::default(),
+            duplicate: None,
+            config: Config::default(),
+            hub: HubConfig::default(),
+        }
+    }
+
+    /// Registers a task the engine runs: one declared with `#[task]` on an `async fn`. Two
+    /// tasks with one identifier make [`build`](Self::build) fail.
+    pub fn task<T: TaskFn>(mut self) -> Self {
+        let executor: Arc<dyn Executor> = Arc::new(FnExecutor::<T>::new());
+        if let Some(first) = self.executors.get(T::ID) {
+            self.duplicate
+                .get_or_insert((T::ID, first.type_name(), executor.type_name()));
+        } else {
+            self.executors.insert(T::ID, executor);
+        }
+        self
+    }
+
+    /// How many attempts may run at once (default 64; at least 1).
+    pub fn concurrency(mut self, attempts: usize) -> Self {
+        // Within what a semaphore holds and what `shutdown` can wait for at once.
+        let most = Semaphore::MAX_PERMITS.min(u32::MAX as usize);
+        self.config.concurrency = attempts.clamp(1, most);
+        self
+    }
+
+    /// The largest payload accepted by `trigger`, in bytes of JSON (default 10 MiB).
+    pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_payload_bytes = bytes;
+        self
+    }
+
+    /// How many attempts a run gets unless its trigger says otherwise (default 3).
+    pub fn default_max_attempts(mut self, attempts: u32) -> Self {
+        self.config.default_max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The wait before the first retry; each later retry waits twice as long, up to 30 s
+    /// (default 1 s).
+    pub fn retry_delay(mut self, delay: Duration) -> Self {
+        self.config.retry_delay = delay;
+        self
+    }
+
+    /// How long an idempotency key keeps returning the run it first triggered (default 30
+    /// days).
+    pub fn idempotency_ttl(mut self, ttl: Duration) -> Self {
+        self.config.idempotency_ttl = ttl;
+        self
+    }
+
+    /// The cost of a millisecond of execution, in cents: a run's `costInCents` is its
+    /// `durationMs` times this (default 0).
+    pub fn cost_per_ms_cents(mut self, cents: f64) -> Self {
+        self.config.cost_per_ms_cents = cents;
+        self
+    }
+
+    /// The largest chunk a task may write to a stream, in bytes of JSON (default 1 MiB).
+    pub fn max_chunk_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_chunk_bytes = bytes;
+        self
+    }
+
+    /// The most bytes of chunks, across its streams, one run may write (default 100 MiB): each
+    /// chunk counts its bytes of JSON plus 64, what the engine spends on keeping it.
+    pub fn max_stream_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_stream_bytes = bytes;
+        self
+    }
+
+    /// How long a finished run, with the chunks of its streams, is kept after it finished
+    /// (default 1 hour); a subscriber that arrives within it still reads the streams from
+    /// their start. Then the run is forgotten: reads and new subscriptions no longer find it,
+    /// and its idempotency key starts a new run. This bounds the memory of an engine that runs
+    /// for long.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.config.retention = retention;
+        self
+    }
+
+    /// Refuses subscriptions past `limit` at once, with
+    /// [`FeedError::TooManySubscriptions`](crate::FeedError::TooManySubscriptions) (default: no
+    /// limit).
+    pub fn max_subscriptions(mut self, limit: usize) -> Self {
+        self.hub.max_subscriptions = Some(limit);
+        self
+    }
+
+    /// How many changes a subscription may hold unread before it falls behind (default 1,024;
+    /// at least 1). Within the window it gets every change; beyond it, the latest snapshot of
+    /// each run that changed, marked [`coalesced`](crate::Update::coalesced).
+    pub fn subscription_window(mut self, changes: usize) -> Self {
+        self.hub.window = changes.max(1);
+        self
+    }
+
+    /// How much of the history of changes the engine keeps for subscriptions resumed from a
+    /// cursor: at most `changes` changes and about `bytes` bytes of snapshots (default 65,536
+    /// and 64 MiB). A subscription resumed from before the oldest change kept gets the latest
+    /// snapshot of each run that changed since, marked coalesced.
+    pub fn change_history(mut self, changes: usize, bytes: usize) -> Self {
+        self.hub.history_changes = changes;
+        self.hub.history_bytes = bytes;
+        self
+    }
+
+    /// Starts the engine's workers on the current Tokio runtime.
+    pub fn build(self) -> Result<Engine, BuildError> {
+        self.build_with(|hub, retention| Store::Memory(MemoryStore::new(hub, retention)))
+    }
+
+    /// Starts the engine's workers on the current Tokio runtime, over the store `store` makes
+    /// from the hub and the retention.
+    pub(super) fn build_with(
+        self,
+        store: impl FnOnce(RunHub, Duration) -> Store,
+    ) -> Result<Engine, BuildError> {
+        if let Some((id, first, second)) = self.duplicate {
+            return Err(BuildError::DuplicateTask { id, first, second });
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(BuildError::NoRuntime)?;
+        panic::install_hook();
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            store: store(RunHub::new(self.hub), self.config.retention),
+            closed: AtomicBool::new(false),
+            running: std::sync::Mutex::default(),
+            executors: self.executors,
+            queue,
+            slots: Arc::new(Semaphore::new(self.config.concurrency)),
+            runtime: runtime.clone(),
+            config: self.config,
+        });
+        runtime.spawn(worker::dispatch(Arc::downgrade(&shared), receiver));
+        runtime.spawn(worker::forget_finished(Arc::downgrade(&shared)));
+        Ok(Engine { shared })
+    }
+}

@@ -1,0 +1,150 @@
+//! What a trigger says: its options ([`TriggerOptions`]) and, in a batch, its task and payload
+//! ([`BatchItem`]); and the checks a trigger passes before anything is stored.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+
+use super::context::reads_back;
+use super::error::TriggerError;
+use crate::model::JsonObject;
+use crate::typed::Task;
+
+/// The most tags a run may carry.
+pub const MAX_TAGS: usize = 10;
+/// The longest tag, in characters.
+pub const MAX_TAG_LEN: usize = 128;
+/// The most runs one batch trigger creates.
+pub const MAX_BATCH: usize = 1_000;
+
+/// Options of a trigger; `TriggerOptions::default()` for none.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct TriggerOptions {
+    /// Tags of the run: at most 10, each 1 to 128 characters without control characters. A tag
+    /// given twice is kept once.
+    pub tags: Vec<String>,
+    /// How many attempts the run gets (the engine's default when `None`).
+    pub max_attempts: Option<u32>,
+    /// The run's initial metadata.
+    pub metadata: Option<JsonObject>,
+    /// Marks the run as a test run.
+    pub is_test: bool,
+    /// A second trigger of the same task with the same key, within the engine's idempotency
+    /// TTL, returns the first run instead of starting another.
+    pub idempotency_key: Option<String>,
+    /// The run waits in `DELAYED` this long before it is queued.
+    pub delay: Option<Duration>,
+    /// The run becomes `EXPIRED` if it has not started this long after it was triggered.
+    pub ttl: Option<Duration>,
+    /// An attempt that runs longer is stopped and the run becomes `TIMED_OUT`.
+    pub max_duration: Option<Duration>,
+}
+
+impl TriggerOptions {
+    /// Adds a tag.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// Sets how many attempts the run gets.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// Sets the run's initial metadata.
+    pub fn metadata(mut self, metadata: JsonObject) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+
+    /// Marks the run as a test run.
+    pub fn test(mut self) -> Self {
+        self.is_test = true;
+        self
+    }
+
+    /// Sets the idempotency key.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Delays the run.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// Sets the time to live before the run starts.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Sets the maximum duration of an attempt.
+    pub fn max_duration(mut self, max: Duration) -> Self {
+        self.max_duration = Some(max);
+        self
+    }
+}
+
+/// One run of a batch, of any task: its task, payload and options.
+///
+/// ```
+/// # use runcast::{BatchItem, TriggerOptions, task};
+/// # #[task(id = "a", payload = u8, output = u8)] pub struct A;
+/// let item = BatchItem::new::<A>(1, TriggerOptions::default().tag("import"));
+/// ```
+pub struct BatchItem {
+    pub(super) task: &'static str,
+    /// The payload as JSON, checked to read back as the task's payload type.
+    pub(super) payload: Result<Box<RawValue>, TriggerError>,
+    pub(super) options: TriggerOptions,
+}
+
+impl BatchItem {
+    /// A run of `T` with this payload and options.
+    pub fn new<T: Task>(payload: T::Payload, options: TriggerOptions) -> Self {
+        let payload = serde_json::value::to_raw_value(&payload)
+            .and_then(|raw| reads_back::<T::Payload>(&raw).map(|()| raw))
+            .map_err(|source| TriggerError::Payload {
+                task: T::ID,
+                source,
+            });
+        BatchItem {
+            task: T::ID,
+            payload,
+            options,
+        }
+    }
+}
+
+impl fmt::Debug for BatchItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchItem")
+            .field("task", &self.task)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+/// Checks tags against the rules, keeping each once, in order.
+pub(super) fn checked_tags(mut tags: Vec<String>) -> Result<Vec<String>, TriggerError> {
+    let mut i = 0;
+    while i < tags.len() {
+        if tags[..i].contains(&tags[i]) {
+            tags.remove(i);
+        } else {
+            TriggerError::check_tag(&tags[i])?;
+            i += 1;
+        }
+    }
+    if tags.len() > MAX_TAGS {
+        return Err(TriggerError::TooManyTags { count: tags.len() });
+    }
+    Ok(tags)
+}

@@ -1,0 +1,486 @@
+//! In-process fan-out: the latest snapshot of every run, a cursor for every change, the change
+//! log, the chunks of the runs' streams, and subscriptions indexed by run id, tag and batch.
+//!
+//! A subscription gets every change of the runs in its scope, in cursor order, while it has at
+//! most a window of them unread; beyond the window its mailbox keeps only the latest unread
+//! change of each run, marked coalesced, so that its memory is bounded by the runs in scope and
+//! a run's final snapshot is never lost. A subscription resumed from a cursor replays the
+//! changes after it from the change log (the latest changes, bounded by count and bytes); from
+//! a cursor older than the log, it gets the latest snapshot of each run in scope that changed
+//! since, each marked coalesced (runs that left the scope, or were forgotten, meanwhile are not
+//! shown then).
+//!
+//! Chunks are numbered by the same cursor and kept with their run; a subscription with streams
+//! notes which runs have chunks it has not read and reads them from the hub, a bounded batch at
+//! a time: chunks never coalesce, and a subscriber that lags holds none of them. A resumed
+//! subscription reads the chunks of the runs in its scope now.
+
+mod chunks;
+mod history;
+mod index;
+mod mailbox;
+mod subscription;
+#[cfg(test)]
+mod tests;
+
+pub use self::subscription::{RealtimeSubscription, Subscription};
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::value::RawValue;
+
+use self::chunks::Streams;
+use self::history::{Change, History};
+use self::index::{RunIndex, WatchIndex, in_scope};
+use self::mailbox::{Mailbox, Pending};
+use self::subscription::Handle;
+use crate::feed::{FeedError, RunPage, RunQuery, Scope};
+use crate::model::{AnyRun, BatchId, Cursor, RunId};
+use crate::support::{Map, Set, lock};
+
+/// The hub's limits.
+#[derive(Debug, Clone)]
+pub(crate) struct HubConfig {
+    /// How many unread changes a subscription holds before it coalesces.
+    pub(crate) window: usize,
+    /// How many changes the change log keeps.
+    pub(crate) history_changes: usize,
+    /// How many bytes of snapshots the change log keeps.
+    pub(crate) history_bytes: usize,
+    /// How many subscriptions may be open at once.
+    pub(crate) max_subscriptions: Option<usize>,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            window: 1024,
+            history_changes: 65_536,
+            history_bytes: 64 * 1024 * 1024,
+            max_subscriptions: None,
+        }
+    }
+}
+
+/// The latest snapshot of every run published to it, the recent changes of each, and
+/// subscriptions to their changes. Clones share the same hub. Only the engine (through its
+/// store) publishes; readers reach it through the engine's [`RunFeed`](crate::RunFeed).
+#[derive(Clone)]
+pub(crate) struct RunHub {
+    inner: Arc<Mutex<Inner>>,
+}
+
+struct Inner {
+    /// Names this hub's history in its cursors.
+    epoch: u64,
+    /// The position of the latest change or chunk.
+    position: u64,
+    /// Set by [`RunHub::close`]: subscriptions end once they have read what was published.
+    closed: bool,
+    config: HubConfig,
+    runs: Map<RunId, Entry>,
+    /// Runs by the position of their creation, oldest first, to list them newest first.
+    /// Forgotten runs are left in it until they make up most of it.
+    created: VecDeque<(u64, RunId)>,
+    index: RunIndex,
+    watch: WatchIndex,
+    subscriptions: Map<u64, Watcher>,
+    next_subscription: u64,
+    history: History,
+}
+
+struct Entry {
+    /// The latest snapshot, shared with the store that published it and the mailboxes it waits
+    /// in.
+    run: Arc<AnyRun>,
+    /// The position of its latest change.
+    position: u64,
+    /// The position of its creation.
+    created: u64,
+    batch: Option<BatchId>,
+    /// The chunks of the run's streams, once one is written. Shared only while a reader reads
+    /// them under the hub's lock, or after the run is forgotten (see [`Mailbox::orphans`]), so
+    /// appending never copies them.
+    streams: Option<Arc<Streams>>,
+}
+
+/// A subscription as the hub sees it: what it watches, and where its changes go.
+struct Watcher {
+    scope: Scope,
+    mailbox: Arc<Mutex<Mailbox>>,
+    /// Whether it reads chunks too.
+    streams: bool,
+}
+
+/// What the hub held of a forgotten run: dropped by its owner outside any lock.
+pub(crate) struct Forgotten(#[allow(dead_code)] Entry);
+
+impl fmt::Debug for RunHub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("RunHub")
+            .field("runs", &inner.runs.len())
+            .field("subscriptions", &inner.subscriptions.len())
+            .field("cursor", &Cursor::new(inner.epoch, inner.position))
+            .finish()
+    }
+}
+
+impl RunHub {
+    /// An empty hub with a history of its own, named by a random epoch.
+    pub(crate) fn new(config: HubConfig) -> Self {
+        let history = History::new(config.history_changes, config.history_bytes);
+        let inner = Inner {
+            // Non-zero: epoch 0 is `Cursor::START`'s.
+            epoch: rand::random::<u64>() | 1,
+            position: 0,
+            closed: false,
+            config,
+            runs: Map::default(),
+            created: VecDeque::new(),
+            index: RunIndex::default(),
+            watch: WatchIndex::default(),
+            subscriptions: Map::default(),
+            next_subscription: 0,
+            history,
+        };
+        Self {
+            inner: Arc::new(Mutex::new(inner)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.inner)
+    }
+
+    /// Stores a run's new snapshot, records the change, and gives it to the subscriptions that
+    /// watch the run (by its id, any of its tags before or after the change, or its batch).
+    /// Returns the change's cursor.
+    ///
+    /// `batch` is the run's batch; `None` keeps the batch it was published with before.
+    pub(crate) fn publish(&self, run: Arc<AnyRun>, batch: Option<BatchId>) -> Cursor {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        inner.position += 1;
+        let position = inner.position;
+        let id = run.id.clone();
+        // The run's previous snapshot and batch, replaced in place.
+        let (previous, batch) = match inner.runs.get_mut(&id) {
+            Some(entry) => {
+                let batch = batch.or_else(|| entry.batch.clone());
+                let old_run = std::mem::replace(&mut entry.run, Arc::clone(&run));
+                let old_batch = std::mem::replace(&mut entry.batch, batch.clone());
+                entry.position = position;
+                (Some((old_run, old_batch)), batch)
+            }
+            None => {
+                inner.runs.insert(
+                    id.clone(),
+                    Entry {
+                        run: Arc::clone(&run),
+                        position,
+                        created: position,
+                        batch: batch.clone(),
+                        streams: None,
+                    },
+                );
+                inner.created.push_back((position, id.clone()));
+                (None, batch)
+            }
+        };
+        let was = previous
+            .as_ref()
+            .map(|(old_run, old_batch)| (old_run.tags.as_slice(), old_batch.as_ref()));
+        inner.index.reindex(&id, was, (&run.tags, batch.as_ref()));
+        // Subscriptions that watched the run by a tag it just lost see it once more, without it.
+        let old_tags = previous.iter().flat_map(|(old_run, _)| old_run.tags.iter());
+        let lost = old_tags.filter(|tag| !run.tags.contains(tag));
+        let tags = distinct(&run.tags).chain(lost);
+        let mut wake = Vec::new();
+        for subscription in inner.watch.of(&id, tags, batch.as_ref()) {
+            let Some(watcher) = inner.subscriptions.get(&subscription) else {
+                continue;
+            };
+            let was_in = previous.as_ref().is_some_and(|(old_run, old_batch)| {
+                in_scope(&watcher.scope, old_run, old_batch.as_ref())
+            });
+            if was_in || in_scope(&watcher.scope, &run, batch.as_ref()) {
+                let mut mailbox = lock(&watcher.mailbox);
+                let pending = Pending {
+                    position,
+                    run: Arc::clone(&run),
+                    coalesced: false,
+                };
+                mailbox.push(pending, inner.config.window);
+                wake.extend(mailbox.waker.take());
+            }
+        }
+        let previous_run = previous.as_ref().map(|(old_run, _)| &**old_run);
+        let change = Change::new(position, Arc::clone(&run), batch, previous_run);
+        let evicted = inner.history.record(change);
+        let cursor = Cursor::new(inner.epoch, position);
+        drop(guard);
+        // Woken subscribers may publish in turn: wake them once the lock is free. What this
+        // replaced or evicted is freed outside the lock too.
+        for waker in wake {
+            waker.wake();
+        }
+        drop((previous, evicted));
+        cursor
+    }
+
+    /// Appends a chunk to stream `stream` of run `run`, which must have been published; returns
+    /// the chunk's cursor, or `None` for an unknown run. Subscriptions with streams that watch
+    /// the run receive it; the hub keeps it as long as the run.
+    ///
+    /// The hub checks no limit: the engine checks chunk sizes, and that the run is running.
+    pub(crate) fn append_chunk(
+        &self,
+        run: &RunId,
+        stream: &str,
+        data: Arc<RawValue>,
+    ) -> Option<Cursor> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let entry = inner.runs.get_mut(run)?;
+        inner.position += 1;
+        let position = inner.position;
+        let streams = entry
+            .streams
+            .get_or_insert_with(|| Arc::new(Streams::new(&entry.run.task_identifier)));
+        // Unshared: readers share it only while they hold the lock this holds.
+        Arc::make_mut(streams).push(position, stream, data);
+        let (snapshot, batch) = (&entry.run, entry.batch.as_ref());
+        let mut wake = Vec::new();
+        for subscription in inner.watch.of(run, distinct(&snapshot.tags), batch) {
+            let Some(watcher) = inner.subscriptions.get(&subscription) else {
+                continue;
+            };
+            if watcher.streams && in_scope(&watcher.scope, snapshot, batch) {
+                let mut mailbox = lock(&watcher.mailbox);
+                mailbox.chunk_runs.insert(run.clone());
+                wake.extend(mailbox.waker.take());
+            }
+        }
+        let cursor = Cursor::new(inner.epoch, position);
+        drop(guard);
+        for waker in wake {
+            waker.wake();
+        }
+        Some(cursor)
+    }
+
+    /// Forgets a run: new subscriptions and reads no longer find it. Subscribers that had not
+    /// read its last changes yet still get them, and those with chunks of it still unread keep
+    /// those chunks until they read them. Returns what the hub held of it, to be freed outside
+    /// any lock.
+    pub(crate) fn remove(&self, id: &RunId) -> Option<Forgotten> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let old = inner.runs.remove(id)?;
+        if inner.created.len() > 2 * inner.runs.len() + 1024 {
+            let runs = &inner.runs;
+            inner.created.retain(|(_, id)| runs.contains_key(id));
+        }
+        let was = (old.run.tags.as_slice(), old.batch.as_ref());
+        inner.index.reindex(id, Some(was), (&[], None));
+        if let Some(streams) = &old.streams {
+            for watcher in inner.subscriptions.values().filter(|w| w.streams) {
+                let mut mailbox = lock(&watcher.mailbox);
+                if mailbox.chunk_runs.contains(id) {
+                    mailbox.orphans.insert(id.clone(), Arc::clone(streams));
+                }
+            }
+        }
+        Some(Forgotten(old))
+    }
+
+    /// Closes the hub: its subscriptions end, with [`FeedError::Stopped`], once they have read
+    /// what was published; new ones are refused.
+    pub(crate) fn close(&self) {
+        let mut inner = self.lock();
+        inner.closed = true;
+        let mut wake = Vec::new();
+        for watcher in inner.subscriptions.values() {
+            let mut mailbox = lock(&watcher.mailbox);
+            mailbox.closed = true;
+            wake.extend(mailbox.waker.take());
+        }
+        drop(inner);
+        for waker in wake {
+            waker.wake();
+        }
+    }
+
+    /// The latest snapshot of a run and the cursor of its change, shared, not copied.
+    pub(crate) fn latest(&self, id: &RunId) -> Option<(Cursor, Arc<AnyRun>)> {
+        let inner = self.lock();
+        let entry = inner.runs.get(id)?;
+        Some((
+            Cursor::new(inner.epoch, entry.position),
+            Arc::clone(&entry.run),
+        ))
+    }
+
+    /// One page of the runs that match `query`, newest first. It walks the runs from the
+    /// newest (or from `query.before`) until the page is full.
+    pub(crate) fn list(&self, query: &RunQuery) -> Result<RunPage, FeedError> {
+        let inner = self.lock();
+        let before = match query.before {
+            None => u64::MAX,
+            Some(cursor) => inner.check_cursor(cursor)?.position(),
+        };
+        let limit = query.limit.clamp(1, crate::feed::MAX_PAGE_SIZE);
+        let mut runs = Vec::with_capacity(limit);
+        let mut next = None;
+        let older = inner
+            .created
+            .partition_point(|&(created, _)| created < before);
+        for &(created, ref id) in inner.created.range(..older).rev() {
+            // A forgotten run, or another run published later under a forgotten one's id.
+            let Some(entry) = inner.runs.get(id).filter(|entry| entry.created == created) else {
+                continue;
+            };
+            if !query.matches(&entry.run, entry.batch.as_ref()) {
+                continue;
+            }
+            if runs.len() == limit {
+                // One more matches: the page after starts before the last one taken.
+                next = runs
+                    .last()
+                    .map(|&(created, _)| Cursor::new(inner.epoch, created));
+                break;
+            }
+            runs.push((created, Arc::clone(&entry.run)));
+        }
+        drop(inner);
+        let runs = runs
+            .into_iter()
+            .map(|(_, run)| Arc::unwrap_or_clone(run))
+            .collect();
+        Ok(RunPage::new(runs, next))
+    }
+
+    /// A new subscription's place, its mailbox holding what it yields first: from
+    /// [`Cursor::START`], the latest change of every run in scope; from a cursor, every
+    /// retained change in scope after it.
+    fn register(&self, scope: Scope, from: Cursor, streams: bool) -> Result<Handle, FeedError> {
+        if matches!(&scope, Scope::Tags(tags) if tags.is_empty()) {
+            return Err(FeedError::NoTags);
+        }
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        if inner.closed {
+            return Err(FeedError::Stopped);
+        }
+        inner.check_cursor(from)?;
+        if let Some(limit) = inner.config.max_subscriptions
+            && inner.subscriptions.len() >= limit
+        {
+            return Err(FeedError::TooManySubscriptions { limit });
+        }
+        let id = inner.next_subscription;
+        inner.next_subscription += 1;
+        let mut mailbox = Mailbox::new(inner.since(&scope, from), inner.config.window);
+        if streams {
+            mailbox.chunk_runs = inner.chunks_since(&scope, from);
+        }
+        let mailbox = Arc::new(Mutex::new(mailbox));
+        inner.watch.watch(&scope, id, true);
+        let watcher = Watcher {
+            scope,
+            mailbox: Arc::clone(&mailbox),
+            streams,
+        };
+        inner.subscriptions.insert(id, watcher);
+        Ok(Handle {
+            hub: Arc::clone(&self.inner),
+            epoch: inner.epoch,
+            id,
+            mailbox,
+        })
+    }
+
+    /// Subscribes to the runs in `scope` from `from` (see [`RunFeed`](crate::RunFeed)); with
+    /// [`Subscription::with_streams`], to their chunks too.
+    pub(crate) fn subscribe(&self, scope: Scope, from: Cursor) -> Result<Subscription, FeedError> {
+        Ok(Subscription::new(self.register(scope, from, false)?, from))
+    }
+
+    /// How many subscriptions are open.
+    #[cfg(test)]
+    pub(crate) fn subscriptions(&self) -> usize {
+        self.lock().subscriptions.len()
+    }
+}
+
+/// Each tag once, in order: a run's tags may repeat one, and a subscription must be found once.
+fn distinct(tags: &[String]) -> impl Iterator<Item = &String> {
+    tags.iter()
+        .enumerate()
+        .filter(|&(i, tag)| !tags[..i].contains(tag))
+        .map(|(_, tag)| tag)
+}
+
+impl Inner {
+    /// Refuses a cursor of another history, or one this hub never handed out.
+    fn check_cursor(&self, cursor: Cursor) -> Result<Cursor, FeedError> {
+        let ours = cursor == Cursor::START
+            || (cursor.epoch() == self.epoch && cursor.position() <= self.position);
+        if ours {
+            Ok(cursor)
+        } else {
+            Err(FeedError::UnknownCursor(cursor))
+        }
+    }
+
+    /// What a subscription from `from` yields first, in cursor order: from [`Cursor::START`],
+    /// the latest change of every run in scope; from a cursor the log still holds every change
+    /// after, those changes; from an older one, the latest change of every run in scope made
+    /// after it, marked coalesced.
+    fn since(&self, scope: &Scope, from: Cursor) -> Vec<Pending> {
+        let from = from.position();
+        if from > 0 && self.history.holds_all_after(from) {
+            let changes = self.history.after(from).filter(|c| c.shown_to(scope));
+            return changes
+                .map(|change| Pending {
+                    position: change.position,
+                    run: Arc::clone(&change.run),
+                    coalesced: false,
+                })
+                .collect();
+        }
+        let mut pending: Vec<Pending> = self
+            .index
+            .candidates(scope)
+            .filter_map(|id| self.runs.get(id))
+            .filter(|entry| entry.position > from)
+            .filter(|entry| in_scope(scope, &entry.run, entry.batch.as_ref()))
+            .map(|entry| Pending {
+                position: entry.position,
+                run: Arc::clone(&entry.run),
+                coalesced: from > 0,
+            })
+            .collect();
+        pending.sort_unstable_by_key(|p| p.position);
+        pending
+    }
+
+    /// The runs in `scope` with chunks written after `from`.
+    fn chunks_since(&self, scope: &Scope, from: Cursor) -> Set<RunId> {
+        self.index
+            .candidates(scope)
+            .filter_map(|id| self.runs.get(id))
+            .filter(|entry| in_scope(scope, &entry.run, entry.batch.as_ref()))
+            .filter(|entry| {
+                entry
+                    .streams
+                    .as_deref()
+                    .is_some_and(|s| s.has_after(from.position()))
+            })
+            .map(|entry| entry.run.id.clone())
+            .collect()
+    }
+}
