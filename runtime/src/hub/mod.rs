@@ -441,8 +441,9 @@ impl Inner {
     /// after, those changes; from an older one, the latest change of every run in scope made
     /// after it, marked coalesced.
     fn since(&self, scope: &Scope, from: Cursor) -> Vec<Pending> {
+        let resumed = from != Cursor::START;
         let from = from.position();
-        if from > 0 && self.history.holds_all_after(from) {
+        if resumed && self.history.holds_all_after(from) {
             let changes = self.history.after(from).filter(|c| c.shown_to(scope));
             return changes
                 .map(|change| Pending {
@@ -461,7 +462,7 @@ impl Inner {
             .map(|entry| Pending {
                 position: entry.position,
                 run: Arc::clone(&entry.run),
-                coalesced: from > 0,
+                coalesced: resumed,
             })
             .collect();
         pending.sort_unstable_by_key(|p| p.position);

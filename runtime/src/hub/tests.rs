@@ -217,6 +217,24 @@ fn resuming_from_every_cursor_of_a_recorded_feed_gives_exactly_the_rest() {
 }
 
 #[test]
+fn a_cursor_before_the_first_change_of_a_history_replays_it_from_its_start() {
+    let hub = hub();
+    let first = hub.publish(run("run_1", "QUEUED", &["t"]), None);
+    hub.publish(run("run_1", "EXECUTING", &["t"]), None);
+    let mut resumed = hub
+        .subscribe(Scope::Tags(vec!["t".into()]), first.before())
+        .unwrap();
+    let statuses: Vec<_> = ready(&mut resumed)
+        .iter()
+        .map(|u| (u.run.status, u.coalesced))
+        .collect();
+    assert_eq!(
+        statuses,
+        [(RunStatus::Queued, false), (RunStatus::Executing, false)]
+    );
+}
+
+#[test]
 fn resuming_past_the_history_gives_the_latest_snapshots_marked_coalesced() {
     let hub = hub_with(1024, 10);
     let scope = Scope::Tags(vec!["t".into()]);

@@ -1,0 +1,495 @@
+//! What every subscription promises, checked on the embedded engine: every change for a reader
+//! that keeps up, in order, however fast the task; the latest per run, marked, for one that
+//! falls behind; exact resume; one final snapshot; nothing published that shows nothing new;
+//! feeds that end when the engine stops; refusals at once instead of error items.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers fail the test on bad fixtures.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use futures::{StreamExt, TryStreamExt};
+use runcast::prelude::*;
+use runcast::{
+    BuildError, Cursor, Engine, FeedError, MetadataError, MetadataOp, RunQuery, Scope,
+    TriggerOptions, Update,
+};
+
+#[task(id = "instant")]
+async fn instant(n: u64) -> Result<u64, String> {
+    Ok(n)
+}
+
+/// Waits until canceled; reports whether it saw the cancellation.
+#[task(id = "until-canceled")]
+async fn until_canceled(_: (), ctx: TaskContext) -> Result<bool, String> {
+    ctx.canceled().await;
+    Ok(true)
+}
+
+#[task(id = "counting")]
+async fn counting(n: u32, ctx: TaskContext) -> Result<u32, MetadataError> {
+    for i in 0..n {
+        ctx.update_metadata([MetadataOp::Set("i".into(), i.into())])
+            .await?;
+    }
+    Ok(n)
+}
+
+#[task(id = "panics-once")]
+async fn panics_once(_: (), ctx: TaskContext) -> Result<u32, String> {
+    assert!(ctx.attempt() > 1, "first attempt: boom");
+    Ok(ctx.attempt())
+}
+
+#[task(id = "always-panics")]
+async fn always_panics(_: ()) -> Result<(), String> {
+    panic!("boom")
+}
+
+fn engine() -> Engine {
+    Engine::builder()
+        .task::<Instant>()
+        .task::<UntilCanceled>()
+        .task::<Counting>()
+        .task::<PanicsOnce>()
+        .task::<AlwaysPanics>()
+        .retry_delay(Duration::from_millis(1))
+        .build()
+        .unwrap()
+}
+
+/// Fails the test instead of hanging if `future` does not finish.
+async fn within<F: Future>(what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(Duration::from_secs(60), future).await {
+        Ok(output) => output,
+        Err(_) => panic!("{what} did not finish within 60 s"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_state_of_ten_thousand_instant_runs_reaches_a_subscriber_from_its_handle() {
+    let engine = engine();
+    let races = (0..10_000u64).map(|n| {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let run = engine.trigger::<Instant>(n).await.unwrap();
+            let updates = engine.subscribe_to_run(&run).await.unwrap();
+            let updates: Vec<Update<Run<Instant>>> = updates.try_collect().await.unwrap();
+            let statuses: Vec<RunStatus> = updates.iter().map(|u| u.run.status).collect();
+            let coalesced = updates.iter().any(|u| u.coalesced);
+            (
+                statuses,
+                coalesced,
+                updates.last().and_then(|u| u.run.output),
+            )
+        })
+    });
+    let results = within("every subscription", join_all(races)).await;
+    for (n, result) in results.into_iter().enumerate() {
+        let (statuses, coalesced, output) = result.unwrap();
+        assert_eq!(
+            statuses,
+            [
+                RunStatus::Queued,
+                RunStatus::Executing,
+                RunStatus::Completed
+            ],
+            "run {n}"
+        );
+        assert!(!coalesced, "run {n}");
+        assert_eq!(output, Some(n as u64));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_subscription_from_its_handle_shows_every_state_of_every_run() {
+    let engine = engine();
+    let batch = engine
+        .batch_trigger::<Instant>((0..20).map(|n| (n, TriggerOptions::default())))
+        .await
+        .unwrap();
+    let mut feed = engine.subscribe_to_batch::<Batched>(&batch).await.unwrap();
+    let mut states: std::collections::HashMap<RunId, Vec<RunStatus>> = Default::default();
+    while states
+        .values()
+        .filter(|s| s.last() == Some(&RunStatus::Completed))
+        .count()
+        < 20
+    {
+        let update = within("the batch", feed.next()).await.unwrap().unwrap();
+        let Batched::Instant(run) = update.run;
+        states.entry(run.id).or_default().push(run.status);
+    }
+    for statuses in states.values() {
+        assert_eq!(
+            *statuses,
+            [
+                RunStatus::Queued,
+                RunStatus::Executing,
+                RunStatus::Completed
+            ]
+        );
+    }
+}
+
+realtime_union! {
+    enum Batched {
+        Instant,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_subscriber_gets_the_latest_snapshot_marked_and_never_slows_the_run() {
+    let engine = Engine::builder()
+        .task::<Counting>()
+        .subscription_window(64)
+        .build()
+        .unwrap();
+    let run = engine.trigger::<Counting>(5_000).await.unwrap();
+    let mut stalled = engine.subscribe_to_run(&run).await.unwrap();
+    let first = stalled.next().await.unwrap().unwrap();
+    assert_eq!(first.run.status, RunStatus::Queued);
+    // Meanwhile the run makes 5,000 changes and finishes, unhindered.
+    let done = within("the run", engine.wait(&run)).await.unwrap();
+    assert_eq!(done.output, Some(5_000));
+    let rest: Vec<_> = stalled.try_collect().await.unwrap();
+    // Within its window of 64 it would hold every change; beyond it, the run's latest one.
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    let last = &rest[0];
+    assert!(last.coalesced);
+    assert_eq!(
+        (last.run.status, last.run.output),
+        (RunStatus::Completed, Some(5_000))
+    );
+    assert_eq!(last.run.metadata.as_ref().unwrap()["i"], 4_999);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_keeps_up_sees_every_metadata_change_in_order() {
+    let engine = engine();
+    let run = engine.trigger::<Counting>(2_000).await.unwrap();
+    let updates = engine.subscribe_to_run(&run).await.unwrap();
+    let updates: Vec<_> = within("the run", updates.try_collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let mut seen: Vec<u64> = updates
+        .iter()
+        .filter_map(|u| u.run.metadata.as_ref()?.get("i")?.as_u64())
+        .collect();
+    // The final snapshot shows the last value again, with the run completed.
+    assert_eq!(seen.pop(), Some(1_999));
+    assert_eq!(seen, (0..2_000).collect::<Vec<_>>());
+    assert!(updates.iter().all(|u| !u.coalesced));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_an_engine_feed_from_every_cursor_gives_exactly_the_rest() {
+    let engine = engine();
+    let tagged = TriggerOptions::default().tag("resume");
+    let mut handles = Vec::new();
+    for n in 0..5 {
+        handles.push(
+            engine
+                .trigger_with::<Counting>(n * 10, tagged.clone())
+                .await
+                .unwrap(),
+        );
+    }
+    let scope = Scope::Tags(vec!["resume".into()]);
+    let feed = engine
+        .subscribe(scope.clone(), Cursor::START)
+        .await
+        .unwrap();
+    let mut recorded = Vec::new();
+    let mut completed = 0;
+    let mut feed = feed;
+    while completed < 5 {
+        let update = within("the runs", feed.next()).await.unwrap().unwrap();
+        completed += usize::from(update.run.status == RunStatus::Completed);
+        recorded.push(update);
+    }
+    let key = |u: &Update<AnyRun>| (u.cursor, u.run.id.clone(), u.run.status, u.coalesced);
+    for (i, item) in recorded.iter().enumerate() {
+        let mut resumed = engine.subscribe(scope.clone(), item.cursor).await.unwrap();
+        let mut rest = Vec::new();
+        while rest.len() < recorded.len() - i - 1 {
+            rest.push(key(&within("the resumed feed", resumed.next())
+                .await
+                .unwrap()
+                .unwrap()));
+        }
+        let expected: Vec<_> = recorded[i + 1..].iter().map(key).collect();
+        assert_eq!(rest, expected, "from item {i}");
+        assert!(futures::FutureExt::now_or_never(resumed.next()).is_none());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canceling_an_executing_run_publishes_its_final_status_once_with_its_duration() {
+    let engine = engine();
+    let run = engine.trigger::<UntilCanceled>(()).await.unwrap();
+    let mut updates = engine.subscribe_to_run(&run).await.unwrap();
+    while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    engine.cancel(run.id()).await.unwrap();
+    let rest: Vec<_> = within("the cancel", updates.try_collect::<Vec<_>>())
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1, "one final change: {rest:?}");
+    let canceled = &rest[0].run;
+    assert_eq!(canceled.status, RunStatus::Canceled);
+    assert!(canceled.duration_ms >= 30, "{}", canceled.duration_ms);
+    assert!(canceled.finished_at.is_some());
+    // Nothing follows: the attempt that stopped changes nothing more.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let latest = engine.latest(run.id()).await.unwrap();
+    assert_eq!(latest.cursor, rest[0].cursor);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_shows_nothing_new_is_not_published() {
+    let engine = engine();
+    let run = engine.trigger::<UntilCanceled>(()).await.unwrap();
+    let mut updates = engine.subscribe_to_run(&run).await.unwrap();
+    while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
+    let set = || [MetadataOp::Set("stage".into(), "upload".into())];
+    engine.update_metadata(run.id(), set()).await.unwrap();
+    let changed = updates.next().await.unwrap().unwrap();
+    // The same value again, an empty update, removing an absent tag: nothing to show.
+    engine.update_metadata(run.id(), set()).await.unwrap();
+    engine.update_metadata(run.id(), []).await.unwrap();
+    engine.remove_tags(run.id(), ["absent"]).await.unwrap();
+    let latest = engine.latest(run.id()).await.unwrap();
+    assert_eq!(latest.cursor, changed.cursor);
+    assert_eq!(latest.run.updated_at, changed.run.updated_at);
+    assert!(futures::FutureExt::now_or_never(updates.next()).is_none());
+    engine.cancel(run.id()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subscription_ends_with_stopped_when_the_engine_shuts_down() {
+    let engine = engine();
+    let live = engine
+        .trigger_with::<UntilCanceled>((), TriggerOptions::default().tag("t"))
+        .await
+        .unwrap();
+    let done = engine.trigger::<Instant>(1).await.unwrap();
+    engine.wait(&done).await.unwrap();
+    let by_tag = engine
+        .subscribe_to_runs_with_tag::<Lived>(["t"])
+        .await
+        .unwrap();
+    let by_run = engine.subscribe_to_run(&live).await.unwrap();
+    let finished = engine.subscribe_to_run(&done).await.unwrap();
+    let forever = engine.subscribe_to_run_forever(&done).await.unwrap();
+    assert_eq!(engine.shutdown(Duration::from_millis(50)).await, 1);
+
+    let ends = |items: Vec<Result<RunStatus, FeedError>>| {
+        assert!(
+            matches!(items.last(), Some(Err(FeedError::Stopped))),
+            "{items:?}"
+        );
+        items.len()
+    };
+    let tag_items: Vec<_> = within(
+        "the tag feed",
+        by_tag.map(|i| i.map(|u| u.run.status())).collect(),
+    )
+    .await;
+    assert_eq!(ends(tag_items), 3, "executing, canceled, stopped");
+    let run_items: Vec<_> = within(
+        "the run feed",
+        by_run.map(|i| i.map(|u| u.run.status)).collect(),
+    )
+    .await;
+    // Canceled is final: the run feed ends there, before the engine's end.
+    assert!(run_items.iter().all(Result::is_ok), "{run_items:?}");
+    assert_eq!(
+        run_items.last().unwrap().as_ref().unwrap(),
+        &RunStatus::Canceled
+    );
+    let finished: Vec<_> = within(
+        "a finished run's feed",
+        finished.map(|i| i.map(|u| u.run.status)).collect(),
+    )
+    .await;
+    assert!(
+        matches!(finished.last(), Some(Ok(RunStatus::Completed))),
+        "{finished:?}"
+    );
+    let forever: Vec<_> = within(
+        "a feed past completion",
+        forever.map(|i| i.map(|u| u.run.status)).collect(),
+    )
+    .await;
+    assert_eq!(ends(forever), 4, "queued, executing, completed, stopped");
+    let refused = engine.subscribe_to_runs_with_tag::<Lived>(["t"]).await;
+    assert!(matches!(refused, Err(FeedError::Stopped)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subscription_ends_when_the_last_engine_handle_is_dropped() {
+    let engine = engine();
+    let live = engine.trigger::<UntilCanceled>(()).await.unwrap();
+    let by_run = engine.subscribe_to_run(&live).await.unwrap();
+    let by_tag = engine
+        .subscribe(Scope::Tags(vec!["x".into()]), Cursor::START)
+        .await
+        .unwrap();
+    engine.cancel(live.id()).await.unwrap();
+    drop(engine);
+    let items: Vec<_> = within("the tag feed", by_tag.collect()).await;
+    assert!(matches!(items[..], [Err(FeedError::Stopped)]), "{items:?}");
+    let items: Vec<_> = within("the run feed", by_run.collect()).await;
+    assert!(items.iter().all(Result::is_ok));
+}
+
+realtime_union! {
+    enum Lived {
+        UntilCanceled,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribing_to_a_run_as_another_task_or_from_another_engines_cursor_is_refused_at_once() {
+    let engine = engine();
+    let run = engine.trigger::<Instant>(1).await.unwrap();
+    let err = engine
+        .subscribe_to_run::<Counting>(run.id())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            FeedError::UnexpectedTask {
+                expected: "counting",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "run `{}` is a run of task `instant`, not of `counting`",
+            run.id()
+        )
+    );
+    let err = engine.retrieve::<Counting>(run.id()).await.unwrap_err();
+    assert!(matches!(err, FeedError::UnexpectedTask { .. }), "{err}");
+
+    let other = Engine::builder().task::<Instant>().build().unwrap();
+    let elsewhere = other.trigger::<Instant>(2).await.unwrap();
+    let err = engine
+        .subscribe(Scope::Run(run.id().clone()), elsewhere.cursor())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FeedError::UnknownCursor(_)), "{err}");
+    let unknown = engine
+        .subscribe_to_run::<Instant>(elsewhere.id())
+        .await
+        .unwrap_err();
+    assert!(matches!(unknown, FeedError::UnknownRun(_)), "{unknown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_is_retried_like_an_error_and_crashes_the_run_after_the_last_attempt() {
+    let engine = engine();
+    let once = engine.trigger::<PanicsOnce>(()).await.unwrap();
+    let statuses: Vec<_> = engine
+        .subscribe_to_run(&once)
+        .await
+        .unwrap()
+        .map_ok(|u| u.run.status)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        statuses,
+        [
+            RunStatus::Queued,
+            RunStatus::Executing,
+            RunStatus::Reattempting,
+            RunStatus::Executing,
+            RunStatus::Completed
+        ]
+    );
+    assert_eq!(engine.wait(&once).await.unwrap().output, Some(2));
+
+    let always = engine
+        .trigger_with::<AlwaysPanics>((), TriggerOptions::default().max_attempts(2))
+        .await
+        .unwrap();
+    let crashed = within("the crash", engine.wait(&always)).await.unwrap();
+    assert_eq!(crashed.status, RunStatus::Crashed);
+    let error = crashed.error.unwrap();
+    assert_eq!(error.message, "the task panicked: boom");
+    assert_eq!(error.name.as_deref(), Some("Panic"));
+    // Where it panicked, not a backtrace.
+    assert!(error.stack_trace.unwrap().contains("delivery.rs"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tasks_with_one_id_are_a_build_error() {
+    #[task(id = "instant")]
+    async fn impostor(n: u64) -> Result<u64, String> {
+        Ok(n + 1)
+    }
+    let err = Engine::builder()
+        .task::<Instant>()
+        .task::<Impostor>()
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(err, BuildError::DuplicateTask { id: "instant", .. }),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("Instant") && message.contains("Impostor"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_read_typed_waited_for_and_listed_by_task_status_and_tag() {
+    let engine = engine();
+    let tagged = TriggerOptions::default().tag("report");
+    let mut handles = Vec::new();
+    for n in 0..7 {
+        let options = if n % 2 == 0 {
+            tagged.clone()
+        } else {
+            TriggerOptions::default()
+        };
+        handles.push(engine.trigger_with::<Instant>(n, options).await.unwrap());
+    }
+    for handle in &handles {
+        assert_eq!(
+            engine.wait(handle).await.unwrap().status,
+            RunStatus::Completed
+        );
+    }
+    let live = engine.trigger::<UntilCanceled>(()).await.unwrap();
+    let run = engine.retrieve::<Instant>(handles[3].id()).await.unwrap();
+    assert_eq!((run.payload, run.output), (3, Some(3)));
+
+    let query = RunQuery::new()
+        .task::<Instant>()
+        .status(RunStatus::Completed)
+        .tag("report")
+        .limit(3);
+    let first = engine.list_runs(&query).await.unwrap();
+    let ids = |page: &runcast::RunPage| page.runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&first), [6, 4, 2].map(|n| handles[n].id().clone()));
+    let second = engine
+        .list_runs(&query.clone().before(first.next.unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(ids(&second), [handles[0].id().clone()]);
+    assert!(second.next.is_none());
+    let all = engine.list_runs(&RunQuery::new()).await.unwrap();
+    assert_eq!(all.runs.len(), 8);
+    assert_eq!(all.runs[0].id, *live.id(), "newest first");
+    engine.cancel(live.id()).await.unwrap();
+}

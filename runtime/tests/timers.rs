@@ -1,0 +1,173 @@
+//! The engine's timers, pinned with Tokio's paused clock: the clock only moves when every task
+//! waits, straight to the next timer, so the times seen here are exactly the timers' own.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers fail the test on bad fixtures.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use runcast::prelude::*;
+use runcast::{Engine, TriggerOptions};
+use tokio::time::Instant;
+
+#[task(id = "fails")]
+async fn fails(_: ()) -> Result<(), String> {
+    Err("no luck".into())
+}
+
+#[task(id = "sleeps")]
+async fn sleeps(secs: u64) -> Result<u64, String> {
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    Ok(secs)
+}
+
+#[task(id = "not-a-number")]
+async fn not_a_number(_: ()) -> Result<f64, String> {
+    // Written as JSON `null`, which does not read back as a number.
+    Ok(f64::NAN)
+}
+
+fn engine() -> Engine {
+    Engine::builder()
+        .task::<Fails>()
+        .task::<Sleeps>()
+        .task::<NotANumber>()
+        .retry_delay(Duration::from_secs(1))
+        .concurrency(1)
+        .build()
+        .unwrap()
+}
+
+/// Each status the run passes through, with the time since `start` at which it was seen.
+async fn timeline<T: Task>(
+    engine: &Engine,
+    run: &runcast::RunHandle<T>,
+    start: Instant,
+) -> Vec<(RunStatus, Duration)> {
+    let updates = engine.subscribe_to_run(run).await.unwrap();
+    updates
+        .map(|u| (u.unwrap().run.status, start.elapsed()))
+        .collect()
+        .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_wait_twice_as_long_each_time_up_to_thirty_seconds() {
+    let engine = engine();
+    let start = Instant::now();
+    let run = engine
+        .trigger_with::<Fails>((), TriggerOptions::default().max_attempts(8))
+        .await
+        .unwrap();
+    let seen = timeline(&engine, &run, start).await;
+    let started: Vec<u64> = seen
+        .iter()
+        .filter(|(status, _)| *status == RunStatus::Executing)
+        .map(|(_, at)| at.as_secs())
+        .collect();
+    // Backoffs of 1, 2, 4, 8, 16, then 30 (not 32), 30 s.
+    assert_eq!(started, [0, 1, 3, 7, 15, 31, 61, 91]);
+    assert_eq!(seen.last().unwrap().0, RunStatus::Failed);
+    let failed = engine.wait(&run).await.unwrap();
+    assert_eq!(failed.error.unwrap().message, "no luck");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_run_expires_when_its_ttl_ends_before_a_worker_is_free() {
+    let engine = engine();
+    let start = Instant::now();
+    // The only worker is busy for 60 s.
+    let busy = engine.trigger::<Sleeps>(60).await.unwrap();
+    let waiting = engine
+        .trigger_with::<Sleeps>(1, TriggerOptions::default().ttl(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let seen = timeline(&engine, &waiting, start).await;
+    assert_eq!(
+        seen,
+        [
+            (RunStatus::Queued, Duration::ZERO),
+            (RunStatus::Expired, Duration::from_secs(5))
+        ]
+    );
+    let expired = engine.wait(&waiting).await.unwrap();
+    assert!(expired.expired_at.is_some() && expired.started_at.is_none());
+    // The worker then finishes the busy run, and never starts the expired one.
+    let done = engine.wait(&busy).await.unwrap();
+    assert_eq!(
+        (done.status, start.elapsed().as_secs()),
+        (RunStatus::Completed, 60)
+    );
+    assert_eq!(
+        engine.wait(&waiting).await.unwrap().status,
+        RunStatus::Expired
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_is_stopped_at_its_max_duration_and_not_retried() {
+    let engine = engine();
+    let start = Instant::now();
+    let limited = TriggerOptions::default().max_duration(Duration::from_secs(2));
+    let run = engine.trigger_with::<Sleeps>(3_600, limited).await.unwrap();
+    let seen = timeline(&engine, &run, start).await;
+    assert_eq!(
+        seen,
+        [
+            (RunStatus::Queued, Duration::ZERO),
+            (RunStatus::Executing, Duration::ZERO),
+            (RunStatus::TimedOut, Duration::from_secs(2))
+        ]
+    );
+    let timed_out = engine.wait(&run).await.unwrap();
+    assert!(
+        timed_out
+            .error
+            .unwrap()
+            .message
+            .contains("maximum duration of 2s")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delayed_run_is_queued_when_its_delay_ends() {
+    let engine = engine();
+    let start = Instant::now();
+    let later = TriggerOptions::default().delay(Duration::from_secs(90));
+    let run = engine.trigger_with::<Sleeps>(1, later).await.unwrap();
+    let seen = timeline(&engine, &run, start).await;
+    let secs: Vec<_> = seen.iter().map(|(s, at)| (*s, at.as_secs())).collect();
+    assert_eq!(
+        secs,
+        [
+            (RunStatus::Delayed, 0),
+            (RunStatus::Queued, 90),
+            (RunStatus::Executing, 90),
+            (RunStatus::Completed, 91)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_output_that_cannot_be_read_back_fails_the_run_without_a_retry() {
+    let engine = engine();
+    let run = engine.trigger::<NotANumber>(()).await.unwrap();
+    let statuses: Vec<_> = timeline(&engine, &run, Instant::now())
+        .await
+        .into_iter()
+        .map(|(status, _)| status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [RunStatus::Queued, RunStatus::Executing, RunStatus::Failed]
+    );
+    let failed = engine.wait(&run).await.unwrap();
+    let error = failed.error.unwrap();
+    assert_eq!(error.name.as_deref(), Some("OutputError"));
+    assert!(
+        error
+            .message
+            .contains("cannot be written as JSON that reads back"),
+        "{}",
+        error.message
+    );
+}
