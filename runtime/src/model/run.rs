@@ -30,7 +30,7 @@ pub struct SerializedError {
 
 /// What a [`Run`] holds as payload, output and metadata.
 ///
-/// Implemented for every [`Task`] (typed values) and for [`Untyped`] (raw JSON). It only exists
+/// Implemented for every [`Task`](crate::Task) (typed values) and for [`Untyped`] (raw JSON). It only exists
 /// so that [`Run<T>`] and [`AnyRun`] are one type with one wire format.
 pub trait RunKind: Sized {
     /// The type of [`Run::payload`].
