@@ -135,7 +135,6 @@ impl<T: Task> TaskContext<T> {
     /// checked and dropped.
     pub fn new(run_id: RunId) -> Self {
         let local = LocalRun {
-            run: run_id.clone(),
             task: T::ID,
             metadata: std::sync::Mutex::new(None),
             chunks: AtomicU64::new(0),
@@ -200,7 +199,7 @@ impl<T: Task> TaskContext<T> {
     /// (written by another program).
     pub async fn metadata(&self) -> Result<Option<T::Metadata>, MetadataError> {
         let raw = self.run.metadata().await?;
-        raw.map(|raw| decode_metadata::<T::Metadata>(&self.run_id, T::ID, &raw))
+        raw.map(|raw| decode_metadata::<T::Metadata>(T::ID, &raw))
             .transpose()
     }
 
@@ -241,11 +240,11 @@ impl<T: Task> TaskContext<T> {
         F: FnOnce(&mut T::Metadata) + Send,
         T::Metadata: Default,
     {
-        let (run, task) = (self.run_id.clone(), T::ID);
+        let task = T::ID;
         self.run
             .change_metadata(Box::new(move |raw| {
                 let mut metadata = match raw {
-                    Some(raw) => decode_metadata::<T::Metadata>(&run, task, raw)?,
+                    Some(raw) => decode_metadata::<T::Metadata>(task, raw)?,
                     None => T::Metadata::default(),
                 };
                 change(&mut metadata);
@@ -312,13 +311,8 @@ impl<T: Task> TaskContext<T> {
 }
 
 /// Decodes a run's raw metadata as `M`, or says why it does not.
-fn decode_metadata<M: DeserializeOwned>(
-    run: &RunId,
-    task: &str,
-    raw: &RawValue,
-) -> Result<M, MetadataError> {
+fn decode_metadata<M: DeserializeOwned>(task: &str, raw: &RawValue) -> Result<M, MetadataError> {
     serde_json::from_str(raw.get()).map_err(|source| MetadataError::DoesNotMatch {
-        run: run.clone(),
         task: task.to_owned(),
         source,
     })
@@ -357,7 +351,6 @@ pub(crate) trait RunAccess: Send + Sync {
 
 /// The run of a [`TaskContext::new`]: metadata kept in the context; chunks counted only.
 struct LocalRun {
-    run: RunId,
     task: &'static str,
     metadata: std::sync::Mutex<Option<Arc<RawValue>>>,
     chunks: AtomicU64,
@@ -372,7 +365,6 @@ impl RunAccess for LocalRun {
         let mut metadata = lock(&self.metadata);
         let changed = change(metadata.as_deref()).and_then(|next| {
             (self.check)(&next).map_err(|source| MetadataError::DoesNotMatch {
-                run: self.run.clone(),
                 task: self.task.to_owned(),
                 source,
             })?;

@@ -244,7 +244,6 @@ impl Engine {
                 let raw = metadata::to_raw(object).map_err(TriggerError::Metadata)?;
                 executor.check_metadata(&raw).map_err(|source| {
                     TriggerError::Metadata(MetadataError::DoesNotMatch {
-                        run: RunId::from("(not yet triggered)"),
                         task: task.to_owned(),
                         source,
                     })
@@ -561,7 +560,6 @@ impl Shared {
                 if let Some(executor) = executors.get(task.as_str()) {
                     executor.check_metadata(&next).map_err(|source| {
                         MetadataError::DoesNotMatch {
-                            run: id.clone(),
                             task: task.clone(),
                             source,
                         }

@@ -78,12 +78,10 @@ pub enum MetadataError {
     /// The result would not decode as the metadata type the run's task declares
     /// (`#[task(metadata = M)]`), so its subscribers could not read it.
     #[error(
-        "run `{run}` of task `{task}`: the metadata would not decode as the task's declared type: {source}"
+        "the metadata of a run of task `{task}` would not decode as the task's declared type: {source}"
     )]
     DoesNotMatch {
-        /// The run.
-        run: RunId,
-        /// Its task.
+        /// The run's task.
         task: String,
         /// Why it would not decode.
         #[source]
