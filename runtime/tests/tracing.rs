@@ -146,12 +146,7 @@ async fn the_lifecycle_and_a_tasks_panic_go_to_tracing_not_to_stderr() {
         "{events:#?}"
     );
     assert_eq!(
-        find(&[
-            "INFO",
-            "run finished",
-            "COMPLETED",
-            &worked.id().to_string()
-        ]),
+        find(&["INFO", "run finished", "COMPLETED", worked.id().as_ref()]),
         1
     );
 }
