@@ -187,8 +187,9 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
         let run = record.run();
         run.status = RunStatus::Executing;
         run.started_at.get_or_insert(now);
-        let executor = shared.executors.get(run.task_identifier.as_str()).cloned();
-        let task = run.task_identifier.clone();
+        // The registry's key: a `&'static str`, for the attempt's span.
+        let executor = shared.executors.get_key_value(run.task_identifier.as_str());
+        let (task, executor) = executor.map(|(task, e)| (*task, Arc::clone(e))).unzip();
         let context = Attempt {
             run_id: id.clone(),
             attempt,
@@ -209,7 +210,7 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
             return;
         }
     };
-    let Some(executor) = executor else {
+    let (Some(executor), Some(task)) = (executor, task) else {
         return;
     };
     let span = tracing::info_span!("attempt", run = %id, task, attempt = context.attempt);
