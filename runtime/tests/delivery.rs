@@ -275,6 +275,8 @@ async fn every_subscription_ends_with_stopped_when_the_engine_shuts_down() {
         .unwrap();
     let done = engine.trigger::<Instant>(1).await.unwrap();
     engine.wait(&done).await.unwrap();
+    let mut started = engine.subscribe_to_run(&live).await.unwrap();
+    while started.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
     let by_tag = engine
         .subscribe_to_runs_with_tag::<Lived>(["t"])
         .await
