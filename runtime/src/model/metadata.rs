@@ -31,7 +31,8 @@ pub enum MetadataOp {
     Append(String, Value),
     /// Removes every element equal to `value` from the array at `key`.
     Remove(String, Value),
-    /// Adds a number to the number at `key` (absent counts as 0); a negative one decrements.
+    /// Adds a number to the number at `key` (absent or `null` counts as 0); a negative one
+    /// decrements.
     Increment(String, f64),
     /// Sets every key of the object, keeping the others (a shallow merge).
     Update(JsonObject),
@@ -61,7 +62,7 @@ pub enum MetadataError {
         /// What it is: `an array`, `a string`, ...
         found: &'static str,
     },
-    /// `increment` of a key that holds something other than a number.
+    /// `increment` of a key that holds something other than a number or `null`.
     #[error("cannot increment `{key}`: it holds {found}, not a number")]
     NotANumber {
         /// The key.
@@ -103,7 +104,7 @@ pub enum MetadataError {
 }
 
 impl MetadataOp {
-    /// Subtracts a number from the number at `key` (absent counts as 0).
+    /// Subtracts a number from the number at `key` (absent or `null` counts as 0).
     pub fn decrement(key: impl Into<String>, by: f64) -> Self {
         MetadataOp::Increment(key.into(), -by)
     }

@@ -419,10 +419,12 @@ where
 }
 
 /// Writes a number as JavaScript's `JSON.stringify` does: `0`, not `0.0`, for whole numbers.
+/// Except `-0.0`, which an integer cannot hold (JavaScript writes `0`): it is written `-0.0`,
+/// so that it reads back bit for bit.
 fn serialize_js_number<S: serde::Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
     match js_integer(*value) {
-        Some(whole) => s.serialize_i64(whole),
-        None => s.serialize_f64(*value),
+        Some(whole) if whole != 0 || value.is_sign_positive() => s.serialize_i64(whole),
+        _ => s.serialize_f64(*value),
     }
 }
 
