@@ -69,8 +69,8 @@ pub use crate::hub::{RealtimeSubscription, Subscription};
 pub use crate::model::{
     AnyChunk, AnyRun, BatchId, ChunkInfo, Cursor, JsonObject, MAX_METADATA_BYTES,
     MAX_METADATA_DEPTH, MetadataError, MetadataOp, ParseCursorError, ParseTimestampError, Realtime,
-    Run, RunId, RunInfo, RunKind, RunStatus, SerializedError, StoreError, Timestamp, UnknownStatus,
-    Untyped, Update,
+    Run, RunId, RunInfo, RunKind, RunStatus, SerializedError, StoreError, TaskIdentifier,
+    Timestamp, UnknownStatus, Untyped, Update,
 };
 pub use crate::typed::stream;
 pub use crate::typed::{

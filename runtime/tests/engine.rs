@@ -614,17 +614,17 @@ async fn tags_added_to_a_live_run_bring_it_into_a_tag_feed() {
         .await
         .unwrap();
     let Sleeps::Sleep(run) = feed.next().await.unwrap().unwrap().run;
-    assert_eq!(run.tags, ["late", "extra"]);
+    assert_eq!(*run.tags, ["late", "extra"]);
     engine.remove_tags(handle.id(), ["extra"]).await.unwrap();
     let Sleeps::Sleep(run) = feed.next().await.unwrap().unwrap().run;
-    assert_eq!(run.tags, ["late"]);
+    assert_eq!(*run.tags, ["late"]);
     let err = engine
         .add_tags(handle.id(), (0..10).map(|i| i.to_string()))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("at most 10"), "{err}");
     // Refused: the tags are as they were.
-    assert_eq!(current(&engine, handle.id()).await.tags, ["late"]);
+    assert_eq!(*current(&engine, handle.id()).await.tags, ["late"]);
     engine.cancel(handle.id()).await.unwrap();
 }
 

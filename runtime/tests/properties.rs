@@ -264,7 +264,7 @@ fn envelope() -> impl Strategy<Value = AnyRun> {
         let (id, status, tags, idempotency_key, ttl, error, realtime_streams) = texts;
         Run {
             id: RunId::from(id),
-            task_identifier: String::new(),
+            task_identifier: String::new().into(),
             payload: None,
             output: None,
             created_at,
@@ -274,7 +274,7 @@ fn envelope() -> impl Strategy<Value = AnyRun> {
             duration_ms,
             cost_in_cents,
             base_cost_in_cents,
-            tags,
+            tags: tags.into(),
             idempotency_key,
             expired_at: optional[0],
             ttl,
@@ -317,7 +317,7 @@ impl Values {
 
     /// `run` with these task and values.
     fn fill(self, mut run: AnyRun) -> AnyRun {
-        run.task_identifier = self.task;
+        run.task_identifier = self.task.into();
         run.payload = self.payload;
         run.output = self.output;
         run.metadata = self.metadata;
@@ -565,7 +565,7 @@ fn check_union<U: Variants>(
     run: &AnyRun,
     decoded: &Result<U, DecodeError>,
 ) -> Result<(), TestCaseError> {
-    let task = run.task_identifier.as_str();
+    let task = &*run.task_identifier;
     match (fits_listed(task, run), decoded) {
         (Some(true), Ok(union)) => {
             let variant = union.variant();

@@ -93,7 +93,7 @@ fn typed_fields_hold_what_the_json_says() {
     assert_eq!(run.duration_ms, 4213);
     assert_eq!(run.cost_in_cents, 0.25);
     assert_eq!(run.base_cost_in_cents, 0.5);
-    assert_eq!(run.tags, ["user:1", "org:acme"]);
+    assert_eq!(*run.tags, ["user:1", "org:acme"]);
     assert_eq!(run.idempotency_key.as_deref(), Some("resize-cat-640"));
     assert_eq!(run.ttl.as_deref(), Some("1h"));
     assert!(run.expired_at.is_some() && run.finished_at.is_some());

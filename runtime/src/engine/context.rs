@@ -46,7 +46,7 @@ pub trait TaskFn: Task {
 pub struct TaskContext<T> {
     run_id: RunId,
     attempt: u32,
-    tags: Vec<String>,
+    tags: Arc<[String]>,
     cancel: CancelSignal,
     run: Arc<dyn RunAccess>,
     task: PhantomData<fn() -> T>,
@@ -57,7 +57,7 @@ impl<T> Clone for TaskContext<T> {
         Self {
             run_id: self.run_id.clone(),
             attempt: self.attempt,
-            tags: self.tags.clone(),
+            tags: Arc::clone(&self.tags),
             cancel: self.cancel.clone(),
             run: Arc::clone(&self.run),
             task: PhantomData,
@@ -115,7 +115,7 @@ impl CancelSignal {
 pub(crate) struct Attempt {
     pub(crate) run_id: RunId,
     pub(crate) attempt: u32,
-    pub(crate) tags: Vec<String>,
+    pub(crate) tags: Arc<[String]>,
     pub(crate) cancel: CancelSignal,
     pub(crate) run: Arc<dyn RunAccess>,
 }
@@ -143,7 +143,7 @@ impl<T: Task> TaskContext<T> {
         Self::for_attempt(Attempt {
             run_id,
             attempt: 1,
-            tags: Vec::new(),
+            tags: Arc::new([]),
             cancel: CancelSignal::default(),
             run: Arc::new(local),
         })

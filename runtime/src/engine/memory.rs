@@ -109,7 +109,7 @@ impl MemoryStore {
                 created.push(existing);
                 continue;
             }
-            let task = record.snapshot.task_identifier.as_str();
+            let task = &*record.snapshot.task_identifier;
             let number = match creation.numbers.get_mut(task) {
                 Some(number) => {
                     *number += 1;

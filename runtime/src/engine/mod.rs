@@ -406,10 +406,10 @@ impl Engine {
     ) -> Result<(), TagError> {
         let live = |status: RunStatus| !status.is_final();
         let outcome = self.shared.store.change_if(id, live, |record| {
-            let mut tags = record.snapshot.tags.clone();
+            let mut tags = record.snapshot.tags.to_vec();
             change(&mut tags);
             let tags = checked_tags(tags).map_err(TagError::Invalid)?;
-            record.run().tags = tags;
+            record.run().tags = tags.into();
             Ok::<_, TagError>(())
         });
         outcome.await?.ok_or_else(|| TagError::NotLive(id.clone()))
@@ -465,7 +465,7 @@ fn record(prepared: Prepared, now: Timestamp) -> Record {
     } = prepared;
     let snapshot = AnyRun {
         id: crate::model::ids::new_id("run_"),
-        task_identifier: task.to_owned(),
+        task_identifier: task.into(),
         payload: Some(payload.into()),
         output: None,
         created_at: now,
@@ -479,7 +479,7 @@ fn record(prepared: Prepared, now: Timestamp) -> Record {
         duration_ms: 0,
         cost_in_cents: 0.0,
         base_cost_in_cents: 0.0,
-        tags: options.tags,
+        tags: options.tags.into(),
         idempotency_key: options.idempotency_key.clone(),
         expired_at: None,
         ttl: options.ttl.map(|ttl| format!("{}ms", ttl.as_millis())),
@@ -557,10 +557,10 @@ impl Shared {
             |record| {
                 let next = change(record.snapshot.metadata.as_deref())?;
                 let task = &record.snapshot.task_identifier;
-                if let Some(executor) = executors.get(task.as_str()) {
+                if let Some(executor) = executors.get(&**task) {
                     executor.check_metadata(&next).map_err(|source| {
                         MetadataError::DoesNotMatch {
-                            task: task.clone(),
+                            task: task.to_string(),
                             source,
                         }
                     })?;

@@ -292,7 +292,7 @@ async fn triggers_streams_keys_retries_tags_and_expiry_work_over_a_store_that_su
     engine.cancel(waiting.id()).await.unwrap();
     let canceled = finished(&engine, waiting.id()).await;
     assert_eq!(canceled.status, RunStatus::Canceled);
-    assert_eq!(canceled.tags, ["b"]);
+    assert_eq!(*canceled.tags, ["b"]);
     let metadata = canceled.metadata.as_deref().map(RawValue::get);
     assert_eq!(metadata, Some(r#"{"note":"hi"}"#));
 

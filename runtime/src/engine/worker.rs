@@ -188,12 +188,12 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
         run.status = RunStatus::Executing;
         run.started_at.get_or_insert(now);
         // The registry's key: a `&'static str`, for the attempt's span.
-        let executor = shared.executors.get_key_value(run.task_identifier.as_str());
+        let executor = shared.executors.get_key_value(&*run.task_identifier);
         let (task, executor) = executor.map(|(task, e)| (*task, Arc::clone(e))).unzip();
         let context = Attempt {
             run_id: id.clone(),
             attempt,
-            tags: run.tags.clone(),
+            tags: Arc::clone(&run.tags),
             cancel: cancel.clone(),
             run: Arc::new(EngineRun {
                 shared: Arc::downgrade(shared),

@@ -221,7 +221,7 @@ fn check_task<T: Task>(run: &AnyRun) -> Result<(), FeedError> {
     } else {
         Err(FeedError::UnexpectedTask {
             run: run.id.clone(),
-            task_identifier: run.task_identifier.clone(),
+            task_identifier: run.task_identifier.to_string(),
             expected: T::ID,
         })
     }

@@ -19,7 +19,7 @@ pub(super) struct Change {
     pub(super) batch: Option<BatchId>,
     /// The run's tags before this change, if it changed them: a tag subscription resumed from
     /// before the change sees the run leave its scope, as a live one does.
-    previous_tags: Option<Box<[String]>>,
+    previous_tags: Option<Arc<[String]>>,
     /// What keeping it costs, as counted against the log's bytes.
     bytes: usize,
 }
@@ -36,8 +36,8 @@ impl Change {
     ) -> Self {
         let previous_tags = previous
             .filter(|previous| previous.tags != run.tags)
-            .map(|previous| previous.tags.clone().into_boxed_slice());
-        let bytes = cost(&run, previous) + previous_tags.as_deref().map_or(0, strings);
+            .map(|previous| Arc::clone(&previous.tags));
+        let bytes = cost(&run, previous);
         Self {
             position,
             run,
@@ -70,7 +70,9 @@ fn cost(run: &AnyRun, previous: Option<&AnyRun>) -> usize {
     size_of::<AnyRun>()
         + size_of::<Change>()
         + run.task_identifier.len()
-        + strings(&run.tags)
+        + previous
+            .filter(|p| Arc::ptr_eq(&p.tags, &run.tags))
+            .map_or(strings(&run.tags), |_| 0)
         + optional(&run.idempotency_key)
         + optional(&run.ttl)
         + run.error.as_ref().map_or(0, |e| {

@@ -192,7 +192,7 @@ impl RunHub {
         };
         let was = previous
             .as_ref()
-            .map(|(old_run, old_batch)| (old_run.tags.as_slice(), old_batch.as_ref()));
+            .map(|(old_run, old_batch)| (&old_run.tags[..], old_batch.as_ref()));
         inner.index.reindex(&id, was, (&run.tags, batch.as_ref()));
         // Subscriptions that watched the run by a tag it just lost see it once more, without it.
         let old_tags = previous.iter().flat_map(|(old_run, _)| old_run.tags.iter());
@@ -284,7 +284,7 @@ impl RunHub {
             let runs = &inner.runs;
             inner.created.retain(|(_, id)| runs.contains_key(id));
         }
-        let was = (old.run.tags.as_slice(), old.batch.as_ref());
+        let was = (&old.run.tags[..], old.batch.as_ref());
         inner.index.reindex(id, Some(was), (&[], None));
         if let Some(streams) = &old.streams {
             for watcher in inner.subscriptions.values().filter(|w| w.streams) {

@@ -76,7 +76,7 @@ fn key(u: &Update<AnyRun>) -> (Cursor, RunId, RunStatus, Vec<String>, bool) {
         u.cursor,
         u.run.id.clone(),
         u.run.status,
-        u.run.tags.clone(),
+        u.run.tags.to_vec(),
         u.coalesced,
     )
 }
@@ -302,7 +302,7 @@ fn tag_scopes_need_every_tag_and_see_a_tag_removed() {
     hub.publish(run("run_1", "EXECUTING", &["b"]), None);
     let last = ready(&mut both);
     assert_eq!(last.len(), 1, "the change that removed a tag is shown");
-    assert_eq!(last[0].run.tags, ["b"]);
+    assert_eq!(*last[0].run.tags, ["b"]);
     hub.publish(run("run_1", "COMPLETED", &["b"]), None);
     assert!(ready(&mut both).is_empty(), "then the run is out of scope");
 }

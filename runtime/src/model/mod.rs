@@ -15,6 +15,8 @@ pub use self::cursor::{Cursor, ParseCursorError, Update};
 pub use self::error::StoreError;
 pub use self::ids::{BatchId, RunId};
 pub use self::metadata::{MAX_METADATA_BYTES, MAX_METADATA_DEPTH, MetadataError, MetadataOp};
-pub use self::run::{AnyRun, JsonObject, Run, RunInfo, RunKind, SerializedError, Untyped};
+pub use self::run::{
+    AnyRun, JsonObject, Run, RunInfo, RunKind, SerializedError, TaskIdentifier, Untyped,
+};
 pub use self::status::{RunStatus, UnknownStatus};
 pub use self::timestamp::{ParseTimestampError, Timestamp};

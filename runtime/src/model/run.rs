@@ -1,5 +1,6 @@
 //! Run snapshots: the typed [`Run<T>`], the untyped [`AnyRun`], and the values they hold.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -13,6 +14,10 @@ use super::timestamp::Timestamp;
 
 /// A run's metadata: a JSON object.
 pub type JsonObject = serde_json::Map<String, serde_json::Value>;
+
+/// A run's task identifier: borrowed from the task's declaration (`Task::ID`) where runcast
+/// knows the task, owned when it was read from elsewhere.
+pub type TaskIdentifier = Cow<'static, str>;
 
 /// Why a run failed, as the public run object reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -48,8 +53,10 @@ pub trait RunKind: Sized {
 
     /// Reads `taskIdentifier`, rejecting a run of another task when the kind is a task.
     #[doc(hidden)]
-    fn deserialize_task_identifier<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-        String::deserialize(d)
+    fn deserialize_task_identifier<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<TaskIdentifier, D::Error> {
+        String::deserialize(d).map(Cow::Owned)
     }
 }
 
@@ -87,9 +94,10 @@ impl RunKind for Untyped {
 pub struct Run<K: RunKind> {
     /// The run's public id.
     pub id: RunId,
-    /// The identifier of the run's task: `T::ID` for a typed run.
+    /// The identifier of the run's task: `T::ID` for a typed run. Borrowed from the task's
+    /// declaration wherever runcast knows the task, so that copying a snapshot does not copy it.
     #[serde(deserialize_with = "K::deserialize_task_identifier")]
-    pub task_identifier: String,
+    pub task_identifier: TaskIdentifier,
     /// What the run was triggered with.
     #[serde(skip_serializing_if = "K::payload_is_absent")]
     pub payload: K::Payload,
@@ -114,9 +122,9 @@ pub struct Run<K: RunKind> {
     /// Invocation cost in cents.
     #[serde(default, serialize_with = "serialize_js_number")]
     pub base_cost_in_cents: f64,
-    /// The run's tags.
+    /// The run's tags, shared by the run's snapshots: copying one does not copy them.
     #[serde(default)]
-    pub tags: Vec<String>,
+    pub tags: Arc<[String]>,
     /// The idempotency key the run was triggered with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,

@@ -227,7 +227,7 @@ impl<K: RawKind> RunSource for Run<K> {
     fn unexpected(self, expected: &'static [&'static str]) -> DecodeError {
         DecodeError::UnexpectedTask {
             run_id: self.id,
-            task_identifier: self.task_identifier,
+            task_identifier: self.task_identifier.into_owned(),
             expected,
         }
     }

@@ -6,6 +6,8 @@ use serde::de::{Deserialize, DeserializeOwned, Deserializer, Error as _};
 
 use super::chunk::TaskChunk;
 use crate::model::RunKind;
+use crate::model::run::TaskIdentifier;
+use std::borrow::Cow;
 
 /// A kind of background task: its identifier and the types of its payload and output.
 ///
@@ -65,10 +67,12 @@ impl<T: Task> RunKind for T {
     type Output = T::Output;
     type Metadata = T::Metadata;
 
-    fn deserialize_task_identifier<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-        let id = String::deserialize(d)?;
+    fn deserialize_task_identifier<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<TaskIdentifier, D::Error> {
+        let id = <Cow<'de, str>>::deserialize(d)?;
         if id == T::ID {
-            Ok(id)
+            Ok(Cow::Borrowed(T::ID))
         } else {
             Err(D::Error::custom(format_args!(
                 "this is a run of task `{id}`, not of task `{}`",
