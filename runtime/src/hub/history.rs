@@ -35,7 +35,7 @@ impl Change {
         previous: Option<&AnyRun>,
     ) -> Self {
         let previous_tags = previous
-            .filter(|previous| previous.tags != run.tags)
+            .filter(|previous| !Arc::ptr_eq(&previous.tags, &run.tags) && previous.tags != run.tags)
             .map(|previous| Arc::clone(&previous.tags));
         let bytes = cost(&run, previous);
         Self {

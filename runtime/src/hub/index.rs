@@ -66,11 +66,14 @@ impl RunIndex {
     ) {
         let (old_tags, old_batch) = old.unwrap_or((&[], None));
         let (new_tags, new_batch) = new;
-        for tag in old_tags.iter().filter(|tag| !new_tags.contains(tag)) {
-            set_member(&mut self.by_tag, tag, id, false);
-        }
-        for tag in new_tags.iter().filter(|tag| !old_tags.contains(tag)) {
-            set_member(&mut self.by_tag, tag, id, true);
+        // Most changes keep the very same tags (shared by the run's snapshots).
+        if !std::ptr::eq(old_tags, new_tags) {
+            for tag in old_tags.iter().filter(|tag| !new_tags.contains(tag)) {
+                set_member(&mut self.by_tag, tag, id, false);
+            }
+            for tag in new_tags.iter().filter(|tag| !old_tags.contains(tag)) {
+                set_member(&mut self.by_tag, tag, id, true);
+            }
         }
         if old_batch != new_batch {
             if let Some(batch) = old_batch {

@@ -195,7 +195,10 @@ impl RunHub {
             .map(|(old_run, old_batch)| (&old_run.tags[..], old_batch.as_ref()));
         inner.index.reindex(&id, was, (&run.tags, batch.as_ref()));
         // Subscriptions that watched the run by a tag it just lost see it once more, without it.
-        let old_tags = previous.iter().flat_map(|(old_run, _)| old_run.tags.iter());
+        let changed_tags = previous
+            .iter()
+            .filter(|(old, _)| !Arc::ptr_eq(&old.tags, &run.tags));
+        let old_tags = changed_tags.flat_map(|(old_run, _)| old_run.tags.iter());
         let lost = old_tags.filter(|tag| !run.tags.contains(tag));
         let tags = distinct(&run.tags).chain(lost);
         let mut wake = Vec::new();
