@@ -5,8 +5,8 @@ use quote::ToTokens;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{
-    Attribute, Generics, Ident, ItemFn, ItemStruct, Token, Type, TypePath, Visibility, braced,
-    parenthesized,
+    Attribute, Generics, Ident, ItemEnum, ItemFn, ItemStruct, Token, Type, TypePath, Visibility,
+    braced, parenthesized,
 };
 
 /// The item under `#[task]`.
@@ -15,6 +15,8 @@ pub(crate) enum TaskItem {
     Fn(ItemFn),
     /// `struct Name;`
     Struct(ItemStruct),
+    /// `enum Name { .. }`: rejected, but still declared a task so that its uses add no errors.
+    Enum(ItemEnum),
 }
 
 impl Parse for TaskItem {
@@ -42,6 +44,11 @@ impl Parse for TaskItem {
             item.attrs = attrs;
             item.vis = vis;
             Ok(TaskItem::Struct(item))
+        } else if lookahead.peek(Token![enum]) {
+            let mut item: ItemEnum = input.parse()?;
+            item.attrs = attrs;
+            item.vis = vis;
+            Ok(TaskItem::Enum(item))
         } else {
             Err(input.error("`#[task]` applies to an `async fn` (a task run here) or a unit struct (a task run elsewhere)"))
         }
