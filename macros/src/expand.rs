@@ -210,10 +210,11 @@ impl<'a> Check<'a> {
     fn constant(&self) -> TokenStream {
         let p = private();
         let value = match &self.terms {
+            Ok(terms) if terms.is_empty() => quote!(0),
             Ok(terms) => quote! {
                 #[allow(unused_imports)]
                 use #p::IsNot as _;
-                0 #(+ #terms)*
+                #(#terms)+*
             },
             Err(errors) => {
                 let errors = errors.to_compile_error();
