@@ -1,11 +1,12 @@
 //! The arguments of `#[task(...)]`.
 
 use proc_macro2::TokenStream;
+use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
-use syn::parse::Parser;
+use syn::parse::{Parse, ParseStream, Parser};
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token, Type};
 
-use crate::valid::Errors;
+use crate::valid::{Errors, type_name};
 
 /// The keys `#[task]` accepts, in the order the messages list them.
 const KEYS: &str = "`id`, `payload`, `output`, `metadata`, `streams`";
@@ -26,6 +27,8 @@ pub(crate) struct TaskArgs {
     /// Whether every argument was read: after a syntax error the rest is unknown, and no key
     /// is reported missing.
     pub(crate) complete: bool,
+    /// Whether a `key: value` was reported: once is enough for that one mistake.
+    colon_reported: bool,
 }
 
 impl TaskArgs {
@@ -34,6 +37,19 @@ impl TaskArgs {
     /// stops the reading there.
     pub(crate) fn parse(args: TokenStream, errors: &mut Errors) -> Self {
         let mut parsed = TaskArgs::default();
+        let (positional, args) = positional_id(args);
+        if let Some(id) = positional {
+            // `#[task("resize-image")]`: the identifier without its key, still read as one.
+            errors.at(
+                id.span(),
+                format_args!(
+                    "give the task's identifier with its key: `id = {}`",
+                    id.token()
+                ),
+            );
+            parsed.id_key = Some(Ident::new("id", id.span()));
+            parsed.id = Some(id);
+        }
         let result = syn::meta::parser(|meta| parsed.parse_one(meta, errors)).parse2(args);
         match result {
             Ok(()) => parsed.complete = true,
@@ -57,7 +73,7 @@ impl TaskArgs {
             );
         };
         if key == "id" {
-            let value: Expr = meta.value()?.parse()?;
+            let value: Expr = self.value(&meta, &key, errors)?;
             if self.id_key.is_some() {
                 duplicate(errors);
                 return Ok(());
@@ -73,7 +89,7 @@ impl TaskArgs {
                 ),
             }
         } else if key == "payload" || key == "output" || key == "metadata" {
-            let ty: Type = meta.value()?.parse()?;
+            let ty: Type = self.value(&meta, &key, errors)?;
             let slot = if key == "payload" {
                 &mut self.payload
             } else if key == "output" {
@@ -109,6 +125,7 @@ impl TaskArgs {
                 return skip_value(&meta);
             }
             let mut streams: Vec<(Ident, Option<Type>)> = Vec::new();
+            let mut colon_reported = self.colon_reported;
             meta.parse_nested_meta(|stream| {
                 let Some(name) = stream.path.get_ident().cloned() else {
                     errors.spanned(
@@ -117,8 +134,8 @@ impl TaskArgs {
                     );
                     return skip_value(&stream);
                 };
-                let ty = if stream.input.peek(Token![=]) {
-                    Some(stream.value()?.parse()?)
+                let ty = if stream.input.peek(Token![=]) || stream.input.peek(Token![:]) {
+                    Some(value(&stream, &name, &mut colon_reported, errors)?)
                 } else {
                     // Still declared, so that its uses add no errors.
                     errors.at(
@@ -138,6 +155,7 @@ impl TaskArgs {
                 }
                 Ok(())
             })?;
+            self.colon_reported = colon_reported;
             self.streams = Some(streams);
         } else {
             errors.at(
@@ -148,6 +166,52 @@ impl TaskArgs {
         }
         Ok(())
     }
+
+    /// The value of `key = value` (or of `key: value`, reported).
+    fn value<T: Parse + ToTokens>(
+        &mut self,
+        meta: &ParseNestedMeta<'_>,
+        key: &Ident,
+        errors: &mut Errors,
+    ) -> syn::Result<T> {
+        value(meta, key, &mut self.colon_reported, errors)
+    }
+}
+
+/// The value of `key = value`; also of `key: value`, a struct field's syntax, which is
+/// reported (the first time) but still read.
+fn value<T: Parse + ToTokens>(
+    meta: &ParseNestedMeta<'_>,
+    key: &Ident,
+    colon_reported: &mut bool,
+    errors: &mut Errors,
+) -> syn::Result<T> {
+    let Some(colon) = meta.input.parse::<Option<Token![:]>>()? else {
+        return meta.value()?.parse();
+    };
+    let value: T = meta.input.parse()?;
+    if !std::mem::replace(colon_reported, true) {
+        errors.at(
+            colon.span,
+            format_args!(
+                "write `{key} = {}`: `#[task]` arguments are given with `=`, not `:`",
+                type_name(&value)
+            ),
+        );
+    }
+    Ok(value)
+}
+
+/// A leading string literal, as in `#[task("resize-image")]`, and the arguments after it.
+fn positional_id(args: TokenStream) -> (Option<LitStr>, TokenStream) {
+    let split = |input: ParseStream<'_>| {
+        let id = input.parse::<Option<LitStr>>()?;
+        if id.is_some() && !input.is_empty() {
+            input.parse::<Token![,]>()?;
+        }
+        Ok((id, input.parse::<TokenStream>()?))
+    };
+    split.parse2(args.clone()).unwrap_or((None, args))
 }
 
 /// Reads past the value of an argument that is reported already: `= value`, `(...)` or
