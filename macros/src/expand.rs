@@ -54,31 +54,37 @@ pub(crate) fn task(args: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
-/// Writes the task into a context parameter written `TaskContext` (with no task), by value or
+/// Writes the task into each parameter written `TaskContext` (with no task), by value or
 /// behind a reference: the context of `resize_image` is `TaskContext<ResizeImage>`, which
-/// reaches only that task's metadata and streams.
+/// reaches only that task's metadata and streams. A context in the wrong place or form is
+/// reported, not also left without its task.
 fn name_task_context(f: &mut ItemFn) {
     let task = valid::struct_name(&f.sig.ident);
-    let Some(syn::FnArg::Typed(param)) = f.sig.inputs.iter_mut().nth(1) else {
-        return;
-    };
-    let mut ty = &mut *param.ty;
-    while let syn::Type::Reference(reference) = ty {
-        ty = &mut *reference.elem;
-    }
-    let syn::Type::Path(path) = ty else {
-        return;
-    };
-    let Some(last) = path.path.segments.last_mut() else {
-        return;
-    };
-    if path.qself.is_none() && last.ident == "TaskContext" && last.arguments.is_none() {
-        // Spanned at `TaskContext`, so that an error about the parameter's type is reported
-        // there.
-        let span = last.ident.span();
-        let task = Ident::new(&task.to_string(), span);
-        last.arguments =
-            syn::PathArguments::AngleBracketed(syn::parse_quote_spanned!(span=> <#task>));
+    for param in &mut f.sig.inputs {
+        let syn::FnArg::Typed(param) = param else {
+            continue;
+        };
+        if !valid::is_task_context(&param.ty) {
+            continue;
+        }
+        let mut ty = &mut *param.ty;
+        while let syn::Type::Reference(reference) = ty {
+            ty = &mut *reference.elem;
+        }
+        let syn::Type::Path(path) = ty else {
+            continue;
+        };
+        let Some(last) = path.path.segments.last_mut() else {
+            continue;
+        };
+        if last.arguments.is_none() {
+            // Spanned at `TaskContext`, so that an error about the parameter's type is
+            // reported there.
+            let span = last.ident.span();
+            let task = Ident::new(&task.to_string(), span);
+            last.arguments =
+                syn::PathArguments::AngleBracketed(syn::parse_quote_spanned!(span=> <#task>));
+        }
     }
 }
 
@@ -255,6 +261,7 @@ fn fn_task(mut item: ItemFn, spec: &FnSpec, errors: Option<syn::Error>) -> Token
         ret,
         context,
         extras,
+        struct_exists,
     } = spec;
     let failed = errors.is_some();
     if failed && item.sig.asyncness.is_none() && item.sig.constness.is_none() {
@@ -346,12 +353,18 @@ fn fn_task(mut item: ItemFn, spec: &FnSpec, errors: Option<syn::Error>) -> Token
         extras,
         check,
     );
+    // A type of that name exists already (reported): the impls go on it.
+    let declaration = (!struct_exists).then(|| {
+        quote! {
+            #[doc = #doc]
+            #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug, ::core::default::Default, ::core::cmp::PartialEq, ::core::cmp::Eq, ::core::hash::Hash)]
+            #vis struct #struct_ident;
+        }
+    });
     quote! {
         #item
 
-        #[doc = #doc]
-        #[derive(::core::clone::Clone, ::core::marker::Copy, ::core::fmt::Debug, ::core::default::Default, ::core::cmp::PartialEq, ::core::cmp::Eq, ::core::hash::Hash)]
-        #vis struct #struct_ident;
+        #declaration
 
         #task
 

@@ -58,6 +58,9 @@ pub(crate) struct FnSpec {
     /// wrong, which the trait check in the expansion reports.
     pub(crate) context: Option<Type>,
     pub(crate) extras: Extras,
+    /// Whether `struct_ident` names the payload or output type already (reported): the task's
+    /// impls then go on that type, and no struct is declared.
+    pub(crate) struct_exists: bool,
 }
 
 /// A `#[task]` struct, as far as its rules hold.
@@ -173,15 +176,54 @@ pub(crate) fn task_fn(args: TaskArgs, f: &ItemFn, errors: &mut Errors) -> FnSpec
         );
     }
     let (payload, ret, context) = fn_types(f, errors);
+    let struct_ident = struct_name(ident);
+    // `send_email(email: SendEmail)` would declare `SendEmail` a second time.
+    let clash = [
+        (payload.as_ref(), "payload"),
+        (ret.as_ref().and_then(ok_type), "output"),
+    ]
+    .into_iter()
+    .find_map(|(ty, what)| {
+        ty.filter(|ty| is_named(ty, &struct_ident))
+            .map(|ty| (ty, what))
+    });
+    let struct_exists = clash.is_some();
+    if let Some((ty, what)) = clash {
+        errors.spanned(
+            ty,
+            format_args!(
+                "`#[task]` on `{ident}` declares the struct `{struct_ident}` for the task, and its {what} type has that name already: rename the {what} type, as in `{struct_ident}{}`",
+                if what == "payload" { "Request" } else { "Result" }
+            ),
+        );
+    }
     let extras = extras(args.metadata, args.streams, errors);
     FnSpec {
         id,
-        struct_ident: struct_name(ident),
+        struct_ident,
         payload,
         ret,
         context,
         extras,
+        struct_exists,
     }
+}
+
+/// Whether `ty` is the plain path `ident`.
+fn is_named(ty: &Type, ident: &Ident) -> bool {
+    matches!(ty, Type::Path(path) if path.qself.is_none() && path.path.is_ident(ident))
+}
+
+/// Whether a parameter's type is `TaskContext` (behind references, with or without its task):
+/// what `#[task]` writes the task into. By name, as the user writes it: an alias is checked by
+/// its trait bound instead.
+pub(crate) fn is_task_context(ty: &Type) -> bool {
+    let mut ty = ty;
+    while let Type::Reference(reference) = ty {
+        ty = &reference.elem;
+    }
+    matches!(ty, Type::Path(path) if path.qself.is_none()
+        && path.path.segments.last().is_some_and(|last| last.ident == "TaskContext"))
 }
 
 pub(crate) fn task_struct(args: TaskArgs, s: &ItemStruct, errors: &mut Errors) -> StructSpec {
@@ -347,6 +389,22 @@ fn fn_types(f: &ItemFn, errors: &mut Errors) -> (Option<Type>, Option<Type>, Opt
         }
         Some(FnArg::Receiver(receiver)) => {
             errors.spanned(receiver, RECEIVER);
+            None
+        }
+        Some(FnArg::Typed(arg)) if is_task_context(&arg.ty) => {
+            let pat = arg.pat.to_token_stream();
+            let message = match sig.inputs.iter().nth(1) {
+                Some(payload) => format!(
+                    "a task function takes its payload first and its context second: `async fn {ident}({}, {}: TaskContext)`",
+                    type_name(payload),
+                    type_name(&pat)
+                ),
+                None => format!(
+                    "a task function takes its payload first, then its context: `async fn {ident}(payload: Payload, {}: TaskContext)`",
+                    type_name(&pat)
+                ),
+            };
+            errors.spanned(arg, message);
             None
         }
         Some(FnArg::Typed(arg)) => named_type(&arg.ty, "payload", errors)
@@ -632,16 +690,23 @@ fn english_list(items: &[String]) -> String {
 
 /// A type as the user wrote it, for messages: `billing::Charge`, `&str`.
 pub(crate) fn type_name(ty: &impl ToTokens) -> String {
-    let text = ty.to_token_stream().to_string();
-    // `& str`, `Vec < u8 >`, `& 'static str` → `&str`, `Vec<u8>`, `&'static str`.
+    // `& str`, `Vec < u8 >`, `& 'static str`, `std :: io`, `n : u32` → `&str`, `Vec<u8>`,
+    // `&'static str`, `std::io`, `n: u32`.
+    let text = ty.to_token_stream().to_string().replace(" :: ", "::");
+    let text = if let Some(rest) = text.strip_prefix(":: ") {
+        format!("::{rest}")
+    } else {
+        text
+    };
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         if c == ' ' {
             let prev = out.chars().last();
             let next = chars.peek().copied();
-            let joins = matches!(prev, Some('&' | '<' | '(' | '[' | ':' | '\''))
-                || matches!(next, Some('<' | '>' | ',' | ')' | ']' | ':' | ';'))
+            let joins = matches!(prev, Some('&' | '<' | '(' | '[' | '\''))
+                || matches!(next, Some('<' | '>' | ',' | ')' | ']' | ';'))
+                || (next == Some(':') && !out.ends_with(':'))
                 || (prev.is_some_and(|p| p.is_alphanumeric() || p == '_') && next == Some('('));
             if !joins {
                 out.push(' ');
