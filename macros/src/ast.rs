@@ -59,6 +59,8 @@ impl Parse for TaskItem {
 pub(crate) struct UnionInput {
     pub(crate) attrs: Vec<Attribute>,
     pub(crate) vis: Visibility,
+    /// `struct` written where `enum` goes, which `valid` reports.
+    pub(crate) struct_token: Option<Token![struct]>,
     pub(crate) ident: Ident,
     pub(crate) generics: Generics,
     pub(crate) members: Vec<Member>,
@@ -96,7 +98,15 @@ impl Parse for UnionInput {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let attrs = input.call(Attribute::parse_outer)?;
         let vis = input.parse()?;
-        input.parse::<Token![enum]>()?;
+        let struct_token: Option<Token![struct]> = input.parse()?;
+        if struct_token.is_none() && !input.peek(Token![enum]) {
+            return Err(input.error(
+                "realtime_union! declares an enum over tasks, named and listed as in `realtime_union! { pub enum Feed { ResizeImage, SendEmail } }`",
+            ));
+        }
+        if struct_token.is_none() {
+            input.parse::<Token![enum]>()?;
+        }
         let ident = input.parse()?;
         let generics = input.parse()?;
         let body;
@@ -115,6 +125,7 @@ impl Parse for UnionInput {
         Ok(UnionInput {
             attrs,
             vis,
+            struct_token,
             ident,
             generics,
             members,

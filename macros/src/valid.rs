@@ -731,6 +731,15 @@ pub(crate) struct UnionPlan {
 /// Checks a union, reporting every bad entry.
 pub(crate) fn union(input: &UnionInput) -> (UnionPlan, Option<syn::Error>) {
     let mut errors = Errors::default();
+    if let Some(token) = &input.struct_token {
+        errors.spanned(
+            token,
+            format_args!(
+                "realtime_union! declares an enum, one variant per task: write `enum {}`",
+                input.ident
+            ),
+        );
+    }
     if !input.generics.params.is_empty() || input.generics.where_clause.is_some() {
         errors.spanned(
             &input.generics,
