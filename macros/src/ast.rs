@@ -5,8 +5,8 @@ use quote::ToTokens;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{
-    Attribute, Generics, Ident, ItemFn, ItemStruct, Token, Type, TypePath, Visibility, braced,
-    parenthesized,
+    Attribute, Generics, Ident, ItemEnum, ItemFn, ItemStruct, Token, Type, TypePath, Visibility,
+    braced, parenthesized,
 };
 
 /// The item under `#[task]`.
@@ -15,6 +15,8 @@ pub(crate) enum TaskItem {
     Fn(ItemFn),
     /// `struct Name;`
     Struct(ItemStruct),
+    /// `enum Name { .. }`: rejected, but still declared a task so that its uses add no errors.
+    Enum(ItemEnum),
 }
 
 impl Parse for TaskItem {
@@ -42,6 +44,11 @@ impl Parse for TaskItem {
             item.attrs = attrs;
             item.vis = vis;
             Ok(TaskItem::Struct(item))
+        } else if lookahead.peek(Token![enum]) {
+            let mut item: ItemEnum = input.parse()?;
+            item.attrs = attrs;
+            item.vis = vis;
+            Ok(TaskItem::Enum(item))
         } else {
             Err(input.error("`#[task]` applies to an `async fn` (a task run here) or a unit struct (a task run elsewhere)"))
         }
@@ -52,6 +59,8 @@ impl Parse for TaskItem {
 pub(crate) struct UnionInput {
     pub(crate) attrs: Vec<Attribute>,
     pub(crate) vis: Visibility,
+    /// `struct` written where `enum` goes, which `valid` reports.
+    pub(crate) struct_token: Option<Token![struct]>,
     pub(crate) ident: Ident,
     pub(crate) generics: Generics,
     pub(crate) members: Vec<Member>,
@@ -89,7 +98,15 @@ impl Parse for UnionInput {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let attrs = input.call(Attribute::parse_outer)?;
         let vis = input.parse()?;
-        input.parse::<Token![enum]>()?;
+        let struct_token: Option<Token![struct]> = input.parse()?;
+        if struct_token.is_none() && !input.peek(Token![enum]) {
+            return Err(input.error(
+                "realtime_union! declares an enum over tasks, named and listed as in `realtime_union! { pub enum Feed { ResizeImage, SendEmail } }`",
+            ));
+        }
+        if struct_token.is_none() {
+            input.parse::<Token![enum]>()?;
+        }
         let ident = input.parse()?;
         let generics = input.parse()?;
         let body;
@@ -108,6 +125,7 @@ impl Parse for UnionInput {
         Ok(UnionInput {
             attrs,
             vis,
+            struct_token,
             ident,
             generics,
             members,

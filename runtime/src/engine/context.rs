@@ -22,8 +22,8 @@ use crate::typed::{StreamKey, Task};
 /// what [`EngineBuilder::task`](crate::EngineBuilder::task) registers.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no function for this engine to run",
-    label = "a task declared on a struct, run elsewhere",
-    note = "`#[task]` on a struct declares a task that another process runs; an engine runs (and registers) tasks declared with `#[task]` on an `async fn`"
+    label = "not declared with `#[task]` on an `async fn`",
+    note = "an engine runs the tasks declared with `#[task]` on an `async fn`; a task declared on a struct is run by another process: trigger it and subscribe to its runs without registering it, or declare it on an `async fn` to run it here"
 )]
 pub trait TaskFn: Task {
     /// The error the function returns; its `Display` becomes the run's error message.
@@ -508,9 +508,9 @@ impl<T, E: Display + Debug + Send + 'static> TaskReturn for Result<T, E> {
 
 /// The second parameter of a task function of `T`: `TaskContext<T>`.
 #[diagnostic::on_unimplemented(
-    message = "the second parameter of a task function must be its `TaskContext`, not `{Self}`",
-    label = "expected `TaskContext` (of this task)",
-    note = "write `ctx: TaskContext`: the macro makes it the context of this task, which reaches only this task's metadata and streams. The context parameter is optional"
+    message = "the second parameter of a task function is its context, `TaskContext`, taken by value: not `{Self}`",
+    label = "expected `TaskContext`, which the macro makes `TaskContext<{T}>`",
+    note = "write `ctx: TaskContext`: the macro names the task, whose context reaches only its own metadata and streams (the parameter is optional)"
 )]
 pub trait IsTaskContext<T> {
     /// The context the engine gives, as the parameter's type: what `TaskFn::run` passes.

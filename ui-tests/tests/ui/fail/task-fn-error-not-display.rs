@@ -1,6 +1,7 @@
 //! The error type of a task function implements `Display`: it becomes the run's error message.
 
-use runcast::task;
+use runcast::prelude::*;
+use runcast::Engine;
 
 #[derive(Debug)]
 pub struct ResizeError;
@@ -10,4 +11,14 @@ async fn resize_image(width: u32) -> Result<u32, ResizeError> {
     Ok(width)
 }
 
-fn main() {}
+async fn app() -> Result<(), Box<dyn std::error::Error>> {
+    let engine = Engine::builder().task::<ResizeImage>().build()?;
+    let run = engine.trigger::<ResizeImage>(64).await?;
+    let done = engine.wait(&run).await?;
+    println!("{} {:?}", ResizeImage::ID, done.output.map(|width| width * 2));
+    Ok(())
+}
+
+fn main() {
+    let _ = app;
+}

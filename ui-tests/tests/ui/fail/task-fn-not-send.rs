@@ -2,7 +2,8 @@
 
 use std::rc::Rc;
 
-use runcast::task;
+use runcast::prelude::*;
+use runcast::Engine;
 
 async fn tick() {}
 
@@ -13,4 +14,14 @@ async fn count(n: u32) -> Result<u32, String> {
     Ok(*shared)
 }
 
-fn main() {}
+async fn app() -> Result<(), Box<dyn std::error::Error>> {
+    let engine = Engine::builder().task::<Count>().build()?;
+    let run = engine.trigger::<Count>(3).await?;
+    let done = engine.wait(&run).await?;
+    println!("{} {:?}", Count::ID, done.output.map(|n| n + 1));
+    Ok(())
+}
+
+fn main() {
+    let _ = app;
+}

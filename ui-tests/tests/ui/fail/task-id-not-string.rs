@@ -1,12 +1,33 @@
 //! A task `id` is a string literal, so that `#[task]` can check it at compile time.
 
-use runcast::task;
+use futures::StreamExt;
+use runcast::prelude::*;
+use runcast::Engine;
 
 const RESIZE: &str = "resize-image";
 
 #[task(id = RESIZE, payload = u32, output = u32)]
 pub struct ResizeImage;
 
+realtime_union! {
+    pub enum Feed {
+        ResizeImage,
+    }
+}
+
+async fn app(engine: &Engine) -> Result<(), Box<dyn std::error::Error>> {
+    let run = engine.trigger::<ResizeImage>(64).await?;
+    let done = engine.wait(&run).await?;
+    println!("{} {:?}", ResizeImage::ID, done.output.map(|width| width * 2));
+    let mut feed = engine.subscribe_to_runs_with_tag::<Feed>(["feed"]).await?;
+    while let Some(update) = feed.next().await {
+        match update?.run {
+            Feed::ResizeImage(run) => println!("{:?}", run.payload),
+        }
+    }
+    Ok(())
+}
+
 fn main() {
-    let _ = RESIZE;
+    let _ = (app, RESIZE);
 }

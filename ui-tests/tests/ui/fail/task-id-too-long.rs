@@ -1,6 +1,8 @@
 //! A task `id` is at most 128 characters long; this one has 129.
 
-use runcast::task;
+use futures::StreamExt;
+use runcast::prelude::*;
+use runcast::Engine;
 
 #[task(
     id = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
@@ -9,4 +11,25 @@ use runcast::task;
 )]
 pub struct ResizeImage;
 
-fn main() {}
+realtime_union! {
+    pub enum Feed {
+        ResizeImage,
+    }
+}
+
+async fn app(engine: &Engine) -> Result<(), Box<dyn std::error::Error>> {
+    let run = engine.trigger::<ResizeImage>(64).await?;
+    let done = engine.wait(&run).await?;
+    println!("{} {:?}", ResizeImage::ID, done.output.map(|width| width * 2));
+    let mut feed = engine.subscribe_to_runs_with_tag::<Feed>(["feed"]).await?;
+    while let Some(update) = feed.next().await {
+        match update?.run {
+            Feed::ResizeImage(run) => println!("{:?}", run.payload),
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let _ = app;
+}

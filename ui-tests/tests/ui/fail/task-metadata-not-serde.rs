@@ -1,12 +1,28 @@
 //! A metadata type must be serde-serializable, like payloads and outputs.
 
-use runcast::task;
+use runcast::prelude::*;
+use runcast::{Engine, MetadataError};
 
+#[derive(Debug, Default)]
 pub struct Progress {
-    pub done: f64,
+    pub done: u32,
 }
 
-#[task(id = "a", payload = u8, output = u8, metadata = Progress)]
-pub struct A;
+#[task(id = "import", metadata = Progress)]
+async fn import(rows: u32, ctx: TaskContext) -> Result<u32, MetadataError> {
+    ctx.set_metadata(&Progress { done: 0 }).await?;
+    ctx.update_metadata_with(|progress| progress.done += 1).await?;
+    Ok(rows)
+}
 
-fn main() {}
+async fn app() -> Result<(), Box<dyn std::error::Error>> {
+    let engine = Engine::builder().task::<Import>().build()?;
+    let run = engine.trigger::<Import>(3).await?;
+    let done = engine.wait(&run).await?;
+    println!("{:?}", done.metadata.map(|progress| progress.done));
+    Ok(())
+}
+
+fn main() {
+    let _ = app;
+}

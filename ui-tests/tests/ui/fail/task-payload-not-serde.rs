@@ -1,8 +1,9 @@
 //! A task payload crosses the wire: it implements `Serialize` and `Deserialize`.
 
-use runcast::{TaskContext, task};
+use runcast::prelude::*;
+use runcast::Engine;
 
-#[derive(schemars::JsonSchema)]
+#[derive(Debug, schemars::JsonSchema)]
 pub struct Resize {
     pub width: u32,
 }
@@ -12,4 +13,14 @@ async fn resize_image(payload: Resize, _ctx: TaskContext) -> Result<u32, String>
     Ok(payload.width)
 }
 
-fn main() {}
+async fn app() -> Result<(), Box<dyn std::error::Error>> {
+    let engine = Engine::builder().task::<ResizeImage>().build()?;
+    let run = engine.trigger::<ResizeImage>(Resize { width: 64 }).await?;
+    let done = engine.wait(&run).await?;
+    println!("{} {:?}", ResizeImage::ID, done.output.map(|width| width * 2));
+    Ok(())
+}
+
+fn main() {
+    let _ = app;
+}

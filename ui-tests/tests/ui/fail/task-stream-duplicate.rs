@@ -1,14 +1,30 @@
-//! A stream declared twice, a stream without a chunk type, and `streams()` with none.
+//! A stream is declared once.
 
-use runcast::task;
+use futures::StreamExt;
+use runcast::prelude::*;
+use runcast::{Engine, StreamError};
 
-#[task(id = "a", payload = u8, output = u8, streams(tokens = String, tokens = u8))]
-pub struct A;
+#[task(id = "chat", streams(tokens = String, tokens = u8))]
+async fn chat(prompt: String, ctx: TaskContext) -> Result<(), StreamError> {
+    ctx.stream(Chat::TOKENS).append(&prompt).await?;
+    Ok(())
+}
 
-#[task(id = "b", payload = u8, output = u8, streams(tokens))]
-pub struct B;
+async fn app() -> Result<(), Box<dyn std::error::Error>> {
+    let engine = Engine::builder().task::<Chat>().build()?;
+    let run = engine.trigger::<Chat>("hello".into()).await?;
+    let mut items = engine.subscribe_to_run(&run).await?.with_streams();
+    while let Some(item) = items.next().await {
+        match item? {
+            Realtime::Run(update) => println!("{:?}", update.run.output),
+            Realtime::Chunk(chunk) => match chunk.data {
+                ChatChunk::Tokens(token) => println!("{token}"),
+            },
+        }
+    }
+    Ok(())
+}
 
-#[task(id = "c", payload = u8, output = u8, streams())]
-pub struct C;
-
-fn main() {}
+fn main() {
+    let _ = app;
+}

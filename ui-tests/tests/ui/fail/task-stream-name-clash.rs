@@ -1,12 +1,21 @@
-//! A stream named `id` (its constant would be the task's `ID`), and two streams whose
-//! constants or variants would collide.
+//! Two streams whose constants or variants would collide.
 
-use runcast::task;
+use runcast::prelude::*;
+use runcast::{Engine, StreamError};
 
-#[task(id = "a", payload = u8, output = u8, streams(id = String))]
-pub struct A;
+#[task(id = "chat", streams(log_lines = String, logLines = u8))]
+async fn chat(prompt: String, ctx: TaskContext) -> Result<usize, StreamError> {
+    ctx.stream(Chat::LOG_LINES).append(&prompt).await?;
+    Ok(prompt.len())
+}
 
-#[task(id = "b", payload = u8, output = u8, streams(log_lines = String, logLines = u8))]
-pub struct B;
+async fn app() -> Result<(), Box<dyn std::error::Error>> {
+    let engine = Engine::builder().task::<Chat>().build()?;
+    let run = engine.trigger::<Chat>("hello".into()).await?;
+    println!("{} {:?}", Chat::ID, engine.wait(&run).await?.output);
+    Ok(())
+}
 
-fn main() {}
+fn main() {
+    let _ = app;
+}

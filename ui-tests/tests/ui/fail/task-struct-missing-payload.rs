@@ -1,8 +1,31 @@
 //! `#[task]` on a struct needs `payload = Type`: there is no function to take it from.
 
-use runcast::task;
+use futures::StreamExt;
+use runcast::prelude::*;
+use runcast::Engine;
 
 #[task(id = "send-email", output = bool)]
 pub struct SendEmail;
 
-fn main() {}
+realtime_union! {
+    pub enum Feed {
+        SendEmail,
+    }
+}
+
+async fn app(engine: &Engine) -> Result<(), Box<dyn std::error::Error>> {
+    let run = engine.trigger::<SendEmail>("ann@example.com".to_owned()).await?;
+    let done = engine.wait(&run).await?;
+    println!("{} {:?}", SendEmail::ID, done.output.map(|sent| !sent));
+    let mut feed = engine.subscribe_to_runs_with_tag::<Feed>(["feed"]).await?;
+    while let Some(update) = feed.next().await {
+        match update?.run {
+            Feed::SendEmail(run) => println!("{:?}", run.payload),
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let _ = app;
+}

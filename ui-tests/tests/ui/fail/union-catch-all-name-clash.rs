@@ -1,6 +1,8 @@
 //! The catch-all variant of a `realtime_union!` cannot have the name of a task variant.
 
-use runcast::{realtime_union, task};
+use futures::StreamExt;
+use runcast::prelude::*;
+use runcast::Engine;
 
 #[task(id = "a", payload = u8, output = u8)]
 pub struct A;
@@ -12,4 +14,16 @@ realtime_union! {
     }
 }
 
-fn main() {}
+async fn app(engine: &Engine) -> Result<(), Box<dyn std::error::Error>> {
+    let mut feed = engine.subscribe_to_runs_with_tag::<Feed>(["feed"]).await?;
+    while let Some(update) = feed.next().await {
+        match update?.run {
+            Feed::A(run) => println!("{}", run.payload),
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let _ = app;
+}

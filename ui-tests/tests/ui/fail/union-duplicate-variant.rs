@@ -1,7 +1,9 @@
 //! Two tasks of a `realtime_union!` whose types have the same name need distinct variant
 //! names, given as `Name(path::Task)`.
 
-use runcast::{realtime_union, task};
+use futures::StreamExt;
+use runcast::prelude::*;
+use runcast::Engine;
 
 #[task(id = "send-email", payload = String, output = bool)]
 pub struct SendEmail;
@@ -18,4 +20,16 @@ realtime_union! {
     }
 }
 
-fn main() {}
+async fn app(engine: &Engine) -> Result<(), Box<dyn std::error::Error>> {
+    let mut feed = engine.subscribe_to_runs_with_tag::<Feed>(["feed"]).await?;
+    while let Some(update) = feed.next().await {
+        match update?.run {
+            Feed::SendEmail(run) => println!("{:?}", run.output),
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let _ = app;
+}

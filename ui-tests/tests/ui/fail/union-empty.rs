@@ -1,9 +1,21 @@
 //! A `realtime_union!` lists at least one task.
 
-use runcast::realtime_union;
+use futures::StreamExt;
+use runcast::prelude::*;
+use runcast::Engine;
 
 realtime_union! {
     pub enum Feed {}
 }
 
-fn main() {}
+async fn app(engine: &Engine) -> Result<(), Box<dyn std::error::Error>> {
+    let mut feed = engine.subscribe_to_runs_with_tag::<Feed>(["feed"]).await?;
+    while let Some(update) = feed.next().await {
+        match update?.run {}
+    }
+    Ok(())
+}
+
+fn main() {
+    let _ = app;
+}

@@ -1,6 +1,8 @@
 //! A `realtime_union!` has at most one catch-all `_ => Variant`.
 
-use runcast::{realtime_union, task};
+use futures::StreamExt;
+use runcast::prelude::*;
+use runcast::Engine;
 
 #[task(id = "a", payload = u8, output = u8)]
 pub struct A;
@@ -13,6 +15,17 @@ realtime_union! {
     }
 }
 
+async fn app(engine: &Engine) -> Result<(), Box<dyn std::error::Error>> {
+    let mut feed = engine.subscribe_to_runs_with_tag::<Feed>(["feed"]).await?;
+    while let Some(update) = feed.next().await {
+        match update?.run {
+            Feed::A(run) => println!("{}", run.payload),
+            Feed::Other(run) => println!("{}", run.task_identifier),
+        }
+    }
+    Ok(())
+}
+
 fn main() {
-    let _ = Feed::Other;
+    let _ = app;
 }
