@@ -75,7 +75,7 @@ pub use crate::model::{
 pub use crate::typed::stream;
 pub use crate::typed::{
     Chunk, ChunkError, DecodeError, FromAnyChunk, FromAnyRun, NoStreams, RunField, RunStreamExt,
-    RunUnion, Snapshot, StreamKey, Task, TaskChunk, WithStreams,
+    RunUnion, Snapshot, StreamKey, StreamOf, Task, TaskChunk, WithStreams,
 };
 
 /// Declares a task: a unit struct implementing [`Task`].

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use crate::model::metadata::{self, MetadataError, MetadataOp};
 use crate::model::{Cursor, RunId, StoreError};
 use crate::support::lock;
-use crate::typed::{StreamKey, Task};
+use crate::typed::{StreamOf, Task};
 
 /// A [`Task`] whose code runs in this process: what `#[task]` on an `async fn` implements, and
 /// what [`EngineBuilder::task`](crate::EngineBuilder::task) registers.
@@ -299,7 +299,7 @@ impl<T: Task> TaskContext<T> {
     ///     Ok(())
     /// }
     /// ```
-    pub fn stream<C: Serialize + DeserializeOwned>(&self, key: StreamKey<T, C>) -> StreamWriter<C> {
+    pub fn stream<K: StreamOf<T>>(&self, key: K) -> StreamWriter<K::Chunk> {
         StreamWriter {
             run_id: self.run_id.clone(),
             attempt: self.attempt,

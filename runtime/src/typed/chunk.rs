@@ -109,6 +109,37 @@ impl<T, C> StreamKey<T, C> {
     }
 }
 
+/// A stream of the task `T`: what a context of `T` writes ([`TaskContext::stream`]). Only
+/// `T`'s own [`StreamKey`]s are: a task writes only its own streams.
+///
+/// [`TaskContext::stream`]: crate::TaskContext::stream
+#[diagnostic::on_unimplemented(
+    message = "a task writes only its own streams: `{Self}` is not a stream of `{T}`",
+    label = "a stream of another task",
+    note = "write one of `{T}`'s own streams, declared in its `#[task(streams(...))]`; to feed another task's stream, trigger that task"
+)]
+pub trait StreamOf<T>: sealed::Sealed {
+    /// The stream's chunks.
+    type Chunk: Serialize + DeserializeOwned;
+
+    /// The stream's key.
+    fn key(&self) -> &'static str;
+}
+
+impl<T, C: Serialize + DeserializeOwned> StreamOf<T> for StreamKey<T, C> {
+    type Chunk = C;
+
+    fn key(&self) -> &'static str {
+        self.key
+    }
+}
+
+mod sealed {
+    /// Only stream keys are streams of a task.
+    pub trait Sealed {}
+    impl<T, C> Sealed for super::StreamKey<T, C> {}
+}
+
 impl<T, C> Clone for StreamKey<T, C> {
     fn clone(&self) -> Self {
         *self

@@ -8,7 +8,7 @@ pub mod stream;
 pub(crate) mod task;
 pub(crate) mod union;
 
-pub use self::chunk::{Chunk, ChunkError, FromAnyChunk, NoStreams, StreamKey, TaskChunk};
+pub use self::chunk::{Chunk, ChunkError, FromAnyChunk, NoStreams, StreamKey, StreamOf, TaskChunk};
 pub use self::decode::{DecodeError, FromAnyRun, RunField, Snapshot};
 pub use self::stream::{RunStreamExt, WithStreams};
 pub use self::task::Task;
