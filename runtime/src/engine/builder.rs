@@ -170,8 +170,8 @@ impl EngineBuilder {
     }
 
     /// How much of the history of changes the engine keeps for subscriptions resumed from a
-    /// cursor: at most `changes` changes and about `bytes` bytes of snapshots (default 65,536
-    /// and 64 MiB). A subscription resumed from before the oldest change kept gets the latest
+    /// cursor: at most `changes` changes and about `bytes` bytes of snapshots (default 4,096
+    /// and 16 MiB). A subscription resumed from before the oldest change kept gets the latest
     /// snapshot of each run that changed since, marked coalesced.
     pub fn change_history(mut self, changes: usize, bytes: usize) -> Self {
         self.hub.history_changes = changes;

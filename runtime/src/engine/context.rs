@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
 use crate::model::metadata::{self, MetadataError, MetadataOp};
-use crate::model::{Cursor, RunId, StoreError};
+use crate::model::{Cursor, JsonObject, RunId, StoreError};
 use crate::support::lock;
 use crate::typed::{StreamOf, Task};
 
@@ -138,7 +138,7 @@ impl<T: Task> TaskContext<T> {
             task: T::ID,
             metadata: std::sync::Mutex::new(None),
             chunks: AtomicU64::new(0),
-            check: reads_back::<T::Metadata>,
+            check: metadata_reads_back::<T::Metadata>,
         };
         Self::for_attempt(Attempt {
             run_id,
@@ -322,6 +322,17 @@ fn decode_metadata<M: DeserializeOwned>(task: &str, raw: &RawValue) -> Result<M,
 /// checked with, so that readers never get what runcast wrote in a shape they cannot decode.
 pub(crate) fn reads_back<M: DeserializeOwned>(raw: &RawValue) -> Result<(), serde_json::Error> {
     serde_json::from_str::<M>(raw.get()).map(drop)
+}
+
+/// Whether raw metadata decodes as `M`. Every write gives a JSON object, so for a task that
+/// declares no metadata type (a [`JsonObject`]) there is nothing more to check.
+pub(crate) fn metadata_reads_back<M: DeserializeOwned + 'static>(
+    raw: &RawValue,
+) -> Result<(), serde_json::Error> {
+    if std::any::TypeId::of::<M>() == std::any::TypeId::of::<JsonObject>() {
+        return Ok(());
+    }
+    reads_back::<M>(raw)
 }
 
 /// A change of a run's metadata: its raw metadata (if any) in, the new raw metadata out.

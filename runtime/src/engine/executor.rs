@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 
 use serde_json::value::RawValue;
 
-use super::context::{Attempt, BoxFuture, TaskContext, TaskFn, reads_back};
+use super::context::{Attempt, BoxFuture, TaskContext, TaskFn, metadata_reads_back, reads_back};
 use crate::model::SerializedError;
 
 /// How one attempt ended, when it ended by itself: the output as JSON, or why it failed.
@@ -90,6 +90,6 @@ impl<T: TaskFn> Executor for FnExecutor<T> {
     }
 
     fn check_metadata(&self, raw: &RawValue) -> Result<(), serde_json::Error> {
-        reads_back::<T::Metadata>(raw)
+        metadata_reads_back::<T::Metadata>(raw)
     }
 }

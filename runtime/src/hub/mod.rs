@@ -57,8 +57,8 @@ impl Default for HubConfig {
     fn default() -> Self {
         Self {
             window: 1024,
-            history_changes: 65_536,
-            history_bytes: 64 * 1024 * 1024,
+            history_changes: 4_096,
+            history_bytes: 16 * 1024 * 1024,
             max_subscriptions: None,
         }
     }

@@ -224,19 +224,27 @@ pub(crate) fn read(metadata: Option<&RawValue>) -> Result<Option<JsonObject>, Me
 
 /// How deep an object nests: 1 for `{}` or `{"a": 1}`, 2 for `{"a": []}`, ...
 fn object_depth(object: &JsonObject) -> usize {
-    // Iterative: the values checked here may nest deeper than the stack allows recursion.
+    // Iterative: the values checked here may nest deeper than the stack allows recursion. Only
+    // containers are kept to visit, so a flat object allocates nothing.
+    fn nested<'a>(
+        values: impl Iterator<Item = &'a Value>,
+        depth: usize,
+        into: &mut Vec<(&'a Value, usize)>,
+    ) {
+        into.extend(
+            values
+                .filter(|v| matches!(v, Value::Object(_) | Value::Array(_)))
+                .map(|v| (v, depth)),
+        );
+    }
     let mut deepest = 1;
-    let mut pending: Vec<(&Value, usize)> = object.values().map(|v| (v, 2)).collect();
+    let mut pending = Vec::new();
+    nested(object.values(), 2, &mut pending);
     while let Some((value, depth)) = pending.pop() {
+        deepest = deepest.max(depth);
         match value {
-            Value::Object(object) => {
-                deepest = deepest.max(depth);
-                pending.extend(object.values().map(|v| (v, depth + 1)));
-            }
-            Value::Array(items) => {
-                deepest = deepest.max(depth);
-                pending.extend(items.iter().map(|v| (v, depth + 1)));
-            }
+            Value::Object(object) => nested(object.values(), depth + 1, &mut pending),
+            Value::Array(items) => nested(items.iter(), depth + 1, &mut pending),
             _ => {}
         }
     }
