@@ -2,6 +2,7 @@
 //! union's variant, typed chunks, and the stream adaptors ([`RunStreamExt`]). It imports only
 //! the run model.
 
+pub(crate) mod checks;
 pub(crate) mod chunk;
 pub(crate) mod decode;
 pub mod stream;
