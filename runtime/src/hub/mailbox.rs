@@ -2,6 +2,7 @@
 //! its window, the latest of each run beyond it.
 
 use std::collections::VecDeque;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::task::Waker;
 
@@ -129,13 +130,14 @@ impl Mailbox {
 
 /// Keeps the latest change of the run, marked coalesced if it replaced an unread one.
 fn coalesce(latest: &mut Map<RunId, Pending>, mut pending: Pending) {
-    match latest.get_mut(&pending.run.id) {
-        Some(earlier) => {
+    // One hash of the id, whether the run is there or not.
+    match latest.entry(pending.run.id.clone()) {
+        Entry::Occupied(mut earlier) => {
             pending.coalesced = true;
-            *earlier = pending;
+            earlier.insert(pending);
         }
-        None => {
-            latest.insert(pending.run.id.clone(), pending);
+        Entry::Vacant(slot) => {
+            slot.insert(pending);
         }
     }
 }
