@@ -166,7 +166,7 @@ async fn runcast_latency() -> Figures {
 /// runcast: resident memory grown by `KEPT_RUNS` runs that are never started: triggered with a
 /// delay of an hour (their status is DELAYED), no subscriber. Each delayed run also has a
 /// spawned task sleeping until its delay ends, and the hub keeps its history of changes (the
-/// last 65,536 by default): both are counted, as they are in any engine holding such runs.
+/// last 4,096 by default): both are counted, as they are in any engine holding such runs.
 async fn runcast_queued() -> Figures {
     let engine = Engine::builder().task::<Noop>().build().unwrap();
     let delayed = TriggerOptions::default().delay(Duration::from_secs(3600));
@@ -184,7 +184,7 @@ async fn runcast_queued() -> Figures {
 /// retention (an hour by default). They are triggered 1,000 at a time, each thousand waited for
 /// (by a tag subscription counting `COMPLETED`) before the next, so that what the measurement
 /// keeps is the finished runs rather than the memory of 100,000 queued at once, freed but still
-/// resident. The hub's history of changes (the last 65,536) is counted too.
+/// resident. The hub's history of changes (the last 4,096 by default) is counted too.
 async fn runcast_retained() -> Figures {
     let engine = Engine::builder().task::<Noop>().build().unwrap();
     let mut feed = engine
@@ -524,7 +524,7 @@ fn main() {
         ] {
             let grew = measure("runcast", section)["grew"];
             println!(
-                "memory, runcast: {KEPT_RUNS} {what}: resident memory grew {:.1} MiB = {:.0} bytes per run, the engine's history of changes (65,536 by default) included",
+                "memory, runcast: {KEPT_RUNS} {what}: resident memory grew {:.1} MiB = {:.0} bytes per run, the engine's history of changes (4,096 by default) included",
                 mib(grew),
                 grew / KEPT_RUNS as f64,
             );
