@@ -4,6 +4,7 @@
 //! feeds that end when the engine stops; refusals at once instead of error items.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers fail the test on bad fixtures.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -24,6 +25,22 @@ async fn instant(n: u64) -> Result<u64, String> {
 async fn until_canceled(_: (), ctx: TaskContext) -> Result<bool, String> {
     ctx.canceled().await;
     Ok(true)
+}
+
+/// Set when the one run of `Forever` is dropped: the engine let go of its attempt.
+static FOREVER_DROPPED: AtomicBool = AtomicBool::new(false);
+
+/// Never returns; notes when its attempt is dropped.
+#[task(id = "forever")]
+async fn forever(_: ()) -> Result<(), String> {
+    struct Noted;
+    impl Drop for Noted {
+        fn drop(&mut self) {
+            FOREVER_DROPPED.store(true, Ordering::SeqCst);
+        }
+    }
+    let _noted = Noted;
+    std::future::pending().await
 }
 
 #[task(id = "counting")]
@@ -50,6 +67,7 @@ fn engine() -> Engine {
     Engine::builder()
         .task::<Instant>()
         .task::<UntilCanceled>()
+        .task::<Forever>()
         .task::<Counting>()
         .task::<PanicsOnce>()
         .task::<AlwaysPanics>()
@@ -332,20 +350,34 @@ async fn every_subscription_ends_with_stopped_when_the_engine_shuts_down() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_subscription_ends_when_the_last_engine_handle_is_dropped() {
+async fn dropping_the_last_engine_handle_stops_executing_attempts_and_ends_every_subscription() {
     let engine = engine();
-    let live = engine.trigger::<UntilCanceled>(()).await.unwrap();
-    let by_run = engine.subscribe_to_run(&live).await.unwrap();
+    let live = engine.trigger::<Forever>(()).await.unwrap();
+    let mut by_run = engine.subscribe_to_run(&live).await.unwrap();
     let by_tag = engine
         .subscribe(Scope::Tags(vec!["x".into()]), Cursor::START)
         .await
         .unwrap();
-    engine.cancel(live.id()).await.unwrap();
+    let mut statuses = Vec::new();
+    while statuses.last() != Some(&RunStatus::Executing) {
+        let next = within("the run's start", by_run.next()).await;
+        statuses.push(next.unwrap().unwrap().run.status);
+    }
+    let other = engine.clone();
     drop(engine);
+    // A clone keeps the engine: the attempt still runs.
+    assert!(!FOREVER_DROPPED.load(Ordering::SeqCst));
+    drop(other);
     let items: Vec<_> = within("the tag feed", by_tag.collect()).await;
     assert!(matches!(items[..], [Err(FeedError::Stopped)]), "{items:?}");
-    let items: Vec<_> = within("the run feed", by_run.collect()).await;
-    assert!(items.iter().all(Result::is_ok));
+    let rest: Vec<_> = within("the run feed", by_run.collect()).await;
+    assert!(matches!(rest[..], [Err(FeedError::Stopped)]), "{rest:?}");
+    within("the attempt's end", async {
+        while !FOREVER_DROPPED.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
 }
 
 realtime_union! {

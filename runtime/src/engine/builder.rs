@@ -161,9 +161,11 @@ impl EngineBuilder {
         self
     }
 
-    /// How many changes a subscription may hold unread before it falls behind (default 1,024;
-    /// at least 1). Within the window it gets every change; beyond it, the latest snapshot of
-    /// each run that changed, marked [`coalesced`](crate::Update::coalesced).
+    /// How many live changes a subscription may hold unread before it falls behind (default
+    /// 1,024; at least 1). Within the window it gets every change; beyond it, the latest
+    /// snapshot of each run that changed, marked [`coalesced`](crate::Update::coalesced). What
+    /// a subscription starts with (the current state of each run in scope, or the retained
+    /// changes after the cursor it resumes from) is not counted: it is yielded whole.
     pub fn subscription_window(mut self, changes: usize) -> Self {
         self.hub.window = changes.max(1);
         self
@@ -196,7 +198,7 @@ impl EngineBuilder {
         let runtime = tokio::runtime::Handle::try_current().map_err(BuildError::NoRuntime)?;
         panic::install_hook();
         let (queue, receiver) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
+        let engine = Shared {
             store: store(RunHub::new(self.hub), self.config.retention),
             closed: AtomicBool::new(false),
             running: std::sync::Mutex::default(),
@@ -205,9 +207,10 @@ impl EngineBuilder {
             slots: Arc::new(Semaphore::new(self.config.concurrency)),
             runtime: runtime.clone(),
             config: self.config,
-        });
-        runtime.spawn(worker::dispatch(Arc::downgrade(&shared), receiver));
-        runtime.spawn(worker::forget_finished(Arc::downgrade(&shared)));
-        Ok(Engine { shared })
+        }
+        .into_engine();
+        runtime.spawn(worker::dispatch(Arc::downgrade(&engine.shared), receiver));
+        runtime.spawn(worker::forget_finished(Arc::downgrade(&engine.shared)));
+        Ok(engine)
     }
 }

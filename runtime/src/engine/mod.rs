@@ -78,10 +78,26 @@ use crate::typed::Task;
 /// It keeps its runs in this process's memory: they live as long as the engine. When it stops
 /// (see [`shutdown`](Self::shutdown)), or its last handle is dropped, every subscription ends
 /// with [`FeedError::Stopped`], and runs still queued, delayed or waiting for a retry are never
-/// run.
+/// run. Dropping the last handle stops it at once, without waiting: attempts still executing
+/// are dropped at their next `.await`, and their runs are lost with the engine (call
+/// `shutdown` first to let them finish).
 #[derive(Clone)]
 pub struct Engine {
     shared: Arc<Shared>,
+    /// Shared by the user's handles only (attempts and timers hold `shared`): its drop stops
+    /// the engine.
+    _owner: Arc<Owner>,
+}
+
+/// Stops the engine when the last user handle is dropped.
+struct Owner(std::sync::Weak<Shared>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.stop();
+        }
+    }
 }
 
 struct Shared {
@@ -101,7 +117,8 @@ struct Shared {
 }
 
 impl Drop for Shared {
-    /// The last handle is gone (and no attempt runs): subscriptions end.
+    /// Nothing refers to the engine any more: subscriptions end (they did already, unless it
+    /// was never handed out).
     fn drop(&mut self) {
         self.store.hub().close();
     }
@@ -538,9 +555,29 @@ impl fmt::Debug for Engine {
 }
 
 impl Shared {
-    /// Whether `shutdown` began.
+    /// Wraps the engine's state in its first user handle.
+    fn into_engine(self) -> Engine {
+        let shared = Arc::new(self);
+        let owner = Owner(Arc::downgrade(&shared));
+        Engine {
+            shared,
+            _owner: Arc::new(owner),
+        }
+    }
+
+    /// Whether the engine is stopping.
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Stops at once: no trigger passes its checks and no attempt starts from now on (see
+    /// `shutdown`), executing attempts are told to stop, and every subscription ends.
+    fn stop(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        for signal in lock(&self.running).values() {
+            signal.cancel();
+        }
+        self.store.hub().close();
     }
 
     /// Changes a run's metadata, finished or not, if the result decodes as its task's

@@ -23,7 +23,11 @@ pub(super) struct Pending {
 /// briefly); publishers fill it under the hub's lock, so changes reach it in cursor order.
 #[derive(Default)]
 pub(super) struct Mailbox {
-    /// Every unread change, in cursor order, while there are at most `window` of them.
+    /// What the subscription yields before any live change: the state it starts from, or the
+    /// retained changes it resumes after (bounded by the history), and changes read but not
+    /// yielded. Never coalesced; read first.
+    pub(super) backlog: VecDeque<Pending>,
+    /// Every unread live change, in cursor order, while there are at most `window` of them.
     pub(super) queue: VecDeque<Pending>,
     /// Beyond the window: the latest unread change of each run, so that memory stays bounded
     /// by the runs in scope. Read (in cursor order), it empties and the queue takes over again.
@@ -40,16 +44,15 @@ pub(super) struct Mailbox {
 }
 
 impl Mailbox {
-    /// A mailbox holding `initial`, in cursor order.
-    pub(super) fn new(initial: Vec<Pending>, window: usize) -> Self {
-        let mut mailbox = Mailbox::default();
-        for pending in initial {
-            mailbox.push(pending, window);
+    /// A mailbox holding `initial`, in cursor order, every one of which is yielded.
+    pub(super) fn new(initial: Vec<Pending>) -> Self {
+        Mailbox {
+            backlog: initial.into(),
+            ..Mailbox::default()
         }
-        mailbox
     }
 
-    /// Adds a change, coalescing once more than `window` are unread.
+    /// Adds a live change, coalescing once more than `window` are unread.
     pub(super) fn push(&mut self, pending: Pending, window: usize) {
         if let Some(latest) = &mut self.coalesced {
             coalesce(latest, pending);
@@ -67,14 +70,18 @@ impl Mailbox {
 
     /// Whether it holds no unread change.
     pub(super) fn is_empty(&self) -> bool {
-        self.queue.is_empty() && self.coalesced.is_none()
+        self.backlog.is_empty() && self.queue.is_empty() && self.coalesced.is_none()
     }
 
-    /// Moves every unread change to `ready` (empty), in cursor order; sorting coalesced ones is
-    /// left to the caller, after it lets go of the mailbox (publishers wait for it). Returns
-    /// whether they need sorting.
+    /// Moves the next unread changes to `ready` (empty), in cursor order: the backlog if there is
+    /// one, else every live change. Sorting coalesced ones is left to the caller, after it lets
+    /// go of the mailbox (publishers wait for it). Returns whether they need sorting.
     pub(super) fn take(&mut self, ready: &mut VecDeque<Pending>) -> bool {
         debug_assert!(ready.is_empty());
+        if !self.backlog.is_empty() {
+            std::mem::swap(&mut self.backlog, ready);
+            return false;
+        }
         match self.coalesced.take() {
             Some(latest) => {
                 ready.extend(latest.into_values());
@@ -89,29 +96,19 @@ impl Mailbox {
     }
 
     /// Puts back changes read but not yielded, which precede every change it holds.
-    pub(super) fn unread(&mut self, read: VecDeque<Pending>, window: usize) {
-        match &mut self.coalesced {
-            Some(latest) => {
-                for pending in read {
-                    match latest.get_mut(&pending.run.id) {
-                        Some(newer) => newer.coalesced = true,
-                        None => {
-                            latest.insert(pending.run.id.clone(), pending);
-                        }
-                    }
-                }
-            }
-            None => {
-                let newer = std::mem::replace(&mut self.queue, read);
-                for pending in newer {
-                    self.push(pending, window);
-                }
-            }
-        }
+    pub(super) fn unread(&mut self, mut read: VecDeque<Pending>) {
+        read.append(&mut self.backlog);
+        self.backlog = read;
     }
 
     /// Moves the unread changes at or before `position` to `ready`, unsorted.
     pub(super) fn take_through(&mut self, position: u64, ready: &mut Vec<Pending>) {
+        let due = self.backlog.partition_point(|p| p.position <= position);
+        ready.extend(self.backlog.drain(..due));
+        if !self.backlog.is_empty() {
+            // Every live change comes after the backlog.
+            return;
+        }
         if let Some(latest) = &mut self.coalesced {
             ready.extend(
                 latest

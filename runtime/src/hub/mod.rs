@@ -1,11 +1,12 @@
 //! In-process fan-out: the latest snapshot of every run, a cursor for every change, the change
 //! log, the chunks of the runs' streams, and subscriptions indexed by run id, tag and batch.
 //!
-//! A subscription gets every change of the runs in its scope, in cursor order, while it has at
-//! most a window of them unread; beyond the window its mailbox keeps only the latest unread
-//! change of each run, marked coalesced, so that its memory is bounded by the runs in scope and
-//! a run's final snapshot is never lost. A subscription resumed from a cursor replays the
-//! changes after it from the change log (the latest changes, bounded by count and bytes); from
+//! A subscription first yields the state it starts from, every item of it; then every change of
+//! the runs in its scope, in cursor order, while it has at most a window of them unread; beyond
+//! the window its mailbox keeps only the latest unread change of each run, marked coalesced, so
+//! that its memory is bounded by the runs in scope and a run's final snapshot is never lost. A
+//! subscription resumed from a cursor replays every change after it from the change log (the
+//! latest changes, bounded by count and bytes), however many; from
 //! a cursor older than the log, it gets the latest snapshot of each run in scope that changed
 //! since, each marked coalesced (runs that left the scope, or were forgotten, meanwhile are not
 //! shown then).
@@ -386,7 +387,7 @@ impl RunHub {
         }
         let id = inner.next_subscription;
         inner.next_subscription += 1;
-        let mut mailbox = Mailbox::new(inner.since(&scope, from), inner.config.window);
+        let mut mailbox = Mailbox::new(inner.since(&scope, from));
         if streams {
             mailbox.chunk_runs = inner.chunks_since(&scope, from);
         }

@@ -100,7 +100,7 @@ impl Subscription {
                 let chunk_runs = inner.chunks_since(&scope, Cursor::new(handle.epoch, last));
                 let mut mailbox = lock(&handle.mailbox);
                 mailbox.chunk_runs = chunk_runs;
-                mailbox.unread(ready, inner.config.window);
+                mailbox.unread(ready);
             }
         }
         RealtimeSubscription {

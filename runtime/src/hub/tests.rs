@@ -217,6 +217,36 @@ fn resuming_from_every_cursor_of_a_recorded_feed_gives_exactly_the_rest() {
 }
 
 #[test]
+fn a_replay_or_a_first_state_longer_than_the_window_is_never_coalesced() {
+    let hub = hub_with(4, 1024);
+    let scope = Scope::Tags(vec!["t".into()]);
+    let mut published = Vec::new();
+    for i in 0..100 {
+        let id = format!("run_{}", i % 10);
+        published.push(hub.publish(run(&id, ["QUEUED", "EXECUTING"][i % 2], &["t"]), None));
+    }
+    let mut resumed = hub.subscribe(scope.clone(), published[0]).unwrap();
+    let mut fresh = hub.subscribe(scope, Cursor::START).unwrap();
+    // Live changes past the window, published before either subscriber reads.
+    for i in 0..10 {
+        hub.publish(run(&format!("run_{i}"), "COMPLETED", &["t"]), None);
+        hub.publish(run(&format!("run_{i}"), "COMPLETED", &["t", "u"]), None);
+    }
+    let replay = ready(&mut resumed);
+    assert_eq!(replay.len(), 99 + 10);
+    assert!(replay[..99].iter().all(|u| !u.coalesced));
+    assert_eq!(
+        replay[..99].iter().map(|u| u.cursor).collect::<Vec<_>>(),
+        published[1..]
+    );
+    assert!(replay[99..].iter().all(|u| u.coalesced && u.run.tags.len() == 2));
+    let first = ready(&mut fresh);
+    assert_eq!(first.len(), 10 + 10);
+    assert!(first[..10].iter().all(|u| !u.coalesced));
+    assert!(first[10..].iter().all(|u| u.coalesced));
+}
+
+#[test]
 fn a_cursor_before_the_first_change_of_a_history_replays_it_from_its_start() {
     let hub = hub();
     let first = hub.publish(run("run_1", "QUEUED", &["t"]), None);
