@@ -218,7 +218,7 @@ async fn idle_subscription_memory(count: usize) {
     let before = rss();
     let mut subs = Vec::with_capacity(count);
     for i in 0..count {
-        let scope = Scope::Run(format!("run_{i}").into());
+        let scope = Scope::Tags(vec![format!("idle-{i}")]);
         subs.push(engine.subscribe(scope, Cursor::START).await.unwrap());
     }
     let after = rss();

@@ -804,6 +804,9 @@ async fn batch_items_with_idempotency_keys_return_the_runs_the_keys_started() {
     assert_eq!(&ids[0], first.id());
     assert_eq!(ids[1], ids[2]);
     assert_ne!(ids[1], ids[0]);
+    // The batch's feed starts before its own first run, not before the earlier run.
+    assert!(first.cursor() < batch.cursor);
+    assert_eq!(batch.cursor, batch.runs[1].cursor());
     let mut feed = engine
         .subscribe(Scope::Batch(batch.id.clone()), runcast::Cursor::START)
         .await

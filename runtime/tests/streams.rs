@@ -329,6 +329,12 @@ async fn a_late_subscriber_reads_the_streams_from_their_start() {
         .unwrap();
     let none = tokio::time::timeout(Duration::from_secs(10), none.count()).await;
     assert_eq!(none.expect("a read from past the end ends"), 0);
+    // A cursor of another history, even one that looks past the end, is refused.
+    let foreign: Cursor = "1-999999999".parse().unwrap();
+    let refused = engine
+        .read_stream_from(handle.id(), Count::NUMBERS, foreign)
+        .await;
+    assert!(matches!(refused, Err(FeedError::UnknownCursor(c)) if c == foreign));
 }
 
 /// The cursor of chunk `n` of a `Count` run.

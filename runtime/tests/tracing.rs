@@ -1,6 +1,7 @@
 //! The lifecycle through `tracing`: a trigger, each attempt (a span with the run, its task and
 //! the attempt), a retry, a final status; a panic inside a task is an error event in its
-//! attempt's span, and never reaches the process's panic hook (which prints to stderr).
+//! attempt's span, and never reaches the process's panic hook (which prints to stderr); a
+//! panic the task catches itself is not reported.
 //! Its own test binary: it installs the process's `tracing` subscriber and panic hook.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers fail the test on bad fixtures.
 
@@ -73,8 +74,11 @@ async fn crashes(_: ()) -> Result<(), String> {
     panic!("the disk is on fire")
 }
 
+/// Works, after catching a panic of its own: not a failure, nothing to report.
 #[task(id = "works")]
 async fn works(n: u32) -> Result<u32, String> {
+    let caught = std::panic::catch_unwind(|| panic!("caught by the task"));
+    assert!(caught.is_err());
     Ok(n)
 }
 
@@ -113,6 +117,8 @@ async fn the_lifecycle_and_a_tasks_panic_go_to_tracing_not_to_stderr() {
     let _ = std::panic::catch_unwind(|| panic!("not a task"));
     assert_eq!(OUTSIDE.load(Ordering::SeqCst), 1);
 
+    // Events logged after a run's final change was published are in before shutdown returns.
+    engine.shutdown(Duration::from_secs(5)).await;
     let events = recorder.events.lock().unwrap().clone();
     let find = |needle: &[&str]| {
         events
@@ -147,6 +153,8 @@ async fn the_lifecycle_and_a_tasks_panic_go_to_tracing_not_to_stderr() {
     );
     assert_eq!(
         find(&["INFO", "run finished", "COMPLETED", worked.id().as_ref()]),
-        1
+        1,
+        "{events:#?}"
     );
+    assert_eq!(find(&["caught by the task"]), 0, "{events:#?}");
 }

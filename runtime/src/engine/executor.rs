@@ -2,6 +2,7 @@
 
 use std::any::type_name;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
@@ -26,7 +27,11 @@ pub(crate) trait Executor: Send + Sync {
     fn type_name(&self) -> &'static str;
 
     /// Runs one attempt.
-    fn execute(&self, payload: Option<&RawValue>, attempt: Attempt) -> BoxFuture<'static, Outcome>;
+    fn execute(
+        &self,
+        payload: Option<Arc<RawValue>>,
+        attempt: Attempt,
+    ) -> BoxFuture<'static, Outcome>;
 
     /// Whether raw metadata decodes as the task's metadata type.
     fn check_metadata(&self, raw: &RawValue) -> Result<(), serde_json::Error>;
@@ -57,12 +62,17 @@ impl<T: TaskFn> Executor for FnExecutor<T> {
         type_name::<T>()
     }
 
-    fn execute(&self, payload: Option<&RawValue>, attempt: Attempt) -> BoxFuture<'static, Outcome> {
-        // The payload was checked at trigger to decode as `T::Payload`; it fails only if it was
-        // stored by another version of the task.
-        let payload = serde_json::from_str::<T::Payload>(payload.map_or("null", RawValue::get));
+    fn execute(
+        &self,
+        payload: Option<Arc<RawValue>>,
+        attempt: Attempt,
+    ) -> BoxFuture<'static, Outcome> {
         Box::pin(async move {
-            let payload = payload.map_err(|e| {
+            // Decoded inside the future, where a panic of the type's `Deserialize` is caught.
+            // It was checked at trigger; it fails only if another version of the task stored
+            // it.
+            let raw = payload.as_deref().map_or("null", RawValue::get);
+            let payload = serde_json::from_str::<T::Payload>(raw).map_err(|e| {
                 fatal(
                     "PayloadError",
                     format!("the payload does not match task `{}`: {e}", T::ID),

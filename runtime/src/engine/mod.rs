@@ -161,7 +161,7 @@ impl Engine {
         options: TriggerOptions,
     ) -> Result<RunHandle<T>, TriggerError> {
         let prepared = self.prepare(BatchItem::new::<T>(payload, options))?;
-        let mut handles = self.store_runs(vec![prepared], None).await?;
+        let (mut handles, _) = self.store_runs(vec![prepared], None).await?;
         match handles.pop() {
             Some(handle) => Ok(handle),
             None => unreachable!("a store returns what it did with each run"),
@@ -227,12 +227,10 @@ impl Engine {
 
     async fn batch<T>(&self, prepared: Vec<Prepared>) -> Result<BatchHandle<T>, TriggerError> {
         let id: BatchId = crate::model::ids::new_id("batch_");
-        let runs = self.store_runs(prepared, Some(id.clone())).await?;
-        let cursor = runs
-            .iter()
-            .map(RunHandle::cursor)
-            .min()
-            .unwrap_or(Cursor::START);
+        let (runs, first) = self.store_runs(prepared, Some(id.clone())).await?;
+        // Runs started earlier by their idempotency key stay in their own batch: the batch's
+        // feed starts before the first of its new runs.
+        let cursor = first.unwrap_or(Cursor::START);
         tracing::debug!(batch = %id, runs = runs.len(), "batch triggered");
         Ok(BatchHandle { id, cursor, runs })
     }
@@ -301,7 +299,7 @@ impl Engine {
         &self,
         prepared: Vec<Prepared>,
         batch: Option<BatchId>,
-    ) -> Result<Vec<RunHandle<T>>, StoreError> {
+    ) -> Result<(Vec<RunHandle<T>>, Option<Cursor>), StoreError> {
         let shared = &self.shared;
         let now = Timestamp::now();
         let mut timers = Vec::with_capacity(prepared.len());
@@ -316,6 +314,13 @@ impl Engine {
             .collect();
         let ttl = shared.config.idempotency_ttl;
         let created = shared.store.create(records, batch, ttl).await?;
+        let first_new = created
+            .iter()
+            .filter_map(|created| match created {
+                Created::New(cursor) => Some(*cursor),
+                Created::Existing(..) => None,
+            })
+            .min();
         let handles = created.into_iter().zip(timers);
         let handles = handles.map(|(created, (id, delay, ttl))| match created {
             Created::Existing(id, cursor) => RunHandle::new(id, cursor),
@@ -332,7 +337,7 @@ impl Engine {
                 RunHandle::new(id, cursor)
             }
         });
-        Ok(handles.collect())
+        Ok((handles.collect(), first_new))
     }
 
     /// Cancels a run that has not finished: it becomes `CANCELED` in one change that carries its

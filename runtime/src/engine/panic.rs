@@ -26,13 +26,8 @@ pub(super) fn install_hook() {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info: &PanicHookInfo<'_>| {
             if IN_TASK.get() {
-                let location = info.location().map(ToString::to_string);
-                tracing::error!(
-                    panic = %message(info.payload()),
-                    location = location.as_deref().unwrap_or("unknown"),
-                    "a task panicked"
-                );
-                LOCATION.set(location);
+                // Reported by `CatchPanic` if it reaches it (the task may catch it itself).
+                LOCATION.set(info.location().map(ToString::to_string));
             } else {
                 previous(info);
             }
@@ -68,16 +63,26 @@ impl<F: Future> Future for CatchPanic<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = self.project().inner;
         let was = IN_TASK.replace(true);
+        // A location left by a panic the task caught itself is not this poll's.
+        LOCATION.take();
         // Unwind safe: after a panic the future is dropped, never polled again.
         let polled = std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx)));
         IN_TASK.set(was);
         match polled {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Err(payload) => Poll::Ready(Err(Panic {
-                message: message(&*payload),
-                location: LOCATION.take(),
-            })),
+            Err(payload) => {
+                let panic = Panic {
+                    message: message(&*payload),
+                    location: LOCATION.take(),
+                };
+                tracing::error!(
+                    panic = %panic.message,
+                    location = panic.location.as_deref().unwrap_or("unknown"),
+                    "a task panicked"
+                );
+                Poll::Ready(Err(panic))
+            }
         }
     }
 }

@@ -16,7 +16,9 @@ use super::context::{Attempt, BoxFuture, CancelSignal, MetadataChange, RunAccess
 use super::executor::Failure;
 use super::panic::{CatchPanic, Panic};
 use super::store::{Record, RunStore};
-use crate::model::{Cursor, MetadataError, RunId, RunStatus, SerializedError, Timestamp};
+use crate::model::{
+    Cursor, MetadataError, RunId, RunStatus, SerializedError, StoreError, Timestamp,
+};
 use crate::support::lock;
 
 /// The longest wait between two attempts.
@@ -163,6 +165,19 @@ impl Drop for Running<'_> {
     }
 }
 
+/// Why an attempt did not start.
+enum NotStarted {
+    /// The run's task is not registered with this engine.
+    Unregistered(String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for NotStarted {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
+}
+
 /// How an attempt ended.
 enum Ended {
     /// The task returned.
@@ -179,7 +194,13 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
         let closed = shared.is_closed();
         !closed && matches!(status, RunStatus::Queued | RunStatus::Reattempting)
     };
-    let started = shared.store.update_if(id, waiting, |record| {
+    let started = shared.store.change_if(id, waiting, |record| {
+        // The registry's key: a `&'static str`, for the attempt's span. A run of a task this
+        // engine does not run is left as it is.
+        let task = &*record.snapshot.task_identifier;
+        let Some((task, executor)) = shared.executors.get_key_value(task) else {
+            return Err(NotStarted::Unregistered(task.to_owned()));
+        };
         let now = Timestamp::now();
         record.attempts += 1;
         record.attempt_started = Some(now);
@@ -187,9 +208,6 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
         let run = record.run();
         run.status = RunStatus::Executing;
         run.started_at.get_or_insert(now);
-        // The registry's key: a `&'static str`, for the attempt's span.
-        let executor = shared.executors.get_key_value(&*run.task_identifier);
-        let (task, executor) = executor.map(|(task, e)| (*task, Arc::clone(e))).unzip();
         let context = Attempt {
             run_id: id.clone(),
             attempt,
@@ -200,23 +218,25 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
                 id: id.clone(),
             }),
         };
-        (executor, run.payload.clone(), context, max_duration, task)
+        let executor = Arc::clone(executor);
+        Ok((*task, executor, run.payload.clone(), context, max_duration))
     });
-    let (executor, payload, context, max_duration, task) = match started.await {
+    let (task, executor, payload, context, max_duration) = match started.await {
         Ok(Some(started)) => started,
         Ok(None) => return,
-        Err(error) => {
+        Err(NotStarted::Unregistered(task)) => {
+            tracing::error!(run = %id, task, "no task with this id is registered; the run stays queued");
+            return;
+        }
+        Err(NotStarted::Store(error)) => {
             tracing::error!(run = %id, %error, "an attempt could not start; the run stays queued");
             return;
         }
     };
-    let (Some(executor), Some(task)) = (executor, task) else {
-        return;
-    };
     let span = tracing::info_span!("attempt", run = %id, task, attempt = context.attempt);
     let ended = async {
         tracing::debug!("attempt started");
-        let run = CatchPanic::new(executor.execute(payload.as_deref(), context));
+        let run = CatchPanic::new(executor.execute(payload, context));
         let limited = async {
             match max_duration {
                 Some(max) => match tokio::time::timeout(max, run).await {

@@ -59,7 +59,8 @@ pub trait RunFeed: Send + Sync {
         + 'static;
 
     /// Subscribes to the runs in `scope`: from [`Cursor::START`], the current state of each,
-    /// then every change; from an item's cursor, every change after it.
+    /// then every change; from an item's cursor, every change after it. A run scope of a run
+    /// the source does not know is refused ([`FeedError::UnknownRun`]).
     fn subscribe(
         &self,
         scope: Scope,
@@ -202,8 +203,10 @@ pub trait RunFeed: Send + Sync {
             let latest = self.latest(&id).await?;
             check_task::<T>(&latest.run)?;
             // A finished run writes no more chunks: from past its latest change, read that
-            // change only, which ends the stream.
-            let from = if latest.run.status.is_final() && from > latest.cursor.before() {
+            // change only, which ends the stream. (A cursor of another history is left for
+            // `subscribe` to refuse.)
+            let past = from.epoch() == latest.cursor.epoch() && from > latest.cursor.before();
+            let from = if latest.run.status.is_final() && past {
                 latest.cursor.before()
             } else {
                 from

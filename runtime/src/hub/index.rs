@@ -118,7 +118,8 @@ impl WatchIndex {
     }
 
     /// The subscriptions that may watch a run with these tags (now or before the change) and
-    /// batch: by its id, any of the tags, or its batch. A subscription may come more than once.
+    /// batch: by its id, any of the tags, or its batch. A subscription is indexed under one
+    /// key, so it comes once if the tags are distinct.
     pub(super) fn of<'a>(
         &'a self,
         id: &RunId,

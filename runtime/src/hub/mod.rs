@@ -199,7 +199,7 @@ impl RunHub {
         let changed_tags = previous
             .iter()
             .filter(|(old, _)| !Arc::ptr_eq(&old.tags, &run.tags));
-        let old_tags = changed_tags.flat_map(|(old_run, _)| old_run.tags.iter());
+        let old_tags = changed_tags.flat_map(|(old_run, _)| distinct(&old_run.tags));
         let lost = old_tags.filter(|tag| !run.tags.contains(tag));
         let tags = distinct(&run.tags).chain(lost);
         let mut wake = Vec::new();
@@ -380,6 +380,12 @@ impl RunHub {
             return Err(FeedError::Stopped);
         }
         inner.check_cursor(from)?;
+        // No change of a run the hub does not know will ever come.
+        if let Scope::Run(id) = &scope
+            && !inner.runs.contains_key(id)
+        {
+            return Err(FeedError::UnknownRun(id.clone()));
+        }
         if let Some(limit) = inner.config.max_subscriptions
             && inner.subscriptions.len() >= limit
         {
