@@ -545,7 +545,7 @@ fn generated(task: &Ident, vis: &syn::Visibility, extras: &Extras, check: &Check
         };
         quote! {
             #[doc = #doc]
-            pub const #konst: #p::StreamKey<Self, #ty> = #p::StreamKey::new(#key);
+            pub const #konst: #p::StreamKey<Self, #ty> = #p::stream_key(#key);
         }
     });
     let doc = format!("A chunk of one of the realtime streams of [`{task_name}`], by stream.");

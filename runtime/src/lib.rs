@@ -46,7 +46,9 @@
 #[cfg(test)]
 extern crate self as runcast;
 
-// The layers, each importing only the ones before it.
+// The layers, from the bottom: `model` (runs, cursors, chunks, metadata), `typed` (tasks,
+// decoding, unions, adaptors), `feed` (the seam subscriptions are read through), `hub` (the
+// in-process fan-out), `engine`. Each imports only the ones below it, and `support`.
 mod support;
 
 mod engine;
@@ -178,7 +180,7 @@ pub mod __private {
     pub use crate::model::{AnyChunk, AnyRun, ChunkInfo, Run, RunInfo};
     pub use crate::typed::chunk::{
         ChunkError, FromAnyChunk, NoStreams, StreamKey, TaskChunk, UnionChunk, debug_chunk,
-        decode_chunk, unexpected_chunk,
+        decode_chunk, stream_key, unexpected_chunk,
     };
     pub use crate::typed::decode::{DecodeError, RunSource};
     pub use crate::typed::{RunUnion, Task};

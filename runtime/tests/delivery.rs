@@ -7,8 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::future::join_all;
-use futures::{StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt, stream};
 use runcast::prelude::*;
 use runcast::{
     BuildError, Cursor, Engine, FeedError, MetadataError, MetadataOp, RunQuery, Scope,
@@ -52,6 +51,20 @@ async fn counting(n: u32, ctx: TaskContext) -> Result<u32, MetadataError> {
     Ok(n)
 }
 
+/// Lets `gated-counting` start counting.
+static COUNTING_GO: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Counts like `counting`, once let go.
+#[task(id = "gated-counting")]
+async fn gated_counting(n: u32, ctx: TaskContext) -> Result<u32, MetadataError> {
+    COUNTING_GO.notified().await;
+    for i in 0..n {
+        ctx.update_metadata([MetadataOp::Set("i".into(), i.into())])
+            .await?;
+    }
+    Ok(n)
+}
+
 #[task(id = "panics-once")]
 async fn panics_once(_: (), ctx: TaskContext) -> Result<u32, String> {
     assert!(ctx.attempt() > 1, "first attempt: boom");
@@ -87,6 +100,8 @@ async fn within<F: Future>(what: &str, future: F) -> F::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_state_of_ten_thousand_instant_runs_reaches_a_subscriber_from_its_handle() {
     let engine = engine();
+    // 256 races at a time, each on a task of its own: the engine's history (4,096 changes)
+    // holds every change of the runs in flight, as it would for any reader that keeps up.
     let races = (0..10_000u64).map(|n| {
         let engine = engine.clone();
         tokio::spawn(async move {
@@ -102,7 +117,8 @@ async fn every_state_of_ten_thousand_instant_runs_reaches_a_subscriber_from_its_
             )
         })
     });
-    let results = within("every subscription", join_all(races)).await;
+    let results = stream::iter(races).buffered(256).collect::<Vec<_>>();
+    let results = within("every subscription", results).await;
     for (n, result) in results.into_iter().enumerate() {
         let (statuses, coalesced, output) = result.unwrap();
         assert_eq!(
@@ -159,15 +175,18 @@ realtime_union! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_subscriber_gets_the_latest_snapshot_marked_and_never_slows_the_run() {
     let engine = Engine::builder()
-        .task::<Counting>()
+        .task::<GatedCounting>()
         .subscription_window(64)
         .build()
         .unwrap();
-    let run = engine.trigger::<Counting>(5_000).await.unwrap();
+    let run = engine.trigger::<GatedCounting>(5_000).await.unwrap();
     let mut stalled = engine.subscribe_to_run(&run).await.unwrap();
     let first = stalled.next().await.unwrap().unwrap();
     assert_eq!(first.run.status, RunStatus::Queued);
-    // Meanwhile the run makes 5,000 changes and finishes, unhindered.
+    let executing = stalled.next().await.unwrap().unwrap();
+    assert_eq!(executing.run.status, RunStatus::Executing);
+    // Then it reads nothing while the run makes 5,000 changes and finishes, unhindered.
+    COUNTING_GO.notify_one();
     let done = within("the run", engine.wait(&run)).await.unwrap();
     assert_eq!(done.output, Some(5_000));
     let rest: Vec<_> = stalled.try_collect().await.unwrap();
@@ -184,7 +203,13 @@ async fn a_stalled_subscriber_gets_the_latest_snapshot_marked_and_never_slows_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_keeps_up_sees_every_metadata_change_in_order() {
-    let engine = engine();
+    // A window wider than the run's changes: however slow this machine, the reader is within
+    // it, and must get every change.
+    let engine = Engine::builder()
+        .task::<Counting>()
+        .subscription_window(4_096)
+        .build()
+        .unwrap();
     let run = engine.trigger::<Counting>(2_000).await.unwrap();
     let updates = engine.subscribe_to_run(&run).await.unwrap();
     let updates: Vec<_> = within("the run", updates.try_collect::<Vec<_>>())
@@ -248,22 +273,21 @@ async fn resuming_an_engine_feed_from_every_cursor_gives_exactly_the_rest() {
 async fn canceling_an_executing_run_publishes_its_final_status_once_with_its_duration() {
     let engine = engine();
     let run = engine.trigger::<UntilCanceled>(()).await.unwrap();
-    let mut updates = engine.subscribe_to_run(&run).await.unwrap();
+    // A feed that does not end at the final status: it would show a second one.
+    let mut updates = engine.subscribe_to_run_forever(&run).await.unwrap();
     while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
     tokio::time::sleep(Duration::from_millis(30)).await;
     engine.cancel(run.id()).await.unwrap();
-    let rest: Vec<_> = within("the cancel", updates.try_collect::<Vec<_>>())
-        .await
-        .unwrap();
-    assert_eq!(rest.len(), 1, "one final change: {rest:?}");
-    let canceled = &rest[0].run;
+    // Shutdown waits for the stopped attempt to end: whatever it published is in the feed.
+    engine.shutdown(Duration::from_secs(10)).await;
+    let rest: Vec<_> = within("the feed's end", updates.collect::<Vec<_>>()).await;
+    let [Ok(canceled), Err(FeedError::Stopped)] = &rest[..] else {
+        panic!("one final change, then the end: {rest:?}");
+    };
+    let canceled = &canceled.run;
     assert_eq!(canceled.status, RunStatus::Canceled);
     assert!(canceled.duration_ms >= 30, "{}", canceled.duration_ms);
     assert!(canceled.finished_at.is_some());
-    // Nothing follows: the attempt that stopped changes nothing more.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let latest = engine.latest(run.id()).await.unwrap();
-    assert_eq!(latest.cursor, rest[0].cursor);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,10 +298,15 @@ async fn a_change_that_shows_nothing_new_is_not_published() {
     while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
     let set = || [MetadataOp::Set("stage".into(), "upload".into())];
     engine.update_metadata(run.id(), set()).await.unwrap();
+    updates.next().await.unwrap().unwrap();
+    engine.add_tags(run.id(), ["t"]).await.unwrap();
     let changed = updates.next().await.unwrap().unwrap();
-    // The same value again, an empty update, removing an absent tag: nothing to show.
+    assert_eq!(*changed.run.tags, ["t"]);
+    // The same value again, an empty update, a tag it has, removing an absent tag: nothing
+    // to show.
     engine.update_metadata(run.id(), set()).await.unwrap();
     engine.update_metadata(run.id(), []).await.unwrap();
+    engine.add_tags(run.id(), ["t"]).await.unwrap();
     engine.remove_tags(run.id(), ["absent"]).await.unwrap();
     let latest = engine.latest(run.id()).await.unwrap();
     assert_eq!(latest.cursor, changed.cursor);

@@ -1,7 +1,7 @@
 //! Realtime streams through the engine: typed chunks and run changes in one cursor order,
 //! resume from any cursor, late and lagging subscribers, limits, runs that end badly, union
 //! feeds, and typed metadata.
-#![allow(clippy::unwrap_used)] // Test helpers fail the test on bad fixtures.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers fail the test on bad fixtures.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -149,13 +149,18 @@ fn words(text: &str) -> Vec<String> {
 
 /// Waits for a run to finish.
 async fn finished(engine: &Engine, id: &RunId) -> AnyRun {
-    loop {
-        let run = engine.latest(id).await.unwrap().run;
-        if run.status.is_final() {
-            return run;
+    let finished = async {
+        loop {
+            let run = engine.latest(id).await.unwrap().run;
+            if run.status.is_final() {
+                return run;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    };
+    tokio::time::timeout(Duration::from_secs(60), finished)
+        .await
+        .expect("the run finishes within 60 s")
 }
 
 /// Every untyped item of a run's subscription with streams from `from`, until it finishes.
@@ -670,4 +675,21 @@ async fn a_batch_feed_with_streams_types_each_runs_chunks() {
     }
     assert_eq!(numbers, [0, 1, 2]);
     assert_eq!(tokens, words("x y"));
+}
+
+#[tokio::test]
+async fn a_chunk_that_its_readers_would_not_decode_as_the_tasks_stream_is_refused() {
+    // Keys `#[task]` would never make: only its private constructor can.
+    let ctx = TaskContext::<Chat>::new("run_1".into());
+    let wrong_type = runcast::__private::stream_key::<Chat, u64>("tokens");
+    let err = ctx.stream(wrong_type).append(&7).await.unwrap_err();
+    assert!(matches!(err, StreamError::Serialize(_)), "{err}");
+    let undeclared = runcast::__private::stream_key::<Chat, String>("rows");
+    let err = ctx
+        .stream(undeclared)
+        .append(&"x".into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "task `chat` declares no stream `rows`");
+    ctx.stream(Chat::TOKENS).append(&"ok".into()).await.unwrap();
 }

@@ -171,3 +171,28 @@ async fn an_output_that_cannot_be_read_back_fails_the_run_without_a_retry() {
         error.message
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_run_is_kept_for_its_whole_retention_and_then_forgotten() {
+    let retention = Duration::from_secs(10);
+    let engine = Engine::builder()
+        .task::<Sleeps>()
+        .retention(retention)
+        .build()
+        .unwrap();
+    // Finishes between two wake-ups of the loop that forgets runs (one retention apart while
+    // idle), so forgetting it at the next wake-up would be too early.
+    tokio::time::sleep(retention / 2).await;
+    let run = engine.trigger::<Sleeps>(1).await.unwrap();
+    let done = engine.wait(&run).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    let finished = Instant::now();
+    while engine.latest(run.id()).await.is_ok() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let kept = finished.elapsed();
+    assert!(
+        kept >= retention && kept <= retention + Duration::from_millis(2),
+        "forgotten {kept:?} after it finished"
+    );
+}

@@ -13,10 +13,11 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
+use super::store::CHUNK_OVERHEAD;
 use crate::model::metadata::{self, MetadataError, MetadataOp};
 use crate::model::{Cursor, JsonObject, RunId, StoreError};
 use crate::support::lock;
-use crate::typed::{StreamOf, Task};
+use crate::typed::{ChunkError, StreamOf, Task, TaskChunk};
 
 /// A [`Task`] whose code runs in this process: what `#[task]` on an `async fn` implements, and
 /// what [`EngineBuilder::task`](crate::EngineBuilder::task) registers.
@@ -305,6 +306,7 @@ impl<T: Task> TaskContext<T> {
             attempt: self.attempt,
             run: Arc::clone(&self.run),
             stream: (T::ID, key.key()),
+            check: |stream, raw| T::Chunk::decode(stream, raw).map(drop),
             chunk: PhantomData,
         }
     }
@@ -414,7 +416,7 @@ pub enum StreamError {
     },
     /// The run's streams would hold more than the engine accepts.
     #[error(
-        "run `{run}` would hold {size} bytes of stream chunks (their JSON and 64 bytes each to keep them), over the limit of {limit}"
+        "run `{run}` would hold {size} bytes of stream chunks (their JSON and {CHUNK_OVERHEAD} bytes each to keep them), over the limit of {limit}"
     )]
     RunStreamsTooLarge {
         /// The run.
@@ -432,6 +434,14 @@ pub enum StreamError {
     /// that is not finite, nesting deeper than 128 levels): its readers could not decode it.
     #[error("the chunk cannot be written as JSON that reads back as its type: {0}")]
     Serialize(#[source] serde_json::Error),
+    /// The task declares no such stream (a key not made by `#[task]`).
+    #[error("task `{task}` declares no stream `{stream}`")]
+    UnknownStream {
+        /// The task.
+        task: &'static str,
+        /// The stream's key.
+        stream: &'static str,
+    },
     /// The store failed; nothing was written.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -444,6 +454,8 @@ pub struct StreamWriter<C> {
     run: Arc<dyn RunAccess>,
     /// The task and the stream's key.
     stream: (&'static str, &'static str),
+    /// Whether a chunk decodes as the task's chunk of this stream, as its readers decode it.
+    check: fn(&str, &RawValue) -> Result<(), ChunkError>,
     chunk: PhantomData<fn(C)>,
 }
 
@@ -460,15 +472,22 @@ impl<C: Serialize + DeserializeOwned> StreamWriter<C> {
     /// Appends one chunk; subscribers with streams receive it, in order with the run's other
     /// changes. Returns the chunk's cursor once the chunk is stored.
     ///
-    /// The chunk is serialized at once, and checked to read back as `C`: the future does not
-    /// borrow it.
+    /// The chunk is serialized at once, and checked to read back as the task's chunk of this
+    /// stream: the future does not borrow it.
     pub fn append<'a>(
         &'a self,
         chunk: &C,
     ) -> impl Future<Output = Result<Cursor, StreamError>> + Send + use<'a, C> {
+        let (task, stream) = self.stream;
         let data = serde_json::value::to_raw_value(chunk)
-            .and_then(|raw| reads_back::<C>(&raw).map(|()| raw))
-            .map_err(StreamError::Serialize);
+            .map_err(StreamError::Serialize)
+            .and_then(|raw| match (self.check)(stream, &raw) {
+                Ok(()) => Ok(raw),
+                Err(ChunkError::Json(error)) => Err(StreamError::Serialize(error)),
+                Err(ChunkError::UnknownStream(_)) => {
+                    Err(StreamError::UnknownStream { task, stream })
+                }
+            });
         async move {
             let data = Arc::from(data?);
             self.run.append_chunk(self.attempt, self.stream, data).await

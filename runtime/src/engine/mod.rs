@@ -76,9 +76,10 @@ use crate::typed::Task;
 /// ```
 ///
 /// It keeps its runs in this process's memory: they live as long as the engine. When it stops
-/// (see [`shutdown`](Self::shutdown)), or its last handle is dropped, every subscription ends
-/// with [`FeedError::Stopped`], and runs still queued, delayed or waiting for a retry are never
-/// run. Dropping the last handle stops it at once, without waiting: attempts still executing
+/// (see [`shutdown`](Self::shutdown)), or its last handle is dropped, every subscription ends,
+/// with [`FeedError::Stopped`] as its last item where it ended early (a run's feed that saw
+/// the run finish has ended already), and runs still queued, delayed or waiting for a retry
+/// are never run. Dropping the last handle stops it at once, without waiting: attempts still executing
 /// are dropped at their next `.await`, and their runs are lost with the engine (call
 /// `shutdown` first to let them finish).
 #[derive(Clone)]
@@ -143,7 +144,7 @@ impl Engine {
 
     /// Triggers a run of `T`. Subscribing with the handle
     /// ([`subscribe_to_run`](RunFeed::subscribe_to_run)) shows every state of the run, from the
-    /// first.
+    /// first (while the engine's history holds them: see [`RunHandle`]).
     ///
     /// Like every operation that reaches the store, it is `async`. Any executor may drive it,
     /// not only the engine's runtime (its timers start on the runtime it was built in).
@@ -161,11 +162,9 @@ impl Engine {
         options: TriggerOptions,
     ) -> Result<RunHandle<T>, TriggerError> {
         let prepared = self.prepare(BatchItem::new::<T>(payload, options))?;
-        let (mut handles, _) = self.store_runs(vec![prepared], None).await?;
-        match handles.pop() {
-            Some(handle) => Ok(handle),
-            None => unreachable!("a store returns what it did with each run"),
-        }
+        let (handles, _) = self.store_runs(vec![prepared], None).await?;
+        let handle = handles.into_iter().next();
+        handle.ok_or_else(|| StoreError::new("the store returned no run for a trigger").into())
     }
 
     /// Triggers one run of `T` per item, as one batch, all or none: if any item is refused,

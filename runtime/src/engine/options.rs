@@ -132,19 +132,20 @@ impl fmt::Debug for BatchItem {
     }
 }
 
-/// Checks tags against the rules, keeping each once, in order.
+/// Checks tags against the rules, keeping each once, in order. Refuses more than [`MAX_TAGS`]
+/// distinct tags as soon as it counts one more, so that a huge list costs little.
 pub(super) fn checked_tags(mut tags: Vec<String>) -> Result<Vec<String>, TriggerError> {
+    let given = tags.len();
     let mut i = 0;
     while i < tags.len() {
         if tags[..i].contains(&tags[i]) {
             tags.remove(i);
+        } else if i == MAX_TAGS {
+            return Err(TriggerError::TooManyTags { count: given });
         } else {
             TriggerError::check_tag(&tags[i])?;
             i += 1;
         }
-    }
-    if tags.len() > MAX_TAGS {
-        return Err(TriggerError::TooManyTags { count: tags.len() });
     }
     Ok(tags)
 }

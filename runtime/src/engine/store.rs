@@ -68,8 +68,9 @@ pub(crate) enum Created {
 ///
 /// Operations are `async` for a store that does I/O, and each is atomic: when one fails (a
 /// [`StoreError`]), nothing of it took effect. A closure passed to one runs at most once, inside
-/// it (for Postgres, inside its transaction, with the run's row locked: never retried), and
-/// must not block.
+/// it (for Postgres, inside its transaction, with the run's row locked: never retried; for the
+/// memory store, under the lock of the run's shard, which other runs share), and must be short
+/// and must not block: the engine's closures only set fields and compute.
 ///
 /// A change that leaves nothing a subscriber can see different (every field but `updatedAt`)
 /// is not published, and does not touch `updatedAt`.

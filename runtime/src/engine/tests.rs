@@ -141,6 +141,28 @@ async fn retry_then_wait(_: (), ctx: TaskContext) -> Result<(), String> {
     Ok(())
 }
 
+/// Lets `writes-when-told` write.
+static WRITE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// Lets `writes-when-told` return.
+static RETURN: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// What `writes-when-told`'s writes returned.
+static WRITTEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Writes metadata and a chunk when told, notes how each write ended, and returns when told.
+#[task(id = "writes-when-told", streams(notes = String))]
+async fn writes_when_told(_: (), ctx: TaskContext) -> Result<(), String> {
+    WRITE.notified().await;
+    let note = MetadataOp::Set("note".into(), "hi".into());
+    let metadata = ctx.update_metadata([note]).await;
+    let chunk = ctx.stream(WritesWhenTold::NOTES).append(&"hi".into()).await;
+    lock(&WRITTEN).extend([
+        metadata.map_or_else(|e| e.to_string(), |()| "written".into()),
+        chunk.map_or_else(|e| e.to_string(), |_| "written".into()),
+    ]);
+    RETURN.notified().await;
+    Ok(())
+}
+
 /// An engine over a [`Suspending`] store, running at most `concurrency` attempts at once.
 fn engine(concurrency: usize) -> Engine {
     Engine::builder()
@@ -148,6 +170,7 @@ fn engine(concurrency: usize) -> Engine {
         .task::<SecondTime>()
         .task::<Forever>()
         .task::<RetryThenWait>()
+        .task::<WritesWhenTold>()
         .concurrency(concurrency)
         .retry_delay(Duration::ZERO)
         .build_with(|hub, retention| {
@@ -442,6 +465,8 @@ async fn a_failing_store_reaches_every_caller_and_nothing_changes() {
     assert!(matches!(cancel, CancelError::Store(_)), "{cancel}");
     let tags = engine.add_tags(live.id(), ["x"]).await.unwrap_err();
     assert!(matches!(tags, TagError::Store(_)), "{tags}");
+    let tags = engine.remove_tags(live.id(), ["x"]).await.unwrap_err();
+    assert!(matches!(tags, TagError::Store(_)), "{tags}");
     let op = MetadataOp::Set("a".into(), 1.into());
     let metadata = engine.update_metadata(live.id(), [op]).await.unwrap_err();
     assert!(matches!(metadata, MetadataError::Store(_)), "{metadata}");
@@ -469,5 +494,77 @@ async fn a_failing_store_reaches_every_caller_and_nothing_changes() {
     assert!(
         matches!(items.last(), Some(Err(FeedError::Stopped))),
         "{items:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_store_reaches_a_tasks_writes_and_nothing_changes() {
+    let engine = engine(2);
+    let run = engine.trigger::<WritesWhenTold>(()).await.unwrap();
+    executing(&engine, run.id(), false).await;
+    store(&engine).failing.store(true, Ordering::SeqCst);
+    WRITE.notify_one();
+    let written = async {
+        while lock(&WRITTEN).len() < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), written)
+        .await
+        .expect("the task writes");
+    store(&engine).failing.store(false, Ordering::SeqCst);
+    let written = lock(&WRITTEN).clone();
+    assert!(
+        written
+            .iter()
+            .all(|w| w.contains("the test store is failing")),
+        "{written:?}"
+    );
+    RETURN.notify_one();
+    let done = finished(&engine, run.id()).await;
+    assert_eq!(done.status, RunStatus::Completed);
+    assert!(done.metadata.is_none() && done.realtime_streams.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_that_does_not_decode_fails_the_run_at_once_without_retries() {
+    let engine = engine(2);
+    // As another version of the task would have stored it.
+    let prepared = engine
+        .prepare(BatchItem::new::<Steps>(1, TriggerOptions::default()))
+        .unwrap();
+    let mut record = super::record(prepared, Timestamp::now());
+    record.run().payload = Some(RawValue::from_string(r#""five""#.into()).unwrap().into());
+    let id = record.snapshot.id.clone();
+    assert!(record.max_attempts > 1);
+    engine
+        .shared
+        .store
+        .create(vec![record], None, Duration::ZERO)
+        .await
+        .unwrap();
+    let updates = engine
+        .subscribe(Scope::Run(id.clone()), Cursor::START)
+        .await
+        .unwrap();
+    engine.shared.queue.send(id.clone()).unwrap();
+    let updates = updates.until_finished().try_collect::<Vec<_>>();
+    let updates = tokio::time::timeout(Duration::from_secs(10), updates)
+        .await
+        .expect("the run ends")
+        .unwrap();
+    let statuses: Vec<_> = updates.iter().map(|u| u.run.status).collect();
+    assert_eq!(
+        statuses,
+        [RunStatus::Queued, RunStatus::Executing, RunStatus::Failed]
+    );
+    let error = updates.last().unwrap().run.error.clone().unwrap();
+    assert_eq!(error.name.as_deref(), Some("PayloadError"));
+    assert!(
+        error
+            .message
+            .contains("the payload does not match task `steps`"),
+        "{}",
+        error.message
     );
 }

@@ -10,7 +10,11 @@ use crate::typed::Task;
 /// A run just triggered: its id, and a cursor that precedes its creation.
 ///
 /// Subscribing with the handle (`feed.subscribe_to_run(&handle)`) starts from that cursor, so it
-/// shows every state of the run, however fast the task finishes.
+/// shows every state of the run, however fast the task finishes, as long as the feed's history
+/// still holds the changes since (the embedded engine's latest 4,096 by default, see
+/// [`EngineBuilder::change_history`](crate::EngineBuilder::change_history)); past it, the
+/// subscription starts at the run's latest snapshot, marked
+/// [`coalesced`](crate::Update::coalesced).
 pub struct RunHandle<T> {
     id: RunId,
     cursor: Cursor,

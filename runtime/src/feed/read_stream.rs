@@ -54,6 +54,11 @@ impl<S, C> ReadStream<S, C> {
         self.items.get_mut()
     }
 
+    /// The subscription it reads, pinned.
+    pub fn get_pin_mut(self: Pin<&mut Self>) -> Pin<&mut S> {
+        self.project().items.get_pin_mut()
+    }
+
     /// The subscription it reads, where it left it.
     pub fn into_inner(self) -> S {
         self.items.into_inner()
@@ -95,6 +100,11 @@ where
             };
             return Poll::Ready(Some(item));
         }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        // Every item may be skipped (a run change, a chunk of another stream).
+        (0, self.items.size_hint().1)
     }
 }
 

@@ -291,6 +291,9 @@ impl RunHub {
         let was = (&old.run.tags[..], old.batch.as_ref());
         inner.index.reindex(id, Some(was), (&[], None));
         if let Some(streams) = &old.streams {
+            // Every subscription with streams, not only those the index finds the run by now:
+            // one may hold unread chunks written while the run was in its scope, before it
+            // left it (a tag removed).
             for watcher in inner.subscriptions.values().filter(|w| w.streams) {
                 let mut mailbox = lock(&watcher.mailbox);
                 if mailbox.chunk_runs.contains(id) {

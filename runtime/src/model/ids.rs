@@ -171,4 +171,25 @@ mod tests {
             assert!(!random.contains(['i', 'l', 'o', 'u']));
         }
     }
+
+    #[test]
+    fn ids_made_on_many_threads_at_once_differ() {
+        // Each thread draws from a buffer of its own: no two may repeat one another's bits.
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    (0..5_000)
+                        .map(|_| new_id::<RunId>("run_"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut ids = std::collections::HashSet::new();
+        for thread in threads {
+            for id in thread.join().unwrap() {
+                assert!(ids.insert(id));
+            }
+        }
+        assert_eq!(ids.len(), 40_000);
+    }
 }

@@ -93,16 +93,18 @@ pub struct StreamKey<T, C> {
     types: PhantomData<fn() -> (T, C)>,
 }
 
-impl<T, C> StreamKey<T, C> {
-    /// The key `key`; made by `#[task]`, which checks that the task declares it.
-    #[doc(hidden)]
-    pub const fn new(key: &'static str) -> Self {
-        Self {
-            key,
-            types: PhantomData,
-        }
+/// The stream `key` of `T`, of chunks `C`; used by the code `#[task]` generates, which checks
+/// that the task declares it with this type. (Not a constructor of `StreamKey`: a stream of a
+/// task is the task's to declare.)
+#[doc(hidden)]
+pub const fn stream_key<T, C>(key: &'static str) -> StreamKey<T, C> {
+    StreamKey {
+        key,
+        types: PhantomData,
     }
+}
 
+impl<T, C> StreamKey<T, C> {
     /// The stream's key, as it appears in a run's `realtimeStreams`.
     pub const fn key(&self) -> &'static str {
         self.key
