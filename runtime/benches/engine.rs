@@ -360,6 +360,7 @@ async fn trigger_alone(runs: u64) {
     let delayed = TriggerOptions::default()
         .tag("bench")
         .delay(Duration::from_secs(3600));
+    let before = rss();
     let clock = Instant::now();
     for n in 0..runs {
         engine
@@ -368,9 +369,11 @@ async fn trigger_alone(runs: u64) {
             .unwrap();
     }
     let elapsed = clock.elapsed();
+    let after = rss();
     println!(
-        "engine, {runs} delayed runs (none executing): {:.0} triggers/s",
+        "engine, {runs} delayed runs (none executing): {:.0} triggers/s; {} bytes of resident memory each",
         runs as f64 / elapsed.as_secs_f64(),
+        (after - before) / runs as usize,
     );
 }
 
@@ -405,6 +408,8 @@ fn main() {
             // From a task on the runtime, as a request handler would.
             let spawned = engine_throughput(100_000, "a runtime task");
             tokio::spawn(spawned).await.unwrap();
+        }
+        if wanted("engine, delayed") {
             trigger_alone(100_000).await;
         }
         if wanted("chunks") {

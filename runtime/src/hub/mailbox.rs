@@ -23,31 +23,40 @@ pub(super) struct Pending {
 /// briefly); publishers fill it under the hub's lock, so changes reach it in cursor order.
 #[derive(Default)]
 pub(super) struct Mailbox {
-    /// What the subscription yields before any live change: the state it starts from, or the
-    /// retained changes it resumes after (bounded by the history), and changes read but not
-    /// yielded. Never coalesced; read first.
-    pub(super) backlog: VecDeque<Pending>,
-    /// Every unread live change, in cursor order, while there are at most `window` of them.
-    pub(super) queue: VecDeque<Pending>,
-    /// Beyond the window: the latest unread change of each run, so that memory stays bounded
-    /// by the runs in scope. Read (in cursor order), it empties and the queue takes over again.
-    pub(super) coalesced: Option<Map<RunId, Pending>>,
-    /// Runs with chunks the subscriber has not read yet (for a subscription with streams). The
-    /// chunks stay in the hub: a lagging subscriber costs no memory per chunk.
-    pub(super) chunk_runs: Set<RunId>,
-    /// The chunks of runs in `chunk_runs` that were forgotten before the subscriber read them
-    /// all: kept for it until it has.
-    pub(super) orphans: Map<RunId, Arc<Streams>>,
+    /// Unread changes, in cursor order. The first `backlog` are what the subscription yields
+    /// before any live change (the state it starts from, the retained changes it resumes
+    /// after, changes read but not yielded): never coalesced. The live ones after them are
+    /// every live change while there are at most `window` of them; once `coalesced` holds the
+    /// live changes, the queue holds the backlog only.
+    queue: VecDeque<Pending>,
+    backlog: usize,
+    /// Beyond the window: the latest unread live change of each run, so that memory stays
+    /// bounded by the runs in scope. Read (in cursor order, after the backlog), it empties and
+    /// the queue takes over again.
+    coalesced: Option<Map<RunId, Pending>>,
+    /// For a subscription with streams, once it has any: the runs with chunks it has not read.
+    chunks: Option<Box<UnreadChunks>>,
     pub(super) waker: Option<Waker>,
     /// The hub was closed: once the mailbox is empty, the subscription ends.
     pub(super) closed: bool,
+}
+
+/// Which runs have chunks a subscriber has not read yet. The chunks stay in the hub: a lagging
+/// subscriber costs no memory per chunk.
+#[derive(Default)]
+pub(super) struct UnreadChunks {
+    pub(super) runs: Set<RunId>,
+    /// The chunks of runs in `runs` that were forgotten before the subscriber read them all:
+    /// kept for it until it has.
+    pub(super) orphans: Map<RunId, Arc<Streams>>,
 }
 
 impl Mailbox {
     /// A mailbox holding `initial`, in cursor order, every one of which is yielded.
     pub(super) fn new(initial: Vec<Pending>) -> Self {
         Mailbox {
-            backlog: initial.into(),
+            backlog: initial.len(),
+            queue: initial.into(),
             ..Mailbox::default()
         }
     }
@@ -56,11 +65,11 @@ impl Mailbox {
     pub(super) fn push(&mut self, pending: Pending, window: usize) {
         if let Some(latest) = &mut self.coalesced {
             coalesce(latest, pending);
-        } else if self.queue.len() < window {
+        } else if self.queue.len() - self.backlog < window {
             self.queue.push_back(pending);
         } else {
             let mut latest = Map::default();
-            for earlier in self.queue.drain(..) {
+            for earlier in self.queue.drain(self.backlog..) {
                 coalesce(&mut latest, earlier);
             }
             coalesce(&mut latest, pending);
@@ -68,18 +77,26 @@ impl Mailbox {
         }
     }
 
-    /// Whether it holds no unread change.
-    pub(super) fn is_empty(&self) -> bool {
-        self.backlog.is_empty() && self.queue.is_empty() && self.coalesced.is_none()
+    /// How many unread changes it holds.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.queue.len() + self.coalesced.as_ref().map_or(0, Map::len)
     }
 
-    /// Moves the next unread changes to `ready` (empty), in cursor order: the backlog if there is
-    /// one, else every live change. Sorting coalesced ones is left to the caller, after it lets
-    /// go of the mailbox (publishers wait for it). Returns whether they need sorting.
+    /// Whether it holds no unread change.
+    pub(super) fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.coalesced.is_none()
+    }
+
+    /// Moves the next unread changes to `ready` (empty), in cursor order: the queue if it holds
+    /// any, else the coalesced ones. Sorting coalesced ones is left to the caller, after it
+    /// lets go of the mailbox (publishers wait for it). Returns whether they need sorting.
     pub(super) fn take(&mut self, ready: &mut VecDeque<Pending>) -> bool {
         debug_assert!(ready.is_empty());
-        if !self.backlog.is_empty() {
-            std::mem::swap(&mut self.backlog, ready);
+        self.backlog = 0;
+        if !self.queue.is_empty() {
+            // The queue's buffer goes to the reader, and the reader's empty one comes back.
+            std::mem::swap(&mut self.queue, ready);
             return false;
         }
         match self.coalesced.take() {
@@ -87,26 +104,24 @@ impl Mailbox {
                 ready.extend(latest.into_values());
                 true
             }
-            None => {
-                // The queue's buffer goes to the reader, and the reader's empty one comes back.
-                std::mem::swap(&mut self.queue, ready);
-                false
-            }
+            None => false,
         }
     }
 
     /// Puts back changes read but not yielded, which precede every change it holds.
     pub(super) fn unread(&mut self, mut read: VecDeque<Pending>) {
-        read.append(&mut self.backlog);
-        self.backlog = read;
+        self.backlog += read.len();
+        read.append(&mut self.queue);
+        self.queue = read;
     }
 
     /// Moves the unread changes at or before `position` to `ready`, unsorted.
     pub(super) fn take_through(&mut self, position: u64, ready: &mut Vec<Pending>) {
-        let due = self.backlog.partition_point(|p| p.position <= position);
-        ready.extend(self.backlog.drain(..due));
-        if !self.backlog.is_empty() {
-            // Every live change comes after the backlog.
+        let due = self.queue.partition_point(|p| p.position <= position);
+        ready.extend(self.queue.drain(..due));
+        self.backlog = self.backlog.saturating_sub(due);
+        if !self.queue.is_empty() {
+            // Every coalesced change comes after the queue's.
             return;
         }
         if let Some(latest) = &mut self.coalesced {
@@ -118,9 +133,30 @@ impl Mailbox {
             if latest.is_empty() {
                 self.coalesced = None;
             }
-        } else {
-            let due = self.queue.partition_point(|p| p.position <= position);
-            ready.extend(self.queue.drain(..due));
+        }
+    }
+
+    /// Notes that run `id` has a chunk the subscriber has not read.
+    pub(super) fn note_chunk(&mut self, id: &RunId) {
+        self.chunks().runs.insert(id.clone());
+    }
+
+    /// Whether some run has chunks the subscriber has not read.
+    pub(super) fn has_unread_chunks(&self) -> bool {
+        self.chunks.as_ref().is_some_and(|c| !c.runs.is_empty())
+    }
+
+    /// The runs with unread chunks, and the chunks kept of those forgotten since.
+    pub(super) fn chunks(&mut self) -> &mut UnreadChunks {
+        self.chunks.get_or_insert_with(Box::default)
+    }
+
+    /// Keeps the chunks of run `id`, being forgotten, if the subscriber has not read them all.
+    pub(super) fn keep_orphan(&mut self, id: &RunId, streams: &Arc<Streams>) {
+        if let Some(chunks) = &mut self.chunks
+            && chunks.runs.contains(id)
+        {
+            chunks.orphans.insert(id.clone(), Arc::clone(streams));
         }
     }
 }

@@ -102,7 +102,7 @@ struct Entry {
     created: u64,
     batch: Option<BatchId>,
     /// The chunks of the run's streams, once one is written. Shared only while a reader reads
-    /// them under the hub's lock, or after the run is forgotten (see [`Mailbox::orphans`]), so
+    /// them under the hub's lock, or after the run is forgotten (see [`mailbox::UnreadChunks::orphans`]), so
     /// appending never copies them.
     streams: Option<Arc<Streams>>,
 }
@@ -264,7 +264,7 @@ impl RunHub {
             };
             if watcher.streams && in_scope(&watcher.scope, snapshot, batch) {
                 let mut mailbox = lock(&watcher.mailbox);
-                mailbox.chunk_runs.insert(run.clone());
+                mailbox.note_chunk(run);
                 wake.extend(mailbox.waker.take());
             }
         }
@@ -295,10 +295,7 @@ impl RunHub {
             // one may hold unread chunks written while the run was in its scope, before it
             // left it (a tag removed).
             for watcher in inner.subscriptions.values().filter(|w| w.streams) {
-                let mut mailbox = lock(&watcher.mailbox);
-                if mailbox.chunk_runs.contains(id) {
-                    mailbox.orphans.insert(id.clone(), Arc::clone(streams));
-                }
+                lock(&watcher.mailbox).keep_orphan(id, streams);
             }
         }
         Some(Forgotten(old))
@@ -398,7 +395,7 @@ impl RunHub {
         inner.next_subscription += 1;
         let mut mailbox = Mailbox::new(inner.since(&scope, from));
         if streams {
-            mailbox.chunk_runs = inner.chunks_since(&scope, from);
+            mailbox.chunks().runs = inner.chunks_since(&scope, from);
         }
         let mailbox = Arc::new(Mutex::new(mailbox));
         inner.watch.watch(&scope, id, true);

@@ -99,7 +99,7 @@ impl Subscription {
                 // back to the front of the mailbox, before the ones that came since.
                 let chunk_runs = inner.chunks_since(&scope, Cursor::new(handle.epoch, last));
                 let mut mailbox = lock(&handle.mailbox);
-                mailbox.chunk_runs = chunk_runs;
+                mailbox.chunks().runs = chunk_runs;
                 mailbox.unread(ready);
             }
         }
@@ -204,7 +204,7 @@ impl RealtimeSubscription {
     fn read(&mut self, cx: &Context<'_>) -> Result<(), bool> {
         {
             let mut mailbox = lock(&self.handle.mailbox);
-            if mailbox.chunk_runs.is_empty() {
+            if !mailbox.has_unread_chunks() {
                 // No unread chunk: a chunk written before any of these changes would have been
                 // noted here before it, so the changes alone are the next items.
                 if mailbox.is_empty() {
@@ -230,7 +230,8 @@ impl RealtimeSubscription {
         // chunk logs hold is every change up to now.
         let mut mailbox = lock(&self.handle.mailbox);
         let last = self.last;
-        let runs = std::mem::take(&mut mailbox.chunk_runs);
+        let chunks = mailbox.chunks();
+        let runs = std::mem::take(&mut chunks.runs);
         // Each run's chunks, and whether the run was forgotten (its chunks kept for this reader).
         let sources: Vec<(RunId, Arc<Streams>, bool)> = runs
             .into_iter()
@@ -238,7 +239,7 @@ impl RealtimeSubscription {
                 let kept = inner.runs.get(&id).and_then(|entry| entry.streams.clone());
                 match kept {
                     Some(streams) => Some((id, streams, false)),
-                    None => mailbox
+                    None => chunks
                         .orphans
                         .remove(&id)
                         .map(|streams| (id, streams, true)),
@@ -279,11 +280,11 @@ impl RealtimeSubscription {
             let unread = streams.has_after(bound);
             match (unread, orphan) {
                 (true, true) => {
-                    mailbox.orphans.insert(id.clone(), streams);
-                    mailbox.chunk_runs.insert(id);
+                    chunks.orphans.insert(id.clone(), streams);
+                    chunks.runs.insert(id);
                 }
                 (true, false) => {
-                    mailbox.chunk_runs.insert(id);
+                    chunks.runs.insert(id);
                 }
                 (false, true) => read_whole.push(streams),
                 (false, false) => {}

@@ -127,10 +127,7 @@ fn a_subscriber_within_its_window_gets_every_change_and_beyond_it_the_latest_mar
 
     // Its mailbox held at most the 3 runs in scope, not 5,000 changes.
     let inner = hub.lock();
-    let held = inner.subscriptions.values().map(|w| {
-        let mailbox = lock(&w.mailbox);
-        mailbox.queue.len() + mailbox.coalesced.as_ref().map_or(0, Map::len)
-    });
+    let held = inner.subscriptions.values().map(|w| lock(&w.mailbox).len());
     assert_eq!(held.max(), Some(3));
     drop(inner);
     let updates = ready(&mut stalled);
@@ -846,4 +843,41 @@ fn a_resumed_tag_subscription_sees_a_run_leave_its_scope_as_a_live_one_does() {
     let both = Scope::Tags(vec!["a".into(), "c".into()]);
     let mut never = hub.subscribe(both, from).unwrap();
     assert!(ready(&mut never).is_empty());
+}
+
+#[test]
+fn a_mailbox_yields_its_backlog_whole_then_live_changes_within_the_window() {
+    use super::mailbox::{Mailbox, Pending};
+    let pending = |position: u64, id: &str| Pending {
+        position,
+        run: run(id, "QUEUED", &[]),
+        coalesced: false,
+    };
+    let positions = |items: &[Pending]| items.iter().map(|p| p.position).collect::<Vec<_>>();
+    // A backlog of three, more than the window of two: never coalesced.
+    let mut mailbox = Mailbox::new(vec![pending(1, "a"), pending(2, "a"), pending(3, "b")]);
+    mailbox.push(pending(4, "a"), 2);
+    mailbox.push(pending(5, "b"), 2);
+    // Past the window: the live changes coalesce, the backlog stays.
+    mailbox.push(pending(6, "a"), 2);
+    let mut ready = VecDeque::new();
+    assert!(!mailbox.take(&mut ready));
+    assert_eq!(positions(ready.make_contiguous()), [1, 2, 3]);
+    // Read but not yielded: put back before the coalesced changes, still whole.
+    mailbox.unread(std::mem::take(&mut ready));
+    let mut due = Vec::new();
+    mailbox.take_through(2, &mut due);
+    assert_eq!(positions(&due), [1, 2]);
+    due.clear();
+    mailbox.take_through(u64::MAX, &mut due);
+    due.sort_by_key(|p| p.position);
+    assert_eq!(positions(&due), [3, 5, 6]);
+    assert!(due[1..].iter().all(|p| p.position == 5 || p.coalesced));
+    assert!(!due[1].coalesced, "b changed once live");
+    assert!(mailbox.is_empty());
+    // Empty again, the window counts from the start.
+    mailbox.push(pending(7, "a"), 2);
+    mailbox.push(pending(8, "a"), 2);
+    assert!(!mailbox.take(&mut ready));
+    assert_eq!(positions(ready.make_contiguous()), [7, 8]);
 }
