@@ -79,8 +79,8 @@ use crate::typed::Task;
 /// (see [`shutdown`](Self::shutdown)), or its last handle is dropped, every subscription ends,
 /// with [`FeedError::Stopped`] as its last item where it ended early (a run's feed that saw
 /// the run finish has ended already), and runs still queued, delayed or waiting for a retry
-/// are never run. Dropping the last handle stops it at once, without waiting: attempts still executing
-/// are dropped at their next `.await`, and their runs are lost with the engine (call
+/// are never run. Dropping the last handle stops it at once, without waiting: attempts still
+/// executing are dropped at their next `.await`, and their runs are lost with the engine (call
 /// `shutdown` first to let them finish).
 #[derive(Clone)]
 pub struct Engine {

@@ -102,8 +102,8 @@ struct Entry {
     created: u64,
     batch: Option<BatchId>,
     /// The chunks of the run's streams, once one is written. Shared only while a reader reads
-    /// them under the hub's lock, or after the run is forgotten (see [`mailbox::UnreadChunks::orphans`]), so
-    /// appending never copies them.
+    /// them under the hub's lock, or after the run is forgotten (see
+    /// [`mailbox::UnreadChunks::orphans`]), so appending never copies them.
     streams: Option<Arc<Streams>>,
 }
 
