@@ -409,6 +409,27 @@ async fn dropping_the_last_engine_handle_stops_executing_attempts_and_ends_every
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_engine_leaves_no_task_behind_though_its_timers_were_hours_away() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let engine = engine();
+    let hour = Duration::from_secs(3600);
+    let later = TriggerOptions::default().delay(hour).ttl(hour);
+    engine.trigger_with::<Instant>(1, later).await.unwrap();
+    // A finished run, kept for the default retention.
+    let done = engine.trigger::<Instant>(2).await.unwrap();
+    engine.wait(&done).await.unwrap();
+    assert!(metrics.num_alive_tasks() > before);
+    drop(engine);
+    within("the engine's tasks' end", async {
+        while metrics.num_alive_tasks() > before {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+}
+
 realtime_union! {
     enum Lived {
         UntilCanceled,

@@ -129,6 +129,33 @@ async fn an_attempt_is_stopped_at_its_max_duration_and_not_retried() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn timers_fire_at_their_own_times_whatever_order_they_start_in() {
+    let engine = engine();
+    let start = Instant::now();
+    let delay = |secs| TriggerOptions::default().delay(Duration::from_secs(secs));
+    let mut runs = Vec::new();
+    for secs in [90, 60] {
+        runs.push(engine.trigger_with::<Sleeps>(0, delay(secs)).await.unwrap());
+    }
+    // The timers wait for the earliest, 60 s; one started now, due before it, still fires on
+    // time, and so does one due at the same time as another.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for secs in [20, 50, 80] {
+        runs.push(engine.trigger_with::<Sleeps>(0, delay(secs)).await.unwrap());
+    }
+    let timelines = runs.iter().map(|run| timeline(&engine, run, start));
+    let queued_at: Vec<_> = futures::future::join_all(timelines)
+        .await
+        .into_iter()
+        .map(|seen| {
+            let queued = seen.iter().find(|(status, _)| *status == RunStatus::Queued);
+            queued.unwrap().1.as_secs()
+        })
+        .collect();
+    assert_eq!(queued_at, [90, 60, 30, 60, 90]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_delayed_run_is_queued_when_its_delay_ends() {
     let engine = engine();
     let start = Instant::now();

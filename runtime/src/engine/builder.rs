@@ -5,14 +5,15 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 
 use super::context::TaskFn;
 use super::error::BuildError;
 use super::executor::{Executor, FnExecutor};
 use super::memory::MemoryStore;
 use super::store::Store;
-use super::{Engine, Shared, panic, worker};
+use super::timers::{self, Timers};
+use super::{Engine, Shared, panic};
 use crate::hub::{HubConfig, RunHub};
 use crate::support::Map;
 
@@ -197,20 +198,19 @@ impl EngineBuilder {
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(BuildError::NoRuntime)?;
         panic::install_hook();
-        let (queue, receiver) = mpsc::unbounded_channel();
         let engine = Shared {
             store: store(RunHub::new(self.hub), self.config.retention),
             closed: AtomicBool::new(false),
             running: std::sync::Mutex::default(),
             executors: self.executors,
-            queue,
+            queue: std::sync::Mutex::default(),
             slots: Arc::new(Semaphore::new(self.config.concurrency)),
+            timers: Timers::default(),
             runtime: runtime.clone(),
             config: self.config,
         }
         .into_engine();
-        runtime.spawn(worker::dispatch(Arc::downgrade(&engine.shared), receiver));
-        runtime.spawn(worker::forget_finished(Arc::downgrade(&engine.shared)));
+        runtime.spawn(timers::serve(Arc::downgrade(&engine.shared)));
         Ok(engine)
     }
 }

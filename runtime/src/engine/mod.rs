@@ -2,7 +2,8 @@
 //! pool, and publishes every change of every run to the fan-out hub that subscriptions read.
 //!
 //! Its API is here (`Engine`); its settings in `builder`, what a trigger says in `options`, its
-//! errors in `error`; the run lifecycle (attempts, retries, timers) in `worker`; what a task
+//! errors in `error`; the run lifecycle in `worker` (attempts, retries) and `timers` (delays,
+//! TTLs, backoffs); what a task
 //! reaches in `context`; the store seam in `store` and the memory store in `memory`.
 
 mod builder;
@@ -13,6 +14,7 @@ mod memory;
 mod options;
 mod panic;
 mod store;
+mod timers;
 mod worker;
 
 #[cfg(test)]
@@ -31,13 +33,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 
 use self::builder::Config;
 use self::context::{CancelSignal, MetadataChange};
 use self::executor::Executor;
 use self::options::checked_tags;
 use self::store::{Created, Record, RunStore, Store};
+use self::timers::{Timer, Timers};
 use crate::feed::{BatchHandle, FeedError, RunFeed, RunHandle, RunPage, RunQuery, Scope};
 use crate::hub::{RealtimeSubscription, Subscription};
 use crate::model::metadata;
@@ -109,11 +112,13 @@ struct Shared {
     running: Mutex<Map<RunId, CancelSignal>>,
     executors: Map<&'static str, Arc<dyn Executor>>,
     config: Config,
-    queue: mpsc::UnboundedSender<RunId>,
+    /// Runs waiting for an attempt.
+    queue: Mutex<worker::Queue>,
     /// One permit per attempt that may run at once.
     slots: Arc<Semaphore>,
-    /// The runtime the engine was built in: timers start there, so `trigger` may be called
-    /// from any thread.
+    timers: Timers,
+    /// The runtime the engine was built in: timers count on its clock, so `trigger` may be
+    /// called from any thread.
     runtime: tokio::runtime::Handle,
 }
 
@@ -122,6 +127,7 @@ impl Drop for Shared {
     /// was never handed out).
     fn drop(&mut self) {
         self.store.hub().close();
+        self.timers.stop();
     }
 }
 
@@ -326,12 +332,11 @@ impl Engine {
             Created::New(cursor) => {
                 tracing::debug!(run = %id, "triggered");
                 match delay {
-                    Some(delay) => worker::after(shared, delay, id.clone(), worker::Timer::Delay),
-                    // The dispatcher lives as long as any engine handle, so the queue is open.
-                    None => drop(shared.queue.send(id.clone())),
+                    Some(delay) => shared.start_timer(delay, id.clone(), Timer::Delay),
+                    None => shared.enqueue(id.clone()),
                 }
                 if let Some(ttl) = ttl {
-                    worker::after(shared, ttl, id.clone(), worker::Timer::Ttl);
+                    shared.start_timer(ttl, id.clone(), Timer::Ttl);
                 }
                 RunHandle::new(id, cursor)
             }
@@ -567,6 +572,16 @@ impl Shared {
             shared,
             _owner: Arc::new(owner),
         }
+    }
+
+    /// Starts a timer that fires `timer` for run `id` after `wait`, on the clock of the engine's
+    /// runtime (a paused one in tests), whichever thread starts it.
+    fn start_timer(&self, wait: Duration, id: RunId, timer: Timer) {
+        let now = {
+            let _runtime = self.runtime.enter();
+            tokio::time::Instant::now()
+        };
+        self.timers.start(now, wait, id, timer);
     }
 
     /// Whether the engine is stopping.

@@ -547,7 +547,7 @@ async fn a_payload_that_does_not_decode_fails_the_run_at_once_without_retries() 
         .subscribe(Scope::Run(id.clone()), Cursor::START)
         .await
         .unwrap();
-    engine.shared.queue.send(id.clone()).unwrap();
+    engine.shared.enqueue(id.clone());
     let updates = updates.until_finished().try_collect::<Vec<_>>();
     let updates = tokio::time::timeout(Duration::from_secs(10), updates)
         .await

@@ -1,14 +1,13 @@
-//! The worker pool and the timers: take queued runs, run one attempt each, and move each run
-//! to its next status in one change: `EXECUTING`, then `COMPLETED`, `REATTEMPTING` (queued
-//! again after a backoff) when an attempt fails or panics and attempts remain, else `FAILED`
-//! (an error), `CRASHED` (a panic) or `TIMED_OUT`; `DELAYED` runs are queued when their delay
-//! ends, and runs not started within their TTL become `EXPIRED`.
+//! The worker pool: take queued runs, run one attempt each, and move each run to its next
+//! status in one change: `EXECUTING`, then `COMPLETED`, `REATTEMPTING` (queued again after a
+//! backoff, see `timers`) when an attempt fails or panics and attempts remain, else `FAILED`
+//! (an error), `CRASHED` (a panic) or `TIMED_OUT`.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::Shared;
@@ -16,6 +15,7 @@ use super::context::{Attempt, BoxFuture, CancelSignal, MetadataChange, RunAccess
 use super::executor::Failure;
 use super::panic::{CatchPanic, Panic};
 use super::store::{Record, RunStore};
+use super::timers::Timer;
 use crate::model::{
     Cursor, MetadataError, RunId, RunStatus, SerializedError, StoreError, Timestamp,
 };
@@ -24,109 +24,61 @@ use crate::support::lock;
 /// The longest wait between two attempts.
 pub(super) const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
-/// Runs queued runs, at most `concurrency` at once, until every engine handle is dropped.
-pub(super) async fn dispatch(shared: Weak<Shared>, mut queue: mpsc::UnboundedReceiver<RunId>) {
-    let Some(slots) = shared.upgrade().map(|s| Arc::clone(&s.slots)) else {
-        return;
-    };
-    while let Some(id) = queue.recv().await {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        if shared.is_closed() {
-            return;
+/// The runs waiting for an attempt, in the order they were queued, and the workers taking
+/// them. A worker is a task that runs one attempt after another while runs wait, and ends when
+/// none does: under load, attempts cost no task of their own, and an idle engine has no
+/// worker.
+#[derive(Default)]
+pub(super) struct Queue {
+    ids: VecDeque<RunId>,
+    workers: usize,
+}
+
+impl Shared {
+    /// Queues run `id` for an attempt, and starts a worker if fewer than the concurrency run.
+    pub(super) fn enqueue(self: &Arc<Self>, id: RunId) {
+        let mut queue = lock(&self.queue);
+        queue.ids.push_back(id);
+        let start = queue.workers < self.config.concurrency;
+        if start {
+            queue.workers += 1;
         }
-        tokio::spawn(async move {
-            attempt(&shared, &id).await;
-            drop(slot);
-        });
+        drop(queue);
+        if start {
+            self.runtime.spawn(work(Arc::downgrade(self)));
+        }
+    }
+
+    /// The next queued run, or `None` when none waits: then the worker asking ends.
+    fn next_queued(&self) -> Option<RunId> {
+        let mut queue = lock(&self.queue);
+        let next = queue.ids.pop_front();
+        if next.is_none() {
+            queue.workers -= 1;
+        }
+        next
     }
 }
 
-/// Forgets finished runs once their retention ends, until the engine is dropped.
-pub(super) async fn forget_finished(shared: Weak<Shared>) {
+/// A worker: attempts queued runs, one at a time, until none waits or the engine is dropped.
+async fn work(shared: Weak<Shared>) {
     loop {
-        let Some(engine) = shared.upgrade() else {
-            return;
-        };
-        let retention = engine.config.retention;
-        let next = match engine.store.forget_finished().await {
-            Ok(next) => next,
-            Err(error) => {
-                tracing::error!(%error, "forgetting finished runs failed; trying again later");
-                Some(Duration::from_secs(1))
-            }
-        };
-        drop(engine);
-        // A run that finishes from now on is due a retention from now or later. At least a
-        // millisecond: a zero retention must not make this loop spin.
-        let wait = next.unwrap_or(retention).max(Duration::from_millis(1));
-        tokio::time::sleep(wait).await;
-    }
-}
-
-/// What a timer does when it fires.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Timer {
-    /// A delayed run's delay ended: queue it.
-    Delay,
-    /// A run's time to live ended: expire it if it has not started.
-    Ttl,
-    /// A failed attempt's backoff ended: queue the run again.
-    Retry,
-}
-
-/// Fires `timer` for run `id` after `wait`, unless the engine is gone by then.
-pub(super) fn after(shared: &Arc<Shared>, wait: Duration, id: RunId, timer: Timer) {
-    let runtime = shared.runtime.clone();
-    let shared = Arc::downgrade(shared);
-    runtime.spawn(async move {
-        tokio::time::sleep(wait).await;
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let fired = match timer {
-            Timer::Delay if shared.is_closed() => Ok(()),
-            Timer::Delay => {
-                let queued = shared.store.update(&id, |record| {
-                    let run = record.run();
-                    run.status = RunStatus::Queued;
-                    run.queued_at = Some(Timestamp::now());
-                });
-                queued.await.map(|queued| {
-                    if queued.is_some() {
-                        let _ = shared.queue.send(id.clone());
-                    }
-                })
-            }
-            // The dispatcher starts no run once `shutdown` began.
-            Timer::Retry => {
-                let _ = shared.queue.send(id.clone());
-                Ok(())
-            }
-            Timer::Ttl => {
-                // Only a run still waiting to start expires.
-                let expire = shared.store.update_if(&id, RunStatus::is_queued, |record| {
-                    let now = Timestamp::now();
-                    let run = record.run();
-                    run.status = RunStatus::Expired;
-                    run.expired_at = Some(now);
-                    run.finished_at = Some(now);
-                });
-                expire.await.map(|expired| {
-                    if expired.is_some() {
-                        tracing::info!(run = %id, "expired before it started");
-                    }
-                })
-            }
+        let Some(id) = shared.next_queued() else {
+            return;
         };
-        if let Err(error) = fired {
-            tracing::error!(run = %id, ?timer, %error, "a timer's change failed");
-        }
-    });
+        // A slot is free unless `shutdown` holds them all; then no attempt starts anyway.
+        let Ok(slot) = Arc::clone(&shared.slots).acquire_owned().await else {
+            return;
+        };
+        attempt(&shared, &id).await;
+        drop((slot, shared));
+        // Attempts that finish without waiting must not keep this worker's thread from other
+        // tasks.
+        tokio::task::consume_budget().await;
+    }
 }
 
 /// One attempt of a run.
@@ -315,7 +267,7 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
         Ok(Some((_, Some(attempts)))) => {
             let delay = retry_delay(shared.config.retry_delay, attempts);
             tracing::warn!(retry_in = ?delay, "attempt failed; the run will be retried");
-            after(shared, delay, id.clone(), Timer::Retry);
+            shared.start_timer(delay, id.clone(), Timer::Retry);
         }
         Ok(Some((status, None))) => tracing::info!(%status, "run finished"),
         // Canceled meanwhile: the cancel counted this attempt's time.
