@@ -164,9 +164,9 @@ async fn runcast_latency() -> Figures {
 }
 
 /// runcast: resident memory grown by `KEPT_RUNS` runs that are never started: triggered with a
-/// delay of an hour (their status is DELAYED), no subscriber. Each delayed run also has a
-/// spawned task sleeping until its delay ends, and the hub keeps its history of changes (the
-/// last 4,096 by default): both are counted, as they are in any engine holding such runs.
+/// delay of an hour (their status is DELAYED), no subscriber. Each delayed run also has an
+/// entry in the engine's timer queue, and the hub keeps its history of changes (the last 4,096
+/// by default): both are counted, as they are in any engine holding such runs.
 async fn runcast_queued() -> Figures {
     let engine = Engine::builder().task::<Noop>().build().unwrap();
     let delayed = TriggerOptions::default().delay(Duration::from_secs(3600));

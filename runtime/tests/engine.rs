@@ -452,7 +452,7 @@ async fn cancel_stops_a_running_attempt_and_a_queued_run() {
         (queued.status, queued.started_at),
         (RunStatus::Canceled, None)
     );
-    // A run queued after both: once it completed, the dispatcher has passed the canceled one,
+    // A run queued after both: once it completed, the workers have passed the canceled one,
     // which still never started.
     let after = engine.trigger::<Sleep>(1).await.unwrap();
     let last_after = follow::<Sleep>(&engine, after.id()).await.pop().unwrap();

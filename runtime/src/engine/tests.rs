@@ -377,7 +377,7 @@ async fn shutdown_cancels_executing_runs_only_over_a_store_that_suspends() {
     assert!(matches!(items.last(), Some(Err(FeedError::Stopped))));
     let queued_run = engine.latest(queued.id()).await.unwrap().run;
     assert_eq!(queued_run.status, RunStatus::Queued);
-    // An attempt the dispatcher took before the shutdown began does not start it either.
+    // An attempt a worker took before the shutdown began does not start it either.
     super::worker::attempt(&engine.shared, queued.id()).await;
     let queued = engine.latest(queued.id()).await.unwrap().run;
     assert_eq!(

@@ -48,25 +48,59 @@ impl Shared {
             self.runtime.spawn(work(Arc::downgrade(self)));
         }
     }
+}
 
-    /// The next queued run, or `None` when none waits: then the worker asking ends.
-    fn next_queued(&self) -> Option<RunId> {
-        let mut queue = lock(&self.queue);
+/// A worker's place among the engine's workers: given up when the queue is empty, in the same
+/// lock, so that a run queued meanwhile starts another worker; or when the worker ends some
+/// other way (a panic outside the task's own code), and then a worker takes its place if runs
+/// wait.
+struct Place {
+    shared: Weak<Shared>,
+    held: bool,
+}
+
+impl Place {
+    /// The next queued run, or `None` when none waits: then the place is given up.
+    fn next(&mut self, shared: &Shared) -> Option<RunId> {
+        let mut queue = lock(&shared.queue);
         let next = queue.ids.pop_front();
         if next.is_none() {
             queue.workers -= 1;
+            self.held = false;
         }
         next
     }
 }
 
-/// A worker: attempts queued runs, one at a time, until none waits or the engine is dropped.
-async fn work(shared: Weak<Shared>) {
-    loop {
-        let Some(shared) = shared.upgrade() else {
+impl Drop for Place {
+    fn drop(&mut self) {
+        if !self.held {
+            return;
+        }
+        let Some(shared) = self.shared.upgrade() else {
             return;
         };
-        let Some(id) = shared.next_queued() else {
+        let mut queue = lock(&shared.queue);
+        if queue.ids.is_empty() {
+            queue.workers -= 1;
+        } else {
+            drop(queue);
+            shared.runtime.spawn(work(Arc::downgrade(&shared)));
+        }
+    }
+}
+
+/// A worker: attempts queued runs, one at a time, until none waits or the engine is dropped.
+async fn work(weak: Weak<Shared>) {
+    let mut place = Place {
+        shared: weak.clone(),
+        held: true,
+    };
+    loop {
+        let Some(shared) = weak.upgrade() else {
+            return;
+        };
+        let Some(id) = place.next(&shared) else {
             return;
         };
         // A slot is free unless `shutdown` holds them all; then no attempt starts anyway.
