@@ -2,6 +2,7 @@
 //! first event.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers fail the test on bad fixtures.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -871,6 +872,51 @@ async fn batch_items_with_idempotency_keys_return_the_runs_the_keys_started() {
     })
     .await;
     assert!(more.is_err(), "no other run in the batch: {more:?}");
+}
+
+/// Attempts of `held` in flight now, and the most ever at once.
+static HELD_NOW: AtomicUsize = AtomicUsize::new(0);
+static HELD_MOST: AtomicUsize = AtomicUsize::new(0);
+/// Lets waiting `held` attempts finish.
+static RELEASE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+
+/// Counts itself in flight until the test releases it.
+#[task(id = "held")]
+async fn held(_: u64) -> Result<(), String> {
+    let now = HELD_NOW.fetch_add(1, Ordering::SeqCst) + 1;
+    HELD_MOST.fetch_max(now, Ordering::SeqCst);
+    RELEASE.acquire().await.map_err(|e| e.to_string())?.forget();
+    HELD_NOW.fetch_sub(1, Ordering::SeqCst);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_the_concurrency_of_attempts_run_at_once_and_every_queued_run_runs() {
+    let engine = Engine::builder()
+        .task::<Held>()
+        .concurrency(3)
+        .build()
+        .unwrap();
+    let mut runs = Vec::new();
+    for n in 0..50 {
+        runs.push(engine.trigger::<Held>(n).await.unwrap());
+    }
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while HELD_NOW.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("three attempts start");
+    // Others wait for a free worker, however long the three take.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(HELD_NOW.load(Ordering::SeqCst), 3);
+    RELEASE.add_permits(50);
+    for run in &runs {
+        let last = follow::<Held>(&engine, run.id()).await.pop().unwrap();
+        assert_eq!(last.status, RunStatus::Completed);
+    }
+    assert_eq!(HELD_MOST.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
