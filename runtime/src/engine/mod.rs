@@ -3,8 +3,8 @@
 //!
 //! Its API is here (`Engine`); its settings in `builder`, what a trigger says in `options`, its
 //! errors in `error`; the run lifecycle in `worker` (attempts, retries) and `timers` (delays,
-//! TTLs, backoffs); what a task
-//! reaches in `context`; the store seam in `store` and the memory store in `memory`.
+//! TTLs, backoffs, retention); what a task reaches in `context`; the store seam in `store` and
+//! the memory store in `memory`.
 
 mod builder;
 mod context;
