@@ -163,6 +163,16 @@ async fn writes_when_told(_: (), ctx: TaskContext) -> Result<(), String> {
     Ok(())
 }
 
+/// Lets `returns-when-told` attempts return, one per permit.
+static RELEASE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+
+/// Returns its payload when the test lets it.
+#[task(id = "returns-when-told")]
+async fn returns_when_told(n: u32) -> Result<u32, String> {
+    RELEASE.acquire().await.map_err(|e| e.to_string())?.forget();
+    Ok(n)
+}
+
 /// An engine over a [`Suspending`] store, running at most `concurrency` attempts at once.
 fn engine(concurrency: usize) -> Engine {
     Engine::builder()
@@ -171,6 +181,7 @@ fn engine(concurrency: usize) -> Engine {
         .task::<Forever>()
         .task::<RetryThenWait>()
         .task::<WritesWhenTold>()
+        .task::<ReturnsWhenTold>()
         .concurrency(concurrency)
         .retry_delay(Duration::ZERO)
         .build_with(|hub, retention| {
@@ -524,6 +535,54 @@ async fn a_failing_store_reaches_a_tasks_writes_and_nothing_changes() {
     let done = finished(&engine, run.id()).await;
     assert_eq!(done.status, RunStatus::Completed);
     assert!(done.metadata.is_none() && done.realtime_streams.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_that_fails_for_a_while_loses_no_result_start_or_timer() {
+    let engine = engine(3);
+    // Its result is stored while the store fails.
+    let finishing = engine.trigger::<ReturnsWhenTold>(1).await.unwrap();
+    executing(&engine, finishing.id(), false).await;
+    // Its delay ends while the store fails.
+    let later = TriggerOptions::default().delay(Duration::from_secs(5));
+    let delayed = engine
+        .trigger_with::<ReturnsWhenTold>(2, later)
+        .await
+        .unwrap();
+    // Stored, but not queued: a worker takes it while the store fails.
+    let prepared = BatchItem::new::<ReturnsWhenTold>(3, TriggerOptions::default());
+    let record = super::record(engine.prepare(prepared).unwrap(), Timestamp::now());
+    let starting = record.snapshot.id.clone();
+    let create = engine
+        .shared
+        .store
+        .create(vec![record], None, Duration::ZERO);
+    create.await.unwrap();
+
+    store(&engine).failing.store(true, Ordering::SeqCst);
+    RELEASE.add_permits(3);
+    super::worker::attempt(&engine.shared, &starting).await;
+    // A minute of failures: each change is tried again, and none takes effect.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let status = |id: RunId| {
+        let engine = engine.clone();
+        async move { engine.latest(&id).await.unwrap().run.status }
+    };
+    assert_eq!(
+        [
+            status(finishing.id().clone()).await,
+            status(delayed.id().clone()).await,
+            status(starting.clone()).await,
+        ],
+        [RunStatus::Executing, RunStatus::Delayed, RunStatus::Queued]
+    );
+
+    store(&engine).failing.store(false, Ordering::SeqCst);
+    for (id, output) in [(finishing.id(), 1), (delayed.id(), 2), (&starting, 3)] {
+        let done = finished(&engine, id).await;
+        assert_eq!(done.status, RunStatus::Completed, "{id}");
+        assert_eq!(done.output.unwrap().get(), output.to_string());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

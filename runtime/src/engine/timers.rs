@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::Shared;
 use super::store::RunStore;
+use super::worker::STORE_RETRY;
 use crate::model::{RunId, RunStatus, StoreError, Timestamp};
 use crate::support::lock;
 
@@ -108,7 +109,11 @@ pub(super) async fn serve(shared: Weak<Shared>) {
             let next = shared.timers.take_due(now, ROUND, &mut fired);
             for (id, timer) in fired.drain(..) {
                 if let Err(error) = fire(&shared, &id, timer).await {
-                    tracing::error!(run = %id, ?timer, %error, "a timer's change failed");
+                    tracing::error!(
+                        run = %id, ?timer, %error, retry_in = ?STORE_RETRY,
+                        "a timer's change failed; it will fire again"
+                    );
+                    shared.timers.start(now, STORE_RETRY, id, timer);
                 }
             }
             match (next, forget_at) {
@@ -137,7 +142,7 @@ async fn forget_finished(shared: &Shared) -> Duration {
         Ok(next) => next,
         Err(error) => {
             tracing::error!(%error, "forgetting finished runs failed; trying again later");
-            Some(Duration::from_secs(1))
+            Some(STORE_RETRY)
         }
     };
     // A run that finishes from now on is due a retention from now or later. At least a

@@ -2,6 +2,10 @@
 //! status in one change: `EXECUTING`, then `COMPLETED`, `REATTEMPTING` (queued again after a
 //! backoff, see `timers`) when an attempt fails or panics and attempts remain, else `FAILED`
 //! (an error), `CRASHED` (a panic) or `TIMED_OUT`.
+//!
+//! A change the store fails to make in the background (an attempt's start or result, a
+//! timer's change) is made again after [`STORE_RETRY`] until it is made or the engine stops: a
+//! store that fails for a while loses no run and no result.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
@@ -23,6 +27,10 @@ use crate::support::lock;
 
 /// The longest wait between two attempts.
 pub(super) const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+/// How long the engine waits before it makes again a change that its store failed to make in
+/// the background (an attempt's start or result, a timer's change, forgetting finished runs).
+pub(super) const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// The runs waiting for an attempt, in the order they were queued, and the workers taking
 /// them. A worker is a task that runs one attempt after another while runs wait, and ends when
@@ -215,7 +223,11 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
             return;
         }
         Err(NotStarted::Store(error)) => {
-            tracing::error!(run = %id, %error, "an attempt could not start; the run stays queued");
+            tracing::error!(
+                run = %id, %error, retry_in = ?STORE_RETRY,
+                "an attempt could not start; it will start again"
+            );
+            shared.start_timer(STORE_RETRY, id.clone(), Timer::Retry);
             return;
         }
     };
@@ -247,55 +259,30 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
     let Some(ended) = ended else {
         return;
     };
+    // Written until the store takes it: a store that fails for a while loses no result.
+    let outcome = Outcome::from(ended);
+    let ended_at = Timestamp::now();
     let cost_per_ms = shared.config.cost_per_ms_cents;
-    let finish = shared.store.update(id, |record| {
-        let now = Timestamp::now();
-        count_time(record, now, cost_per_ms);
-        let retries_left = record.attempts < record.max_attempts;
-        let attempts = record.attempts;
-        let run = record.run();
-        let (status, retry) = match ended {
-            Ended::Returned(Ok(output)) => {
-                run.output = Some(output.into());
-                run.error = None;
-                (RunStatus::Completed, false)
-            }
-            Ended::Returned(Err(Failure { error, retry })) => {
-                run.error = Some(error);
-                if retry && retries_left {
-                    (RunStatus::Reattempting, true)
-                } else {
-                    (RunStatus::Failed, false)
+    let finished = loop {
+        let finish = shared.store.update(id, |record| {
+            count_time(record, ended_at, cost_per_ms);
+            outcome.write(record, ended_at)
+        });
+        match finish.instrument(span.clone()).await {
+            Err(error) => {
+                tracing::error!(
+                    parent: &span, %error, retry_in = ?STORE_RETRY,
+                    "the attempt's result could not be stored; it will be stored again"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(STORE_RETRY) => {}
+                    // The engine stopped, or the run was canceled (and so is final).
+                    () = cancel.canceled() => break Err(error),
                 }
             }
-            Ended::TimedOut(max) => {
-                run.error = Some(SerializedError {
-                    message: format!("the attempt ran longer than its maximum duration of {max:?}"),
-                    name: Some("MaxDurationExceeded".into()),
-                    stack_trace: None,
-                });
-                (RunStatus::TimedOut, false)
-            }
-            Ended::Panicked(panic) => {
-                run.error = Some(SerializedError {
-                    message: format!("the task panicked: {}", panic.message),
-                    name: Some("Panic".into()),
-                    stack_trace: panic.location,
-                });
-                if retries_left {
-                    (RunStatus::Reattempting, true)
-                } else {
-                    (RunStatus::Crashed, false)
-                }
-            }
-        };
-        run.status = status;
-        if status.is_final() {
-            run.finished_at = Some(now);
+            done => break done,
         }
-        (status, retry.then_some(attempts))
-    });
-    let finished = finish.instrument(span.clone()).await;
+    };
     let _entered = span.enter();
     match finished {
         Ok(Some((_, Some(attempts)))) => {
@@ -306,7 +293,81 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
         Ok(Some((status, None))) => tracing::info!(%status, "run finished"),
         // Canceled meanwhile: the cancel counted this attempt's time.
         Ok(None) => {}
-        Err(error) => tracing::error!(%error, "the attempt's result could not be stored"),
+        Err(error) => tracing::error!(%error, "the attempt's result was never stored"),
+    }
+}
+
+/// What an attempt's end writes into its run.
+struct Outcome {
+    /// The output, if the task returned one.
+    output: Option<Arc<RawValue>>,
+    error: Option<SerializedError>,
+    /// Whether another attempt may follow, if the run has attempts left.
+    retryable: bool,
+    /// The run's status when no attempt follows.
+    last: RunStatus,
+}
+
+impl From<Ended> for Outcome {
+    fn from(ended: Ended) -> Self {
+        let failed = |error, retryable, last| Outcome {
+            output: None,
+            error: Some(error),
+            retryable,
+            last,
+        };
+        match ended {
+            Ended::Returned(Ok(output)) => Outcome {
+                output: Some(output.into()),
+                error: None,
+                retryable: false,
+                last: RunStatus::Completed,
+            },
+            Ended::Returned(Err(Failure { error, retry })) => {
+                failed(error, retry, RunStatus::Failed)
+            }
+            Ended::TimedOut(max) => failed(
+                SerializedError {
+                    message: format!("the attempt ran longer than its maximum duration of {max:?}"),
+                    name: Some("MaxDurationExceeded".into()),
+                    stack_trace: None,
+                },
+                false,
+                RunStatus::TimedOut,
+            ),
+            Ended::Panicked(panic) => failed(
+                SerializedError {
+                    message: format!("the task panicked: {}", panic.message),
+                    name: Some("Panic".into()),
+                    stack_trace: panic.location,
+                },
+                true,
+                RunStatus::Crashed,
+            ),
+        }
+    }
+}
+
+impl Outcome {
+    /// Writes the attempt's end, at `now`, into its run; returns the run's new status, and
+    /// the attempts made if another follows.
+    fn write(&self, record: &mut Record, now: Timestamp) -> (RunStatus, Option<u32>) {
+        let retry = self.retryable && record.attempts < record.max_attempts;
+        let attempts = record.attempts;
+        let run = record.run();
+        if let Some(output) = &self.output {
+            run.output = Some(Arc::clone(output));
+        }
+        run.error.clone_from(&self.error);
+        run.status = if retry {
+            RunStatus::Reattempting
+        } else {
+            self.last
+        };
+        if run.status.is_final() {
+            run.finished_at = Some(now);
+        }
+        (run.status, retry.then_some(attempts))
     }
 }
 
