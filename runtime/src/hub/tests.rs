@@ -373,6 +373,60 @@ fn batch_scopes_follow_the_batch_given_at_first_publish() {
 }
 
 #[test]
+fn a_change_reaches_only_the_subscriptions_of_its_run_tags_and_batch() {
+    let hub = hub();
+    let batch = BatchId::from("batch_mine");
+    hub.publish(run("run_mine", "QUEUED", &["a", "b"]), Some(batch.clone()));
+    let mut mine = vec![
+        hub.subscribe(Scope::Run("run_mine".into()), Cursor::START),
+        hub.subscribe(Scope::Tags(vec!["a".into()]), Cursor::START),
+        hub.subscribe(Scope::Tags(vec!["b".into(), "a".into()]), Cursor::START),
+        hub.subscribe(Scope::Batch(batch), Cursor::START),
+    ];
+    // 3,000 others: other runs, other tags, other batches.
+    let mut others = Vec::new();
+    for i in 0..1_000 {
+        let other = format!("run_{i}");
+        hub.publish(
+            run(&other, "QUEUED", &[]),
+            Some(BatchId::from(format!("batch_{i}"))),
+        );
+        others.push(hub.subscribe(Scope::Run(other.as_str().into()), Cursor::START));
+        others.push(hub.subscribe(Scope::Tags(vec![format!("t{i}")]), Cursor::START));
+        let batch = BatchId::from(format!("batch_{i}"));
+        others.push(hub.subscribe(Scope::Batch(batch), Cursor::START));
+    }
+    let mine: Vec<Subscription> = mine.drain(..).map(Result::unwrap).collect();
+    let mut others: Vec<Subscription> = others.into_iter().map(Result::unwrap).collect();
+    for sub in &mut others {
+        ready(sub);
+    }
+    // Subscriptions are numbered in the order they were made: these four first.
+    let mine_ids: Set<u64> = (0..4).collect();
+
+    // The index finds exactly the four, without looking at the others.
+    let inner = hub.lock();
+    let entry = &inner.runs[&RunId::from("run_mine")];
+    let found: Set<u64> = inner
+        .watch
+        .of(
+            &entry.run.id,
+            distinct(&entry.run.tags),
+            entry.batch.as_ref(),
+        )
+        .collect();
+    assert_eq!(found, mine_ids);
+    drop(inner);
+    hub.publish(run("run_mine", "EXECUTING", &["a", "b"]), None);
+    let mut mine = mine;
+    for sub in &mut mine {
+        let statuses: Vec<_> = ready(sub).iter().map(|u| u.run.status).collect();
+        assert_eq!(statuses, [RunStatus::Queued, RunStatus::Executing]);
+    }
+    assert!(others.iter_mut().all(|sub| ready(sub).is_empty()));
+}
+
+#[test]
 fn subscriptions_are_limited_and_dropping_one_frees_its_place() {
     let hub = RunHub::new(HubConfig {
         max_subscriptions: Some(2),
