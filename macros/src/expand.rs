@@ -11,6 +11,7 @@
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::ext::IdentExt as _;
 use syn::spanned::Spanned;
 use syn::{Ident, ItemFn, Type};
 
@@ -279,8 +280,7 @@ fn fn_task(mut item: ItemFn, spec: &FnSpec, errors: Option<syn::Error>) -> Token
     let p = private();
     let vis = &item.vis;
     let fn_ident = &item.sig.ident;
-    let fn_name = fn_ident.to_string();
-    let fn_name = fn_name.trim_start_matches("r#");
+    let fn_name = fn_ident.unraw().to_string();
     let doc = match id {
         Some(id) => format!("The `{}` task, run by [`{fn_name}`].", id.value()),
         None => format!("The task run by [`{fn_name}`]."),
@@ -659,10 +659,8 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
         let run = quote_spanned!(ty.span()=> #p::Run<#checked>);
         quote!(#(#attrs)* #doc #allow #variant(#run))
     });
-    let check_consts = tasks.iter().map(|m| {
-        let Some((konst, value)) = &m.check else {
-            return TokenStream::new();
-        };
+    let checks = planned.iter().filter_map(|m| m.check.as_ref());
+    let check_consts = checks.map(|(konst, value)| {
         quote! {
             #[doc(hidden)]
             const #konst: usize = {

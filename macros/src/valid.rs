@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote};
+use syn::ext::IdentExt as _;
 use syn::spanned::Spanned;
 use syn::{
     FnArg, GenericArgument, Ident, ItemEnum, ItemFn, ItemStruct, Lifetime, LitStr, PathArguments,
@@ -100,8 +101,7 @@ fn extras(
 ) -> Extras {
     let mut specs: Vec<StreamSpec> = Vec::new();
     for (name, ty) in streams.unwrap_or_default() {
-        let key = name.to_string();
-        let key = key.strip_prefix("r#").unwrap_or(&key).to_owned();
+        let key = name.unraw().to_string();
         let konst = Ident::new(&key.to_uppercase(), name.span());
         let variant = struct_name(&name);
         if key.trim_matches('_').is_empty() || variant == "Self" {
@@ -265,6 +265,11 @@ pub(crate) fn task_struct(args: TaskArgs, s: &ItemStruct, errors: &mut Errors) -
             ),
         );
     }
+    declared(args, errors)
+}
+
+/// The id, types and extras a task struct (or enum) declares, each if its rules hold.
+fn declared(args: TaskArgs, errors: &mut Errors) -> StructSpec {
     let id = args.id.and_then(|id| check_id(id, errors));
     let payload = args
         .payload
@@ -289,12 +294,7 @@ pub(crate) fn task_enum(args: TaskArgs, e: &ItemEnum, errors: &mut Errors) -> St
             e.ident
         ),
     );
-    StructSpec {
-        id: args.id,
-        payload: args.payload.map(|(_, ty)| ty),
-        output: args.output.map(|(_, ty)| ty),
-        extras: extras(args.metadata, args.streams, errors),
-    }
+    declared(args, errors)
 }
 
 /// The `id` argument, if its rules hold.
@@ -618,6 +618,7 @@ fn make_owned(ty: &mut Type) {
             };
         }
         Type::Array(array) => make_owned(&mut array.elem),
+        Type::Ptr(pointer) => make_owned(&mut pointer.elem),
         Type::Slice(slice) => make_owned(&mut slice.elem),
         Type::Paren(paren) => make_owned(&mut paren.elem),
         Type::Group(group) => make_owned(&mut group.elem),
@@ -639,8 +640,7 @@ fn make_owned(ty: &mut Type) {
 
 /// `resize_image` → `ResizeImage`, spanned at the function's name.
 pub(crate) fn struct_name(fn_ident: &Ident) -> Ident {
-    let name = fn_ident.to_string();
-    let name = name.strip_prefix("r#").unwrap_or(&name);
+    let name = fn_ident.unraw().to_string();
     let mut out = String::with_capacity(name.len());
     let mut upper = true;
     for c in name.chars() {
@@ -661,8 +661,7 @@ pub(crate) fn struct_name(fn_ident: &Ident) -> Ident {
 
 /// `resize_image` or `ResizeImage` → `resize-image`: an identifier to suggest.
 fn kebab_case(ident: &Ident) -> String {
-    let name = ident.to_string();
-    let name = name.strip_prefix("r#").unwrap_or(&name);
+    let name = ident.unraw().to_string();
     let mut out = String::with_capacity(name.len() + 4);
     for (i, c) in name.chars().enumerate() {
         if c == '_' {
@@ -837,7 +836,7 @@ fn function_name(ty: &Type) -> Option<&Ident> {
         return None;
     };
     let last = path.path.segments.last()?;
-    let name = last.ident.to_string();
+    let name = last.ident.unraw().to_string();
     let primitive = matches!(
         name.as_str(),
         "bool"
@@ -858,9 +857,7 @@ fn function_name(ty: &Type) -> Option<&Ident> {
             | "f32"
             | "f64"
     );
-    let lower = name
-        .trim_start_matches("r#")
-        .starts_with(|c: char| c.is_lowercase());
+    let lower = name.starts_with(|c: char| c.is_lowercase());
     (path.qself.is_none() && last.arguments.is_none() && lower && !primitive).then_some(&last.ident)
 }
 

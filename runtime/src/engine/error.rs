@@ -32,7 +32,7 @@ pub enum BuildError {
 pub enum TriggerError {
     /// The task is not registered with this engine.
     #[error(
-        "task `{0}` is not registered with this engine; register it with `Engine::builder().task::<T>()`"
+        "task `{0}` is not registered with this engine, which runs only the tasks it registers; register its `async fn` with `Engine::builder().task::<T>()`"
     )]
     UnknownTask(&'static str),
     /// The payload serializes to more JSON than the engine accepts.

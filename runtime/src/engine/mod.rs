@@ -114,7 +114,8 @@ struct Shared {
     config: Config,
     /// Runs waiting for an attempt.
     queue: Mutex<worker::Queue>,
-    /// One permit per attempt that may run at once.
+    /// One permit per attempt that may run at once, each held by a worker while it lives:
+    /// `shutdown` waits for them all.
     slots: Arc<Semaphore>,
     timers: Timers,
     /// The runtime the engine was built in: timers count on its clock, so `trigger` may be

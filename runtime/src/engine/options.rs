@@ -133,19 +133,20 @@ impl fmt::Debug for BatchItem {
 }
 
 /// Checks tags against the rules, keeping each once, in order. Refuses more than [`MAX_TAGS`]
-/// distinct tags as soon as it counts one more, so that a huge list costs little.
-pub(super) fn checked_tags(mut tags: Vec<String>) -> Result<Vec<String>, TriggerError> {
+/// distinct tags as soon as it counts one more, so that a huge list costs little: each tag is
+/// compared with at most [`MAX_TAGS`] kept ones.
+pub(super) fn checked_tags(tags: Vec<String>) -> Result<Vec<String>, TriggerError> {
     let given = tags.len();
-    let mut i = 0;
-    while i < tags.len() {
-        if tags[..i].contains(&tags[i]) {
-            tags.remove(i);
-        } else if i == MAX_TAGS {
-            return Err(TriggerError::TooManyTags { count: given });
-        } else {
-            TriggerError::check_tag(&tags[i])?;
-            i += 1;
+    let mut kept: Vec<String> = Vec::with_capacity(given.min(MAX_TAGS));
+    for tag in tags {
+        if kept.contains(&tag) {
+            continue;
         }
+        if kept.len() == MAX_TAGS {
+            return Err(TriggerError::TooManyTags { count: given });
+        }
+        TriggerError::check_tag(&tag)?;
+        kept.push(tag);
     }
-    Ok(tags)
+    Ok(kept)
 }

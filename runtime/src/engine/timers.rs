@@ -113,7 +113,7 @@ pub(super) async fn serve(shared: Weak<Shared>) {
                         run = %id, ?timer, %error, retry_in = ?STORE_RETRY,
                         "a timer's change failed; it will fire again"
                     );
-                    shared.timers.start(now, STORE_RETRY, id, timer);
+                    shared.start_timer(STORE_RETRY, id, timer);
                 }
             }
             match (next, forget_at) {
@@ -156,7 +156,8 @@ async fn fire(shared: &Arc<Shared>, id: &RunId, timer: Timer) -> Result<(), Stor
     match timer {
         Timer::Delay if shared.is_closed() => Ok(()),
         Timer::Delay => {
-            let queued = shared.store.update(id, |record| {
+            let delayed = |status| status == RunStatus::Delayed;
+            let queued = shared.store.update_if(id, delayed, |record| {
                 let run = record.run();
                 run.status = RunStatus::Queued;
                 run.queued_at = Some(Timestamp::now());

@@ -4,14 +4,16 @@
 //! (an error), `CRASHED` (a panic) or `TIMED_OUT`.
 //!
 //! A change the store fails to make in the background (an attempt's start or result, a
-//! timer's change) is made again after [`STORE_RETRY`] until it is made or the engine stops: a
-//! store that fails for a while loses no run and no result.
+//! timer's change) is made again after [`STORE_RETRY`] until it is made (a result: until it is
+//! made, the run is canceled or the last engine handle is dropped): a store that fails for a
+//! while loses no run and no result.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use serde_json::value::RawValue;
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use super::Shared;
@@ -32,49 +34,51 @@ pub(super) const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 /// the background (an attempt's start or result, a timer's change, forgetting finished runs).
 pub(super) const STORE_RETRY: Duration = Duration::from_secs(1);
 
-/// The runs waiting for an attempt, in the order they were queued, and the workers taking
-/// them. A worker is a task that runs one attempt after another while runs wait, and ends when
-/// none does: under load, attempts cost no task of their own, and an idle engine has no
-/// worker.
+/// The runs waiting for an attempt, in the order they were queued. A worker is a task that
+/// holds one of the engine's `slots` (one per attempt that may run at once) and runs one
+/// attempt after another while runs wait: under load, attempts cost no task of their own, and
+/// an idle engine has no worker.
 #[derive(Default)]
 pub(super) struct Queue {
     ids: VecDeque<RunId>,
-    workers: usize,
 }
 
 impl Shared {
-    /// Queues run `id` for an attempt, and starts a worker if fewer than the concurrency run.
+    /// Queues run `id` for an attempt, and starts a worker if a slot is free. Once the engine
+    /// stops, no run is queued: runs still waiting are never run.
     pub(super) fn enqueue(self: &Arc<Self>, id: RunId) {
         let mut queue = lock(&self.queue);
-        queue.ids.push_back(id);
-        let start = queue.workers < self.config.concurrency;
-        if start {
-            queue.workers += 1;
+        if self.is_closed() {
+            return;
         }
+        queue.ids.push_back(id);
+        // Under the queue's lock, in which workers give their slot back.
+        let slot = Arc::clone(&self.slots).try_acquire_owned().ok();
         drop(queue);
-        if start {
-            self.runtime.spawn(work(Arc::downgrade(self)));
+        if let Some(slot) = slot {
+            self.runtime.spawn(work(Arc::downgrade(self), slot));
         }
     }
 }
 
-/// A worker's place among the engine's workers: given up when the queue is empty, in the same
-/// lock, so that a run queued meanwhile starts another worker; or when the worker ends some
-/// other way (a panic outside the task's own code), and then a worker takes its place if runs
-/// wait.
+/// A worker's slot: given back when no run waits (or the engine stopped), in the queue's lock,
+/// so that a run queued meanwhile starts another worker; or when the worker ends some other
+/// way (a panic outside the task's own code), and then a worker takes it over if runs wait.
 struct Place {
     shared: Weak<Shared>,
-    held: bool,
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl Place {
-    /// The next queued run, or `None` when none waits: then the place is given up.
+    /// The next queued run, or `None` when none waits: then the slot is given back.
     fn next(&mut self, shared: &Shared) -> Option<RunId> {
         let mut queue = lock(&shared.queue);
+        if shared.is_closed() {
+            queue.ids.clear();
+        }
         let next = queue.ids.pop_front();
         if next.is_none() {
-            queue.workers -= 1;
-            self.held = false;
+            self.slot = None;
         }
         next
     }
@@ -82,27 +86,27 @@ impl Place {
 
 impl Drop for Place {
     fn drop(&mut self) {
-        if !self.held {
+        let Some(slot) = self.slot.take() else {
             return;
-        }
+        };
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
-        let mut queue = lock(&shared.queue);
+        let queue = lock(&shared.queue);
         if queue.ids.is_empty() {
-            queue.workers -= 1;
+            drop((slot, queue));
         } else {
             drop(queue);
-            shared.runtime.spawn(work(Arc::downgrade(&shared)));
+            shared.runtime.spawn(work(Arc::downgrade(&shared), slot));
         }
     }
 }
 
-/// A worker: attempts queued runs, one at a time, until none waits or the engine is dropped.
-async fn work(weak: Weak<Shared>) {
+/// A worker: attempts queued runs, one at a time, until none waits or the engine stops.
+async fn work(weak: Weak<Shared>, slot: OwnedSemaphorePermit) {
     let mut place = Place {
         shared: weak.clone(),
-        held: true,
+        slot: Some(slot),
     };
     loop {
         let Some(shared) = weak.upgrade() else {
@@ -111,12 +115,8 @@ async fn work(weak: Weak<Shared>) {
         let Some(id) = place.next(&shared) else {
             return;
         };
-        // A slot is free unless `shutdown` holds them all; then no attempt starts anyway.
-        let Ok(slot) = Arc::clone(&shared.slots).acquire_owned().await else {
-            return;
-        };
         attempt(&shared, &id).await;
-        drop((slot, shared));
+        drop(shared);
         // Attempts that finish without waiting must not keep this worker's thread from other
         // tasks.
         tokio::task::consume_budget().await;
@@ -260,13 +260,13 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
         return;
     };
     // Written until the store takes it: a store that fails for a while loses no result.
-    let outcome = Outcome::from(ended);
+    let ending = Ending::from(ended);
     let ended_at = Timestamp::now();
     let cost_per_ms = shared.config.cost_per_ms_cents;
     let finished = loop {
         let finish = shared.store.update(id, |record| {
             count_time(record, ended_at, cost_per_ms);
-            outcome.write(record, ended_at)
+            ending.write(record, ended_at)
         });
         match finish.instrument(span.clone()).await {
             Err(error) => {
@@ -276,7 +276,7 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
                 );
                 tokio::select! {
                     () = tokio::time::sleep(STORE_RETRY) => {}
-                    // The engine stopped, or the run was canceled (and so is final).
+                    // The run was canceled (so it is final), or the last engine handle dropped.
                     () = cancel.canceled() => break Err(error),
                 }
             }
@@ -293,12 +293,15 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
         Ok(Some((status, None))) => tracing::info!(%status, "run finished"),
         // Canceled meanwhile: the cancel counted this attempt's time.
         Ok(None) => {}
-        Err(error) => tracing::error!(%error, "the attempt's result was never stored"),
+        Err(error) => tracing::warn!(
+            %error,
+            "the attempt's result was not stored before the run was canceled or the engine dropped"
+        ),
     }
 }
 
 /// What an attempt's end writes into its run.
-struct Outcome {
+struct Ending {
     /// The output, if the task returned one.
     output: Option<Arc<RawValue>>,
     error: Option<SerializedError>,
@@ -308,16 +311,16 @@ struct Outcome {
     last: RunStatus,
 }
 
-impl From<Ended> for Outcome {
+impl From<Ended> for Ending {
     fn from(ended: Ended) -> Self {
-        let failed = |error, retryable, last| Outcome {
+        let failed = |error, retryable, last| Ending {
             output: None,
             error: Some(error),
             retryable,
             last,
         };
         match ended {
-            Ended::Returned(Ok(output)) => Outcome {
+            Ended::Returned(Ok(output)) => Ending {
                 output: Some(output.into()),
                 error: None,
                 retryable: false,
@@ -348,7 +351,7 @@ impl From<Ended> for Outcome {
     }
 }
 
-impl Outcome {
+impl Ending {
     /// Writes the attempt's end, at `now`, into its run; returns the run's new status, and
     /// the attempts made if another follows.
     fn write(&self, record: &mut Record, now: Timestamp) -> (RunStatus, Option<u32>) {

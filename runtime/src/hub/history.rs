@@ -70,9 +70,10 @@ fn cost(run: &AnyRun, previous: Option<&AnyRun>) -> usize {
     size_of::<AnyRun>()
         + size_of::<Change>()
         + run.task_identifier.len()
-        + previous
-            .filter(|p| Arc::ptr_eq(&p.tags, &run.tags))
-            .map_or(strings(&run.tags), |_| 0)
+        + match previous {
+            Some(p) if Arc::ptr_eq(&p.tags, &run.tags) => 0,
+            _ => strings(&run.tags),
+        }
         + optional(&run.idempotency_key)
         + optional(&run.ttl)
         + run.error.as_ref().map_or(0, |e| {

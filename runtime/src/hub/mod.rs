@@ -6,10 +6,9 @@
 //! the window its mailbox keeps only the latest unread change of each run, marked coalesced, so
 //! that its memory is bounded by the runs in scope and a run's final snapshot is never lost. A
 //! subscription resumed from a cursor replays every change after it from the change log (the
-//! latest changes, bounded by count and bytes), however many; from
-//! a cursor older than the log, it gets the latest snapshot of each run in scope that changed
-//! since, each marked coalesced (runs that left the scope, or were forgotten, meanwhile are not
-//! shown then).
+//! latest changes, bounded by count and bytes), however many; from a cursor older than the
+//! log, it gets the latest snapshot of each run in scope that changed since, each marked
+//! coalesced (runs that left the scope, or were forgotten, meanwhile are not shown then).
 //!
 //! Chunks are numbered by the same cursor and kept with their run; a subscription with streams
 //! notes which runs have chunks it has not read and reads them from the hub, a bounded batch at
@@ -370,7 +369,7 @@ impl RunHub {
     /// A new subscription's place, its mailbox holding what it yields first: from
     /// [`Cursor::START`], the latest change of every run in scope; from a cursor, every
     /// retained change in scope after it.
-    fn register(&self, scope: Scope, from: Cursor, streams: bool) -> Result<Handle, FeedError> {
+    fn register(&self, scope: Scope, from: Cursor) -> Result<Handle, FeedError> {
         if matches!(&scope, Scope::Tags(tags) if tags.is_empty()) {
             return Err(FeedError::NoTags);
         }
@@ -393,16 +392,13 @@ impl RunHub {
         }
         let id = inner.next_subscription;
         inner.next_subscription += 1;
-        let mut mailbox = Mailbox::new(inner.since(&scope, from));
-        if streams {
-            mailbox.chunks().runs = inner.chunks_since(&scope, from);
-        }
-        let mailbox = Arc::new(Mutex::new(mailbox));
+        let mailbox = Arc::new(Mutex::new(Mailbox::new(inner.since(&scope, from))));
         inner.watch.watch(&scope, id, true);
         let watcher = Watcher {
             scope,
             mailbox: Arc::clone(&mailbox),
-            streams,
+            // Set by `Subscription::with_streams`.
+            streams: false,
         };
         inner.subscriptions.insert(id, watcher);
         Ok(Handle {
@@ -416,7 +412,7 @@ impl RunHub {
     /// Subscribes to the runs in `scope` from `from` (see [`RunFeed`](crate::RunFeed)); with
     /// [`Subscription::with_streams`], to their chunks too.
     pub(crate) fn subscribe(&self, scope: Scope, from: Cursor) -> Result<Subscription, FeedError> {
-        Ok(Subscription::new(self.register(scope, from, false)?, from))
+        Ok(Subscription::new(self.register(scope, from)?, from))
     }
 
     /// How many subscriptions are open.

@@ -5,7 +5,6 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::sync::Arc;
 
-use rand::RngCore;
 use serde::Serialize;
 use serde::de::Deserializer;
 
@@ -107,40 +106,12 @@ id_newtype! {
 /// bits, so ids made by any number of processes never collide and cannot be guessed.
 const RANDOM_CHARS: usize = 25;
 
-/// Random bytes for ids, drawn from the thread's generator 4 KiB at a time: a trigger then
-/// copies 16 bytes instead of calling the generator.
-struct RandomBytes {
-    bytes: [u8; 4096],
-    used: usize,
-}
-
-thread_local! {
-    static RANDOM: std::cell::RefCell<RandomBytes> = const {
-        std::cell::RefCell::new(RandomBytes { bytes: [0; 4096], used: 4096 })
-    };
-}
-
-/// 128 random bits from the thread's cryptographically secure generator (seeded by the
-/// operating system).
-fn random_u128() -> u128 {
-    RANDOM.with_borrow_mut(|random| {
-        if random.used + 16 > random.bytes.len() {
-            rand::rng().fill_bytes(&mut random.bytes);
-            random.used = 0;
-        }
-        let mut bits = [0; 16];
-        bits.copy_from_slice(&random.bytes[random.used..random.used + 16]);
-        random.used += 16;
-        u128::from_le_bytes(bits)
-    })
-}
-
 /// A new id: `prefix` (`run_`, `batch_`) and [`RANDOM_CHARS`] lower-case letters and digits
 /// (Crockford's base 32: no `i`, `l`, `o` or `u`) from a cryptographically secure generator
 /// (the thread's, seeded by the operating system).
 pub(crate) fn new_id<I: for<'a> From<&'a str>>(prefix: &str) -> I {
     const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
-    let mut bits = random_u128();
+    let mut bits: u128 = rand::Rng::random(&mut rand::rng());
     let mut id = [0u8; 32];
     let len = prefix.len() + RANDOM_CHARS;
     id[..prefix.len()].copy_from_slice(prefix.as_bytes());

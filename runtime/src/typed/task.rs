@@ -2,7 +2,7 @@
 
 use schemars::{JsonSchema, Schema};
 use serde::Serialize;
-use serde::de::{Deserialize, DeserializeOwned, Deserializer, Error as _};
+use serde::de::{DeserializeOwned, Deserializer};
 
 use super::chunk::TaskChunk;
 use crate::model::RunKind;
@@ -70,14 +70,24 @@ impl<T: Task> RunKind for T {
     fn deserialize_task_identifier<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<TaskIdentifier, D::Error> {
-        let id = <Cow<'de, str>>::deserialize(d)?;
-        if id == T::ID {
-            Ok(Cow::Borrowed(T::ID))
-        } else {
-            Err(D::Error::custom(format_args!(
-                "this is a run of task `{id}`, not of task `{}`",
-                T::ID
-            )))
+        /// Reads the identifier without copying it: it must be `ID`.
+        struct Identifier(&'static str);
+        impl serde::de::Visitor<'_> for Identifier {
+            type Value = TaskIdentifier;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "the task identifier `{}`", self.0)
+            }
+            fn visit_str<E: serde::de::Error>(self, id: &str) -> Result<TaskIdentifier, E> {
+                if id == self.0 {
+                    Ok(Cow::Borrowed(self.0))
+                } else {
+                    Err(E::custom(format_args!(
+                        "this is a run of task `{id}`, not of task `{}`",
+                        self.0
+                    )))
+                }
+            }
         }
+        d.deserialize_str(Identifier(T::ID))
     }
 }
