@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::{FutureExt, StreamExt, TryStreamExt, stream};
 use runcast::prelude::*;
 use runcast::{
     BuildError, Cursor, Engine, FeedError, MetadataError, MetadataOp, RunQuery, Scope,
@@ -61,6 +61,25 @@ async fn gated_counting(n: u32, ctx: TaskContext) -> Result<u32, MetadataError> 
     for i in 0..n {
         ctx.update_metadata([MetadataOp::Set("i".into(), i.into())])
             .await?;
+    }
+    Ok(n)
+}
+
+/// Lets `paced` write its next three changes: the reader gives a permit once it read three.
+static PACE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+
+/// Counts like `counting`, three changes at a time, waiting after each three until the reader
+/// has read them.
+#[task(id = "paced")]
+async fn paced(n: u32, ctx: TaskContext) -> Result<u32, MetadataError> {
+    for i in 0..n {
+        ctx.update_metadata([MetadataOp::Set("i".into(), i.into())])
+            .await?;
+        if i % 3 == 2
+            && let Ok(permit) = PACE.acquire().await
+        {
+            permit.forget();
+        }
     }
     Ok(n)
 }
@@ -202,7 +221,40 @@ async fn a_stalled_subscriber_gets_the_latest_snapshot_marked_and_never_slows_th
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscriber_that_keeps_up_sees_every_metadata_change_in_order() {
+async fn a_subscriber_that_keeps_up_gets_every_change_through_a_small_window() {
+    // The task waits for the reader after every three changes, so the reader never has more
+    // than four unread (with `EXECUTING`): a window of 8 must deliver all 501 changes, none
+    // coalesced.
+    let engine = Engine::builder()
+        .task::<Paced>()
+        .subscription_window(8)
+        .build()
+        .unwrap();
+    let run = engine.trigger::<Paced>(501).await.unwrap();
+    let mut updates = engine.subscribe_to_run(&run).await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(update) = within("the next change", updates.next()).await {
+        let update = update.unwrap();
+        assert!(!update.coalesced, "{update:?}");
+        if let Some(i) = update
+            .run
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get("i")?.as_u64())
+        {
+            seen.push(i);
+            if i % 3 == 2 {
+                PACE.add_permits(1);
+            }
+        }
+    }
+    // The final snapshot shows the last value again, with the run completed.
+    assert_eq!(seen.pop(), Some(500));
+    assert_eq!(seen, (0..501).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_within_its_window_sees_every_metadata_change_in_order() {
     // A window wider than the run's changes: however slow this machine, the reader is within
     // it, and must get every change.
     let engine = Engine::builder()
@@ -383,7 +435,7 @@ async fn dropping_the_last_engine_handle_stops_executing_attempts_and_ends_every
     let engine = engine();
     let live = engine.trigger::<Forever>(()).await.unwrap();
     let mut by_run = engine.subscribe_to_run(&live).await.unwrap();
-    let by_tag = engine
+    let mut by_tag = engine
         .subscribe(Scope::Tags(vec!["x".into()]), Cursor::START)
         .await
         .unwrap();
@@ -394,7 +446,14 @@ async fn dropping_the_last_engine_handle_stops_executing_attempts_and_ends_every
     }
     let other = engine.clone();
     drop(engine);
-    // A clone keeps the engine: the attempt still runs.
+    // A clone keeps the engine: it still takes changes and publishes them, and the attempt
+    // still runs.
+    let note = MetadataOp::Set("still".into(), true.into());
+    other.update_metadata(live.id(), [note]).await.unwrap();
+    let next = within("the change", by_run.next()).await.unwrap().unwrap();
+    assert_eq!(next.run.metadata.unwrap()["still"], true);
+    // The feeds are open: a stopped engine's would end with `Stopped` at once.
+    assert!(by_tag.next().now_or_never().is_none());
     assert!(!FOREVER_DROPPED.load(Ordering::SeqCst));
     drop(other);
     let items: Vec<_> = within("the tag feed", by_tag.collect()).await;

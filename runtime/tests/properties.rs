@@ -838,24 +838,39 @@ proptest! {
         }
     }
 
-    /// A task's writer takes any chunk of its stream's type, and the chunk reads back as
-    /// written, its floats bit for bit.
+    /// A chunk a task writes to its stream reads back from the engine as written, its floats
+    /// bit for bit.
     #[test]
-    fn chunks_read_back_bit_for_bit(sample in sample(), run in any::<String>()) {
-        let ctx = context::<Streamed>();
-        block_on(ctx.stream(Streamed::SAMPLES).append(&sample))?;
-        let chunk = AnyChunk {
-            cursor: Cursor::START,
-            run_id: RunId::from(run),
-            task_identifier: Streamed::ID.into(),
-            stream: Streamed::SAMPLES.key().into(),
-            data: raw(&sample),
+    fn chunks_read_back_bit_for_bit(sample in sample()) {
+        let (runtime, engine) = echo_engine();
+        let back = runtime.block_on(async {
+            let run = engine.trigger::<Echo>(sample.clone()).await.expect("triggered");
+            let reader = runcast::RunFeed::read_stream(engine, run.id(), Echo::SAMPLES);
+            let reader = reader.await.expect("read");
+            reader.map(|chunk| chunk.expect("a chunk").value).collect::<Vec<_>>().await
+        });
+        let [back] = &back[..] else {
+            return Err(TestCaseError::fail(format!("one chunk, not {back:?}")));
         };
-        let StreamedChunk::Samples(back) = Chunk::<Streamed>::from_any_chunk(chunk)?.data else {
-            return Err(TestCaseError::fail("not a sample"));
-        };
-        prop_assert_eq!(sample_bits(&back), sample_bits(&sample));
+        prop_assert_eq!(sample_bits(back), sample_bits(&sample));
     }
+}
+
+/// Writes its payload to its stream.
+#[task(id = "props-echo", streams(samples = Sample))]
+async fn echo(sample: Sample, ctx: TaskContext) -> Result<(), runcast::StreamError> {
+    ctx.stream(Echo::SAMPLES).append(&sample).await.map(drop)
+}
+
+/// An engine running [`Echo`], shared by the cases of a property, on a runtime of its own.
+fn echo_engine() -> &'static (tokio::runtime::Runtime, runcast::Engine) {
+    static ENGINE: std::sync::OnceLock<(tokio::runtime::Runtime, runcast::Engine)> =
+        std::sync::OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        let engine = runtime.block_on(async { runcast::Engine::builder().task::<Echo>().build() });
+        (runtime, engine.expect("an engine"))
+    })
 }
 
 // Timestamps.

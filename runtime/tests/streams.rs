@@ -693,3 +693,60 @@ async fn a_chunk_that_its_readers_would_not_decode_as_the_tasks_stream_is_refuse
     assert_eq!(err.to_string(), "task `chat` declares no stream `rows`");
     ctx.stream(Chat::TOKENS).append(&"ok".into()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_readers_and_feeds_with_streams_end_with_stopped_when_the_engine_shuts_down() {
+    let engine = engine();
+    let tagged = TriggerOptions::default().tag("live");
+    // Executing when the engine shuts down: canceled, its stream ends cleanly.
+    let waiting = engine
+        .trigger_with::<Wait>((), tagged.clone())
+        .await
+        .unwrap();
+    let mut reader = engine
+        .read_stream(waiting.id(), Wait::NUMBERS)
+        .await
+        .unwrap();
+    assert_eq!(reader.next().await.unwrap().unwrap().value, 7);
+    // Never started: its stream ends early, and says so.
+    let later = tagged.delay(Duration::from_secs(3600));
+    let delayed = engine.trigger_with::<Wait>((), later).await.unwrap();
+    let unstarted = engine
+        .read_stream(delayed.id(), Wait::NUMBERS)
+        .await
+        .unwrap();
+    let by_tag = engine
+        .subscribe(Scope::Tags(vec!["live".into()]), Cursor::START)
+        .await
+        .unwrap()
+        .with_streams();
+    engine.shutdown(Duration::from_millis(10)).await;
+    let rest: Vec<_> = tokio::time::timeout(Duration::from_secs(10), reader.collect())
+        .await
+        .expect("the canceled run's stream ends");
+    assert!(rest.is_empty(), "{rest:?}");
+    let rest: Vec<_> = tokio::time::timeout(Duration::from_secs(10), unstarted.collect())
+        .await
+        .expect("the unstarted run's stream ends");
+    assert!(matches!(rest[..], [Err(FeedError::Stopped)]), "{rest:?}");
+    let items: Vec<_> = tokio::time::timeout(Duration::from_secs(10), by_tag.collect())
+        .await
+        .expect("the tag feed ends");
+    let (last, before) = items.split_last().unwrap();
+    assert!(matches!(last, Err(FeedError::Stopped)), "{last:?}");
+    let latest: Vec<_> = before
+        .iter()
+        .filter_map(|item| match item {
+            Ok(Realtime::Run(update)) => Some((update.run.id.clone(), update.run.status)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        latest.contains(&(waiting.id().clone(), RunStatus::Canceled)),
+        "{latest:?}"
+    );
+    assert!(
+        latest.contains(&(delayed.id().clone(), RunStatus::Delayed)),
+        "{latest:?}"
+    );
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use runcast::prelude::*;
-use runcast::{Engine, TriggerOptions};
+use runcast::{Cursor, Engine, FeedError, RunFeed, Scope, TriggerOptions};
 use tokio::time::Instant;
 
 #[task(id = "fails")]
@@ -18,6 +18,11 @@ async fn fails(_: ()) -> Result<(), String> {
 async fn sleeps(secs: u64) -> Result<u64, String> {
     tokio::time::sleep(Duration::from_secs(secs)).await;
     Ok(secs)
+}
+
+#[task(id = "panics")]
+async fn panics(_: ()) -> Result<(), String> {
+    panic!("out of luck")
 }
 
 #[task(id = "not-a-number")]
@@ -222,4 +227,62 @@ async fn a_finished_run_is_kept_for_its_whole_retention_and_then_forgotten() {
         kept >= retention && kept <= retention + Duration::from_millis(2),
         "forgotten {kept:?} after it finished"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_final_status_comes_in_one_change_and_a_ttl_never_ends_a_started_run() {
+    let engine = Engine::builder()
+        .task::<Fails>()
+        .task::<Sleeps>()
+        .task::<Panics>()
+        .retry_delay(Duration::from_secs(1))
+        .concurrency(8)
+        .build()
+        .unwrap();
+    let secs = Duration::from_secs;
+    let mut runs = Vec::new();
+    // Executing when its TTL ends: it completes all the same.
+    let started = TriggerOptions::default().ttl(secs(5));
+    let run = engine.trigger_with::<Sleeps>(10, started).await.unwrap();
+    runs.push((run.id().clone(), RunStatus::Completed));
+    // Fails twice; its TTL ends between the attempts, when it is not waiting to start.
+    let failing = TriggerOptions::default().max_attempts(2).ttl(secs(1));
+    let run = engine.trigger_with::<Fails>((), failing).await.unwrap();
+    runs.push((run.id().clone(), RunStatus::Failed));
+    // Panics in both attempts.
+    let crashing = TriggerOptions::default().max_attempts(2);
+    let run = engine.trigger_with::<Panics>((), crashing).await.unwrap();
+    runs.push((run.id().clone(), RunStatus::Crashed));
+    // Runs past its maximum duration; its TTL ends later.
+    let limited = TriggerOptions::default().max_duration(secs(2)).ttl(secs(4));
+    let run = engine.trigger_with::<Sleeps>(100, limited).await.unwrap();
+    runs.push((run.id().clone(), RunStatus::TimedOut));
+    // Delayed past its TTL: expires, and its delay's end changes nothing.
+    let expiring = TriggerOptions::default().delay(secs(10)).ttl(secs(5));
+    let run = engine.trigger_with::<Sleeps>(1, expiring).await.unwrap();
+    runs.push((run.id().clone(), RunStatus::Expired));
+    let mut feeds = Vec::new();
+    for (id, _) in &runs {
+        let feed = engine.subscribe(Scope::Run(id.clone()), Cursor::START);
+        feeds.push(feed.await.unwrap());
+    }
+    // Every timer and attempt is long over; the feeds, which never end on their own, end
+    // with the engine.
+    tokio::time::sleep(secs(120)).await;
+    engine.shutdown(secs(1)).await;
+    for ((id, last), feed) in runs.iter().zip(feeds) {
+        let items: Vec<_> = feed.collect().await;
+        let (stopped, updates) = items.split_last().unwrap();
+        assert!(
+            matches!(stopped, Err(FeedError::Stopped)),
+            "{id}: {stopped:?}"
+        );
+        let statuses: Vec<RunStatus> = updates
+            .iter()
+            .map(|u| u.as_ref().unwrap().run.status)
+            .collect();
+        let finals: Vec<_> = statuses.iter().filter(|s| s.is_final()).collect();
+        assert_eq!(finals, [last], "{id}: {statuses:?}");
+        assert_eq!(statuses.last(), Some(last), "{id}: {statuses:?}");
+    }
 }
