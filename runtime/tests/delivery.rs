@@ -354,10 +354,15 @@ async fn a_change_that_shows_nothing_new_is_not_published() {
     engine.add_tags(run.id(), ["t"]).await.unwrap();
     let changed = updates.next().await.unwrap().unwrap();
     assert_eq!(*changed.run.tags, ["t"]);
-    // The same value again, an empty update, a tag it has, removing an absent tag: nothing
-    // to show.
+    // The same value again, an empty update, deleting an absent key, merging what it holds,
+    // a tag it has, removing an absent tag: nothing to show.
     engine.update_metadata(run.id(), set()).await.unwrap();
     engine.update_metadata(run.id(), []).await.unwrap();
+    let delete = MetadataOp::Delete("absent".into());
+    engine.update_metadata(run.id(), [delete]).await.unwrap();
+    let same: runcast::JsonObject = serde_json::from_str(r#"{"stage":"upload"}"#).unwrap();
+    let merge = MetadataOp::Update(same);
+    engine.update_metadata(run.id(), [merge]).await.unwrap();
     engine.add_tags(run.id(), ["t"]).await.unwrap();
     engine.remove_tags(run.id(), ["absent"]).await.unwrap();
     let latest = engine.latest(run.id()).await.unwrap();
