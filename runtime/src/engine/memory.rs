@@ -60,10 +60,12 @@ impl MemoryStore {
     /// The shard of run `id`. The state stays consistent if a thread panicked while holding a
     /// lock: every change is made before anything that could panic.
     fn shard(&self, id: &RunId) -> MutexGuard<'_, Shard> {
-        // A multiplicative hash of the whole id, so ids that differ in any byte spread evenly,
-        // scaled to a shard by its high bits (the best mixed).
-        let hash = (id.as_str().bytes()).fold(0u64, |hash, byte| {
-            (hash.rotate_left(5) ^ u64::from(byte)).wrapping_mul(0x517c_c1b7_2722_0a95)
+        // A multiplicative hash of the whole id, eight bytes at a time, so ids that differ in
+        // any byte spread evenly, scaled to a shard by its high bits (the best mixed).
+        let hash = (id.as_str().as_bytes().chunks(8)).fold(0u64, |hash, chunk| {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            (hash.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95)
         });
         let shard = (u128::from(hash) * SHARDS as u128) >> 64;
         lock(&self.shards[shard as usize])

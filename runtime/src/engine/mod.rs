@@ -143,6 +143,22 @@ struct Prepared {
     options: options::TriggerOptions,
 }
 
+/// The timers a new run starts with: its delay and its TTL.
+#[derive(Clone, Copy)]
+struct StartTimers {
+    delay: Option<Duration>,
+    ttl: Option<Duration>,
+}
+
+impl StartTimers {
+    fn of(prepared: &Prepared) -> Self {
+        StartTimers {
+            delay: prepared.options.delay,
+            ttl: prepared.options.ttl,
+        }
+    }
+}
+
 impl Engine {
     /// Configures an engine.
     pub fn builder() -> EngineBuilder {
@@ -169,9 +185,14 @@ impl Engine {
         options: TriggerOptions,
     ) -> Result<RunHandle<T>, TriggerError> {
         let prepared = self.prepare(BatchItem::new::<T>(payload, options))?;
-        let (handles, _) = self.store_runs(vec![prepared], None).await?;
-        let handle = handles.into_iter().next();
-        handle.ok_or_else(|| StoreError::new("the store returned no run for a trigger").into())
+        let timers = StartTimers::of(&prepared);
+        let record = record(prepared, Timestamp::now());
+        let id = record.snapshot.id.clone();
+        let ttl = self.shared.config.idempotency_ttl;
+        let created = self.shared.store.create(vec![record], None, ttl).await?;
+        let created = created.into_iter().next();
+        let created = created.ok_or_else(|| StoreError::new("the store returned no run"))?;
+        Ok(self.shared.launch(created, id, timers))
     }
 
     /// Triggers one run of `T` per item, as one batch, all or none: if any item is refused,
@@ -308,13 +329,13 @@ impl Engine {
     ) -> Result<(Vec<RunHandle<T>>, Option<Cursor>), StoreError> {
         let shared = &self.shared;
         let now = Timestamp::now();
-        let mut timers = Vec::with_capacity(prepared.len());
+        let mut launches = Vec::with_capacity(prepared.len());
         let records = prepared
             .into_iter()
             .map(|prepared| {
-                let (delay, ttl) = (prepared.options.delay, prepared.options.ttl);
+                let timers = StartTimers::of(&prepared);
                 let record = record(prepared, now);
-                timers.push((record.snapshot.id.clone(), delay, ttl));
+                launches.push((record.snapshot.id.clone(), timers));
                 record
             })
             .collect();
@@ -327,21 +348,8 @@ impl Engine {
                 Created::Existing(..) => None,
             })
             .min();
-        let handles = created.into_iter().zip(timers);
-        let handles = handles.map(|(created, (id, delay, ttl))| match created {
-            Created::Existing(id, cursor) => RunHandle::new(id, cursor),
-            Created::New(cursor) => {
-                tracing::debug!(run = %id, "triggered");
-                match delay {
-                    Some(delay) => shared.start_timer(delay, id.clone(), Timer::Delay),
-                    None => shared.enqueue(id.clone()),
-                }
-                if let Some(ttl) = ttl {
-                    shared.start_timer(ttl, id.clone(), Timer::Ttl);
-                }
-                RunHandle::new(id, cursor)
-            }
-        });
+        let handles = created.into_iter().zip(launches);
+        let handles = handles.map(|(created, (id, timers))| shared.launch(created, id, timers));
         Ok((handles.collect(), first_new))
     }
 
@@ -573,6 +581,29 @@ impl Shared {
             shared,
             _owner: Arc::new(owner),
         }
+    }
+
+    /// The handle of a run the store created (or found by its idempotency key); a new one is
+    /// queued, or waits for its delay, and its TTL starts.
+    fn launch<T>(
+        self: &Arc<Self>,
+        created: Created,
+        id: RunId,
+        timers: StartTimers,
+    ) -> RunHandle<T> {
+        let cursor = match created {
+            Created::Existing(id, cursor) => return RunHandle::new(id, cursor),
+            Created::New(cursor) => cursor,
+        };
+        tracing::debug!(run = %id, "triggered");
+        match timers.delay {
+            Some(delay) => self.start_timer(delay, id.clone(), Timer::Delay),
+            None => self.enqueue(id.clone()),
+        }
+        if let Some(ttl) = timers.ttl {
+            self.start_timer(ttl, id.clone(), Timer::Ttl);
+        }
+        RunHandle::new(id, cursor)
     }
 
     /// Starts a timer that fires `timer` for run `id` after `wait`, on the clock of the engine's

@@ -132,21 +132,53 @@ impl fmt::Debug for BatchItem {
     }
 }
 
-/// Checks tags against the rules, keeping each once, in order. Refuses more than [`MAX_TAGS`]
-/// distinct tags as soon as it counts one more, so that a huge list costs little: each tag is
-/// compared with at most [`MAX_TAGS`] kept ones.
-pub(super) fn checked_tags(tags: Vec<String>) -> Result<Vec<String>, TriggerError> {
+/// Checks tags against the rules, keeping each once, in order, in the list given (no copy).
+/// Refuses more than [`MAX_TAGS`] distinct tags as soon as it counts one more, so that a huge
+/// list costs little: each tag is compared with at most [`MAX_TAGS`] kept ones.
+pub(super) fn checked_tags(mut tags: Vec<String>) -> Result<Vec<String>, TriggerError> {
     let given = tags.len();
-    let mut kept: Vec<String> = Vec::with_capacity(given.min(MAX_TAGS));
-    for tag in tags {
-        if kept.contains(&tag) {
+    // The tags kept so far are `tags[..kept]`.
+    let mut kept = 0;
+    for next in 0..given {
+        if tags[..kept].contains(&tags[next]) {
             continue;
         }
-        if kept.len() == MAX_TAGS {
+        if kept == MAX_TAGS {
             return Err(TriggerError::TooManyTags { count: given });
         }
-        TriggerError::check_tag(&tag)?;
-        kept.push(tag);
+        TriggerError::check_tag(&tags[next])?;
+        tags.swap(kept, next);
+        kept += 1;
     }
-    Ok(kept)
+    tags.truncate(kept);
+    Ok(tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever the list, the tags kept are the distinct ones in the order each first
+        /// comes, or the list is refused for more than `MAX_TAGS` of them.
+        #[test]
+        fn checked_tags_keep_each_tag_once_in_order(tags in prop::collection::vec("[a-l]", 0..40)) {
+            let mut first_seen: Vec<String> = Vec::new();
+            for tag in &tags {
+                if !first_seen.contains(tag) {
+                    first_seen.push(tag.clone());
+                }
+            }
+            match checked_tags(tags.clone()) {
+                Ok(kept) => prop_assert_eq!(kept, first_seen),
+                Err(TriggerError::TooManyTags { count }) => {
+                    prop_assert!(first_seen.len() > MAX_TAGS);
+                    prop_assert_eq!(count, tags.len());
+                }
+                Err(other) => prop_assert!(false, "unexpected error: {}", other),
+            }
+        }
+    }
 }

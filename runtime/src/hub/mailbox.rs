@@ -33,7 +33,7 @@ pub(super) struct Mailbox {
     /// Beyond the window: the latest unread live change of each run, so that memory stays
     /// bounded by the runs in scope. Read (in cursor order, after the backlog), it empties and
     /// the queue takes over again.
-    coalesced: Option<Map<RunId, Pending>>,
+    coalesced: Option<Latest>,
     /// For a subscription with streams, once it has any: the runs with chunks it has not read.
     chunks: Option<Box<UnreadChunks>>,
     pub(super) waker: Option<Waker>,
@@ -64,15 +64,15 @@ impl Mailbox {
     /// Adds a live change, coalescing once more than `window` are unread.
     pub(super) fn push(&mut self, pending: Pending, window: usize) {
         if let Some(latest) = &mut self.coalesced {
-            coalesce(latest, pending);
+            latest.push(pending);
         } else if self.queue.len() - self.backlog < window {
             self.queue.push_back(pending);
         } else {
-            let mut latest = Map::default();
+            let mut latest = Latest::default();
             for earlier in self.queue.drain(self.backlog..) {
-                coalesce(&mut latest, earlier);
+                latest.push(earlier);
             }
-            coalesce(&mut latest, pending);
+            latest.push(pending);
             self.coalesced = Some(latest);
         }
     }
@@ -80,7 +80,17 @@ impl Mailbox {
     /// How many unread changes it holds.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.queue.len() + self.coalesced.as_ref().map_or(0, Map::len)
+        self.queue.len() + self.coalesced.as_ref().map_or(0, |latest| latest.at.len())
+    }
+
+    /// How many changes it holds, with the places of those replaced by a later one.
+    #[cfg(test)]
+    pub(super) fn held(&self) -> usize {
+        self.queue.len()
+            + self
+                .coalesced
+                .as_ref()
+                .map_or(0, |latest| latest.changes.len())
     }
 
     /// Whether it holds no unread change.
@@ -89,22 +99,15 @@ impl Mailbox {
     }
 
     /// Moves the next unread changes to `ready` (empty), in cursor order: the queue if it holds
-    /// any, else the coalesced ones. Sorting coalesced ones is left to the caller, after it
-    /// lets go of the mailbox (publishers wait for it). Returns whether they need sorting.
-    pub(super) fn take(&mut self, ready: &mut VecDeque<Pending>) -> bool {
+    /// any, else the coalesced ones.
+    pub(super) fn take(&mut self, ready: &mut VecDeque<Pending>) {
         debug_assert!(ready.is_empty());
         self.backlog = 0;
         if !self.queue.is_empty() {
             // The queue's buffer goes to the reader, and the reader's empty one comes back.
             std::mem::swap(&mut self.queue, ready);
-            return false;
-        }
-        match self.coalesced.take() {
-            Some(latest) => {
-                ready.extend(latest.into_values());
-                true
-            }
-            None => false,
+        } else if let Some(latest) = self.coalesced.take() {
+            ready.extend(latest.changes.into_iter().flatten());
         }
     }
 
@@ -125,12 +128,8 @@ impl Mailbox {
             return;
         }
         if let Some(latest) = &mut self.coalesced {
-            ready.extend(
-                latest
-                    .extract_if(|_, p| p.position <= position)
-                    .map(|(_, p)| p),
-            );
-            if latest.is_empty() {
+            latest.take_through(position, ready);
+            if latest.at.is_empty() {
                 self.coalesced = None;
             }
         }
@@ -161,16 +160,63 @@ impl Mailbox {
     }
 }
 
-/// Keeps the latest change of the run, marked coalesced if it replaced an unread one.
-fn coalesce(latest: &mut Map<RunId, Pending>, mut pending: Pending) {
-    // One hash of the id, whether the run is there or not.
-    match latest.entry(pending.run.id.clone()) {
-        Entry::Occupied(mut earlier) => {
-            pending.coalesced = true;
-            earlier.insert(pending);
+/// The latest unread change of each run, in cursor order, without sorting: a change replaced
+/// by a later one of its run leaves a hole, and the holes are swept out once they are as many
+/// as the changes, so that memory stays bounded by the runs.
+#[derive(Default)]
+struct Latest {
+    /// In cursor order; `None` where a later change of the run replaced this one.
+    changes: VecDeque<Option<Pending>>,
+    /// How many were taken from the front of `changes` since it was last swept: an index in
+    /// `at`, less this, is a place in `changes`.
+    taken: usize,
+    /// Where each run's latest change is, as an index in `changes` plus `taken`.
+    at: Map<RunId, usize>,
+}
+
+impl Latest {
+    /// Adds the run's latest change, marked coalesced if it replaces an unread one.
+    fn push(&mut self, mut pending: Pending) {
+        let index = self.taken + self.changes.len();
+        // One hash of the id, whether the run is there or not.
+        match self.at.entry(pending.run.id.clone()) {
+            Entry::Occupied(mut earlier) => {
+                let earlier = std::mem::replace(earlier.get_mut(), index);
+                self.changes[earlier - self.taken] = None;
+                pending.coalesced = true;
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(index);
+            }
         }
-        Entry::Vacant(slot) => {
-            slot.insert(pending);
+        self.changes.push_back(Some(pending));
+        if self.changes.len() > 2 * self.at.len() + 64 {
+            self.sweep();
+        }
+    }
+
+    /// Removes the holes: each change's place is counted again.
+    fn sweep(&mut self) {
+        self.changes.retain(Option::is_some);
+        self.taken = 0;
+        for (index, pending) in self.changes.iter().flatten().enumerate() {
+            if let Some(at) = self.at.get_mut(&pending.run.id) {
+                *at = index;
+            }
+        }
+    }
+
+    /// Moves the changes at or before `position` to `ready`, in cursor order.
+    fn take_through(&mut self, position: u64, ready: &mut Vec<Pending>) {
+        while let Some(front) = self.changes.front() {
+            if front.as_ref().is_some_and(|p| p.position > position) {
+                break;
+            }
+            self.taken += 1;
+            if let Some(pending) = self.changes.pop_front().flatten() {
+                self.at.remove(&pending.run.id);
+                ready.push(pending);
+            }
         }
     }
 }

@@ -26,6 +26,7 @@ mod tests;
 pub use self::subscription::{RealtimeSubscription, Subscription};
 
 use std::collections::VecDeque;
+use std::collections::hash_map::Entry as MapEntry;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -167,25 +168,24 @@ impl RunHub {
         let position = inner.position;
         let id = run.id.clone();
         // The run's previous snapshot and batch, replaced in place.
-        let (previous, batch) = match inner.runs.get_mut(&id) {
-            Some(entry) => {
+        // One hash of the id, whether the run is new or not.
+        let (previous, batch) = match inner.runs.entry(id.clone()) {
+            MapEntry::Occupied(mut entry) => {
+                let entry = entry.get_mut();
                 let batch = batch.or_else(|| entry.batch.clone());
                 let old_run = std::mem::replace(&mut entry.run, Arc::clone(&run));
                 let old_batch = std::mem::replace(&mut entry.batch, batch.clone());
                 entry.position = position;
                 (Some((old_run, old_batch)), batch)
             }
-            None => {
-                inner.runs.insert(
-                    id.clone(),
-                    Entry {
-                        run: Arc::clone(&run),
-                        position,
-                        created: position,
-                        batch: batch.clone(),
-                        streams: None,
-                    },
-                );
+            MapEntry::Vacant(slot) => {
+                slot.insert(Entry {
+                    run: Arc::clone(&run),
+                    position,
+                    created: position,
+                    batch: batch.clone(),
+                    streams: None,
+                });
                 inner.created.push_back((position, id.clone()));
                 (None, batch)
             }

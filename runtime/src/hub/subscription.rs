@@ -142,13 +142,7 @@ impl Stream for Subscription {
                 mailbox.waker = Some(cx.waker().clone());
                 return Poll::Pending;
             }
-            let sort = mailbox.take(&mut this.ready);
-            drop(mailbox);
-            if sort {
-                this.ready
-                    .make_contiguous()
-                    .sort_unstable_by_key(|p| p.position);
-            }
+            mailbox.take(&mut this.ready);
         }
     }
 }
@@ -214,14 +208,9 @@ impl RealtimeSubscription {
                     return Err(mailbox.closed);
                 }
                 let mut changes = VecDeque::new();
-                let sort = mailbox.take(&mut changes);
+                mailbox.take(&mut changes);
                 drop(mailbox);
                 self.ready.extend(changes.into_iter().map(Ready::Run));
-                if sort {
-                    self.ready
-                        .make_contiguous()
-                        .sort_unstable_by_key(Ready::position);
-                }
                 return Ok(());
             }
         }

@@ -915,7 +915,7 @@ fn a_mailbox_yields_its_backlog_whole_then_live_changes_within_the_window() {
     // Past the window: the live changes coalesce, the backlog stays.
     mailbox.push(pending(6, "a"), 2);
     let mut ready = VecDeque::new();
-    assert!(!mailbox.take(&mut ready));
+    mailbox.take(&mut ready);
     assert_eq!(positions(ready.make_contiguous()), [1, 2, 3]);
     // Read but not yielded: put back before the coalesced changes, still whole.
     mailbox.unread(std::mem::take(&mut ready));
@@ -924,7 +924,7 @@ fn a_mailbox_yields_its_backlog_whole_then_live_changes_within_the_window() {
     assert_eq!(positions(&due), [1, 2]);
     due.clear();
     mailbox.take_through(u64::MAX, &mut due);
-    due.sort_by_key(|p| p.position);
+    // In cursor order as they come, coalesced or not.
     assert_eq!(positions(&due), [3, 5, 6]);
     assert!(due[1..].iter().all(|p| p.position == 5 || p.coalesced));
     assert!(!due[1].coalesced, "b changed once live");
@@ -932,6 +932,42 @@ fn a_mailbox_yields_its_backlog_whole_then_live_changes_within_the_window() {
     // Empty again, the window counts from the start.
     mailbox.push(pending(7, "a"), 2);
     mailbox.push(pending(8, "a"), 2);
-    assert!(!mailbox.take(&mut ready));
+    mailbox.take(&mut ready);
     assert_eq!(positions(ready.make_contiguous()), [7, 8]);
+}
+
+#[test]
+fn a_coalesced_mailbox_keeps_the_latest_change_of_each_run_in_cursor_order_within_bounded_memory() {
+    use super::mailbox::{Mailbox, Pending};
+    let ids: Vec<String> = (0..10).map(|n| format!("run_{n}")).collect();
+    let runs: Vec<_> = ids.iter().map(|id| run(id, "EXECUTING", &[])).collect();
+    let mut mailbox = Mailbox::new(Vec::new());
+    // 100,000 changes of 10 runs, in a pseudo-random order, never read, with a window of 4.
+    let mut latest = std::collections::HashMap::new();
+    let mut seed = 7u64;
+    for position in 1..=100_000u64 {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let which = (seed >> 33) as usize % runs.len();
+        let pending = Pending {
+            position,
+            run: Arc::clone(&runs[which]),
+            coalesced: false,
+        };
+        mailbox.push(pending, 4);
+        latest.insert(which, position);
+        // What it holds stays bounded by the runs, whatever it was given.
+        assert!(mailbox.held() <= 2 * runs.len() + 64 + 1);
+    }
+    let mut expected: Vec<u64> = latest.into_values().collect();
+    expected.sort_unstable();
+    // Read half, then the rest: each run's latest change, in cursor order, marked coalesced.
+    let middle = expected[expected.len() / 2];
+    let mut due = Vec::new();
+    mailbox.take_through(middle, &mut due);
+    let mut ready = VecDeque::new();
+    mailbox.take(&mut ready);
+    let read: Vec<u64> = due.iter().chain(&ready).map(|p| p.position).collect();
+    assert_eq!(read, expected);
+    assert!(due.iter().chain(&ready).all(|p| p.coalesced));
+    assert!(mailbox.is_empty());
 }
