@@ -141,23 +141,20 @@ impl<'a> Check<'a> {
         }
     }
 
-    /// Adds `#private::#check::<#ty, { <#private::Is<#ty>>::#flag }, ...>()`, spanned at
+    /// Adds `<#ty as #private::#check<{ <#private::Is<#ty>>::#flag }, ...>>::OK`, spanned at
     /// `ty`, unless the macro reported errors.
     fn add(&mut self, check: &str, ty: &impl ToTokens, flags: &[&str]) {
         let Ok(terms) = &mut self.terms else {
             return;
         };
-        let p = private();
-        let check = Ident::new(check, Span::call_site());
-        let flags = flags.iter().map(|flag| is(ty, flag));
-        let call = around(quote!(#p::#check::<), ty, quote!(, #(#flags),* >()));
-        terms.push(call);
+        let flags: Vec<_> = flags.iter().map(|flag| is(ty, flag)).collect();
+        terms.push(passes(ty, check, quote!(#(#flags),*)));
     }
 
     /// Checks a payload type.
     fn payload(&mut self, ty: &impl ToTokens) {
         self.add(
-            "payload",
+            "TaskPayload",
             ty,
             &["SERIALIZE", "DESERIALIZE", "JSON_SCHEMA", "SEND_SYNC"],
         );
@@ -166,7 +163,7 @@ impl<'a> Check<'a> {
     /// Checks an output type.
     fn output(&mut self, ty: &impl ToTokens) {
         self.add(
-            "output",
+            "TaskOutput",
             ty,
             &["SERIALIZE", "DESERIALIZE", "JSON_SCHEMA", "SEND_SYNC"],
         );
@@ -185,22 +182,23 @@ impl<'a> Check<'a> {
         };
         let (ok, err) = (part("OkOf"), part("ErrOf"));
         let (display, debug, send) = (is(&err, "DISPLAY"), is(&err, "DEBUG"), is(&err, "SEND"));
-        terms.push(around(
-            quote!(#p::fn_return::<),
-            ret,
-            quote!(, #result, #display, #debug, #send>()),
-        ));
+        terms.push(passes(ret, "TaskFnReturn", result));
+        terms.push(passes(ret, "TaskFnError", quote!(#display, #debug, #send)));
         self.output(&ok);
     }
 
     /// Checks a metadata type.
     fn metadata(&mut self, ty: &impl ToTokens) {
-        self.add("metadata", ty, &["SERIALIZE", "DESERIALIZE", "SEND_SYNC"]);
+        self.add(
+            "TaskMetadata",
+            ty,
+            &["SERIALIZE", "DESERIALIZE", "SEND_SYNC"],
+        );
     }
 
     /// Checks a stream's chunk type.
     fn chunk(&mut self, ty: &impl ToTokens) {
-        self.add("chunk", ty, &["SERIALIZE", "DESERIALIZE", "SEND"]);
+        self.add("StreamChunk", ty, &["SERIALIZE", "DESERIALIZE", "SEND"]);
     }
 
     /// `ty` as checked: `Checked<ty, { Task::__RUNCAST_CHECK }>`, spanned at `ty`.
@@ -233,6 +231,14 @@ impl<'a> Check<'a> {
             const __RUNCAST_CHECK: usize = { #value };
         }
     }
+}
+
+/// `<ty as Check<args>>::OK`, spanned at `ty`: `0` if `ty` passes the check (one of the traits
+/// of `runcast::__private::checks`), else one error at `ty` saying what it lacks.
+fn passes(ty: &impl ToTokens, check: &str, args: TokenStream) -> TokenStream {
+    let p = private();
+    let check = Ident::new(check, Span::call_site());
+    around(quote!(<), ty, quote!(as #p::#check<#args>>::OK))
 }
 
 /// `{ <Is<ty>>::FLAG }`: whether `ty` implements what `flag` names.
@@ -622,7 +628,7 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
             if checked {
                 let konst = format_ident!("__RUNCAST_TASK_{}", n);
                 let task = is(ty, "TASK");
-                let value = around(quote!(#p::member::<), ty, quote!(, #task>()));
+                let value = passes(ty, "UnionMember", task);
                 let checked = around(quote!(#p::Checked<), ty, quote!(, { #ident::#konst }>));
                 Planned {
                     member,
@@ -688,11 +694,7 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
         (0..j).map(move |i| {
             let (a_id, b_id, a_ty) = (&ids[i], &ids[j], &tasks[i].ty);
             let distinct = quote!({ #a_id.is_empty() || !#p::str_eq(#a_id, #b_id) });
-            let check = around(
-                quote!(#p::distinct::<),
-                &b.ty,
-                quote!(, #a_ty, #distinct>()),
-            );
+            let check = passes(&b.ty, "DistinctId", quote!(#a_ty, #distinct));
             quote!(const _: usize = #check;)
         })
     });

@@ -1,7 +1,8 @@
 //! Compile-time checks of the types given to the macros.
 //!
 //! `#[task]` checks a task's types in one constant of the task type (`realtime_union!`,
-//! each member's in one constant of the union), and writes each of these types as
+//! each member's in one constant of the union), as the sum of `<T as TaskPayload<...>>::OK`
+//! and the like, and writes each of these types as
 //! `Checked<T, { that constant }>`, which is `T`. A failed check is one error, at the
 //! type, saying what it lacks; and the constant then has no value, so rustc treats every
 //! type checked by it as an error and reports nothing more about it: not the bounds of the
@@ -140,10 +141,15 @@ pub type ErrOf<R, const RESULT: bool> = <IsResult<RESULT> as ResultParts<R>>::Er
     label = "implements `Serialize`: {SER}, `Deserialize`: {DE}, `JsonSchema`: {SCHEMA}, `Send + Sync`: {SEND}",
     note = "a payload is stored and sent between processes as JSON, and its JSON Schema describes the task: derive the traits, as in `#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]`"
 )]
-pub trait TaskPayload<const SER: bool, const DE: bool, const SCHEMA: bool, const SEND: bool> {}
+pub trait TaskPayload<const SER: bool, const DE: bool, const SCHEMA: bool, const SEND: bool> {
+    /// `0`: what the check adds to its constant, when it passes.
+    const OK: usize;
+}
 
 #[diagnostic::do_not_recommend]
-impl<T: ?Sized> TaskPayload<true, true, true, true> for T {}
+impl<T: ?Sized> TaskPayload<true, true, true, true> for T {
+    const OK: usize = 0;
+}
 
 /// A task's output type.
 #[diagnostic::on_unimplemented(
@@ -151,10 +157,15 @@ impl<T: ?Sized> TaskPayload<true, true, true, true> for T {}
     label = "implements `Serialize`: {SER}, `Deserialize`: {DE}, `JsonSchema`: {SCHEMA}, `Send + Sync`: {SEND}",
     note = "an output is stored and sent to subscribers as JSON, and its JSON Schema describes the task: derive the traits, as in `#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]`"
 )]
-pub trait TaskOutput<const SER: bool, const DE: bool, const SCHEMA: bool, const SEND: bool> {}
+pub trait TaskOutput<const SER: bool, const DE: bool, const SCHEMA: bool, const SEND: bool> {
+    /// `0`: what the check adds to its constant, when it passes.
+    const OK: usize;
+}
 
 #[diagnostic::do_not_recommend]
-impl<T: ?Sized> TaskOutput<true, true, true, true> for T {}
+impl<T: ?Sized> TaskOutput<true, true, true, true> for T {
+    const OK: usize = 0;
+}
 
 /// A task's metadata type.
 #[diagnostic::on_unimplemented(
@@ -162,10 +173,15 @@ impl<T: ?Sized> TaskOutput<true, true, true, true> for T {}
     label = "implements `Serialize`: {SER}, `Deserialize`: {DE}, `Send + Sync`: {SEND}",
     note = "metadata is stored and sent to subscribers as JSON: derive the traits, as in `#[derive(serde::Serialize, serde::Deserialize)]`"
 )]
-pub trait TaskMetadata<const SER: bool, const DE: bool, const SEND: bool> {}
+pub trait TaskMetadata<const SER: bool, const DE: bool, const SEND: bool> {
+    /// `0`: what the check adds to its constant, when it passes.
+    const OK: usize;
+}
 
 #[diagnostic::do_not_recommend]
-impl<T: ?Sized> TaskMetadata<true, true, true> for T {}
+impl<T: ?Sized> TaskMetadata<true, true, true> for T {
+    const OK: usize = 0;
+}
 
 /// The chunk type of a task's stream.
 #[diagnostic::on_unimplemented(
@@ -173,10 +189,15 @@ impl<T: ?Sized> TaskMetadata<true, true, true> for T {}
     label = "implements `Serialize`: {SER}, `Deserialize`: {DE}, `Send`: {SEND}",
     note = "chunks are stored and sent to subscribers as JSON: derive the traits, as in `#[derive(serde::Serialize, serde::Deserialize)]`"
 )]
-pub trait StreamChunk<const SER: bool, const DE: bool, const SEND: bool> {}
+pub trait StreamChunk<const SER: bool, const DE: bool, const SEND: bool> {
+    /// `0`: what the check adds to its constant, when it passes.
+    const OK: usize;
+}
 
 #[diagnostic::do_not_recommend]
-impl<T: ?Sized> StreamChunk<true, true, true> for T {}
+impl<T: ?Sized> StreamChunk<true, true, true> for T {
+    const OK: usize = 0;
+}
 
 /// The return type of a task function.
 #[diagnostic::on_unimplemented(
@@ -184,10 +205,15 @@ impl<T: ?Sized> StreamChunk<true, true, true> for T {}
     label = "not a `Result`",
     note = "the `Ok` type is the task's output, what subscribers receive, and the error's `Display` becomes the run's error message; an alias such as `std::io::Result<T>` works too"
 )]
-pub trait TaskFnReturn<const RESULT: bool> {}
+pub trait TaskFnReturn<const RESULT: bool> {
+    /// `0`: what the check adds to its constant, when it passes.
+    const OK: usize;
+}
 
 #[diagnostic::do_not_recommend]
-impl<T: ?Sized> TaskFnReturn<true> for T {}
+impl<T: ?Sized> TaskFnReturn<true> for T {
+    const OK: usize = 0;
+}
 
 /// The error type of a task function's `Result`.
 #[diagnostic::on_unimplemented(
@@ -195,10 +221,15 @@ impl<T: ?Sized> TaskFnReturn<true> for T {}
     label = "error type implements `Display`: {DISPLAY}, `Debug`: {DEBUG}, `Send + 'static`: {SEND}",
     note = "the error's `Display` becomes the run's error message, sent from the worker that ran the task; a boxed error must be `Send`: `Box<dyn std::error::Error + Send + Sync>`"
 )]
-pub trait TaskFnError<const DISPLAY: bool, const DEBUG: bool, const SEND: bool> {}
+pub trait TaskFnError<const DISPLAY: bool, const DEBUG: bool, const SEND: bool> {
+    /// `0`: what the check adds to its constant, when it passes.
+    const OK: usize;
+}
 
 #[diagnostic::do_not_recommend]
-impl<T: ?Sized> TaskFnError<true, true, true> for T {}
+impl<T: ?Sized> TaskFnError<true, true, true> for T {
+    const OK: usize = 0;
+}
 
 /// A type listed in `realtime_union!`.
 #[diagnostic::on_unimplemented(
@@ -206,10 +237,15 @@ impl<T: ?Sized> TaskFnError<true, true, true> for T {}
     label = "not declared with `#[task]`",
     note = "list the types `#[task]` declares: a task struct, or the struct named after a task function (`ResizeImage` for `async fn resize_image`)"
 )]
-pub trait UnionMember<const TASK: bool> {}
+pub trait UnionMember<const TASK: bool> {
+    /// `0`: what the check adds to its constant, when it passes.
+    const OK: usize;
+}
 
 #[diagnostic::do_not_recommend]
-impl<T: ?Sized> UnionMember<true> for T {}
+impl<T: ?Sized> UnionMember<true> for T {
+    const OK: usize = 0;
+}
 
 /// Two tasks of a union, whose identifiers must differ.
 #[diagnostic::on_unimplemented(
@@ -217,70 +253,12 @@ impl<T: ?Sized> UnionMember<true> for T {}
     label = "same identifier as `{Other}`",
     note = "a union matches runs to its tasks by identifier: give one of them another `#[task(id = \"...\")]`"
 )]
-pub trait DistinctId<Other: ?Sized, const DISTINCT: bool> {}
+pub trait DistinctId<Other: ?Sized, const DISTINCT: bool> {
+    /// `0`: what the check adds to its constant, when it passes.
+    const OK: usize;
+}
 
 #[diagnostic::do_not_recommend]
-impl<T: ?Sized, Other: ?Sized> DistinctId<Other, true> for T {}
-
-/// Checks that two tasks of a union have different identifiers.
-pub const fn distinct<T, Other, const DISTINCT: bool>() -> usize
-where
-    T: ?Sized + DistinctId<Other, DISTINCT>,
-    Other: ?Sized,
-{
-    0
-}
-
-/// Checks a payload type.
-pub const fn payload<T, const SER: bool, const DE: bool, const SCHEMA: bool, const SEND: bool>()
--> usize
-where
-    T: ?Sized + TaskPayload<SER, DE, SCHEMA, SEND>,
-{
-    0
-}
-
-/// Checks an output type.
-pub const fn output<T, const SER: bool, const DE: bool, const SCHEMA: bool, const SEND: bool>()
--> usize
-where
-    T: ?Sized + TaskOutput<SER, DE, SCHEMA, SEND>,
-{
-    0
-}
-
-/// Checks a metadata type.
-pub const fn metadata<T, const SER: bool, const DE: bool, const SEND: bool>() -> usize
-where
-    T: ?Sized + TaskMetadata<SER, DE, SEND>,
-{
-    0
-}
-
-/// Checks a stream's chunk type.
-pub const fn chunk<T, const SER: bool, const DE: bool, const SEND: bool>() -> usize
-where
-    T: ?Sized + StreamChunk<SER, DE, SEND>,
-{
-    0
-}
-
-/// Checks a task function's return type: a `Result` whose error type is
-/// `Display + Debug + Send` (the error's answers are `true` if it is not a `Result`).
-pub const fn fn_return<
-    R,
-    const RESULT: bool,
-    const DISPLAY: bool,
-    const DEBUG: bool,
-    const SEND: bool,
->() -> usize
-where
-    R: ?Sized + TaskFnReturn<RESULT> + TaskFnError<DISPLAY, DEBUG, SEND>,
-{
-    0
-}
-
-/// Checks a type listed in a union.
-pub const fn member<T: ?Sized + UnionMember<TASK>, const TASK: bool>() -> usize {
-    0
+impl<T: ?Sized, Other: ?Sized> DistinctId<Other, true> for T {
+    const OK: usize = 0;
 }
