@@ -314,10 +314,7 @@ impl<T: Task> TaskContext<T> {
 
 /// Decodes a run's raw metadata as `M`, or says why it does not.
 fn decode_metadata<M: DeserializeOwned>(task: &str, raw: &RawValue) -> Result<M, MetadataError> {
-    serde_json::from_str(raw.get()).map_err(|source| MetadataError::DoesNotMatch {
-        task: task.to_owned(),
-        source,
-    })
+    serde_json::from_str(raw.get()).map_err(MetadataError::does_not_match(task))
 }
 
 /// Whether raw JSON decodes as `M`: what every write of a run's metadata, and every chunk, is
@@ -377,10 +374,7 @@ impl RunAccess for LocalRun {
     ) -> BoxFuture<'a, Result<(), MetadataError>> {
         let mut metadata = lock(&self.metadata);
         let changed = change(metadata.as_deref()).and_then(|next| {
-            (self.check)(&next).map_err(|source| MetadataError::DoesNotMatch {
-                task: self.task.to_owned(),
-                source,
-            })?;
+            (self.check)(&next).map_err(MetadataError::does_not_match(self.task))?;
             *metadata = Some(next);
             Ok(())
         });

@@ -284,12 +284,9 @@ impl Engine {
         let metadata = match &options.metadata {
             Some(object) => {
                 let raw = metadata::to_raw(object).map_err(TriggerError::Metadata)?;
-                executor.check_metadata(&raw).map_err(|source| {
-                    TriggerError::Metadata(MetadataError::DoesNotMatch {
-                        task: task.to_owned(),
-                        source,
-                    })
-                })?;
+                (executor.check_metadata(&raw))
+                    .map_err(MetadataError::does_not_match(task))
+                    .map_err(TriggerError::Metadata)?;
                 Some(raw)
             }
             None => None,
@@ -646,12 +643,8 @@ impl Shared {
                 let next = change(record.snapshot.metadata.as_deref())?;
                 let task = &record.snapshot.task_identifier;
                 if let Some(executor) = executors.get(&**task) {
-                    executor.check_metadata(&next).map_err(|source| {
-                        MetadataError::DoesNotMatch {
-                            task: task.to_string(),
-                            source,
-                        }
-                    })?;
+                    (executor.check_metadata(&next))
+                        .map_err(MetadataError::does_not_match(task))?;
                 }
                 record.run().metadata = Some(next);
                 Ok::<_, MetadataError>(())

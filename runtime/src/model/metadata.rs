@@ -103,6 +103,16 @@ pub enum MetadataError {
     Store(#[from] StoreError),
 }
 
+impl MetadataError {
+    /// The error for metadata of a run of `task` that would not decode as its declared type.
+    pub(crate) fn does_not_match(task: &str) -> impl FnOnce(serde_json::Error) -> Self + '_ {
+        move |source| MetadataError::DoesNotMatch {
+            task: task.to_owned(),
+            source,
+        }
+    }
+}
+
 impl MetadataOp {
     /// Subtracts a number from the number at `key` (absent or `null` counts as 0).
     pub fn decrement(key: impl Into<String>, by: f64) -> Self {
