@@ -126,17 +126,27 @@ fn around(before: TokenStream, ty: &impl ToTokens, after: TokenStream) -> TokenS
     quote!(#before #ty #after)
 }
 
-/// A task's check constant (`Task::__RUNCAST_CHECK`) and how its types are written.
+/// A check constant (a task's `Task::__RUNCAST_CHECK`, a union member's
+/// `Union::__RUNCAST_TASK_<n>`) and how the types it checks are written.
 struct Check<'a> {
-    task: &'a Ident,
+    /// The type the constant belongs to.
+    owner: &'a Ident,
+    /// The constant's name.
+    name: Ident,
     /// What the constant checks, or the macro's errors.
     terms: Result<Vec<TokenStream>, syn::Error>,
 }
 
 impl<'a> Check<'a> {
+    /// A task's `__RUNCAST_CHECK`.
     fn new(task: &'a Ident, errors: Option<syn::Error>) -> Self {
+        Check::named(task, format_ident!("__RUNCAST_CHECK"), errors)
+    }
+
+    fn named(owner: &'a Ident, name: Ident, errors: Option<syn::Error>) -> Self {
         Check {
-            task,
+            owner,
+            name,
             terms: errors.map_or(Ok(Vec::new()), Err),
         }
     }
@@ -201,14 +211,15 @@ impl<'a> Check<'a> {
         self.add("StreamChunk", ty, &["SERIALIZE", "DESERIALIZE", "SEND"]);
     }
 
-    /// `ty` as checked: `Checked<ty, { Task::__RUNCAST_CHECK }>`, spanned at `ty`.
+    /// Checks a type listed in a union.
+    fn member(&mut self, ty: &impl ToTokens) {
+        self.add("UnionMember", ty, &["TASK"]);
+    }
+
+    /// `ty` as checked: `Checked<ty, { Owner::NAME }>`, spanned at `ty`.
     fn checked(&self, ty: &impl ToTokens) -> TokenStream {
-        let (p, task) = (private(), self.task);
-        around(
-            quote!(#p::Checked<),
-            ty,
-            quote!(, { #task::__RUNCAST_CHECK }>),
-        )
+        let (p, owner, name) = (private(), self.owner, &self.name);
+        around(quote!(#p::Checked<), ty, quote!(, { #owner::#name }>))
     }
 
     /// The constant: the checks, or the macro's errors.
@@ -226,9 +237,10 @@ impl<'a> Check<'a> {
                 quote!(#errors 0)
             }
         };
+        let name = &self.name;
         quote! {
             #[doc(hidden)]
-            const __RUNCAST_CHECK: usize = { #value };
+            const #name: usize = { #value };
         }
     }
 }
@@ -616,7 +628,7 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
         /// `Checked<T, { Union::__RUNCAST_TASK_<n> }>`, or an error type if rejected.
         ty: TokenStream,
         /// The check constant, if the member is to be checked.
-        check: Option<(Ident, TokenStream)>,
+        check: Option<TokenStream>,
     }
     let planned: Vec<Planned<'_>> = plan
         .members
@@ -626,14 +638,12 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
             let member = &input.members[i];
             let ty = &member.ty;
             if checked {
-                let konst = format_ident!("__RUNCAST_TASK_{}", n);
-                let task = is(ty, "TASK");
-                let value = passes(ty, "UnionMember", task);
-                let checked = around(quote!(#p::Checked<), ty, quote!(, { #ident::#konst }>));
+                let mut check = Check::named(ident, format_ident!("__RUNCAST_TASK_{}", n), None);
+                check.member(ty);
                 Planned {
                     member,
-                    ty: checked,
-                    check: Some((konst, value)),
+                    ty: check.checked(ty),
+                    check: Some(check.constant()),
                 }
             } else {
                 let invalid =
@@ -665,17 +675,7 @@ pub(crate) fn realtime_union(input: &UnionInput) -> TokenStream {
         let run = quote_spanned!(ty.span()=> #p::Run<#checked>);
         quote!(#(#attrs)* #doc #allow #variant(#run))
     });
-    let checks = planned.iter().filter_map(|m| m.check.as_ref());
-    let check_consts = checks.map(|(konst, value)| {
-        quote! {
-            #[doc(hidden)]
-            const #konst: usize = {
-                #[allow(unused_imports)]
-                use #p::IsNot as _;
-                #value
-            };
-        }
-    });
+    let check_consts = planned.iter().filter_map(|m| m.check.as_ref());
     let invalid_const = errors.map(|errors| {
         let errors = errors.into_compile_error();
         quote! {
