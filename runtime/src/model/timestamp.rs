@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::num::NonZeroU64;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
@@ -42,17 +43,36 @@ const MAX_MILLIS: i64 = 253_402_207_200_000;
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp {
-    /// Within jiff's range: see [`Timestamp::from_unix_millis`].
-    millis: i64,
+    /// The milliseconds, within jiff's range (see [`Timestamp::from_unix_millis`]), with the
+    /// sign bit flipped: ordered as the milliseconds are, and never zero, so that an
+    /// `Option<Timestamp>` (a run has five) takes no more room than a `Timestamp`.
+    biased: NonZeroU64,
 }
 
+/// Flips the sign bit: turns `i64` order into `u64` order, and back.
+const SIGN: u64 = 1 << 63;
+
 impl Timestamp {
+    /// `millis`, which must be within jiff's range.
+    const fn within_range(millis: i64) -> Self {
+        // Zero only for `i64::MIN`, far outside jiff's range.
+        let biased = match NonZeroU64::new(millis.cast_unsigned() ^ SIGN) {
+            Some(biased) => biased,
+            None => NonZeroU64::MIN,
+        };
+        Self { biased }
+    }
+
+    const fn millis(self) -> i64 {
+        (self.biased.get() ^ SIGN).cast_signed()
+    }
+
     /// The timestamp `ms` milliseconds after the Unix epoch (before it if negative), the number
     /// JavaScript's `Date.prototype.getTime()` gives; `None` outside the years -9999 to 9999.
     #[must_use]
     pub const fn from_unix_millis(ms: i64) -> Option<Self> {
         if MIN_MILLIS <= ms && ms <= MAX_MILLIS {
-            Some(Self { millis: ms })
+            Some(Self::within_range(ms))
         } else {
             None
         }
@@ -62,7 +82,7 @@ impl Timestamp {
     /// `Date.prototype.getTime()` gives.
     #[must_use]
     pub const fn unix_millis(self) -> i64 {
-        self.millis
+        self.millis()
     }
 
     /// Now, by the system clock, truncated to whole milliseconds.
@@ -73,31 +93,29 @@ impl Timestamp {
             Ok(since) => i64::try_from(since.as_millis()).unwrap_or(MAX_MILLIS),
             Err(before) => i64::try_from(before.duration().as_millis()).map_or(MIN_MILLIS, |m| -m),
         };
-        Self {
-            millis: millis.clamp(MIN_MILLIS, MAX_MILLIS),
-        }
+        Self::within_range(millis.clamp(MIN_MILLIS, MAX_MILLIS))
     }
 
     /// `self + d` (truncated to whole milliseconds), or `None` past the year 9999.
     #[must_use]
     pub fn checked_add(self, d: Duration) -> Option<Self> {
         let delta = i64::try_from(d.as_millis()).ok()?;
-        Self::from_unix_millis(self.millis.checked_add(delta)?)
+        Self::from_unix_millis(self.millis().checked_add(delta)?)
     }
 
     /// The time from `earlier` to `self`, or [`Duration::ZERO`] if `earlier` is not earlier.
     #[must_use]
     pub fn saturating_duration_since(self, earlier: Timestamp) -> Duration {
-        if self.millis <= earlier.millis {
+        if self <= earlier {
             Duration::ZERO
         } else {
-            Duration::from_millis(self.millis.abs_diff(earlier.millis))
+            Duration::from_millis(self.millis().abs_diff(earlier.millis()))
         }
     }
 
     fn to_jiff(self) -> jiff::Timestamp {
         // Within range: every constructor checks it.
-        jiff::Timestamp::from_millisecond(self.millis).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        jiff::Timestamp::from_millisecond(self.millis()).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
     }
 }
 
@@ -110,9 +128,7 @@ impl From<jiff::Timestamp> for Timestamp {
         let past = t.subsec_nanosecond() < 0 && t.subsec_nanosecond() % 1_000_000 != 0;
         let millis = millis - i64::from(past);
         // jiff's last nanoseconds are past its last whole millisecond: clamped to it.
-        Self {
-            millis: millis.clamp(MIN_MILLIS, MAX_MILLIS),
-        }
+        Self::within_range(millis.clamp(MIN_MILLIS, MAX_MILLIS))
     }
 }
 
@@ -283,10 +299,32 @@ impl JsonSchema for Timestamp {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn ts(ms: i64) -> Timestamp {
         Timestamp::from_unix_millis(ms).unwrap()
+    }
+
+    #[test]
+    fn an_absent_timestamp_takes_no_room() {
+        assert_eq!(size_of::<Option<Timestamp>>(), size_of::<i64>());
+    }
+
+    proptest! {
+        /// Timestamps keep their milliseconds, and compare as their milliseconds do, across
+        /// the whole range (before and after the epoch, at both ends).
+        #[test]
+        fn timestamps_keep_and_order_their_milliseconds(
+            a in prop_oneof![MIN_MILLIS..=MAX_MILLIS, Just(MIN_MILLIS), Just(MAX_MILLIS), -2i64..2],
+            b in prop_oneof![MIN_MILLIS..=MAX_MILLIS, Just(MIN_MILLIS), Just(MAX_MILLIS), -2i64..2],
+        ) {
+            let (ta, tb) = (ts(a), ts(b));
+            prop_assert_eq!(ta.unix_millis(), a);
+            prop_assert_eq!(ta.cmp(&tb), a.cmp(&b));
+            prop_assert_eq!(ta == tb, a == b);
+        }
     }
 
     fn parse_ok(s: &str) -> Timestamp {
