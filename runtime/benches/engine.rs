@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use runcast::{
-    Cursor, Engine, MetadataOp, Realtime, RunFeed, RunId, RunStatus, RunStreamExt, Scope,
-    TaskContext, TriggerOptions, realtime_union, task,
+    Cursor, Engine, FeedError, MetadataOp, Realtime, RunFeed, RunId, RunStatus, RunStreamExt,
+    Scope, TaskContext, TriggerOptions, realtime_union, task,
 };
 
 /// Writes `n` small chunks (numbers) as fast as it can.
@@ -134,8 +134,13 @@ async fn latency(subscribers: usize, changes: usize) {
         tokio::spawn(async move {
             while let Some(update) = feed.next().await {
                 let at = base.elapsed().as_nanos() as u64;
+                let update = match update {
+                    // The engine is dropped at the end of the section: the feed ends.
+                    Err(FeedError::Stopped) => break,
+                    update => update.unwrap(),
+                };
                 // The first item is the run as it was before the measured changes.
-                if progress_of(&update.unwrap().run) > 0 {
+                if progress_of(&update.run) > 0 {
                     arrived[slot].store(at, Ordering::Relaxed);
                     if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
                         all_arrived.notify_one();
