@@ -32,8 +32,9 @@ pub(super) struct Mailbox {
     backlog: usize,
     /// Beyond the window: the latest unread live change of each run, so that memory stays
     /// bounded by the runs in scope. Read (in cursor order, after the backlog), it empties and
-    /// the queue takes over again.
-    coalesced: Option<Latest>,
+    /// the queue takes over again. Boxed: most mailboxes never coalesce, and an idle
+    /// subscription's memory is mostly its mailbox.
+    coalesced: Option<Box<Latest>>,
     /// For a subscription with streams, once it has any: the runs with chunks it has not read.
     chunks: Option<Box<UnreadChunks>>,
     pub(super) waker: Option<Waker>,
@@ -68,7 +69,7 @@ impl Mailbox {
         } else if self.queue.len() - self.backlog < window {
             self.queue.push_back(pending);
         } else {
-            let mut latest = Latest::default();
+            let mut latest = Box::<Latest>::default();
             for earlier in self.queue.drain(self.backlog..) {
                 latest.push(earlier);
             }
