@@ -343,6 +343,73 @@ async fn canceling_an_executing_run_publishes_its_final_status_once_with_its_dur
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_racing_an_instant_run_leaves_one_final_change_that_agrees_with_it() {
+    let engine = engine();
+    // 1,000 instant runs, each canceled right after its trigger, or from a task of its own
+    // after 0 to 2 yields: the cancel lands before the attempt starts, during it, or after
+    // the run completed.
+    let mut races = Vec::new();
+    for n in 0..1_000u64 {
+        let run = engine.trigger::<Instant>(n).await.unwrap();
+        let (engine2, id) = (engine.clone(), run.id().clone());
+        let cancel = async move {
+            for _ in 1..n % 4 {
+                tokio::task::yield_now().await;
+            }
+            engine2.cancel(&id).await
+        };
+        let cancel = if n % 4 == 0 {
+            let canceled = cancel.await;
+            tokio::spawn(async move { canceled })
+        } else {
+            tokio::spawn(cancel)
+        };
+        // A feed that does not end at the final status: it would show a second one.
+        let feed = engine.subscribe_to_run_forever(&run).await.unwrap();
+        races.push((n, feed, cancel));
+    }
+    let mut canceled = 0;
+    let mut cancels = Vec::new();
+    for (n, feed, cancel) in races {
+        cancels.push((n, feed, within("a cancel", cancel).await.unwrap()));
+    }
+    // Whatever the attempts published is in the feeds once shutdown has waited for them.
+    engine.shutdown(Duration::from_secs(10)).await;
+    for (n, feed, cancel) in cancels {
+        let items: Vec<_> = within("a feed's end", feed.collect::<Vec<_>>()).await;
+        let Some((Err(FeedError::Stopped), runs)) = items.split_last() else {
+            panic!("run {n}: the feed ends with Stopped: {items:?}");
+        };
+        let runs: Vec<_> = runs.iter().map(|u| &u.as_ref().unwrap().run).collect();
+        let finals: Vec<_> = runs.iter().filter(|r| r.status.is_final()).collect();
+        let [last] = finals[..] else {
+            panic!("run {n}: exactly one final change: {runs:?}");
+        };
+        assert!(
+            std::ptr::eq(*last, *runs.last().unwrap()),
+            "run {n}: final is last"
+        );
+        match cancel {
+            Ok(()) => {
+                canceled += 1;
+                assert_eq!(last.status, RunStatus::Canceled, "run {n}");
+                assert_eq!(last.output, None, "run {n}");
+            }
+            Err(runcast::CancelError::AlreadyFinished { status, .. }) => {
+                assert_eq!((status, last.status), (RunStatus::Completed, status));
+                assert_eq!(last.output, Some(n), "run {n}");
+            }
+            Err(other) => panic!("run {n}: {other}"),
+        }
+    }
+    // The race went both ways: some cancels landed, some came after the run completed.
+    assert!(
+        0 < canceled && canceled < 1_000,
+        "{canceled} of 1,000 canceled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_that_shows_nothing_new_is_not_published() {
     let engine = engine();
     let run = engine.trigger::<UntilCanceled>(()).await.unwrap();
