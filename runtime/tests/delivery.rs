@@ -11,7 +11,7 @@ use futures::{FutureExt, StreamExt, TryStreamExt, stream};
 use runcast::prelude::*;
 use runcast::{
     BuildError, Cursor, Engine, FeedError, MetadataError, MetadataOp, RunQuery, Scope,
-    TriggerOptions, Update,
+    TriggerError, TriggerOptions, Update,
 };
 
 #[task(id = "instant")]
@@ -437,6 +437,64 @@ async fn a_change_that_shows_nothing_new_is_not_published() {
     assert_eq!(latest.run.updated_at, changed.run.updated_at);
     assert!(futures::FutureExt::now_or_never(updates.next()).is_none());
     engine.cancel(run.id()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triggers_and_subscriptions_racing_a_shutdown_are_refused_or_end_with_stopped() {
+    let engine = engine();
+    let triggered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // 500 clients, each triggering a run and following it, and a tag feed, while the engine
+    // shuts down under them: once half of them have triggered.
+    let clients: Vec<_> = (0..500u64)
+        .map(|n| {
+            let (engine, triggered) = (engine.clone(), triggered.clone());
+            tokio::spawn(async move {
+                let tagged = TriggerOptions::default().tag("race");
+                let run = match engine.trigger_with::<Instant>(n, tagged).await {
+                    Ok(run) => run,
+                    Err(TriggerError::ShuttingDown) => return 0,
+                    Err(other) => panic!("client {n}: {other}"),
+                };
+                triggered.fetch_add(1, Ordering::SeqCst);
+                let mut ended = 0;
+                let by_run = engine.subscribe_to_run_forever(&run).await;
+                let by_tag = engine.subscribe_to_runs_with_tag::<Batched>(["race"]).await;
+                let by_run = by_run.map(|f| f.map(|i| i.map(|u| u.run.status)).boxed());
+                let by_tag = by_tag.map(|f| f.map(|i| i.map(|u| u.run.status())).boxed());
+                for feed in [by_run, by_tag] {
+                    let feed = match feed {
+                        Ok(feed) => feed,
+                        Err(FeedError::Stopped) => continue,
+                        Err(other) => panic!("client {n}: {other}"),
+                    };
+                    let items: Vec<_> = within("a feed's end", feed.collect()).await;
+                    let Some((Err(FeedError::Stopped), rest)) = items.split_last() else {
+                        panic!("client {n}: a feed ends with Stopped: {items:?}");
+                    };
+                    assert!(rest.iter().all(Result::is_ok), "client {n}: {items:?}");
+                    ended += 1;
+                }
+                ended
+            })
+        })
+        .collect();
+    within("half the triggers", async {
+        while triggered.load(Ordering::SeqCst) < 250 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    engine.shutdown(Duration::from_secs(10)).await;
+    let mut ended = 0;
+    for client in clients {
+        ended += within("a client", client).await.unwrap();
+    }
+    eprintln!(
+        "ENDED {ended} TRIGGERED {}",
+        triggered.load(Ordering::SeqCst)
+    );
+    // Feeds were open when the engine stopped, and triggers were refused: the race was run.
+    assert!(ended > 0 && triggered.load(Ordering::SeqCst) < 500);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
