@@ -750,3 +750,81 @@ async fn stream_readers_and_feeds_with_streams_end_with_stopped_when_the_engine_
         "{latest:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_stalled_past_the_retention_keeps_a_bounded_amount_of_chunks_and_is_told_of_the_rest()
+ {
+    // Each run writes 1,000 numbers: about 40 KB kept. Room for about two runs' chunks once
+    // their runs are forgotten, which happens 50 ms after they finish.
+    let engine = Engine::builder()
+        .task::<Count>()
+        .retention(Duration::from_millis(50))
+        .lagging_stream_bytes(100_000)
+        .build()
+        .unwrap();
+    let tagged = TriggerOptions::default().tag("stalled");
+    let first = engine
+        .trigger_with::<Count>(1_000, tagged.clone())
+        .await
+        .unwrap();
+    let mut stalled = engine
+        .subscribe(Scope::Tags(vec!["stalled".into()]), first.cursor())
+        .await
+        .unwrap()
+        .with_streams();
+    let mut runs = vec![first];
+    for _ in 1..10 {
+        runs.push(
+            engine
+                .trigger_with::<Count>(1_000, tagged.clone())
+                .await
+                .unwrap(),
+        );
+    }
+    for run in &runs {
+        engine.wait(run).await.unwrap();
+    }
+    // Every run is forgotten before the reader reads anything.
+    let forgotten = async {
+        for run in &runs {
+            while engine.latest(run.id()).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), forgotten)
+        .await
+        .expect("every run is forgotten after its retention");
+    engine.shutdown(Duration::from_secs(10)).await;
+    let items: Vec<_> = stalled.by_ref().collect().await;
+    let dropped: Vec<RunId> = items
+        .iter()
+        .filter_map(|item| match item {
+            Err(FeedError::ChunksDropped(run)) => Some(run.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut chunks_of = std::collections::HashMap::<RunId, u64>::new();
+    for item in &items {
+        if let Ok(Realtime::Chunk(chunk)) = item {
+            *chunks_of.entry(chunk.run_id.clone()).or_default() += 1;
+        }
+    }
+    // Some runs' chunks were kept whole, the others' were dropped and said so: none in part.
+    assert!(!dropped.is_empty() && !chunks_of.is_empty(), "{dropped:?}");
+    for run in &runs {
+        let kept = chunks_of.get(run.id()).copied().unwrap_or(0);
+        assert_eq!(kept == 0, dropped.contains(run.id()), "run {}", run.id());
+        assert!(
+            kept == 0 || kept == 1_000,
+            "run {}: {kept} chunks",
+            run.id()
+        );
+    }
+    // Every run's final snapshot still came, and the feed ended as the engine stopped.
+    let completed = items.iter().filter(
+        |item| matches!(item, Ok(Realtime::Run(u)) if u.run.status == RunStatus::Completed),
+    );
+    assert_eq!(completed.count(), runs.len());
+    assert!(matches!(items.last(), Some(Err(FeedError::Stopped))));
+}

@@ -154,6 +154,19 @@ impl EngineBuilder {
         self
     }
 
+    /// How many bytes of chunks a subscription with streams keeps for its reader from runs
+    /// that were forgotten before it read them (default 64 MiB). Chunks are read from the
+    /// engine, so a lagging reader costs nothing per chunk while their runs are kept; when a
+    /// run is forgotten (see [`retention`](Self::retention)) with chunks the reader has not
+    /// read, they are kept for it within this limit. Past it, they are dropped, and the reader
+    /// gets a [`FeedError::ChunksDropped`](crate::FeedError::ChunksDropped) item naming the
+    /// run: a reader that stalls for longer than the retention cannot make the engine's
+    /// memory grow without bound.
+    pub fn lagging_stream_bytes(mut self, bytes: usize) -> Self {
+        self.hub.orphan_bytes = bytes;
+        self
+    }
+
     /// Refuses subscriptions past `limit` at once, with
     /// [`FeedError::TooManySubscriptions`](crate::FeedError::TooManySubscriptions) (default: no
     /// limit).

@@ -7,10 +7,12 @@ use crate::typed::DecodeError;
 ///
 /// Subscribing and reading return the variants that refuse at once (an unknown run, a cursor of
 /// another history, too many subscriptions); a subscription's items are [`Decode`] errors (one
-/// bad snapshot; the stream goes on) and, as its last item, [`Stopped`] when its source stops
-/// before the subscription would end.
+/// bad snapshot; the stream goes on), [`ChunksDropped`] (chunks a reader lagging behind the
+/// retention lost; the stream goes on) and, as its last item, [`Stopped`] when its source
+/// stops before the subscription would end.
 ///
 /// [`Decode`]: FeedError::Decode
+/// [`ChunksDropped`]: FeedError::ChunksDropped
 /// [`Stopped`]: FeedError::Stopped
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -53,6 +55,15 @@ pub enum FeedError {
         "cursor `{0}` is not from this engine's history (another engine's, or one from before a restart): subscribe from the start, or from a cursor this engine gave"
     )]
     UnknownCursor(Cursor),
+    /// The chunks of this run that the subscription had not read yet are gone: the run was
+    /// forgotten (its retention ended) while the subscriber lagged behind its streams, and the
+    /// chunks of forgotten runs kept for the subscriber would have passed the engine's
+    /// [`lagging_stream_bytes`](crate::EngineBuilder::lagging_stream_bytes). The stream goes
+    /// on; the run's changes still come.
+    #[error(
+        "the unread chunks of run `{0}` were dropped: the run was forgotten while this subscriber lagged, past the bytes kept for lagging readers"
+    )]
+    ChunksDropped(RunId),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -13,6 +13,8 @@ pub(super) struct Streams {
     pub(super) task: Arc<str>,
     pub(super) keys: Vec<Arc<str>>,
     pub(super) chunks: Vec<StoredChunk>,
+    /// What keeping the chunks costs: their JSON and their records.
+    pub(super) bytes: usize,
 }
 
 #[derive(Clone)]
@@ -29,6 +31,7 @@ impl Streams {
             task: Arc::from(task),
             keys: Vec::new(),
             chunks: Vec::new(),
+            bytes: 0,
         }
     }
 
@@ -41,6 +44,7 @@ impl Streams {
                 self.keys.len() - 1
             }
         };
+        self.bytes += data.get().len() + std::mem::size_of::<StoredChunk>();
         self.chunks.push(StoredChunk {
             position,
             key,

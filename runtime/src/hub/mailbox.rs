@@ -48,8 +48,20 @@ pub(super) struct Mailbox {
 pub(super) struct UnreadChunks {
     pub(super) runs: Set<RunId>,
     /// The chunks of runs in `runs` that were forgotten before the subscriber read them all:
-    /// kept for it until it has.
+    /// kept for it until it has, within the hub's `orphan_bytes`.
     pub(super) orphans: Map<RunId, Arc<Streams>>,
+    /// What `orphans` costs, in [`Streams::bytes`].
+    pub(super) orphan_bytes: usize,
+    /// Runs forgotten with chunks unread that `orphans` had no room for: their chunks are
+    /// gone, and the subscriber is told, one item each, before anything else.
+    pub(super) dropped: VecDeque<RunId>,
+}
+
+impl UnreadChunks {
+    /// Lets go of a forgotten run's chunks, read to their end.
+    pub(super) fn read_orphan(&mut self, streams: &Streams) {
+        self.orphan_bytes = self.orphan_bytes.saturating_sub(streams.bytes);
+    }
 }
 
 impl Mailbox {
@@ -141,6 +153,11 @@ impl Mailbox {
         self.chunks().runs.insert(id.clone());
     }
 
+    /// The next run whose unread chunks were dropped, to tell the subscriber.
+    pub(super) fn next_dropped(&mut self) -> Option<RunId> {
+        self.chunks.as_mut()?.dropped.pop_front()
+    }
+
     /// Whether some run has chunks the subscriber has not read.
     pub(super) fn has_unread_chunks(&self) -> bool {
         self.chunks.as_ref().is_some_and(|c| !c.runs.is_empty())
@@ -151,12 +168,25 @@ impl Mailbox {
         self.chunks.get_or_insert_with(Box::default)
     }
 
-    /// Keeps the chunks of run `id`, being forgotten, if the subscriber has not read them all.
-    pub(super) fn keep_orphan(&mut self, id: &RunId, streams: &Arc<Streams>) {
-        if let Some(chunks) = &mut self.chunks
-            && chunks.runs.contains(id)
-        {
+    /// Keeps the chunks of run `id`, being forgotten, if the subscriber has not read them all
+    /// and the chunks it keeps so stay within `limit` bytes. Past the limit, they are dropped,
+    /// and the subscriber will be told. Returns whether it must be woken to be told.
+    pub(super) fn keep_orphan(&mut self, id: &RunId, streams: &Arc<Streams>, limit: usize) -> bool {
+        let Some(chunks) = &mut self.chunks else {
+            return false;
+        };
+        if !chunks.runs.contains(id) {
+            return false;
+        }
+        let bytes = chunks.orphan_bytes.saturating_add(streams.bytes);
+        if bytes <= limit {
+            chunks.orphan_bytes = bytes;
             chunks.orphans.insert(id.clone(), Arc::clone(streams));
+            false
+        } else {
+            chunks.runs.remove(id);
+            chunks.dropped.push_back(id.clone());
+            true
         }
     }
 }

@@ -12,8 +12,11 @@
 //!
 //! Chunks are numbered by the same cursor and kept with their run; a subscription with streams
 //! notes which runs have chunks it has not read and reads them from the hub, a bounded batch at
-//! a time: chunks never coalesce, and a subscriber that lags holds none of them. A resumed
-//! subscription reads the chunks of the runs in its scope now.
+//! a time: chunks never coalesce, and a subscriber that lags holds none of them. When a run is
+//! forgotten with chunks a subscriber has not read, the subscriber keeps them, within the hub's
+//! `orphan_bytes`; past that they are dropped and the subscriber is told
+//! ([`FeedError::ChunksDropped`]). A resumed subscription reads the chunks of the runs in its
+//! scope now.
 
 mod chunks;
 mod history;
@@ -52,6 +55,9 @@ pub(crate) struct HubConfig {
     pub(crate) history_bytes: usize,
     /// How many subscriptions may be open at once.
     pub(crate) max_subscriptions: Option<usize>,
+    /// How many bytes of chunks of forgotten runs a subscription with streams may keep for
+    /// its reader.
+    pub(crate) orphan_bytes: usize,
 }
 
 impl Default for HubConfig {
@@ -61,6 +67,7 @@ impl Default for HubConfig {
             history_changes: 4_096,
             history_bytes: 16 * 1024 * 1024,
             max_subscriptions: None,
+            orphan_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -289,13 +296,22 @@ impl RunHub {
         }
         let was = (&old.run.tags[..], old.batch.as_ref());
         inner.index.reindex(id, Some(was), (&[], None));
+        let mut wake = Vec::new();
         if let Some(streams) = &old.streams {
             // Every subscription with streams, not only those the index finds the run by now:
             // one may hold unread chunks written while the run was in its scope, before it
             // left it (a tag removed).
+            let limit = inner.config.orphan_bytes;
             for watcher in inner.subscriptions.values().filter(|w| w.streams) {
-                lock(&watcher.mailbox).keep_orphan(id, streams);
+                let mut mailbox = lock(&watcher.mailbox);
+                if mailbox.keep_orphan(id, streams, limit) {
+                    wake.extend(mailbox.waker.take());
+                }
             }
+        }
+        drop(guard);
+        for waker in wake {
+            waker.wake();
         }
         Some(Forgotten(old))
     }

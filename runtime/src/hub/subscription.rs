@@ -82,6 +82,10 @@ impl Subscription {
     ///
     /// Chunks never coalesce: they are read back from the engine, which keeps them as long as
     /// their run, so a reader that lags loses none and holds at most a few hundred in memory.
+    /// Only a reader that lags behind the engine's retention can lose some: the chunks of runs
+    /// forgotten before it read them are kept for it within
+    /// [`lagging_stream_bytes`](crate::EngineBuilder::lagging_stream_bytes), and past that it
+    /// gets a [`FeedError::ChunksDropped`] item for each run whose chunks were dropped.
     pub fn with_streams(self) -> RealtimeSubscription {
         let Subscription {
             handle,
@@ -181,13 +185,17 @@ pub struct RealtimeSubscription {
 enum Ready {
     Run(Pending),
     Chunk(AnyChunk),
+    /// The unread chunks of this forgotten run were dropped: see [`FeedError::ChunksDropped`].
+    Dropped(RunId),
 }
 
 impl Ready {
-    fn position(&self) -> u64 {
+    /// Where the item is; `None` for a notice, which has no place in the history.
+    fn position(&self) -> Option<u64> {
         match self {
-            Self::Run(pending) => pending.position,
-            Self::Chunk(chunk) => chunk.cursor.position(),
+            Self::Run(pending) => Some(pending.position),
+            Self::Chunk(chunk) => Some(chunk.cursor.position()),
+            Self::Dropped(_) => None,
         }
     }
 }
@@ -198,6 +206,10 @@ impl RealtimeSubscription {
     fn read(&mut self, cx: &Context<'_>) -> Result<(), bool> {
         {
             let mut mailbox = lock(&self.handle.mailbox);
+            if let Some(run) = mailbox.next_dropped() {
+                self.ready.push_back(Ready::Dropped(run));
+                return Ok(());
+            }
             if !mailbox.has_unread_chunks() {
                 // No unread chunk: a chunk written before any of these changes would have been
                 // noted here before it, so the changes alone are the next items.
@@ -258,7 +270,7 @@ impl RealtimeSubscription {
         }
         // Every chunk up to `bound` is read; later ones, and later changes, wait.
         let bound = match (next.is_empty(), items.back()) {
-            (false, Some(last)) => last.position(),
+            (false, Some(Ready::Chunk(last))) => last.cursor.position(),
             _ => u64::MAX,
         };
         // A live run's chunks are let go under the hub's lock, so that its next append does
@@ -275,7 +287,10 @@ impl RealtimeSubscription {
                 (true, false) => {
                     chunks.runs.insert(id);
                 }
-                (false, true) => read_whole.push(streams),
+                (false, true) => {
+                    chunks.read_orphan(&streams);
+                    read_whole.push(streams);
+                }
                 (false, false) => {}
             }
         }
@@ -299,10 +314,13 @@ impl Stream for RealtimeSubscription {
         let this = &mut *self;
         loop {
             if let Some(next) = this.ready.pop_front() {
-                this.last = next.position();
+                this.last = next.position().unwrap_or(this.last);
                 let item = match next {
                     Ready::Run(pending) => Realtime::Run(yielded(this.handle.epoch, pending)),
                     Ready::Chunk(chunk) => Realtime::Chunk(chunk),
+                    Ready::Dropped(run) => {
+                        return Poll::Ready(Some(Err(FeedError::ChunksDropped(run))));
+                    }
                 };
                 return Poll::Ready(Some(Ok(item)));
             }

@@ -971,3 +971,69 @@ fn a_coalesced_mailbox_keeps_the_latest_change_of_each_run_in_cursor_order_withi
     assert!(due.iter().chain(&ready).all(|p| p.coalesced));
     assert!(mailbox.is_empty());
 }
+
+#[test]
+fn a_reader_lagging_past_the_retention_keeps_forgotten_chunks_within_a_limit_and_is_told_of_the_rest()
+ {
+    let data = |i: u32| Arc::from(serde_json::value::to_raw_value(&i).unwrap());
+    // What keeping one run's 100 chunks costs.
+    let mut one_run = chunks::Streams::new("resize-image");
+    for i in 0..100u32 {
+        one_run.push(u64::from(i), "log", data(i));
+    }
+    // Room for one forgotten run's chunks and a half.
+    let hub = RunHub::new(HubConfig {
+        orphan_bytes: one_run.bytes * 3 / 2,
+        ..HubConfig::default()
+    });
+    let ids = ["run_1", "run_2", "run_3"];
+    for id in ids {
+        hub.publish(run(id, "EXECUTING", &["t"]), None);
+    }
+    let mut lagging = with_streams(&hub, Scope::Tags(vec!["t".into()]), Cursor::START);
+    assert_eq!(ready_items(&mut lagging).len(), 3);
+    for id in ids {
+        for i in 0..100u32 {
+            hub.append_chunk(&RunId::from(id), "log", data(i)).unwrap();
+        }
+    }
+    // The runs finish and are forgotten before the reader reads on.
+    for id in ids {
+        hub.publish(run(id, "COMPLETED", &["t"]), None);
+        drop(hub.remove(&RunId::from(id)));
+    }
+    let items = ready_all(&mut lagging);
+    // First, one notice for each run whose chunks found no room.
+    let dropped: Vec<String> = items
+        .iter()
+        .map_while(|item| match item {
+            Err(FeedError::ChunksDropped(run)) => Some(run.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dropped, ["run_2", "run_3"]);
+    // Then every chunk of the run kept, and each run's final snapshot.
+    let rest: Vec<_> = items[dropped.len()..]
+        .iter()
+        .map(|item| item.as_ref().unwrap().clone())
+        .collect();
+    let chunks = chunk_values(&rest);
+    assert_eq!(chunks.len(), 100);
+    assert!(chunks.iter().all(|(_, run, _)| run == "run_1"));
+    let finals = rest.iter().filter_map(|item| match item {
+        Realtime::Run(u) if u.run.status == RunStatus::Completed => Some(u.run.id.to_string()),
+        _ => None,
+    });
+    assert_eq!(finals.collect::<Vec<_>>(), ids);
+    // Read to their end, the kept chunks leave room again: one more run forgotten unread is
+    // kept whole.
+    hub.publish(run("run_4", "EXECUTING", &["t"]), None);
+    assert_eq!(ready_items(&mut lagging).len(), 1);
+    for i in 0..100u32 {
+        hub.append_chunk(&RunId::from("run_4"), "log", data(i))
+            .unwrap();
+    }
+    drop(hub.remove(&RunId::from("run_4")));
+    let items = ready_items(&mut lagging);
+    assert_eq!(chunk_values(&items).len(), 100);
+}
