@@ -410,6 +410,67 @@ async fn a_cancel_racing_an_instant_run_leaves_one_final_change_that_agrees_with
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_stalled_past_the_retention_keeps_a_bounded_number_of_final_snapshots_and_is_told_of_the_rest()
+ {
+    // A window of one change, runs forgotten 20 ms after they finish, and room for the final
+    // snapshots of a few of them.
+    let engine = Engine::builder()
+        .task::<Instant>()
+        .subscription_window(1)
+        .retention(Duration::from_millis(20))
+        .lagging_reader_bytes(4_000)
+        .build()
+        .unwrap();
+    let mut stalled = engine
+        .subscribe_to_runs_with_tag::<Batched>(["stalled"])
+        .await
+        .unwrap();
+    let tagged = TriggerOptions::default().tag("stalled");
+    let mut runs = Vec::new();
+    for n in 0..20 {
+        let run = engine
+            .trigger_with::<Instant>(n, tagged.clone())
+            .await
+            .unwrap();
+        engine.wait(&run).await.unwrap();
+        runs.push(run);
+    }
+    // Every run is forgotten before the reader reads anything.
+    within("every run forgotten", async {
+        for run in &runs {
+            while engine.latest(run.id()).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    })
+    .await;
+    engine.shutdown(Duration::from_secs(10)).await;
+    let items: Vec<_> = within("the feed's end", stalled.by_ref().collect::<Vec<_>>()).await;
+    let mut dropped = Vec::new();
+    let mut completed = Vec::new();
+    for item in &items {
+        match item {
+            Err(FeedError::ChangesDropped(run)) => dropped.push(run.clone()),
+            Ok(update) if update.run.status() == RunStatus::Completed => {
+                completed.push(update.run.id().clone());
+            }
+            _ => {}
+        }
+    }
+    // Each run either came to its final snapshot or was said lost, never both or neither.
+    assert!(!dropped.is_empty() && !completed.is_empty(), "{dropped:?}");
+    for run in &runs {
+        let (lost, done) = (dropped.contains(run.id()), completed.contains(run.id()));
+        assert!(
+            lost != done,
+            "run {}: lost {lost}, completed {done}",
+            run.id()
+        );
+    }
+    assert!(matches!(items.last(), Some(Err(FeedError::Stopped))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_that_shows_nothing_new_is_not_published() {
     let engine = engine();
     let run = engine.trigger::<UntilCanceled>(()).await.unwrap();

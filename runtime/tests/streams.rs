@@ -759,7 +759,7 @@ async fn a_reader_stalled_past_the_retention_keeps_a_bounded_amount_of_chunks_an
     let engine = Engine::builder()
         .task::<Count>()
         .retention(Duration::from_millis(50))
-        .lagging_stream_bytes(100_000)
+        .lagging_reader_bytes(100_000)
         .build()
         .unwrap();
     let tagged = TriggerOptions::default().tag("stalled");

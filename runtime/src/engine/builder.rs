@@ -154,15 +154,19 @@ impl EngineBuilder {
         self
     }
 
-    /// How many bytes of chunks a subscription with streams keeps for its reader from runs
-    /// that were forgotten before it read them (default 64 MiB). Chunks are read from the
-    /// engine, so a lagging reader costs nothing per chunk while their runs are kept; when a
-    /// run is forgotten (see [`retention`](Self::retention)) with chunks the reader has not
-    /// read, they are kept for it within this limit. Past it, they are dropped, and the reader
-    /// gets a [`FeedError::ChunksDropped`](crate::FeedError::ChunksDropped) item naming the
-    /// run: a reader that stalls for longer than the retention cannot make the engine's
-    /// memory grow without bound.
-    pub fn lagging_stream_bytes(mut self, bytes: usize) -> Self {
+    /// How many bytes a subscription keeps for its reader of runs that were forgotten (see
+    /// [`retention`](Self::retention)) before it read them (default 64 MiB).
+    ///
+    /// A reader that keeps up, or lags by less than the retention, never needs it: chunks are
+    /// read back from the engine while their runs are kept, and a lagging reader's changes are
+    /// the latest snapshot of each run. One that lags longer keeps, for each run forgotten
+    /// meanwhile, the chunks it had not read and (beyond its
+    /// [`subscription_window`](Self::subscription_window)) the run's latest change, within
+    /// this budget. Past it, they are dropped, and the reader gets a
+    /// [`FeedError::ChunksDropped`](crate::FeedError::ChunksDropped) or
+    /// [`FeedError::ChangesDropped`](crate::FeedError::ChangesDropped) item naming the run: a
+    /// reader that stalls cannot make the engine's memory grow without bound.
+    pub fn lagging_reader_bytes(mut self, bytes: usize) -> Self {
         self.hub.orphan_bytes = bytes;
         self
     }

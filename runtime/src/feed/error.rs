@@ -7,11 +7,12 @@ use crate::typed::DecodeError;
 ///
 /// Subscribing and reading return the variants that refuse at once (an unknown run, a cursor of
 /// another history, too many subscriptions); a subscription's items are [`Decode`] errors (one
-/// bad snapshot; the stream goes on), [`ChunksDropped`] (chunks a reader lagging behind the
-/// retention lost; the stream goes on) and, as its last item, [`Stopped`] when its source
-/// stops before the subscription would end.
+/// bad snapshot; the stream goes on), [`ChangesDropped`] and [`ChunksDropped`] (what a reader
+/// lagging behind the retention lost; the stream goes on) and, as its last item, [`Stopped`]
+/// when its source stops before the subscription would end.
 ///
 /// [`Decode`]: FeedError::Decode
+/// [`ChangesDropped`]: FeedError::ChangesDropped
 /// [`ChunksDropped`]: FeedError::ChunksDropped
 /// [`Stopped`]: FeedError::Stopped
 #[derive(Debug, thiserror::Error)]
@@ -55,10 +56,20 @@ pub enum FeedError {
         "cursor `{0}` is not from this engine's history (another engine's, or one from before a restart): subscribe from the start, or from a cursor this engine gave"
     )]
     UnknownCursor(Cursor),
+    /// The changes of this run that the subscription had not read yet are gone, its final
+    /// snapshot with them: the run was forgotten (its retention ended) while the subscriber
+    /// lagged beyond its window, and what is kept of forgotten runs for the subscriber would
+    /// have passed the engine's
+    /// [`lagging_reader_bytes`](crate::EngineBuilder::lagging_reader_bytes). The stream goes
+    /// on.
+    #[error(
+        "the unread changes of run `{0}` were dropped: the run was forgotten while this subscriber lagged, past the bytes kept for lagging readers"
+    )]
+    ChangesDropped(RunId),
     /// The chunks of this run that the subscription had not read yet are gone: the run was
-    /// forgotten (its retention ended) while the subscriber lagged behind its streams, and the
-    /// chunks of forgotten runs kept for the subscriber would have passed the engine's
-    /// [`lagging_stream_bytes`](crate::EngineBuilder::lagging_stream_bytes). The stream goes
+    /// forgotten (its retention ended) while the subscriber lagged behind its streams, and
+    /// what is kept of forgotten runs for the subscriber would have passed the engine's
+    /// [`lagging_reader_bytes`](crate::EngineBuilder::lagging_reader_bytes). The stream goes
     /// on; the run's changes still come.
     #[error(
         "the unread chunks of run `{0}` were dropped: the run was forgotten while this subscriber lagged, past the bytes kept for lagging readers"

@@ -59,7 +59,7 @@ impl Change {
 }
 
 /// What keeping a snapshot costs beyond what it shares with `previous`.
-fn cost(run: &AnyRun, previous: Option<&AnyRun>) -> usize {
+pub(super) fn cost(run: &AnyRun, previous: Option<&AnyRun>) -> usize {
     let unshared = |now: Option<&Arc<RawValue>>, before: Option<&Arc<RawValue>>| match (now, before)
     {
         (Some(now), Some(before)) if Arc::ptr_eq(now, before) => 0,

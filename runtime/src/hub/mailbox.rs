@@ -16,6 +16,40 @@ pub(super) struct Pending {
     pub(super) run: Arc<AnyRun>,
     /// Earlier changes of the run were skipped for this subscriber.
     pub(super) coalesced: bool,
+    /// What keeping it costs the mailbox's budget for forgotten runs, once the engine forgot
+    /// its run (0 before).
+    pub(super) orphan: u32,
+}
+
+impl Pending {
+    /// A change at `position`, neither coalesced nor of a forgotten run.
+    pub(super) fn new(position: u64, run: Arc<AnyRun>, coalesced: bool) -> Self {
+        Pending {
+            position,
+            run,
+            coalesced,
+            orphan: 0,
+        }
+    }
+}
+
+/// What a lagging subscriber lost, told to it one item each before anything else.
+#[derive(Debug)]
+pub(super) enum Dropped {
+    /// The unread changes of this forgotten run.
+    Changes(RunId),
+    /// The unread chunks of this forgotten run.
+    Chunks(RunId),
+}
+
+/// What a mailbox keeps of runs the engine forgot before its subscriber read them: their
+/// unread chunks and latest changes, within the hub's `orphan_bytes`; and what it dropped
+/// past that.
+#[derive(Default)]
+struct Orphans {
+    /// What the kept chunks and changes of forgotten runs cost.
+    bytes: usize,
+    dropped: VecDeque<Dropped>,
 }
 
 /// The changes a subscriber has not read yet. It has a lock of its own, so a subscriber
@@ -37,6 +71,8 @@ pub(super) struct Mailbox {
     coalesced: Option<Box<Latest>>,
     /// For a subscription with streams, once it has any: the runs with chunks it has not read.
     chunks: Option<Box<UnreadChunks>>,
+    /// Once a run is forgotten before the subscriber read it.
+    orphans: Option<Box<Orphans>>,
     pub(super) waker: Option<Waker>,
     /// The hub was closed: once the mailbox is empty, the subscription ends.
     pub(super) closed: bool,
@@ -50,18 +86,6 @@ pub(super) struct UnreadChunks {
     /// The chunks of runs in `runs` that were forgotten before the subscriber read them all:
     /// kept for it until it has, within the hub's `orphan_bytes`.
     pub(super) orphans: Map<RunId, Arc<Streams>>,
-    /// What `orphans` costs, in [`Streams::bytes`].
-    pub(super) orphan_bytes: usize,
-    /// Runs forgotten with chunks unread that `orphans` had no room for: their chunks are
-    /// gone, and the subscriber is told, one item each, before anything else.
-    pub(super) dropped: VecDeque<RunId>,
-}
-
-impl UnreadChunks {
-    /// Lets go of a forgotten run's chunks, read to their end.
-    pub(super) fn read_orphan(&mut self, streams: &Streams) {
-        self.orphan_bytes = self.orphan_bytes.saturating_sub(streams.bytes);
-    }
 }
 
 impl Mailbox {
@@ -75,11 +99,14 @@ impl Mailbox {
     }
 
     /// Adds a live change, coalescing once more than `window` are unread.
-    pub(super) fn push(&mut self, pending: Pending, window: usize) {
+    /// Returns whether it began to coalesce.
+    pub(super) fn push(&mut self, pending: Pending, window: usize) -> bool {
         if let Some(latest) = &mut self.coalesced {
             latest.push(pending);
+            false
         } else if self.queue.len() - self.backlog < window {
             self.queue.push_back(pending);
+            false
         } else {
             let mut latest = Box::<Latest>::default();
             for earlier in self.queue.drain(self.backlog..) {
@@ -87,6 +114,7 @@ impl Mailbox {
             }
             latest.push(pending);
             self.coalesced = Some(latest);
+            true
         }
     }
 
@@ -120,7 +148,17 @@ impl Mailbox {
             // The queue's buffer goes to the reader, and the reader's empty one comes back.
             std::mem::swap(&mut self.queue, ready);
         } else if let Some(latest) = self.coalesced.take() {
+            let start = ready.len();
             ready.extend(latest.changes.into_iter().flatten());
+            self.release(ready.range(start..));
+        }
+    }
+
+    /// Gives back to the budget for forgotten runs what the changes read cost it.
+    fn release<'a>(&mut self, read: impl Iterator<Item = &'a Pending>) {
+        if let Some(orphans) = &mut self.orphans {
+            let freed: usize = read.map(|p| p.orphan as usize).sum();
+            orphans.bytes = orphans.bytes.saturating_sub(freed);
         }
     }
 
@@ -141,10 +179,12 @@ impl Mailbox {
             return;
         }
         if let Some(latest) = &mut self.coalesced {
+            let start = ready.len();
             latest.take_through(position, ready);
             if latest.at.is_empty() {
                 self.coalesced = None;
             }
+            self.release(ready[start..].iter());
         }
     }
 
@@ -153,9 +193,56 @@ impl Mailbox {
         self.chunks().runs.insert(id.clone());
     }
 
-    /// The next run whose unread chunks were dropped, to tell the subscriber.
-    pub(super) fn next_dropped(&mut self) -> Option<RunId> {
-        self.chunks.as_mut()?.dropped.pop_front()
+    /// The next loss to tell the subscriber of.
+    pub(super) fn next_dropped(&mut self) -> Option<Dropped> {
+        self.orphans.as_mut()?.dropped.pop_front()
+    }
+
+    /// Whether it holds the latest changes of runs beyond its window.
+    pub(super) fn is_coalescing(&self) -> bool {
+        self.coalesced.is_some()
+    }
+
+    /// Run `id` was forgotten: its latest change, if coalesced here unread, is kept if it
+    /// costs (`cost` bytes) what the budget for forgotten runs (`limit`) has left, else
+    /// dropped, and the subscriber will be told. Returns whether it must be woken to be told.
+    pub(super) fn forget_run(&mut self, id: &RunId, cost: usize, limit: usize) -> bool {
+        let Some(latest) = &mut self.coalesced else {
+            return false;
+        };
+        let Some(&index) = latest.at.get(id) else {
+            return false;
+        };
+        let orphans = self.orphans.get_or_insert_with(Box::default);
+        match orphans
+            .bytes
+            .checked_add(cost)
+            .filter(|&bytes| bytes <= limit)
+        {
+            Some(bytes) => {
+                if let Some(pending) = &mut latest.changes[index - latest.taken] {
+                    orphans.bytes = bytes;
+                    pending.orphan = u32::try_from(cost).unwrap_or(u32::MAX);
+                }
+                false
+            }
+            None => {
+                latest.at.remove(id);
+                latest.changes[index - latest.taken] = None;
+                if latest.at.is_empty() {
+                    self.coalesced = None;
+                }
+                orphans.dropped.push_back(Dropped::Changes(id.clone()));
+                true
+            }
+        }
+    }
+
+    /// Lets go of a forgotten run's chunks, read to their end.
+    pub(super) fn read_orphan(&mut self, streams: &Streams) {
+        if let Some(orphans) = &mut self.orphans {
+            orphans.bytes = orphans.bytes.saturating_sub(streams.bytes);
+        }
     }
 
     /// Whether some run has chunks the subscriber has not read.
@@ -178,15 +265,22 @@ impl Mailbox {
         if !chunks.runs.contains(id) {
             return false;
         }
-        let bytes = chunks.orphan_bytes.saturating_add(streams.bytes);
-        if bytes <= limit {
-            chunks.orphan_bytes = bytes;
-            chunks.orphans.insert(id.clone(), Arc::clone(streams));
-            false
-        } else {
-            chunks.runs.remove(id);
-            chunks.dropped.push_back(id.clone());
-            true
+        let orphans = self.orphans.get_or_insert_with(Box::default);
+        match orphans
+            .bytes
+            .checked_add(streams.bytes)
+            .filter(|&b| b <= limit)
+        {
+            Some(bytes) => {
+                orphans.bytes = bytes;
+                chunks.orphans.insert(id.clone(), Arc::clone(streams));
+                false
+            }
+            None => {
+                chunks.runs.remove(id);
+                orphans.dropped.push_back(Dropped::Chunks(id.clone()));
+                true
+            }
         }
     }
 }

@@ -95,6 +95,9 @@ struct Inner {
     index: RunIndex,
     watch: WatchIndex,
     subscriptions: Map<u64, Watcher>,
+    /// Subscriptions that fell behind their window since a run was last forgotten: those that
+    /// may hold a forgotten run's latest change.
+    lagging: Set<u64>,
     next_subscription: u64,
     history: History,
 }
@@ -151,6 +154,7 @@ impl RunHub {
             index: RunIndex::default(),
             watch: WatchIndex::default(),
             subscriptions: Map::default(),
+            lagging: Set::default(),
             next_subscription: 0,
             history,
         };
@@ -218,12 +222,10 @@ impl RunHub {
             });
             if was_in || in_scope(&watcher.scope, &run, batch.as_ref()) {
                 let mut mailbox = lock(&watcher.mailbox);
-                let pending = Pending {
-                    position,
-                    run: Arc::clone(&run),
-                    coalesced: false,
-                };
-                mailbox.push(pending, inner.config.window);
+                let pending = Pending::new(position, Arc::clone(&run), false);
+                if mailbox.push(pending, inner.config.window) {
+                    inner.lagging.insert(subscription);
+                }
                 wake.extend(mailbox.waker.take());
             }
         }
@@ -296,12 +298,14 @@ impl RunHub {
         }
         let was = (&old.run.tags[..], old.batch.as_ref());
         inner.index.reindex(id, Some(was), (&[], None));
+        // A subscription that lags keeps what it has not read of the run, within a budget; past
+        // it, the run is dropped and the subscription told.
+        let limit = inner.config.orphan_bytes;
         let mut wake = Vec::new();
         if let Some(streams) = &old.streams {
             // Every subscription with streams, not only those the index finds the run by now:
             // one may hold unread chunks written while the run was in its scope, before it
             // left it (a tag removed).
-            let limit = inner.config.orphan_bytes;
             for watcher in inner.subscriptions.values().filter(|w| w.streams) {
                 let mut mailbox = lock(&watcher.mailbox);
                 if mailbox.keep_orphan(id, streams, limit) {
@@ -309,6 +313,20 @@ impl RunHub {
                 }
             }
         }
+        // Within its window, a subscription holds at most the window's changes; beyond it, the
+        // latest change of every run that changed, forgotten since or not.
+        let cost = history::cost(&old.run, None);
+        let subscriptions = &inner.subscriptions;
+        inner.lagging.retain(|subscription| {
+            let Some(watcher) = subscriptions.get(subscription) else {
+                return false;
+            };
+            let mut mailbox = lock(&watcher.mailbox);
+            if mailbox.forget_run(id, cost, limit) {
+                wake.extend(mailbox.waker.take());
+            }
+            mailbox.is_coalescing()
+        });
         drop(guard);
         for waker in wake {
             waker.wake();
@@ -468,11 +486,7 @@ impl Inner {
         if resumed && self.history.holds_all_after(from) {
             let changes = self.history.after(from).filter(|c| c.shown_to(scope));
             return changes
-                .map(|change| Pending {
-                    position: change.position,
-                    run: Arc::clone(&change.run),
-                    coalesced: false,
-                })
+                .map(|change| Pending::new(change.position, Arc::clone(&change.run), false))
                 .collect();
         }
         let mut pending: Vec<Pending> = self
@@ -481,11 +495,7 @@ impl Inner {
             .filter_map(|id| self.runs.get(id))
             .filter(|entry| entry.position > from)
             .filter(|entry| in_scope(scope, &entry.run, entry.batch.as_ref()))
-            .map(|entry| Pending {
-                position: entry.position,
-                run: Arc::clone(&entry.run),
-                coalesced: resumed,
-            })
+            .map(|entry| Pending::new(entry.position, Arc::clone(&entry.run), resumed))
             .collect();
         pending.sort_unstable_by_key(|p| p.position);
         pending

@@ -12,7 +12,7 @@ use futures_core::{FusedStream, Stream};
 
 use super::Inner;
 use super::chunks::Streams;
-use super::mailbox::{Mailbox, Pending};
+use super::mailbox::{Dropped, Mailbox, Pending};
 use crate::feed::FeedError;
 use crate::model::{AnyChunk, AnyRun, Cursor, Realtime, RunId, Update};
 use crate::support::lock;
@@ -41,6 +41,15 @@ enum State {
     Open,
     /// The hub closed and everything was read: the last item, `Stopped`, was yielded.
     Stopped,
+}
+
+impl From<Dropped> for FeedError {
+    fn from(dropped: Dropped) -> Self {
+        match dropped {
+            Dropped::Changes(run) => FeedError::ChangesDropped(run),
+            Dropped::Chunks(run) => FeedError::ChunksDropped(run),
+        }
+    }
 }
 
 /// The item for a change: a copy of its snapshot (payload and output are shared, not copied),
@@ -84,7 +93,7 @@ impl Subscription {
     /// their run, so a reader that lags loses none and holds at most a few hundred in memory.
     /// Only a reader that lags behind the engine's retention can lose some: the chunks of runs
     /// forgotten before it read them are kept for it within
-    /// [`lagging_stream_bytes`](crate::EngineBuilder::lagging_stream_bytes), and past that it
+    /// [`lagging_reader_bytes`](crate::EngineBuilder::lagging_reader_bytes), and past that it
     /// gets a [`FeedError::ChunksDropped`] item for each run whose chunks were dropped.
     pub fn with_streams(self) -> RealtimeSubscription {
         let Subscription {
@@ -138,6 +147,9 @@ impl Stream for Subscription {
                 return Poll::Ready(None);
             }
             let mut mailbox = lock(&this.handle.mailbox);
+            if let Some(dropped) = mailbox.next_dropped() {
+                return Poll::Ready(Some(Err(dropped.into())));
+            }
             if mailbox.is_empty() {
                 if mailbox.closed {
                     this.state = State::Stopped;
@@ -185,8 +197,9 @@ pub struct RealtimeSubscription {
 enum Ready {
     Run(Pending),
     Chunk(AnyChunk),
-    /// The unread chunks of this forgotten run were dropped: see [`FeedError::ChunksDropped`].
-    Dropped(RunId),
+    /// What a lagging subscriber lost: see [`FeedError::ChangesDropped`] and
+    /// [`FeedError::ChunksDropped`].
+    Dropped(Dropped),
 }
 
 impl Ready {
@@ -206,8 +219,8 @@ impl RealtimeSubscription {
     fn read(&mut self, cx: &Context<'_>) -> Result<(), bool> {
         {
             let mut mailbox = lock(&self.handle.mailbox);
-            if let Some(run) = mailbox.next_dropped() {
-                self.ready.push_back(Ready::Dropped(run));
+            if let Some(dropped) = mailbox.next_dropped() {
+                self.ready.push_back(Ready::Dropped(dropped));
                 return Ok(());
             }
             if !mailbox.has_unread_chunks() {
@@ -287,12 +300,12 @@ impl RealtimeSubscription {
                 (true, false) => {
                     chunks.runs.insert(id);
                 }
-                (false, true) => {
-                    chunks.read_orphan(&streams);
-                    read_whole.push(streams);
-                }
+                (false, true) => read_whole.push(streams),
                 (false, false) => {}
             }
+        }
+        for streams in &read_whole {
+            mailbox.read_orphan(streams);
         }
         let mut due = Vec::new();
         mailbox.take_through(bound, &mut due);
@@ -318,9 +331,7 @@ impl Stream for RealtimeSubscription {
                 let item = match next {
                     Ready::Run(pending) => Realtime::Run(yielded(this.handle.epoch, pending)),
                     Ready::Chunk(chunk) => Realtime::Chunk(chunk),
-                    Ready::Dropped(run) => {
-                        return Poll::Ready(Some(Err(FeedError::ChunksDropped(run))));
-                    }
+                    Ready::Dropped(dropped) => return Poll::Ready(Some(Err(dropped.into()))),
                 };
                 return Poll::Ready(Some(Ok(item)));
             }

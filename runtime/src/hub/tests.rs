@@ -902,11 +902,7 @@ fn a_resumed_tag_subscription_sees_a_run_leave_its_scope_as_a_live_one_does() {
 #[test]
 fn a_mailbox_yields_its_backlog_whole_then_live_changes_within_the_window() {
     use super::mailbox::{Mailbox, Pending};
-    let pending = |position: u64, id: &str| Pending {
-        position,
-        run: run(id, "QUEUED", &[]),
-        coalesced: false,
-    };
+    let pending = |position: u64, id: &str| Pending::new(position, run(id, "QUEUED", &[]), false);
     let positions = |items: &[Pending]| items.iter().map(|p| p.position).collect::<Vec<_>>();
     // A backlog of three, more than the window of two: never coalesced.
     let mut mailbox = Mailbox::new(vec![pending(1, "a"), pending(2, "a"), pending(3, "b")]);
@@ -948,11 +944,7 @@ fn a_coalesced_mailbox_keeps_the_latest_change_of_each_run_in_cursor_order_withi
     for position in 1..=100_000u64 {
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
         let which = (seed >> 33) as usize % runs.len();
-        let pending = Pending {
-            position,
-            run: Arc::clone(&runs[which]),
-            coalesced: false,
-        };
+        let pending = Pending::new(position, Arc::clone(&runs[which]), false);
         mailbox.push(pending, 4);
         latest.insert(which, position);
         // What it holds stays bounded by the runs, whatever it was given.
@@ -1036,4 +1028,74 @@ fn a_reader_lagging_past_the_retention_keeps_forgotten_chunks_within_a_limit_and
     drop(hub.remove(&RunId::from("run_4")));
     let items = ready_items(&mut lagging);
     assert_eq!(chunk_values(&items).len(), 100);
+}
+
+#[test]
+fn a_reader_lagging_past_the_retention_keeps_forgotten_runs_latest_changes_within_a_limit() {
+    // Room for the latest changes of two forgotten runs and a half.
+    let one_run = history::cost(&run("run_0", "COMPLETED", &["t"]), None);
+    let hub = RunHub::new(HubConfig {
+        window: 1,
+        orphan_bytes: one_run * 5 / 2,
+        ..HubConfig::default()
+    });
+    let mut lagging = hub
+        .subscribe(Scope::Tags(vec!["t".into()]), Cursor::START)
+        .unwrap();
+    // Five runs change past the window of one, then finish and are forgotten, unread.
+    let ids = ["run_1", "run_2", "run_3", "run_4", "run_5"];
+    for id in ids {
+        hub.publish(run(id, "EXECUTING", &["t"]), None);
+    }
+    for id in ids {
+        hub.publish(run(id, "COMPLETED", &["t"]), None);
+        drop(hub.remove(&RunId::from(id)));
+    }
+    let items = ready_all(&mut lagging);
+    let dropped: Vec<String> = items
+        .iter()
+        .map_while(|item| match item {
+            Err(FeedError::ChangesDropped(run)) => Some(run.to_string()),
+            _ => None,
+        })
+        .collect();
+    // The first two were kept, the others dropped and said so; then the kept ones' final
+    // snapshots, coalesced.
+    assert_eq!(dropped, ["run_3", "run_4", "run_5"]);
+    let rest: Vec<_> = items[dropped.len()..]
+        .iter()
+        .map(|item| item.as_ref().unwrap())
+        .collect();
+    let finals: Vec<_> = rest
+        .iter()
+        .map(|u| (u.run.id.to_string(), u.run.status, u.coalesced))
+        .collect();
+    assert_eq!(
+        finals,
+        [
+            ("run_1".into(), RunStatus::Completed, true),
+            ("run_2".into(), RunStatus::Completed, true)
+        ]
+    );
+    // Read, the kept changes leave room again: two more runs forgotten unread are kept.
+    for id in ["run_6", "run_7", "run_8"] {
+        hub.publish(run(id, "EXECUTING", &["t"]), None);
+    }
+    for id in ["run_6", "run_7"] {
+        hub.publish(run(id, "COMPLETED", &["t"]), None);
+        drop(hub.remove(&RunId::from(id)));
+    }
+    let items = ready(&mut lagging);
+    let statuses: Vec<_> = items
+        .iter()
+        .map(|u| (u.run.id.to_string(), u.run.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("run_8".into(), RunStatus::Executing),
+            ("run_6".into(), RunStatus::Completed),
+            ("run_7".into(), RunStatus::Completed)
+        ]
+    );
 }
