@@ -964,6 +964,19 @@ fn a_coalesced_mailbox_keeps_the_latest_change_of_each_run_in_cursor_order_withi
     assert!(mailbox.is_empty());
 }
 
+/// The notices of what a lagging reader lost that begin `items`, as "chunks of run_1" and
+/// "changes of run_1".
+fn leading_notices<T>(items: &[Result<T, FeedError>]) -> Vec<String> {
+    items
+        .iter()
+        .map_while(|item| match item {
+            Err(FeedError::ChunksDropped(run)) => Some(format!("chunks of {run}")),
+            Err(FeedError::ChangesDropped(run)) => Some(format!("changes of {run}")),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn a_reader_lagging_past_the_retention_keeps_forgotten_chunks_within_a_limit_and_is_told_of_the_rest()
  {
@@ -996,14 +1009,8 @@ fn a_reader_lagging_past_the_retention_keeps_forgotten_chunks_within_a_limit_and
     }
     let items = ready_all(&mut lagging);
     // First, one notice for each run whose chunks found no room.
-    let dropped: Vec<String> = items
-        .iter()
-        .map_while(|item| match item {
-            Err(FeedError::ChunksDropped(run)) => Some(run.to_string()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(dropped, ["run_2", "run_3"]);
+    let dropped = leading_notices(&items);
+    assert_eq!(dropped, ["chunks of run_2", "chunks of run_3"]);
     // Then every chunk of the run kept, and each run's final snapshot.
     let rest: Vec<_> = items[dropped.len()..]
         .iter()
@@ -1052,16 +1059,13 @@ fn a_reader_lagging_past_the_retention_keeps_forgotten_runs_latest_changes_withi
         drop(hub.remove(&RunId::from(id)));
     }
     let items = ready_all(&mut lagging);
-    let dropped: Vec<String> = items
-        .iter()
-        .map_while(|item| match item {
-            Err(FeedError::ChangesDropped(run)) => Some(run.to_string()),
-            _ => None,
-        })
-        .collect();
+    let dropped = leading_notices(&items);
     // The first two were kept, the others dropped and said so; then the kept ones' final
     // snapshots, coalesced.
-    assert_eq!(dropped, ["run_3", "run_4", "run_5"]);
+    assert_eq!(
+        dropped,
+        ["changes of run_3", "changes of run_4", "changes of run_5"]
+    );
     let rest: Vec<_> = items[dropped.len()..]
         .iter()
         .map(|item| item.as_ref().unwrap())
