@@ -52,6 +52,23 @@ struct Orphans {
     dropped: VecDeque<Dropped>,
 }
 
+impl Orphans {
+    /// Counts `cost` more bytes if the budget (`limit`) has room for them; if not, notes the
+    /// loss to tell the subscriber. Returns whether they fit.
+    fn admit(&mut self, cost: usize, limit: usize, lost: Dropped) -> bool {
+        match self.bytes.checked_add(cost).filter(|&bytes| bytes <= limit) {
+            Some(bytes) => {
+                self.bytes = bytes;
+                true
+            }
+            None => {
+                self.dropped.push_back(lost);
+                false
+            }
+        }
+    }
+}
+
 /// The changes a subscriber has not read yet. It has a lock of its own, so a subscriber
 /// reading snapshots never contends with a publisher for the hub's lock (reading chunks does,
 /// briefly); publishers fill it under the hub's lock, so changes reach it in cursor order.
@@ -214,27 +231,18 @@ impl Mailbox {
             return false;
         };
         let orphans = self.orphans.get_or_insert_with(Box::default);
-        match orphans
-            .bytes
-            .checked_add(cost)
-            .filter(|&bytes| bytes <= limit)
-        {
-            Some(bytes) => {
-                if let Some(pending) = &mut latest.changes[index - latest.taken] {
-                    orphans.bytes = bytes;
-                    pending.orphan = u32::try_from(cost).unwrap_or(u32::MAX);
-                }
-                false
+        if orphans.admit(cost, limit, Dropped::Changes(id.clone())) {
+            if let Some(pending) = &mut latest.changes[index - latest.taken] {
+                pending.orphan = u32::try_from(cost).unwrap_or(u32::MAX);
             }
-            None => {
-                latest.at.remove(id);
-                latest.changes[index - latest.taken] = None;
-                if latest.at.is_empty() {
-                    self.coalesced = None;
-                }
-                orphans.dropped.push_back(Dropped::Changes(id.clone()));
-                true
+            false
+        } else {
+            latest.at.remove(id);
+            latest.changes[index - latest.taken] = None;
+            if latest.at.is_empty() {
+                self.coalesced = None;
             }
+            true
         }
     }
 
@@ -266,21 +274,12 @@ impl Mailbox {
             return false;
         }
         let orphans = self.orphans.get_or_insert_with(Box::default);
-        match orphans
-            .bytes
-            .checked_add(streams.bytes)
-            .filter(|&b| b <= limit)
-        {
-            Some(bytes) => {
-                orphans.bytes = bytes;
-                chunks.orphans.insert(id.clone(), Arc::clone(streams));
-                false
-            }
-            None => {
-                chunks.runs.remove(id);
-                orphans.dropped.push_back(Dropped::Chunks(id.clone()));
-                true
-            }
+        if orphans.admit(streams.bytes, limit, Dropped::Chunks(id.clone())) {
+            chunks.orphans.insert(id.clone(), Arc::clone(streams));
+            false
+        } else {
+            chunks.runs.remove(id);
+            true
         }
     }
 }
