@@ -4,7 +4,8 @@
 //! A subscription first yields the state it starts from, every item of it; then every change of
 //! the runs in its scope, in cursor order, while it has at most a window of them unread; beyond
 //! the window its mailbox keeps only the latest unread change of each run, marked coalesced, so
-//! that its memory is bounded by the runs in scope and a run's final snapshot is never lost. A
+//! that its memory is bounded by the runs in scope and a run's final snapshot is never lost
+//! while the run is kept. A
 //! subscription resumed from a cursor replays every change after it from the change log (the
 //! latest changes, bounded by count and bytes), however many; from a cursor older than the
 //! log, it gets the latest snapshot of each run in scope that changed since, each marked
@@ -12,11 +13,13 @@
 //!
 //! Chunks are numbered by the same cursor and kept with their run; a subscription with streams
 //! notes which runs have chunks it has not read and reads them from the hub, a bounded batch at
-//! a time: chunks never coalesce, and a subscriber that lags holds none of them. When a run is
-//! forgotten with chunks a subscriber has not read, the subscriber keeps them, within the hub's
-//! `orphan_bytes`; past that they are dropped and the subscriber is told
-//! ([`FeedError::ChunksDropped`]). A resumed subscription reads the chunks of the runs in its
-//! scope now.
+//! a time: chunks never coalesce, and a subscriber that lags holds none of them. A resumed
+//! subscription reads the chunks of the runs in its scope now.
+//!
+//! When a run is forgotten, a subscriber that has not read its chunks, or (beyond its window)
+//! its latest change, keeps them within the hub's `orphan_bytes`; past that they are dropped
+//! and the subscriber is told ([`FeedError::ChunksDropped`], [`FeedError::ChangesDropped`]), so
+//! that a subscriber that stalls for longer than the engine keeps runs holds a bounded amount.
 
 mod chunks;
 mod history;
@@ -55,8 +58,8 @@ pub(crate) struct HubConfig {
     pub(crate) history_bytes: usize,
     /// How many subscriptions may be open at once.
     pub(crate) max_subscriptions: Option<usize>,
-    /// How many bytes of chunks of forgotten runs a subscription with streams may keep for
-    /// its reader.
+    /// How many bytes of forgotten runs (their unread chunks, and beyond the window their
+    /// latest change) a subscription may keep for its reader.
     pub(crate) orphan_bytes: usize,
 }
 
@@ -95,8 +98,8 @@ struct Inner {
     index: RunIndex,
     watch: WatchIndex,
     subscriptions: Map<u64, Watcher>,
-    /// Subscriptions that fell behind their window since a run was last forgotten: those that
-    /// may hold a forgotten run's latest change.
+    /// Subscriptions that fell behind their window, and had not caught up when a run was last
+    /// forgotten: those that may hold a forgotten run's latest change.
     lagging: Set<u64>,
     next_subscription: u64,
     history: History,
