@@ -132,10 +132,14 @@ pub trait RunFeed: Send + Sync {
         &self,
         run: impl RunRef<T>,
     ) -> impl Future<Output = Result<Run<T>, FeedError>> + Send {
-        // Only the final snapshot matters: from the run's current state.
+        // Only the final snapshot matters: from the run's current state, and the only one
+        // decoded.
         let id = run.run_id().clone();
         async move {
-            let mut items = self.subscribe_to_run::<T>(&id).await?;
+            let latest = self.latest(&id).await?;
+            check_task::<T>(&latest.run)?;
+            let items = self.subscribe(Scope::Run(id), Cursor::START).await?;
+            let mut items = items.until_finished();
             let mut last = Err(FeedError::Stopped);
             while let Some(item) =
                 std::future::poll_fn(|cx| std::pin::Pin::new(&mut items).poll_next(cx)).await
@@ -143,7 +147,7 @@ pub trait RunFeed: Send + Sync {
                 last = item.map(|update| update.run);
             }
             match last {
-                Ok(run) if run.status.is_final() => Ok(run),
+                Ok(run) if run.status.is_final() => Ok(run.decode::<T>()?),
                 Ok(_) => Err(FeedError::Stopped),
                 Err(error) => Err(error),
             }
