@@ -505,12 +505,9 @@ impl<C: Serialize + DeserializeOwned> StreamWriter<C> {
 }
 
 /// The return type of a task function: `Result<Output, Error>` (or an alias of it), whose
-/// error's `Display` becomes the run's error message.
-#[diagnostic::on_unimplemented(
-    message = "a task function must return `Result<Output, Error>` whose error is `Display + Debug + Send`, not `{Self}`",
-    label = "not a `Result` with such an error",
-    note = "the `Ok` type is the task's output; the error's `Display` becomes the run's error message. A boxed error must be `Send`: `Box<dyn std::error::Error + Send + Sync>`"
-)]
+/// error's `Display` becomes the run's error message. `#[task]` checks a function's return
+/// type before it names this trait (`runcast::__private::TaskFnReturn` and `TaskFnError`), so
+/// a wrong one is reported there, once.
 pub trait TaskReturn {
     /// The task's output.
     type Ok;
