@@ -143,6 +143,7 @@ impl<'a> Check<'a> {
         Check::named(task, format_ident!("__RUNCAST_CHECK"), errors)
     }
 
+    /// The check constant `name` of `owner`, such as a union member's `__RUNCAST_TASK_<n>`.
     fn named(owner: &'a Ident, name: Ident, errors: Option<syn::Error>) -> Self {
         Check {
             owner,
@@ -157,7 +158,7 @@ impl<'a> Check<'a> {
         let Ok(terms) = &mut self.terms else {
             return;
         };
-        let flags: Vec<_> = flags.iter().map(|flag| is(ty, flag)).collect();
+        let flags = flags.iter().map(|flag| is(ty, flag));
         terms.push(passes(ty, check, quote!(#(#flags),*)));
     }
 
@@ -245,8 +246,9 @@ impl<'a> Check<'a> {
     }
 }
 
-/// `<ty as Check<args>>::OK`, spanned at `ty`: `0` if `ty` passes the check (one of the traits
-/// of `runcast::__private::checks`), else one error at `ty` saying what it lacks.
+/// `<ty as #private::#check<args>>::OK`, spanned at `ty`: `0` if `ty` passes the check (one of
+/// the check traits re-exported in `runcast::__private`, such as `TaskPayload`), else one error
+/// at `ty` saying what it lacks.
 fn passes(ty: &impl ToTokens, check: &str, args: TokenStream) -> TokenStream {
     let p = private();
     let check = Ident::new(check, Span::call_site());

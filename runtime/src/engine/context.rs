@@ -136,10 +136,9 @@ impl<T: Task> TaskContext<T> {
     /// checked and dropped.
     pub fn new(run_id: RunId) -> Self {
         let local = LocalRun {
-            task: T::ID,
             metadata: std::sync::Mutex::new(None),
             chunks: AtomicU64::new(0),
-            check: metadata_reads_back::<T::Metadata>,
+            check: check_metadata::<T>,
         };
         Self::for_attempt(Attempt {
             run_id,
@@ -314,7 +313,7 @@ impl<T: Task> TaskContext<T> {
 
 /// Decodes a run's raw metadata as `M`, or says why it does not.
 fn decode_metadata<M: DeserializeOwned>(task: &str, raw: &RawValue) -> Result<M, MetadataError> {
-    serde_json::from_str(raw.get()).map_err(MetadataError::does_not_match(task))
+    serde_json::from_str(raw.get()).map_err(|source| MetadataError::does_not_match(task, source))
 }
 
 /// Whether raw JSON decodes as `M`: what every write of a run's metadata, and every chunk, is
@@ -323,15 +322,14 @@ pub(crate) fn reads_back<M: DeserializeOwned>(raw: &RawValue) -> Result<(), serd
     serde_json::from_str::<M>(raw.get()).map(drop)
 }
 
-/// Whether raw metadata decodes as `M`. Every write gives a JSON object, so for a task that
-/// declares no metadata type (a [`JsonObject`]) there is nothing more to check.
-pub(crate) fn metadata_reads_back<M: DeserializeOwned + 'static>(
-    raw: &RawValue,
-) -> Result<(), serde_json::Error> {
-    if std::any::TypeId::of::<M>() == std::any::TypeId::of::<JsonObject>() {
+/// Whether raw metadata decodes as the metadata type of task `T`, which every write of a run's
+/// metadata is checked with. Every write gives a JSON object, so for a task that declares no
+/// metadata type (a [`JsonObject`]) there is nothing more to check.
+pub(crate) fn check_metadata<T: Task>(raw: &RawValue) -> Result<(), MetadataError> {
+    if std::any::TypeId::of::<T::Metadata>() == std::any::TypeId::of::<JsonObject>() {
         return Ok(());
     }
-    reads_back::<M>(raw)
+    reads_back::<T::Metadata>(raw).map_err(|source| MetadataError::does_not_match(T::ID, source))
 }
 
 /// A change of a run's metadata: its raw metadata (if any) in, the new raw metadata out.
@@ -361,10 +359,10 @@ pub(crate) trait RunAccess: Send + Sync {
 
 /// The run of a [`TaskContext::new`]: metadata kept in the context; chunks counted only.
 struct LocalRun {
-    task: &'static str,
     metadata: std::sync::Mutex<Option<Arc<RawValue>>>,
     chunks: AtomicU64,
-    check: fn(&RawValue) -> Result<(), serde_json::Error>,
+    /// The task's [`check_metadata`].
+    check: fn(&RawValue) -> Result<(), MetadataError>,
 }
 
 impl RunAccess for LocalRun {
@@ -374,7 +372,7 @@ impl RunAccess for LocalRun {
     ) -> BoxFuture<'a, Result<(), MetadataError>> {
         let mut metadata = lock(&self.metadata);
         let changed = change(metadata.as_deref()).and_then(|next| {
-            (self.check)(&next).map_err(MetadataError::does_not_match(self.task))?;
+            (self.check)(&next)?;
             *metadata = Some(next);
             Ok(())
         });

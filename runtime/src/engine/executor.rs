@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
-use super::context::{Attempt, BoxFuture, TaskContext, TaskFn, metadata_reads_back, reads_back};
-use crate::model::SerializedError;
+use super::context::{Attempt, BoxFuture, TaskContext, TaskFn, check_metadata, reads_back};
+use crate::model::{MetadataError, SerializedError};
 
 /// How one attempt ended, when it ended by itself: the output as JSON, or why it failed.
 pub(crate) type Outcome = Result<Box<RawValue>, Failure>;
@@ -34,7 +34,7 @@ pub(crate) trait Executor: Send + Sync {
     ) -> BoxFuture<'static, Outcome>;
 
     /// Whether raw metadata decodes as the task's metadata type.
-    fn check_metadata(&self, raw: &RawValue) -> Result<(), serde_json::Error>;
+    fn check_metadata(&self, raw: &RawValue) -> Result<(), MetadataError>;
 }
 
 pub(crate) struct FnExecutor<T>(PhantomData<fn() -> T>);
@@ -99,7 +99,7 @@ impl<T: TaskFn> Executor for FnExecutor<T> {
         })
     }
 
-    fn check_metadata(&self, raw: &RawValue) -> Result<(), serde_json::Error> {
-        metadata_reads_back::<T::Metadata>(raw)
+    fn check_metadata(&self, raw: &RawValue) -> Result<(), MetadataError> {
+        check_metadata::<T>(raw)
     }
 }

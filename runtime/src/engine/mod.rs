@@ -284,8 +284,8 @@ impl Engine {
         let metadata = match &options.metadata {
             Some(object) => {
                 let raw = metadata::to_raw(object).map_err(TriggerError::Metadata)?;
-                (executor.check_metadata(&raw))
-                    .map_err(MetadataError::does_not_match(task))
+                executor
+                    .check_metadata(&raw)
                     .map_err(TriggerError::Metadata)?;
                 Some(raw)
             }
@@ -641,10 +641,9 @@ impl Shared {
             |_| true,
             |record| {
                 let next = change(record.snapshot.metadata.as_deref())?;
-                let task = &record.snapshot.task_identifier;
-                if let Some(executor) = executors.get(&**task) {
-                    (executor.check_metadata(&next))
-                        .map_err(MetadataError::does_not_match(task))?;
+                let task = &*record.snapshot.task_identifier;
+                if let Some(executor) = executors.get(task) {
+                    executor.check_metadata(&next)?;
                 }
                 record.run().metadata = Some(next);
                 Ok::<_, MetadataError>(())

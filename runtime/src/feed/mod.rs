@@ -104,9 +104,7 @@ pub trait RunFeed: Send + Sync {
     {
         let (id, from) = (run.run_id().clone(), run.from());
         async move {
-            let latest = self.latest(&id).await?;
-            check_task::<T>(&latest.run)?;
-            let items = self.subscribe(Scope::Run(id), from).await?;
+            let items = subscribe_to_run_of::<T, _>(self, id, from).await?;
             Ok(items.until_finished().typed::<T>())
         }
     }
@@ -120,9 +118,9 @@ pub trait RunFeed: Send + Sync {
     ) -> impl Future<Output = Result<Decoded<Self::Subscription, Run<T>>, FeedError>> + Send {
         let (id, from) = (run.run_id().clone(), run.from());
         async move {
-            let latest = self.latest(&id).await?;
-            check_task::<T>(&latest.run)?;
-            Ok(self.subscribe(Scope::Run(id), from).await?.typed::<T>())
+            Ok(subscribe_to_run_of::<T, _>(self, id, from)
+                .await?
+                .typed::<T>())
         }
     }
 
@@ -136,9 +134,7 @@ pub trait RunFeed: Send + Sync {
         // decoded.
         let id = run.run_id().clone();
         async move {
-            let latest = self.latest(&id).await?;
-            check_task::<T>(&latest.run)?;
-            let items = self.subscribe(Scope::Run(id), Cursor::START).await?;
+            let items = subscribe_to_run_of::<T, _>(self, id, Cursor::START).await?;
             let mut items = items.until_finished();
             let mut last = Err(FeedError::Stopped);
             while let Some(item) =
@@ -222,6 +218,16 @@ pub trait RunFeed: Send + Sync {
 }
 
 /// Refuses a run of another task than `T`.
+/// Subscribes to run `id` from `from`, refusing at once a run of another task than `T`.
+async fn subscribe_to_run_of<T: Task, F: RunFeed + ?Sized>(
+    feed: &F,
+    id: RunId,
+    from: Cursor,
+) -> Result<F::Subscription, FeedError> {
+    check_task::<T>(&feed.latest(&id).await?.run)?;
+    feed.subscribe(Scope::Run(id), from).await
+}
+
 fn check_task<T: Task>(run: &AnyRun) -> Result<(), FeedError> {
     if run.task_identifier() == T::ID {
         Ok(())

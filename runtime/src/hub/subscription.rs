@@ -197,31 +197,26 @@ pub struct RealtimeSubscription {
 enum Ready {
     Run(Pending),
     Chunk(AnyChunk),
-    /// What a lagging subscriber lost: see [`FeedError::ChangesDropped`] and
-    /// [`FeedError::ChunksDropped`].
-    Dropped(Dropped),
 }
 
 impl Ready {
-    /// Where the item is; `None` for a notice, which has no place in the history.
-    fn position(&self) -> Option<u64> {
+    fn position(&self) -> u64 {
         match self {
-            Self::Run(pending) => Some(pending.position),
-            Self::Chunk(chunk) => Some(chunk.cursor.position()),
-            Self::Dropped(_) => None,
+            Self::Run(pending) => pending.position,
+            Self::Chunk(chunk) => chunk.cursor.position(),
         }
     }
 }
 
 impl RealtimeSubscription {
-    /// Moves the next items, in cursor order, from the mailbox and the hub's chunks to `ready`.
-    /// `Err(closed)` if there are none (the waker is then registered unless closed).
-    fn read(&mut self, cx: &Context<'_>) -> Result<(), bool> {
+    /// Moves the next items, in cursor order, from the mailbox and the hub's chunks to `ready`;
+    /// or returns, before them, a loss to tell the subscriber of. `Err(closed)` if there are
+    /// none (the waker is then registered unless closed).
+    fn read(&mut self, cx: &Context<'_>) -> Result<Option<Dropped>, bool> {
         {
             let mut mailbox = lock(&self.handle.mailbox);
             if let Some(dropped) = mailbox.next_dropped() {
-                self.ready.push_back(Ready::Dropped(dropped));
-                return Ok(());
+                return Ok(Some(dropped));
             }
             if !mailbox.has_unread_chunks() {
                 // No unread chunk: a chunk written before any of these changes would have been
@@ -236,7 +231,7 @@ impl RealtimeSubscription {
                 mailbox.take(&mut changes);
                 drop(mailbox);
                 self.ready.extend(changes.into_iter().map(Ready::Run));
-                return Ok(());
+                return Ok(None);
             }
         }
         let inner = lock(&self.handle.hub);
@@ -283,7 +278,7 @@ impl RealtimeSubscription {
         }
         // Every chunk up to `bound` is read; later ones, and later changes, wait.
         let bound = match (next.is_empty(), items.back()) {
-            (false, Some(Ready::Chunk(last))) => last.cursor.position(),
+            (false, Some(last)) => last.position(),
             _ => u64::MAX,
         };
         // A live run's chunks are let go under the hub's lock, so that its next append does
@@ -316,7 +311,7 @@ impl RealtimeSubscription {
         items
             .make_contiguous()
             .sort_unstable_by_key(Ready::position);
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -327,11 +322,10 @@ impl Stream for RealtimeSubscription {
         let this = &mut *self;
         loop {
             if let Some(next) = this.ready.pop_front() {
-                this.last = next.position().unwrap_or(this.last);
+                this.last = next.position();
                 let item = match next {
                     Ready::Run(pending) => Realtime::Run(yielded(this.handle.epoch, pending)),
                     Ready::Chunk(chunk) => Realtime::Chunk(chunk),
-                    Ready::Dropped(dropped) => return Poll::Ready(Some(Err(dropped.into()))),
                 };
                 return Poll::Ready(Some(Ok(item)));
             }
@@ -339,7 +333,8 @@ impl Stream for RealtimeSubscription {
                 return Poll::Ready(None);
             }
             match this.read(cx) {
-                Ok(()) => {}
+                Ok(None) => {}
+                Ok(Some(dropped)) => return Poll::Ready(Some(Err(dropped.into()))),
                 Err(false) => return Poll::Pending,
                 Err(true) => {
                     this.state = State::Stopped;

@@ -111,7 +111,7 @@ const RANDOM_CHARS: usize = 25;
 /// (the thread's, seeded by the operating system).
 pub(crate) fn new_id<I: for<'a> From<&'a str>>(prefix: &str) -> I {
     const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
-    let mut bits: u128 = rand::Rng::random(&mut rand::rng());
+    let mut bits = rand::random::<u128>();
     let mut id = [0u8; 32];
     let len = prefix.len() + RANDOM_CHARS;
     id[..prefix.len()].copy_from_slice(prefix.as_bytes());

@@ -105,8 +105,8 @@ pub enum MetadataError {
 
 impl MetadataError {
     /// The error for metadata of a run of `task` that would not decode as its declared type.
-    pub(crate) fn does_not_match(task: &str) -> impl FnOnce(serde_json::Error) -> Self + '_ {
-        move |source| MetadataError::DoesNotMatch {
+    pub(crate) fn does_not_match(task: &str, source: serde_json::Error) -> Self {
+        MetadataError::DoesNotMatch {
             task: task.to_owned(),
             source,
         }

@@ -53,8 +53,15 @@ pub struct Timestamp {
 const SIGN: u64 = 1 << 63;
 
 impl Timestamp {
-    /// `millis`, which must be within jiff's range.
-    const fn within_range(millis: i64) -> Self {
+    /// `millis`, clamped to jiff's range.
+    const fn clamped(millis: i64) -> Self {
+        let millis = if millis < MIN_MILLIS {
+            MIN_MILLIS
+        } else if millis > MAX_MILLIS {
+            MAX_MILLIS
+        } else {
+            millis
+        };
         // Zero only for `i64::MIN`, far outside jiff's range.
         let biased = match NonZeroU64::new(millis.cast_unsigned() ^ SIGN) {
             Some(biased) => biased,
@@ -63,16 +70,12 @@ impl Timestamp {
         Self { biased }
     }
 
-    const fn millis(self) -> i64 {
-        (self.biased.get() ^ SIGN).cast_signed()
-    }
-
     /// The timestamp `ms` milliseconds after the Unix epoch (before it if negative), the number
     /// JavaScript's `Date.prototype.getTime()` gives; `None` outside the years -9999 to 9999.
     #[must_use]
     pub const fn from_unix_millis(ms: i64) -> Option<Self> {
         if MIN_MILLIS <= ms && ms <= MAX_MILLIS {
-            Some(Self::within_range(ms))
+            Some(Self::clamped(ms))
         } else {
             None
         }
@@ -82,7 +85,7 @@ impl Timestamp {
     /// `Date.prototype.getTime()` gives.
     #[must_use]
     pub const fn unix_millis(self) -> i64 {
-        self.millis()
+        (self.biased.get() ^ SIGN).cast_signed()
     }
 
     /// Now, by the system clock, truncated to whole milliseconds.
@@ -93,14 +96,14 @@ impl Timestamp {
             Ok(since) => i64::try_from(since.as_millis()).unwrap_or(MAX_MILLIS),
             Err(before) => i64::try_from(before.duration().as_millis()).map_or(MIN_MILLIS, |m| -m),
         };
-        Self::within_range(millis.clamp(MIN_MILLIS, MAX_MILLIS))
+        Self::clamped(millis)
     }
 
     /// `self + d` (truncated to whole milliseconds), or `None` past the year 9999.
     #[must_use]
     pub fn checked_add(self, d: Duration) -> Option<Self> {
         let delta = i64::try_from(d.as_millis()).ok()?;
-        Self::from_unix_millis(self.millis().checked_add(delta)?)
+        Self::from_unix_millis(self.unix_millis().checked_add(delta)?)
     }
 
     /// The time from `earlier` to `self`, or [`Duration::ZERO`] if `earlier` is not earlier.
@@ -109,13 +112,13 @@ impl Timestamp {
         if self <= earlier {
             Duration::ZERO
         } else {
-            Duration::from_millis(self.millis().abs_diff(earlier.millis()))
+            Duration::from_millis(self.unix_millis().abs_diff(earlier.unix_millis()))
         }
     }
 
     fn to_jiff(self) -> jiff::Timestamp {
         // Within range: every constructor checks it.
-        jiff::Timestamp::from_millisecond(self.millis()).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        jiff::Timestamp::from_millisecond(self.unix_millis()).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
     }
 }
 
@@ -128,7 +131,7 @@ impl From<jiff::Timestamp> for Timestamp {
         let past = t.subsec_nanosecond() < 0 && t.subsec_nanosecond() % 1_000_000 != 0;
         let millis = millis - i64::from(past);
         // jiff's last nanoseconds are past its last whole millisecond: clamped to it.
-        Self::within_range(millis.clamp(MIN_MILLIS, MAX_MILLIS))
+        Self::clamped(millis)
     }
 }
 

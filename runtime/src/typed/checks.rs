@@ -7,7 +7,8 @@
 //! type, saying what it lacks; and the constant then has no value, so rustc treats every
 //! type checked by it as an error and reports nothing more about it: not the bounds of the
 //! `Task` impl, and not each use of the task in the program. A macro's own errors go in
-//! that constant too, to the same effect.
+//! that constant too, to the same effect. (`DistinctId`, which compares two members of a union,
+//! is a `const _` of its own: a union's types do not depend on it.)
 
 use std::convert::Infallible;
 use std::fmt::{Debug, Display};
@@ -142,14 +143,12 @@ pub type ErrOf<R, const RESULT: bool> = <IsResult<RESULT> as ResultParts<R>>::Er
     note = "a payload is stored and sent between processes as JSON, and its JSON Schema describes the task: derive the traits, as in `#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]`"
 )]
 pub trait TaskPayload<const SER: bool, const DE: bool, const SCHEMA: bool, const SEND: bool> {
-    /// `0`: what the check adds to its constant, when it passes.
-    const OK: usize;
+    /// `0`, when the check passes.
+    const OK: usize = 0;
 }
 
 #[diagnostic::do_not_recommend]
-impl<T: ?Sized> TaskPayload<true, true, true, true> for T {
-    const OK: usize = 0;
-}
+impl<T: ?Sized> TaskPayload<true, true, true, true> for T {}
 
 /// A task's output type.
 #[diagnostic::on_unimplemented(
@@ -158,14 +157,12 @@ impl<T: ?Sized> TaskPayload<true, true, true, true> for T {
     note = "an output is stored and sent to subscribers as JSON, and its JSON Schema describes the task: derive the traits, as in `#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]`"
 )]
 pub trait TaskOutput<const SER: bool, const DE: bool, const SCHEMA: bool, const SEND: bool> {
-    /// `0`: what the check adds to its constant, when it passes.
-    const OK: usize;
+    /// `0`, when the check passes.
+    const OK: usize = 0;
 }
 
 #[diagnostic::do_not_recommend]
-impl<T: ?Sized> TaskOutput<true, true, true, true> for T {
-    const OK: usize = 0;
-}
+impl<T: ?Sized> TaskOutput<true, true, true, true> for T {}
 
 /// A task's metadata type.
 #[diagnostic::on_unimplemented(
@@ -174,14 +171,12 @@ impl<T: ?Sized> TaskOutput<true, true, true, true> for T {
     note = "metadata is stored and sent to subscribers as JSON: derive the traits, as in `#[derive(serde::Serialize, serde::Deserialize)]`"
 )]
 pub trait TaskMetadata<const SER: bool, const DE: bool, const SEND: bool> {
-    /// `0`: what the check adds to its constant, when it passes.
-    const OK: usize;
+    /// `0`, when the check passes.
+    const OK: usize = 0;
 }
 
 #[diagnostic::do_not_recommend]
-impl<T: ?Sized> TaskMetadata<true, true, true> for T {
-    const OK: usize = 0;
-}
+impl<T: ?Sized> TaskMetadata<true, true, true> for T {}
 
 /// The chunk type of a task's stream.
 #[diagnostic::on_unimplemented(
@@ -190,14 +185,12 @@ impl<T: ?Sized> TaskMetadata<true, true, true> for T {
     note = "chunks are stored and sent to subscribers as JSON: derive the traits, as in `#[derive(serde::Serialize, serde::Deserialize)]`"
 )]
 pub trait StreamChunk<const SER: bool, const DE: bool, const SEND: bool> {
-    /// `0`: what the check adds to its constant, when it passes.
-    const OK: usize;
+    /// `0`, when the check passes.
+    const OK: usize = 0;
 }
 
 #[diagnostic::do_not_recommend]
-impl<T: ?Sized> StreamChunk<true, true, true> for T {
-    const OK: usize = 0;
-}
+impl<T: ?Sized> StreamChunk<true, true, true> for T {}
 
 /// The return type of a task function.
 #[diagnostic::on_unimplemented(
@@ -206,14 +199,12 @@ impl<T: ?Sized> StreamChunk<true, true, true> for T {
     note = "the `Ok` type is the task's output, what subscribers receive, and the error's `Display` becomes the run's error message; an alias such as `std::io::Result<T>` works too"
 )]
 pub trait TaskFnReturn<const RESULT: bool> {
-    /// `0`: what the check adds to its constant, when it passes.
-    const OK: usize;
+    /// `0`, when the check passes.
+    const OK: usize = 0;
 }
 
 #[diagnostic::do_not_recommend]
-impl<T: ?Sized> TaskFnReturn<true> for T {
-    const OK: usize = 0;
-}
+impl<T: ?Sized> TaskFnReturn<true> for T {}
 
 /// The error type of a task function's `Result`.
 #[diagnostic::on_unimplemented(
@@ -222,14 +213,12 @@ impl<T: ?Sized> TaskFnReturn<true> for T {
     note = "the error's `Display` becomes the run's error message, sent from the worker that ran the task; a boxed error must be `Send`: `Box<dyn std::error::Error + Send + Sync>`"
 )]
 pub trait TaskFnError<const DISPLAY: bool, const DEBUG: bool, const SEND: bool> {
-    /// `0`: what the check adds to its constant, when it passes.
-    const OK: usize;
+    /// `0`, when the check passes.
+    const OK: usize = 0;
 }
 
 #[diagnostic::do_not_recommend]
-impl<T: ?Sized> TaskFnError<true, true, true> for T {
-    const OK: usize = 0;
-}
+impl<T: ?Sized> TaskFnError<true, true, true> for T {}
 
 /// A type listed in `realtime_union!`.
 #[diagnostic::on_unimplemented(
@@ -238,14 +227,12 @@ impl<T: ?Sized> TaskFnError<true, true, true> for T {
     note = "list the types `#[task]` declares: a task struct, or the struct named after a task function (`ResizeImage` for `async fn resize_image`)"
 )]
 pub trait UnionMember<const TASK: bool> {
-    /// `0`: what the check adds to its constant, when it passes.
-    const OK: usize;
+    /// `0`, when the check passes.
+    const OK: usize = 0;
 }
 
 #[diagnostic::do_not_recommend]
-impl<T: ?Sized> UnionMember<true> for T {
-    const OK: usize = 0;
-}
+impl<T: ?Sized> UnionMember<true> for T {}
 
 /// Two tasks of a union, whose identifiers must differ.
 #[diagnostic::on_unimplemented(
@@ -254,11 +241,9 @@ impl<T: ?Sized> UnionMember<true> for T {
     note = "a union matches runs to its tasks by identifier: give one of them another `#[task(id = \"...\")]`"
 )]
 pub trait DistinctId<Other: ?Sized, const DISTINCT: bool> {
-    /// `0`: what the check adds to its constant, when it passes.
-    const OK: usize;
+    /// `0`, when the check passes.
+    const OK: usize = 0;
 }
 
 #[diagnostic::do_not_recommend]
-impl<T: ?Sized, Other: ?Sized> DistinctId<Other, true> for T {
-    const OK: usize = 0;
-}
+impl<T: ?Sized, Other: ?Sized> DistinctId<Other, true> for T {}
