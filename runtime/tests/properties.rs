@@ -847,7 +847,10 @@ proptest! {
             let run = engine.trigger::<Echo>(sample.clone()).await.expect("triggered");
             let reader = runcast::RunFeed::read_stream(engine, run.id(), Echo::SAMPLES);
             let reader = reader.await.expect("read");
-            reader.map(|chunk| chunk.expect("a chunk").value).collect::<Vec<_>>().await
+            let chunks = reader.map(|chunk| chunk.expect("a chunk").value).collect::<Vec<_>>();
+            tokio::time::timeout(std::time::Duration::from_secs(30), chunks)
+                .await
+                .expect("the stream ends with its run")
         });
         let [back] = &back[..] else {
             return Err(TestCaseError::fail(format!("one chunk, not {back:?}")));

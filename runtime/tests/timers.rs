@@ -32,12 +32,18 @@ async fn not_a_number(_: ()) -> Result<f64, String> {
 }
 
 fn engine() -> Engine {
+    engine_with(1)
+}
+
+/// The tasks of this file, retried after 1 s, `concurrency` attempts at once.
+fn engine_with(concurrency: usize) -> Engine {
     Engine::builder()
         .task::<Fails>()
         .task::<Sleeps>()
         .task::<NotANumber>()
+        .task::<Panics>()
         .retry_delay(Duration::from_secs(1))
-        .concurrency(1)
+        .concurrency(concurrency)
         .build()
         .unwrap()
 }
@@ -154,10 +160,11 @@ async fn timers_fire_at_their_own_times_whatever_order_they_start_in() {
         .into_iter()
         .map(|seen| {
             let queued = seen.iter().find(|(status, _)| *status == RunStatus::Queued);
-            queued.unwrap().1.as_secs()
+            queued.unwrap().1
         })
         .collect();
-    assert_eq!(queued_at, [90, 60, 30, 60, 90]);
+    let secs = [90, 60, 30, 60, 90].map(Duration::from_secs);
+    assert_eq!(queued_at, secs);
 }
 
 #[tokio::test(start_paused = true)]
@@ -231,22 +238,18 @@ async fn a_finished_run_is_kept_for_its_whole_retention_and_then_forgotten() {
 
 #[tokio::test(start_paused = true)]
 async fn each_final_status_comes_in_one_change_and_a_ttl_never_ends_a_started_run() {
-    let engine = Engine::builder()
-        .task::<Fails>()
-        .task::<Sleeps>()
-        .task::<Panics>()
-        .retry_delay(Duration::from_secs(1))
-        .concurrency(8)
-        .build()
-        .unwrap();
+    let engine = engine_with(8);
     let secs = Duration::from_secs;
     let mut runs = Vec::new();
     // Executing when its TTL ends: it completes all the same.
     let started = TriggerOptions::default().ttl(secs(5));
     let run = engine.trigger_with::<Sleeps>(10, started).await.unwrap();
     runs.push((run.id().clone(), RunStatus::Completed));
-    // Fails twice; its TTL ends between the attempts, when it is not waiting to start.
-    let failing = TriggerOptions::default().max_attempts(2).ttl(secs(1));
+    // Fails twice; its TTL ends between the attempts (at 0.5 s, the second starts at 1 s),
+    // when it is not waiting to start.
+    let failing = TriggerOptions::default()
+        .max_attempts(2)
+        .ttl(Duration::from_millis(500));
     let run = engine.trigger_with::<Fails>((), failing).await.unwrap();
     runs.push((run.id().clone(), RunStatus::Failed));
     // Panics in both attempts.

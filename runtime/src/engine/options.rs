@@ -172,7 +172,10 @@ mod tests {
                 }
             }
             match checked_tags(tags.clone()) {
-                Ok(kept) => prop_assert_eq!(kept, first_seen),
+                Ok(kept) => {
+                    prop_assert!(kept.len() <= MAX_TAGS);
+                    prop_assert_eq!(kept, first_seen);
+                }
                 Err(TriggerError::TooManyTags { count }) => {
                     prop_assert!(first_seen.len() > MAX_TAGS);
                     prop_assert_eq!(count, tags.len());

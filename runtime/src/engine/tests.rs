@@ -563,7 +563,12 @@ async fn a_store_that_fails_for_a_while_loses_no_result_start_or_timer() {
     RELEASE.add_permits(3);
     super::worker::attempt(&engine.shared, &starting).await;
     // A minute of failures: each change is tried again, and none takes effect.
+    let tried = suspended(&engine);
     tokio::time::sleep(Duration::from_secs(60)).await;
+    let tried = suspended(&engine) - tried;
+    // About once a second each, not in a loop: the result and the start from the first
+    // second, the delay from its fifth.
+    assert!((3 * 50..=3 * 61).contains(&tried), "{tried} tries");
     let status = |id: RunId| {
         let engine = engine.clone();
         async move { engine.latest(&id).await.unwrap().run.status }
