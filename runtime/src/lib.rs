@@ -55,14 +55,20 @@ mod engine;
 mod feed;
 mod hub;
 mod model;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(test)]
 mod test_tasks;
 mod typed;
+#[cfg(feature = "postgres")]
+mod wire;
 
 pub use crate::engine::{
     BatchItem, BuildError, CancelError, Engine, EngineBuilder, MAX_BATCH, MAX_TAG_LEN, MAX_TAGS,
     StreamError, StreamWriter, TagError, TaskContext, TaskFn, TriggerError, TriggerOptions,
 };
+#[cfg(feature = "postgres")]
+pub use crate::postgres::{PostgresError, PostgresStore};
 pub use crate::feed::{
     BatchHandle, BatchRef, FeedError, MAX_PAGE_SIZE, ReadStream, RunFeed, RunHandle, RunPage,
     RunQuery, RunRef, Scope, StreamChunk,

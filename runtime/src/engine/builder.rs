@@ -9,13 +9,15 @@ use tokio::sync::Semaphore;
 
 use super::context::TaskFn;
 use super::error::BuildError;
-use super::executor::{Executor, FnExecutor};
+use super::executor::{Declared, Executor, FnExecutor};
 use super::memory::MemoryStore;
-use super::store::Store;
+use super::store::{RunStore, Store};
 use super::timers::{self, Timers};
+use super::claims;
 use super::{Engine, Shared, panic};
 use crate::hub::{HubConfig, RunHub};
 use crate::support::Map;
+use crate::typed::Task;
 
 /// The engine's settings.
 #[derive(Debug, Clone)]
@@ -55,6 +57,8 @@ pub struct EngineBuilder {
     duplicate: Option<(&'static str, &'static str, &'static str)>,
     config: Config,
     hub: HubConfig,
+    #[cfg(feature = "postgres")]
+    postgres: Option<crate::postgres::PostgresStore>,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -74,18 +78,46 @@ impl EngineBuilder {
             duplicate: None,
             config: Config::default(),
             hub: HubConfig::default(),
+            #[cfg(feature = "postgres")]
+            postgres: None,
         }
+    }
+
+    /// Keeps the engine's runs in Postgres instead of this process's memory (feature
+    /// `postgres`): they survive the process, and the engines of every process connected to
+    /// the same database share them. Subscriptions see the changes every process makes, and
+    /// their cursors resume in any of them.
+    ///
+    /// Runs are attempted by the engine that triggered them, in the process that triggered
+    /// them; runs left queued or delayed by a process that stopped are not yet taken over by
+    /// another (see the README's Postgres section).
+    #[cfg(feature = "postgres")]
+    pub fn postgres(mut self, store: crate::postgres::PostgresStore) -> Self {
+        self.postgres = Some(store);
+        self
     }
 
     /// Registers a task the engine runs: one declared with `#[task]` on an `async fn`. Two
     /// tasks with one identifier make [`build`](Self::build) fail.
-    pub fn task<T: TaskFn>(mut self) -> Self {
-        let executor: Arc<dyn Executor> = Arc::new(FnExecutor::<T>::new());
-        if let Some(first) = self.executors.get(T::ID) {
+    pub fn task<T: TaskFn>(self) -> Self {
+        self.register(T::ID, Arc::new(FnExecutor::<T>::new()))
+    }
+
+    /// Declares a task this engine triggers and watches but does not run, such as one
+    /// declared with `#[task]` on a struct: its runs wait until an engine that registered its
+    /// function ([`task`](Self::task)) attempts them, in another process that shares the
+    /// engine's store ([`postgres`](Self::postgres)). Triggers are checked as for a task that
+    /// runs here (payload type, metadata type, limits).
+    pub fn declare<T: Task>(self) -> Self {
+        self.register(T::ID, Arc::new(Declared::<T>::new()))
+    }
+
+    fn register(mut self, id: &'static str, executor: Arc<dyn Executor>) -> Self {
+        if let Some(first) = self.executors.get(id) {
             self.duplicate
-                .get_or_insert((T::ID, first.type_name(), executor.type_name()));
+                .get_or_insert((id, first.type_name(), executor.type_name()));
         } else {
-            self.executors.insert(T::ID, executor);
+            self.executors.insert(id, executor);
         }
         self
     }
@@ -200,15 +232,21 @@ impl EngineBuilder {
     }
 
     /// Starts the engine's workers on the current Tokio runtime.
-    pub fn build(self) -> Result<Engine, BuildError> {
-        self.build_with(|hub, retention| Store::Memory(MemoryStore::new(hub, retention)))
+    pub fn build(mut self) -> Result<Engine, BuildError> {
+        #[cfg(feature = "postgres")]
+        if let Some(postgres) = self.postgres.take() {
+            return self.build_with(|hub, retention| Store::Postgres(postgres.start(hub, retention)));
+        }
+        self.build_with(|hub, retention| {
+            Store::Memory(MemoryStore::new(RunHub::new(hub), retention))
+        })
     }
 
     /// Starts the engine's workers on the current Tokio runtime, over the store `store` makes
     /// from the hub and the retention.
     pub(super) fn build_with(
         self,
-        store: impl FnOnce(RunHub, Duration) -> Store,
+        store: impl FnOnce(HubConfig, Duration) -> Store,
     ) -> Result<Engine, BuildError> {
         if let Some((id, first, second)) = self.duplicate {
             return Err(BuildError::DuplicateTask { id, first, second });
@@ -216,7 +254,7 @@ impl EngineBuilder {
         let runtime = tokio::runtime::Handle::try_current().map_err(BuildError::NoRuntime)?;
         panic::install_hook();
         let engine = Shared {
-            store: store(RunHub::new(self.hub), self.config.retention),
+            store: store(self.hub, self.config.retention),
             closed: AtomicBool::new(false),
             running: std::sync::Mutex::default(),
             executors: self.executors,
@@ -227,7 +265,29 @@ impl EngineBuilder {
             config: self.config,
         }
         .into_engine();
-        runtime.spawn(timers::serve(Arc::downgrade(&engine.shared)));
+        let shared = &engine.shared;
+        runtime.spawn(timers::serve(Arc::downgrade(shared)));
+        if shared.store.is_shared() {
+            runtime.spawn(claims::serve(Arc::downgrade(shared)));
+        }
+        if let Some(canceled) = shared.store.cancellations() {
+            runtime.spawn(stop_canceled(Arc::downgrade(shared), canceled));
+        }
         Ok(engine)
+    }
+}
+
+/// Stops the attempts running here of runs that another process canceled.
+async fn stop_canceled(
+    shared: std::sync::Weak<Shared>,
+    mut canceled: tokio::sync::mpsc::UnboundedReceiver<crate::model::RunId>,
+) {
+    while let Some(id) = canceled.recv().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if let Some(signal) = crate::support::lock(&shared.running).get(&id) {
+            signal.cancel();
+        }
     }
 }

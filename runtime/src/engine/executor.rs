@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 
 use super::context::{Attempt, BoxFuture, TaskContext, TaskFn, check_metadata, reads_back};
 use crate::model::{MetadataError, SerializedError};
+use crate::typed::Task;
 
 /// How one attempt ended, when it ended by itself: the output as JSON, or why it failed.
 pub(crate) type Outcome = Result<Box<RawValue>, Failure>;
@@ -35,6 +36,48 @@ pub(crate) trait Executor: Send + Sync {
 
     /// Whether raw metadata decodes as the task's metadata type.
     fn check_metadata(&self, raw: &RawValue) -> Result<(), MetadataError>;
+
+    /// Whether this process runs the task (it registered its function), or only triggers
+    /// and watches its runs (it declared it).
+    fn runs_here(&self) -> bool {
+        true
+    }
+}
+
+/// A task this process triggers and watches but does not run: another process that shares
+/// the store runs it.
+pub(crate) struct Declared<T>(PhantomData<fn() -> T>);
+
+impl<T> Declared<T> {
+    pub(crate) fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T: Task> Executor for Declared<T> {
+    fn type_name(&self) -> &'static str {
+        type_name::<T>()
+    }
+
+    fn execute(
+        &self,
+        _payload: Option<Arc<RawValue>>,
+        _attempt: Attempt,
+    ) -> BoxFuture<'static, Outcome> {
+        // Workers attempt only the tasks that run here (`runs_here`).
+        Box::pin(std::future::ready(Err(fatal(
+            "NotRunHere",
+            format!("task `{}` is declared in this process, not registered to run in it", T::ID),
+        ))))
+    }
+
+    fn check_metadata(&self, raw: &RawValue) -> Result<(), MetadataError> {
+        check_metadata::<T>(raw)
+    }
+
+    fn runs_here(&self) -> bool {
+        false
+    }
 }
 
 pub(crate) struct FnExecutor<T>(PhantomData<fn() -> T>);

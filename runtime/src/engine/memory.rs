@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use tokio::time::Instant;
 
 use super::context::StreamError;
-use super::store::{CHUNK_OVERHEAD, Created, IdempotencyKey, Record, RunStore};
+use super::store::{Created, IdempotencyKey, Record, RunStore, Visible, admit_chunk, apply};
 use crate::hub::RunHub;
 use crate::model::{AnyRun, BatchId, Cursor, RunId, RunStatus, StoreError, Timestamp};
 use crate::support::{Map, lock};
@@ -148,22 +148,12 @@ impl MemoryStore {
         if !when(record.snapshot.status) {
             return Ok(None);
         }
-        let before = Arc::clone(&record.snapshot);
-        let result = match change(record) {
-            Ok(result) => result,
-            Err(error) => {
-                record.snapshot = before;
-                return Err(error);
-            }
-        };
-        if Arc::ptr_eq(&before, &record.snapshot) || record.snapshot.looks_like(&before) {
-            // Nothing a subscriber can see changed: nothing to publish.
-            record.snapshot = before;
+        let (result, visible) = apply(record, change)?;
+        let Visible::Yes { finished } = visible else {
             return Ok(Some(result));
-        }
-        record.run().updated_at = Timestamp::now();
+        };
         self.hub.publish(Arc::clone(&record.snapshot), None);
-        if !before.status.is_final() && record.snapshot.status.is_final() {
+        if finished {
             let id = record.snapshot.id.clone();
             // Tokio's clock, as the engine's timers; a retention too long to count is
             // forever.
@@ -183,31 +173,12 @@ impl MemoryStore {
         limit: usize,
     ) -> Result<Cursor, StreamError> {
         let mut shard = self.shard(id);
-        let record = match shard.runs.get_mut(id) {
-            Some(record)
-                if record.snapshot.status == RunStatus::Executing && record.attempts == attempt =>
-            {
-                record
-            }
-            _ => return Err(StreamError::NotRunning(id.clone())),
+        let Some(record) = shard.runs.get_mut(id) else {
+            return Err(StreamError::NotRunning(id.clone()));
         };
         // A writer's key is of its context's task, so of the run's: typed, it cannot differ.
         debug_assert_eq!(record.snapshot.task_identifier, task);
-        let size = (record.stream_bytes)
-            .saturating_add(data.get().len())
-            .saturating_add(CHUNK_OVERHEAD);
-        if size > limit {
-            return Err(StreamError::RunStreamsTooLarge {
-                run: id.clone(),
-                size,
-                limit,
-            });
-        }
-        record.stream_bytes = size;
-        if !record.snapshot.realtime_streams.iter().any(|k| k == key) {
-            let run = record.run();
-            run.realtime_streams.push(key.to_owned());
-            run.updated_at = Timestamp::now();
+        if admit_chunk(record, attempt, key, data.get().len(), limit)? {
             self.hub.publish(Arc::clone(&record.snapshot), None);
         }
         let cursor = self.hub.append_chunk(id, key, data);

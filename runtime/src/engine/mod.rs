@@ -7,14 +7,15 @@
 //! the memory store in `memory`.
 
 mod builder;
+mod claims;
 mod context;
 mod error;
 mod executor;
 mod memory;
 mod options;
 mod panic;
-mod store;
-mod timers;
+pub(crate) mod store;
+pub(crate) mod timers;
 mod worker;
 
 #[cfg(test)]
@@ -533,6 +534,9 @@ fn record(prepared: Prepared, now: Timestamp) -> Record {
         idempotency: options.idempotency_key.map(|key| (task, key)),
         stream_bytes: 0,
         attempt_started: None,
+        expire_at: options.ttl.and_then(|ttl| now.checked_add(ttl)),
+        retry_at: None,
+        lease_until: None,
     }
 }
 
@@ -541,10 +545,12 @@ impl RunFeed for Engine {
     type RealtimeSubscription = RealtimeSubscription;
 
     async fn subscribe(&self, scope: Scope, from: Cursor) -> Result<Subscription, FeedError> {
+        self.shared.store.caught_up().await?;
         self.shared.store.hub().subscribe(scope, from)
     }
 
     async fn latest(&self, id: &RunId) -> Result<Update<AnyRun>, FeedError> {
+        self.shared.store.caught_up().await?;
         match self.shared.store.hub().latest(id) {
             Some((cursor, run)) => Ok(Update {
                 cursor,
@@ -556,6 +562,7 @@ impl RunFeed for Engine {
     }
 
     async fn list_runs(&self, query: &RunQuery) -> Result<RunPage, FeedError> {
+        self.shared.store.caught_up().await?;
         self.shared.store.hub().list(query)
     }
 }

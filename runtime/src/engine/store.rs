@@ -12,6 +12,7 @@ use serde_json::value::RawValue;
 
 use super::context::StreamError;
 use super::memory::MemoryStore;
+use super::timers::Timer;
 use crate::hub::RunHub;
 use crate::model::{AnyRun, BatchId, Cursor, RunId, RunStatus, StoreError, Timestamp};
 
@@ -40,6 +41,14 @@ pub(crate) struct Record {
     /// When the executing attempt started: its time counts into the run's duration when it
     /// ends, however it ends (a cancel counts it too).
     pub(crate) attempt_started: Option<Timestamp>,
+    /// When the run expires if it has not started by then (its TTL).
+    pub(crate) expire_at: Option<Timestamp>,
+    /// When a run waiting for a retry may be attempted again.
+    pub(crate) retry_at: Option<Timestamp>,
+    /// Until when the process executing the run's attempt holds it, for a store shared by
+    /// processes: past it, the process is taken for gone (see [`Timer::LeaseLost`]). Set and
+    /// renewed by the store.
+    pub(crate) lease_until: Option<Timestamp>,
 }
 
 impl Record {
@@ -49,6 +58,76 @@ impl Record {
     pub(crate) fn run(&mut self) -> &mut AnyRun {
         Arc::make_mut(&mut self.snapshot)
     }
+}
+
+/// Whether a change left something a subscriber can see different.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Visible {
+    /// Nothing visible changed: nothing is published, and `updatedAt` stays.
+    No,
+    /// The snapshot changed (its `updatedAt` is now); `finished` when the run just reached a
+    /// final status.
+    Yes { finished: bool },
+}
+
+/// Applies `change` to a record as every store does: on `Err` the snapshot is left as it was;
+/// a change that leaves nothing visible different keeps the published snapshot; any other
+/// gets `updatedAt` now. The caller stores the record and publishes it if [`Visible::Yes`].
+pub(crate) fn apply<R, E>(
+    record: &mut Record,
+    change: impl FnOnce(&mut Record) -> Result<R, E>,
+) -> Result<(R, Visible), E> {
+    let before = Arc::clone(&record.snapshot);
+    let result = match change(record) {
+        Ok(result) => result,
+        Err(error) => {
+            record.snapshot = before;
+            return Err(error);
+        }
+    };
+    if Arc::ptr_eq(&before, &record.snapshot) || record.snapshot.looks_like(&before) {
+        record.snapshot = before;
+        return Ok((result, Visible::No));
+    }
+    record.run().updated_at = Timestamp::now();
+    let finished = !before.status.is_final() && record.snapshot.status.is_final();
+    Ok((result, Visible::Yes { finished }))
+}
+
+/// Admits a chunk of `size` bytes of JSON to stream `key` of a run, from its attempt
+/// `attempt`: the attempt must be the run's executing one, and the run's streams stay within
+/// `limit` bytes (see [`CHUNK_OVERHEAD`]). Counts the chunk; returns whether it is the
+/// stream's first, which adds the key to the run's `realtimeStreams` (a visible change, with
+/// `updatedAt` now).
+pub(crate) fn admit_chunk(
+    record: &mut Record,
+    attempt: u32,
+    key: &str,
+    size: usize,
+    limit: usize,
+) -> Result<bool, StreamError> {
+    let id = &record.snapshot.id;
+    if record.snapshot.status != RunStatus::Executing || record.attempts != attempt {
+        return Err(StreamError::NotRunning(id.clone()));
+    }
+    let total = (record.stream_bytes)
+        .saturating_add(size)
+        .saturating_add(CHUNK_OVERHEAD);
+    if total > limit {
+        return Err(StreamError::RunStreamsTooLarge {
+            run: id.clone(),
+            size: total,
+            limit,
+        });
+    }
+    record.stream_bytes = total;
+    if record.snapshot.realtime_streams.iter().any(|k| k == key) {
+        return Ok(false);
+    }
+    let run = record.run();
+    run.realtime_streams.push(key.to_owned());
+    run.updated_at = Timestamp::now();
+    Ok(true)
 }
 
 /// What [`RunStore::create`] did with one run.
@@ -77,6 +156,13 @@ pub(crate) enum Created {
 pub(crate) trait RunStore: Send + Sync + 'static {
     /// The hub this store's changes are published to.
     fn hub(&self) -> &RunHub;
+
+    /// Waits until the hub holds every change the store committed before the call, this
+    /// process's or another's: reads through the hub (subscriptions, `latest`, listings) see
+    /// at least that.
+    fn caught_up(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Ok(()))
+    }
 
     /// Stores new runs, numbering each per task (1, 2, 3...; the records come with `number`
     /// unset). A run whose idempotency key started a run less than `idempotency_ttl` before
@@ -109,16 +195,6 @@ pub(crate) trait RunStore: Send + Sync + 'static {
         self.change_if(id, when, |record| Ok(change(record)))
     }
 
-    /// Changes a run that has not finished and publishes it; `Ok(None)` if the run is unknown
-    /// or finished, so that a late worker or timer never changes a finished run.
-    fn update<R: Send>(
-        &self,
-        id: &RunId,
-        change: impl FnOnce(&mut Record) -> R + Send,
-    ) -> impl Future<Output = Result<Option<R>, StoreError>> + Send {
-        self.update_if(id, |status| !status.is_final(), change)
-    }
-
     /// The run's latest snapshot.
     fn snapshot(
         &self,
@@ -138,6 +214,44 @@ pub(crate) trait RunStore: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Cursor, StreamError>> + Send;
 
+    /// Whether other processes share the store's runs: then the engine takes the runs it
+    /// attempts from the store ([`claim`](Self::claim)) and fires the timers the store keeps
+    /// ([`due`](Self::due)), instead of queueing its own runs in memory.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Takes up to `max` runs of `tasks` that wait for an attempt (queued, or waiting for a
+    /// retry that is due), held for this process for a while, so that other processes pass
+    /// them by.
+    fn claim(
+        &self,
+        _tasks: &[&'static str],
+        _max: usize,
+    ) -> impl Future<Output = Result<Vec<RunId>, StoreError>> + Send {
+        std::future::ready(Ok(Vec::new()))
+    }
+
+    /// Up to `max` timers the store keeps that are due: delays that ended, TTLs that ended,
+    /// leases that ran out.
+    fn due(&self, _max: usize) -> impl Future<Output = Result<Vec<(RunId, Timer)>, StoreError>> + Send {
+        std::future::ready(Ok(Vec::new()))
+    }
+
+    /// Completes when work may wait: a run was queued (here or in another process), or a while
+    /// passed.
+    fn work(&self) -> impl Future<Output = ()> + Send + 'static {
+        std::future::pending()
+    }
+
+    /// Tells [`work`](Self::work) that a run was queued in this process.
+    fn nudge(&self) {}
+
+    /// Runs canceled by any process, for the engine to stop their attempts here: taken once.
+    fn cancellations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<RunId>> {
+        None
+    }
+
     /// Forgets the runs that finished a retention or more ago, by the store's clock, with their
     /// chunks and idempotency keys; returns how long until the next finished run is due. A run
     /// that finishes after this call is due a retention after it.
@@ -148,6 +262,9 @@ pub(crate) trait RunStore: Send + Sync + 'static {
 pub(crate) enum Store {
     /// The embedded engine's.
     Memory(MemoryStore),
+    /// Postgres, shared by processes.
+    #[cfg(feature = "postgres")]
+    Postgres(crate::postgres::Started),
     /// A store whose operations suspend, for the engine's tests.
     #[cfg(test)]
     Suspending(super::tests::Suspending),
@@ -158,6 +275,8 @@ macro_rules! each_store {
     ($self:expr, $store:ident => $body:expr) => {
         match $self {
             Store::Memory($store) => $body,
+            #[cfg(feature = "postgres")]
+            Store::Postgres($store) => $body,
             #[cfg(test)]
             Store::Suspending($store) => $body,
         }
@@ -167,6 +286,10 @@ macro_rules! each_store {
 impl RunStore for Store {
     fn hub(&self) -> &RunHub {
         each_store!(self, store => store.hub())
+    }
+
+    async fn caught_up(&self) -> Result<(), StoreError> {
+        each_store!(self, store => store.caught_up().await)
     }
 
     async fn create(
@@ -204,5 +327,31 @@ impl RunStore for Store {
 
     async fn forget_finished(&self) -> Result<Option<Duration>, StoreError> {
         each_store!(self, store => store.forget_finished().await)
+    }
+
+    fn is_shared(&self) -> bool {
+        each_store!(self, store => store.is_shared())
+    }
+
+    async fn claim(&self, tasks: &[&'static str], max: usize) -> Result<Vec<RunId>, StoreError> {
+        each_store!(self, store => store.claim(tasks, max).await)
+    }
+
+    async fn due(&self, max: usize) -> Result<Vec<(RunId, Timer)>, StoreError> {
+        each_store!(self, store => store.due(max).await)
+    }
+
+    fn work(&self) -> impl Future<Output = ()> + Send + 'static {
+        let work: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> =
+            each_store!(self, store => Box::pin(store.work()));
+        work
+    }
+
+    fn nudge(&self) {
+        each_store!(self, store => store.nudge())
+    }
+
+    fn cancellations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<RunId>> {
+        each_store!(self, store => store.cancellations())
     }
 }

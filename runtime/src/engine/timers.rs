@@ -13,7 +13,8 @@ use tokio::time::Instant;
 use super::Shared;
 use super::store::RunStore;
 use super::worker::STORE_RETRY;
-use crate::model::{RunId, RunStatus, StoreError, Timestamp};
+use super::worker::{count_time, retry_delay};
+use crate::model::{RunId, RunStatus, SerializedError, StoreError, Timestamp};
 use crate::support::lock;
 
 /// The most timers fired in one round, before the task yields to others.
@@ -21,13 +22,16 @@ const ROUND: usize = 1024;
 
 /// What a timer does when it fires.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Timer {
+pub(crate) enum Timer {
     /// A delayed run's delay ended: queue it.
     Delay,
     /// A run's time to live ended: expire it if it has not started.
     Ttl,
     /// A failed attempt's backoff ended: queue the run again.
     Retry,
+    /// The lease of the process executing the run's attempt ran out (a store shared by
+    /// processes): the process is taken for gone, and the attempt for failed.
+    LeaseLost,
 }
 
 /// The timers not yet fired, earliest first, and the signal that wakes the task serving them.
@@ -152,7 +156,7 @@ async fn forget_finished(shared: &Shared) -> Duration {
 }
 
 /// What timer `timer` of run `id` does.
-async fn fire(shared: &Arc<Shared>, id: &RunId, timer: Timer) -> Result<(), StoreError> {
+pub(super) async fn fire(shared: &Arc<Shared>, id: &RunId, timer: Timer) -> Result<(), StoreError> {
     match timer {
         Timer::Delay if shared.is_closed() => Ok(()),
         Timer::Delay => {
@@ -170,6 +174,40 @@ async fn fire(shared: &Arc<Shared>, id: &RunId, timer: Timer) -> Result<(), Stor
         // No attempt starts once `shutdown` began.
         Timer::Retry => {
             shared.enqueue(id.clone());
+            Ok(())
+        }
+        Timer::LeaseLost => {
+            let executing = |status| status == RunStatus::Executing;
+            let now = Timestamp::now();
+            let (cost_per_ms, base) = (shared.config.cost_per_ms_cents, shared.config.retry_delay);
+            let lost = shared.store.update_if(id, executing, |record| {
+                // Renewed since it was found due: its process is alive.
+                if record.lease_until.is_none_or(|until| until > now) {
+                    return None;
+                }
+                count_time(record, now, cost_per_ms);
+                let attempt = record.attempts;
+                let retry = attempt < record.max_attempts;
+                let run = record.run();
+                run.error = Some(SerializedError {
+                    message: format!(
+                        "the process executing attempt {attempt} stopped answering (its lease ran out)"
+                    ),
+                    name: Some("WorkerLost".into()),
+                    stack_trace: None,
+                });
+                if retry {
+                    run.status = RunStatus::Reattempting;
+                    record.retry_at = now.checked_add(retry_delay(base, attempt));
+                } else {
+                    run.status = RunStatus::Crashed;
+                    run.finished_at = Some(now);
+                }
+                Some(record.snapshot.status)
+            });
+            if let Some(Some(status)) = lost.await? {
+                tracing::warn!(run = %id, %status, "the process executing the run's attempt was lost");
+            }
             Ok(())
         }
         Timer::Ttl => {

@@ -43,10 +43,27 @@ pub(super) struct Queue {
     ids: VecDeque<RunId>,
 }
 
+impl Queue {
+    /// How many runs wait.
+    pub(super) fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
 impl Shared {
     /// Queues run `id` for an attempt, and starts a worker if a slot is free. Once the engine
     /// stops, no run is queued: runs still waiting are never run.
     pub(super) fn enqueue(self: &Arc<Self>, id: RunId) {
+        if self.store.is_shared() {
+            // Any process may attempt it: it is claimed from the store (see `claims`).
+            self.store.nudge();
+            return;
+        }
+        self.enqueue_here(id);
+    }
+
+    /// Queues run `id` for an attempt in this process, and starts a worker if a slot is free.
+    pub(super) fn enqueue_here(self: &Arc<Self>, id: RunId) {
         let mut queue = lock(&self.queue);
         if self.is_closed() {
             return;
@@ -79,6 +96,8 @@ impl Place {
         let next = queue.ids.pop_front();
         if next.is_none() {
             self.slot = None;
+            // A slot is free: runs queued in the shared store may be claimed for it.
+            shared.store.nudge();
         }
         next
     }
@@ -192,7 +211,8 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
         // The registry's key: a `&'static str`, for the attempt's span. A run of a task this
         // engine does not run is left as it is.
         let task = &*record.snapshot.task_identifier;
-        let Some((task, executor)) = shared.executors.get_key_value(task) else {
+        let registered = shared.executors.get_key_value(task);
+        let Some((task, executor)) = registered.filter(|(_, e)| e.runs_here()) else {
             return Err(NotStarted::Unregistered(task.to_owned()));
         };
         let now = Timestamp::now();
@@ -231,7 +251,8 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
             return;
         }
     };
-    let span = tracing::info_span!("attempt", run = %id, task, attempt = context.attempt);
+    let context_attempt = context.attempt;
+    let span = tracing::info_span!("attempt", run = %id, task, attempt = context_attempt);
     let ended = async {
         tracing::debug!("attempt started");
         let run = CatchPanic::new(executor.execute(payload, context));
@@ -263,10 +284,20 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
     let ending = Ending::from(ended);
     let ended_at = Timestamp::now();
     let cost_per_ms = shared.config.cost_per_ms_cents;
+    let attempt = context_attempt;
+    let base_delay = shared.config.retry_delay;
     let finished = loop {
-        let finish = shared.store.update(id, |record| {
+        // Only into the attempt that ran: another process may have taken the run over if
+        // this one was taken for gone (a store shared by processes).
+        let ours = |status| status == RunStatus::Executing;
+        let finish = shared.store.update_if(id, ours, |record| {
+            if record.attempts != attempt {
+                return None;
+            }
             count_time(record, ended_at, cost_per_ms);
-            ending.write(record, ended_at)
+            let (status, retry) = ending.write(record, ended_at);
+            record.retry_at = retry.and_then(|n| ended_at.checked_add(retry_delay(base_delay, n)));
+            Some((status, retry))
         });
         match finish.instrument(span.clone()).await {
             Err(error) => {
@@ -284,14 +315,15 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
         }
     };
     let _entered = span.enter();
-    match finished {
+    match finished.map(Option::flatten) {
         Ok(Some((_, Some(attempts)))) => {
             let delay = retry_delay(shared.config.retry_delay, attempts);
             tracing::warn!(retry_in = ?delay, "attempt failed; the run will be retried");
             shared.start_timer(delay, id.clone(), Timer::Retry);
         }
         Ok(Some((status, None))) => tracing::info!(%status, "run finished"),
-        // Canceled meanwhile: the cancel counted this attempt's time.
+        // Canceled meanwhile (the cancel counted this attempt's time), or taken over by
+        // another process that took this one for gone.
         Ok(None) => {}
         Err(error) => tracing::warn!(
             %error,

@@ -145,10 +145,17 @@ impl fmt::Debug for RunHub {
 impl RunHub {
     /// An empty hub with a history of its own, named by a random epoch.
     pub(crate) fn new(config: HubConfig) -> Self {
+        // Non-zero: epoch 0 is `Cursor::START`'s.
+        Self::with_epoch(config, rand::random::<u64>() | 1)
+    }
+
+    /// An empty hub for the history named `epoch` (non-zero), whose changes come with their
+    /// positions ([`publish_at`](Self::publish_at)): a database's history, read by one of the
+    /// processes that share it.
+    pub(crate) fn with_epoch(config: HubConfig, epoch: u64) -> Self {
         let history = History::new(config.history_changes, config.history_bytes);
         let inner = Inner {
-            // Non-zero: epoch 0 is `Cursor::START`'s.
-            epoch: rand::random::<u64>() | 1,
+            epoch,
             position: 0,
             closed: false,
             config,
@@ -176,10 +183,28 @@ impl RunHub {
     ///
     /// `batch` is the run's batch; `None` keeps the batch it was published with before.
     pub(crate) fn publish(&self, run: Arc<AnyRun>, batch: Option<BatchId>) -> Cursor {
+        self.publish_inner(None, run, batch)
+    }
+
+    /// [`publish`](Self::publish) at a position the change was given elsewhere (a database's
+    /// change log), after every position published so far.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn publish_at(&self, position: u64, run: Arc<AnyRun>, batch: Option<BatchId>) {
+        self.publish_inner(Some(position), run, batch);
+    }
+
+    /// Moves the hub's position to `position` (if it is later) without a change: positions
+    /// that were never used, or were used by changes the hub does not keep.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn advance_to(&self, position: u64) {
+        let mut inner = self.lock();
+        inner.position = inner.position.max(position);
+    }
+
+    fn publish_inner(&self, at: Option<u64>, run: Arc<AnyRun>, batch: Option<BatchId>) -> Cursor {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        inner.position += 1;
-        let position = inner.position;
+        let position = inner.next_position(at);
         let id = run.id.clone();
         // The run's previous snapshot and batch, replaced in place.
         // One hash of the id, whether the run is new or not.
@@ -257,11 +282,45 @@ impl RunHub {
         stream: &str,
         data: Arc<RawValue>,
     ) -> Option<Cursor> {
+        self.append_chunk_inner(None, run, stream, data)
+    }
+
+    /// [`append_chunk`](Self::append_chunk) at a position the chunk was given elsewhere,
+    /// after every position published so far. A chunk of a run the hub does not hold (the
+    /// run was forgotten) only moves the position.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn append_chunk_at(
+        &self,
+        position: u64,
+        run: &RunId,
+        stream: &str,
+        data: Arc<RawValue>,
+    ) {
+        if self.append_chunk_inner(Some(position), run, stream, data).is_none() {
+            self.advance_to(position);
+        }
+    }
+
+    fn append_chunk_inner(
+        &self,
+        at: Option<u64>,
+        run: &RunId,
+        stream: &str,
+        data: Arc<RawValue>,
+    ) -> Option<Cursor> {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let entry = inner.runs.get_mut(run)?;
-        inner.position += 1;
-        let position = inner.position;
+        let position = match at {
+            Some(at) => {
+                inner.position = inner.position.max(at);
+                at
+            }
+            None => {
+                inner.position += 1;
+                inner.position
+            }
+        };
         let streams = entry
             .streams
             .get_or_insert_with(|| Arc::new(Streams::new(&entry.run.task_identifier)));
@@ -468,6 +527,15 @@ fn distinct(tags: &[String]) -> impl Iterator<Item = &String> {
 }
 
 impl Inner {
+    /// The position of the next change: the next one, or `at` where the change has one.
+    fn next_position(&mut self, at: Option<u64>) -> u64 {
+        self.position = match at {
+            Some(at) => self.position.max(at),
+            None => self.position + 1,
+        };
+        at.unwrap_or(self.position)
+    }
+
     /// Refuses a cursor of another history, or one this hub never handed out.
     fn check_cursor(&self, cursor: Cursor) -> Result<Cursor, FeedError> {
         let ours = cursor == Cursor::START

@@ -1,0 +1,82 @@
+//! Work from a store that processes share: the engine attempts the runs it claims from the
+//! store, rather than the runs it queued itself, and fires the timers the store keeps, so
+//! that a run is attempted and timed by whichever process is alive.
+//!
+//! One task per engine claims as many runs as it has free slots whenever work may wait (a run
+//! was queued anywhere, or a while passed), and fires the store's due timers (delays, TTLs,
+//! leases that ran out) as it goes. Timers started in this process fire here too, on time;
+//! the store's copy is for when this process is gone. Both make the same checked change, so
+//! the second finds nothing to do.
+
+use std::sync::{Arc, Weak};
+
+use super::Shared;
+use super::store::RunStore;
+use super::timers::fire;
+use super::worker::STORE_RETRY;
+use crate::support::lock;
+
+/// The most runs claimed, or timers fired, in one round.
+const ROUND: usize = 256;
+
+/// Claims and times runs for the engine until it is dropped or stops.
+pub(super) async fn serve(weak: Weak<Shared>) {
+    loop {
+        let Some(shared) = weak.upgrade() else {
+            return;
+        };
+        if shared.is_closed() {
+            return;
+        }
+        let failed = round(&shared).await;
+        let work = shared.store.work();
+        // Not holding the engine while it waits: a dropped engine ends this task.
+        drop(shared);
+        if failed {
+            tokio::time::sleep(STORE_RETRY).await;
+        } else {
+            work.await;
+        }
+    }
+}
+
+/// Fires due timers and claims runs for the free slots; returns whether the store failed.
+async fn round(shared: &Arc<Shared>) -> bool {
+    match shared.store.due(ROUND).await {
+        Ok(due) => {
+            for (id, timer) in due {
+                if let Err(error) = fire(shared, &id, timer).await {
+                    tracing::error!(run = %id, ?timer, %error, "a due timer's change failed");
+                }
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, retry_in = ?STORE_RETRY, "could not read the store's due timers");
+            return true;
+        }
+    }
+    let waiting = lock(&shared.queue).len();
+    let free = shared.slots.available_permits().saturating_sub(waiting).min(ROUND);
+    if free == 0 {
+        return false;
+    }
+    let tasks: Vec<&'static str> = (shared.executors.iter())
+        .filter(|(_, executor)| executor.runs_here())
+        .map(|(task, _)| *task)
+        .collect();
+    if tasks.is_empty() {
+        return false;
+    }
+    match shared.store.claim(&tasks, free).await {
+        Ok(claimed) => {
+            for id in claimed {
+                shared.enqueue_here(id);
+            }
+            false
+        }
+        Err(error) => {
+            tracing::error!(%error, retry_in = ?STORE_RETRY, "could not claim runs");
+            true
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The change log in commit order, and the one reader per process that feeds it to the
+//! process's hub.
+//!
+//! **Commit order.** A plain sequence gives positions in the order transactions *ask* for them,
+//! not the order they commit: a reader that saw position 8 committed may later see 7 commit,
+//! and skip it. So a transaction takes its positions only under an advisory lock that it holds
+//! until it commits (`pg_advisory_xact_lock`), as its last statements: the next transaction to
+//! take a position does so after this one's commit is visible. A reader that sees a position
+//! therefore sees every smaller one that will ever exist (a rolled-back transaction leaves a
+//! gap, never a late row). Writers hold the lock only from their last statements to their
+//! commit; `NOTIFY`, which they send too, serializes commits in the same way already.
+//!
+//! **Reading.** `LISTEN/NOTIFY` only wakes the reader (the notification carries nothing); it
+//! then reads the rows after the last position it read, in order, and publishes them to the
+//! hub at their positions. A notification lost while the connection was down costs nothing:
+//! after reconnecting the reader reads from its position again, so it neither skips nor
+//! repeats a change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use tokio::sync::{Notify, watch};
+use tokio_postgres::{AsyncMessage, Client, Config, GenericClient, NoTls, Transaction};
+
+use super::row;
+use crate::hub::RunHub;
+use crate::model::{AnyRun, BatchId, RunId, StoreError};
+
+/// The advisory lock under which positions are taken, held until commit.
+const CHANGE_LOCK: i64 = 0x7275_6e63_6173_7402;
+
+/// The channel the reader listens on.
+const CHANNEL: &str = "runcast_changes";
+
+/// How many rows the reader reads at once.
+const PAGE: i64 = 1_000;
+
+/// How long the reader waits for a notification before it reads anyway: a backstop, not the
+/// way changes are found.
+const BACKSTOP: Duration = Duration::from_secs(5);
+
+/// How long the reader waits before reconnecting after an error.
+const RECONNECT: Duration = Duration::from_secs(1);
+
+/// Takes the change log's lock, until `tx` commits, and asks for a notification at commit.
+/// Called once per transaction, after its other writes, before [`next_position`].
+pub(super) async fn lock(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1), pg_notify($2, '')",
+        &[&CHANGE_LOCK, &CHANNEL],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Appends a chunk of stream `stream` to the log (under [`lock`]); returns its position.
+pub(super) async fn append_chunk(
+    tx: &Transaction<'_>,
+    run: &RunId,
+    stream: &str,
+    data: &RawValue,
+) -> Result<u64, StoreError> {
+    append(tx, "chunk", run, None, Some(stream), Some(data.get())).await
+}
+
+/// Appends that a run was forgotten (under [`lock`]).
+pub(super) async fn append_forgotten(tx: &Transaction<'_>, run: &str) -> Result<u64, StoreError> {
+    append(tx, "forgotten", &RunId::from(run), None, None, None).await
+}
+
+async fn append(
+    tx: &Transaction<'_>,
+    kind: &str,
+    run: &RunId,
+    batch: Option<&BatchId>,
+    stream: Option<&str>,
+    data: Option<&str>,
+) -> Result<u64, StoreError> {
+    let row = tx
+        .query_one(
+            "INSERT INTO runcast_changes (position, kind, run_id, batch_id, stream, data)
+             VALUES (nextval('runcast_position'), $1, $2, $3, $4, $5) RETURNING position",
+            &[
+                &kind,
+                &run.as_str(),
+                &batch.map(BatchId::as_str),
+                &stream,
+                &data,
+            ],
+        )
+        .await?;
+    Ok(row.get::<_, i64>(0).cast_unsigned())
+}
+
+/// Loads the hub with every run the database keeps, as of one snapshot; returns the position
+/// the log is read after from then on.
+pub(super) async fn load(
+    client: &mut Client,
+    hub: &RunHub,
+    epoch: u64,
+) -> Result<u64, StoreError> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    // The latest position committed: every change at or before it is in this snapshot, and
+    // every later one commits after it (commit order).
+    let through: i64 = tx
+        .query_one("SELECT coalesce(max(position), 0) FROM runcast_changes", &[])
+        .await?
+        .get(0);
+    let query = format!(
+        "SELECT {} FROM \"TaskRun\" ORDER BY runcast_position",
+        row::COLUMNS
+    );
+    for row in tx.query(&query, &[]).await? {
+        let (record, batch, position) = row::record(&row, epoch)?;
+        hub.publish_at(position, record.snapshot, batch);
+    }
+    tx.commit().await?;
+    let through = through.cast_unsigned();
+    hub.advance_to(through);
+    Ok(through)
+}
+
+/// Reads the rows after `after` (at most a page), publishes each to the hub, and returns the
+/// position of the last one read (`after` if none).
+async fn read_page(
+    client: &impl GenericClient,
+    hub: &RunHub,
+    after: u64,
+    observe: &(impl Fn(&AnyRun) + Sync),
+) -> Result<u64, StoreError> {
+    let rows = client
+        .query(
+            "SELECT position, kind, run_id, batch_id, stream, data FROM runcast_changes
+             WHERE position > $1 ORDER BY position LIMIT $2",
+            &[&after.cast_signed(), &PAGE],
+        )
+        .await?;
+    let mut last = after;
+    for row in rows {
+        let position = row.get::<_, i64>(0).cast_unsigned();
+        let kind: &str = row.get(1);
+        let run = RunId::from(row.get::<_, &str>(2));
+        let data: Option<String> = row.get(5);
+        match kind {
+            "run" => {
+                let data = data.unwrap_or_default();
+                let snapshot: AnyRun = serde_json::from_str(&data).map_err(|e| {
+                    StoreError::new(format!("change {position} holds no run snapshot: {e}"))
+                })?;
+                let batch = row.get::<_, Option<&str>>(3).map(BatchId::from);
+                observe(&snapshot);
+                hub.publish_at(position, Arc::new(snapshot), batch);
+            }
+            "chunk" => {
+                let stream: String = row.get::<_, Option<String>>(4).unwrap_or_default();
+                let data = RawValue::from_string(data.unwrap_or_default()).map_err(|e| {
+                    StoreError::new(format!("change {position} holds no chunk: {e}"))
+                })?;
+                hub.append_chunk_at(position, &run, &stream, data.into());
+            }
+            _ => {
+                hub.advance_to(position);
+                drop(hub.remove(&run));
+            }
+        }
+        last = position;
+    }
+    Ok(last)
+}
+
+/// Reads the log after `after` into `hub`, for as long as the task runs (its store aborts it
+/// when dropped): woken by notifications, reconnecting after errors, never skipping or
+/// repeating a change. `observe` sees each run snapshot before the hub publishes it.
+pub(super) async fn read(
+    config: Config,
+    hub: RunHub,
+    mut after: u64,
+    progress: watch::Sender<u64>,
+    observe: impl Fn(&AnyRun) + Sync,
+) {
+    loop {
+        if let Err(error) = follow(&config, &hub, &mut after, &progress, &observe).await {
+            tracing::warn!(
+                %error, retry_in = ?RECONNECT, after,
+                "the change reader lost Postgres; it will reconnect"
+            );
+            tokio::time::sleep(RECONNECT).await;
+        }
+    }
+}
+
+/// One connection's worth of [`read`], until the connection fails.
+async fn follow(
+    config: &Config,
+    hub: &RunHub,
+    after: &mut u64,
+    progress: &watch::Sender<u64>,
+    observe: &(impl Fn(&AnyRun) + Sync),
+) -> Result<(), StoreError> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let woken = Arc::new(Notify::new());
+    // Drives the connection, and turns its notifications into wake-ups; ends with it (when
+    // the client is dropped, or the server goes away), waking the reader a last time.
+    tokio::spawn({
+        let woken = Arc::clone(&woken);
+        async move {
+            while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                match message {
+                    Ok(AsyncMessage::Notification(_)) => woken.notify_one(),
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::debug!(%error, "the change reader's connection failed");
+                        break;
+                    }
+                }
+            }
+            woken.notify_one();
+        }
+    });
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    loop {
+        let last = read_page(&client, hub, *after, observe).await?;
+        if last != *after {
+            *after = last;
+            progress.send_replace(last);
+            // Perhaps a full page: more may wait.
+            continue;
+        }
+        if client.is_closed() {
+            return Err(StoreError::new("the change reader's connection closed"));
+        }
+        let _ = tokio::time::timeout(BACKSTOP, woken.notified()).await;
+    }
+}

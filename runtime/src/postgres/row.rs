@@ -1,0 +1,197 @@
+//! A run as a row of `"TaskRun"`: the columns runcast reads and writes, and the conversions
+//! between them and a store's [`Record`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::civil::DateTime;
+use jiff::tz::TimeZone;
+use serde_json::value::RawValue;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use crate::engine::store::Record;
+use crate::model::{AnyRun, BatchId, Cursor, RunId, SerializedError, StoreError, Timestamp};
+use crate::wire::status::{database_name, from_database_name};
+
+/// The columns [`record`] reads, in its order.
+pub(super) const COLUMNS: &str = r#"id, "taskIdentifier", number, status, "createdAt",
+    "updatedAt", "startedAt", "delayUntil", "queuedAt", "expiredAt", "completedAt", "isTest",
+    "usageDurationMs", "costInCents", "baseCostInCents", ttl, payload, output, metadata,
+    "runTags", error, "realtimeStreams", "idempotencyKey", "batchId", runcast_position,
+    runcast_created, runcast_attempts, runcast_max_attempts, runcast_max_duration_ms,
+    runcast_stream_bytes, runcast_attempt_started_at, runcast_expire_at, runcast_retry_at,
+    runcast_lease_until"#;
+
+/// The columns a change writes (every one a change may touch), as `SET` assignments from
+/// `$2` on (`$1` is the run's id), in the order of [`Written::params`].
+pub(super) const SET_COLUMNS: &str = r#"status = $2, "updatedAt" = $3, "startedAt" = $4,
+    "delayUntil" = $5, "queuedAt" = $6, "expiredAt" = $7, "completedAt" = $8,
+    "usageDurationMs" = $9, "costInCents" = $10, "baseCostInCents" = $11, output = $12,
+    metadata = $13, "runTags" = $14, error = $15, "realtimeStreams" = $16,
+    runcast_attempts = $17, runcast_stream_bytes = $18, runcast_attempt_started_at = $19,
+    runcast_retry_at = $20"#;
+
+/// A timestamp as the run table keeps it: UTC wall-clock time, without a zone.
+pub(super) fn to_column(t: Timestamp) -> DateTime {
+    jiff::Timestamp::from(t).to_zoned(TimeZone::UTC).datetime()
+}
+
+pub(super) fn from_column(t: DateTime) -> Timestamp {
+    t.to_zoned(TimeZone::UTC)
+        .map_or(Timestamp::from(jiff::Timestamp::UNIX_EPOCH), |t| {
+            Timestamp::from(t.timestamp())
+        })
+}
+
+fn raw(text: Option<String>, column: &str) -> Result<Option<Arc<RawValue>>, StoreError> {
+    text.map(|text| {
+        RawValue::from_string(text)
+            .map(Arc::from)
+            .map_err(|e| StoreError::new(format!("column {column} holds invalid JSON: {e}")))
+    })
+    .transpose()
+}
+
+/// A run's record, its batch and the position of its latest change, from a row read with
+/// [`COLUMNS`] in the database of `epoch`.
+pub(super) fn record(row: &Row, epoch: u64) -> Result<(Record, Option<BatchId>, u64), StoreError> {
+    let status: String = row.try_get(3)?;
+    let status = from_database_name(&status)
+        .ok_or_else(|| StoreError::new(format!("unknown run status `{status}` in the run table")))?;
+    let error = row
+        .try_get::<_, Option<serde_json::Value>>(20)?
+        .map(serde_json::from_value::<SerializedError>)
+        .transpose()
+        .map_err(|e| StoreError::new(format!("column error holds no error object: {e}")))?;
+    let position: i64 = row.try_get(24)?;
+    let created: i64 = row.try_get(25)?;
+    let run = AnyRun {
+        id: RunId::from(row.try_get::<_, String>(0)?),
+        task_identifier: row.try_get::<_, String>(1)?.into(),
+        number: u64::try_from(row.try_get::<_, i32>(2)?).unwrap_or_default(),
+        status,
+        created_at: from_column(row.try_get(4)?),
+        updated_at: from_column(row.try_get(5)?),
+        started_at: row.try_get::<_, Option<DateTime>>(6)?.map(from_column),
+        delayed_until: row.try_get::<_, Option<DateTime>>(7)?.map(from_column),
+        queued_at: row.try_get::<_, Option<DateTime>>(8)?.map(from_column),
+        expired_at: row.try_get::<_, Option<DateTime>>(9)?.map(from_column),
+        finished_at: row.try_get::<_, Option<DateTime>>(10)?.map(from_column),
+        is_test: row.try_get(11)?,
+        duration_ms: u64::try_from(row.try_get::<_, i32>(12)?).unwrap_or_default(),
+        cost_in_cents: row.try_get(13)?,
+        base_cost_in_cents: row.try_get(14)?,
+        ttl: row.try_get(15)?,
+        payload: raw(row.try_get(16)?, "payload")?,
+        output: raw(row.try_get(17)?, "output")?,
+        metadata: raw(row.try_get(18)?, "metadata")?,
+        tags: row
+            .try_get::<_, Option<Vec<String>>>(19)?
+            .unwrap_or_default()
+            .into(),
+        error,
+        realtime_streams: row.try_get(21)?,
+        idempotency_key: row.try_get(22)?,
+    };
+    let batch = row.try_get::<_, Option<String>>(23)?.map(BatchId::from);
+    let record = Record {
+        snapshot: Arc::new(run),
+        created: Cursor::new(epoch, created.cast_unsigned()).before(),
+        attempts: u32::try_from(row.try_get::<_, i32>(26)?).unwrap_or_default(),
+        max_attempts: u32::try_from(row.try_get::<_, i32>(27)?).unwrap_or_default(),
+        max_duration: row
+            .try_get::<_, Option<i64>>(28)?
+            .map(|ms| Duration::from_millis(ms.cast_unsigned())),
+        // Keys live in their own table: a change never needs them.
+        idempotency: None,
+        stream_bytes: usize::try_from(row.try_get::<_, i64>(29)?).unwrap_or_default(),
+        attempt_started: row.try_get::<_, Option<DateTime>>(30)?.map(from_column),
+        expire_at: row.try_get::<_, Option<DateTime>>(31)?.map(from_column),
+        retry_at: row.try_get::<_, Option<DateTime>>(32)?.map(from_column),
+        lease_until: row.try_get::<_, Option<DateTime>>(33)?.map(from_column),
+    };
+    Ok((record, batch, position.cast_unsigned()))
+}
+
+/// What a change writes of a record, as the parameters of [`SET_COLUMNS`].
+pub(super) struct Written {
+    id: String,
+    status: &'static str,
+    updated_at: DateTime,
+    started_at: Option<DateTime>,
+    delayed_until: Option<DateTime>,
+    queued_at: Option<DateTime>,
+    expired_at: Option<DateTime>,
+    finished_at: Option<DateTime>,
+    duration_ms: i32,
+    cost_in_cents: f64,
+    base_cost_in_cents: f64,
+    output: Option<String>,
+    metadata: Option<String>,
+    tags: Vec<String>,
+    error: Option<serde_json::Value>,
+    realtime_streams: Vec<String>,
+    attempts: i32,
+    stream_bytes: i64,
+    attempt_started: Option<DateTime>,
+    retry_at: Option<DateTime>,
+}
+
+impl Written {
+    pub(super) fn of(record: &Record) -> Result<Self, StoreError> {
+        let run = &record.snapshot;
+        let error = (run.error.as_ref())
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(StoreError::new)?;
+        Ok(Self {
+            id: run.id.as_str().to_owned(),
+            status: database_name(run.status),
+            updated_at: to_column(run.updated_at),
+            started_at: run.started_at.map(to_column),
+            delayed_until: run.delayed_until.map(to_column),
+            queued_at: run.queued_at.map(to_column),
+            expired_at: run.expired_at.map(to_column),
+            finished_at: run.finished_at.map(to_column),
+            duration_ms: i32::try_from(run.duration_ms).unwrap_or(i32::MAX),
+            cost_in_cents: run.cost_in_cents,
+            base_cost_in_cents: run.base_cost_in_cents,
+            output: run.output.as_ref().map(|raw| raw.get().to_owned()),
+            metadata: run.metadata.as_ref().map(|raw| raw.get().to_owned()),
+            tags: run.tags.to_vec(),
+            error,
+            realtime_streams: run.realtime_streams.clone(),
+            attempts: i32::try_from(record.attempts).unwrap_or(i32::MAX),
+            stream_bytes: i64::try_from(record.stream_bytes).unwrap_or(i64::MAX),
+            attempt_started: record.attempt_started.map(to_column),
+            retry_at: record.retry_at.map(to_column),
+        })
+    }
+
+    /// `$1` (the id) and the parameters of [`SET_COLUMNS`].
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 20] {
+        [
+            &self.id,
+            &self.status,
+            &self.updated_at,
+            &self.started_at,
+            &self.delayed_until,
+            &self.queued_at,
+            &self.expired_at,
+            &self.finished_at,
+            &self.duration_ms,
+            &self.cost_in_cents,
+            &self.base_cost_in_cents,
+            &self.output,
+            &self.metadata,
+            &self.tags,
+            &self.error,
+            &self.realtime_streams,
+            &self.attempts,
+            &self.stream_bytes,
+            &self.attempt_started,
+            &self.retry_at,
+        ]
+    }
+}

@@ -1,0 +1,639 @@
+//! [`RunStore`] over Postgres: each operation one transaction, each change written to the run
+//! table and the change log, and reaching this process's hub through its change reader.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Object, Transaction};
+use serde_json::value::RawValue;
+use std::sync::Mutex;
+
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::row::{self, Written, to_column};
+use super::{PostgresStore, changes};
+use crate::engine::StreamError;
+use crate::engine::store::{Created, Record, RunStore, Visible, admit_chunk, apply};
+use crate::engine::timers::Timer;
+use crate::hub::{HubConfig, RunHub};
+use crate::model::{AnyRun, BatchId, Cursor, RunId, RunStatus, StoreError, Timestamp};
+
+/// A statement's parameter.
+type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+
+/// The advisory lock of forgetting finished runs: one process at a time does it.
+const FORGET_LOCK: i64 = 0x7275_6e63_6173_7403;
+
+/// A [`PostgresStore`] serving an engine: its hub, fed by the change reader it started.
+pub(crate) struct Started {
+    store: PostgresStore,
+    hub: RunHub,
+    retention: Duration,
+    /// Names this process in the leases it holds.
+    owner: String,
+    /// The position the reader has published through; `None` until the hub is loaded.
+    progress: watch::Receiver<Option<u64>>,
+    /// Woken when a run is queued, here or elsewhere (see [`RunStore::work`]).
+    work: Arc<Notify>,
+    /// Runs canceled by any process, until the engine takes them.
+    canceled: Mutex<Option<mpsc::UnboundedReceiver<RunId>>>,
+    /// The change reader and the lease renewer.
+    tasks: [JoinHandle<()>; 2],
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// How often a process looks for work and due timers when nothing woke it.
+const POLL: Duration = Duration::from_secs(1);
+
+impl PostgresStore {
+    /// Starts serving an engine on the current runtime: a hub for the database's history,
+    /// loaded with the runs it keeps, then fed by a change reader.
+    pub(crate) fn start(self, config: HubConfig, retention: Duration) -> Started {
+        let hub = RunHub::with_epoch(config, self.inner.epoch);
+        let owner = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
+        let (sender, progress) = watch::channel(None);
+        let work = Arc::new(Notify::new());
+        let (cancel, canceled) = mpsc::unbounded_channel();
+        let observe = {
+            let work = Arc::clone(&work);
+            move |run: &AnyRun| match run.status {
+                RunStatus::Queued | RunStatus::Reattempting => work.notify_one(),
+                RunStatus::Canceled => drop(cancel.send(run.id.clone())),
+                _ => {}
+            }
+        };
+        let reader = tokio::spawn({
+            let (store, hub) = (self.clone(), hub.clone());
+            async move { store.read_changes(hub, sender, observe).await }
+        });
+        let renewer = tokio::spawn(self.clone().renew_leases(owner.clone()));
+        Started {
+            store: self,
+            hub,
+            retention,
+            owner,
+            progress,
+            work,
+            canceled: Mutex::new(Some(canceled)),
+            tasks: [reader, renewer],
+        }
+    }
+
+    /// Renews the leases of the attempts this process executes, three times a lease.
+    async fn renew_leases(self, owner: String) {
+        let every = self.lease / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            let now = Timestamp::now();
+            let until = to_column(now.checked_add(self.lease).unwrap_or(now));
+            let renewed = async {
+                let client = self.inner.pool.get().await?;
+                client
+                    .execute(
+                        "UPDATE \"TaskRun\" SET runcast_lease_until = $2
+                         WHERE runcast_lease_owner = $1 AND status = 'EXECUTING'",
+                        &[&owner, &until],
+                    )
+                    .await?;
+                Ok::<_, StoreError>(())
+            };
+            if let Err(error) = renewed.await {
+                tracing::warn!(%error, "could not renew this process's leases; trying again");
+            }
+        }
+    }
+
+    /// Loads the hub (retrying until the database answers), then follows the change log.
+    async fn read_changes(
+        self,
+        hub: RunHub,
+        progress: watch::Sender<Option<u64>>,
+        observe: impl Fn(&AnyRun) + Send + Sync + 'static,
+    ) {
+        let through = loop {
+            match self.load(&hub).await {
+                Ok(through) => break through,
+                Err(error) => {
+                    tracing::warn!(%error, "could not load the runs from Postgres; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        let (sender, mut published) = watch::channel(through);
+        progress.send_replace(Some(through));
+        let config = self.inner.config.clone();
+        let forward = async move {
+            while published.changed().await.is_ok() {
+                progress.send_replace(Some(*published.borrow_and_update()));
+            }
+        };
+        tokio::join!(changes::read(config, hub, through, sender, observe), forward);
+    }
+
+    async fn load(&self, hub: &RunHub) -> Result<u64, StoreError> {
+        let (mut client, connection) = self.inner.config.connect(tokio_postgres::NoTls).await?;
+        let driver = tokio::spawn(connection);
+        let loaded = changes::load(&mut client, hub, self.inner.epoch).await;
+        drop(client);
+        let _ = driver.await;
+        loaded
+    }
+}
+
+impl Started {
+    async fn client(&self) -> Result<Object, StoreError> {
+        Ok(self.store.inner.pool.get().await?)
+    }
+
+    fn cursor(&self, position: u64) -> Cursor {
+        Cursor::new(self.store.inner.epoch, position)
+    }
+
+    /// Waits until the hub holds the change at `position` (and every one before it).
+    async fn published(&self, position: u64) {
+        let mut progress = self.progress.clone();
+        // The reader ends only with the store.
+        let _ = progress
+            .wait_for(|p| p.is_some_and(|p| p >= position))
+            .await;
+    }
+
+    /// The run's record and batch, its row locked until `tx` ends.
+    async fn locked(
+        &self,
+        tx: &Transaction<'_>,
+        id: &RunId,
+    ) -> Result<Option<(Record, Option<BatchId>)>, StoreError> {
+        let query = format!(
+            "SELECT {} FROM \"TaskRun\" WHERE id = $1 FOR UPDATE",
+            row::COLUMNS
+        );
+        let Some(found) = tx.query_opt(&query, &[&id.as_str()]).await? else {
+            return Ok(None);
+        };
+        let (record, batch, _) = row::record(&found, self.store.inner.epoch)?;
+        Ok(Some((record, batch)))
+    }
+
+    /// Writes a changed record to its row and, under the change log's lock, its snapshot to
+    /// the log; returns the change's position. A run that starts executing (`started`) is
+    /// leased to this process; a run that stops executing is leased to none.
+    async fn write_change(
+        &self,
+        tx: &Transaction<'_>,
+        record: &Record,
+        batch: Option<&BatchId>,
+        (finished, started): (bool, bool),
+    ) -> Result<u64, StoreError> {
+        let written = Written::of(record)?;
+        let forget_at = finished
+            .then(|| Timestamp::now().checked_add(self.retention).map(to_column))
+            .flatten();
+        let data = serde_json::to_string(&*record.snapshot).map_err(StoreError::new)?;
+        let batch = batch.map(BatchId::as_str);
+        let owner = started.then_some(self.owner.as_str());
+        let until = started.then(|| self.lease_until());
+        let mut params: Vec<Param<'_>> = written.params().to_vec();
+        let more: [Param<'_>; 5] = [&forget_at, &batch, &data, &owner, &until];
+        params.extend(more);
+        changes::lock(tx).await?;
+        let query = format!(
+            "WITH p AS (SELECT nextval('runcast_position') AS position),
+                  r AS (UPDATE \"TaskRun\" SET {}, runcast_position = (SELECT position FROM p),
+                        runcast_forget_at = coalesce($21, runcast_forget_at),
+                        runcast_lease_owner = CASE WHEN $2 = 'EXECUTING'
+                            THEN coalesce($24, runcast_lease_owner) END,
+                        runcast_lease_until = CASE WHEN $2 = 'EXECUTING'
+                            THEN coalesce($25, runcast_lease_until) END
+                        WHERE id = $1)
+             INSERT INTO runcast_changes (position, kind, run_id, batch_id, data)
+             SELECT position, 'run', $1, $22, $23 FROM p RETURNING position",
+            row::SET_COLUMNS
+        );
+        let row = tx.query_one(&query, &params).await?;
+        Ok(row.get::<_, i64>(0).cast_unsigned())
+    }
+
+    /// When a lease taken or renewed now runs out.
+    fn lease_until(&self) -> jiff::civil::DateTime {
+        let now = Timestamp::now();
+        to_column(now.checked_add(self.store.lease).unwrap_or(now))
+    }
+
+    /// Writes what a change did to a record's fields that no subscriber sees.
+    async fn write_hidden(&self, tx: &Transaction<'_>, record: &Record) -> Result<(), StoreError> {
+        let written = Written::of(record)?;
+        let query = format!(
+            "UPDATE \"TaskRun\" SET {} WHERE id = $1",
+            row::SET_COLUMNS
+        );
+        tx.execute(&query, &written.params()).await?;
+        Ok(())
+    }
+
+    /// Stores one new run (its number given here); returns its position.
+    async fn insert(
+        &self,
+        tx: &Transaction<'_>,
+        record: &mut Record,
+        batch: Option<&BatchId>,
+    ) -> Result<u64, StoreError> {
+        let task = &*record.snapshot.task_identifier;
+        let number: i32 = tx
+            .query_one(
+                "INSERT INTO runcast_task_numbers (task, last) VALUES ($1, 1)
+                 ON CONFLICT (task) DO UPDATE SET last = runcast_task_numbers.last + 1
+                 RETURNING last",
+                &[&task],
+            )
+            .await?
+            .get(0);
+        record.run().number = u64::try_from(number).unwrap_or_default();
+        let run = &*record.snapshot;
+        let written = Written::of(record)?;
+        let data = serde_json::to_string(run).map_err(StoreError::new)?;
+        let payload = run.payload.as_ref().map(|raw| raw.get());
+        let created_at = to_column(run.created_at);
+        let max_attempts = i32::try_from(record.max_attempts).unwrap_or(i32::MAX);
+        let max_duration = (record.max_duration)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let batch = batch.map(BatchId::as_str);
+        let task: &str = &run.task_identifier;
+        let mut params: Vec<Param<'_>> = written.params().to_vec();
+        let expire_at = record.expire_at.map(to_column);
+        let more: [Param<'_>; 12] = [
+            &task,
+            &number,
+            &created_at,
+            &run.is_test,
+            &run.ttl,
+            &payload,
+            &run.idempotency_key,
+            &batch,
+            &max_attempts,
+            &max_duration,
+            &data,
+            &expire_at,
+        ];
+        params.extend(more);
+        let query = "WITH p AS (SELECT nextval('runcast_position') AS position),
+                  r AS (INSERT INTO \"TaskRun\" (id, \"friendlyId\", status, \"updatedAt\",
+                        \"startedAt\", \"delayUntil\", \"queuedAt\", \"expiredAt\", \"completedAt\",
+                        \"usageDurationMs\", \"costInCents\", \"baseCostInCents\", output, metadata,
+                        \"runTags\", error, \"realtimeStreams\", runcast_attempts,
+                        runcast_stream_bytes, runcast_attempt_started_at, runcast_retry_at,
+                        \"taskIdentifier\", number, \"createdAt\", \"isTest\", ttl, payload,
+                        \"idempotencyKey\", \"batchId\", runcast_max_attempts,
+                        runcast_max_duration_ms, runcast_expire_at, runcast_position,
+                        runcast_created)
+                        SELECT $1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                        $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28,
+                        $29, $30, $32, position, position FROM p)
+             INSERT INTO runcast_changes (position, kind, run_id, batch_id, data)
+             SELECT position, 'run', $1, $28, $31 FROM p RETURNING position";
+        let row = tx.query_one(query, &params).await?;
+        Ok(row.get::<_, i64>(0).cast_unsigned())
+    }
+
+    /// The run an idempotency key started and still holds, with its creation; or `None`,
+    /// having made the key `record`'s.
+    async fn claim_key(
+        &self,
+        tx: &Transaction<'_>,
+        record: &Record,
+        ttl: Duration,
+    ) -> Result<Option<Created>, StoreError> {
+        let Some((task, key)) = &record.idempotency else {
+            return Ok(None);
+        };
+        let now = record.snapshot.created_at;
+        let expires = to_column(now.checked_add(ttl).unwrap_or(now));
+        let claimed = tx
+            .query_opt(
+                "INSERT INTO runcast_idempotency (task, key, run_id, expires_at)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (task, key) DO UPDATE
+                     SET run_id = excluded.run_id, expires_at = excluded.expires_at
+                     WHERE runcast_idempotency.expires_at <= $5
+                 RETURNING run_id",
+                &[task, key, &record.snapshot.id.as_str(), &expires, &to_column(now)],
+            )
+            .await?;
+        if claimed.is_some() {
+            return Ok(None);
+        }
+        // A new statement, so a new snapshot: it sees the run of a key that a concurrent
+        // transaction claimed and committed while this one waited for it.
+        let existing = tx
+            .query_opt(
+                "SELECT r.id, r.runcast_created FROM runcast_idempotency k
+                 JOIN \"TaskRun\" r ON r.id = k.run_id WHERE k.task = $1 AND k.key = $2",
+                &[task, key],
+            )
+            .await?;
+        let Some(existing) = existing else {
+            // The key's run is no longer kept: the key is this run's now.
+            tx.execute(
+                "UPDATE runcast_idempotency SET run_id = $3, expires_at = $4
+                 WHERE task = $1 AND key = $2",
+                &[task, key, &record.snapshot.id.as_str(), &expires],
+            )
+            .await?;
+            return Ok(None);
+        };
+        let id = RunId::from(existing.get::<_, String>(0));
+        let created = self.cursor(existing.get::<_, i64>(1).cast_unsigned());
+        Ok(Some(Created::Existing(id, created.before())))
+    }
+}
+
+impl RunStore for Started {
+    fn hub(&self) -> &RunHub {
+        &self.hub
+    }
+
+    async fn caught_up(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT coalesce(max(position), 0) FROM runcast_changes", &[])
+            .await?;
+        drop(client);
+        self.published(row.get::<_, i64>(0).cast_unsigned()).await;
+        Ok(())
+    }
+
+    async fn create(
+        &self,
+        runs: Vec<Record>,
+        batch: Option<BatchId>,
+        idempotency_ttl: Duration,
+    ) -> Result<Vec<Created>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let ids: Vec<RunId> = runs.iter().map(|r| r.snapshot.id.clone()).collect();
+        let mut slots = Vec::with_capacity(runs.len());
+        // Keys used earlier in this call: two runs with one key are one run.
+        let mut keys: HashMap<(&'static str, String), usize> = HashMap::new();
+        let mut new = Vec::new();
+        for record in runs {
+            if let Some(key) = &record.idempotency {
+                if let Some(&earlier) = keys.get(key) {
+                    slots.push(Slot::SameAs(earlier));
+                    continue;
+                }
+                keys.insert(key.clone(), slots.len());
+            }
+            match self.claim_key(&tx, &record, idempotency_ttl).await? {
+                Some(existing) => slots.push(Slot::Done(existing)),
+                None => {
+                    new.push((slots.len(), record));
+                    // Replaced once the run is stored.
+                    slots.push(Slot::Done(Created::New(Cursor::START)));
+                }
+            }
+        }
+        let mut last = 0;
+        if !new.is_empty() {
+            // Numbers are taken in `insert`, their rows locked until commit; the log's lock
+            // is taken after every other lock, so writers never wait for each other in a
+            // cycle.
+            changes::lock(&tx).await?;
+            for (index, mut record) in new {
+                let position = self.insert(&tx, &mut record, batch.as_ref()).await?;
+                slots[index] = Slot::Done(Created::New(self.cursor(position).before()));
+                last = position;
+            }
+        }
+        tx.commit().await?;
+        self.published(last).await;
+        Ok(slots.iter().map(|slot| slot.created(&slots, &ids)).collect())
+    }
+
+    async fn change_if<R: Send, E: From<StoreError> + Send>(
+        &self,
+        id: &RunId,
+        when: impl FnOnce(RunStatus) -> bool + Send,
+        change: impl FnOnce(&mut Record) -> Result<R, E> + Send,
+    ) -> Result<Option<R>, E> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let Some((mut record, batch)) = self.locked(&tx, id).await? else {
+            return Ok(None);
+        };
+        if !when(record.snapshot.status) {
+            return Ok(None);
+        }
+        let hidden = (record.attempts, record.stream_bytes, record.attempt_started);
+        let was_executing = record.snapshot.status == RunStatus::Executing;
+        let (result, visible) = apply(&mut record, change)?;
+        let started = !was_executing && record.snapshot.status == RunStatus::Executing;
+        let position = match visible {
+            Visible::Yes { finished } => Some(
+                self.write_change(&tx, &record, batch.as_ref(), (finished, started))
+                    .await?,
+            ),
+            Visible::No => {
+                if hidden != (record.attempts, record.stream_bytes, record.attempt_started) {
+                    self.write_hidden(&tx, &record).await?;
+                }
+                None
+            }
+        };
+        tx.commit().await.map_err(StoreError::from)?;
+        if let Some(position) = position {
+            self.published(position).await;
+        }
+        Ok(Some(result))
+    }
+
+    async fn snapshot(&self, id: &RunId) -> Result<Option<Arc<AnyRun>>, StoreError> {
+        let client = self.client().await?;
+        let query = format!("SELECT {} FROM \"TaskRun\" WHERE id = $1", row::COLUMNS);
+        let Some(found) = client.query_opt(&query, &[&id.as_str()]).await? else {
+            return Ok(None);
+        };
+        let (record, _, _) = row::record(&found, self.store.inner.epoch)?;
+        Ok(Some(record.snapshot))
+    }
+
+    async fn append_chunk(
+        &self,
+        id: &RunId,
+        attempt: u32,
+        (_, key): (&'static str, &'static str),
+        data: Arc<RawValue>,
+        limit: usize,
+    ) -> Result<Cursor, StreamError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let Some((mut record, batch)) = self.locked(&tx, id).await? else {
+            return Err(StreamError::NotRunning(id.clone()));
+        };
+        let first = admit_chunk(&mut record, attempt, key, data.get().len(), limit)?;
+        if first {
+            self.write_change(&tx, &record, batch.as_ref(), (false, false))
+                .await?;
+        } else {
+            self.write_hidden(&tx, &record).await?;
+            changes::lock(&tx).await?;
+        }
+        let position = changes::append_chunk(&tx, id, key, &data).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        self.published(position).await;
+        Ok(self.cursor(position))
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn claim(&self, tasks: &[&'static str], max: usize) -> Result<Vec<RunId>, StoreError> {
+        let client = self.client().await?;
+        let now = to_column(Timestamp::now());
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                "UPDATE \"TaskRun\" SET runcast_lease_owner = $3, runcast_lease_until = $4
+                 WHERE id IN (
+                     SELECT id FROM \"TaskRun\"
+                     WHERE \"taskIdentifier\" = ANY($1)
+                       AND (status = 'PENDING' OR (status = 'RETRYING_AFTER_FAILURE'
+                            AND coalesce(runcast_retry_at <= $2, true)))
+                       AND coalesce(runcast_lease_until <= $2, true)
+                     ORDER BY runcast_position LIMIT $5
+                     FOR UPDATE SKIP LOCKED)
+                 RETURNING id, runcast_position",
+                &[&tasks, &now, &self.owner, &self.lease_until(), &max],
+            )
+            .await?;
+        let mut claimed: Vec<(i64, String)> =
+            rows.iter().map(|row| (row.get(1), row.get(0))).collect();
+        // In the order they were queued.
+        claimed.sort_unstable();
+        Ok(claimed.into_iter().map(|(_, id)| RunId::from(id)).collect())
+    }
+
+    async fn due(&self, max: usize) -> Result<Vec<(RunId, Timer)>, StoreError> {
+        let client = self.client().await?;
+        let now = to_column(Timestamp::now());
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                "SELECT id, CASE WHEN status = 'EXECUTING' THEN 'lease'
+                                 WHEN status = 'DELAYED' AND \"delayUntil\" <= $1 THEN 'delay'
+                                 ELSE 'ttl' END
+                 FROM \"TaskRun\"
+                 WHERE (status = 'DELAYED' AND \"delayUntil\" <= $1)
+                    OR (status IN ('PENDING', 'DELAYED') AND runcast_expire_at <= $1)
+                    OR (status = 'EXECUTING' AND runcast_lease_until <= $1)
+                 LIMIT $2",
+                &[&now, &max],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let timer = match row.get::<_, &str>(1) {
+                    "lease" => Timer::LeaseLost,
+                    "delay" => Timer::Delay,
+                    _ => Timer::Ttl,
+                };
+                (RunId::from(row.get::<_, &str>(0)), timer)
+            })
+            .collect())
+    }
+
+    fn work(&self) -> impl Future<Output = ()> + Send + 'static {
+        let work = Arc::clone(&self.work);
+        async move {
+            let _ = tokio::time::timeout(POLL, work.notified()).await;
+        }
+    }
+
+    fn nudge(&self) {
+        self.work.notify_one();
+    }
+
+    fn cancellations(&self) -> Option<mpsc::UnboundedReceiver<RunId>> {
+        crate::support::lock(&self.canceled).take()
+    }
+
+    async fn forget_finished(&self) -> Result<Option<Duration>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let now = to_column(Timestamp::now());
+        let locked: bool = tx
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&FORGET_LOCK])
+            .await?
+            .get(0);
+        if locked {
+            let forgotten = tx
+                .query(
+                    "DELETE FROM \"TaskRun\" WHERE runcast_forget_at <= $1 RETURNING id",
+                    &[&now],
+                )
+                .await?;
+            if !forgotten.is_empty() {
+                let ids: Vec<String> = forgotten.iter().map(|row| row.get(0)).collect();
+                tx.execute(
+                    "DELETE FROM runcast_idempotency WHERE run_id = ANY($1)",
+                    &[&ids],
+                )
+                .await?;
+                changes::lock(&tx).await?;
+                for id in &ids {
+                    changes::append_forgotten(&tx, id).await?;
+                }
+            }
+            let retention = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
+            tx.execute(
+                "DELETE FROM runcast_changes
+                 WHERE committed_at < now() - make_interval(secs => $1::float8 / 1000)
+                   AND position < (SELECT max(position) FROM runcast_changes)",
+                &[&(retention as f64)],
+            )
+            .await?;
+        }
+        let next: Option<jiff::civil::DateTime> = tx
+            .query_one("SELECT min(runcast_forget_at) FROM \"TaskRun\"", &[])
+            .await?
+            .get(0);
+        tx.commit().await?;
+        let now = jiff::Timestamp::now();
+        Ok(next.map(|next| {
+            let next = next
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .map_or(now, |next| next.timestamp());
+            let wait = next.duration_since(now);
+            Duration::try_from(wait).unwrap_or(Duration::ZERO)
+        }))
+    }
+}
+
+/// What `create` does with one of its runs.
+enum Slot {
+    Done(Created),
+    /// A run whose idempotency key the run at this index of the same call has: that run.
+    SameAs(usize),
+}
+
+impl Slot {
+    fn created(&self, slots: &[Slot], ids: &[RunId]) -> Created {
+        match self {
+            Slot::Done(created) => created.clone(),
+            Slot::SameAs(earlier) => match &slots[*earlier] {
+                Slot::Done(Created::New(cursor)) => Created::Existing(ids[*earlier].clone(), *cursor),
+                other => other.created(slots, ids),
+            },
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! The Postgres store against a real server (see `testing`): its schema, its change log's
+//! commit order, and engines over it that share one database as processes would.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
+
+use futures::StreamExt;
+use tokio_postgres::NoTls;
+
+use super::testing::{Cluster, database};
+use super::{PostgresError, PostgresStore, changes};
+use crate::model::{AnyRun, RunId, RunStatus};
+use crate::{Engine, RunFeed, Scope, TaskContext, TriggerError, TriggerOptions, task};
+
+#[task(id = "pg-double")]
+async fn double(n: u64, _ctx: TaskContext) -> Result<u64, String> {
+    Ok(n * 2)
+}
+
+#[task(id = "pg-sleep")]
+async fn sleep(ms: u64, _ctx: TaskContext) -> Result<u64, String> {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    Ok(ms)
+}
+
+/// Attempts of `pg-hold` stopped before they finished (their future dropped).
+static HOLDS_STOPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// Holds its first attempt for `ms` milliseconds; returns its attempt number.
+#[task(id = "pg-hold")]
+async fn hold(ms: u64, ctx: TaskContext) -> Result<u32, String> {
+    struct Stopped(bool);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            if !self.0 {
+                HOLDS_STOPPED.fetch_add(1, SeqCst);
+            }
+        }
+    }
+    let mut stopped = Stopped(false);
+    if ctx.attempt() == 1 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    stopped.0 = true;
+    Ok(ctx.attempt())
+}
+
+/// A process that triggers and watches runs of the tasks, and runs none.
+async fn producer(url: &str) -> Engine {
+    let store = PostgresStore::connect(url).await.unwrap();
+    Engine::builder()
+        .postgres(store)
+        .declare::<Double>()
+        .declare::<Hold>()
+        .build()
+        .unwrap()
+}
+
+/// A process that runs the tasks, with a short lease so that its loss shows soon.
+async fn worker(url: &str, concurrency: usize) -> Engine {
+    let store = PostgresStore::connect(url)
+        .await
+        .unwrap()
+        .lease(Duration::from_millis(600));
+    Engine::builder()
+        .postgres(store)
+        .task::<Double>()
+        .task::<Hold>()
+        .concurrency(concurrency)
+        .build()
+        .unwrap()
+}
+
+/// An engine over the database at `url`, as one process would build it.
+async fn engine(url: &str) -> Engine {
+    let store = PostgresStore::connect(url).await.unwrap();
+    Engine::builder()
+        .postgres(store)
+        .task::<Double>()
+        .task::<Sleep>()
+        .build()
+        .unwrap()
+}
+
+async fn client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_starting_at_once_migrate_once_and_share_the_epoch() {
+    let url = database().await;
+    let connects = (0..8).map(|_| PostgresStore::connect(&url));
+    let stores = futures::future::join_all(connects).await;
+    let epochs: BTreeSet<u64> = stores
+        .into_iter()
+        .map(|store| store.unwrap().inner.epoch)
+        .collect();
+    assert_eq!(epochs.len(), 1, "every process names the same history");
+    assert_ne!(epochs.first(), Some(&0));
+    let client = client(&url).await;
+    let versions: Vec<i32> = (client.query("SELECT version FROM runcast_migrations", &[]))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(versions, (1..=super::schema::LATEST).collect::<Vec<_>>());
+
+    // A database a newer runcast migrated is refused, not written.
+    client
+        .execute(
+            "INSERT INTO runcast_migrations (version, description) VALUES (999, 'newer')",
+            &[],
+        )
+        .await
+        .unwrap();
+    match PostgresStore::connect(&url).await {
+        Err(PostgresError::NewerSchema { found: 999, known }) => {
+            assert_eq!(known, super::schema::LATEST);
+        }
+        other => panic!("expected NewerSchema, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_bad_connection_string_or_an_unreachable_server_is_a_clear_error() {
+    let error = PostgresStore::connect("postgres://host:notaport/db")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, PostgresError::InvalidUrl(_)), "{error:?}");
+    let error = PostgresStore::connect("host=/nonexistent/runcast port=1 user=x dbname=x")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, PostgresError::Database(_)), "{error:?}");
+}
+
+/// Writers take positions and commit after a random delay, some roll back; a reader reading
+/// all the while must see, in the end, exactly the committed positions, each once, and never
+/// see a position after having read a greater one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_never_skips_a_change_that_commits_after_a_greater_position() {
+    let url = database().await;
+    drop(PostgresStore::connect(&url).await.unwrap());
+    const WRITERS: usize = 12;
+    const EACH: usize = 40;
+    let writers = (0..WRITERS).map(|writer| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let mut client = client(&url).await;
+            let mut committed = Vec::new();
+            for n in 0..EACH {
+                let tx = client.transaction().await.unwrap();
+                changes::lock(&tx).await.unwrap();
+                let run = RunId::from(format!("run_{writer}_{n}"));
+                let data = serde_json::value::RawValue::from_string("1".into()).unwrap();
+                let position = changes::append_chunk(&tx, &run, "s", &data).await.unwrap();
+                // The commit comes after the position was taken, late.
+                let delay = rand::random::<u64>() % 3;
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                if rand::random::<u8>() % 10 == 0 {
+                    tx.rollback().await.unwrap();
+                } else {
+                    tx.commit().await.unwrap();
+                    committed.push(position);
+                }
+            }
+            committed
+        })
+    });
+    let writers: Vec<_> = writers.collect();
+    let reader = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let client = client(&url).await;
+            let mut seen = Vec::new();
+            let mut after = 0i64;
+            let mut quiet = 0;
+            // Reads until nothing new came for a while after the writers are done.
+            while quiet < 50 {
+                let rows = client
+                    .query(
+                        "SELECT position FROM runcast_changes WHERE position > $1 ORDER BY position",
+                        &[&after],
+                    )
+                    .await
+                    .unwrap();
+                if rows.is_empty() {
+                    quiet += 1;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                } else {
+                    quiet = 0;
+                }
+                for row in rows {
+                    let position: i64 = row.get(0);
+                    seen.push(position.cast_unsigned());
+                    after = position;
+                }
+            }
+            seen
+        })
+    };
+    let mut committed = BTreeSet::new();
+    for writer in writers {
+        committed.extend(writer.await.unwrap());
+    }
+    let seen = reader.await.unwrap();
+    let seen_set: BTreeSet<u64> = seen.iter().copied().collect();
+    assert_eq!(seen_set.len(), seen.len(), "a position was read twice");
+    assert_eq!(
+        seen_set, committed,
+        "the reader missed a committed change (or read one that rolled back)"
+    );
+    assert!(committed.len() > WRITERS * EACH / 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_over_postgres_shows_every_state_and_outlives_its_engine() {
+    let url = database().await;
+    let first = engine(&url).await;
+    let handle = first.trigger::<Double>(21).await.unwrap();
+    let mut updates = first.subscribe_to_run(&handle).await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(update) = updates.next().await {
+        let update = update.unwrap();
+        assert!(!update.coalesced);
+        seen.push(update.run);
+    }
+    let statuses: Vec<RunStatus> = seen.iter().map(|run| run.status).collect();
+    assert_eq!(
+        statuses,
+        [RunStatus::Queued, RunStatus::Executing, RunStatus::Completed]
+    );
+    let done = seen.last().unwrap();
+    assert_eq!(done.output, Some(42));
+    assert_eq!(done.number, 1);
+    assert!(done.finished_at.is_some());
+    first.shutdown(Duration::from_secs(5)).await;
+    drop(first);
+
+    // Another process, later: the run is there, as it ended.
+    let second = engine(&url).await;
+    let run = second.retrieve::<Double>(handle.id()).await.unwrap();
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.output, Some(42));
+    assert_eq!(run.payload, 21);
+    assert_eq!(run.created_at, done.created_at);
+    assert_eq!(run.finished_at, done.finished_at);
+    assert_eq!(second.wait(&handle).await.unwrap().output, Some(42));
+    // Its next run is number 2: numbers live in the database.
+    let next = second.trigger::<Double>(1).await.unwrap();
+    assert_eq!(second.wait(&next).await.unwrap().number, 2);
+}
+
+/// Two engines on one database stand for two processes: one subscribes by tag, the other
+/// triggers; the subscriber sees every change, and a cursor from it resumes in the other
+/// engine with exactly the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_in_one_process_sees_every_change_made_in_another_and_resumes_there() {
+    let url = database().await;
+    let (producer, watcher) = (engine(&url).await, engine(&url).await);
+    let mut feed = watcher
+        .subscribe(Scope::Tags(vec!["cross".into()]), crate::Cursor::START)
+        .await
+        .unwrap();
+    const RUNS: usize = 30;
+    let tagged = TriggerOptions::default().tag("cross");
+    let mut ids = Vec::new();
+    for n in 0..RUNS {
+        let handle = producer
+            .trigger_with::<Double>(n as u64, tagged.clone())
+            .await
+            .unwrap();
+        ids.push(handle.id().clone());
+    }
+    let mut items = Vec::new();
+    let mut completed = 0;
+    while completed < RUNS {
+        let item = tokio::time::timeout(Duration::from_secs(20), feed.next())
+            .await
+            .expect("the feed stalled")
+            .unwrap()
+            .unwrap();
+        assert!(!item.coalesced, "a reader that keeps up gets every change");
+        completed += usize::from(item.run.status == RunStatus::Completed);
+        items.push(item);
+    }
+    for id in &ids {
+        let statuses: Vec<RunStatus> = (items.iter())
+            .filter(|item| item.run.id == *id)
+            .map(|item| item.run.status)
+            .collect();
+        assert_eq!(
+            statuses,
+            [RunStatus::Queued, RunStatus::Executing, RunStatus::Completed],
+            "run {id}"
+        );
+    }
+    assert!(items.windows(2).all(|w| w[0].cursor < w[1].cursor));
+
+    // Resume from a cursor in the middle, in the producer's process: exactly the rest.
+    let middle = items.len() / 2;
+    let mut resumed = producer
+        .subscribe(
+            Scope::Tags(vec!["cross".into()]),
+            items[middle].cursor,
+        )
+        .await
+        .unwrap();
+    for expected in &items[middle + 1..] {
+        let item = tokio::time::timeout(Duration::from_secs(20), resumed.next())
+            .await
+            .expect("the resumed feed stalled")
+            .unwrap()
+            .unwrap();
+        assert_eq!(item.cursor, expected.cursor);
+        assert_eq!(item.run.status, expected.run.status);
+        assert_eq!(item.run.id, expected.run.id);
+    }
+    let nothing_more = tokio::time::timeout(Duration::from_millis(300), resumed.next()).await;
+    assert!(nothing_more.is_err(), "a duplicate or stray item after the rest");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_share_numbers_and_idempotency_keys() {
+    let url = database().await;
+    let engines = [engine(&url).await, engine(&url).await];
+    let triggers = (0..40).map(|n| {
+        let engine = engines[n % 2].clone();
+        async move { engine.trigger::<Double>(n as u64).await.unwrap() }
+    });
+    let handles = futures::future::join_all(triggers).await;
+    let mut numbers = BTreeSet::new();
+    for handle in &handles {
+        numbers.insert(engines[0].wait(handle).await.unwrap().number);
+    }
+    assert_eq!(numbers, (1..=40).collect::<BTreeSet<u64>>());
+
+    let keyed = TriggerOptions::default().idempotency_key("order-7");
+    let triggers = (0..10).map(|n| {
+        let engine = engines[n % 2].clone();
+        let keyed = keyed.clone();
+        async move { engine.trigger_with::<Double>(7, keyed).await.unwrap() }
+    });
+    let handles = futures::future::join_all(triggers).await;
+    let ids: BTreeSet<&RunId> = handles.iter().map(|h| h.id()).collect();
+    assert_eq!(ids.len(), 1, "one key, one run, whichever process triggers");
+    // Two runs with one key in one batch are one run too.
+    let batch = engines[0]
+        .batch_trigger::<Double>([(1, keyed.clone()), (2, keyed.clone())])
+        .await
+        .unwrap();
+    assert!(batch.runs.iter().all(|run| ids.contains(run.id())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_canceled_while_executing_ends_once_as_canceled() {
+    let url = database().await;
+    let engine = engine(&url).await;
+    let handle = engine.trigger::<Sleep>(60_000).await.unwrap();
+    let mut updates = engine.subscribe_to_run(&handle).await.unwrap();
+    let executing = updates.next().await.unwrap().unwrap();
+    assert_eq!(executing.run.status, RunStatus::Queued);
+    let executing = updates.next().await.unwrap().unwrap();
+    assert_eq!(executing.run.status, RunStatus::Executing);
+    engine.cancel(handle.id()).await.unwrap();
+    let canceled = updates.next().await.unwrap().unwrap().run;
+    assert_eq!(canceled.status, RunStatus::Canceled);
+    assert!(updates.next().await.is_none(), "one final change, then the end");
+    let error = engine.cancel(handle.id()).await.unwrap_err();
+    assert!(error.to_string().contains("CANCELED"), "{error}");
+}
+
+/// Postgres stops while an engine serves a feed: operations fail with a clear error, nothing
+/// panics; once it is back, operations work again and the feed goes on from where it was,
+/// with the changes made since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_survives_postgres_restarting() {
+    let cluster = Cluster::start().unwrap();
+    let admin = client(&cluster.url("postgres")).await;
+    admin.batch_execute("CREATE DATABASE restarts").await.unwrap();
+    drop(admin);
+    let url = cluster.url("restarts");
+    let engine = engine(&url).await;
+    let mut feed = engine
+        .subscribe(Scope::Tags(vec!["r".into()]), crate::Cursor::START)
+        .await
+        .unwrap();
+    let tagged = TriggerOptions::default().tag("r");
+    let before = engine.trigger_with::<Double>(1, tagged.clone()).await.unwrap();
+    engine.wait(&before).await.unwrap();
+
+    cluster.pg_ctl_stop().unwrap();
+    let error = engine
+        .trigger_with::<Double>(2, tagged.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, TriggerError::Store(_)), "{error:?}");
+    cluster.pg_ctl_start().unwrap();
+
+    let after = engine.trigger_with::<Double>(3, tagged).await.unwrap();
+    assert_eq!(engine.wait(&after).await.unwrap().output, Some(6));
+    let mut seen: Vec<AnyRun> = Vec::new();
+    while !(seen.iter()).any(|run| run.id == *after.id() && run.status == RunStatus::Completed) {
+        let item = tokio::time::timeout(Duration::from_secs(20), feed.next())
+            .await
+            .expect("the feed did not go on after the restart")
+            .unwrap()
+            .unwrap();
+        seen.push(item.run);
+    }
+    let of = |id: &RunId| -> Vec<RunStatus> {
+        seen.iter().filter(|r| r.id == *id).map(|r| r.status).collect()
+    };
+    let every = [RunStatus::Queued, RunStatus::Executing, RunStatus::Completed];
+    assert_eq!(of(before.id()), every);
+    assert_eq!(of(after.id()), every);
+    assert_eq!(seen.len(), 6, "nothing else, nothing twice");
+}
+
+/// A process that only declares the tasks triggers them; two worker processes share the
+/// queue; every run is attempted once and completes, and the producer sees each state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_in_other_processes_share_the_runs_a_producer_triggers() {
+    let url = database().await;
+    let producer = producer(&url).await;
+    // Queued before any worker exists: nothing runs them yet.
+    let early = producer.trigger::<Double>(1).await.unwrap();
+    let workers = [worker(&url, 4).await, worker(&url, 4).await];
+    let mut feed = producer
+        .subscribe(Scope::Tags(vec!["split".into()]), crate::Cursor::START)
+        .await
+        .unwrap();
+    const RUNS: u64 = 100;
+    let tagged = TriggerOptions::default().tag("split");
+    let items = (0..RUNS).map(|n| (n, tagged.clone()));
+    let batch = producer.batch_trigger::<Double>(items).await.unwrap();
+    assert_eq!(producer.wait(&early).await.unwrap().output, Some(2));
+    let mut executing = BTreeSet::new();
+    let mut completed = BTreeSet::new();
+    while completed.len() < RUNS as usize {
+        let item = tokio::time::timeout(Duration::from_secs(30), feed.next())
+            .await
+            .expect("the runs stalled")
+            .unwrap()
+            .unwrap();
+        match item.run.status {
+            RunStatus::Executing => assert!(executing.insert(item.run.id), "attempted twice"),
+            RunStatus::Completed => {
+                let read = |raw: &Option<Arc<serde_json::value::RawValue>>| {
+                    serde_json::from_str::<u64>(raw.as_deref().unwrap().get()).unwrap()
+                };
+                assert_eq!(read(&item.run.output), 2 * read(&item.run.payload));
+                assert!(completed.insert(item.run.id));
+            }
+            _ => {}
+        }
+    }
+    let ids: BTreeSet<RunId> = batch.runs.iter().map(|run| run.id().clone()).collect();
+    assert_eq!(completed, ids);
+    assert_eq!(executing, ids);
+    drop(workers);
+}
+
+/// A worker stops mid-attempt without a word (its engine dropped: its attempts stop, its
+/// leases are no longer renewed): another worker takes the run over once the lease ran out,
+/// counting the lost attempt, and completes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_worker_vanishes_is_retried_by_another() {
+    let url = database().await;
+    let producer = producer(&url).await;
+    let first = worker(&url, 1).await;
+    let handle = producer.trigger::<Hold>(300_000).await.unwrap();
+    let mut updates = producer.subscribe_to_run(&handle).await.unwrap();
+    let statuses = |run: &crate::Run<Hold>| run.status;
+    assert_eq!(statuses(&updates.next().await.unwrap().unwrap().run), RunStatus::Queued);
+    assert_eq!(statuses(&updates.next().await.unwrap().unwrap().run), RunStatus::Executing);
+    let stopped = HOLDS_STOPPED.load(SeqCst);
+    drop(first);
+    // Its attempt was stopped with its engine.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while HOLDS_STOPPED.load(SeqCst) == stopped {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the vanished worker's attempt kept running");
+    // Nobody answers for the run until another worker comes.
+    let second = worker(&url, 1).await;
+    let lost = tokio::time::timeout(Duration::from_secs(20), updates.next())
+        .await
+        .expect("the lost attempt was never noticed")
+        .unwrap()
+        .unwrap()
+        .run;
+    assert_eq!(lost.status, RunStatus::Reattempting);
+    let error = lost.error.unwrap();
+    assert_eq!(error.name.as_deref(), Some("WorkerLost"));
+    assert!(error.message.contains("attempt 1"), "{}", error.message);
+    let mut rest = Vec::new();
+    while let Some(update) = tokio::time::timeout(Duration::from_secs(20), updates.next())
+        .await
+        .expect("the run was not retried")
+    {
+        rest.push(update.unwrap().run);
+    }
+    let statuses: Vec<RunStatus> = rest.iter().map(|run| run.status).collect();
+    assert_eq!(statuses, [RunStatus::Executing, RunStatus::Completed]);
+    assert_eq!(rest[1].output, Some(2), "the second attempt completed it");
+    drop(second);
+}
+
+/// A cancel from the process that triggered the run reaches the attempt executing in
+/// another process, which stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_reaches_the_attempt_in_another_process() {
+    let url = database().await;
+    let producer = producer(&url).await;
+    let worker = worker(&url, 2).await;
+    let handle = producer.trigger::<Hold>(300_000).await.unwrap();
+    let mut updates = producer.subscribe_to_run(&handle).await.unwrap();
+    updates.next().await.unwrap().unwrap();
+    let executing = updates.next().await.unwrap().unwrap().run;
+    assert_eq!(executing.status, RunStatus::Executing);
+    let stopped = HOLDS_STOPPED.load(SeqCst);
+    producer.cancel(handle.id()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while HOLDS_STOPPED.load(SeqCst) == stopped {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the attempt in the other process did not stop");
+    let canceled = updates.next().await.unwrap().unwrap().run;
+    assert_eq!(canceled.status, RunStatus::Canceled);
+    assert!(updates.next().await.is_none());
+    drop(worker);
+}
+
+/// Timers live in the database: a delayed run whose producer is gone starts when a worker
+/// is there at its time; a run with a TTL and no worker expires, fired by whichever process
+/// is alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delays_and_ttls_fire_whichever_process_is_alive() {
+    let url = database().await;
+    let first = producer(&url).await;
+    let delayed = first
+        .trigger_with::<Double>(5, TriggerOptions::default().delay(Duration::from_millis(500)))
+        .await
+        .unwrap();
+    let expiring = first
+        .trigger_with::<Double>(6, TriggerOptions::default().ttl(Duration::from_millis(500)))
+        .await
+        .unwrap();
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Both are due and no process was alive.
+    let second = producer(&url).await;
+    let run = second.retrieve::<Double>(delayed.id()).await.unwrap();
+    assert_eq!(run.status, RunStatus::Delayed);
+    let expired = tokio::time::timeout(Duration::from_secs(10), second.wait(&expiring))
+        .await
+        .expect("the TTL never fired")
+        .unwrap();
+    assert_eq!(expired.status, RunStatus::Expired);
+    let worker = worker(&url, 1).await;
+    let done = tokio::time::timeout(Duration::from_secs(10), second.wait(&delayed))
+        .await
+        .expect("the delay never fired")
+        .unwrap();
+    assert_eq!(done.output, Some(10));
+    drop(worker);
+}
