@@ -885,6 +885,25 @@ async fn two_tasks_with_one_id_are_a_build_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_declared_to_run_elsewhere_is_a_build_error_in_memory() {
+    #[task(id = "elsewhere", payload = u64, output = u64)]
+    struct Elsewhere;
+    let err = Engine::builder()
+        .task::<Instant>()
+        .declare::<Elsewhere>()
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, BuildError::DeclaredInMemory("elsewhere")), "{err}");
+    // A declared task and one registered under the same id are two tasks with one id.
+    let err = Engine::builder()
+        .task::<Instant>()
+        .declare::<Instant>()
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, BuildError::DuplicateTask { id: "instant", .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_are_read_typed_waited_for_and_listed_by_task_status_and_tag() {
     let engine = engine();
     let tagged = TriggerOptions::default().tag("report");

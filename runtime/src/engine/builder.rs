@@ -232,9 +232,9 @@ impl EngineBuilder {
     }
 
     /// Starts the engine's workers on the current Tokio runtime.
-    pub fn build(mut self) -> Result<Engine, BuildError> {
+    pub fn build(self) -> Result<Engine, BuildError> {
         #[cfg(feature = "postgres")]
-        if let Some(postgres) = self.postgres.take() {
+        if let Some(postgres) = self.postgres.clone() {
             return self.build_with(|hub, retention| Store::Postgres(postgres.start(hub, retention)));
         }
         self.build_with(|hub, retention| {
@@ -252,9 +252,15 @@ impl EngineBuilder {
             return Err(BuildError::DuplicateTask { id, first, second });
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(BuildError::NoRuntime)?;
+        let store = store(self.hub, self.config.retention);
+        if !store.is_shared()
+            && let Some((id, _)) = self.executors.iter().find(|(_, e)| !e.runs_here())
+        {
+            return Err(BuildError::DeclaredInMemory(id));
+        }
         panic::install_hook();
         let engine = Shared {
-            store: store(self.hub, self.config.retention),
+            store,
             closed: AtomicBool::new(false),
             running: std::sync::Mutex::default(),
             executors: self.executors,

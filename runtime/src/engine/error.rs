@@ -24,6 +24,14 @@ pub enum BuildError {
         /// The type registered second.
         second: &'static str,
     },
+    /// A task is declared to run elsewhere ([`EngineBuilder::declare`]), but the engine keeps
+    /// its runs in this process's memory, where no other process can run them.
+    ///
+    /// [`EngineBuilder::declare`]: crate::EngineBuilder::declare
+    #[error(
+        "task `{0}` is declared to run in another process, but this engine keeps its runs in memory, where none can: register its `async fn` with `Engine::builder().task::<T>()`, or share the runs through a store such as Postgres"
+    )]
+    DeclaredInMemory(&'static str),
 }
 
 /// Why a trigger was refused. Nothing was stored.

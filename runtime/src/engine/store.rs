@@ -41,7 +41,9 @@ pub(crate) struct Record {
     /// When the executing attempt started: its time counts into the run's duration when it
     /// ends, however it ends (a cancel counts it too).
     pub(crate) attempt_started: Option<Timestamp>,
-    /// When the run expires if it has not started by then (its TTL).
+    /// When the run expires if it has not started by then (its TTL). The engine's timers
+    /// expire it; a store shared by processes keeps it for when its process is gone.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) expire_at: Option<Timestamp>,
     /// When a run waiting for a retry may be attempted again.
     pub(crate) retry_at: Option<Timestamp>,

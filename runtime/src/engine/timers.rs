@@ -31,6 +31,7 @@ pub(crate) enum Timer {
     Retry,
     /// The lease of the process executing the run's attempt ran out (a store shared by
     /// processes): the process is taken for gone, and the attempt for failed.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     LeaseLost,
 }
 

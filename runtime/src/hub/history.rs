@@ -141,6 +141,12 @@ impl History {
         Some(oldest)
     }
 
+    /// Marks the changes through `position` as not kept: the log starts after it (a log
+    /// loaded from a database keeps its latest changes only).
+    pub(super) fn starts_after(&mut self, position: u64) {
+        self.evicted_through = self.evicted_through.max(position);
+    }
+
     /// Whether every change after `position` is still in the log.
     pub(super) fn holds_all_after(&self, position: u64) -> bool {
         position >= self.evicted_through

@@ -183,14 +183,50 @@ impl RunHub {
     ///
     /// `batch` is the run's batch; `None` keeps the batch it was published with before.
     pub(crate) fn publish(&self, run: Arc<AnyRun>, batch: Option<BatchId>) -> Cursor {
-        self.publish_inner(None, run, batch)
+        self.publish_inner(None, run, batch, true)
     }
 
     /// [`publish`](Self::publish) at a position the change was given elsewhere (a database's
     /// change log), after every position published so far.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn publish_at(&self, position: u64, run: Arc<AnyRun>, batch: Option<BatchId>) {
-        self.publish_inner(Some(position), run, batch);
+        self.publish_inner(Some(position), run, batch, true);
+    }
+
+    /// Loads a new hub with a run's latest snapshot, the change at `position`, without
+    /// recording the change in the log (see [`load_history`](Self::load_history)).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn load_run(&self, position: u64, run: Arc<AnyRun>, batch: Option<BatchId>) {
+        self.publish_inner(Some(position), run, batch, false);
+    }
+
+    /// How many changes the change log keeps.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn history_changes(&self) -> usize {
+        self.lock().config.history_changes
+    }
+
+    /// Fills a new hub's change log with changes made before it existed (its database's), in
+    /// cursor order, none of them after the hub's position: subscriptions resumed from a
+    /// cursor after `kept_after` replay them. Changes through `kept_after` are not kept.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn load_history(
+        &self,
+        kept_after: u64,
+        changes: impl IntoIterator<Item = (u64, Arc<AnyRun>, Option<BatchId>)>,
+    ) {
+        let mut inner = self.lock();
+        inner.history.starts_after(kept_after);
+        // Each change's previous snapshot, among the loaded ones.
+        let mut latest: Map<RunId, Arc<AnyRun>> = Map::default();
+        let mut evicted = Vec::new();
+        for (position, run, batch) in changes {
+            let previous = latest.insert(run.id.clone(), Arc::clone(&run));
+            let change = Change::new(position, run, batch, previous.as_deref());
+            evicted.extend(inner.history.record(change));
+        }
+        drop(inner);
+        drop(evicted);
     }
 
     /// Moves the hub's position to `position` (if it is later) without a change: positions
@@ -201,7 +237,13 @@ impl RunHub {
         inner.position = inner.position.max(position);
     }
 
-    fn publish_inner(&self, at: Option<u64>, run: Arc<AnyRun>, batch: Option<BatchId>) -> Cursor {
+    fn publish_inner(
+        &self,
+        at: Option<u64>,
+        run: Arc<AnyRun>,
+        batch: Option<BatchId>,
+        record: bool,
+    ) -> Cursor {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let position = inner.next_position(at);
@@ -258,8 +300,10 @@ impl RunHub {
             }
         }
         let previous_run = previous.as_ref().map(|(old_run, _)| &**old_run);
-        let change = Change::new(position, Arc::clone(&run), batch, previous_run);
-        let evicted = inner.history.record(change);
+        let evicted = record.then(|| {
+            let change = Change::new(position, Arc::clone(&run), batch, previous_run);
+            inner.history.record(change)
+        });
         let cursor = Cursor::new(inner.epoch, position);
         drop(guard);
         // Woken subscribers may publish in turn: wake them once the lock is free. What this

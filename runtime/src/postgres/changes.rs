@@ -33,6 +33,10 @@ const CHANGE_LOCK: i64 = 0x7275_6e63_6173_7402;
 /// The channel the reader listens on.
 const CHANNEL: &str = "runcast_changes";
 
+/// The position of the latest change committed (0 if none ever was): every change at or
+/// before it is visible to the statement, and every later one commits after it.
+pub(super) const LATEST_POSITION: &str = "SELECT greatest((SELECT max(position) FROM runcast_changes), pruned_through) FROM runcast_meta";
+
 /// How many rows the reader reads at once.
 const PAGE: i64 = 1_000;
 
@@ -109,7 +113,7 @@ pub(super) async fn load(
     // The latest position committed: every change at or before it is in this snapshot, and
     // every later one commits after it (commit order).
     let through: i64 = tx
-        .query_one("SELECT coalesce(max(position), 0) FROM runcast_changes", &[])
+        .query_one(LATEST_POSITION, &[])
         .await?
         .get(0);
     let query = format!(
@@ -118,12 +122,67 @@ pub(super) async fn load(
     );
     for row in tx.query(&query, &[]).await? {
         let (record, batch, position) = row::record(&row, epoch)?;
-        hub.publish_at(position, record.snapshot, batch);
+        hub.load_run(position, record.snapshot, batch);
+    }
+    // The latest changes, for subscriptions resumed from a cursor of another process.
+    let keep = i64::try_from(hub.history_changes()).unwrap_or(i64::MAX);
+    let changes = tx
+        .query(
+            "SELECT position, batch_id, data FROM (
+                 SELECT position, batch_id, data FROM runcast_changes WHERE kind = 'run'
+                 ORDER BY position DESC LIMIT $1) latest
+             ORDER BY position",
+            &[&keep],
+        )
+        .await?;
+    let kept_after = match changes.first() {
+        Some(first) if changes.len() as i64 == keep => first.get::<_, i64>(0) - 1,
+        _ => tx
+            .query_one("SELECT pruned_through FROM runcast_meta", &[])
+            .await?
+            .get(0),
+    };
+    let changes = changes.iter().map(|row| {
+        let position = row.get::<_, i64>(0).cast_unsigned();
+        let run = snapshot(position, row.get(2))?;
+        let batch = row.get::<_, Option<&str>>(1).map(BatchId::from);
+        Ok((position, Arc::new(run), batch))
+    });
+    let changes: Vec<_> = changes.collect::<Result<_, StoreError>>()?;
+    hub.load_history(kept_after.cast_unsigned(), changes);
+    // The chunks of the runs kept, for subscriptions with streams.
+    let chunks = tx
+        .query(
+            "SELECT c.position, c.run_id, c.stream, c.data FROM runcast_changes c
+             JOIN \"TaskRun\" r ON r.id = c.run_id
+             WHERE c.kind = 'chunk' ORDER BY c.position",
+            &[],
+        )
+        .await?;
+    for row in chunks {
+        let position = row.get::<_, i64>(0).cast_unsigned();
+        let run = RunId::from(row.get::<_, &str>(1));
+        let data = chunk(position, row.get(3))?;
+        hub.append_chunk_at(position, &run, row.get::<_, Option<&str>>(2).unwrap_or(""), data);
     }
     tx.commit().await?;
     let through = through.cast_unsigned();
     hub.advance_to(through);
     Ok(through)
+}
+
+/// The run snapshot of the change at `position`.
+fn snapshot(position: u64, data: Option<&str>) -> Result<AnyRun, StoreError> {
+    serde_json::from_str(data.unwrap_or_default())
+        .map_err(|e| StoreError::new(format!("change {position} holds no run snapshot: {e}")))
+}
+
+/// The chunk of the change at `position`.
+fn chunk(position: u64, data: Option<&str>) -> Result<Arc<RawValue>, StoreError> {
+    let data = data.unwrap_or_default().to_owned();
+    RawValue::from_string(data)
+        .map(Arc::from)
+        .map_err(|e| StoreError::new(format!("change {position} holds no chunk: {e}")))
 }
 
 /// Reads the rows after `after` (at most a page), publishes each to the hub, and returns the
@@ -146,23 +205,17 @@ async fn read_page(
         let position = row.get::<_, i64>(0).cast_unsigned();
         let kind: &str = row.get(1);
         let run = RunId::from(row.get::<_, &str>(2));
-        let data: Option<String> = row.get(5);
+        let data: Option<&str> = row.get(5);
         match kind {
             "run" => {
-                let data = data.unwrap_or_default();
-                let snapshot: AnyRun = serde_json::from_str(&data).map_err(|e| {
-                    StoreError::new(format!("change {position} holds no run snapshot: {e}"))
-                })?;
+                let snapshot = snapshot(position, data.as_deref())?;
                 let batch = row.get::<_, Option<&str>>(3).map(BatchId::from);
                 observe(&snapshot);
                 hub.publish_at(position, Arc::new(snapshot), batch);
             }
             "chunk" => {
                 let stream: String = row.get::<_, Option<String>>(4).unwrap_or_default();
-                let data = RawValue::from_string(data.unwrap_or_default()).map_err(|e| {
-                    StoreError::new(format!("change {position} holds no chunk: {e}"))
-                })?;
-                hub.append_chunk_at(position, &run, &stream, data.into());
+                hub.append_chunk_at(position, &run, &stream, chunk(position, data.as_deref())?);
             }
             _ => {
                 hub.advance_to(position);

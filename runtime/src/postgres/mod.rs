@@ -14,6 +14,8 @@ mod row;
 mod schema;
 mod store;
 #[cfg(test)]
+mod process_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 pub(crate) mod testing;

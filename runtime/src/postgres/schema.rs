@@ -25,7 +25,10 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[(
 -- Names this database's history in cursors (their epoch): random, never 0.
 CREATE TABLE runcast_meta (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    epoch bigint NOT NULL CHECK (epoch <> 0)
+    epoch bigint NOT NULL CHECK (epoch <> 0),
+    -- The latest position of a change deleted from the log: a reader resumed from before it
+    -- may have missed changes.
+    pruned_through bigint NOT NULL DEFAULT 0
 );
 INSERT INTO runcast_meta (epoch)
     VALUES ((floor(random() * 4503599627370495))::bigint + 1);

@@ -364,7 +364,7 @@ impl RunStore for Started {
     async fn caught_up(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
         let row = client
-            .query_one("SELECT coalesce(max(position), 0) FROM runcast_changes", &[])
+            .query_one(changes::LATEST_POSITION, &[])
             .await?;
         drop(client);
         self.published(row.get::<_, i64>(0).cast_unsigned()).await;
@@ -582,8 +582,8 @@ impl RunStore for Started {
                     &[&now],
                 )
                 .await?;
-            if !forgotten.is_empty() {
-                let ids: Vec<String> = forgotten.iter().map(|row| row.get(0)).collect();
+            let ids: Vec<String> = forgotten.iter().map(|row| row.get(0)).collect();
+            if !ids.is_empty() {
                 tx.execute(
                     "DELETE FROM runcast_idempotency WHERE run_id = ANY($1)",
                     &[&ids],
@@ -594,12 +594,20 @@ impl RunStore for Started {
                     changes::append_forgotten(&tx, id).await?;
                 }
             }
-            let retention = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
+            // Changes older than the retention go, but for the chunks of runs still kept;
+            // the changes of forgotten runs go with them.
+            let retention = self.retention.as_secs_f64();
             tx.execute(
-                "DELETE FROM runcast_changes
-                 WHERE committed_at < now() - make_interval(secs => $1::float8 / 1000)
-                   AND position < (SELECT max(position) FROM runcast_changes)",
-                &[&(retention as f64)],
+                "WITH pruned AS (
+                     DELETE FROM runcast_changes
+                     WHERE (kind <> 'chunk'
+                            AND committed_at < now() - make_interval(secs => $1))
+                        OR (kind <> 'forgotten' AND run_id = ANY($2))
+                     RETURNING position)
+                 UPDATE runcast_meta
+                 SET pruned_through = greatest(pruned_through, (SELECT max(position) FROM pruned))
+                 WHERE EXISTS (SELECT 1 FROM pruned)",
+                &[&retention, &ids],
             )
             .await?;
         }
