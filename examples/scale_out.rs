@@ -67,7 +67,10 @@ async fn produce(store: PostgresStore) -> Result<(), Box<dyn std::error::Error>>
         .map(|_| Command::new(std::env::current_exe()?).arg("worker").spawn())
         .collect::<Result<_, _>>()?;
     // This process runs no task: it declares `thumbnail` to trigger and decode its runs.
-    let engine = Engine::builder().postgres(store).declare::<Thumbnail>().build()?;
+    let engine = Engine::builder()
+        .postgres(store)
+        .declare::<Thumbnail>()
+        .build()?;
     let mut feed = engine
         .subscribe_to_runs_with_tag::<Demo>(["scale-out"])
         .await?;

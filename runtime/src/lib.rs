@@ -67,8 +67,6 @@ pub use crate::engine::{
     BatchItem, BuildError, CancelError, Engine, EngineBuilder, MAX_BATCH, MAX_TAG_LEN, MAX_TAGS,
     StreamError, StreamWriter, TagError, TaskContext, TaskFn, TriggerError, TriggerOptions,
 };
-#[cfg(feature = "postgres")]
-pub use crate::postgres::{PostgresError, PostgresStore};
 pub use crate::feed::{
     BatchHandle, BatchRef, FeedError, MAX_PAGE_SIZE, ReadStream, RunFeed, RunHandle, RunPage,
     RunQuery, RunRef, Scope, StreamChunk,
@@ -80,6 +78,8 @@ pub use crate::model::{
     Run, RunId, RunInfo, RunKind, RunStatus, SerializedError, StoreError, TaskIdentifier,
     Timestamp, UnknownStatus, Untyped, Update,
 };
+#[cfg(feature = "postgres")]
+pub use crate::postgres::{PostgresError, PostgresStore};
 pub use crate::typed::stream;
 pub use crate::typed::{
     Chunk, ChunkError, DecodeError, FromAnyChunk, FromAnyRun, NoStreams, RunField, RunStreamExt,

@@ -893,14 +893,20 @@ async fn a_task_declared_to_run_elsewhere_is_a_build_error_in_memory() {
         .declare::<Elsewhere>()
         .build()
         .unwrap_err();
-    assert!(matches!(err, BuildError::DeclaredInMemory("elsewhere")), "{err}");
+    assert!(
+        matches!(err, BuildError::DeclaredInMemory("elsewhere")),
+        "{err}"
+    );
     // A declared task and one registered under the same id are two tasks with one id.
     let err = Engine::builder()
         .task::<Instant>()
         .declare::<Instant>()
         .build()
         .unwrap_err();
-    assert!(matches!(err, BuildError::DuplicateTask { id: "instant", .. }), "{err}");
+    assert!(
+        matches!(err, BuildError::DuplicateTask { id: "instant", .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+use super::claims;
 use super::context::TaskFn;
 use super::error::BuildError;
 use super::executor::{Declared, Executor, FnExecutor};
 use super::memory::MemoryStore;
 use super::store::{RunStore, Store};
 use super::timers::{self, Timers};
-use super::claims;
 use super::{Engine, Shared, panic};
 use crate::hub::{HubConfig, RunHub};
 use crate::support::Map;
@@ -235,7 +235,8 @@ impl EngineBuilder {
     pub fn build(self) -> Result<Engine, BuildError> {
         #[cfg(feature = "postgres")]
         if let Some(postgres) = self.postgres.clone() {
-            return self.build_with(|hub, retention| Store::Postgres(postgres.start(hub, retention)));
+            return self
+                .build_with(|hub, retention| Store::Postgres(postgres.start(hub, retention)));
         }
         self.build_with(|hub, retention| {
             Store::Memory(MemoryStore::new(RunHub::new(hub), retention))

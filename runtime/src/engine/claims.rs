@@ -56,7 +56,11 @@ async fn round(shared: &Arc<Shared>) -> bool {
         }
     }
     let waiting = lock(&shared.queue).len();
-    let free = shared.slots.available_permits().saturating_sub(waiting).min(ROUND);
+    let free = shared
+        .slots
+        .available_permits()
+        .saturating_sub(waiting)
+        .min(ROUND);
     if free == 0 {
         return false;
     }

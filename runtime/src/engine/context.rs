@@ -24,7 +24,7 @@ use crate::typed::{ChunkError, StreamOf, Task, TaskChunk};
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no function for this engine to run",
     label = "not declared with `#[task]` on an `async fn`",
-    note = "an engine runs the tasks declared with `#[task]` on an `async fn`; a task declared on a struct only names the types of a task that another process runs, and the embedded engine cannot run it: declare it on an `async fn` to run it here"
+    note = "an engine runs the tasks declared with `#[task]` on an `async fn`; a task declared on a struct only names the types of a task that another process runs, and the embedded engine cannot run it: declare it on an `async fn` to run it here, or `declare::<T>()` it to trigger runs that another process sharing the store (Postgres) runs"
 )]
 pub trait TaskFn: Task {
     /// The error the function returns; its `Display` becomes the run's error message.

@@ -67,7 +67,10 @@ impl<T: Task> Executor for Declared<T> {
         // Workers attempt only the tasks that run here (`runs_here`).
         Box::pin(std::future::ready(Err(fatal(
             "NotRunHere",
-            format!("task `{}` is declared in this process, not registered to run in it", T::ID),
+            format!(
+                "task `{}` is declared in this process, not registered to run in it",
+                T::ID
+            ),
         ))))
     }
 

@@ -236,7 +236,10 @@ pub(crate) trait RunStore: Send + Sync + 'static {
 
     /// Up to `max` timers the store keeps that are due: delays that ended, TTLs that ended,
     /// leases that ran out.
-    fn due(&self, _max: usize) -> impl Future<Output = Result<Vec<(RunId, Timer)>, StoreError>> + Send {
+    fn due(
+        &self,
+        _max: usize,
+    ) -> impl Future<Output = Result<Vec<(RunId, Timer)>, StoreError>> + Send {
         std::future::ready(Ok(Vec::new()))
     }
 
@@ -261,6 +264,8 @@ pub(crate) trait RunStore: Send + Sync + 'static {
 }
 
 /// The store an engine uses.
+// One per engine, reached on every operation: the memory store, the common one, stays inline.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Store {
     /// The embedded engine's.
     Memory(MemoryStore),

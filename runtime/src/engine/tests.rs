@@ -440,7 +440,11 @@ async fn forgetting_runs_across_shards_leaves_a_key_to_the_newer_run_that_took_i
 
     let complete = |record: &mut Record| record.run().status = RunStatus::Completed;
     for id in &ids {
-        store.update_if(id, |status| !status.is_final(), complete).await.unwrap().unwrap();
+        store
+            .update_if(id, |status| !status.is_final(), complete)
+            .await
+            .unwrap()
+            .unwrap();
     }
     assert_eq!(store.forget_finished().await.unwrap(), None);
     for id in &ids {

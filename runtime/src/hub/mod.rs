@@ -340,7 +340,10 @@ impl RunHub {
         stream: &str,
         data: Arc<RawValue>,
     ) {
-        if self.append_chunk_inner(Some(position), run, stream, data).is_none() {
+        if self
+            .append_chunk_inner(Some(position), run, stream, data)
+            .is_none()
+        {
             self.advance_to(position);
         }
     }

@@ -99,11 +99,7 @@ async fn append(
 
 /// Loads the hub with every run the database keeps, as of one snapshot; returns the position
 /// the log is read after from then on.
-pub(super) async fn load(
-    client: &mut Client,
-    hub: &RunHub,
-    epoch: u64,
-) -> Result<u64, StoreError> {
+pub(super) async fn load(client: &mut Client, hub: &RunHub, epoch: u64) -> Result<u64, StoreError> {
     let tx = client
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -112,10 +108,7 @@ pub(super) async fn load(
         .await?;
     // The latest position committed: every change at or before it is in this snapshot, and
     // every later one commits after it (commit order).
-    let through: i64 = tx
-        .query_one(LATEST_POSITION, &[])
-        .await?
-        .get(0);
+    let through: i64 = tx.query_one(LATEST_POSITION, &[]).await?.get(0);
     let query = format!(
         "SELECT {} FROM \"TaskRun\" ORDER BY runcast_position",
         row::COLUMNS
@@ -163,7 +156,12 @@ pub(super) async fn load(
         let position = row.get::<_, i64>(0).cast_unsigned();
         let run = RunId::from(row.get::<_, &str>(1));
         let data = chunk(position, row.get(3))?;
-        hub.append_chunk_at(position, &run, row.get::<_, Option<&str>>(2).unwrap_or(""), data);
+        hub.append_chunk_at(
+            position,
+            &run,
+            row.get::<_, Option<&str>>(2).unwrap_or(""),
+            data,
+        );
     }
     tx.commit().await?;
     let through = through.cast_unsigned();
@@ -208,14 +206,14 @@ async fn read_page(
         let data: Option<&str> = row.get(5);
         match kind {
             "run" => {
-                let snapshot = snapshot(position, data.as_deref())?;
+                let snapshot = snapshot(position, data)?;
                 let batch = row.get::<_, Option<&str>>(3).map(BatchId::from);
                 observe(&snapshot);
                 hub.publish_at(position, Arc::new(snapshot), batch);
             }
             "chunk" => {
                 let stream: String = row.get::<_, Option<String>>(4).unwrap_or_default();
-                hub.append_chunk_at(position, &run, &stream, chunk(position, data.as_deref())?);
+                hub.append_chunk_at(position, &run, &stream, chunk(position, data)?);
             }
             _ => {
                 hub.advance_to(position);

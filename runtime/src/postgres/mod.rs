@@ -10,15 +10,15 @@
 //! (`schema`).
 
 mod changes;
+#[cfg(test)]
+mod process_tests;
 mod row;
 mod schema;
 mod store;
 #[cfg(test)]
-mod process_tests;
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-pub(crate) mod testing;
 
 pub(crate) use self::store::Started;
 

@@ -170,7 +170,10 @@ impl Process {
         }
         let status = self.child.wait().expect("its status");
         let errors = crate::support::lock(&self.errors);
-        assert!(status.success(), "a child failed ({status}); its stderr:\n{errors}");
+        assert!(
+            status.success(),
+            "a child failed ({status}); its stderr:\n{errors}"
+        );
         drop(errors);
         lines
     }
@@ -275,11 +278,20 @@ async fn processes_trigger_execute_watch_and_survive_a_killed_worker() {
     }
     assert_eq!(by_run.len(), DOUBLES + 1);
     // Runs the killed worker was executing (the held one, perhaps others) were retried.
-    let retried = ["QUEUED", "EXECUTING", "REATTEMPTING", "EXECUTING", "COMPLETED"];
+    let retried = [
+        "QUEUED",
+        "EXECUTING",
+        "REATTEMPTING",
+        "EXECUTING",
+        "COMPLETED",
+    ];
     let once = ["QUEUED", "EXECUTING", "COMPLETED"];
     assert_eq!(by_run[held.id().as_str()], retried);
     for (run, statuses) in &by_run {
-        assert!(*statuses == retried || *statuses == once, "run {run}: {statuses:?}");
+        assert!(
+            *statuses == retried || *statuses == once,
+            "run {run}: {statuses:?}"
+        );
     }
 
     // Another process, later, resumes from the middle.
@@ -289,7 +301,10 @@ async fn processes_trigger_execute_watch_and_survive_a_killed_worker() {
         .count();
     let env = [
         ("RUNCAST_CHILD_FROM", items[middle].0.to_string()),
-        ("RUNCAST_CHILD_UNTIL", (DOUBLES + 1 - completed_before).to_string()),
+        (
+            "RUNCAST_CHILD_UNTIL",
+            (DOUBLES + 1 - completed_before).to_string(),
+        ),
     ];
     let resumed = Process::start("watcher", &url, &env);
     assert_eq!(resumed.next(Duration::from_secs(60)), "ready");

@@ -57,8 +57,9 @@ fn raw(text: Option<String>, column: &str) -> Result<Option<Arc<RawValue>>, Stor
 /// [`COLUMNS`] in the database of `epoch`.
 pub(super) fn record(row: &Row, epoch: u64) -> Result<(Record, Option<BatchId>, u64), StoreError> {
     let status: String = row.try_get(3)?;
-    let status = from_database_name(&status)
-        .ok_or_else(|| StoreError::new(format!("unknown run status `{status}` in the run table")))?;
+    let status = from_database_name(&status).ok_or_else(|| {
+        StoreError::new(format!("unknown run status `{status}` in the run table"))
+    })?;
     let error = row
         .try_get::<_, Option<serde_json::Value>>(20)?
         .map(serde_json::from_value::<SerializedError>)

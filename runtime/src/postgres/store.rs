@@ -136,7 +136,10 @@ impl PostgresStore {
                 progress.send_replace(Some(*published.borrow_and_update()));
             }
         };
-        tokio::join!(changes::read(config, hub, through, sender, observe), forward);
+        tokio::join!(
+            changes::read(config, hub, through, sender, observe),
+            forward
+        );
     }
 
     async fn load(&self, hub: &RunHub) -> Result<u64, StoreError> {
@@ -232,10 +235,7 @@ impl Started {
     /// Writes what a change did to a record's fields that no subscriber sees.
     async fn write_hidden(&self, tx: &Transaction<'_>, record: &Record) -> Result<(), StoreError> {
         let written = Written::of(record)?;
-        let query = format!(
-            "UPDATE \"TaskRun\" SET {} WHERE id = $1",
-            row::SET_COLUMNS
-        );
+        let query = format!("UPDATE \"TaskRun\" SET {} WHERE id = $1", row::SET_COLUMNS);
         tx.execute(&query, &written.params()).await?;
         Ok(())
     }
@@ -264,8 +264,8 @@ impl Started {
         let payload = run.payload.as_ref().map(|raw| raw.get());
         let created_at = to_column(run.created_at);
         let max_attempts = i32::try_from(record.max_attempts).unwrap_or(i32::MAX);
-        let max_duration = (record.max_duration)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let max_duration =
+            (record.max_duration).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let batch = batch.map(BatchId::as_str);
         let task: &str = &run.task_identifier;
         let mut params: Vec<Param<'_>> = written.params().to_vec();
@@ -325,7 +325,13 @@ impl Started {
                      SET run_id = excluded.run_id, expires_at = excluded.expires_at
                      WHERE runcast_idempotency.expires_at <= $5
                  RETURNING run_id",
-                &[task, key, &record.snapshot.id.as_str(), &expires, &to_column(now)],
+                &[
+                    task,
+                    key,
+                    &record.snapshot.id.as_str(),
+                    &expires,
+                    &to_column(now),
+                ],
             )
             .await?;
         if claimed.is_some() {
@@ -363,9 +369,7 @@ impl RunStore for Started {
 
     async fn caught_up(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
-        let row = client
-            .query_one(changes::LATEST_POSITION, &[])
-            .await?;
+        let row = client.query_one(changes::LATEST_POSITION, &[]).await?;
         drop(client);
         self.published(row.get::<_, i64>(0).cast_unsigned()).await;
         Ok(())
@@ -415,7 +419,10 @@ impl RunStore for Started {
         }
         tx.commit().await?;
         self.published(last).await;
-        Ok(slots.iter().map(|slot| slot.created(&slots, &ids)).collect())
+        Ok(slots
+            .iter()
+            .map(|slot| slot.created(&slots, &ids))
+            .collect())
     }
 
     async fn change_if<R: Send, E: From<StoreError> + Send>(
@@ -639,7 +646,9 @@ impl Slot {
         match self {
             Slot::Done(created) => created.clone(),
             Slot::SameAs(earlier) => match &slots[*earlier] {
-                Slot::Done(Created::New(cursor)) => Created::Existing(ids[*earlier].clone(), *cursor),
+                Slot::Done(Created::New(cursor)) => {
+                    Created::Existing(ids[*earlier].clone(), *cursor)
+                }
                 other => other.created(slots, ids),
             },
         }

@@ -93,11 +93,21 @@ impl Cluster {
         let cluster = Cluster { dir, bin };
         if is_root() {
             // initdb and the server refuse to run as root: they run as `postgres`.
-            run(Command::new("chown").arg("postgres:postgres").arg(&cluster.dir))?;
+            run(Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&cluster.dir))?;
         }
         run(cluster
             .command("initdb")
-            .args(["-U", "runcast", "--auth=trust", "-E", "UTF8", "--no-sync", "-D"])
+            .args([
+                "-U",
+                "runcast",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
             .arg(cluster.data()))?;
         cluster.watch_for_exit()?;
         cluster.pg_ctl_start()?;
@@ -133,11 +143,12 @@ impl Cluster {
 
     /// Stops the server at once, as a crash would.
     pub(crate) fn pg_ctl_stop(&self) -> Result<(), String> {
-        run(self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(self.data())
-            .args(["-m", "immediate", "-w", "stop"]))
+        run(self.command("pg_ctl").arg("-D").arg(self.data()).args([
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ]))
     }
 
     /// A command of the cluster's binaries, run as `postgres` when this process is root.
@@ -209,7 +220,8 @@ fn is_root() -> bool {
 /// `/usr/lib/postgresql/<version>/bin` (the newest).
 fn bin_dir() -> Result<PathBuf, String> {
     let on_path = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path).find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
+        std::env::split_paths(&path)
+            .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
     });
     if let Some(dir) = on_path {
         return Ok(dir);

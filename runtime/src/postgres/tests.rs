@@ -163,7 +163,7 @@ async fn a_reader_never_skips_a_change_that_commits_after_a_greater_position() {
                 // The commit comes after the position was taken, late.
                 let delay = rand::random::<u64>() % 3;
                 tokio::time::sleep(Duration::from_millis(delay)).await;
-                if rand::random::<u8>() % 10 == 0 {
+                if rand::random::<u8>().is_multiple_of(10) {
                     tx.rollback().await.unwrap();
                 } else {
                     tx.commit().await.unwrap();
@@ -236,7 +236,11 @@ async fn a_run_over_postgres_shows_every_state_and_outlives_its_engine() {
     let statuses: Vec<RunStatus> = seen.iter().map(|run| run.status).collect();
     assert_eq!(
         statuses,
-        [RunStatus::Queued, RunStatus::Executing, RunStatus::Completed]
+        [
+            RunStatus::Queued,
+            RunStatus::Executing,
+            RunStatus::Completed
+        ]
     );
     let done = seen.last().unwrap();
     assert_eq!(done.output, Some(42));
@@ -260,7 +264,10 @@ async fn a_run_over_postgres_shows_every_state_and_outlives_its_engine() {
     let mut resumed = second.subscribe(scope, cursors[0]).await.unwrap();
     for (cursor, run) in cursors.iter().zip(&seen).skip(1) {
         let item = resumed.next().await.unwrap().unwrap();
-        assert_eq!((item.cursor, item.run.status, item.coalesced), (*cursor, run.status, false));
+        assert_eq!(
+            (item.cursor, item.run.status, item.coalesced),
+            (*cursor, run.status, false)
+        );
     }
     // Its next run is number 2: numbers live in the database.
     let next = second.trigger::<Double>(1).await.unwrap();
@@ -307,7 +314,11 @@ async fn a_feed_in_one_process_sees_every_change_made_in_another_and_resumes_the
             .collect();
         assert_eq!(
             statuses,
-            [RunStatus::Queued, RunStatus::Executing, RunStatus::Completed],
+            [
+                RunStatus::Queued,
+                RunStatus::Executing,
+                RunStatus::Completed
+            ],
             "run {id}"
         );
     }
@@ -316,10 +327,7 @@ async fn a_feed_in_one_process_sees_every_change_made_in_another_and_resumes_the
     // Resume from a cursor in the middle, in the producer's process: exactly the rest.
     let middle = items.len() / 2;
     let mut resumed = producer
-        .subscribe(
-            Scope::Tags(vec!["cross".into()]),
-            items[middle].cursor,
-        )
+        .subscribe(Scope::Tags(vec!["cross".into()]), items[middle].cursor)
         .await
         .unwrap();
     for expected in &items[middle + 1..] {
@@ -333,7 +341,10 @@ async fn a_feed_in_one_process_sees_every_change_made_in_another_and_resumes_the
         assert_eq!(item.run.id, expected.run.id);
     }
     let nothing_more = tokio::time::timeout(Duration::from_millis(300), resumed.next()).await;
-    assert!(nothing_more.is_err(), "a duplicate or stray item after the rest");
+    assert!(
+        nothing_more.is_err(),
+        "a duplicate or stray item after the rest"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,7 +392,10 @@ async fn a_run_canceled_while_executing_ends_once_as_canceled() {
     engine.cancel(handle.id()).await.unwrap();
     let canceled = updates.next().await.unwrap().unwrap().run;
     assert_eq!(canceled.status, RunStatus::Canceled);
-    assert!(updates.next().await.is_none(), "one final change, then the end");
+    assert!(
+        updates.next().await.is_none(),
+        "one final change, then the end"
+    );
     let error = engine.cancel(handle.id()).await.unwrap_err();
     assert!(error.to_string().contains("CANCELED"), "{error}");
 }
@@ -393,7 +407,10 @@ async fn a_run_canceled_while_executing_ends_once_as_canceled() {
 async fn an_engine_survives_postgres_restarting() {
     let cluster = Cluster::start().unwrap();
     let admin = client(&cluster.url("postgres")).await;
-    admin.batch_execute("CREATE DATABASE restarts").await.unwrap();
+    admin
+        .batch_execute("CREATE DATABASE restarts")
+        .await
+        .unwrap();
     drop(admin);
     let url = cluster.url("restarts");
     let engine = engine(&url).await;
@@ -402,7 +419,10 @@ async fn an_engine_survives_postgres_restarting() {
         .await
         .unwrap();
     let tagged = TriggerOptions::default().tag("r");
-    let before = engine.trigger_with::<Double>(1, tagged.clone()).await.unwrap();
+    let before = engine
+        .trigger_with::<Double>(1, tagged.clone())
+        .await
+        .unwrap();
     engine.wait(&before).await.unwrap();
 
     cluster.pg_ctl_stop().unwrap();
@@ -425,9 +445,16 @@ async fn an_engine_survives_postgres_restarting() {
         seen.push(item.run);
     }
     let of = |id: &RunId| -> Vec<RunStatus> {
-        seen.iter().filter(|r| r.id == *id).map(|r| r.status).collect()
+        seen.iter()
+            .filter(|r| r.id == *id)
+            .map(|r| r.status)
+            .collect()
     };
-    let every = [RunStatus::Queued, RunStatus::Executing, RunStatus::Completed];
+    let every = [
+        RunStatus::Queued,
+        RunStatus::Executing,
+        RunStatus::Completed,
+    ];
     assert_eq!(of(before.id()), every);
     assert_eq!(of(after.id()), every);
     assert_eq!(seen.len(), 6, "nothing else, nothing twice");
@@ -488,8 +515,14 @@ async fn a_run_whose_worker_vanishes_is_retried_by_another() {
     let handle = producer.trigger::<Hold>(300_000).await.unwrap();
     let mut updates = producer.subscribe_to_run(&handle).await.unwrap();
     let statuses = |run: &crate::Run<Hold>| run.status;
-    assert_eq!(statuses(&updates.next().await.unwrap().unwrap().run), RunStatus::Queued);
-    assert_eq!(statuses(&updates.next().await.unwrap().unwrap().run), RunStatus::Executing);
+    assert_eq!(
+        statuses(&updates.next().await.unwrap().unwrap().run),
+        RunStatus::Queued
+    );
+    assert_eq!(
+        statuses(&updates.next().await.unwrap().unwrap().run),
+        RunStatus::Executing
+    );
     let stopped = HOLDS_STOPPED.load(SeqCst);
     drop(first);
     // Its attempt was stopped with its engine.
@@ -560,7 +593,10 @@ async fn delays_and_ttls_fire_whichever_process_is_alive() {
     let url = database().await;
     let first = producer(&url).await;
     let delayed = first
-        .trigger_with::<Double>(5, TriggerOptions::default().delay(Duration::from_millis(500)))
+        .trigger_with::<Double>(
+            5,
+            TriggerOptions::default().delay(Duration::from_millis(500)),
+        )
         .await
         .unwrap();
     let expiring = first

@@ -34,7 +34,11 @@ pub(crate) fn from_database_name(name: &str) -> Option<RunStatus> {
         "DEQUEUED" => RunStatus::Executing,
         "WAITING_TO_RESUME" => RunStatus::Frozen,
         "PENDING_VERSION" => RunStatus::WaitingForDeploy,
-        _ => return RunStatus::ALL.into_iter().find(|&s| database_name(s) == name),
+        _ => {
+            return RunStatus::ALL
+                .into_iter()
+                .find(|&s| database_name(s) == name);
+        }
     };
     Some(status)
 }
@@ -51,14 +55,24 @@ mod tests {
         let mut names: Vec<_> = RunStatus::ALL.map(database_name).into();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), RunStatus::ALL.len(), "two statuses share a name");
+        assert_eq!(
+            names.len(),
+            RunStatus::ALL.len(),
+            "two statuses share a name"
+        );
     }
 
     #[test]
     fn trigger_dev_names_runcast_never_writes_read_as_the_sdk_shows_them() {
         assert_eq!(from_database_name("DEQUEUED"), Some(RunStatus::Executing));
-        assert_eq!(from_database_name("WAITING_TO_RESUME"), Some(RunStatus::Frozen));
-        assert_eq!(from_database_name("PENDING_VERSION"), Some(RunStatus::WaitingForDeploy));
+        assert_eq!(
+            from_database_name("WAITING_TO_RESUME"),
+            Some(RunStatus::Frozen)
+        );
+        assert_eq!(
+            from_database_name("PENDING_VERSION"),
+            Some(RunStatus::WaitingForDeploy)
+        );
         assert_eq!(from_database_name("QUEUED"), None);
         assert_eq!(from_database_name("pending"), None);
     }
