@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use runcast::{
-    Cursor, Engine, FeedError, MetadataOp, Realtime, RunFeed, RunId, RunStatus, RunStreamExt,
-    Scope, TaskContext, TriggerOptions, realtime_union, task,
+    Cursor, Engine, FeedError, MetadataOp, Realtime, RunFeed, RunStatus, RunStreamExt, Scope,
+    TaskContext, TriggerOptions, realtime_union, task,
 };
+
+mod common;
+use common::{Hold, Noop, held_runs};
 
 /// Writes `n` small chunks (numbers) as fast as it can.
 #[task(id = "burst", streams(numbers = u64))]
@@ -20,18 +23,6 @@ async fn burst(n: u64, ctx: TaskContext) -> Result<u64, runcast::StreamError> {
         numbers.append(&i).await?;
     }
     Ok(n)
-}
-
-#[task(id = "noop")]
-async fn noop(n: u64, _ctx: TaskContext) -> Result<u64, String> {
-    Ok(n)
-}
-
-/// Stays executing until canceled: a live run whose metadata the benchmarks change.
-#[task(id = "hold")]
-async fn hold(_: (), ctx: TaskContext) -> Result<(), String> {
-    ctx.canceled().await;
-    Ok(())
 }
 
 realtime_union! {
@@ -44,25 +35,6 @@ realtime_union! {
     enum Held {
         Hold,
     }
-}
-
-/// `runs` live runs of `hold`, tagged `t`, executing.
-async fn held_runs(engine: &Engine, runs: usize) -> Vec<RunId> {
-    let tagged = TriggerOptions::default().tag("t");
-    let mut ids = Vec::new();
-    for _ in 0..runs {
-        let handle = engine
-            .trigger_with::<Hold>((), tagged.clone())
-            .await
-            .unwrap();
-        ids.push(handle.id().clone());
-    }
-    for id in &ids {
-        while engine.latest(id).await.unwrap().run.status != RunStatus::Executing {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
-    ids
 }
 
 /// A change of a run's metadata: `n` as its progress.
@@ -115,7 +87,7 @@ async fn latency(subscribers: usize, changes: usize) {
         .max_subscriptions(usize::MAX)
         .build()
         .unwrap();
-    let id = held_runs(&engine, 1).await.pop().unwrap();
+    let id = held_runs(&engine, "t", 1).await.pop().unwrap();
     // Each subscriber notes when its typed item of the current change arrived, in nanoseconds
     // since `base`; the last one to arrive wakes the publisher.
     let base = Instant::now();
@@ -185,7 +157,7 @@ async fn throughput(runs: usize, subscribers: usize, changes: usize) {
         .concurrency(runs + 1)
         .build()
         .unwrap();
-    let ids = held_runs(&engine, runs).await;
+    let ids = held_runs(&engine, "t", runs).await;
     let last = ids[0].clone();
     let mut counters = Vec::new();
     for _ in 0..subscribers {

@@ -106,8 +106,10 @@ impl EngineBuilder {
     /// Declares a task this engine triggers and watches but does not run, such as one
     /// declared with `#[task]` on a struct: its runs wait until an engine that registered its
     /// function ([`task`](Self::task)) attempts them, in another process that shares the
-    /// engine's store ([`postgres`](Self::postgres)). Triggers are checked as for a task that
-    /// runs here (payload type, metadata type, limits).
+    /// engine's store (`postgres`, with the feature of that name). Triggers are checked as
+    /// for a task that runs here (payload type, metadata type, limits). An engine that keeps
+    /// its runs in memory refuses to build with a declared task
+    /// ([`BuildError::DeclaredInMemory`]).
     pub fn declare<T: Task>(self) -> Self {
         self.register(T::ID, Arc::new(Declared::<T>::new()))
     }

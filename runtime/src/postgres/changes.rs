@@ -19,18 +19,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use deadpool_postgres::Transaction;
 use serde_json::value::RawValue;
 use tokio::sync::{Notify, watch};
-use tokio_postgres::{AsyncMessage, Client, Config, GenericClient, NoTls, Transaction};
+use tokio_postgres::{AsyncMessage, Client, Config, GenericClient, NoTls};
 
 use super::row;
 use crate::hub::RunHub;
 use crate::model::{AnyRun, BatchId, RunId, StoreError};
 
-/// The advisory lock under which positions are taken, held until commit.
-const CHANGE_LOCK: i64 = 0x7275_6e63_6173_7402;
-
-/// The channel the reader listens on.
+/// The channel the reader listens on (see [`POSITION`]).
 const CHANNEL: &str = "runcast_changes";
 
 /// The position of the latest change committed (0 if none ever was): every change at or
@@ -47,18 +45,16 @@ const BACKSTOP: Duration = Duration::from_secs(5);
 /// How long the reader waits before reconnecting after an error.
 const RECONNECT: Duration = Duration::from_secs(1);
 
-/// Takes the change log's lock, until `tx` commits, and asks for a notification at commit.
-/// Called once per transaction, after its other writes, before [`next_position`].
-pub(super) async fn lock(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1), pg_notify($2, '')",
-        &[&CHANGE_LOCK, &CHANNEL],
-    )
-    .await?;
-    Ok(())
-}
+/// The start of a statement that writes a change: `WITH` these, then the writes, which take
+/// the change's position from `p`. It takes the change log's lock (held until the
+/// transaction commits; taken again by a transaction that holds it, at no cost) before it
+/// takes the next position, and asks for a notification at commit. The lock's key is
+/// `0x7275_6e63_6173_7402` (the migrations' and the retention's are `...01` and `...03`).
+pub(super) const POSITION: &str = "WITH l AS (
+        SELECT pg_advisory_xact_lock(8247619665714705410), pg_notify('runcast_changes', '')),
+    p AS (SELECT nextval('runcast_position') AS position FROM l)";
 
-/// Appends a chunk of stream `stream` to the log (under [`lock`]); returns its position.
+/// Appends a chunk of stream `stream` to the log; returns its position.
 pub(super) async fn append_chunk(
     tx: &Transaction<'_>,
     run: &RunId,
@@ -68,7 +64,7 @@ pub(super) async fn append_chunk(
     append(tx, "chunk", run, None, Some(stream), Some(data.get())).await
 }
 
-/// Appends that a run was forgotten (under [`lock`]).
+/// Appends that a run was forgotten.
 pub(super) async fn append_forgotten(tx: &Transaction<'_>, run: &str) -> Result<u64, StoreError> {
     append(tx, "forgotten", &RunId::from(run), None, None, None).await
 }
@@ -81,10 +77,14 @@ async fn append(
     stream: Option<&str>,
     data: Option<&str>,
 ) -> Result<u64, StoreError> {
+    let query = format!(
+        "{POSITION} INSERT INTO runcast_changes (position, kind, run_id, batch_id, stream, data)
+         SELECT position, $1, $2, $3, $4, $5 FROM p RETURNING position"
+    );
+    let statement = tx.prepare_cached(&query).await?;
     let row = tx
         .query_one(
-            "INSERT INTO runcast_changes (position, kind, run_id, batch_id, stream, data)
-             VALUES (nextval('runcast_position'), $1, $2, $3, $4, $5) RETURNING position",
+            &statement,
             &[
                 &kind,
                 &run.as_str(),

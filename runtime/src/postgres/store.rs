@@ -1,7 +1,7 @@
 //! [`RunStore`] over Postgres: each operation one transaction, each change written to the run
 //! table and the change log, and reaching this process's hub through its change reader.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -180,7 +180,8 @@ impl Started {
             "SELECT {} FROM \"TaskRun\" WHERE id = $1 FOR UPDATE",
             row::COLUMNS
         );
-        let Some(found) = tx.query_opt(&query, &[&id.as_str()]).await? else {
+        let statement = tx.prepare_cached(&query).await?;
+        let Some(found) = tx.query_opt(&statement, &[&id.as_str()]).await? else {
             return Ok(None);
         };
         let (record, batch, _) = row::record(&found, self.store.inner.epoch)?;
@@ -208,10 +209,8 @@ impl Started {
         let mut params: Vec<Param<'_>> = written.params().to_vec();
         let more: [Param<'_>; 5] = [&forget_at, &batch, &data, &owner, &until];
         params.extend(more);
-        changes::lock(tx).await?;
         let query = format!(
-            "WITH p AS (SELECT nextval('runcast_position') AS position),
-                  r AS (UPDATE \"TaskRun\" SET {}, runcast_position = (SELECT position FROM p),
+            "{}, r AS (UPDATE \"TaskRun\" SET {}, runcast_position = (SELECT position FROM p),
                         runcast_forget_at = coalesce($21, runcast_forget_at),
                         runcast_lease_owner = CASE WHEN $2 = 'EXECUTING'
                             THEN coalesce($24, runcast_lease_owner) END,
@@ -220,9 +219,11 @@ impl Started {
                         WHERE id = $1)
              INSERT INTO runcast_changes (position, kind, run_id, batch_id, data)
              SELECT position, 'run', $1, $22, $23 FROM p RETURNING position",
+            changes::POSITION,
             row::SET_COLUMNS
         );
-        let row = tx.query_one(&query, &params).await?;
+        let statement = tx.prepare_cached(&query).await?;
+        let row = tx.query_one(&statement, &params).await?;
         Ok(row.get::<_, i64>(0).cast_unsigned())
     }
 
@@ -236,28 +237,51 @@ impl Started {
     async fn write_hidden(&self, tx: &Transaction<'_>, record: &Record) -> Result<(), StoreError> {
         let written = Written::of(record)?;
         let query = format!("UPDATE \"TaskRun\" SET {} WHERE id = $1", row::SET_COLUMNS);
-        tx.execute(&query, &written.params()).await?;
+        let statement = tx.prepare_cached(&query).await?;
+        tx.execute(&statement, &written.params()).await?;
         Ok(())
     }
 
-    /// Stores one new run (its number given here); returns its position.
+    /// Numbers new runs per task (1, 2, 3... in the order given). Each task's counter row
+    /// stays locked until the transaction ends: they are taken in the tasks' order, and before
+    /// the change log's lock, so that writers never wait for each other in a cycle.
+    async fn number(
+        &self,
+        tx: &Transaction<'_>,
+        records: &mut [&mut Record],
+    ) -> Result<(), StoreError> {
+        let mut counts: BTreeMap<&str, i32> = BTreeMap::new();
+        for record in records.iter() {
+            *counts.entry(&record.snapshot.task_identifier).or_default() += 1;
+        }
+        let statement = tx
+            .prepare_cached(
+                "INSERT INTO runcast_task_numbers (task, last) VALUES ($1, $2)
+                 ON CONFLICT (task) DO UPDATE SET last = runcast_task_numbers.last + $2
+                 RETURNING last",
+            )
+            .await?;
+        let mut next: BTreeMap<String, i32> = BTreeMap::new();
+        for (task, count) in counts {
+            let last: i32 = tx.query_one(&statement, &[&task, &count]).await?.get(0);
+            next.insert(task.to_owned(), last - count + 1);
+        }
+        for record in records.iter_mut() {
+            let number = next.get_mut(&*record.snapshot.task_identifier);
+            let number = number.map_or(0, |n| std::mem::replace(n, *n + 1));
+            record.run().number = u64::try_from(number).unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    /// Stores one new run, numbered; returns its position.
     async fn insert(
         &self,
         tx: &Transaction<'_>,
-        record: &mut Record,
+        record: &Record,
         batch: Option<&BatchId>,
     ) -> Result<u64, StoreError> {
-        let task = &*record.snapshot.task_identifier;
-        let number: i32 = tx
-            .query_one(
-                "INSERT INTO runcast_task_numbers (task, last) VALUES ($1, 1)
-                 ON CONFLICT (task) DO UPDATE SET last = runcast_task_numbers.last + 1
-                 RETURNING last",
-                &[&task],
-            )
-            .await?
-            .get(0);
-        record.run().number = u64::try_from(number).unwrap_or_default();
+        let number = i32::try_from(record.snapshot.number).unwrap_or(i32::MAX);
         let run = &*record.snapshot;
         let written = Written::of(record)?;
         let data = serde_json::to_string(run).map_err(StoreError::new)?;
@@ -285,8 +309,8 @@ impl Started {
             &expire_at,
         ];
         params.extend(more);
-        let query = "WITH p AS (SELECT nextval('runcast_position') AS position),
-                  r AS (INSERT INTO \"TaskRun\" (id, \"friendlyId\", status, \"updatedAt\",
+        let query = format!(
+            "{}, r AS (INSERT INTO \"TaskRun\" (id, \"friendlyId\", status, \"updatedAt\",
                         \"startedAt\", \"delayUntil\", \"queuedAt\", \"expiredAt\", \"completedAt\",
                         \"usageDurationMs\", \"costInCents\", \"baseCostInCents\", output, metadata,
                         \"runTags\", error, \"realtimeStreams\", runcast_attempts,
@@ -299,8 +323,11 @@ impl Started {
                         $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28,
                         $29, $30, $32, position, position FROM p)
              INSERT INTO runcast_changes (position, kind, run_id, batch_id, data)
-             SELECT position, 'run', $1, $28, $31 FROM p RETURNING position";
-        let row = tx.query_one(query, &params).await?;
+             SELECT position, 'run', $1, $28, $31 FROM p RETURNING position",
+            changes::POSITION
+        );
+        let statement = tx.prepare_cached(&query).await?;
+        let row = tx.query_one(&statement, &params).await?;
         Ok(row.get::<_, i64>(0).cast_unsigned())
     }
 
@@ -317,24 +344,19 @@ impl Started {
         };
         let now = record.snapshot.created_at;
         let expires = to_column(now.checked_add(ttl).unwrap_or(now));
-        let claimed = tx
-            .query_opt(
+        let statement = tx
+            .prepare_cached(
                 "INSERT INTO runcast_idempotency (task, key, run_id, expires_at)
                  VALUES ($1, $2, $3, $4)
                  ON CONFLICT (task, key) DO UPDATE
                      SET run_id = excluded.run_id, expires_at = excluded.expires_at
                      WHERE runcast_idempotency.expires_at <= $5
                  RETURNING run_id",
-                &[
-                    task,
-                    key,
-                    &record.snapshot.id.as_str(),
-                    &expires,
-                    &to_column(now),
-                ],
             )
             .await?;
-        if claimed.is_some() {
+        let (id, now) = (record.snapshot.id.as_str(), to_column(now));
+        let params: [Param<'_>; 5] = [task, key, &id, &expires, &now];
+        if tx.query_opt(&statement, &params).await?.is_some() {
             return Ok(None);
         }
         // A new statement, so a new snapshot: it sees the run of a key that a concurrent
@@ -369,7 +391,8 @@ impl RunStore for Started {
 
     async fn caught_up(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
-        let row = client.query_one(changes::LATEST_POSITION, &[]).await?;
+        let statement = client.prepare_cached(changes::LATEST_POSITION).await?;
+        let row = client.query_one(&statement, &[]).await?;
         drop(client);
         self.published(row.get::<_, i64>(0).cast_unsigned()).await;
         Ok(())
@@ -405,20 +428,15 @@ impl RunStore for Started {
                 }
             }
         }
-        let mut last = 0;
         if !new.is_empty() {
-            // Numbers are taken in `insert`, their rows locked until commit; the log's lock
-            // is taken after every other lock, so writers never wait for each other in a
-            // cycle.
-            changes::lock(&tx).await?;
-            for (index, mut record) in new {
-                let position = self.insert(&tx, &mut record, batch.as_ref()).await?;
-                slots[index] = Slot::Done(Created::New(self.cursor(position).before()));
-                last = position;
+            let mut records: Vec<&mut Record> = new.iter_mut().map(|(_, r)| r).collect();
+            self.number(&tx, &mut records).await?;
+            for (index, record) in &new {
+                let position = self.insert(&tx, record, batch.as_ref()).await?;
+                slots[*index] = Slot::Done(Created::New(self.cursor(position).before()));
             }
         }
         tx.commit().await?;
-        self.published(last).await;
         Ok(slots
             .iter()
             .map(|slot| slot.created(&slots, &ids))
@@ -443,29 +461,28 @@ impl RunStore for Started {
         let was_executing = record.snapshot.status == RunStatus::Executing;
         let (result, visible) = apply(&mut record, change)?;
         let started = !was_executing && record.snapshot.status == RunStatus::Executing;
-        let position = match visible {
-            Visible::Yes { finished } => Some(
-                self.write_change(&tx, &record, batch.as_ref(), (finished, started))
-                    .await?,
-            ),
+        match visible {
+            Visible::Yes { finished } => {
+                let flags = (finished, started);
+                self.write_change(&tx, &record, batch.as_ref(), flags)
+                    .await?;
+            }
             Visible::No => {
                 if hidden != (record.attempts, record.stream_bytes, record.attempt_started) {
                     self.write_hidden(&tx, &record).await?;
                 }
-                None
             }
-        };
-        tx.commit().await.map_err(StoreError::from)?;
-        if let Some(position) = position {
-            self.published(position).await;
         }
+        // Published by the change reader; reads through the hub wait for it (`caught_up`).
+        tx.commit().await.map_err(StoreError::from)?;
         Ok(Some(result))
     }
 
     async fn snapshot(&self, id: &RunId) -> Result<Option<Arc<AnyRun>>, StoreError> {
         let client = self.client().await?;
         let query = format!("SELECT {} FROM \"TaskRun\" WHERE id = $1", row::COLUMNS);
-        let Some(found) = client.query_opt(&query, &[&id.as_str()]).await? else {
+        let statement = client.prepare_cached(&query).await?;
+        let Some(found) = client.query_opt(&statement, &[&id.as_str()]).await? else {
             return Ok(None);
         };
         let (record, _, _) = row::record(&found, self.store.inner.epoch)?;
@@ -491,11 +508,9 @@ impl RunStore for Started {
                 .await?;
         } else {
             self.write_hidden(&tx, &record).await?;
-            changes::lock(&tx).await?;
         }
         let position = changes::append_chunk(&tx, id, key, &data).await?;
         tx.commit().await.map_err(StoreError::from)?;
-        self.published(position).await;
         Ok(self.cursor(position))
     }
 
@@ -507,8 +522,8 @@ impl RunStore for Started {
         let client = self.client().await?;
         let now = to_column(Timestamp::now());
         let max = i64::try_from(max).unwrap_or(i64::MAX);
-        let rows = client
-            .query(
+        let statement = client
+            .prepare_cached(
                 "UPDATE \"TaskRun\" SET runcast_lease_owner = $3, runcast_lease_until = $4
                  WHERE id IN (
                      SELECT id FROM \"TaskRun\"
@@ -519,9 +534,11 @@ impl RunStore for Started {
                      ORDER BY runcast_position LIMIT $5
                      FOR UPDATE SKIP LOCKED)
                  RETURNING id, runcast_position",
-                &[&tasks, &now, &self.owner, &self.lease_until(), &max],
             )
             .await?;
+        let until = self.lease_until();
+        let params: [Param<'_>; 5] = [&tasks, &now, &self.owner, &until, &max];
+        let rows = client.query(&statement, &params).await?;
         let mut claimed: Vec<(i64, String)> =
             rows.iter().map(|row| (row.get(1), row.get(0))).collect();
         // In the order they were queued.
@@ -533,8 +550,8 @@ impl RunStore for Started {
         let client = self.client().await?;
         let now = to_column(Timestamp::now());
         let max = i64::try_from(max).unwrap_or(i64::MAX);
-        let rows = client
-            .query(
+        let statement = client
+            .prepare_cached(
                 "SELECT id, CASE WHEN status = 'EXECUTING' THEN 'lease'
                                  WHEN status = 'DELAYED' AND \"delayUntil\" <= $1 THEN 'delay'
                                  ELSE 'ttl' END
@@ -543,9 +560,9 @@ impl RunStore for Started {
                     OR (status IN ('PENDING', 'DELAYED') AND runcast_expire_at <= $1)
                     OR (status = 'EXECUTING' AND runcast_lease_until <= $1)
                  LIMIT $2",
-                &[&now, &max],
             )
             .await?;
+        let rows = client.query(&statement, &[&now, &max]).await?;
         Ok(rows
             .iter()
             .map(|row| {
@@ -596,7 +613,6 @@ impl RunStore for Started {
                     &[&ids],
                 )
                 .await?;
-                changes::lock(&tx).await?;
                 for id in &ids {
                     changes::append_forgotten(&tx, id).await?;
                 }

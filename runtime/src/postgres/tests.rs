@@ -152,11 +152,16 @@ async fn a_reader_never_skips_a_change_that_commits_after_a_greater_position() {
     let writers = (0..WRITERS).map(|writer| {
         let url = url.clone();
         tokio::spawn(async move {
-            let mut client = client(&url).await;
+            let config: tokio_postgres::Config = url.parse().unwrap();
+            let manager = deadpool_postgres::Manager::new(config, NoTls);
+            let pool = deadpool_postgres::Pool::builder(manager)
+                .max_size(1)
+                .build()
+                .unwrap();
+            let mut client = pool.get().await.unwrap();
             let mut committed = Vec::new();
             for n in 0..EACH {
                 let tx = client.transaction().await.unwrap();
-                changes::lock(&tx).await.unwrap();
                 let run = RunId::from(format!("run_{writer}_{n}"));
                 let data = serde_json::value::RawValue::from_string("1".into()).unwrap();
                 let position = changes::append_chunk(&tx, &run, "s", &data).await.unwrap();
