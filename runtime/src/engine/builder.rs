@@ -88,9 +88,12 @@ impl EngineBuilder {
     /// the same database share them. Subscriptions see the changes every process makes, and
     /// their cursors resume in any of them.
     ///
-    /// Runs are attempted by the engine that triggered them, in the process that triggered
-    /// them; runs left queued or delayed by a process that stopped are not yet taken over by
-    /// another (see the README's Postgres section).
+    /// Every engine that registered a task's function attempts its runs, whichever process
+    /// triggered them: it claims queued runs from the database for its free slots, holds each
+    /// attempt under a lease it renews, and fires the delays, TTLs and backoffs kept in the
+    /// runs' rows; a run whose process vanished is taken over once its lease runs out (see
+    /// [`PostgresStore::lease`](crate::PostgresStore::lease) and the README's Postgres
+    /// section).
     #[cfg(feature = "postgres")]
     pub fn postgres(mut self, store: crate::postgres::PostgresStore) -> Self {
         self.postgres = Some(store);

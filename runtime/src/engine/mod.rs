@@ -79,13 +79,16 @@ use crate::typed::Task;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
-/// It keeps its runs in this process's memory: they live as long as the engine. When it stops
-/// (see [`shutdown`](Self::shutdown)), or its last handle is dropped, every subscription ends,
-/// with [`FeedError::Stopped`] as its last item where it ended early (a run's feed that saw
-/// the run finish has ended already), and runs still queued, delayed or waiting for a retry
-/// are never run. Dropping the last handle stops it at once, without waiting: attempts still
-/// executing are dropped at their next `.await`, and their runs are lost with the engine (call
-/// `shutdown` first to let them finish).
+/// By default it keeps its runs in this process's memory: they live as long as the engine
+/// (with the feature `postgres`, `EngineBuilder::postgres` keeps them in a database that
+/// outlives it and that other processes share). When it stops (see
+/// [`shutdown`](Self::shutdown)), or its last handle is dropped, every subscription ends, with
+/// [`FeedError::Stopped`] as its last item where it ended early (a run's feed that saw the run
+/// finish has ended already), and runs still queued, delayed or waiting for a retry are never
+/// run by it. Dropping the last handle stops it at once, without waiting: attempts still
+/// executing are dropped at their next `.await`, and in memory their runs are lost with the
+/// engine (call `shutdown` first to let them finish); in a database, another process takes
+/// them over once their lease runs out.
 #[derive(Clone)]
 pub struct Engine {
     shared: Arc<Shared>,

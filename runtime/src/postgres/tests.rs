@@ -638,3 +638,129 @@ async fn delays_and_ttls_fire_whichever_process_is_alive() {
     assert_eq!(done.output, Some(10));
     drop(worker);
 }
+
+/// Writes `0..n` to `numbers`, each a chunk of its own.
+#[task(id = "pg-count", streams(numbers = u64))]
+async fn count(n: u64, ctx: TaskContext) -> Result<u64, crate::StreamError> {
+    let numbers = ctx.stream(Count::NUMBERS);
+    numbers.pipe(futures::stream::iter(0..n)).await?;
+    Ok(n)
+}
+
+/// Chunks are kept in Postgres: a process that runs nothing reads a run's stream, written in
+/// another, in order, and a process started later reads it from the start; a run's streams
+/// keep the engine's limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_written_in_one_process_are_read_in_order_in_others() {
+    use crate::RunStreamExt;
+    use futures::TryStreamExt;
+    let url = database().await;
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let reader = Engine::builder()
+        .postgres(store)
+        .declare::<Count>()
+        .build()
+        .unwrap();
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let writer = Engine::builder()
+        .postgres(store)
+        .task::<Count>()
+        .max_stream_bytes(100 * (crate::engine::store::CHUNK_OVERHEAD + 2))
+        .build()
+        .unwrap();
+    let handle = reader.trigger::<Count>(300).await.unwrap();
+    let scope = Scope::Run(handle.id().clone());
+    let items: Vec<crate::Realtime<AnyRun, crate::AnyChunk>> = (reader
+        .subscribe(scope, handle.cursor()))
+    .await
+    .unwrap()
+    .with_streams()
+    .until_finished()
+    .try_collect()
+    .await
+    .unwrap();
+    assert!(
+        items.windows(2).all(|w| w[0].cursor() < w[1].cursor()),
+        "one cursor order"
+    );
+    let numbers: Vec<u64> = items
+        .iter()
+        .filter_map(|item| match item {
+            crate::Realtime::Chunk(chunk) => Some(serde_json::from_str(chunk.data.get()).unwrap()),
+            crate::Realtime::Run(_) => None,
+        })
+        .collect();
+    // Within the limit: 100 chunks of one or two digits fit, the next is refused and fails
+    // the run.
+    assert_eq!(numbers, (0..100).collect::<Vec<_>>());
+    let last = reader.retrieve::<Count>(handle.id()).await.unwrap();
+    assert_eq!(last.status, RunStatus::Failed);
+    assert!(
+        last.error.unwrap().message.contains("over the limit"),
+        "the limit is the engine's"
+    );
+    drop((reader, writer));
+
+    let later = producer(&url).await;
+    let numbers: Vec<u64> = later
+        .read_stream(handle.id(), Count::NUMBERS)
+        .await
+        .unwrap()
+        .map_ok(|chunk| chunk.value)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(numbers, (0..100).collect::<Vec<_>>());
+}
+
+/// Finished runs are forgotten after the retention, with their chunks, changes and keys, and
+/// every process hears of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_runs_are_forgotten_after_the_retention_everywhere() {
+    let url = database().await;
+    let short = |store: PostgresStore| {
+        Engine::builder()
+            .postgres(store)
+            .task::<Double>()
+            .retention(Duration::from_millis(300))
+            .build()
+            .unwrap()
+    };
+    let first = short(PostgresStore::connect(&url).await.unwrap());
+    let second = short(PostgresStore::connect(&url).await.unwrap());
+    let keyed = TriggerOptions::default().idempotency_key("once");
+    let handle = first
+        .trigger_with::<Double>(4, keyed.clone())
+        .await
+        .unwrap();
+    assert_eq!(first.wait(&handle).await.unwrap().output, Some(8));
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let gone = |e: &Engine| {
+                let id = handle.id().clone();
+                let e = e.clone();
+                async move { e.latest(&id).await.is_err() }
+            };
+            if gone(&first).await && gone(&second).await {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the run was never forgotten");
+    let client = client(&url).await;
+    let left: i64 = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM \"TaskRun\") + (SELECT count(*) FROM runcast_idempotency)
+                  + (SELECT count(*) FROM runcast_changes WHERE kind <> 'forgotten')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "rows of the forgotten run are left");
+    // Its key starts a new run.
+    let again = second.trigger_with::<Double>(5, keyed).await.unwrap();
+    assert_ne!(again.id(), handle.id());
+}
