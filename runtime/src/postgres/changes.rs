@@ -16,15 +16,15 @@
 //! after reconnecting the reader reads from its position again, so it neither skips nor
 //! repeats a change.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use deadpool_postgres::Transaction;
 use serde_json::value::RawValue;
 use tokio::sync::{Notify, watch};
 use tokio_postgres::{AsyncMessage, Client, Config, GenericClient, NoTls};
 
 use super::row;
+use super::tx::{Param, Write};
 use crate::hub::RunHub;
 use crate::model::{AnyRun, BatchId, RunId, StoreError};
 
@@ -54,46 +54,41 @@ pub(super) const POSITION: &str = "WITH l AS (
         SELECT pg_advisory_xact_lock(8247619665714705410), pg_notify('runcast_changes', '')),
     p AS (SELECT nextval('runcast_position') AS position FROM l)";
 
+/// The statement that appends a chunk or a forgotten run to the log; returns its position.
+static APPEND: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{POSITION} INSERT INTO runcast_changes (position, kind, run_id, stream, data)
+         SELECT position, $1, $2, $3, $4 FROM p RETURNING position"
+    )
+});
+
 /// Appends a chunk of stream `stream` to the log; returns its position.
-pub(super) async fn append_chunk(
-    tx: &Transaction<'_>,
-    run: &RunId,
-    stream: &str,
-    data: &RawValue,
-) -> Result<u64, StoreError> {
-    append(tx, "chunk", run, None, Some(stream), Some(data.get())).await
+pub(super) fn append_chunk(run: &RunId, stream: &str, data: &RawValue) -> Write<'static> {
+    let params: Vec<Param> = vec![
+        Box::new("chunk"),
+        Box::new(run.as_str().to_owned()),
+        Box::new(stream.to_owned()),
+        Box::new(data.get().to_owned()),
+    ];
+    Write::new(&APPEND, params)
 }
 
-/// Appends that a run was forgotten.
-pub(super) async fn append_forgotten(tx: &Transaction<'_>, run: &str) -> Result<u64, StoreError> {
-    append(tx, "forgotten", &RunId::from(run), None, None, None).await
+/// Appends that a run was forgotten; returns its position.
+pub(super) fn append_forgotten(run: &str) -> Write<'static> {
+    let params: Vec<Param> = vec![
+        Box::new("forgotten"),
+        Box::new(run.to_owned()),
+        Box::new(None::<String>),
+        Box::new(None::<String>),
+    ];
+    Write::new(&APPEND, params)
 }
 
-async fn append(
-    tx: &Transaction<'_>,
-    kind: &str,
-    run: &RunId,
-    batch: Option<&BatchId>,
-    stream: Option<&str>,
-    data: Option<&str>,
-) -> Result<u64, StoreError> {
-    let query = format!(
-        "{POSITION} INSERT INTO runcast_changes (position, kind, run_id, batch_id, stream, data)
-         SELECT position, $1, $2, $3, $4, $5 FROM p RETURNING position"
-    );
-    let statement = tx.prepare_cached(&query).await?;
-    let row = tx
-        .query_one(
-            &statement,
-            &[
-                &kind,
-                &run.as_str(),
-                &batch.map(BatchId::as_str),
-                &stream,
-                &data,
-            ],
-        )
-        .await?;
+/// The position a write that appended a change returns.
+pub(super) fn position(rows: &[tokio_postgres::Row]) -> Result<u64, StoreError> {
+    let row = rows
+        .first()
+        .ok_or_else(|| StoreError::new("a change was written without a position"))?;
     Ok(row.get::<_, i64>(0).cast_unsigned())
 }
 
@@ -109,12 +104,18 @@ pub(super) async fn load(client: &mut Client, hub: &RunHub, epoch: u64) -> Resul
     // The latest position committed: every change at or before it is in this snapshot, and
     // every later one commits after it (commit order).
     let through: i64 = tx.query_one(LATEST_POSITION, &[]).await?.get(0);
+    // Each run kept, at its latest change (the log keeps it whatever its age).
     let query = format!(
-        "SELECT {} FROM \"TaskRun\" ORDER BY runcast_position",
+        "SELECT l.position, {} FROM \"TaskRun\" r
+         JOIN LATERAL (SELECT max(position) AS position FROM runcast_changes
+                       WHERE run_id = r.id AND kind = 'run') l ON true
+         ORDER BY l.position",
         row::COLUMNS
     );
     for row in tx.query(&query, &[]).await? {
-        let (record, batch, position) = row::record(&row, epoch)?;
+        let position: Option<i64> = row.get(0);
+        let (record, batch) = row::record_after(&row, 1, epoch)?;
+        let position = position.map_or(record.created.position() + 1, i64::cast_unsigned);
         hub.load_run(position, record.snapshot, batch);
     }
     // The latest changes, for subscriptions resumed from a cursor of another process.

@@ -19,6 +19,7 @@ mod store;
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+mod tx;
 
 pub(crate) use self::store::Started;
 

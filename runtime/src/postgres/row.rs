@@ -8,8 +8,8 @@ use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 use serde_json::value::RawValue;
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
 
+use super::tx::Param;
 use crate::engine::store::Record;
 use crate::model::{AnyRun, BatchId, Cursor, RunId, SerializedError, StoreError, Timestamp};
 use crate::wire::status::{database_name, from_database_name};
@@ -18,8 +18,7 @@ use crate::wire::status::{database_name, from_database_name};
 pub(super) const COLUMNS: &str = r#"id, "taskIdentifier", number, status, "createdAt",
     "updatedAt", "startedAt", "delayUntil", "queuedAt", "expiredAt", "completedAt", "isTest",
     "usageDurationMs", "costInCents", "baseCostInCents", ttl, payload, output, metadata,
-    "runTags", error, "realtimeStreams", "idempotencyKey", "batchId", runcast_position,
-    runcast_created, runcast_attempts, runcast_max_attempts, runcast_max_duration_ms,
+    "runTags", error, "realtimeStreams", "idempotencyKey", "batchId", runcast_created, runcast_attempts, runcast_max_attempts, runcast_max_duration_ms,
     runcast_stream_bytes, runcast_attempt_started_at, runcast_expire_at, runcast_retry_at,
     runcast_lease_until"#;
 
@@ -53,66 +52,86 @@ fn raw(text: Option<String>, column: &str) -> Result<Option<Arc<RawValue>>, Stor
     .transpose()
 }
 
-/// A run's record, its batch and the position of its latest change, from a row read with
+/// A run's record and its batch, from a row read with
 /// [`COLUMNS`] in the database of `epoch`.
-pub(super) fn record(row: &Row, epoch: u64) -> Result<(Record, Option<BatchId>, u64), StoreError> {
-    let status: String = row.try_get(3)?;
+pub(super) fn record(row: &Row, epoch: u64) -> Result<(Record, Option<BatchId>), StoreError> {
+    record_after(row, 0, epoch)
+}
+
+/// [`record`] from a row whose [`COLUMNS`] start at column `at`.
+pub(super) fn record_after(
+    row: &Row,
+    at: usize,
+    epoch: u64,
+) -> Result<(Record, Option<BatchId>), StoreError> {
+    let status: String = row.try_get(at + 3)?;
     let status = from_database_name(&status).ok_or_else(|| {
         StoreError::new(format!("unknown run status `{status}` in the run table"))
     })?;
     let error = row
-        .try_get::<_, Option<serde_json::Value>>(20)?
+        .try_get::<_, Option<serde_json::Value>>(at + 20)?
         .map(serde_json::from_value::<SerializedError>)
         .transpose()
         .map_err(|e| StoreError::new(format!("column error holds no error object: {e}")))?;
-    let position: i64 = row.try_get(24)?;
-    let created: i64 = row.try_get(25)?;
+    let created: i64 = row.try_get(at + 24)?;
     let run = AnyRun {
-        id: RunId::from(row.try_get::<_, String>(0)?),
-        task_identifier: row.try_get::<_, String>(1)?.into(),
-        number: u64::try_from(row.try_get::<_, i32>(2)?).unwrap_or_default(),
+        id: RunId::from(row.try_get::<_, String>(at)?),
+        task_identifier: row.try_get::<_, String>(at + 1)?.into(),
+        number: u64::try_from(row.try_get::<_, i32>(at + 2)?).unwrap_or_default(),
         status,
-        created_at: from_column(row.try_get(4)?),
-        updated_at: from_column(row.try_get(5)?),
-        started_at: row.try_get::<_, Option<DateTime>>(6)?.map(from_column),
-        delayed_until: row.try_get::<_, Option<DateTime>>(7)?.map(from_column),
-        queued_at: row.try_get::<_, Option<DateTime>>(8)?.map(from_column),
-        expired_at: row.try_get::<_, Option<DateTime>>(9)?.map(from_column),
-        finished_at: row.try_get::<_, Option<DateTime>>(10)?.map(from_column),
-        is_test: row.try_get(11)?,
-        duration_ms: u64::try_from(row.try_get::<_, i32>(12)?).unwrap_or_default(),
-        cost_in_cents: row.try_get(13)?,
-        base_cost_in_cents: row.try_get(14)?,
-        ttl: row.try_get(15)?,
-        payload: raw(row.try_get(16)?, "payload")?,
-        output: raw(row.try_get(17)?, "output")?,
-        metadata: raw(row.try_get(18)?, "metadata")?,
+        created_at: from_column(row.try_get(at + 4)?),
+        updated_at: from_column(row.try_get(at + 5)?),
+        started_at: row.try_get::<_, Option<DateTime>>(at + 6)?.map(from_column),
+        delayed_until: row.try_get::<_, Option<DateTime>>(at + 7)?.map(from_column),
+        queued_at: row.try_get::<_, Option<DateTime>>(at + 8)?.map(from_column),
+        expired_at: row.try_get::<_, Option<DateTime>>(at + 9)?.map(from_column),
+        finished_at: row
+            .try_get::<_, Option<DateTime>>(at + 10)?
+            .map(from_column),
+        is_test: row.try_get(at + 11)?,
+        duration_ms: u64::try_from(row.try_get::<_, i32>(at + 12)?).unwrap_or_default(),
+        cost_in_cents: row.try_get(at + 13)?,
+        base_cost_in_cents: row.try_get(at + 14)?,
+        ttl: row.try_get(at + 15)?,
+        payload: raw(row.try_get(at + 16)?, "payload")?,
+        output: raw(row.try_get(at + 17)?, "output")?,
+        metadata: raw(row.try_get(at + 18)?, "metadata")?,
         tags: row
-            .try_get::<_, Option<Vec<String>>>(19)?
+            .try_get::<_, Option<Vec<String>>>(at + 19)?
             .unwrap_or_default()
             .into(),
         error,
-        realtime_streams: row.try_get(21)?,
-        idempotency_key: row.try_get(22)?,
+        realtime_streams: row.try_get(at + 21)?,
+        idempotency_key: row.try_get(at + 22)?,
     };
-    let batch = row.try_get::<_, Option<String>>(23)?.map(BatchId::from);
+    let batch = row
+        .try_get::<_, Option<String>>(at + 23)?
+        .map(BatchId::from);
     let record = Record {
         snapshot: Arc::new(run),
         created: Cursor::new(epoch, created.cast_unsigned()).before(),
-        attempts: u32::try_from(row.try_get::<_, i32>(26)?).unwrap_or_default(),
-        max_attempts: u32::try_from(row.try_get::<_, i32>(27)?).unwrap_or_default(),
+        attempts: u32::try_from(row.try_get::<_, i32>(at + 25)?).unwrap_or_default(),
+        max_attempts: u32::try_from(row.try_get::<_, i32>(at + 26)?).unwrap_or_default(),
         max_duration: row
-            .try_get::<_, Option<i64>>(28)?
+            .try_get::<_, Option<i64>>(at + 27)?
             .map(|ms| Duration::from_millis(ms.cast_unsigned())),
         // Keys live in their own table: a change never needs them.
         idempotency: None,
-        stream_bytes: usize::try_from(row.try_get::<_, i64>(29)?).unwrap_or_default(),
-        attempt_started: row.try_get::<_, Option<DateTime>>(30)?.map(from_column),
-        expire_at: row.try_get::<_, Option<DateTime>>(31)?.map(from_column),
-        retry_at: row.try_get::<_, Option<DateTime>>(32)?.map(from_column),
-        lease_until: row.try_get::<_, Option<DateTime>>(33)?.map(from_column),
+        stream_bytes: usize::try_from(row.try_get::<_, i64>(at + 28)?).unwrap_or_default(),
+        attempt_started: row
+            .try_get::<_, Option<DateTime>>(at + 29)?
+            .map(from_column),
+        expire_at: row
+            .try_get::<_, Option<DateTime>>(at + 30)?
+            .map(from_column),
+        retry_at: row
+            .try_get::<_, Option<DateTime>>(at + 31)?
+            .map(from_column),
+        lease_until: row
+            .try_get::<_, Option<DateTime>>(at + 32)?
+            .map(from_column),
     };
-    Ok((record, batch, position.cast_unsigned()))
+    Ok((record, batch))
 }
 
 /// What a change writes of a record, as the parameters of [`SET_COLUMNS`].
@@ -170,29 +189,29 @@ impl Written {
         })
     }
 
-    /// `$1` (the id) and the parameters of [`SET_COLUMNS`].
-    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 20] {
-        [
-            &self.id,
-            &self.status,
-            &self.updated_at,
-            &self.started_at,
-            &self.delayed_until,
-            &self.queued_at,
-            &self.expired_at,
-            &self.finished_at,
-            &self.duration_ms,
-            &self.cost_in_cents,
-            &self.base_cost_in_cents,
-            &self.output,
-            &self.metadata,
-            &self.tags,
-            &self.error,
-            &self.realtime_streams,
-            &self.attempts,
-            &self.stream_bytes,
-            &self.attempt_started,
-            &self.retry_at,
+    /// `$1` (the id) and the parameters of [`SET_COLUMNS`], in order.
+    pub(super) fn params(self) -> Vec<Param> {
+        vec![
+            Box::new(self.id),
+            Box::new(self.status),
+            Box::new(self.updated_at),
+            Box::new(self.started_at),
+            Box::new(self.delayed_until),
+            Box::new(self.queued_at),
+            Box::new(self.expired_at),
+            Box::new(self.finished_at),
+            Box::new(self.duration_ms),
+            Box::new(self.cost_in_cents),
+            Box::new(self.base_cost_in_cents),
+            Box::new(self.output),
+            Box::new(self.metadata),
+            Box::new(self.tags),
+            Box::new(self.error),
+            Box::new(self.realtime_streams),
+            Box::new(self.attempts),
+            Box::new(self.stream_bytes),
+            Box::new(self.attempt_started),
+            Box::new(self.retry_at),
         ]
     }
 }

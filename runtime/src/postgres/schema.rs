@@ -69,8 +69,7 @@ CREATE TABLE "TaskRun" (
     "idempotencyKey" text,
     "batchId" text,
     -- runcast's columns.
-    -- The position of the run's latest change, and of its creation.
-    runcast_position bigint NOT NULL,
+    -- The position of the run's creation (that of its latest change is in the log).
     runcast_created bigint NOT NULL,
     runcast_attempts integer NOT NULL DEFAULT 0,
     runcast_max_attempts integer NOT NULL,
@@ -88,22 +87,27 @@ CREATE TABLE "TaskRun" (
     runcast_lease_until timestamp(3),
     -- When a finished run is forgotten.
     runcast_forget_at timestamp(3)
-);
--- Runs waiting for an attempt, by task, in the order they were queued.
-CREATE INDEX "TaskRun_waiting" ON "TaskRun" ("taskIdentifier", runcast_position)
+)
+-- Room on each page for a row's next version: a change that moves no indexed column (most
+-- metadata and output changes) is then a heap-only update, which touches no index.
+WITH (fillfactor = 70);
+-- Runs waiting for an attempt, by task, in the order they were created.
+CREATE INDEX "TaskRun_waiting" ON "TaskRun" ("taskIdentifier", runcast_created)
     WHERE status IN ('PENDING', 'RETRYING_AFTER_FAILURE');
 -- Runs with a timer: a delay, a TTL, a lease.
 CREATE INDEX "TaskRun_delayed" ON "TaskRun" ("delayUntil") WHERE status = 'DELAYED';
 CREATE INDEX "TaskRun_expiring" ON "TaskRun" (runcast_expire_at)
     WHERE status IN ('PENDING', 'DELAYED') AND runcast_expire_at IS NOT NULL;
 CREATE INDEX "TaskRun_executing" ON "TaskRun" (runcast_lease_until) WHERE status = 'EXECUTING';
-CREATE INDEX "TaskRun_runTags" ON "TaskRun" USING gin ("runTags");
-CREATE INDEX "TaskRun_batchId" ON "TaskRun" ("batchId") WHERE "batchId" IS NOT NULL;
+-- Only the indexes runcast's own queries use: feeds by tag and batch are served from each
+-- process's memory, so runcast keeps no index on "runTags" or "batchId" (an Electric
+-- deployment serving this table adds what its shapes need).
 CREATE INDEX "TaskRun_forget" ON "TaskRun" (runcast_forget_at)
     WHERE runcast_forget_at IS NOT NULL;
 
 -- The change log: every change of a run (its whole snapshot), every chunk, every run
--- forgotten, in commit order. Readers read the rows after their position.
+-- forgotten, in commit order. Readers read the rows after their position. The retention
+-- deletes old changes, but never the latest change of a run still kept.
 CREATE TABLE runcast_changes (
     position bigint PRIMARY KEY,
     -- 'run': `data` is the run's snapshot; 'chunk': `data` is the chunk of stream `stream`;

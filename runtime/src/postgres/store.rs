@@ -2,10 +2,10 @@
 //! table and the change log, and reaching this process's hub through its change reader.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use deadpool_postgres::{Object, Transaction};
+use deadpool_postgres::{Object, Pool};
 use serde_json::value::RawValue;
 use std::sync::Mutex;
 
@@ -13,15 +13,13 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::row::{self, Written, to_column};
+use super::tx::{Param, Tx, Write};
 use super::{PostgresStore, changes};
 use crate::engine::StreamError;
 use crate::engine::store::{Created, Record, RunStore, Visible, admit_chunk, apply};
 use crate::engine::timers::Timer;
 use crate::hub::{HubConfig, RunHub};
 use crate::model::{AnyRun, BatchId, Cursor, RunId, RunStatus, StoreError, Timestamp};
-
-/// A statement's parameter.
-type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
 
 /// The advisory lock of forgetting finished runs: one process at a time does it.
 const FORGET_LOCK: i64 = 0x7275_6e63_6173_7403;
@@ -157,6 +155,10 @@ impl Started {
         Ok(self.store.inner.pool.get().await?)
     }
 
+    fn pool(&self) -> &Pool {
+        &self.store.inner.pool
+    }
+
     fn cursor(&self, position: u64) -> Cursor {
         Cursor::new(self.store.inner.epoch, position)
     }
@@ -170,61 +172,47 @@ impl Started {
             .await;
     }
 
-    /// The run's record and batch, its row locked until `tx` ends.
+    /// Begins a transaction with the run's row locked until it ends; returns the run's
+    /// record and batch.
     async fn locked(
         &self,
-        tx: &Transaction<'_>,
         id: &RunId,
-    ) -> Result<Option<(Record, Option<BatchId>)>, StoreError> {
-        let query = format!(
-            "SELECT {} FROM \"TaskRun\" WHERE id = $1 FOR UPDATE",
-            row::COLUMNS
-        );
-        let statement = tx.prepare_cached(&query).await?;
-        let Some(found) = tx.query_opt(&statement, &[&id.as_str()]).await? else {
-            return Ok(None);
+    ) -> Result<(Tx, Option<(Record, Option<BatchId>)>), StoreError> {
+        let select = Write::new(&LOCK, vec![Box::new(id.as_str().to_owned())]);
+        let (tx, rows) = Tx::begin_with(self.pool(), &select).await?;
+        let Some(found) = rows.first() else {
+            return Ok((tx, None));
         };
-        let (record, batch, _) = row::record(&found, self.store.inner.epoch)?;
-        Ok(Some((record, batch)))
+        let (record, batch) = row::record(found, self.store.inner.epoch)?;
+        Ok((tx, Some((record, batch))))
     }
 
-    /// Writes a changed record to its row and, under the change log's lock, its snapshot to
-    /// the log; returns the change's position. A run that starts executing (`started`) is
-    /// leased to this process; a run that stops executing is leased to none.
-    async fn write_change(
+    /// The writes of a changed record: to its row (what subscribers see, and the rest), then
+    /// of its snapshot to the log, which returns the change's position. Sent together with the
+    /// commit ([`Tx::commit_after`]), the second, which takes the change log's lock, starts
+    /// as soon as the first is done. A run that starts executing (`started`) is leased to this
+    /// process; a run that stops executing is leased to none.
+    fn change(
         &self,
-        tx: &Transaction<'_>,
         record: &Record,
         batch: Option<&BatchId>,
         (finished, started): (bool, bool),
-    ) -> Result<u64, StoreError> {
-        let written = Written::of(record)?;
+    ) -> Result<(Write<'static>, Write<'static>), StoreError> {
+        let mut params = Written::of(record)?.params();
         let forget_at = finished
             .then(|| Timestamp::now().checked_add(self.retention).map(to_column))
             .flatten();
+        params.push(Box::new(forget_at));
+        params.push(Box::new(started.then(|| self.owner.clone())));
+        params.push(Box::new(started.then(|| self.lease_until())));
+        let row = Write::new(&CHANGE_ROW, params);
         let data = serde_json::to_string(&*record.snapshot).map_err(StoreError::new)?;
-        let batch = batch.map(BatchId::as_str);
-        let owner = started.then_some(self.owner.as_str());
-        let until = started.then(|| self.lease_until());
-        let mut params: Vec<Param<'_>> = written.params().to_vec();
-        let more: [Param<'_>; 5] = [&forget_at, &batch, &data, &owner, &until];
-        params.extend(more);
-        let query = format!(
-            "{}, r AS (UPDATE \"TaskRun\" SET {}, runcast_position = (SELECT position FROM p),
-                        runcast_forget_at = coalesce($21, runcast_forget_at),
-                        runcast_lease_owner = CASE WHEN $2 = 'EXECUTING'
-                            THEN coalesce($24, runcast_lease_owner) END,
-                        runcast_lease_until = CASE WHEN $2 = 'EXECUTING'
-                            THEN coalesce($25, runcast_lease_until) END
-                        WHERE id = $1)
-             INSERT INTO runcast_changes (position, kind, run_id, batch_id, data)
-             SELECT position, 'run', $1, $22, $23 FROM p RETURNING position",
-            changes::POSITION,
-            row::SET_COLUMNS
-        );
-        let statement = tx.prepare_cached(&query).await?;
-        let row = tx.query_one(&statement, &params).await?;
-        Ok(row.get::<_, i64>(0).cast_unsigned())
+        let log: Vec<Param> = vec![
+            Box::new(record.snapshot.id.as_str().to_owned()),
+            Box::new(batch.map(|b| b.as_str().to_owned())),
+            Box::new(data),
+        ];
+        Ok((row, Write::new(&CHANGE_LOG, log)))
     }
 
     /// When a lease taken or renewed now runs out.
@@ -233,38 +221,32 @@ impl Started {
         to_column(now.checked_add(self.store.lease).unwrap_or(now))
     }
 
-    /// Writes what a change did to a record's fields that no subscriber sees.
-    async fn write_hidden(&self, tx: &Transaction<'_>, record: &Record) -> Result<(), StoreError> {
-        let written = Written::of(record)?;
-        let query = format!("UPDATE \"TaskRun\" SET {} WHERE id = $1", row::SET_COLUMNS);
-        let statement = tx.prepare_cached(&query).await?;
-        tx.execute(&statement, &written.params()).await?;
-        Ok(())
+    /// The write of what a change did to a record's fields that no subscriber sees.
+    fn hidden(record: &Record) -> Result<Write<'static>, StoreError> {
+        Ok(Write::new(&HIDDEN, Written::of(record)?.params()))
     }
 
     /// Numbers new runs per task (1, 2, 3... in the order given). Each task's counter row
     /// stays locked until the transaction ends: they are taken in the tasks' order, and before
     /// the change log's lock, so that writers never wait for each other in a cycle.
-    async fn number(
-        &self,
-        tx: &Transaction<'_>,
-        records: &mut [&mut Record],
-    ) -> Result<(), StoreError> {
-        let mut counts: BTreeMap<&str, i32> = BTreeMap::new();
+    async fn number(&self, tx: &Tx, records: &mut [&mut Record]) -> Result<(), StoreError> {
+        let mut counts: BTreeMap<String, i32> = BTreeMap::new();
         for record in records.iter() {
-            *counts.entry(&record.snapshot.task_identifier).or_default() += 1;
+            *counts
+                .entry(record.snapshot.task_identifier.to_string())
+                .or_default() += 1;
         }
-        let statement = tx
-            .prepare_cached(
+        let mut next: BTreeMap<String, i32> = BTreeMap::new();
+        for (task, count) in counts {
+            let reserve = Write::new(
                 "INSERT INTO runcast_task_numbers (task, last) VALUES ($1, $2)
                  ON CONFLICT (task) DO UPDATE SET last = runcast_task_numbers.last + $2
                  RETURNING last",
-            )
-            .await?;
-        let mut next: BTreeMap<String, i32> = BTreeMap::new();
-        for (task, count) in counts {
-            let last: i32 = tx.query_one(&statement, &[&task, &count]).await?.get(0);
-            next.insert(task.to_owned(), last - count + 1);
+                vec![Box::new(task.clone()), Box::new(count)],
+            );
+            let rows = tx.run(&reserve).await?;
+            let last: i32 = rows.first().map_or(count, |row| row.get(0));
+            next.insert(task, last - count + 1);
         }
         for record in records.iter_mut() {
             let number = next.get_mut(&*record.snapshot.task_identifier);
@@ -274,68 +256,36 @@ impl Started {
         Ok(())
     }
 
-    /// Stores one new run, numbered; returns its position.
-    async fn insert(
-        &self,
-        tx: &Transaction<'_>,
-        record: &Record,
-        batch: Option<&BatchId>,
-    ) -> Result<u64, StoreError> {
-        let number = i32::try_from(record.snapshot.number).unwrap_or(i32::MAX);
+    /// The write that stores one new run, numbered; it returns its position.
+    fn insert(record: &Record, batch: Option<&BatchId>) -> Result<Write<'static>, StoreError> {
         let run = &*record.snapshot;
-        let written = Written::of(record)?;
+        let mut params = Written::of(record)?.params();
         let data = serde_json::to_string(run).map_err(StoreError::new)?;
-        let payload = run.payload.as_ref().map(|raw| raw.get());
-        let created_at = to_column(run.created_at);
-        let max_attempts = i32::try_from(record.max_attempts).unwrap_or(i32::MAX);
-        let max_duration =
-            (record.max_duration).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let batch = batch.map(BatchId::as_str);
-        let task: &str = &run.task_identifier;
-        let mut params: Vec<Param<'_>> = written.params().to_vec();
-        let expire_at = record.expire_at.map(to_column);
-        let more: [Param<'_>; 12] = [
-            &task,
-            &number,
-            &created_at,
-            &run.is_test,
-            &run.ttl,
-            &payload,
-            &run.idempotency_key,
-            &batch,
-            &max_attempts,
-            &max_duration,
-            &data,
-            &expire_at,
+        let more: [Param; 12] = [
+            Box::new(run.task_identifier.to_string()),
+            Box::new(i32::try_from(run.number).unwrap_or(i32::MAX)),
+            Box::new(to_column(run.created_at)),
+            Box::new(run.is_test),
+            Box::new(run.ttl.clone()),
+            Box::new(run.payload.as_ref().map(|raw| raw.get().to_owned())),
+            Box::new(run.idempotency_key.clone()),
+            Box::new(batch.map(|b| b.as_str().to_owned())),
+            Box::new(i32::try_from(record.max_attempts).unwrap_or(i32::MAX)),
+            Box::new(
+                (record.max_duration).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            ),
+            Box::new(data),
+            Box::new(record.expire_at.map(to_column)),
         ];
         params.extend(more);
-        let query = format!(
-            "{}, r AS (INSERT INTO \"TaskRun\" (id, \"friendlyId\", status, \"updatedAt\",
-                        \"startedAt\", \"delayUntil\", \"queuedAt\", \"expiredAt\", \"completedAt\",
-                        \"usageDurationMs\", \"costInCents\", \"baseCostInCents\", output, metadata,
-                        \"runTags\", error, \"realtimeStreams\", runcast_attempts,
-                        runcast_stream_bytes, runcast_attempt_started_at, runcast_retry_at,
-                        \"taskIdentifier\", number, \"createdAt\", \"isTest\", ttl, payload,
-                        \"idempotencyKey\", \"batchId\", runcast_max_attempts,
-                        runcast_max_duration_ms, runcast_expire_at, runcast_position,
-                        runcast_created)
-                        SELECT $1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-                        $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28,
-                        $29, $30, $32, position, position FROM p)
-             INSERT INTO runcast_changes (position, kind, run_id, batch_id, data)
-             SELECT position, 'run', $1, $28, $31 FROM p RETURNING position",
-            changes::POSITION
-        );
-        let statement = tx.prepare_cached(&query).await?;
-        let row = tx.query_one(&statement, &params).await?;
-        Ok(row.get::<_, i64>(0).cast_unsigned())
+        Ok(Write::new(&INSERT, params))
     }
 
     /// The run an idempotency key started and still holds, with its creation; or `None`,
     /// having made the key `record`'s.
     async fn claim_key(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Tx,
         record: &Record,
         ttl: Duration,
     ) -> Result<Option<Created>, StoreError> {
@@ -344,38 +294,45 @@ impl Started {
         };
         let now = record.snapshot.created_at;
         let expires = to_column(now.checked_add(ttl).unwrap_or(now));
-        let statement = tx
-            .prepare_cached(
-                "INSERT INTO runcast_idempotency (task, key, run_id, expires_at)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (task, key) DO UPDATE
-                     SET run_id = excluded.run_id, expires_at = excluded.expires_at
-                     WHERE runcast_idempotency.expires_at <= $5
-                 RETURNING run_id",
-            )
-            .await?;
-        let (id, now) = (record.snapshot.id.as_str(), to_column(now));
-        let params: [Param<'_>; 5] = [task, key, &id, &expires, &now];
-        if tx.query_opt(&statement, &params).await?.is_some() {
+        let id = record.snapshot.id.as_str().to_owned();
+        let claim = Write::new(
+            "INSERT INTO runcast_idempotency (task, key, run_id, expires_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (task, key) DO UPDATE
+                 SET run_id = excluded.run_id, expires_at = excluded.expires_at
+                 WHERE runcast_idempotency.expires_at <= $5
+             RETURNING run_id",
+            vec![
+                Box::new(*task),
+                Box::new(key.clone()),
+                Box::new(id.clone()),
+                Box::new(expires),
+                Box::new(to_column(now)),
+            ],
+        );
+        if !tx.run(&claim).await?.is_empty() {
             return Ok(None);
         }
         // A new statement, so a new snapshot: it sees the run of a key that a concurrent
         // transaction claimed and committed while this one waited for it.
-        let existing = tx
-            .query_opt(
-                "SELECT r.id, r.runcast_created FROM runcast_idempotency k
-                 JOIN \"TaskRun\" r ON r.id = k.run_id WHERE k.task = $1 AND k.key = $2",
-                &[task, key],
-            )
-            .await?;
-        let Some(existing) = existing else {
+        let existing = Write::new(
+            "SELECT r.id, r.runcast_created FROM runcast_idempotency k
+             JOIN \"TaskRun\" r ON r.id = k.run_id WHERE k.task = $1 AND k.key = $2",
+            vec![Box::new(*task), Box::new(key.clone())],
+        );
+        let Some(existing) = tx.run(&existing).await?.into_iter().next() else {
             // The key's run is no longer kept: the key is this run's now.
-            tx.execute(
+            let take = Write::new(
                 "UPDATE runcast_idempotency SET run_id = $3, expires_at = $4
                  WHERE task = $1 AND key = $2",
-                &[task, key, &record.snapshot.id.as_str(), &expires],
-            )
-            .await?;
+                vec![
+                    Box::new(*task),
+                    Box::new(key.clone()),
+                    Box::new(id),
+                    Box::new(expires),
+                ],
+            );
+            tx.run(&take).await?;
             return Ok(None);
         };
         let id = RunId::from(existing.get::<_, String>(0));
@@ -383,6 +340,61 @@ impl Started {
         Ok(Some(Created::Existing(id, created.before())))
     }
 }
+
+/// Selects a run's row, locked until the transaction ends.
+static LOCK: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM \"TaskRun\" WHERE id = $1 FOR UPDATE",
+        row::COLUMNS
+    )
+});
+
+/// Writes a changed record to its row (see [`Started::change`]).
+static CHANGE_ROW: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE \"TaskRun\" SET {},
+            runcast_forget_at = coalesce($21, runcast_forget_at),
+            runcast_lease_owner = CASE WHEN $2 = 'EXECUTING'
+                THEN coalesce($22, runcast_lease_owner) END,
+            runcast_lease_until = CASE WHEN $2 = 'EXECUTING'
+                THEN coalesce($23, runcast_lease_until) END
+         WHERE id = $1",
+        row::SET_COLUMNS
+    )
+});
+
+/// Writes a change's snapshot to the log (see [`Started::change`]).
+static CHANGE_LOG: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} INSERT INTO runcast_changes (position, kind, run_id, batch_id, data)
+         SELECT position, 'run', $1, $2, $3 FROM p RETURNING position",
+        changes::POSITION
+    )
+});
+
+/// Writes a change no subscriber sees (see [`Started::hidden`]).
+static HIDDEN: LazyLock<String> =
+    LazyLock::new(|| format!("UPDATE \"TaskRun\" SET {} WHERE id = $1", row::SET_COLUMNS));
+
+/// Stores a new run (see [`Started::insert`]).
+static INSERT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{}, r AS (INSERT INTO \"TaskRun\" (id, \"friendlyId\", status, \"updatedAt\",
+                \"startedAt\", \"delayUntil\", \"queuedAt\", \"expiredAt\", \"completedAt\",
+                \"usageDurationMs\", \"costInCents\", \"baseCostInCents\", output, metadata,
+                \"runTags\", error, \"realtimeStreams\", runcast_attempts,
+                runcast_stream_bytes, runcast_attempt_started_at, runcast_retry_at,
+                \"taskIdentifier\", number, \"createdAt\", \"isTest\", ttl, payload,
+                \"idempotencyKey\", \"batchId\", runcast_max_attempts,
+                runcast_max_duration_ms, runcast_expire_at, runcast_created)
+                SELECT $1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28,
+                $29, $30, $32, position FROM p)
+         INSERT INTO runcast_changes (position, kind, run_id, batch_id, data)
+         SELECT position, 'run', $1, $28, $31 FROM p RETURNING position",
+        changes::POSITION
+    )
+});
 
 impl RunStore for Started {
     fn hub(&self) -> &RunHub {
@@ -404,8 +416,7 @@ impl RunStore for Started {
         batch: Option<BatchId>,
         idempotency_ttl: Duration,
     ) -> Result<Vec<Created>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
+        let tx = Tx::begin(self.pool()).await?;
         let ids: Vec<RunId> = runs.iter().map(|r| r.snapshot.id.clone()).collect();
         let mut slots = Vec::with_capacity(runs.len());
         // Keys used earlier in this call: two runs with one key are one run.
@@ -428,15 +439,25 @@ impl RunStore for Started {
                 }
             }
         }
-        if !new.is_empty() {
-            let mut records: Vec<&mut Record> = new.iter_mut().map(|(_, r)| r).collect();
-            self.number(&tx, &mut records).await?;
-            for (index, record) in &new {
-                let position = self.insert(&tx, record, batch.as_ref()).await?;
-                slots[*index] = Slot::Done(Created::New(self.cursor(position).before()));
+        let mut records: Vec<&mut Record> = new.iter_mut().map(|(_, r)| r).collect();
+        self.number(&tx, &mut records).await?;
+        let inserts = (new.iter())
+            .map(|(_, record)| Self::insert(record, batch.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The last one travels with the commit.
+        let mut positions = Vec::with_capacity(inserts.len());
+        match inserts.split_last() {
+            Some((last, rest)) => {
+                for insert in rest {
+                    positions.push(changes::position(&tx.run(insert).await?)?);
+                }
+                positions.push(changes::position(&tx.commit_with(last).await?)?);
             }
+            None => tx.commit().await?,
         }
-        tx.commit().await?;
+        for ((index, _), position) in new.iter().zip(positions) {
+            slots[*index] = Slot::Done(Created::New(self.cursor(position).before()));
+        }
         Ok(slots
             .iter()
             .map(|slot| slot.created(&slots, &ids))
@@ -449,32 +470,35 @@ impl RunStore for Started {
         when: impl FnOnce(RunStatus) -> bool + Send,
         change: impl FnOnce(&mut Record) -> Result<R, E> + Send,
     ) -> Result<Option<R>, E> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(StoreError::from)?;
-        let Some((mut record, batch)) = self.locked(&tx, id).await? else {
+        let (tx, found) = self.locked(id).await?;
+        let Some((mut record, batch)) = found.filter(|(r, _)| when(r.snapshot.status)) else {
+            tx.commit().await?;
             return Ok(None);
         };
-        if !when(record.snapshot.status) {
-            return Ok(None);
-        }
         let hidden = (record.attempts, record.stream_bytes, record.attempt_started);
         let was_executing = record.snapshot.status == RunStatus::Executing;
-        let (result, visible) = apply(&mut record, change)?;
+        let (result, visible) = match apply(&mut record, change) {
+            Ok(applied) => applied,
+            Err(error) => {
+                // Nothing was written.
+                tx.commit().await?;
+                return Err(error);
+            }
+        };
         let started = !was_executing && record.snapshot.status == RunStatus::Executing;
+        // Published by the change reader; reads through the hub wait for it (`caught_up`).
         match visible {
             Visible::Yes { finished } => {
-                let flags = (finished, started);
-                self.write_change(&tx, &record, batch.as_ref(), flags)
-                    .await?;
+                let (row, log) = self.change(&record, batch.as_ref(), (finished, started))?;
+                tx.commit_after(&row, &log).await?;
             }
-            Visible::No => {
-                if hidden != (record.attempts, record.stream_bytes, record.attempt_started) {
-                    self.write_hidden(&tx, &record).await?;
-                }
+            Visible::No
+                if hidden != (record.attempts, record.stream_bytes, record.attempt_started) =>
+            {
+                tx.commit_with(&Self::hidden(&record)?).await?;
             }
+            Visible::No => tx.commit().await?,
         }
-        // Published by the change reader; reads through the hub wait for it (`caught_up`).
-        tx.commit().await.map_err(StoreError::from)?;
         Ok(Some(result))
     }
 
@@ -485,7 +509,7 @@ impl RunStore for Started {
         let Some(found) = client.query_opt(&statement, &[&id.as_str()]).await? else {
             return Ok(None);
         };
-        let (record, _, _) = row::record(&found, self.store.inner.epoch)?;
+        let (record, _) = row::record(&found, self.store.inner.epoch)?;
         Ok(Some(record.snapshot))
     }
 
@@ -497,21 +521,29 @@ impl RunStore for Started {
         data: Arc<RawValue>,
         limit: usize,
     ) -> Result<Cursor, StreamError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(StoreError::from)?;
-        let Some((mut record, batch)) = self.locked(&tx, id).await? else {
+        let (tx, found) = self.locked(id).await?;
+        let Some((mut record, batch)) = found else {
+            tx.commit().await?;
             return Err(StreamError::NotRunning(id.clone()));
         };
-        let first = admit_chunk(&mut record, attempt, key, data.get().len(), limit)?;
-        if first {
-            self.write_change(&tx, &record, batch.as_ref(), (false, false))
-                .await?;
+        let first = match admit_chunk(&mut record, attempt, key, data.get().len(), limit) {
+            Ok(first) => first,
+            Err(error) => {
+                tx.commit().await?;
+                return Err(error);
+            }
+        };
+        let chunk = changes::append_chunk(id, key, &data);
+        let rows = if first {
+            // The run's new stream is published before its first chunk.
+            let (row, log) = self.change(&record, batch.as_ref(), (false, false))?;
+            tx.run(&row).await?;
+            tx.run(&log).await?;
+            tx.commit_with(&chunk).await?
         } else {
-            self.write_hidden(&tx, &record).await?;
-        }
-        let position = changes::append_chunk(&tx, id, key, &data).await?;
-        tx.commit().await.map_err(StoreError::from)?;
-        Ok(self.cursor(position))
+            tx.commit_after(&Self::hidden(&record)?, &chunk).await?
+        };
+        Ok(self.cursor(changes::position(&rows)?))
     }
 
     fn is_shared(&self) -> bool {
@@ -519,50 +551,49 @@ impl RunStore for Started {
     }
 
     async fn claim(&self, tasks: &[&'static str], max: usize) -> Result<Vec<RunId>, StoreError> {
-        let client = self.client().await?;
-        let now = to_column(Timestamp::now());
-        let max = i64::try_from(max).unwrap_or(i64::MAX);
-        let statement = client
-            .prepare_cached(
-                "UPDATE \"TaskRun\" SET runcast_lease_owner = $3, runcast_lease_until = $4
-                 WHERE id IN (
-                     SELECT id FROM \"TaskRun\"
-                     WHERE \"taskIdentifier\" = ANY($1)
-                       AND (status = 'PENDING' OR (status = 'RETRYING_AFTER_FAILURE'
-                            AND coalesce(runcast_retry_at <= $2, true)))
-                       AND coalesce(runcast_lease_until <= $2, true)
-                     ORDER BY runcast_position LIMIT $5
-                     FOR UPDATE SKIP LOCKED)
-                 RETURNING id, runcast_position",
-            )
-            .await?;
-        let until = self.lease_until();
-        let params: [Param<'_>; 5] = [&tasks, &now, &self.owner, &until, &max];
-        let rows = client.query(&statement, &params).await?;
+        let claim = Write::new(
+            "UPDATE \"TaskRun\" SET runcast_lease_owner = $3, runcast_lease_until = $4
+             WHERE id IN (
+                 SELECT id FROM \"TaskRun\"
+                 WHERE \"taskIdentifier\" = ANY($1)
+                   AND (status = 'PENDING' OR (status = 'RETRYING_AFTER_FAILURE'
+                        AND coalesce(runcast_retry_at <= $2, true)))
+                   AND coalesce(runcast_lease_until <= $2, true)
+                 ORDER BY runcast_created LIMIT $5
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING id, runcast_created",
+            vec![
+                Box::new(tasks.to_vec()),
+                Box::new(to_column(Timestamp::now())),
+                Box::new(self.owner.clone()),
+                Box::new(self.lease_until()),
+                Box::new(i64::try_from(max).unwrap_or(i64::MAX)),
+            ],
+        );
+        let rows = claim.run(&*self.client().await?).await?;
         let mut claimed: Vec<(i64, String)> =
             rows.iter().map(|row| (row.get(1), row.get(0))).collect();
-        // In the order they were queued.
+        // In the order they were created.
         claimed.sort_unstable();
         Ok(claimed.into_iter().map(|(_, id)| RunId::from(id)).collect())
     }
 
     async fn due(&self, max: usize) -> Result<Vec<(RunId, Timer)>, StoreError> {
-        let client = self.client().await?;
-        let now = to_column(Timestamp::now());
-        let max = i64::try_from(max).unwrap_or(i64::MAX);
-        let statement = client
-            .prepare_cached(
-                "SELECT id, CASE WHEN status = 'EXECUTING' THEN 'lease'
-                                 WHEN status = 'DELAYED' AND \"delayUntil\" <= $1 THEN 'delay'
-                                 ELSE 'ttl' END
-                 FROM \"TaskRun\"
-                 WHERE (status = 'DELAYED' AND \"delayUntil\" <= $1)
-                    OR (status IN ('PENDING', 'DELAYED') AND runcast_expire_at <= $1)
-                    OR (status = 'EXECUTING' AND runcast_lease_until <= $1)
-                 LIMIT $2",
-            )
-            .await?;
-        let rows = client.query(&statement, &[&now, &max]).await?;
+        let due = Write::new(
+            "SELECT id, CASE WHEN status = 'EXECUTING' THEN 'lease'
+                             WHEN status = 'DELAYED' AND \"delayUntil\" <= $1 THEN 'delay'
+                             ELSE 'ttl' END
+             FROM \"TaskRun\"
+             WHERE (status = 'DELAYED' AND \"delayUntil\" <= $1)
+                OR (status IN ('PENDING', 'DELAYED') AND runcast_expire_at <= $1)
+                OR (status = 'EXECUTING' AND runcast_lease_until <= $1)
+             LIMIT $2",
+            vec![
+                Box::new(to_column(Timestamp::now())),
+                Box::new(i64::try_from(max).unwrap_or(i64::MAX)),
+            ],
+        );
+        let rows = due.run(&*self.client().await?).await?;
         Ok(rows
             .iter()
             .map(|row| {
@@ -592,53 +623,52 @@ impl RunStore for Started {
     }
 
     async fn forget_finished(&self) -> Result<Option<Duration>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let now = to_column(Timestamp::now());
-        let locked: bool = tx
-            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&FORGET_LOCK])
-            .await?
-            .get(0);
-        if locked {
-            let forgotten = tx
-                .query(
-                    "DELETE FROM \"TaskRun\" WHERE runcast_forget_at <= $1 RETURNING id",
-                    &[&now],
-                )
-                .await?;
-            let ids: Vec<String> = forgotten.iter().map(|row| row.get(0)).collect();
+        let lock = Write::new(
+            "SELECT pg_try_advisory_xact_lock($1)",
+            vec![Box::new(FORGET_LOCK)],
+        );
+        let (tx, locked) = Tx::begin_with(self.pool(), &lock).await?;
+        if locked.first().is_some_and(|row| row.get::<_, bool>(0)) {
+            let forget = Write::new(
+                "DELETE FROM \"TaskRun\" WHERE runcast_forget_at <= $1 RETURNING id",
+                vec![Box::new(to_column(Timestamp::now()))],
+            );
+            let ids: Vec<String> = (tx.run(&forget).await?.iter())
+                .map(|row| row.get(0))
+                .collect();
             if !ids.is_empty() {
-                tx.execute(
+                let keys = Write::new(
                     "DELETE FROM runcast_idempotency WHERE run_id = ANY($1)",
-                    &[&ids],
-                )
-                .await?;
+                    vec![Box::new(ids.clone())],
+                );
+                tx.run(&keys).await?;
                 for id in &ids {
-                    changes::append_forgotten(&tx, id).await?;
+                    tx.run(&changes::append_forgotten(id)).await?;
                 }
             }
-            // Changes older than the retention go, but for the chunks of runs still kept;
-            // the changes of forgotten runs go with them.
-            let retention = self.retention.as_secs_f64();
-            tx.execute(
+            // Changes older than the retention go, but for the chunks and the latest change
+            // of runs still kept; the changes of forgotten runs go with them.
+            let prune = Write::new(
                 "WITH pruned AS (
-                     DELETE FROM runcast_changes
-                     WHERE (kind <> 'chunk'
-                            AND committed_at < now() - make_interval(secs => $1))
-                        OR (kind <> 'forgotten' AND run_id = ANY($2))
+                     DELETE FROM runcast_changes c
+                     WHERE (c.kind = 'forgotten'
+                            AND c.committed_at < now() - make_interval(secs => $1))
+                        OR (c.kind = 'run'
+                            AND c.committed_at < now() - make_interval(secs => $1)
+                            AND c.position < (SELECT max(l.position) FROM runcast_changes l
+                                              WHERE l.run_id = c.run_id AND l.kind = 'run'))
+                        OR (c.kind <> 'forgotten' AND c.run_id = ANY($2))
                      RETURNING position)
                  UPDATE runcast_meta
                  SET pruned_through = greatest(pruned_through, (SELECT max(position) FROM pruned))
                  WHERE EXISTS (SELECT 1 FROM pruned)",
-                &[&retention, &ids],
-            )
-            .await?;
+                vec![Box::new(self.retention.as_secs_f64()), Box::new(ids)],
+            );
+            tx.run(&prune).await?;
         }
-        let next: Option<jiff::civil::DateTime> = tx
-            .query_one("SELECT min(runcast_forget_at) FROM \"TaskRun\"", &[])
-            .await?
-            .get(0);
-        tx.commit().await?;
+        let next = Write::new("SELECT min(runcast_forget_at) FROM \"TaskRun\"", Vec::new());
+        let rows = tx.commit_with(&next).await?;
+        let next: Option<jiff::civil::DateTime> = rows.first().and_then(|row| row.get(0));
         let now = jiff::Timestamp::now();
         Ok(next.map(|next| {
             let next = next

@@ -5,13 +5,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Mutex;
 
 use futures::StreamExt;
 use tokio_postgres::NoTls;
 
 use super::testing::{Cluster, database};
+use super::tx::Tx;
 use super::{PostgresError, PostgresStore, changes};
 use crate::model::{AnyRun, RunId, RunStatus};
 use crate::{Engine, RunFeed, Scope, TaskContext, TriggerError, TriggerOptions, task};
@@ -27,26 +27,50 @@ async fn sleep(ms: u64, _ctx: TaskContext) -> Result<u64, String> {
     Ok(ms)
 }
 
-/// Attempts of `pg-hold` stopped before they finished (their future dropped).
-static HOLDS_STOPPED: AtomicUsize = AtomicUsize::new(0);
+/// What attempts of `pg-hold` did: `(run, "started")` when one starts, `(run, "stopped")` when
+/// one is stopped before it finished (its future dropped).
+static HOLDS: Mutex<Vec<(RunId, &str)>> = Mutex::new(Vec::new());
 
 /// Holds its first attempt for `ms` milliseconds; returns its attempt number.
 #[task(id = "pg-hold")]
 async fn hold(ms: u64, ctx: TaskContext) -> Result<u32, String> {
-    struct Stopped(bool);
+    struct Stopped(Option<RunId>);
     impl Drop for Stopped {
         fn drop(&mut self) {
-            if !self.0 {
-                HOLDS_STOPPED.fetch_add(1, SeqCst);
+            if let Some(run) = self.0.take() {
+                HOLDS.lock().unwrap().push((run, "stopped"));
             }
         }
     }
-    let mut stopped = Stopped(false);
+    HOLDS
+        .lock()
+        .unwrap()
+        .push((ctx.run_id().clone(), "started"));
+    let mut stopped = Stopped(Some(ctx.run_id().clone()));
     if ctx.attempt() == 1 {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    stopped.0 = true;
+    stopped.0 = None;
     Ok(ctx.attempt())
+}
+
+/// Waits until an attempt of `pg-hold` for `run` did `what`; panics with `otherwise` after
+/// five seconds.
+async fn held(run: &RunId, what: &str, otherwise: &str) {
+    let done = || {
+        HOLDS
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(r, w)| r == run && *w == what)
+    };
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect(otherwise);
 }
 
 /// A process that triggers and watches runs of the tasks, and runs none.
@@ -158,18 +182,22 @@ async fn a_reader_never_skips_a_change_that_commits_after_a_greater_position() {
                 .max_size(1)
                 .build()
                 .unwrap();
-            let mut client = pool.get().await.unwrap();
             let mut committed = Vec::new();
             for n in 0..EACH {
-                let tx = client.transaction().await.unwrap();
+                let tx = Tx::begin(&pool).await.unwrap();
                 let run = RunId::from(format!("run_{writer}_{n}"));
                 let data = serde_json::value::RawValue::from_string("1".into()).unwrap();
-                let position = changes::append_chunk(&tx, &run, "s", &data).await.unwrap();
+                let rows = tx
+                    .run(&changes::append_chunk(&run, "s", &data))
+                    .await
+                    .unwrap();
+                let position = changes::position(&rows).unwrap();
                 // The commit comes after the position was taken, late.
                 let delay = rand::random::<u64>() % 3;
                 tokio::time::sleep(Duration::from_millis(delay)).await;
                 if rand::random::<u8>().is_multiple_of(10) {
-                    tx.rollback().await.unwrap();
+                    // Dropped: its connection closes, and the transaction rolls back.
+                    drop(tx);
                 } else {
                     tx.commit().await.unwrap();
                     committed.push(position);
@@ -528,16 +556,15 @@ async fn a_run_whose_worker_vanishes_is_retried_by_another() {
         statuses(&updates.next().await.unwrap().unwrap().run),
         RunStatus::Executing
     );
-    let stopped = HOLDS_STOPPED.load(SeqCst);
+    held(handle.id(), "started", "the attempt never started").await;
     drop(first);
     // Its attempt was stopped with its engine.
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while HOLDS_STOPPED.load(SeqCst) == stopped {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the vanished worker's attempt kept running");
+    held(
+        handle.id(),
+        "stopped",
+        "the vanished worker's attempt kept running",
+    )
+    .await;
     // Nobody answers for the run until another worker comes.
     let second = worker(&url, 1).await;
     let lost = tokio::time::timeout(Duration::from_secs(20), updates.next())
@@ -575,15 +602,14 @@ async fn a_cancel_reaches_the_attempt_in_another_process() {
     updates.next().await.unwrap().unwrap();
     let executing = updates.next().await.unwrap().unwrap().run;
     assert_eq!(executing.status, RunStatus::Executing);
-    let stopped = HOLDS_STOPPED.load(SeqCst);
+    held(handle.id(), "started", "the attempt never started").await;
     producer.cancel(handle.id()).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while HOLDS_STOPPED.load(SeqCst) == stopped {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the attempt in the other process did not stop");
+    held(
+        handle.id(),
+        "stopped",
+        "the attempt in the other process did not stop",
+    )
+    .await;
     let canceled = updates.next().await.unwrap().unwrap().run;
     assert_eq!(canceled.status, RunStatus::Canceled);
     assert!(updates.next().await.is_none());
