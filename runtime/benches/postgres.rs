@@ -12,6 +12,9 @@
 //!   change with its whole snapshot in the log) from as many tasks, side by side;
 //! - `runs`: no-op runs triggered in batches by this process and completed by two worker
 //!   processes (this program again), per second, until this process's tag feed saw the last;
+//!   then runs triggered one at a time, 100 per second, from the trigger to the start of their
+//!   attempt in a worker process (p50, p99, max). `peers/graphile` does the same work with
+//!   Graphile Worker, for comparison;
 //! - `latency`: a change made here, at 1,000 changes per second, to the typed item in a
 //!   subscriber process: p50, p99, max;
 //! - `fanout`: typed updates per second delivered to 100 tag subscribers in another process.
@@ -34,8 +37,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use runcast::{
-    Engine, MetadataOp, PostgresStore, RunFeed, RunId, RunStatus, RunStreamExt, Scope,
-    TriggerOptions, realtime_union,
+    Engine, MetadataOp, PostgresStore, RunFeed, RunId, RunStatus, RunStreamExt, Scope, TaskContext,
+    TriggerOptions, realtime_union, task,
 };
 use tokio_postgres::NoTls;
 
@@ -50,8 +53,17 @@ const ROUNDS: usize = 3;
 const SPAN: Duration = Duration::from_secs(5);
 /// Runs completed in `runs`.
 const RUNS: u64 = 5_000;
+/// Runs measured one by one in `runs`, from trigger to the start of their attempt.
+const STARTS: usize = 1_000;
 /// Subscribers in `fanout`.
 const SUBSCRIBERS: usize = 100;
+
+/// Says how long after `sent` (microseconds since the epoch) its attempt started.
+#[task(id = "stamp")]
+async fn stamp(sent: u64, _ctx: TaskContext) -> Result<(), String> {
+    println!("start {}", now_micros().saturating_sub(sent));
+    Ok(())
+}
 
 realtime_union! {
     enum Noops {
@@ -268,6 +280,7 @@ async fn child(role: &str, url: &str) {
             let _engine = Engine::builder()
                 .postgres(store)
                 .task::<Noop>()
+                .task::<Stamp>()
                 .concurrency(64)
                 .build()
                 .unwrap();
@@ -387,6 +400,33 @@ async fn runs(url: &str) {
         "runs: {RUNS} no-op runs triggered in batches of 500 at {:.0}/s, completed by 2 worker processes at {:.0}/s (each run 3 changes)",
         RUNS as f64 / triggered.as_secs_f64(),
         RUNS as f64 / done.as_secs_f64()
+    );
+    // From a trigger here to the start of its attempt in a worker process.
+    let stamps = Engine::builder().postgres(PostgresStore::connect(url).await.unwrap());
+    let stamps = stamps.declare::<Stamp>().build().unwrap();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    for _ in 0..STARTS {
+        tick.tick().await;
+        stamps.trigger::<Stamp>(now_micros()).await.unwrap();
+    }
+    let mut took = Vec::new();
+    while took.len() < STARTS {
+        for (_, lines) in &workers {
+            while let Ok(line) = lines.try_recv() {
+                if let Some(micros) = line.strip_prefix("start ") {
+                    took.push(micros.parse::<u64>().unwrap());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    took.sort_unstable();
+    let at = |q: f64| took[((took.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
+    println!(
+        "start: trigger -> attempt start in a worker process, {STARTS} runs at 100/s: p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+        at(0.5),
+        at(0.99),
+        at(1.0)
     );
     for (mut child, _) in workers {
         child.kill().unwrap();
