@@ -4,11 +4,14 @@
 //!
 //! One task per engine claims as many runs as it has free slots whenever work may wait (a run
 //! was queued anywhere, or a while passed), and fires the store's due timers (delays, TTLs,
-//! leases that ran out) as it goes. Timers started in this process fire here too, on time;
+//! leases that ran out) twice a second. Timers started in this process fire here too, on time;
 //! the store's copy is for when this process is gone. Both make the same checked change, so
 //! the second finds nothing to do.
 
 use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::Shared;
 use super::store::RunStore;
@@ -19,8 +22,13 @@ use crate::support::lock;
 /// The most runs claimed, or timers fired, in one round.
 const ROUND: usize = 256;
 
+/// How often the store's due timers are read: a timer of a process that is gone fires within
+/// this of its time. Runs are claimed at every wake-up.
+const DUE_EVERY: Duration = Duration::from_millis(500);
+
 /// Claims and times runs for the engine until it is dropped or stops.
 pub(super) async fn serve(weak: Weak<Shared>) {
+    let mut due_at = Instant::now();
     loop {
         let Some(shared) = weak.upgrade() else {
             return;
@@ -28,7 +36,11 @@ pub(super) async fn serve(weak: Weak<Shared>) {
         if shared.is_closed() {
             return;
         }
-        let failed = round(&shared).await;
+        let timers = due_at <= Instant::now();
+        if timers {
+            due_at = Instant::now() + DUE_EVERY;
+        }
+        let failed = round(&shared, timers).await;
         let work = shared.store.work();
         // Not holding the engine while it waits: a dropped engine ends this task.
         drop(shared);
@@ -40,9 +52,15 @@ pub(super) async fn serve(weak: Weak<Shared>) {
     }
 }
 
-/// Fires due timers and claims runs for the free slots; returns whether the store failed.
-async fn round(shared: &Arc<Shared>) -> bool {
-    match shared.store.due(ROUND).await {
+/// Fires due timers (if `timers`) and claims runs for the free slots; returns whether the
+/// store failed.
+async fn round(shared: &Arc<Shared>, timers: bool) -> bool {
+    let due = if timers {
+        shared.store.due(ROUND).await
+    } else {
+        Ok(Vec::new())
+    };
+    match due {
         Ok(due) => {
             for (id, timer) in due {
                 if let Err(error) = fire(shared, &id, timer).await {
