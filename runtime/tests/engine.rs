@@ -5,6 +5,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+mod common;
+use common::backend::Backend;
+
 use futures::StreamExt;
 use futures::future::join_all;
 use runcast::{
@@ -107,8 +110,10 @@ async fn chatty(n: u32, ctx: TaskContext) -> Result<u32, MetadataError> {
     Ok(n)
 }
 
-fn engine() -> Engine {
-    Engine::builder()
+async fn engine(backend: Backend) -> Engine {
+    backend
+        .builder()
+        .await
         .task::<Double>()
         .task::<Echo>()
         .task::<Chatty>()
@@ -145,62 +150,65 @@ async fn run_count(engine: &Engine) -> usize {
     page.runs.len()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_completes_with_its_typed_output() {
-    let engine = engine();
-    let handle = engine.trigger::<Double>(21).await.unwrap();
-    let runs = follow::<Double>(&engine, handle.id()).await;
-    let last = runs.last().unwrap();
-    assert_eq!(last.status, RunStatus::Completed);
-    assert_eq!(last.output, Some(42));
-    assert_eq!(last.number, 1);
-    assert!(last.started_at.is_some() && last.finished_at.is_some() && last.queued_at.is_some());
-    assert!(last.finished_at >= last.started_at);
-    assert!(runs.iter().all(|r| r.payload == 21));
+on_every_backend! {
+    async fn a_run_completes_with_its_typed_output(backend: Backend) {
+        let engine = engine(backend).await;
+        let handle = engine.trigger::<Double>(21).await.unwrap();
+        let runs = follow::<Double>(&engine, handle.id()).await;
+        let last = runs.last().unwrap();
+        assert_eq!(last.status, RunStatus::Completed);
+        assert_eq!(last.output, Some(42));
+        assert_eq!(last.number, 1);
+        assert!(last.started_at.is_some() && last.finished_at.is_some() && last.queued_at.is_some());
+        assert!(last.finished_at >= last.started_at);
+        assert!(runs.iter().all(|r| r.payload == 21));
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_attempts_are_retried_then_the_run_fails_with_the_error() {
-    let engine = engine();
-    let handle = engine.trigger::<Flaky>(()).await.unwrap();
-    let last = follow::<Flaky>(&engine, handle.id()).await.pop().unwrap();
-    assert_eq!((last.status, last.output), (RunStatus::Completed, Some(3)));
-    // Two attempts are not enough for it: the second's error is the run's.
-    let two = TriggerOptions::default().max_attempts(2);
-    let handle = engine.trigger_with::<Flaky>((), two).await.unwrap();
-    let last = follow::<Flaky>(&engine, handle.id()).await.pop().unwrap();
-    assert_eq!(last.status, RunStatus::Failed);
-    assert_eq!(last.error.unwrap().message, "attempt 2 failed");
+on_every_backend! {
+    async fn failed_attempts_are_retried_then_the_run_fails_with_the_error(backend: Backend) {
+        let engine = engine(backend).await;
+        let handle = engine.trigger::<Flaky>(()).await.unwrap();
+        let last = follow::<Flaky>(&engine, handle.id()).await.pop().unwrap();
+        assert_eq!((last.status, last.output), (RunStatus::Completed, Some(3)));
+        // Two attempts are not enough for it: the second's error is the run's.
+        let two = TriggerOptions::default().max_attempts(2);
+        let handle = engine.trigger_with::<Flaky>((), two).await.unwrap();
+        let last = follow::<Flaky>(&engine, handle.id()).await.pop().unwrap();
+        assert_eq!(last.status, RunStatus::Failed);
+        assert_eq!(last.error.unwrap().message, "attempt 2 failed");
 
-    let handle = engine
-        .trigger_with::<AlwaysFails>((), TriggerOptions::default().max_attempts(2))
-        .await
-        .unwrap();
-    let runs = follow::<AlwaysFails>(&engine, handle.id()).await;
-    let last = runs.last().unwrap();
-    assert_eq!(last.status, RunStatus::Failed);
-    assert_eq!(last.error.as_ref().unwrap().message, "no luck");
-    assert!(
-        last.error
-            .as_ref()
-            .unwrap()
-            .name
-            .as_deref()
-            .unwrap()
-            .contains("String")
-    );
+        let handle = engine
+            .trigger_with::<AlwaysFails>((), TriggerOptions::default().max_attempts(2))
+            .await
+            .unwrap();
+        let runs = follow::<AlwaysFails>(&engine, handle.id()).await;
+        let last = runs.last().unwrap();
+        assert_eq!(last.status, RunStatus::Failed);
+        assert_eq!(last.error.as_ref().unwrap().message, "no luck");
+        assert!(
+            last.error
+                .as_ref()
+                .unwrap()
+                .name
+                .as_deref()
+                .unwrap()
+                .contains("String")
+        );
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panic_crashes_the_run_and_the_engine_keeps_running() {
-    let engine = engine();
-    let crashed = engine.trigger::<Panics>(()).await.unwrap();
-    let last = follow::<Panics>(&engine, crashed.id()).await.pop().unwrap();
-    assert_eq!(last.status, RunStatus::Crashed);
-    assert_eq!(last.error.unwrap().message, "the task panicked: boom");
-    let fine = engine.trigger::<Double>(1).await.unwrap();
-    let last = follow::<Double>(&engine, fine.id()).await.pop().unwrap();
-    assert_eq!(last.output, Some(2));
+on_every_backend! {
+    async fn a_panic_crashes_the_run_and_the_engine_keeps_running(backend: Backend) {
+        let engine = engine(backend).await;
+        let crashed = engine.trigger::<Panics>(()).await.unwrap();
+        let last = follow::<Panics>(&engine, crashed.id()).await.pop().unwrap();
+        assert_eq!(last.status, RunStatus::Crashed);
+        assert_eq!(last.error.unwrap().message, "the task panicked: boom");
+        let fine = engine.trigger::<Double>(1).await.unwrap();
+        let last = follow::<Double>(&engine, fine.id()).await.pop().unwrap();
+        assert_eq!(last.output, Some(2));
+    }
 }
 
 /// Subscribes from the handle's cursor, as a client resuming from it would, and returns the
@@ -222,106 +230,109 @@ async fn race<T: runcast::Task>(
     (last.status, last.output)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscribing_right_after_trigger_never_misses_a_run_that_finished_instantly() {
-    let engine = engine();
-    // Runs of three tasks that finish at once, in three ways.
-    let runs = (0..3_000u64).map(|i| {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            match i % 3 {
-                0 => {
-                    let handle = engine.trigger::<Double>(i).await.unwrap();
-                    let (status, output) = race(&engine, &handle).await;
-                    (status, output.map(|n| n.to_string()))
+on_every_backend! {
+    async fn subscribing_right_after_trigger_never_misses_a_run_that_finished_instantly(backend: Backend) {
+        let engine = engine(backend).await;
+        // Runs of three tasks that finish at once, in three ways.
+        let runs = (0..3_000u64).map(|i| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                match i % 3 {
+                    0 => {
+                        let handle = engine.trigger::<Double>(i).await.unwrap();
+                        let (status, output) = race(&engine, &handle).await;
+                        (status, output.map(|n| n.to_string()))
+                    }
+                    1 => {
+                        let once = TriggerOptions::default().max_attempts(1);
+                        let handle = engine.trigger_with::<AlwaysFails>((), once).await.unwrap();
+                        let (status, output) = race(&engine, &handle).await;
+                        (status, output.map(|()| "()".into()))
+                    }
+                    _ => {
+                        let handle = engine.trigger::<Echo>(format!("echo {i}")).await.unwrap();
+                        race(&engine, &handle).await
+                    }
                 }
-                1 => {
-                    let once = TriggerOptions::default().max_attempts(1);
-                    let handle = engine.trigger_with::<AlwaysFails>((), once).await.unwrap();
-                    let (status, output) = race(&engine, &handle).await;
-                    (status, output.map(|()| "()".into()))
-                }
-                _ => {
-                    let handle = engine.trigger::<Echo>(format!("echo {i}")).await.unwrap();
-                    race(&engine, &handle).await
-                }
-            }
-        })
-    });
-    // A missed event would leave a subscription waiting forever: fail instead of hanging.
-    let results = tokio::time::timeout(Duration::from_secs(120), join_all(runs))
-        .await
-        .expect("every subscription saw its run finish");
-    for (i, result) in results.into_iter().enumerate() {
-        let expected = match i % 3 {
-            0 => (RunStatus::Completed, Some((2 * i).to_string())),
-            1 => (RunStatus::Failed, None),
-            _ => (RunStatus::Completed, Some(format!("echo {i}"))),
-        };
-        assert_eq!(result.unwrap(), expected, "run {i}");
+            })
+        });
+        // A missed event would leave a subscription waiting forever: fail instead of hanging.
+        let results = tokio::time::timeout(Duration::from_secs(120), join_all(runs))
+            .await
+            .expect("every subscription saw its run finish");
+        for (i, result) in results.into_iter().enumerate() {
+            let expected = match i % 3 {
+                0 => (RunStatus::Completed, Some((2 * i).to_string())),
+                1 => (RunStatus::Failed, None),
+                _ => (RunStatus::Completed, Some(format!("echo {i}"))),
+            };
+            assert_eq!(result.unwrap(), expected, "run {i}");
+        }
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_handles_cursor_is_the_one_just_before_its_runs_creation() {
-    let engine = engine();
-    let earlier = engine.trigger::<Sleep>(1).await.unwrap();
-    let later = TriggerOptions::default().delay(Duration::from_secs(60));
-    let handle = engine.trigger_with::<Sleep>(1, later).await.unwrap();
-    assert!(handle.cursor() > earlier.cursor());
-    let mut feed = engine
-        .subscribe(Scope::Run(handle.id().clone()), handle.cursor())
-        .await
-        .unwrap();
-    let created = futures::FutureExt::now_or_never(feed.next())
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(created.run.status, RunStatus::Delayed);
-    assert!(created.cursor > handle.cursor());
-    // From the creation's own cursor, nothing before it comes again.
-    let mut after = engine
-        .subscribe(Scope::Run(handle.id().clone()), created.cursor)
-        .await
-        .unwrap();
-    assert!(futures::FutureExt::now_or_never(after.next()).is_none());
-    engine.cancel(handle.id()).await.unwrap();
+on_every_backend! {
+    async fn a_handles_cursor_is_the_one_just_before_its_runs_creation(backend: Backend) {
+        let engine = engine(backend).await;
+        let earlier = engine.trigger::<Sleep>(1).await.unwrap();
+        let later = TriggerOptions::default().delay(Duration::from_secs(60));
+        let handle = engine.trigger_with::<Sleep>(1, later).await.unwrap();
+        assert!(handle.cursor() > earlier.cursor());
+        let mut feed = engine
+            .subscribe(Scope::Run(handle.id().clone()), handle.cursor())
+            .await
+            .unwrap();
+        let created = futures::FutureExt::now_or_never(feed.next())
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(created.run.status, RunStatus::Delayed);
+        assert!(created.cursor > handle.cursor());
+        // From the creation's own cursor, nothing before it comes again.
+        let mut after = engine
+            .subscribe(Scope::Run(handle.id().clone()), created.cursor)
+            .await
+            .unwrap();
+        assert!(futures::FutureExt::now_or_never(after.next()).is_none());
+        engine.cancel(handle.id()).await.unwrap();
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tag_feed_yields_each_task_as_its_variant() {
-    let engine = engine();
-    let mut feed = engine
-        .subscribe_to_runs_with_tag::<Numbers>(["user:7"])
-        .await
-        .unwrap();
-    let tagged = TriggerOptions::default().tag("user:7");
-    let double = engine
-        .trigger_with::<Double>(5, tagged.clone())
-        .await
-        .unwrap();
-    let flaky_run = engine.trigger_with::<Flaky>((), tagged).await.unwrap();
-    engine.trigger::<Double>(6).await.unwrap(); // untagged: not in the feed
-    let (mut doubled, mut flaky) = (None, None);
-    while doubled.is_none() || flaky.is_none() {
-        let run = feed.next().await.unwrap().unwrap().run;
-        assert_eq!(run.tags(), ["user:7"]);
-        match run {
-            Numbers::Double(run) => {
-                assert_eq!((&run.id, run.payload), (double.id(), 5));
-                if run.status.is_final() {
-                    doubled = run.output;
+on_every_backend! {
+    async fn a_tag_feed_yields_each_task_as_its_variant(backend: Backend) {
+        let engine = engine(backend).await;
+        let mut feed = engine
+            .subscribe_to_runs_with_tag::<Numbers>(["user:7"])
+            .await
+            .unwrap();
+        let tagged = TriggerOptions::default().tag("user:7");
+        let double = engine
+            .trigger_with::<Double>(5, tagged.clone())
+            .await
+            .unwrap();
+        let flaky_run = engine.trigger_with::<Flaky>((), tagged).await.unwrap();
+        engine.trigger::<Double>(6).await.unwrap(); // untagged: not in the feed
+        let (mut doubled, mut flaky) = (None, None);
+        while doubled.is_none() || flaky.is_none() {
+            let run = feed.next().await.unwrap().unwrap().run;
+            assert_eq!(run.tags(), ["user:7"]);
+            match run {
+                Numbers::Double(run) => {
+                    assert_eq!((&run.id, run.payload), (double.id(), 5));
+                    if run.status.is_final() {
+                        doubled = run.output;
+                    }
                 }
-            }
-            Numbers::Flaky(run) => {
-                assert_eq!(&run.id, flaky_run.id());
-                if run.status.is_final() {
-                    flaky = run.output;
+                Numbers::Flaky(run) => {
+                    assert_eq!(&run.id, flaky_run.id());
+                    if run.status.is_final() {
+                        flaky = run.output;
+                    }
                 }
             }
         }
+        assert_eq!((doubled, flaky), (Some(10), Some(3)));
     }
-    assert_eq!((doubled, flaky), (Some(10), Some(3)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -480,41 +491,43 @@ async fn cancel_stops_a_running_attempt_and_a_queued_run() {
     assert!(engine.cancel(&"run_nope".into()).await.is_err());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_attempt_past_its_max_duration_times_out() {
-    let engine = engine();
-    let options = TriggerOptions::default().max_duration(Duration::from_millis(20));
-    let handle = engine.trigger_with::<Sleep>(60_000, options).await.unwrap();
-    let last = follow::<Sleep>(&engine, handle.id()).await.pop().unwrap();
-    assert_eq!(last.status, RunStatus::TimedOut);
-    assert!(last.error.unwrap().message.contains("maximum duration"));
+on_every_backend! {
+    async fn an_attempt_past_its_max_duration_times_out(backend: Backend) {
+        let engine = engine(backend).await;
+        let options = TriggerOptions::default().max_duration(Duration::from_millis(20));
+        let handle = engine.trigger_with::<Sleep>(60_000, options).await.unwrap();
+        let last = follow::<Sleep>(&engine, handle.id()).await.pop().unwrap();
+        assert_eq!(last.status, RunStatus::TimedOut);
+        assert!(last.error.unwrap().message.contains("maximum duration"));
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delayed_run_waits_then_runs_and_a_run_past_its_ttl_expires() {
-    let engine = engine();
-    let delayed = engine
-        .trigger_with::<Double>(4, TriggerOptions::default().delay(Duration::from_secs(1)))
-        .await
-        .unwrap();
-    let runs = follow::<Double>(&engine, delayed.id()).await;
-    assert_eq!(runs[0].status, RunStatus::Delayed);
-    assert!(runs[0].delayed_until.is_some() && runs[0].queued_at.is_none());
-    let last = runs.last().unwrap();
-    assert_eq!((last.status, last.output), (RunStatus::Completed, Some(8)));
-    assert!(last.queued_at.unwrap() >= last.delayed_until.unwrap());
+on_every_backend! {
+    async fn a_delayed_run_waits_then_runs_and_a_run_past_its_ttl_expires(backend: Backend) {
+        let engine = engine(backend).await;
+        let delayed = engine
+            .trigger_with::<Double>(4, TriggerOptions::default().delay(Duration::from_secs(1)))
+            .await
+            .unwrap();
+        let runs = follow::<Double>(&engine, delayed.id()).await;
+        assert_eq!(runs[0].status, RunStatus::Delayed);
+        assert!(runs[0].delayed_until.is_some() && runs[0].queued_at.is_none());
+        let last = runs.last().unwrap();
+        assert_eq!((last.status, last.output), (RunStatus::Completed, Some(8)));
+        assert!(last.queued_at.unwrap() >= last.delayed_until.unwrap());
 
-    let options = TriggerOptions::default()
-        .delay(Duration::from_secs(60))
-        .ttl(Duration::from_millis(20));
-    let expiring = engine.trigger_with::<Double>(1, options).await.unwrap();
-    let last = follow::<Double>(&engine, expiring.id())
-        .await
-        .pop()
-        .unwrap();
-    assert_eq!(last.status, RunStatus::Expired);
-    assert!(last.expired_at.is_some() && last.started_at.is_none());
-    assert_eq!(last.ttl.as_deref(), Some("20ms"));
+        let options = TriggerOptions::default()
+            .delay(Duration::from_secs(60))
+            .ttl(Duration::from_millis(20));
+        let expiring = engine.trigger_with::<Double>(1, options).await.unwrap();
+        let last = follow::<Double>(&engine, expiring.id())
+            .await
+            .pop()
+            .unwrap();
+        assert_eq!(last.status, RunStatus::Expired);
+        assert!(last.expired_at.is_some() && last.started_at.is_none());
+        assert_eq!(last.ttl.as_deref(), Some("20ms"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -539,36 +552,37 @@ async fn an_idempotency_key_returns_the_first_run_until_its_ttl_ends() {
     assert_ne!(third.id(), first.id());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_is_all_or_nothing_and_has_its_own_feed() {
-    let engine = engine();
-    let batch = engine
-        .batch_trigger::<Sleep>((0..3).map(|i| (i, TriggerOptions::default())))
-        .await
-        .unwrap();
-    assert_eq!(batch.runs.len(), 3);
-    let mut feed = engine
-        .subscribe_to_batch::<Sleeps>(&batch.id)
-        .await
-        .unwrap();
-    let mut done = std::collections::HashSet::new();
-    while done.len() < 3 {
-        let Sleeps::Sleep(run) = feed.next().await.unwrap().unwrap().run;
-        if run.status == RunStatus::Completed {
-            done.insert(run.id);
+on_every_backend! {
+    async fn a_batch_is_all_or_nothing_and_has_its_own_feed(backend: Backend) {
+        let engine = engine(backend).await;
+        let batch = engine
+            .batch_trigger::<Sleep>((0..3).map(|i| (i, TriggerOptions::default())))
+            .await
+            .unwrap();
+        assert_eq!(batch.runs.len(), 3);
+        let mut feed = engine
+            .subscribe_to_batch::<Sleeps>(&batch.id)
+            .await
+            .unwrap();
+        let mut done = std::collections::HashSet::new();
+        while done.len() < 3 {
+            let Sleeps::Sleep(run) = feed.next().await.unwrap().unwrap().run;
+            if run.status == RunStatus::Completed {
+                done.insert(run.id);
+            }
         }
+        let before = run_count(&engine).await;
+        let mut bad = TriggerOptions::default();
+        bad.tags = vec![String::new()];
+        let items = vec![(1, TriggerOptions::default()), (2, bad)];
+        assert!(engine.batch_trigger::<Sleep>(items).await.is_err());
+        let too_many = (0..1_001).map(|i| (i, TriggerOptions::default()));
+        assert!(matches!(
+            engine.batch_trigger::<Sleep>(too_many).await,
+            Err(TriggerError::BatchTooLarge { count: 1_001 })
+        ));
+        assert_eq!(run_count(&engine).await, before, "nothing was stored");
     }
-    let before = run_count(&engine).await;
-    let mut bad = TriggerOptions::default();
-    bad.tags = vec![String::new()];
-    let items = vec![(1, TriggerOptions::default()), (2, bad)];
-    assert!(engine.batch_trigger::<Sleep>(items).await.is_err());
-    let too_many = (0..1_001).map(|i| (i, TriggerOptions::default()));
-    assert!(matches!(
-        engine.batch_trigger::<Sleep>(too_many).await,
-        Err(TriggerError::BatchTooLarge { count: 1_001 })
-    ));
-    assert_eq!(run_count(&engine).await, before, "nothing was stored");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -595,140 +609,143 @@ async fn costs_follow_execution_time_and_subscriptions_are_limited() {
     assert_eq!(last.cost_in_cents, last.duration_ms as f64 * 0.5);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metadata_changes_from_the_task_and_from_outside_reach_subscribers() {
-    let engine = engine();
-    let handle = engine.trigger::<Progress>(4).await.unwrap();
-    let runs = follow::<Progress>(&engine, handle.id()).await;
-    let last = runs.last().unwrap();
-    let metadata = serde_json::Value::Object(last.metadata.clone().unwrap());
-    assert_eq!(metadata["progress"], 1.0);
-    assert_eq!(
-        metadata["log"],
-        serde_json::json!(["step 1", "step 2", "step 3", "step 4"])
-    );
-    assert_eq!(last.output, Some(4));
+on_every_backend! {
+    async fn metadata_changes_from_the_task_and_from_outside_reach_subscribers(backend: Backend) {
+        let engine = engine(backend).await;
+        let handle = engine.trigger::<Progress>(4).await.unwrap();
+        let runs = follow::<Progress>(&engine, handle.id()).await;
+        let last = runs.last().unwrap();
+        let metadata = serde_json::Value::Object(last.metadata.clone().unwrap());
+        assert_eq!(metadata["progress"], 1.0);
+        assert_eq!(
+            metadata["log"],
+            serde_json::json!(["step 1", "step 2", "step 3", "step 4"])
+        );
+        assert_eq!(last.output, Some(4));
 
-    // After completion, from outside; a refused change changes nothing.
-    let before = engine.latest(handle.id()).await.unwrap().cursor;
-    let err = engine
-        .update_metadata(
-            handle.id(),
-            [
-                MetadataOp::Set("x".into(), 1.into()),
-                MetadataOp::Increment("log".into(), 1.0),
-            ],
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(err, MetadataError::NotANumber { .. }), "{err}");
-    let after = engine.latest(handle.id()).await.unwrap().cursor;
-    assert_eq!(after, before, "nothing was published");
-    // A subscriber that stays after completion sees the outside change, and nothing of the
-    // refused one.
-    let mut forever = engine
-        .subscribe_to_run_forever::<Progress>(handle.id())
-        .await
-        .unwrap();
-    let current = forever.next().await.unwrap().unwrap();
-    assert_eq!(current.cursor, before);
-    engine
-        .update_metadata(handle.id(), [MetadataOp::Increment("children".into(), 1.0)])
-        .await
-        .unwrap();
-    let changed = forever.next().await.unwrap().unwrap().run;
-    let metadata = changed.metadata.unwrap();
-    assert_eq!(metadata["children"], 1);
-    assert!(!metadata.contains_key("x"));
-    assert_eq!(metadata["log"].as_array().map(Vec::len), Some(4));
-    assert!(
-        engine
-            .update_metadata(&"run_nope".into(), [])
+        // After completion, from outside; a refused change changes nothing.
+        let before = engine.latest(handle.id()).await.unwrap().cursor;
+        let err = engine
+            .update_metadata(
+                handle.id(),
+                [
+                    MetadataOp::Set("x".into(), 1.into()),
+                    MetadataOp::Increment("log".into(), 1.0),
+                ],
+            )
             .await
-            .is_err()
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tags_added_to_a_live_run_bring_it_into_a_tag_feed() {
-    let engine = engine();
-    let handle = engine.trigger::<Sleep>(60_000).await.unwrap();
-    let mut feed = engine
-        .subscribe_to_runs_with_tag::<Sleeps>(["late"])
-        .await
-        .unwrap();
-    engine
-        .add_tags(handle.id(), ["late", "extra"])
-        .await
-        .unwrap();
-    let Sleeps::Sleep(run) = feed.next().await.unwrap().unwrap().run;
-    assert_eq!(*run.tags, ["late", "extra"]);
-    engine.remove_tags(handle.id(), ["extra"]).await.unwrap();
-    // Every change comes, the run's start among them; then the one without `extra`.
-    loop {
-        let Sleeps::Sleep(run) = feed.next().await.unwrap().unwrap().run;
-        if *run.tags == ["late"] {
-            break;
-        }
-        assert_eq!(*run.tags, ["late", "extra"]);
+            .unwrap_err();
+        assert!(matches!(err, MetadataError::NotANumber { .. }), "{err}");
+        let after = engine.latest(handle.id()).await.unwrap().cursor;
+        assert_eq!(after, before, "nothing was published");
+        // A subscriber that stays after completion sees the outside change, and nothing of the
+        // refused one.
+        let mut forever = engine
+            .subscribe_to_run_forever::<Progress>(handle.id())
+            .await
+            .unwrap();
+        let current = forever.next().await.unwrap().unwrap();
+        assert_eq!(current.cursor, before);
+        engine
+            .update_metadata(handle.id(), [MetadataOp::Increment("children".into(), 1.0)])
+            .await
+            .unwrap();
+        let changed = forever.next().await.unwrap().unwrap().run;
+        let metadata = changed.metadata.unwrap();
+        assert_eq!(metadata["children"], 1);
+        assert!(!metadata.contains_key("x"));
+        assert_eq!(metadata["log"].as_array().map(Vec::len), Some(4));
+        assert!(
+            engine
+                .update_metadata(&"run_nope".into(), [])
+                .await
+                .is_err()
+        );
     }
-    let err = engine
-        .add_tags(handle.id(), (0..10).map(|i| i.to_string()))
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("at most 10"), "{err}");
-    // Refused: the tags are as they were.
-    assert_eq!(*current(&engine, handle.id()).await.tags, ["late"]);
-    engine.cancel(handle.id()).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_lets_running_attempts_finish_then_cancels_the_rest_at_the_deadline() {
-    let engine = engine();
-    let quick = engine.trigger::<Sleep>(300).await.unwrap();
-    let mut updates = engine.subscribe_to_run::<Sleep>(quick.id()).await.unwrap();
-    while updates
-        .next()
-        .await
-        .unwrap()
-        .unwrap()
-        .run
-        .status
-        .is_queued()
-    {}
-    // Still running when shutdown begins: shutdown waits for it.
-    assert_eq!(
-        current(&engine, quick.id()).await.status,
-        RunStatus::Executing
-    );
-    assert_eq!(engine.shutdown(Duration::from_secs(30)).await, 0);
-    assert_eq!(
-        current(&engine, quick.id()).await.status,
-        RunStatus::Completed
-    );
-    let refused = engine.trigger::<Sleep>(1).await.unwrap_err();
-    assert!(matches!(refused, TriggerError::ShuttingDown), "{refused}");
+on_every_backend! {
+    async fn tags_added_to_a_live_run_bring_it_into_a_tag_feed(backend: Backend) {
+        let engine = engine(backend).await;
+        let handle = engine.trigger::<Sleep>(60_000).await.unwrap();
+        let mut feed = engine
+            .subscribe_to_runs_with_tag::<Sleeps>(["late"])
+            .await
+            .unwrap();
+        engine
+            .add_tags(handle.id(), ["late", "extra"])
+            .await
+            .unwrap();
+        let Sleeps::Sleep(run) = feed.next().await.unwrap().unwrap().run;
+        assert_eq!(*run.tags, ["late", "extra"]);
+        engine.remove_tags(handle.id(), ["extra"]).await.unwrap();
+        // Every change comes, the run's start among them; then the one without `extra`.
+        loop {
+            let Sleeps::Sleep(run) = feed.next().await.unwrap().unwrap().run;
+            if *run.tags == ["late"] {
+                break;
+            }
+            assert_eq!(*run.tags, ["late", "extra"]);
+        }
+        let err = engine
+            .add_tags(handle.id(), (0..10).map(|i| i.to_string()))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("at most 10"), "{err}");
+        // Refused: the tags are as they were.
+        assert_eq!(*current(&engine, handle.id()).await.tags, ["late"]);
+        engine.cancel(handle.id()).await.unwrap();
+    }
+}
 
-    let engine = Engine::builder()
-        .task::<Sleep>()
-        .concurrency(1)
-        .build()
-        .unwrap();
-    let slow = engine.trigger::<Sleep>(60_000).await.unwrap();
-    let waiting = engine.trigger::<Sleep>(1).await.unwrap();
-    let mut updates = engine.subscribe_to_run::<Sleep>(slow.id()).await.unwrap();
-    while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
-    assert_eq!(engine.shutdown(Duration::from_millis(20)).await, 1);
-    assert_eq!(
-        current(&engine, slow.id()).await.status,
-        RunStatus::Canceled
-    );
-    // The slot the canceled run freed does not start the queued one.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(
-        current(&engine, waiting.id()).await.status,
-        RunStatus::Queued
-    );
+on_every_backend! {
+    async fn shutdown_lets_running_attempts_finish_then_cancels_the_rest_at_the_deadline(backend: Backend) {
+        let engine = engine(backend).await;
+        let quick = engine.trigger::<Sleep>(300).await.unwrap();
+        let mut updates = engine.subscribe_to_run::<Sleep>(quick.id()).await.unwrap();
+        while updates
+            .next()
+            .await
+            .unwrap()
+            .unwrap()
+            .run
+            .status
+            .is_queued()
+        {}
+        // Still running when shutdown begins: shutdown waits for it.
+        assert_eq!(
+            current(&engine, quick.id()).await.status,
+            RunStatus::Executing
+        );
+        assert_eq!(engine.shutdown(Duration::from_secs(30)).await, 0);
+        assert_eq!(
+            current(&engine, quick.id()).await.status,
+            RunStatus::Completed
+        );
+        let refused = engine.trigger::<Sleep>(1).await.unwrap_err();
+        assert!(matches!(refused, TriggerError::ShuttingDown), "{refused}");
+
+        let engine = Engine::builder()
+            .task::<Sleep>()
+            .concurrency(1)
+            .build()
+            .unwrap();
+        let slow = engine.trigger::<Sleep>(60_000).await.unwrap();
+        let waiting = engine.trigger::<Sleep>(1).await.unwrap();
+        let mut updates = engine.subscribe_to_run::<Sleep>(slow.id()).await.unwrap();
+        while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
+        assert_eq!(engine.shutdown(Duration::from_millis(20)).await, 1);
+        assert_eq!(
+            current(&engine, slow.id()).await.status,
+            RunStatus::Canceled
+        );
+        // The slot the canceled run freed does not start the queued one.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            current(&engine, waiting.id()).await.status,
+            RunStatus::Queued
+        );
+    }
 }
 
 /// Returns the length of its payload.
@@ -762,45 +779,46 @@ async fn a_payload_of_several_mebibytes_goes_through_trigger_execution_and_subsc
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_may_mix_tasks_and_its_feed_types_each_run() {
-    let engine = engine();
-    let batch = engine
-        .batch_trigger_mixed([
-            runcast::BatchItem::new::<Double>(21, TriggerOptions::default()),
-            runcast::BatchItem::new::<Flaky>((), TriggerOptions::default()),
-        ])
-        .await
-        .unwrap();
-    let mut feed = engine
-        .subscribe_to_batch::<Numbers>(&batch.id)
-        .await
-        .unwrap();
-    let (mut doubled, mut flaky) = (None, None);
-    while doubled.is_none() || flaky.is_none() {
-        match feed.next().await.unwrap().unwrap().run {
-            Numbers::Double(run) if run.status.is_final() => doubled = run.output,
-            Numbers::Flaky(run) if run.status.is_final() => flaky = run.output,
-            _ => {}
+on_every_backend! {
+    async fn a_batch_may_mix_tasks_and_its_feed_types_each_run(backend: Backend) {
+        let engine = engine(backend).await;
+        let batch = engine
+            .batch_trigger_mixed([
+                runcast::BatchItem::new::<Double>(21, TriggerOptions::default()),
+                runcast::BatchItem::new::<Flaky>((), TriggerOptions::default()),
+            ])
+            .await
+            .unwrap();
+        let mut feed = engine
+            .subscribe_to_batch::<Numbers>(&batch.id)
+            .await
+            .unwrap();
+        let (mut doubled, mut flaky) = (None, None);
+        while doubled.is_none() || flaky.is_none() {
+            match feed.next().await.unwrap().unwrap().run {
+                Numbers::Double(run) if run.status.is_final() => doubled = run.output,
+                Numbers::Flaky(run) if run.status.is_final() => flaky = run.output,
+                _ => {}
+            }
         }
+        assert_eq!((doubled, flaky), (Some(42), Some(3)));
+        let refused = engine
+            .batch_trigger_mixed([
+                runcast::BatchItem::new::<Double>(1, TriggerOptions::default()),
+                runcast::BatchItem::new::<Elsewhere>(1, TriggerOptions::default()),
+            ])
+            .await;
+        assert!(matches!(
+            refused,
+            Err(TriggerError::UnknownTask("elsewhere"))
+        ));
     }
-    assert_eq!((doubled, flaky), (Some(42), Some(3)));
-    let refused = engine
-        .batch_trigger_mixed([
-            runcast::BatchItem::new::<Double>(1, TriggerOptions::default()),
-            runcast::BatchItem::new::<Elsewhere>(1, TriggerOptions::default()),
-        ])
-        .await;
-    assert!(matches!(
-        refused,
-        Err(TriggerError::UnknownTask("elsewhere"))
-    ));
 }
 
 #[test]
 fn trigger_works_from_a_thread_outside_the_runtime() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let engine = runtime.block_on(async { engine() });
+    let engine = runtime.block_on(engine(Backend::Memory));
     let delayed = TriggerOptions::default()
         .delay(Duration::from_millis(5))
         .ttl(Duration::from_secs(60));
@@ -814,64 +832,66 @@ fn trigger_works_from_a_thread_outside_the_runtime() {
     assert_eq!(last.output, Some(4));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_subscriptions_and_oversized_initial_metadata_are_refused() {
-    let engine = engine();
-    let err = engine
-        .subscribe_to_run::<Double>(&RunId::from("run_typo"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.to_string(), "no run `run_typo`");
-    let mut big = runcast::JsonObject::new();
-    big.insert(
-        "blob".into(),
-        "x".repeat(runcast::MAX_METADATA_BYTES).into(),
-    );
-    let err = engine
-        .trigger_with::<Double>(1, TriggerOptions::default().metadata(big))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, TriggerError::Metadata(MetadataError::TooLarge { .. })),
-        "{err}"
-    );
-    assert_eq!(run_count(&engine).await, 0, "nothing was stored");
+on_every_backend! {
+    async fn bad_subscriptions_and_oversized_initial_metadata_are_refused(backend: Backend) {
+        let engine = engine(backend).await;
+        let err = engine
+            .subscribe_to_run::<Double>(&RunId::from("run_typo"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "no run `run_typo`");
+        let mut big = runcast::JsonObject::new();
+        big.insert(
+            "blob".into(),
+            "x".repeat(runcast::MAX_METADATA_BYTES).into(),
+        );
+        let err = engine
+            .trigger_with::<Double>(1, TriggerOptions::default().metadata(big))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, TriggerError::Metadata(MetadataError::TooLarge { .. })),
+            "{err}"
+        );
+        assert_eq!(run_count(&engine).await, 0, "nothing was stored");
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batch_items_with_idempotency_keys_return_the_runs_the_keys_started() {
-    let engine = engine();
-    let keyed = |key: &str| TriggerOptions::default().idempotency_key(key);
-    let first = engine.trigger_with::<Double>(1, keyed("a")).await.unwrap();
-    let batch = engine
-        .batch_trigger::<Double>([(1, keyed("a")), (2, keyed("b")), (3, keyed("b"))])
-        .await
-        .unwrap();
-    let ids: Vec<_> = batch.runs.iter().map(|run| run.id().clone()).collect();
-    // `a` started a run before; the two `b`s are one new run, in this batch.
-    assert_eq!(&ids[0], first.id());
-    assert_eq!(ids[1], ids[2]);
-    assert_ne!(ids[1], ids[0]);
-    // The batch's feed starts before its own first run, not before the earlier run.
-    assert!(first.cursor() < batch.cursor);
-    assert_eq!(batch.cursor, batch.runs[1].cursor());
-    let mut feed = engine
-        .subscribe(Scope::Batch(batch.id.clone()), runcast::Cursor::START)
-        .await
-        .unwrap();
-    let only = feed.next().await.unwrap().unwrap();
-    assert_eq!(only.run.id, ids[1]);
-    assert_eq!(only.run.payload.unwrap().get(), "2");
-    let more = tokio::time::timeout(Duration::from_millis(300), async {
-        loop {
-            let update = feed.next().await.unwrap().unwrap();
-            if update.run.id != ids[1] {
-                return update;
+on_every_backend! {
+    async fn batch_items_with_idempotency_keys_return_the_runs_the_keys_started(backend: Backend) {
+        let engine = engine(backend).await;
+        let keyed = |key: &str| TriggerOptions::default().idempotency_key(key);
+        let first = engine.trigger_with::<Double>(1, keyed("a")).await.unwrap();
+        let batch = engine
+            .batch_trigger::<Double>([(1, keyed("a")), (2, keyed("b")), (3, keyed("b"))])
+            .await
+            .unwrap();
+        let ids: Vec<_> = batch.runs.iter().map(|run| run.id().clone()).collect();
+        // `a` started a run before; the two `b`s are one new run, in this batch.
+        assert_eq!(&ids[0], first.id());
+        assert_eq!(ids[1], ids[2]);
+        assert_ne!(ids[1], ids[0]);
+        // The batch's feed starts before its own first run, not before the earlier run.
+        assert!(first.cursor() < batch.cursor);
+        assert_eq!(batch.cursor, batch.runs[1].cursor());
+        let mut feed = engine
+            .subscribe(Scope::Batch(batch.id.clone()), runcast::Cursor::START)
+            .await
+            .unwrap();
+        let only = feed.next().await.unwrap().unwrap();
+        assert_eq!(only.run.id, ids[1]);
+        assert_eq!(only.run.payload.unwrap().get(), "2");
+        let more = tokio::time::timeout(Duration::from_millis(300), async {
+            loop {
+                let update = feed.next().await.unwrap().unwrap();
+                if update.run.id != ids[1] {
+                    return update;
+                }
             }
-        }
-    })
-    .await;
-    assert!(more.is_err(), "no other run in the batch: {more:?}");
+        })
+        .await;
+        assert!(more.is_err(), "no other run in the batch: {more:?}");
+    }
 }
 
 /// Attempts of `held` in flight now, and the most ever at once.
@@ -957,82 +977,86 @@ async fn the_context_shows_the_runs_tags() {
     assert_eq!(last.output, Some(vec!["a".to_owned(), "b".to_owned()]));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_subscription_can_outlive_the_runs_completion() {
-    let engine = engine();
-    let handle = engine.trigger::<Double>(1).await.unwrap();
-    let mut updates = engine
-        .subscribe_to_run_forever::<Double>(handle.id())
-        .await
-        .unwrap();
-    while !updates.next().await.unwrap().unwrap().run.status.is_final() {}
-    engine
-        .update_metadata(
-            handle.id(),
-            [MetadataOp::Set("child".into(), "done".into())],
-        )
-        .await
-        .unwrap();
-    let after = updates.next().await.unwrap().unwrap().run;
-    assert_eq!(after.metadata.unwrap()["child"], "done");
+on_every_backend! {
+    async fn a_run_subscription_can_outlive_the_runs_completion(backend: Backend) {
+        let engine = engine(backend).await;
+        let handle = engine.trigger::<Double>(1).await.unwrap();
+        let mut updates = engine
+            .subscribe_to_run_forever::<Double>(handle.id())
+            .await
+            .unwrap();
+        while !updates.next().await.unwrap().unwrap().run.status.is_final() {}
+        engine
+            .update_metadata(
+                handle.id(),
+                [MetadataOp::Set("child".into(), "done".into())],
+            )
+            .await
+            .unwrap();
+        let after = updates.next().await.unwrap().unwrap().run;
+        assert_eq!(after.metadata.unwrap()["child"], "done");
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_subscriber_coalesces_to_the_latest_snapshot_and_keeps_the_final_one() {
-    let engine = engine();
-    let handle = engine.trigger::<Chatty>(5_000).await.unwrap();
-    let mut stalled = engine
-        .subscribe_to_run::<Chatty>(handle.id())
-        .await
-        .unwrap();
-    // It reads until the run waits for the go; then nothing more.
-    let mut first = stalled.next().await.unwrap().unwrap();
-    while first.run.status != RunStatus::Executing {
-        first = stalled.next().await.unwrap().unwrap();
+on_every_backend! {
+    async fn a_stalled_subscriber_coalesces_to_the_latest_snapshot_and_keeps_the_final_one(backend: Backend) {
+        let engine = engine(backend).await;
+        let handle = engine.trigger::<Chatty>(5_000).await.unwrap();
+        let mut stalled = engine
+            .subscribe_to_run::<Chatty>(handle.id())
+            .await
+            .unwrap();
+        // It reads until the run waits for the go; then nothing more.
+        let mut first = stalled.next().await.unwrap().unwrap();
+        while first.run.status != RunStatus::Executing {
+            first = stalled.next().await.unwrap().unwrap();
+        }
+        // Another subscriber reads every change as it comes, meanwhile.
+        let mut eager = engine
+            .subscribe_to_run::<Chatty>(handle.id())
+            .await
+            .unwrap();
+        let eager = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some(update) = eager.next().await {
+                let run = update.unwrap().run;
+                let i = run
+                    .metadata
+                    .and_then(|m| m.get("i").and_then(serde_json::Value::as_u64));
+                seen.push((i, run.status));
+            }
+            seen
+        });
+        // The run goes through 5,000 metadata changes while the first subscriber reads nothing.
+        CHATTY_GO.notify_one();
+        let finished = async {
+            while !current(&engine, handle.id()).await.status.is_final() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), finished)
+            .await
+            .expect("the engine is not held back by a stalled subscriber");
+        let rest: Vec<_> = stalled.map(|u| u.unwrap()).collect().await;
+        // Its pending changes coalesced to the run's latest snapshot, the final one, marked.
+        assert_eq!(rest.len(), 1, "{rest:?}");
+        let last = &rest[0];
+        assert!(last.coalesced);
+        assert!(last.cursor > first.cursor);
+        assert_eq!(
+            (last.run.status, last.run.output),
+            (RunStatus::Completed, Some(5_000))
+        );
+        assert_eq!(last.run.metadata.as_ref().unwrap()["i"], 4_999);
+        // The eager subscriber saw the changes in order, and the final snapshot last, however
+        // many it read on the way.
+        let seen = eager.await.unwrap();
+        // (The final snapshot repeats the last metadata: a reader that keeps up sees both.)
+        let changes = seen.iter().filter(|(_, status)| !status.is_final());
+        let values: Vec<u64> = changes.filter_map(|(i, _)| *i).collect();
+        assert!(values.windows(2).all(|w| w[0] < w[1]), "{:?}", &values[values.len().saturating_sub(5)..]);
+        assert_eq!(seen.last(), Some(&(Some(4_999), RunStatus::Completed)));
     }
-    // Another subscriber reads every change as it comes, meanwhile.
-    let mut eager = engine
-        .subscribe_to_run::<Chatty>(handle.id())
-        .await
-        .unwrap();
-    let eager = tokio::spawn(async move {
-        let mut seen = Vec::new();
-        while let Some(update) = eager.next().await {
-            let run = update.unwrap().run;
-            let i = run
-                .metadata
-                .and_then(|m| m.get("i").and_then(serde_json::Value::as_u64));
-            seen.push((i, run.status));
-        }
-        seen
-    });
-    // The run goes through 5,000 metadata changes while the first subscriber reads nothing.
-    CHATTY_GO.notify_one();
-    let finished = async {
-        while !current(&engine, handle.id()).await.status.is_final() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), finished)
-        .await
-        .expect("the engine is not held back by a stalled subscriber");
-    let rest: Vec<_> = stalled.map(|u| u.unwrap()).collect().await;
-    // Its pending changes coalesced to the run's latest snapshot, the final one, marked.
-    assert_eq!(rest.len(), 1, "{rest:?}");
-    let last = &rest[0];
-    assert!(last.coalesced);
-    assert!(last.cursor > first.cursor);
-    assert_eq!(
-        (last.run.status, last.run.output),
-        (RunStatus::Completed, Some(5_000))
-    );
-    assert_eq!(last.run.metadata.as_ref().unwrap()["i"], 4_999);
-    // The eager subscriber saw the changes in order, and the final snapshot last, however
-    // many it read on the way.
-    let seen = eager.await.unwrap();
-    let values: Vec<u64> = seen.iter().filter_map(|(i, _)| *i).collect();
-    assert!(values.windows(2).all(|w| w[0] < w[1]), "{values:?}");
-    assert_eq!(seen.last(), Some(&(Some(4_999), RunStatus::Completed)));
 }
 
 /// Waits until the engine forgot run `id`.
@@ -1100,71 +1124,73 @@ async fn finished_runs_are_forgotten_after_their_retention_and_live_ones_never()
     engine.cancel(live.id()).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_triggers_get_consecutive_numbers_and_one_key_makes_one_run() {
-    let engine = engine();
-    let numbered = (0..8).map(|_| {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            let mut ids = Vec::new();
-            for n in 0..250 {
-                ids.push(engine.trigger::<Double>(n).await.unwrap().id().clone());
-            }
-            ids
-        })
-    });
-    let ids: Vec<_> = join_all(numbered)
-        .await
-        .into_iter()
-        .flatten()
-        .flatten()
-        .collect();
-    let mut numbers = Vec::new();
-    for id in &ids {
-        numbers.push(current(&engine, id).await.number);
-    }
-    numbers.sort_unstable();
-    assert_eq!(numbers, (1..=2_000).collect::<Vec<u64>>());
+on_every_backend! {
+    async fn concurrent_triggers_get_consecutive_numbers_and_one_key_makes_one_run(backend: Backend) {
+        let engine = engine(backend).await;
+        let numbered = (0..8).map(|_| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for n in 0..250 {
+                    ids.push(engine.trigger::<Double>(n).await.unwrap().id().clone());
+                }
+                ids
+            })
+        });
+        let ids: Vec<_> = join_all(numbered)
+            .await
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
+        let mut numbers = Vec::new();
+        for id in &ids {
+            numbers.push(current(&engine, id).await.number);
+        }
+        numbers.sort_unstable();
+        assert_eq!(numbers, (1..=2_000).collect::<Vec<u64>>());
 
-    let keyed = (0..8).map(|_| {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            let once = TriggerOptions::default().idempotency_key("once");
-            let handle = engine.trigger_with::<Echo>("hi".into(), once).await;
-            handle.unwrap().id().clone()
-        })
-    });
-    let ids: Vec<_> = join_all(keyed).await.into_iter().flatten().collect();
-    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
-    assert_eq!(current(&engine, &ids[0]).await.number, 1);
+        let keyed = (0..8).map(|_| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let once = TriggerOptions::default().idempotency_key("once");
+                let handle = engine.trigger_with::<Echo>("hi".into(), once).await;
+                handle.unwrap().id().clone()
+            })
+        });
+        let ids: Vec<_> = join_all(keyed).await.into_iter().flatten().collect();
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+        assert_eq!(current(&engine, &ids[0]).await.number, 1);
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_keys_raced_from_many_tasks_make_one_run_each() {
-    let engine = engine();
-    // Eight tasks trigger the same 300 keys, each in its own order.
-    let keyed = (0..8).map(|t| {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            let mut ids = Vec::new();
-            for k in 0..300 {
-                let key = format!("k{}", (k * (t + 1)) % 300);
-                let once = TriggerOptions::default().idempotency_key(key.clone());
-                let handle = engine.trigger_with::<Echo>("hi".into(), once).await;
-                ids.push((key, handle.unwrap().id().clone()));
-            }
-            ids
-        })
-    });
-    let mut by_key = std::collections::HashMap::new();
-    for (key, id) in join_all(keyed).await.into_iter().flat_map(Result::unwrap) {
-        let first = by_key.entry(key.clone()).or_insert_with(|| id.clone());
-        assert_eq!(*first, id, "{key}");
+on_every_backend! {
+    async fn many_keys_raced_from_many_tasks_make_one_run_each(backend: Backend) {
+        let engine = engine(backend).await;
+        // Eight tasks trigger the same 300 keys, each in its own order.
+        let keyed = (0..8).map(|t| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for k in 0..300 {
+                    let key = format!("k{}", (k * (t + 1)) % 300);
+                    let once = TriggerOptions::default().idempotency_key(key.clone());
+                    let handle = engine.trigger_with::<Echo>("hi".into(), once).await;
+                    ids.push((key, handle.unwrap().id().clone()));
+                }
+                ids
+            })
+        });
+        let mut by_key = std::collections::HashMap::new();
+        for (key, id) in join_all(keyed).await.into_iter().flat_map(Result::unwrap) {
+            let first = by_key.entry(key.clone()).or_insert_with(|| id.clone());
+            assert_eq!(*first, id, "{key}");
+        }
+        let mut numbers = Vec::new();
+        for id in by_key.values() {
+            numbers.push(current(&engine, id).await.number);
+        }
+        numbers.sort_unstable();
+        assert_eq!(numbers, (1..=300).collect::<Vec<u64>>());
     }
-    let mut numbers = Vec::new();
-    for id in by_key.values() {
-        numbers.push(current(&engine, id).await.number);
-    }
-    numbers.sort_unstable();
-    assert_eq!(numbers, (1..=300).collect::<Vec<u64>>());
 }

@@ -6,6 +6,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod common;
+use common::backend::Backend;
+
 use futures::{StreamExt, TryStreamExt};
 use runcast::{
     AnyChunk, AnyRun, Cursor, DecodeError, Engine, FeedError, MetadataOp, Realtime, RunFeed,
@@ -130,8 +133,10 @@ realtime_union! {
     }
 }
 
-fn engine() -> Engine {
-    Engine::builder()
+async fn engine(backend: Backend) -> Engine {
+    backend
+        .builder()
+        .await
         .task::<Chat>()
         .task::<Count>()
         .task::<FailMidway>()
@@ -181,165 +186,168 @@ fn cursor(item: &Realtime<AnyRun, AnyChunk>) -> Cursor {
     item.cursor()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chunks_and_run_changes_arrive_typed_in_one_cursor_order() {
-    let engine = engine();
-    let handle = engine
-        .trigger::<Chat>(words("the quick brown fox"))
-        .await
-        .unwrap();
-    let items = engine
-        .subscribe_to_run::<Chat>(handle.id())
-        .await
-        .unwrap()
-        .with_streams();
-    let items: Vec<_> = items.try_collect().await.unwrap();
+on_every_backend! {
+    async fn chunks_and_run_changes_arrive_typed_in_one_cursor_order(backend: Backend) {
+        let engine = engine(backend).await;
+        let handle = engine
+            .trigger::<Chat>(words("the quick brown fox"))
+            .await
+            .unwrap();
+        let items = engine
+            .subscribe_to_run::<Chat>(handle.id())
+            .await
+            .unwrap()
+            .with_streams();
+        let items: Vec<_> = items.try_collect().await.unwrap();
 
-    let cursors: Vec<Cursor> = items.iter().map(Realtime::cursor).collect();
-    assert!(cursors.windows(2).all(|w| w[0] < w[1]), "{cursors:?}");
-    let mut tokens = Vec::new();
-    let mut last_progress = None;
-    for item in &items {
-        match item {
-            Realtime::Chunk(chunk) => {
-                let ChatChunk::Tokens(token) = &chunk.data;
-                // Chunk types need not be `Debug`: their enum shows them as JSON.
-                assert_eq!(format!("{:?}", chunk.data), format!("Tokens({token:?})"));
-                assert_eq!(&chunk.run_id, handle.id());
-                assert_eq!(&*chunk.stream, "tokens");
-                tokens.push(token.clone());
-            }
-            Realtime::Run(update) => {
-                // Progress never runs ahead of the tokens before it in the feed.
-                if let Some(progress) = &update.run.metadata {
-                    assert!(progress.done as usize <= tokens.len(), "{progress:?}");
-                    last_progress = Some(progress.clone());
+        let cursors: Vec<Cursor> = items.iter().map(Realtime::cursor).collect();
+        assert!(cursors.windows(2).all(|w| w[0] < w[1]), "{cursors:?}");
+        let mut tokens = Vec::new();
+        let mut last_progress = None;
+        for item in &items {
+            match item {
+                Realtime::Chunk(chunk) => {
+                    let ChatChunk::Tokens(token) = &chunk.data;
+                    // Chunk types need not be `Debug`: their enum shows them as JSON.
+                    assert_eq!(format!("{:?}", chunk.data), format!("Tokens({token:?})"));
+                    assert_eq!(&chunk.run_id, handle.id());
+                    assert_eq!(&*chunk.stream, "tokens");
+                    tokens.push(token.clone());
                 }
-                if !tokens.is_empty() {
-                    assert_eq!(update.run.realtime_streams, ["tokens"]);
+                Realtime::Run(update) => {
+                    // Progress never runs ahead of the tokens before it in the feed.
+                    if let Some(progress) = &update.run.metadata {
+                        assert!(progress.done as usize <= tokens.len(), "{progress:?}");
+                        last_progress = Some(progress.clone());
+                    }
+                    if !tokens.is_empty() {
+                        assert_eq!(update.run.realtime_streams, ["tokens"]);
+                    }
                 }
             }
         }
-    }
-    assert_eq!(tokens, words("the quick brown fox"));
-    assert_eq!(last_progress, Some(Progress { done: 4, total: 4 }));
-    let Some(Realtime::Run(last)) = items.last() else {
-        panic!("the feed ends with the final snapshot")
-    };
-    assert_eq!(last.run.status, RunStatus::Completed);
-    assert_eq!(last.run.output.as_deref(), Some("the quick brown fox"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resuming_from_every_cursor_continues_with_no_gap_and_no_duplicate() {
-    let engine = engine();
-    let handle = engine
-        .trigger::<Chat>(words("a b c d e f g h"))
-        .await
-        .unwrap();
-    let recorded = record(&engine, handle.id(), handle.cursor()).await;
-    let chunks = |items: &[Realtime<AnyRun, AnyChunk>]| -> Vec<(Cursor, String)> {
-        items
-            .iter()
-            .filter_map(|item| match item {
-                Realtime::Chunk(chunk) => Some((chunk.cursor, chunk.data.get().to_owned())),
-                Realtime::Run(_) => None,
-            })
-            .collect()
-    };
-    assert_eq!(chunks(&recorded).len(), 8);
-    let (last, before_last) = recorded.split_last().unwrap();
-    for item in before_last {
-        let from = cursor(item);
-        let resumed = record(&engine, handle.id(), from).await;
-        // Nothing at or before the cursor; every chunk after it, once, in order.
-        assert!(
-            resumed.iter().all(|item| cursor(item) > from),
-            "from {from:?}"
-        );
-        let expected: Vec<_> = chunks(&recorded)
-            .into_iter()
-            .filter(|(c, _)| *c > from)
-            .collect();
-        assert_eq!(chunks(&resumed), expected, "from {from:?}");
-        // Every run change after it too: the resumed feed is the rest of the recorded one.
-        let keys = |items: &[Realtime<AnyRun, AnyChunk>]| -> Vec<(Cursor, bool)> {
-            items
-                .iter()
-                .map(|i| (i.cursor(), matches!(i, Realtime::Run(_))))
-                .collect()
-        };
-        let rest: Vec<_> = recorded
-            .iter()
-            .filter(|i| cursor(i) > from)
-            .cloned()
-            .collect();
-        assert_eq!(keys(&resumed), keys(&rest), "from {from:?}");
-        let Some(Realtime::Run(last)) = resumed.last() else {
-            panic!("from {from:?}: no final snapshot")
+        assert_eq!(tokens, words("the quick brown fox"));
+        assert_eq!(last_progress, Some(Progress { done: 4, total: 4 }));
+        let Some(Realtime::Run(last)) = items.last() else {
+            panic!("the feed ends with the final snapshot")
         };
         assert_eq!(last.run.status, RunStatus::Completed);
+        assert_eq!(last.run.output.as_deref(), Some("the quick brown fox"));
     }
-    // After the last item, nothing: the subscription waits for a change that never comes.
-    let mut after_last = engine
-        .subscribe(Scope::Run(handle.id().clone()), cursor(last))
-        .await
-        .unwrap()
-        .with_streams();
-    let nothing = tokio::time::timeout(Duration::from_millis(50), after_last.next()).await;
-    assert!(nothing.is_err(), "{nothing:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_late_subscriber_reads_the_streams_from_their_start() {
-    let engine = engine();
-    let handle = engine.trigger::<Count>(1_000).await.unwrap();
-    finished(&engine, handle.id()).await;
+on_every_backend! {
+    async fn resuming_from_every_cursor_continues_with_no_gap_and_no_duplicate(backend: Backend) {
+        let engine = engine(backend).await;
+        let handle = engine
+            .trigger::<Chat>(words("a b c d e f g h"))
+            .await
+            .unwrap();
+        let recorded = record(&engine, handle.id(), handle.cursor()).await;
+        let chunks = |items: &[Realtime<AnyRun, AnyChunk>]| -> Vec<(Cursor, String)> {
+            items
+                .iter()
+                .filter_map(|item| match item {
+                    Realtime::Chunk(chunk) => Some((chunk.cursor, chunk.data.get().to_owned())),
+                    Realtime::Run(_) => None,
+                })
+                .collect()
+        };
+        assert_eq!(chunks(&recorded).len(), 8);
+        let (last, before_last) = recorded.split_last().unwrap();
+        for item in before_last {
+            let from = cursor(item);
+            let resumed = record(&engine, handle.id(), from).await;
+            // Nothing at or before the cursor; every chunk after it, once, in order.
+            assert!(
+                resumed.iter().all(|item| cursor(item) > from),
+                "from {from:?}"
+            );
+            let expected: Vec<_> = chunks(&recorded)
+                .into_iter()
+                .filter(|(c, _)| *c > from)
+                .collect();
+            assert_eq!(chunks(&resumed), expected, "from {from:?}");
+            // Every run change after it too: the resumed feed is the rest of the recorded one.
+            let keys = |items: &[Realtime<AnyRun, AnyChunk>]| -> Vec<(Cursor, bool)> {
+                items
+                    .iter()
+                    .map(|i| (i.cursor(), matches!(i, Realtime::Run(_))))
+                    .collect()
+            };
+            let rest: Vec<_> = recorded
+                .iter()
+                .filter(|i| cursor(i) > from)
+                .cloned()
+                .collect();
+            assert_eq!(keys(&resumed), keys(&rest), "from {from:?}");
+            let Some(Realtime::Run(last)) = resumed.last() else {
+                panic!("from {from:?}: no final snapshot")
+            };
+            assert_eq!(last.run.status, RunStatus::Completed);
+        }
+        // After the last item, nothing: the subscription waits for a change that never comes.
+        let mut after_last = engine
+            .subscribe(Scope::Run(handle.id().clone()), cursor(last))
+            .await
+            .unwrap()
+            .with_streams();
+        let nothing = tokio::time::timeout(Duration::from_millis(50), after_last.next()).await;
+        assert!(nothing.is_err(), "{nothing:?}");
+    }
+}
 
-    let numbers: Vec<u64> = engine
-        .read_stream(handle.id(), Count::NUMBERS)
-        .await
-        .unwrap()
-        .map_ok(|chunk| chunk.value)
-        .try_collect()
-        .await
-        .unwrap();
-    assert_eq!(numbers, (0..1_000).collect::<Vec<_>>());
+on_every_backend! {
+    async fn a_late_subscriber_reads_the_streams_from_their_start(backend: Backend) {
+        let engine = engine(backend).await;
+        let handle = engine.trigger::<Count>(1_000).await.unwrap();
+        finished(&engine, handle.id()).await;
 
-    let items: Vec<_> = engine
-        .subscribe_to_run::<Count>(handle.id())
-        .await
-        .unwrap()
-        .with_streams()
-        .try_collect()
-        .await
-        .unwrap();
-    assert_eq!(items.len(), 1_001, "every chunk, then the final snapshot");
+        let numbers: Vec<u64> = engine
+            .read_stream(handle.id(), Count::NUMBERS)
+            .await
+            .unwrap()
+            .map_ok(|chunk| chunk.value)
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(numbers, (0..1_000).collect::<Vec<_>>());
 
-    // Reading on from a chunk's cursor, and from past the end, of a finished run.
-    let from = numbers_cursor(&engine, handle.id(), 499).await;
-    let rest: Vec<u64> = engine
-        .read_stream_from(handle.id(), Count::NUMBERS, from)
-        .await
-        .unwrap()
-        .map_ok(|chunk| chunk.value)
-        .try_collect()
-        .await
-        .unwrap();
-    assert_eq!(rest, (500..1_000).collect::<Vec<_>>());
-    let end = engine.latest(handle.id()).await.unwrap().cursor;
-    let none = engine
-        .read_stream_from(handle.id(), Count::NUMBERS, end)
-        .await
-        .unwrap();
-    let none = tokio::time::timeout(Duration::from_secs(10), none.count()).await;
-    assert_eq!(none.expect("a read from past the end ends"), 0);
-    // A cursor of another history, even one that looks past the end, is refused.
-    let foreign: Cursor = "1-999999999".parse().unwrap();
-    let refused = engine
-        .read_stream_from(handle.id(), Count::NUMBERS, foreign)
-        .await;
-    assert!(matches!(refused, Err(FeedError::UnknownCursor(c)) if c == foreign));
+        let items: Vec<_> = engine
+            .subscribe_to_run::<Count>(handle.id())
+            .await
+            .unwrap()
+            .with_streams()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(items.len(), 1_001, "every chunk, then the final snapshot");
+
+        // Reading on from a chunk's cursor, and from past the end, of a finished run.
+        let from = numbers_cursor(&engine, handle.id(), 499).await;
+        let rest: Vec<u64> = engine
+            .read_stream_from(handle.id(), Count::NUMBERS, from)
+            .await
+            .unwrap()
+            .map_ok(|chunk| chunk.value)
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(rest, (500..1_000).collect::<Vec<_>>());
+        let end = engine.latest(handle.id()).await.unwrap().cursor;
+        let none = engine
+            .read_stream_from(handle.id(), Count::NUMBERS, end)
+            .await
+            .unwrap();
+        let none = tokio::time::timeout(Duration::from_secs(10), none.count()).await;
+        assert_eq!(none.expect("a read from past the end ends"), 0);
+        // A cursor of another history, even one that looks past the end, is refused.
+        let foreign: Cursor = "1-999999999".parse().unwrap();
+        let refused = engine
+            .read_stream_from(handle.id(), Count::NUMBERS, foreign)
+            .await;
+        assert!(matches!(refused, Err(FeedError::UnknownCursor(c)) if c == foreign));
+    }
 }
 
 /// The cursor of chunk `n` of a `Count` run.
@@ -352,76 +360,77 @@ async fn numbers_cursor(engine: &Engine, id: &RunId, n: u64) -> Cursor {
     chunk.unwrap().unwrap().cursor
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lagging_subscriber_loses_no_chunk_while_snapshots_coalesce() {
-    let engine = engine();
-    let tagged = TriggerOptions::default().tag("lag");
-    let counts = [
-        engine
-            .trigger_with::<Count>(20_000, tagged.clone())
+on_every_backend! {
+    async fn a_lagging_subscriber_loses_no_chunk_while_snapshots_coalesce(backend: Backend) {
+        let engine = engine(backend).await;
+        let tagged = TriggerOptions::default().tag("lag");
+        let counts = [
+            engine
+                .trigger_with::<Count>(20_000, tagged.clone())
+                .await
+                .unwrap(),
+            engine
+                .trigger_with::<Count>(15_000, tagged.clone())
+                .await
+                .unwrap(),
+        ];
+        let chat = engine
+            .trigger_with::<Chat>(words("one two three"), tagged)
             .await
-            .unwrap(),
-        engine
-            .trigger_with::<Count>(15_000, tagged.clone())
+            .unwrap();
+        let mut feed = engine
+            .subscribe_to_runs_with_tag::<Feed>(["lag"])
             .await
-            .unwrap(),
-    ];
-    let chat = engine
-        .trigger_with::<Chat>(words("one two three"), tagged)
-        .await
-        .unwrap();
-    let mut feed = engine
-        .subscribe_to_runs_with_tag::<Feed>(["lag"])
-        .await
-        .unwrap()
-        .with_streams();
-    let first = feed.next().await.unwrap().unwrap();
-    // The subscriber reads nothing while the runs write 35,003 chunks.
-    for handle in &counts {
-        finished(&engine, handle.id()).await;
-    }
-    finished(&engine, chat.id()).await;
+            .unwrap()
+            .with_streams();
+        let first = feed.next().await.unwrap().unwrap();
+        // The subscriber reads nothing while the runs write 35,003 chunks.
+        for handle in &counts {
+            finished(&engine, handle.id()).await;
+        }
+        finished(&engine, chat.id()).await;
 
-    let mut numbers: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
-    let mut tokens = Vec::new();
-    let mut snapshots = 0;
-    let mut completed = 0;
-    let mut coalesced = 0;
-    let mut last = first.cursor();
-    if let Realtime::Chunk(FeedChunk::Count(chunk)) = &first {
-        let CountChunk::Numbers(n) = chunk.data;
-        numbers[usize::from(chunk.run_id != *counts[0].id())].push(n);
-    }
-    while completed < 3 {
-        let item = feed.next().await.unwrap().unwrap();
-        assert!(item.cursor() > last);
-        last = item.cursor();
-        match item {
-            Realtime::Chunk(FeedChunk::Count(chunk)) => {
-                let CountChunk::Numbers(n) = chunk.data;
-                numbers[usize::from(chunk.run_id != *counts[0].id())].push(n);
-            }
-            Realtime::Chunk(FeedChunk::Chat(chunk)) => {
-                let ChatChunk::Tokens(token) = chunk.data;
-                tokens.push(token);
-            }
-            Realtime::Run(update) => {
-                snapshots += 1;
-                coalesced += usize::from(update.coalesced);
-                let status = match &update.run {
-                    Feed::Chat(run) => run.status,
-                    Feed::Count(run) => run.status,
-                };
-                completed += usize::from(status == RunStatus::Completed);
+        let mut numbers: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+        let mut tokens = Vec::new();
+        let mut snapshots = 0;
+        let mut completed = 0;
+        let mut coalesced = 0;
+        let mut last = first.cursor();
+        if let Realtime::Chunk(FeedChunk::Count(chunk)) = &first {
+            let CountChunk::Numbers(n) = chunk.data;
+            numbers[usize::from(chunk.run_id != *counts[0].id())].push(n);
+        }
+        while completed < 3 {
+            let item = feed.next().await.unwrap().unwrap();
+            assert!(item.cursor() > last);
+            last = item.cursor();
+            match item {
+                Realtime::Chunk(FeedChunk::Count(chunk)) => {
+                    let CountChunk::Numbers(n) = chunk.data;
+                    numbers[usize::from(chunk.run_id != *counts[0].id())].push(n);
+                }
+                Realtime::Chunk(FeedChunk::Chat(chunk)) => {
+                    let ChatChunk::Tokens(token) = chunk.data;
+                    tokens.push(token);
+                }
+                Realtime::Run(update) => {
+                    snapshots += 1;
+                    coalesced += usize::from(update.coalesced);
+                    let status = match &update.run {
+                        Feed::Chat(run) => run.status,
+                        Feed::Count(run) => run.status,
+                    };
+                    completed += usize::from(status == RunStatus::Completed);
+                }
             }
         }
+        assert_eq!(numbers[0], (0..20_000).collect::<Vec<_>>());
+        assert_eq!(numbers[1], (0..15_000).collect::<Vec<_>>());
+        assert_eq!(tokens, words("one two three"));
+        // Chunks do not count against the window: the few run changes all arrive, none coalesced.
+        assert!(snapshots >= 3, "{snapshots} snapshots");
+        assert_eq!(coalesced, 0);
     }
-    assert_eq!(numbers[0], (0..20_000).collect::<Vec<_>>());
-    assert_eq!(numbers[1], (0..15_000).collect::<Vec<_>>());
-    assert_eq!(tokens, words("one two three"));
-    // Chunks do not count against the window: the few run changes all arrive, none coalesced.
-    assert!(snapshots >= 3, "{snapshots} snapshots");
-    assert_eq!(coalesced, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,146 +467,150 @@ async fn limits_refuse_a_chunk_and_write_nothing_of_it() {
     assert_eq!(blobs.count().await, 6);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chunks_for_a_finished_run_or_reads_of_another_tasks_stream_are_refused() {
-    let engine = engine();
-    let handle = engine.trigger::<Keep>(()).await.unwrap();
-    finished(&engine, handle.id()).await;
-    let ctx = KEPT.lock().unwrap().take().unwrap();
-    let error = ctx.stream(Keep::NUMBERS).append(&1).await.unwrap_err();
-    assert!(matches!(error, StreamError::NotRunning(_)), "{error}");
+on_every_backend! {
+    async fn chunks_for_a_finished_run_or_reads_of_another_tasks_stream_are_refused(backend: Backend) {
+        let engine = engine(backend).await;
+        let handle = engine.trigger::<Keep>(()).await.unwrap();
+        finished(&engine, handle.id()).await;
+        let ctx = KEPT.lock().unwrap().take().unwrap();
+        let error = ctx.stream(Keep::NUMBERS).append(&1).await.unwrap_err();
+        assert!(matches!(error, StreamError::NotRunning(_)), "{error}");
 
-    assert!(matches!(
-        engine.read_stream(handle.id(), Count::NUMBERS).await,
-        Err(FeedError::UnexpectedTask { .. })
-    ));
-    assert!(matches!(
-        engine
-            .read_stream(&RunId::from("run_nope"), Count::NUMBERS)
-            .await,
-        Err(FeedError::UnknownRun(_))
-    ));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_executing_attempt_writes_to_the_streams() {
-    let engine = engine();
-    let handle = engine.trigger::<RetryOnce>(()).await.unwrap();
-    let numbers: Vec<u64> = engine
-        .read_stream(handle.id(), RetryOnce::NUMBERS)
-        .await
-        .unwrap()
-        .map_ok(|chunk| chunk.value)
-        .try_collect()
-        .await
-        .unwrap();
-    assert_eq!(numbers, [2]);
-    let run = engine.retrieve::<RetryOnce>(handle.id()).await.unwrap();
-    let refused = run.output.unwrap();
-    assert!(
-        refused.contains("is not executing this attempt"),
-        "{refused}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stream_of_a_failed_or_canceled_run_ends_cleanly() {
-    let engine = engine();
-    let failed = engine
-        .trigger_with::<FailMidway>((), TriggerOptions::default().max_attempts(1))
-        .await
-        .unwrap();
-    let numbers: Vec<u64> = engine
-        .read_stream(failed.id(), FailMidway::NUMBERS)
-        .await
-        .unwrap()
-        .map_ok(|chunk| chunk.value)
-        .try_collect()
-        .await
-        .unwrap();
-    assert_eq!(numbers, [0, 1, 2]);
-    let items: Vec<_> = engine
-        .subscribe_to_run::<FailMidway>(failed.id())
-        .await
-        .unwrap()
-        .with_streams()
-        .try_collect()
-        .await
-        .unwrap();
-    let Some(Realtime::Run(last)) = items.last() else {
-        panic!("ends with the final snapshot")
-    };
-    assert_eq!(last.run.status, RunStatus::Failed);
-
-    let waiting = engine.trigger::<Wait>(()).await.unwrap();
-    let mut reader = engine
-        .read_stream(waiting.id(), Wait::NUMBERS)
-        .await
-        .unwrap();
-    assert_eq!(reader.next().await.unwrap().unwrap().value, 7);
-    engine.cancel(waiting.id()).await.unwrap();
-    let rest = tokio::time::timeout(Duration::from_secs(10), reader.next()).await;
-    assert!(
-        rest.unwrap().is_none(),
-        "the stream ends after the cancellation"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_union_feed_types_chunks_per_task_and_never_as_another() {
-    let engine = engine();
-    let tagged = TriggerOptions::default().tag("mixed");
-    let count = engine
-        .trigger_with::<Count>(2, tagged.clone())
-        .await
-        .unwrap();
-    let chat = engine
-        .trigger_with::<Chat>(words("hi"), tagged.clone())
-        .await
-        .unwrap();
-    for handle in [count.id(), chat.id()] {
-        finished(&engine, handle).await;
+        assert!(matches!(
+            engine.read_stream(handle.id(), Count::NUMBERS).await,
+            Err(FeedError::UnexpectedTask { .. })
+        ));
+        assert!(matches!(
+            engine
+                .read_stream(&RunId::from("run_nope"), Count::NUMBERS)
+                .await,
+            Err(FeedError::UnknownRun(_))
+        ));
     }
-    // `Anything` lists only `Chat`: `Count`'s chunks and runs are its catch-all.
-    let mut feed = engine
-        .subscribe_to_runs_with_tag::<Anything>(["mixed"])
-        .await
-        .unwrap()
-        .with_streams();
-    let mut seen = Vec::new();
-    while seen.len() < 5 {
-        match feed.next().await.unwrap().unwrap() {
-            Realtime::Chunk(AnythingChunk::Chat(chunk)) => {
-                let ChatChunk::Tokens(token) = chunk.data;
-                seen.push(format!("chat {token}"));
-            }
-            Realtime::Chunk(AnythingChunk::Other(chunk)) => {
-                seen.push(format!("other {}", chunk.data.get()));
-            }
-            Realtime::Run(update) => {
-                seen.push(format!("run {}", RunInfo::task_identifier(&update.run)));
+}
+
+on_every_backend! {
+    async fn only_the_executing_attempt_writes_to_the_streams(backend: Backend) {
+        let engine = engine(backend).await;
+        let handle = engine.trigger::<RetryOnce>(()).await.unwrap();
+        let numbers: Vec<u64> = engine
+            .read_stream(handle.id(), RetryOnce::NUMBERS)
+            .await
+            .unwrap()
+            .map_ok(|chunk| chunk.value)
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(numbers, [2]);
+        let run = engine.retrieve::<RetryOnce>(handle.id()).await.unwrap();
+        let refused = run.output.unwrap();
+        assert!(
+            refused.contains("is not executing this attempt"),
+            "{refused}"
+        );
+    }
+}
+
+on_every_backend! {
+    async fn the_stream_of_a_failed_or_canceled_run_ends_cleanly(backend: Backend) {
+        let engine = engine(backend).await;
+        let failed = engine
+            .trigger_with::<FailMidway>((), TriggerOptions::default().max_attempts(1))
+            .await
+            .unwrap();
+        let numbers: Vec<u64> = engine
+            .read_stream(failed.id(), FailMidway::NUMBERS)
+            .await
+            .unwrap()
+            .map_ok(|chunk| chunk.value)
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(numbers, [0, 1, 2]);
+        let items: Vec<_> = engine
+            .subscribe_to_run::<FailMidway>(failed.id())
+            .await
+            .unwrap()
+            .with_streams()
+            .try_collect()
+            .await
+            .unwrap();
+        let Some(Realtime::Run(last)) = items.last() else {
+            panic!("ends with the final snapshot")
+        };
+        assert_eq!(last.run.status, RunStatus::Failed);
+
+        let waiting = engine.trigger::<Wait>(()).await.unwrap();
+        let mut reader = engine
+            .read_stream(waiting.id(), Wait::NUMBERS)
+            .await
+            .unwrap();
+        assert_eq!(reader.next().await.unwrap().unwrap().value, 7);
+        engine.cancel(waiting.id()).await.unwrap();
+        let rest = tokio::time::timeout(Duration::from_secs(10), reader.next()).await;
+        assert!(
+            rest.unwrap().is_none(),
+            "the stream ends after the cancellation"
+        );
+    }
+}
+
+on_every_backend! {
+    async fn a_union_feed_types_chunks_per_task_and_never_as_another(backend: Backend) {
+        let engine = engine(backend).await;
+        let tagged = TriggerOptions::default().tag("mixed");
+        let count = engine
+            .trigger_with::<Count>(2, tagged.clone())
+            .await
+            .unwrap();
+        let chat = engine
+            .trigger_with::<Chat>(words("hi"), tagged.clone())
+            .await
+            .unwrap();
+        for handle in [count.id(), chat.id()] {
+            finished(&engine, handle).await;
+        }
+        // `Anything` lists only `Chat`: `Count`'s chunks and runs are its catch-all.
+        let mut feed = engine
+            .subscribe_to_runs_with_tag::<Anything>(["mixed"])
+            .await
+            .unwrap()
+            .with_streams();
+        let mut seen = Vec::new();
+        while seen.len() < 5 {
+            match feed.next().await.unwrap().unwrap() {
+                Realtime::Chunk(AnythingChunk::Chat(chunk)) => {
+                    let ChatChunk::Tokens(token) = chunk.data;
+                    seen.push(format!("chat {token}"));
+                }
+                Realtime::Chunk(AnythingChunk::Other(chunk)) => {
+                    seen.push(format!("other {}", chunk.data.get()));
+                }
+                Realtime::Run(update) => {
+                    seen.push(format!("run {}", RunInfo::task_identifier(&update.run)));
+                }
             }
         }
-    }
-    seen.sort();
-    assert_eq!(
-        seen,
-        ["chat hi", "other 0", "other 1", "run chat", "run count"]
-    );
+        seen.sort();
+        assert_eq!(
+            seen,
+            ["chat hi", "other 0", "other 1", "run chat", "run count"]
+        );
 
-    // Without a catch-all, a chunk of an unlisted task is an error item; the feed goes on.
-    let untyped = engine
-        .subscribe(Scope::Run(count.id().clone()), Cursor::START)
-        .await
-        .unwrap()
-        .with_streams()
-        .union::<Chatty>();
-    let items: Vec<_> = untyped.take(3).collect().await;
-    for item in items {
-        assert!(matches!(
-            item,
-            Err(FeedError::Decode(DecodeError::UnexpectedTask { .. }))
-        ));
+        // Without a catch-all, a chunk of an unlisted task is an error item; the feed goes on.
+        let untyped = engine
+            .subscribe(Scope::Run(count.id().clone()), Cursor::START)
+            .await
+            .unwrap()
+            .with_streams()
+            .union::<Chatty>();
+        let items: Vec<_> = untyped.take(3).collect().await;
+        for item in items {
+            assert!(matches!(
+                item,
+                Err(FeedError::Decode(DecodeError::UnexpectedTask { .. }))
+            ));
+        }
     }
 }
 
@@ -642,39 +655,40 @@ fn metadata_written_by_another_program_that_does_not_match_is_an_error_item_nami
     assert_eq!(run.metadata, Some(Progress { done: 1, total: 2 }));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_feed_with_streams_types_each_runs_chunks() {
-    let engine = engine();
-    let batch = engine
-        .batch_trigger_mixed([
-            runcast::BatchItem::new::<Count>(3, TriggerOptions::default()),
-            runcast::BatchItem::new::<Chat>(words("x y"), TriggerOptions::default()),
-        ])
-        .await
-        .unwrap();
-    let mut feed = engine
-        .subscribe_to_batch::<Feed>(&batch.id)
-        .await
-        .unwrap()
-        .with_streams();
-    let (mut numbers, mut tokens, mut completed) = (Vec::new(), Vec::new(), 0);
-    while completed < 2 {
-        match feed.next().await.unwrap().unwrap() {
-            Realtime::Chunk(FeedChunk::Count(chunk)) => {
-                let CountChunk::Numbers(n) = chunk.data;
-                numbers.push(n);
-            }
-            Realtime::Chunk(FeedChunk::Chat(chunk)) => {
-                let ChatChunk::Tokens(token) = chunk.data;
-                tokens.push(token);
-            }
-            Realtime::Run(update) => {
-                completed += usize::from(update.run.status() == RunStatus::Completed);
+on_every_backend! {
+    async fn a_batch_feed_with_streams_types_each_runs_chunks(backend: Backend) {
+        let engine = engine(backend).await;
+        let batch = engine
+            .batch_trigger_mixed([
+                runcast::BatchItem::new::<Count>(3, TriggerOptions::default()),
+                runcast::BatchItem::new::<Chat>(words("x y"), TriggerOptions::default()),
+            ])
+            .await
+            .unwrap();
+        let mut feed = engine
+            .subscribe_to_batch::<Feed>(&batch.id)
+            .await
+            .unwrap()
+            .with_streams();
+        let (mut numbers, mut tokens, mut completed) = (Vec::new(), Vec::new(), 0);
+        while completed < 2 {
+            match feed.next().await.unwrap().unwrap() {
+                Realtime::Chunk(FeedChunk::Count(chunk)) => {
+                    let CountChunk::Numbers(n) = chunk.data;
+                    numbers.push(n);
+                }
+                Realtime::Chunk(FeedChunk::Chat(chunk)) => {
+                    let ChatChunk::Tokens(token) = chunk.data;
+                    tokens.push(token);
+                }
+                Realtime::Run(update) => {
+                    completed += usize::from(update.run.status() == RunStatus::Completed);
+                }
             }
         }
+        assert_eq!(numbers, [0, 1, 2]);
+        assert_eq!(tokens, words("x y"));
     }
-    assert_eq!(numbers, [0, 1, 2]);
-    assert_eq!(tokens, words("x y"));
 }
 
 #[tokio::test]
@@ -694,69 +708,70 @@ async fn a_chunk_that_its_readers_would_not_decode_as_the_tasks_stream_is_refuse
     ctx.stream(Chat::TOKENS).append(&"ok".into()).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_readers_and_feeds_with_streams_end_with_stopped_when_the_engine_shuts_down() {
-    let engine = engine();
-    let tagged = TriggerOptions::default().tag("live");
-    // Executing when the engine shuts down: canceled, its stream ends cleanly.
-    let waiting = engine
-        .trigger_with::<Wait>((), tagged.clone())
-        .await
-        .unwrap();
-    let mut reader = engine
-        .read_stream(waiting.id(), Wait::NUMBERS)
-        .await
-        .unwrap();
-    assert_eq!(reader.next().await.unwrap().unwrap().value, 7);
-    // Never started: its stream ends early, and says so.
-    let later = tagged.delay(Duration::from_secs(3600));
-    let delayed = engine.trigger_with::<Wait>((), later).await.unwrap();
-    let unstarted = engine
-        .read_stream(delayed.id(), Wait::NUMBERS)
-        .await
-        .unwrap();
-    let by_tag = engine
-        .subscribe(Scope::Tags(vec!["live".into()]), Cursor::START)
-        .await
-        .unwrap()
-        .with_streams();
-    engine.shutdown(Duration::from_millis(10)).await;
-    let rest: Vec<_> = tokio::time::timeout(Duration::from_secs(10), reader.collect())
-        .await
-        .expect("the canceled run's stream ends");
-    assert!(rest.is_empty(), "{rest:?}");
-    let rest: Vec<_> = tokio::time::timeout(Duration::from_secs(10), unstarted.collect())
-        .await
-        .expect("the unstarted run's stream ends");
-    assert!(matches!(rest[..], [Err(FeedError::Stopped)]), "{rest:?}");
-    let items: Vec<_> = tokio::time::timeout(Duration::from_secs(10), by_tag.collect())
-        .await
-        .expect("the tag feed ends");
-    let (last, before) = items.split_last().unwrap();
-    assert!(matches!(last, Err(FeedError::Stopped)), "{last:?}");
-    let latest: Vec<_> = before
-        .iter()
-        .filter_map(|item| match item {
-            Ok(Realtime::Run(update)) => Some((update.run.id.clone(), update.run.status)),
-            _ => None,
-        })
-        .collect();
-    // Each run's last change before the end: one cancel, and a delay that never ended.
-    let last_of = |id: &RunId| latest.iter().rev().find(|(run, _)| run == id).map(|r| r.1);
-    assert_eq!(
-        last_of(waiting.id()),
-        Some(RunStatus::Canceled),
-        "{latest:?}"
-    );
-    assert_eq!(
-        last_of(delayed.id()),
-        Some(RunStatus::Delayed),
-        "{latest:?}"
-    );
-    let canceled = latest
-        .iter()
-        .filter(|(_, status)| *status == RunStatus::Canceled);
-    assert_eq!(canceled.count(), 1, "{latest:?}");
+on_every_backend! {
+    async fn stream_readers_and_feeds_with_streams_end_with_stopped_when_the_engine_shuts_down(backend: Backend) {
+        let engine = engine(backend).await;
+        let tagged = TriggerOptions::default().tag("live");
+        // Executing when the engine shuts down: canceled, its stream ends cleanly.
+        let waiting = engine
+            .trigger_with::<Wait>((), tagged.clone())
+            .await
+            .unwrap();
+        let mut reader = engine
+            .read_stream(waiting.id(), Wait::NUMBERS)
+            .await
+            .unwrap();
+        assert_eq!(reader.next().await.unwrap().unwrap().value, 7);
+        // Never started: its stream ends early, and says so.
+        let later = tagged.delay(Duration::from_secs(3600));
+        let delayed = engine.trigger_with::<Wait>((), later).await.unwrap();
+        let unstarted = engine
+            .read_stream(delayed.id(), Wait::NUMBERS)
+            .await
+            .unwrap();
+        let by_tag = engine
+            .subscribe(Scope::Tags(vec!["live".into()]), Cursor::START)
+            .await
+            .unwrap()
+            .with_streams();
+        engine.shutdown(Duration::from_millis(10)).await;
+        let rest: Vec<_> = tokio::time::timeout(Duration::from_secs(10), reader.collect())
+            .await
+            .expect("the canceled run's stream ends");
+        assert!(rest.is_empty(), "{rest:?}");
+        let rest: Vec<_> = tokio::time::timeout(Duration::from_secs(10), unstarted.collect())
+            .await
+            .expect("the unstarted run's stream ends");
+        assert!(matches!(rest[..], [Err(FeedError::Stopped)]), "{rest:?}");
+        let items: Vec<_> = tokio::time::timeout(Duration::from_secs(10), by_tag.collect())
+            .await
+            .expect("the tag feed ends");
+        let (last, before) = items.split_last().unwrap();
+        assert!(matches!(last, Err(FeedError::Stopped)), "{last:?}");
+        let latest: Vec<_> = before
+            .iter()
+            .filter_map(|item| match item {
+                Ok(Realtime::Run(update)) => Some((update.run.id.clone(), update.run.status)),
+                _ => None,
+            })
+            .collect();
+        // Each run's last change before the end: one cancel, and a delay that never ended.
+        let last_of = |id: &RunId| latest.iter().rev().find(|(run, _)| run == id).map(|r| r.1);
+        assert_eq!(
+            last_of(waiting.id()),
+            Some(RunStatus::Canceled),
+            "{latest:?}"
+        );
+        assert_eq!(
+            last_of(delayed.id()),
+            Some(RunStatus::Delayed),
+            "{latest:?}"
+        );
+        let canceled = latest
+            .iter()
+            .filter(|(_, status)| *status == RunStatus::Canceled);
+        assert_eq!(canceled.count(), 1, "{latest:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

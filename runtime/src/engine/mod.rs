@@ -483,6 +483,14 @@ impl Engine {
             let slots = Arc::clone(&shared.slots).acquire_many_owned(all);
             let _ = tokio::time::timeout(deadline, slots).await;
         }
+        // Subscriptions end once they have read every change made before: a store whose
+        // changes reach the hub through a reader (Postgres) is waited for, as long again.
+        if tokio::time::timeout(deadline, shared.store.caught_up())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the hub did not catch up with the store before the engine stopped");
+        }
         shared.store.hub().close();
         tracing::info!(canceled, "engine stopped");
         canceled

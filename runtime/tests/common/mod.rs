@@ -1,6 +1,8 @@
 //! Tasks shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod backend;
+
 use runcast::{TaskContext, realtime_union, task};
 use serde::{Deserialize, Serialize};
 
