@@ -93,17 +93,12 @@ impl PostgresStore {
             tokio::time::sleep(every).await;
             let now = Timestamp::now();
             let until = to_column(now.checked_add(self.lease).unwrap_or(now));
-            let renewed = async {
-                let client = self.inner.pool.get().await?;
-                client
-                    .execute(
-                        "UPDATE \"TaskRun\" SET runcast_lease_until = $2
-                         WHERE runcast_lease_owner = $1 AND status = 'EXECUTING'",
-                        &[&owner, &until],
-                    )
-                    .await?;
-                Ok::<_, StoreError>(())
-            };
+            let renew = Write::new(
+                "UPDATE \"TaskRun\" SET runcast_lease_until = $2
+                 WHERE runcast_lease_owner = $1 AND status = 'EXECUTING'",
+                vec![Box::new(owner.clone()), Box::new(until)],
+            );
+            let renewed = async { renew.run(&*self.inner.pool.get().await?).await };
             if let Err(error) = renewed.await {
                 tracing::warn!(%error, "could not renew this process's leases; trying again");
             }
@@ -570,7 +565,12 @@ impl RunStore for Started {
                 Box::new(i64::try_from(max).unwrap_or(i64::MAX)),
             ],
         );
-        let rows = claim.run(&*self.client().await?).await?;
+        // A claim publishes nothing and only holds runs for a while: it need not wait for its
+        // commit to reach the disk. Lost in a crash, it is as if it never happened (the runs
+        // are claimed again); the attempt's start, which is durable, makes it durable too.
+        let lazily = Write::new("SET LOCAL synchronous_commit TO OFF", Vec::new());
+        let (tx, _) = Tx::begin_with(self.pool(), &lazily).await?;
+        let rows = tx.commit_with(&claim).await?;
         let mut claimed: Vec<(i64, String)> =
             rows.iter().map(|row| (row.get(1), row.get(0))).collect();
         // In the order they were created.
