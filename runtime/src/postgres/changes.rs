@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde_json::value::RawValue;
 use tokio::sync::{Notify, watch};
-use tokio_postgres::{AsyncMessage, Client, Config, GenericClient, NoTls};
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Statement};
 
 use super::row;
 use super::tx::{Param, Write};
@@ -187,17 +187,14 @@ fn chunk(position: u64, data: Option<&str>) -> Result<Arc<RawValue>, StoreError>
 /// Reads the rows after `after` (at most a page), publishes each to the hub, and returns the
 /// position of the last one read (`after` if none).
 async fn read_page(
-    client: &impl GenericClient,
+    client: &Client,
+    statement: &Statement,
     hub: &RunHub,
     after: u64,
     observe: &(impl Fn(&AnyRun) + Sync),
 ) -> Result<u64, StoreError> {
     let rows = client
-        .query(
-            "SELECT position, kind, run_id, batch_id, stream, data FROM runcast_changes
-             WHERE position > $1 ORDER BY position LIMIT $2",
-            &[&after.cast_signed(), &PAGE],
-        )
+        .query(statement, &[&after.cast_signed(), &PAGE])
         .await?;
     let mut last = after;
     for row in rows {
@@ -233,7 +230,7 @@ pub(super) async fn read(
     config: Config,
     hub: RunHub,
     mut after: u64,
-    progress: watch::Sender<u64>,
+    progress: watch::Sender<Option<u64>>,
     observe: impl Fn(&AnyRun) + Sync,
 ) {
     loop {
@@ -252,7 +249,7 @@ async fn follow(
     config: &Config,
     hub: &RunHub,
     after: &mut u64,
-    progress: &watch::Sender<u64>,
+    progress: &watch::Sender<Option<u64>>,
     observe: &(impl Fn(&AnyRun) + Sync),
 ) -> Result<(), StoreError> {
     let (client, mut connection) = config.connect(NoTls).await?;
@@ -276,11 +273,17 @@ async fn follow(
         }
     });
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    let page = client
+        .prepare(
+            "SELECT position, kind, run_id, batch_id, stream, data FROM runcast_changes
+             WHERE position > $1 ORDER BY position LIMIT $2",
+        )
+        .await?;
     loop {
-        let last = read_page(&client, hub, *after, observe).await?;
+        let last = read_page(&client, &page, hub, *after, observe).await?;
         if last != *after {
             *after = last;
-            progress.send_replace(last);
+            progress.send_replace(Some(last));
             // Perhaps a full page: more may wait.
             continue;
         }

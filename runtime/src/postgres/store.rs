@@ -121,18 +121,9 @@ impl PostgresStore {
                 }
             }
         };
-        let (sender, mut published) = watch::channel(through);
         progress.send_replace(Some(through));
         let config = self.inner.config.clone();
-        let forward = async move {
-            while published.changed().await.is_ok() {
-                progress.send_replace(Some(*published.borrow_and_update()));
-            }
-        };
-        tokio::join!(
-            changes::read(config, hub, through, sender, observe),
-            forward
-        );
+        changes::read(config, hub, through, progress, observe).await;
     }
 
     async fn load(&self, hub: &RunHub) -> Result<u64, StoreError> {
