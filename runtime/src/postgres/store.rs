@@ -16,7 +16,9 @@ use super::row::{self, Written, to_column};
 use super::tx::{Param, Tx, Write};
 use super::{PostgresStore, changes};
 use crate::engine::StreamError;
-use crate::engine::store::{Created, Record, RunStore, Visible, admit_chunk, apply};
+use crate::engine::store::{
+    Created, IdempotencyKey, Record, RunStore, Visible, admit_chunk, apply,
+};
 use crate::engine::timers::Timer;
 use crate::hub::{HubConfig, RunHub};
 use crate::model::{AnyRun, BatchId, Cursor, RunId, RunStatus, StoreError, Timestamp};
@@ -86,13 +88,18 @@ impl PostgresStore {
         }
     }
 
+    /// When a lease taken or renewed now runs out.
+    fn lease_until(&self) -> jiff::civil::DateTime {
+        let now = Timestamp::now();
+        to_column(now.checked_add(self.lease).unwrap_or(now))
+    }
+
     /// Renews the leases of the attempts this process executes, three times a lease.
     async fn renew_leases(self, owner: String) {
         let every = self.lease / 3;
         loop {
             tokio::time::sleep(every).await;
-            let now = Timestamp::now();
-            let until = to_column(now.checked_add(self.lease).unwrap_or(now));
+            let until = self.lease_until();
             let renew = Write::new(
                 "UPDATE \"TaskRun\" SET runcast_lease_until = $2
                  WHERE runcast_lease_owner = $1 AND status = 'EXECUTING'",
@@ -201,10 +208,8 @@ impl Started {
         Ok((row, Write::new(&CHANGE_LOG, log)))
     }
 
-    /// When a lease taken or renewed now runs out.
     fn lease_until(&self) -> jiff::civil::DateTime {
-        let now = Timestamp::now();
-        to_column(now.checked_add(self.store.lease).unwrap_or(now))
+        self.store.lease_until()
     }
 
     /// The write of what a change did to a record's fields that no subscriber sees.
@@ -327,6 +332,10 @@ impl Started {
     }
 }
 
+/// Selects a run's row.
+static SELECT: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {} FROM \"TaskRun\" WHERE id = $1", row::COLUMNS));
+
 /// Selects a run's row, locked until the transaction ends.
 static LOCK: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -404,25 +413,38 @@ impl RunStore for Started {
     ) -> Result<Vec<Created>, StoreError> {
         let tx = Tx::begin(self.pool()).await?;
         let ids: Vec<RunId> = runs.iter().map(|r| r.snapshot.id.clone()).collect();
-        let mut slots = Vec::with_capacity(runs.len());
         // Keys used earlier in this call: two runs with one key are one run.
-        let mut keys: HashMap<(&'static str, String), usize> = HashMap::new();
-        let mut new = Vec::new();
-        for record in runs {
+        let mut first_of: HashMap<IdempotencyKey, usize> = HashMap::new();
+        let mut same_as = vec![None; runs.len()];
+        for (index, record) in runs.iter().enumerate() {
             if let Some(key) = &record.idempotency {
-                if let Some(&earlier) = keys.get(key) {
-                    slots.push(Slot::SameAs(earlier));
-                    continue;
+                match first_of.get(key) {
+                    Some(&earlier) => same_as[index] = Some(earlier),
+                    None => drop(first_of.insert(key.clone(), index)),
                 }
-                keys.insert(key.clone(), slots.len());
             }
-            match self.claim_key(&tx, &record, idempotency_ttl).await? {
-                Some(existing) => slots.push(Slot::Done(existing)),
-                None => {
-                    new.push((slots.len(), record));
-                    // Replaced once the run is stored.
-                    slots.push(Slot::Done(Created::New(Cursor::START)));
-                }
+        }
+        // Keys are claimed in one order, (task, key), whatever the order of the runs: two calls
+        // claiming the same keys never wait for each other in a cycle.
+        let mut keyed: Vec<(IdempotencyKey, usize)> = first_of.into_iter().collect();
+        keyed.sort_unstable();
+        let mut existing = HashMap::new();
+        for (_, index) in keyed {
+            if let Some(created) = self.claim_key(&tx, &runs[index], idempotency_ttl).await? {
+                existing.insert(index, created);
+            }
+        }
+        let mut slots = Vec::with_capacity(runs.len());
+        let mut new = Vec::new();
+        for (index, record) in runs.into_iter().enumerate() {
+            if let Some(earlier) = same_as[index] {
+                slots.push(Slot::SameAs(earlier));
+            } else if let Some(created) = existing.remove(&index) {
+                slots.push(Slot::Done(created));
+            } else {
+                new.push((index, record));
+                // Replaced once the run is stored.
+                slots.push(Slot::Done(Created::New(Cursor::START)));
             }
         }
         let mut records: Vec<&mut Record> = new.iter_mut().map(|(_, r)| r).collect();
@@ -490,8 +512,7 @@ impl RunStore for Started {
 
     async fn snapshot(&self, id: &RunId) -> Result<Option<Arc<AnyRun>>, StoreError> {
         let client = self.client().await?;
-        let query = format!("SELECT {} FROM \"TaskRun\" WHERE id = $1", row::COLUMNS);
-        let statement = client.prepare_cached(&query).await?;
+        let statement = client.prepare_cached(&SELECT).await?;
         let Some(found) = client.query_opt(&statement, &[&id.as_str()]).await? else {
             return Ok(None);
         };
@@ -524,8 +545,7 @@ impl RunStore for Started {
             // The run's new stream is published before its first chunk.
             let (row, log) = self.change(&record, batch.as_ref(), (false, false))?;
             tx.run(&row).await?;
-            tx.run(&log).await?;
-            tx.commit_with(&chunk).await?
+            tx.commit_after(&log, &chunk).await?
         } else {
             tx.commit_after(&Self::hidden(&record)?, &chunk).await?
         };
@@ -619,6 +639,7 @@ impl RunStore for Started {
             vec![Box::new(FORGET_LOCK)],
         );
         let (tx, locked) = Tx::begin_with(self.pool(), &lock).await?;
+        let mut forgotten = Vec::new();
         if locked.first().is_some_and(|row| row.get::<_, bool>(0)) {
             let forget = Write::new(
                 "DELETE FROM \"TaskRun\" WHERE runcast_forget_at <= $1 RETURNING id",
@@ -633,9 +654,6 @@ impl RunStore for Started {
                     vec![Box::new(ids.clone())],
                 );
                 tx.run(&keys).await?;
-                for id in &ids {
-                    tx.run(&changes::append_forgotten(id)).await?;
-                }
             }
             // Changes older than the retention go, but for the chunks and the latest change
             // of runs still kept; the changes of forgotten runs go with them.
@@ -653,21 +671,34 @@ impl RunStore for Started {
                  UPDATE runcast_meta
                  SET pruned_through = greatest(pruned_through, (SELECT max(position) FROM pruned))
                  WHERE EXISTS (SELECT 1 FROM pruned)",
-                vec![Box::new(self.retention.as_secs_f64()), Box::new(ids)],
+                vec![
+                    Box::new(self.retention.as_secs_f64()),
+                    Box::new(ids.clone()),
+                ],
             );
             tx.run(&prune).await?;
+            forgotten = ids;
         }
         let next = Write::new("SELECT min(runcast_forget_at) FROM \"TaskRun\"", Vec::new());
-        let rows = tx.commit_with(&next).await?;
-        let next: Option<jiff::civil::DateTime> = rows.first().and_then(|row| row.get(0));
-        let now = jiff::Timestamp::now();
-        Ok(next.map(|next| {
-            let next = next
-                .to_zoned(jiff::tz::TimeZone::UTC)
-                .map_or(now, |next| next.timestamp());
-            let wait = next.duration_since(now);
-            Duration::try_from(wait).unwrap_or(Duration::ZERO)
-        }))
+        let next: Option<jiff::civil::DateTime> =
+            tx.run(&next).await?.first().and_then(|row| row.get(0));
+        // Announced last: the change log's lock, which the first takes, is held for the
+        // announcements and the commit only.
+        let announce: Vec<_> = forgotten
+            .iter()
+            .map(|id| changes::append_forgotten(id))
+            .collect();
+        match announce.split_last() {
+            Some((last, rest)) => {
+                for write in rest {
+                    tx.run(write).await?;
+                }
+                tx.commit_with(last).await?;
+            }
+            None => tx.commit().await?,
+        }
+        let now = Timestamp::now();
+        Ok(next.map(|next| row::from_column(next).saturating_duration_since(now)))
     }
 }
 
