@@ -790,3 +790,25 @@ async fn finished_runs_are_forgotten_after_the_retention_everywhere() {
     let again = second.trigger_with::<Double>(5, keyed).await.unwrap();
     assert_ne!(again.id(), handle.id());
 }
+
+/// Each database names its own history: a cursor from another database is refused, not
+/// read as a position of this one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_from_another_database_is_refused() {
+    let (a, b) = (database().await, database().await);
+    let (store_a, store_b) = (
+        PostgresStore::connect(&a).await.unwrap(),
+        PostgresStore::connect(&b).await.unwrap(),
+    );
+    assert_ne!(store_a.inner.epoch, store_b.inner.epoch);
+    let (first, second) = (engine(&a).await, engine(&b).await);
+    let here = first.trigger::<Double>(1).await.unwrap();
+    let there = second.trigger::<Double>(2).await.unwrap();
+    second.wait(&there).await.unwrap();
+    let cursor = second.latest(there.id()).await.unwrap().cursor;
+    let refused = first.subscribe(Scope::Run(here.id().clone()), cursor).await;
+    assert!(
+        matches!(refused, Err(crate::FeedError::UnknownCursor(_))),
+        "{refused:?}"
+    );
+}
