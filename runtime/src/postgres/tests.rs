@@ -812,3 +812,74 @@ async fn a_cursor_from_another_database_is_refused() {
         "{refused:?}"
     );
 }
+
+/// Holds its first attempt for 3 s and its second for 5 s; returns its attempt number.
+#[task(id = "pg-outlive")]
+async fn outlive(_: (), ctx: TaskContext) -> Result<u32, String> {
+    let ms = if ctx.attempt() == 1 { 3_000 } else { 5_000 };
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    Ok(ctx.attempt())
+}
+
+/// An attempt that outlives its lease (its process was taken for gone, and another attempt
+/// started) cannot write its end: the run still reaches its final status in one change, the
+/// later attempt's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_that_outlived_its_lease_does_not_end_the_run() {
+    let url = database().await;
+    let store = PostgresStore::connect(&url)
+        .await
+        .unwrap()
+        .lease(Duration::from_millis(600));
+    let engine = Engine::builder()
+        .postgres(store)
+        .task::<Outlive>()
+        .concurrency(2)
+        .retry_delay(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let handle = engine.trigger::<Outlive>(()).await.unwrap();
+    let mut updates = engine.subscribe_to_run_forever(&handle).await.unwrap();
+    let mut statuses = Vec::new();
+    while statuses.last() != Some(&RunStatus::Executing) {
+        statuses.push(updates.next().await.unwrap().unwrap().run.status);
+    }
+    // The first attempt's process is taken for gone: its lease is someone else's, and over.
+    client(&url)
+        .await
+        .execute(
+            "UPDATE \"TaskRun\" SET runcast_lease_owner = 'gone',
+                 runcast_lease_until = now() - interval '1 second' WHERE id = $1",
+            &[&handle.id().as_str()],
+        )
+        .await
+        .unwrap();
+    let mut last = None;
+    while statuses.last() != Some(&RunStatus::Completed) {
+        let update = tokio::time::timeout(Duration::from_secs(20), updates.next())
+            .await
+            .expect("the run never ended")
+            .unwrap()
+            .unwrap();
+        statuses.push(update.run.status);
+        last = Some(update.run);
+    }
+    // The first attempt ended (at 3 s) while the second ran (from about 1 s to 6 s).
+    engine.shutdown(Duration::from_secs(10)).await;
+    let rest: Vec<_> = updates.collect().await;
+    assert!(
+        matches!(rest[..], [Err(crate::FeedError::Stopped)]),
+        "one final change: {rest:?}"
+    );
+    assert_eq!(
+        statuses,
+        [
+            RunStatus::Queued,
+            RunStatus::Executing,
+            RunStatus::Reattempting,
+            RunStatus::Executing,
+            RunStatus::Completed
+        ]
+    );
+    assert_eq!(last.unwrap().output, Some(2));
+}
