@@ -12,7 +12,7 @@ use super::context::TaskFn;
 use super::error::BuildError;
 use super::executor::{Declared, Executor, FnExecutor};
 use super::memory::MemoryStore;
-use super::store::{RunStore, Store};
+use super::store::{RunStore, Stop, Store};
 use super::timers::{self, Timers};
 use super::{Engine, Shared, panic};
 use crate::hub::{HubConfig, RunHub};
@@ -289,17 +289,32 @@ impl EngineBuilder {
     }
 }
 
-/// Stops the attempts running here of runs that another process canceled.
+/// Stops the attempts running here that a shared store asks to stop.
 async fn stop_canceled(
     shared: std::sync::Weak<Shared>,
-    mut canceled: tokio::sync::mpsc::UnboundedReceiver<crate::model::RunId>,
+    mut stops: tokio::sync::mpsc::UnboundedReceiver<Stop>,
 ) {
-    while let Some(id) = canceled.recv().await {
+    while let Some(stop) = stops.recv().await {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        if let Some(signal) = crate::support::lock(&shared.running).get(&id) {
-            signal.cancel();
+        let running = crate::support::lock(&shared.running);
+        match stop {
+            Stop::Canceled(id) => {
+                if let Some(signal) = running.get(&id) {
+                    signal.cancel();
+                }
+            }
+            Stop::LeaseLost => {
+                if !running.is_empty() {
+                    tracing::warn!(
+                        attempts = running.len(),
+                        "this process could not renew its leases: its attempts stop, to be \
+                         attempted again once their leases run out"
+                    );
+                }
+                running.values().for_each(|signal| signal.cancel());
+            }
         }
     }
 }

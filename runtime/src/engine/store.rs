@@ -141,6 +141,17 @@ pub(crate) enum Created {
     Existing(RunId, Cursor),
 }
 
+/// Attempts a shared store asks the engine to stop in this process.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// The run was canceled, by any process.
+    Canceled(RunId),
+    /// This process could not renew its leases for so long that other processes may soon take
+    /// its runs for gone and attempt them again: every attempt here stops, so that no run has
+    /// two attempts at once.
+    LeaseLost,
+}
+
 /// Where an engine keeps its runs. Every change is published to the store's [`RunHub`] in
 /// the order the changes of each run are made, which is the order subscribers see.
 ///
@@ -252,8 +263,9 @@ pub(crate) trait RunStore: Send + Sync + 'static {
     /// Tells [`work`](Self::work) that a run was queued in this process.
     fn nudge(&self) {}
 
-    /// Runs canceled by any process, for the engine to stop their attempts here: taken once.
-    fn cancellations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<RunId>> {
+    /// Attempts for the engine to stop here (runs canceled by any process, or every attempt
+    /// once this process may have lost its leases): taken once.
+    fn cancellations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Stop>> {
         None
     }
 
@@ -358,7 +370,7 @@ impl RunStore for Store {
         each_store!(self, store => store.nudge())
     }
 
-    fn cancellations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<RunId>> {
+    fn cancellations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Stop>> {
         each_store!(self, store => store.cancellations())
     }
 }

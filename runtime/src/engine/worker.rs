@@ -271,7 +271,9 @@ async fn run_attempt(shared: &Arc<Shared>, id: &RunId, cancel: &CancelSignal) {
         };
         tokio::select! {
             ended = limited => Some(ended),
-            // Canceled: `cancel` made the run final, with the time this attempt ran.
+            // Canceled: `cancel` made the run final, with the time this attempt ran. Or, over a
+            // shared store, this process lost its leases: the run is attempted again once its
+            // lease runs out.
             () = cancel.canceled() => None,
         }
     }

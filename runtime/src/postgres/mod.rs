@@ -2,14 +2,15 @@
 //! a database that many processes share.
 //!
 //! An engine built over it ([`EngineBuilder::postgres`](crate::EngineBuilder::postgres)) runs
-//! the same lifecycle as the embedded engine; each store operation is one transaction. Every
-//! change is written to a change log in commit order (`changes`), and each process has one
+//! the same lifecycle as the embedded engine; each store operation is one transaction, which
+//! changes made at the same time share (`group`). Every change is written to a change log in commit order (`changes`), and each process has one
 //! reader of that log that publishes its rows, at their positions, to the process's hub, which
 //! its subscriptions read: a cursor is a position in the database's history, so it resumes in
 //! any process that shares the database. The schema is created and migrated by runcast itself
 //! (`schema`).
 
 mod changes;
+mod group;
 #[cfg(test)]
 mod process_tests;
 mod row;

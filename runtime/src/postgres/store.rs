@@ -1,5 +1,6 @@
-//! [`RunStore`] over Postgres: each operation one transaction, each change written to the run
-//! table and the change log, and reaching this process's hub through its change reader.
+//! [`RunStore`] over Postgres: each operation one transaction (the changes of runs, in groups:
+//! see `group`), each change written to the run table and the change log, and reaching this
+//! process's hub through its change reader.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock};
@@ -12,12 +13,13 @@ use std::sync::Mutex;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::group::{Groups, Locked};
 use super::row::{self, Written, to_column};
 use super::tx::{Param, Tx, Write};
 use super::{PostgresStore, changes};
 use crate::engine::StreamError;
 use crate::engine::store::{
-    Created, IdempotencyKey, Record, RunStore, Visible, admit_chunk, apply,
+    Created, IdempotencyKey, Record, RunStore, Stop, Visible, admit_chunk, apply,
 };
 use crate::engine::timers::Timer;
 use crate::hub::{HubConfig, RunHub};
@@ -32,13 +34,15 @@ pub(crate) struct Started {
     hub: RunHub,
     retention: Duration,
     /// Names this process in the leases it holds.
-    owner: String,
+    owner: Owner,
     /// The position the reader has published through; `None` until the hub is loaded.
     progress: watch::Receiver<Option<u64>>,
     /// Woken when a run is queued, here or elsewhere (see [`RunStore::work`]).
     work: Arc<Notify>,
-    /// Runs canceled by any process, until the engine takes them.
-    canceled: Mutex<Option<mpsc::UnboundedReceiver<RunId>>>,
+    /// The groups its changes commit in.
+    groups: Arc<Groups>,
+    /// Attempts to stop, until the engine takes them.
+    canceled: Mutex<Option<mpsc::UnboundedReceiver<Stop>>>,
     /// The change reader and the lease renewer.
     tasks: [JoinHandle<()>; 2],
 }
@@ -59,15 +63,16 @@ impl PostgresStore {
     /// loaded with the runs it keeps, then fed by a change reader.
     pub(crate) fn start(self, config: HubConfig, retention: Duration) -> Started {
         let hub = RunHub::with_epoch(config, self.inner.epoch);
-        let owner = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
+        let owner = Owner::default();
         let (sender, progress) = watch::channel(None);
         let work = Arc::new(Notify::new());
         let (cancel, canceled) = mpsc::unbounded_channel();
+        let lost = cancel.clone();
         let observe = {
             let work = Arc::clone(&work);
             move |run: &AnyRun| match run.status {
                 RunStatus::Queued | RunStatus::Reattempting => work.notify_one(),
-                RunStatus::Canceled => drop(cancel.send(run.id.clone())),
+                RunStatus::Canceled => drop(cancel.send(Stop::Canceled(run.id.clone()))),
                 _ => {}
             }
         };
@@ -75,7 +80,8 @@ impl PostgresStore {
             let (store, hub) = (self.clone(), hub.clone());
             async move { store.read_changes(hub, sender, observe).await }
         });
-        let renewer = tokio::spawn(self.clone().renew_leases(owner.clone()));
+        let renewer = tokio::spawn(self.clone().renew_leases(owner.clone(), lost));
+        let groups = Groups::new(self.inner.pool.clone(), self.inner.epoch);
         Started {
             store: self,
             hub,
@@ -83,6 +89,7 @@ impl PostgresStore {
             owner,
             progress,
             work,
+            groups,
             canceled: Mutex::new(Some(canceled)),
             tasks: [reader, renewer],
         }
@@ -94,20 +101,45 @@ impl PostgresStore {
         to_column(now.checked_add(self.lease).unwrap_or(now))
     }
 
-    /// Renews the leases of the attempts this process executes, three times a lease.
-    async fn renew_leases(self, owner: String) {
+    /// Renews the leases of the attempts this process executes, three times a lease. Once
+    /// two thirds of a lease passed since the last renewal, with the database unreachable or
+    /// failing, the attempts here are stopped (`lost`, at every failure from then on): their
+    /// leases may run out before the next renewal, and another process then attempts their
+    /// runs again.
+    async fn renew_leases(self, owner: Owner, lost: mpsc::UnboundedSender<Stop>) {
         let every = self.lease / 3;
+        // When the leases renewed last were asked for.
+        let mut renewed = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(every).await;
+            let asked = tokio::time::Instant::now();
             let until = self.lease_until();
             let renew = Write::new(
                 "UPDATE \"TaskRun\" SET runcast_lease_until = $2
                  WHERE runcast_lease_owner = $1 AND status = 'EXECUTING'",
-                vec![Box::new(owner.clone()), Box::new(until)],
+                vec![Box::new(owner.name()), Box::new(until)],
             );
-            let renewed = async { renew.run(&*self.inner.pool.get().await?).await };
-            if let Err(error) = renewed.await {
-                tracing::warn!(%error, "could not renew this process's leases; trying again");
+            let renewing = async { renew.run(&*self.inner.pool.get().await?).await };
+            // A server that does not answer fails too, in time to stop the attempts.
+            let wait = (renewed + every * 2)
+                .saturating_duration_since(asked)
+                .max(every / 2);
+            match tokio::time::timeout(wait, renewing).await {
+                Ok(Ok(_)) => renewed = asked,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "could not renew this process's leases; trying again");
+                }
+                Err(_) => {
+                    tracing::warn!("could not renew this process's leases in time; trying again")
+                }
+            }
+            if renewed.elapsed() >= every * 2 {
+                // The leases held so far are never renewed again: they run out, and their
+                // runs are attempted again (here too), while their attempts here stop.
+                owner.rename();
+                if lost.send(Stop::LeaseLost).is_err() {
+                    return;
+                }
             }
         }
     }
@@ -165,26 +197,10 @@ impl Started {
             .await;
     }
 
-    /// Begins a transaction with the run's row locked until it ends; returns the run's
-    /// record and batch.
-    async fn locked(
-        &self,
-        id: &RunId,
-    ) -> Result<(Tx, Option<(Record, Option<BatchId>)>), StoreError> {
-        let select = Write::new(&LOCK, vec![Box::new(id.as_str().to_owned())]);
-        let (tx, rows) = Tx::begin_with(self.pool(), &select).await?;
-        let Some(found) = rows.first() else {
-            return Ok((tx, None));
-        };
-        let (record, batch) = row::record(found, self.store.inner.epoch)?;
-        Ok((tx, Some((record, batch))))
-    }
-
     /// The writes of a changed record: to its row (what subscribers see, and the rest), then
-    /// of its snapshot to the log, which returns the change's position. Sent together with the
-    /// commit ([`Tx::commit_after`]), the second, which takes the change log's lock, starts
-    /// as soon as the first is done. A run that starts executing (`started`) is leased to this
-    /// process; a run that stops executing is leased to none.
+    /// of its snapshot to the log, which returns the change's position. A run that starts
+    /// executing (`started`) is leased to this process; a run that stops executing is leased
+    /// to none.
     fn change(
         &self,
         record: &Record,
@@ -196,7 +212,7 @@ impl Started {
             .then(|| Timestamp::now().checked_add(self.retention).map(to_column))
             .flatten();
         params.push(Box::new(forget_at));
-        params.push(Box::new(started.then(|| self.owner.clone())));
+        params.push(Box::new(started.then(|| self.owner.name())));
         params.push(Box::new(started.then(|| self.lease_until())));
         let row = Write::new(&CHANGE_ROW, params);
         let data = serde_json::to_string(&*record.snapshot).map_err(StoreError::new)?;
@@ -336,14 +352,6 @@ impl Started {
 static SELECT: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {} FROM \"TaskRun\" WHERE id = $1", row::COLUMNS));
 
-/// Selects a run's row, locked until the transaction ends.
-static LOCK: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {} FROM \"TaskRun\" WHERE id = $1 FOR UPDATE",
-        row::COLUMNS
-    )
-});
-
 /// Writes a changed record to its row (see [`Started::change`]).
 static CHANGE_ROW: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -452,17 +460,14 @@ impl RunStore for Started {
         let inserts = (new.iter())
             .map(|(_, record)| Self::insert(record, batch.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        // The last one travels with the commit.
-        let mut positions = Vec::with_capacity(inserts.len());
-        match inserts.split_last() {
-            Some((last, rest)) => {
-                for insert in rest {
-                    positions.push(changes::position(&tx.run(insert).await?)?);
-                }
-                positions.push(changes::position(&tx.commit_with(last).await?)?);
-            }
-            None => tx.commit().await?,
-        }
+        // Sent at once with the commit: the change log's lock, which the first takes, is held
+        // for the inserts and the commit, not for a round trip per run.
+        let positions = tx
+            .commit_with(&inserts.iter().collect::<Vec<_>>())
+            .await?
+            .iter()
+            .map(|rows| changes::position(rows))
+            .collect::<Result<Vec<_>, _>>()?;
         for ((index, _), position) in new.iter().zip(positions) {
             slots[*index] = Slot::Done(Created::New(self.cursor(position).before()));
         }
@@ -478,9 +483,9 @@ impl RunStore for Started {
         when: impl FnOnce(RunStatus) -> bool + Send,
         change: impl FnOnce(&mut Record) -> Result<R, E> + Send,
     ) -> Result<Option<R>, E> {
-        let (tx, found) = self.locked(id).await?;
+        let (locked, found) = Locked::run(&self.groups, id).await?;
         let Some((mut record, batch)) = found.filter(|(r, _)| when(r.snapshot.status)) else {
-            tx.commit().await?;
+            locked.release().await?;
             return Ok(None);
         };
         let hidden = (record.attempts, record.stream_bytes, record.attempt_started);
@@ -489,7 +494,7 @@ impl RunStore for Started {
             Ok(applied) => applied,
             Err(error) => {
                 // Nothing was written.
-                tx.commit().await?;
+                locked.release().await?;
                 return Err(error);
             }
         };
@@ -498,14 +503,16 @@ impl RunStore for Started {
         match visible {
             Visible::Yes { finished } => {
                 let (row, log) = self.change(&record, batch.as_ref(), (finished, started))?;
-                tx.commit_after(&row, &log).await?;
+                locked.commit(vec![row], vec![log]).await?;
             }
             Visible::No
                 if hidden != (record.attempts, record.stream_bytes, record.attempt_started) =>
             {
-                tx.commit_with(&Self::hidden(&record)?).await?;
+                locked
+                    .commit(vec![Self::hidden(&record)?], Vec::new())
+                    .await?;
             }
-            Visible::No => tx.commit().await?,
+            Visible::No => locked.release().await?,
         }
         Ok(Some(result))
     }
@@ -528,28 +535,30 @@ impl RunStore for Started {
         data: Arc<RawValue>,
         limit: usize,
     ) -> Result<Cursor, StreamError> {
-        let (tx, found) = self.locked(id).await?;
+        let (locked, found) = Locked::run(&self.groups, id).await?;
         let Some((mut record, batch)) = found else {
-            tx.commit().await?;
+            locked.release().await?;
             return Err(StreamError::NotRunning(id.clone()));
         };
         let first = match admit_chunk(&mut record, attempt, key, data.get().len(), limit) {
             Ok(first) => first,
             Err(error) => {
-                tx.commit().await?;
+                locked.release().await?;
                 return Err(error);
             }
         };
         let chunk = changes::append_chunk(id, key, &data);
-        let rows = if first {
+        let written = if first {
             // The run's new stream is published before its first chunk.
             let (row, log) = self.change(&record, batch.as_ref(), (false, false))?;
-            tx.run(&row).await?;
-            tx.commit_after(&log, &chunk).await?
+            locked.commit(vec![row], vec![log, chunk]).await?
         } else {
-            tx.commit_after(&Self::hidden(&record)?, &chunk).await?
+            locked
+                .commit(vec![Self::hidden(&record)?], vec![chunk])
+                .await?
         };
-        Ok(self.cursor(changes::position(&rows)?))
+        let chunk = written.last().map_or(&[][..], Vec::as_slice);
+        Ok(self.cursor(changes::position(chunk)?))
     }
 
     fn is_shared(&self) -> bool {
@@ -571,7 +580,7 @@ impl RunStore for Started {
             vec![
                 Box::new(tasks.to_vec()),
                 Box::new(to_column(Timestamp::now())),
-                Box::new(self.owner.clone()),
+                Box::new(self.owner.name()),
                 Box::new(self.lease_until()),
                 Box::new(i64::try_from(max).unwrap_or(i64::MAX)),
             ],
@@ -581,7 +590,7 @@ impl RunStore for Started {
         // are claimed again); the attempt's start, which is durable, makes it durable too.
         let lazily = Write::new("SET LOCAL synchronous_commit TO OFF", Vec::new());
         let (tx, _) = Tx::begin_with(self.pool(), &lazily).await?;
-        let rows = tx.commit_with(&claim).await?;
+        let rows = tx.commit_with(&[&claim]).await?.concat();
         let mut claimed: Vec<(i64, String)> =
             rows.iter().map(|row| (row.get(1), row.get(0))).collect();
         // In the order they were created.
@@ -629,7 +638,7 @@ impl RunStore for Started {
         self.work.notify_one();
     }
 
-    fn cancellations(&self) -> Option<mpsc::UnboundedReceiver<RunId>> {
+    fn cancellations(&self) -> Option<mpsc::UnboundedReceiver<Stop>> {
         crate::support::lock(&self.canceled).take()
     }
 
@@ -693,12 +702,37 @@ impl RunStore for Started {
                 for write in rest {
                     tx.run(write).await?;
                 }
-                tx.commit_with(last).await?;
+                tx.commit_with(&[last]).await?;
             }
             None => tx.commit().await?,
         }
         let now = Timestamp::now();
         Ok(next.map(|next| row::from_column(next).saturating_duration_since(now)))
+    }
+}
+
+/// The name a process's leases carry: a new one once the process may have lost its leases,
+/// so that the ones it held are no longer renewed.
+#[derive(Clone)]
+struct Owner(Arc<Mutex<String>>);
+
+impl Default for Owner {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(Self::new_name())))
+    }
+}
+
+impl Owner {
+    fn new_name() -> String {
+        format!("{}-{:016x}", std::process::id(), rand::random::<u64>())
+    }
+
+    fn name(&self) -> String {
+        crate::support::lock(&self.0).clone()
+    }
+
+    fn rename(&self) {
+        *crate::support::lock(&self.0) = Self::new_name();
     }
 }
 

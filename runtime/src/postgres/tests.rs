@@ -883,3 +883,94 @@ async fn an_attempt_that_outlived_its_lease_does_not_end_the_run() {
     );
     assert_eq!(last.unwrap().output, Some(2));
 }
+
+/// A worker that cannot renew its leases (the database stopped) stops its attempts before
+/// they run out, so that the run never has two attempts at once; once the database is back,
+/// the run is attempted again and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_cannot_renew_its_leases_stops_its_attempts() {
+    let cluster = Cluster::start().unwrap();
+    let admin = client(&cluster.url("postgres")).await;
+    admin.batch_execute("CREATE DATABASE leases").await.unwrap();
+    drop(admin);
+    let url = cluster.url("leases");
+    // A lease of 600 ms: renewed every 200 ms, its attempts stopped 400 ms after the last
+    // renewal.
+    let worker = worker(&url, 1).await;
+    let handle = worker.trigger::<Hold>(300_000).await.unwrap();
+    held(handle.id(), "started", "the attempt never started").await;
+
+    cluster.pg_ctl_stop().unwrap();
+    held(
+        handle.id(),
+        "stopped",
+        "the attempt ran on with a lease it could not renew",
+    )
+    .await;
+    cluster.pg_ctl_start().unwrap();
+
+    let run = tokio::time::timeout(Duration::from_secs(30), worker.wait(&handle))
+        .await
+        .expect("the run was not attempted again")
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.output, Some(2), "the second attempt completed it");
+}
+
+/// Changes made at once, by two processes, to runs that both change: each change commits
+/// exactly once (counted in the runs' metadata), and a subscriber sees every one, in order.
+/// Changes of one run meet in a group, and groups of both processes lock the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_at_once_in_two_processes_each_commit_once() {
+    const RUNS: usize = 6;
+    const EACH: usize = 60;
+    let url = database().await;
+    let engines = [engine(&url).await, engine(&url).await];
+    let mut runs = Vec::new();
+    for n in 0..RUNS {
+        let options = TriggerOptions::default()
+            .tag("counted")
+            .delay(Duration::from_secs(3_600));
+        runs.push(
+            engines[0]
+                .trigger_with::<Double>(n as u64, options)
+                .await
+                .unwrap(),
+        );
+    }
+    let mut feed = engines[1]
+        .subscribe(Scope::Tags(vec!["counted".into()]), runs[0].cursor())
+        .await
+        .unwrap();
+    let increments = (0..2 * RUNS * EACH).map(|n| {
+        let engine = engines[n % 2].clone();
+        let id = runs[n / 2 % RUNS].id().clone();
+        tokio::spawn(async move {
+            let op = crate::MetadataOp::Increment("n".into(), 1.0);
+            engine.update_metadata(&id, [op]).await.unwrap();
+        })
+    });
+    for increment in increments.collect::<Vec<_>>() {
+        increment.await.unwrap();
+    }
+    let mut counts = vec![Vec::new(); RUNS];
+    let total = RUNS * (2 * EACH + 1);
+    while counts.iter().map(Vec::len).sum::<usize>() < total {
+        let item = tokio::time::timeout(Duration::from_secs(20), feed.next())
+            .await
+            .expect("a change never came")
+            .unwrap()
+            .unwrap();
+        assert!(!item.coalesced, "the subscriber keeps up");
+        let index = runs.iter().position(|r| *r.id() == item.run.id).unwrap();
+        let n = (item.run.metadata.as_ref())
+            .map(|m| serde_json::from_str::<serde_json::Value>(m.get()).unwrap())
+            .and_then(|m| m["n"].as_f64())
+            .unwrap_or(0.0);
+        counts[index].push(n as usize);
+    }
+    let every: Vec<usize> = (0..=2 * EACH).collect();
+    for count in counts {
+        assert_eq!(count, every, "each change once, in order");
+    }
+}

@@ -6,6 +6,7 @@
 //! held only for the commit itself, not for a round trip to the client and back.
 
 use deadpool_postgres::{ClientWrapper, Object, Pool};
+use futures_util::future::join_all;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
@@ -97,52 +98,46 @@ impl Tx {
         write.run(self.client()).await
     }
 
-    /// Runs `last` as the last statement, and commits: both sent at once. If the statement
-    /// fails, the transaction is rolled back (a `COMMIT` after an error rolls back) and its
-    /// error returned.
-    pub(super) async fn commit_with(mut self, last: &Write<'_>) -> Result<Vec<Row>, StoreError> {
-        let client = self.client();
-        let statement = client.prepare_cached(last.query).await?;
-        let params = last.params();
-        let (rows, committed) = tokio::join!(
-            client.query(&statement, &params),
-            client.batch_execute("COMMIT")
-        );
-        committed?;
-        // Ended either way: the connection goes back to the pool.
-        drop(self.client.take());
-        Ok(rows?)
-    }
-
-    /// Runs `first` and `last` as the last two statements, and commits: the three sent at
-    /// once, so that `last` starts as soon as `first` is done, with no round trip to the
-    /// client between them. Returns the rows of `last`; rolled back if either fails.
-    pub(super) async fn commit_after(
+    /// Runs `writes` as the last statements, and commits: all sent at once (pipelined), so
+    /// that each starts as soon as the one before is done, with no round trip to the client
+    /// between them. Returns each write's rows; if any fails, the transaction is rolled back
+    /// (a `COMMIT` after an error rolls back) and the first error returned.
+    pub(super) async fn commit_with(
         mut self,
-        first: &Write<'_>,
-        last: &Write<'_>,
-    ) -> Result<Vec<Row>, StoreError> {
-        let client = self.client();
-        let statements = (
-            client.prepare_cached(first.query).await?,
-            client.prepare_cached(last.query).await?,
-        );
-        let params = (first.params(), last.params());
-        let (done, rows, committed) = tokio::join!(
-            client.query(&statements.0, &params.0),
-            client.query(&statements.1, &params.1),
-            client.batch_execute("COMMIT")
-        );
-        committed?;
-        drop(self.client.take());
-        done?;
-        Ok(rows?)
+        writes: &[&Write<'_>],
+    ) -> Result<Vec<Vec<Row>>, StoreError> {
+        let rows = commit(self.client(), writes).await;
+        if rows.is_ok() {
+            // Ended: the connection goes back to the pool.
+            drop(self.client.take());
+        }
+        rows
     }
 
     /// Commits (or, after a failed statement, rolls back).
-    pub(super) async fn commit(mut self) -> Result<(), StoreError> {
-        self.client().batch_execute("COMMIT").await?;
-        drop(self.client.take());
-        Ok(())
+    pub(super) async fn commit(self) -> Result<(), StoreError> {
+        self.commit_with(&[]).await.map(drop)
     }
+}
+
+/// Runs `writes`, then `COMMIT`, on a connection in a transaction: all sent at once. Returns
+/// each write's rows, or the first error (the transaction then rolled back).
+pub(super) async fn commit(
+    client: &ClientWrapper,
+    writes: &[&Write<'_>],
+) -> Result<Vec<Vec<Row>>, StoreError> {
+    let mut statements = Vec::with_capacity(writes.len());
+    for write in writes {
+        statements.push(client.prepare_cached(write.query).await?);
+    }
+    let params: Vec<_> = writes.iter().map(|write| write.params()).collect();
+    // Polled in order the first time, so sent in order.
+    let queries = join_all(
+        (statements.iter().zip(&params)).map(|(statement, params)| client.query(statement, params)),
+    );
+    let (rows, committed) = tokio::join!(queries, client.batch_execute("COMMIT"));
+    // A statement's error comes first: after one, the `COMMIT` rolls back without an error.
+    let rows = rows.into_iter().collect::<Result<Vec<_>, _>>()?;
+    committed?;
+    Ok(rows)
 }

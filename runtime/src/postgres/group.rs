@@ -1,0 +1,320 @@
+//! Group commit: changes made at the same time share one transaction and one commit.
+//!
+//! Every change commits under the change log's lock (see `changes`), and `NOTIFY` serializes
+//! commits too, so changes commit one at a time, each waiting for its own flush to disk: a
+//! transaction per change caps a database at about one change per flush. Under load, the
+//! changes that arrive while a group commits form the next group instead. Each member locks its
+//! run's row in the group's transaction, computes its change, and hands its writes over; once
+//! every member has, the group writes them all, then commits once. A change made alone is a
+//! group of one, with no added wait.
+//!
+//! A group never waits for a row: its members lock with `SKIP LOCKED`, and a member whose row
+//! another transaction holds leaves, to make its change in a transaction of its own. So groups
+//! (of this process or others) never wait for each other in a cycle, and two members of one
+//! group never change one run. A failure fails the whole group: nothing of it is written, and
+//! every member gets the error, as if each had failed alone.
+
+use std::collections::HashSet;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::task::Poll;
+
+use deadpool_postgres::{Object, Pool};
+use tokio::sync::{OnceCell, oneshot};
+use tokio_postgres::Row;
+
+use super::row;
+use super::tx::{self, Tx, Write};
+use crate::engine::store::Record;
+use crate::model::{BatchId, RunId, StoreError};
+use crate::support::lock;
+
+/// Forms the groups of one store.
+pub(super) struct Groups {
+    pool: Pool,
+    epoch: u64,
+    /// Where commits run.
+    runtime: tokio::runtime::Handle,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The group that gathers no more members: it commits once they are all done. At most one
+    /// at a time, so that a group forms while another commits.
+    sealed: Option<Arc<Group>>,
+    /// The group that members join while the sealed one commits.
+    open: Option<Arc<Group>>,
+}
+
+#[derive(Default)]
+struct Group {
+    /// The transaction's connection, `BEGIN` sent; opened by the first member that locks.
+    client: OnceCell<Object>,
+    members: Mutex<Members>,
+    /// Whether it committed: only then does its connection go back to the pool.
+    committed: AtomicBool,
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if !*self.committed.get_mut()
+            && let Some(client) = self.client.take()
+        {
+            // Closing the connection rolls back what the group wrote.
+            drop(Object::take(client));
+        }
+    }
+}
+
+#[derive(Default)]
+struct Members {
+    /// The runs the members lock.
+    runs: HashSet<RunId>,
+    /// Members that have neither handed their writes over nor left.
+    pending: usize,
+    sealed: bool,
+    /// Whether its commit has started.
+    committing: bool,
+    handed: Vec<Handed>,
+}
+
+/// One member's writes, and where their rows go.
+struct Handed {
+    /// Writes that take no lock but their rows'.
+    rows: Vec<Write<'static>>,
+    /// Writes to the change log: written after every member's `rows`, so that the log's lock
+    /// is held for them and the commit only.
+    log: Vec<Write<'static>>,
+    done: oneshot::Sender<Result<Vec<Vec<Row>>, StoreError>>,
+}
+
+/// A member of a group, until it hands its writes over or leaves (dropped).
+pub(super) struct Member {
+    groups: Arc<Groups>,
+    group: Arc<Group>,
+    pending: bool,
+}
+
+impl Groups {
+    /// Groups on the current runtime.
+    pub(super) fn new(pool: Pool, epoch: u64) -> Arc<Self> {
+        Arc::new(Self {
+            pool,
+            epoch,
+            runtime: tokio::runtime::Handle::current(),
+            state: Mutex::default(),
+        })
+    }
+
+    /// Joins a group to change `run`; `None` if the group forming changes it already.
+    pub(super) fn join(self: &Arc<Self>, run: &RunId) -> Option<Member> {
+        let mut state = lock(&self.state);
+        let group = match &state.sealed {
+            // Nothing commits: this change need not wait for company.
+            None => {
+                let group = Arc::new(Group::default());
+                lock(&group.members).sealed = true;
+                state.sealed = Some(Arc::clone(&group));
+                group
+            }
+            Some(_) => Arc::clone(state.open.get_or_insert_default()),
+        };
+        let mut members = lock(&group.members);
+        if !members.runs.insert(run.clone()) {
+            return None;
+        }
+        members.pending += 1;
+        drop(members);
+        Some(Member {
+            groups: Arc::clone(self),
+            group,
+            pending: true,
+        })
+    }
+
+    /// Commits `group` if it is sealed and all its members are done.
+    fn commit_if_ready(self: &Arc<Self>, group: &Arc<Group>) {
+        let mut members = lock(&group.members);
+        if members.sealed && members.pending == 0 && !members.committing {
+            members.committing = true;
+            drop(members);
+            // A task of its own: a member's future, dropped, would abandon the others.
+            (self.runtime).spawn(Arc::clone(self).commit(Arc::clone(group)));
+        }
+    }
+
+    async fn commit(self: Arc<Self>, group: Arc<Group>) {
+        let handed = std::mem::take(&mut lock(&group.members).handed);
+        let writes: Vec<&Write<'_>> = (handed.iter().flat_map(|h| &h.rows))
+            .chain(handed.iter().flat_map(|h| &h.log))
+            .collect();
+        let committed = match group.client.get() {
+            Some(client) => tx::commit(client, &writes).await,
+            // No member locked a row: there is no transaction.
+            None => Ok(Vec::new()),
+        };
+        drop(writes);
+        match committed {
+            Ok(mut rows) => {
+                group.committed.store(true, Ordering::Relaxed);
+                // Each member's log rows, in the order they were written.
+                let mut log = rows.split_off(handed.iter().map(|h| h.rows.len()).sum());
+                let mut log = log.drain(..);
+                for member in handed {
+                    let mine = log.by_ref().take(member.log.len()).collect();
+                    let _ = member.done.send(Ok(mine));
+                }
+            }
+            Err(error) => {
+                for member in handed {
+                    let _ = member.done.send(Err(error.clone()));
+                }
+            }
+        }
+        drop(group);
+        // The next group stops gathering: it commits once its members are done.
+        let next = {
+            let mut state = lock(&self.state);
+            state.sealed = state.open.take();
+            state.sealed.clone()
+        };
+        if let Some(next) = next {
+            lock(&next.members).sealed = true;
+            self.commit_if_ready(&next);
+        }
+    }
+}
+
+impl Member {
+    /// Locks the run's row in the group's transaction; returns its record and batch, or
+    /// `None` if the run is not kept or another transaction holds its row (then the change is
+    /// for a transaction of its own).
+    pub(super) async fn lock(
+        &self,
+        id: &RunId,
+    ) -> Result<Option<(Record, Option<BatchId>)>, StoreError> {
+        let pool = &self.groups.pool;
+        let client = (self.group.client)
+            .get_or_try_init(|| async {
+                let client = pool.get().await?;
+                // Sent, not awaited: the statements sent after it are answered after it, in
+                // its transaction. It fails only with the connection, and then so do they.
+                {
+                    let mut begin = pin!(client.batch_execute("BEGIN"));
+                    let _ = poll_fn(|cx| Poll::Ready(begin.as_mut().poll(cx))).await;
+                }
+                Ok::<_, StoreError>(client)
+            })
+            .await?;
+        let statement = client.prepare_cached(&LOCK_UNLESS_HELD).await?;
+        let Some(found) = client.query_opt(&statement, &[&id.as_str()]).await? else {
+            return Ok(None);
+        };
+        Ok(Some(row::record(&found, self.groups.epoch)?))
+    }
+
+    /// Hands the member's writes over and waits for the group's commit; returns the rows of
+    /// each `log` write.
+    pub(super) async fn commit(
+        mut self,
+        rows: Vec<Write<'static>>,
+        log: Vec<Write<'static>>,
+    ) -> Result<Vec<Vec<Row>>, StoreError> {
+        let (done, committed) = oneshot::channel();
+        {
+            let mut members = lock(&self.group.members);
+            members.handed.push(Handed { rows, log, done });
+            members.pending -= 1;
+        }
+        self.pending = false;
+        self.groups.commit_if_ready(&self.group);
+        drop(self);
+        committed
+            .await
+            .unwrap_or_else(|_| Err(StoreError::new("a group's commit ended before it answered")))
+    }
+}
+
+impl Drop for Member {
+    /// Leaves the group, having written nothing (the row it locked stays locked until the
+    /// group ends).
+    fn drop(&mut self) {
+        if self.pending {
+            lock(&self.group.members).pending -= 1;
+            self.groups.commit_if_ready(&self.group);
+        }
+    }
+}
+
+/// Selects a run's row, locked until the transaction ends, unless another transaction holds
+/// it.
+static LOCK_UNLESS_HELD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM \"TaskRun\" WHERE id = $1 FOR UPDATE SKIP LOCKED",
+        row::COLUMNS
+    )
+});
+
+/// A run's row, locked for a change: in a group, or in a transaction of its own.
+pub(super) enum Locked {
+    Member(Member),
+    Alone(Box<Tx>),
+}
+
+impl Locked {
+    /// Locks the run's row, in a group if one can take it; returns its record and batch
+    /// (`None` if the run is not kept).
+    pub(super) async fn run(
+        groups: &Arc<Groups>,
+        id: &RunId,
+    ) -> Result<(Locked, Option<(Record, Option<BatchId>)>), StoreError> {
+        if let Some(member) = groups.join(id)
+            && let Some(found) = member.lock(id).await?
+        {
+            return Ok((Locked::Member(member), Some(found)));
+        }
+        // Out of the group by now: it does not wait for this transaction.
+        let select = Write::new(&LOCK, vec![Box::new(id.as_str().to_owned())]);
+        let (tx, rows) = Tx::begin_with(&groups.pool, &select).await?;
+        let found = rows.first().map(|found| row::record(found, groups.epoch));
+        Ok((Locked::Alone(Box::new(tx)), found.transpose()?))
+    }
+
+    /// Writes `rows`, then `log` (see [`Handed`]), and commits; returns the rows of each `log`
+    /// write.
+    pub(super) async fn commit(
+        self,
+        rows: Vec<Write<'static>>,
+        log: Vec<Write<'static>>,
+    ) -> Result<Vec<Vec<Row>>, StoreError> {
+        match self {
+            Locked::Member(member) => member.commit(rows, log).await,
+            Locked::Alone(tx) => {
+                let writes: Vec<&Write<'_>> = rows.iter().chain(&log).collect();
+                let mut written = tx.commit_with(&writes).await?;
+                Ok(written.split_off(rows.len()))
+            }
+        }
+    }
+
+    /// Ends it, having written nothing.
+    pub(super) async fn release(self) -> Result<(), StoreError> {
+        match self {
+            // Leaving is enough: the group does not wait for it.
+            Locked::Member(member) => drop(member),
+            Locked::Alone(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+/// Selects a run's row, locked until the transaction ends.
+static LOCK: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM \"TaskRun\" WHERE id = $1 FOR UPDATE",
+        row::COLUMNS
+    )
+});
