@@ -2,9 +2,12 @@
 //! store, rather than the runs it queued itself, and fires the timers the store keeps, so
 //! that a run is attempted and timed by whichever process is alive.
 //!
-//! One task per engine claims as many runs as it has free slots whenever work may wait (a run
-//! was queued anywhere, or a while passed), and fires the store's due timers (delays, TTLs,
-//! leases that ran out) twice a second. Timers started in this process fire here too, on time;
+//! One task per engine claims runs whenever work may wait (a run was queued anywhere, a slot
+//! freed, or a while passed), and fires the store's due timers (delays, TTLs, leases that ran
+//! out) twice a second. It claims for its free slots and as many again: runs claimed ahead wait
+//! in the engine's queue, so a slot that frees starts its next run without a round trip to the
+//! database; the store holds a claimed run for its process only a few seconds before it starts,
+//! so a busy process does not keep runs from an idle one. Timers started in this process fire here too, on time;
 //! the store's copy is for when this process is gone. Both make the same checked change, so
 //! the second finds nothing to do.
 
@@ -74,9 +77,8 @@ async fn round(shared: &Arc<Shared>, timers: bool) -> bool {
         }
     }
     let waiting = lock(&shared.queue).len();
-    let free = shared
-        .slots
-        .available_permits()
+    // Ahead by as many runs as the engine has slots.
+    let free = (shared.slots.available_permits() + shared.config.concurrency)
         .saturating_sub(waiting)
         .min(ROUND);
     if free == 0 {

@@ -50,38 +50,100 @@ const RECONNECT: Duration = Duration::from_secs(1);
 /// transaction commits; taken again by a transaction that holds it, at no cost) before it
 /// takes the next position, and asks for a notification at commit. The lock's key is
 /// `0x7275_6e63_6173_7402` (the migrations' and the retention's are `...01` and `...03`).
-pub(super) const POSITION: &str = "WITH l AS (
-        SELECT pg_advisory_xact_lock(8247619665714705410), pg_notify('runcast_changes', '')),
-    p AS (SELECT nextval('runcast_position') AS position FROM l)";
-
-/// The statement that appends a chunk or a forgotten run to the log; returns its position.
-static APPEND: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "{POSITION} INSERT INTO runcast_changes (position, kind, run_id, stream, data)
-         SELECT position, $1, $2, $3, $4 FROM p RETURNING position"
-    )
+pub(super) static POSITION: LazyLock<String> = LazyLock::new(|| {
+    format!("{LOCKED}, p AS (SELECT nextval('runcast_position') AS position FROM l)")
 });
 
-/// Appends a chunk of stream `stream` to the log; returns its position.
-pub(super) fn append_chunk(run: &RunId, stream: &str, data: &RawValue) -> Write<'static> {
+/// The lock and the notification of [`POSITION`], as `l`.
+const LOCKED: &str = "WITH l AS (
+        SELECT pg_advisory_xact_lock(8247619665714705410), pg_notify('runcast_changes', ''))";
+
+/// A change to append to the log.
+pub(super) struct Entry {
+    kind: &'static str,
+    run: String,
+    batch: Option<String>,
+    stream: Option<String>,
+    data: Option<String>,
+}
+
+impl Entry {
+    /// A run's snapshot after a change.
+    pub(super) fn run(run: &AnyRun, batch: Option<&BatchId>) -> Result<Self, StoreError> {
+        Ok(Self {
+            kind: "run",
+            run: run.id.as_str().to_owned(),
+            batch: batch.map(|b| b.as_str().to_owned()),
+            stream: None,
+            data: Some(serde_json::to_string(run).map_err(StoreError::new)?),
+        })
+    }
+
+    /// A chunk of stream `stream`.
+    pub(super) fn chunk(run: &RunId, stream: &str, data: &RawValue) -> Self {
+        Self {
+            kind: "chunk",
+            run: run.as_str().to_owned(),
+            batch: None,
+            stream: Some(stream.to_owned()),
+            data: Some(data.get().to_owned()),
+        }
+    }
+
+    /// That a run was forgotten.
+    pub(super) fn forgotten(run: &str) -> Self {
+        Self {
+            kind: "forgotten",
+            run: run.to_owned(),
+            batch: None,
+            stream: None,
+            data: None,
+        }
+    }
+}
+
+/// The statement that appends `entries` to the log, in their order, in one go; it returns
+/// their positions, in the same order (read them with [`positions`]).
+pub(super) fn append<'e>(entries: impl IntoIterator<Item = &'e Entry>) -> Write<'static> {
+    let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for entry in entries {
+        columns.0.push(entry.kind);
+        columns.1.push(entry.run.clone());
+        columns.2.push(entry.batch.clone());
+        columns.3.push(entry.stream.clone());
+        columns.4.push(entry.data.clone());
+    }
     let params: Vec<Param> = vec![
-        Box::new("chunk"),
-        Box::new(run.as_str().to_owned()),
-        Box::new(stream.to_owned()),
-        Box::new(data.get().to_owned()),
+        Box::new(columns.0),
+        Box::new(columns.1),
+        Box::new(columns.2),
+        Box::new(columns.3),
+        Box::new(columns.4),
     ];
     Write::new(&APPEND, params)
 }
 
-/// Appends that a run was forgotten; returns its position.
-pub(super) fn append_forgotten(run: &str) -> Write<'static> {
-    let params: Vec<Param> = vec![
-        Box::new("forgotten"),
-        Box::new(run.to_owned()),
-        Box::new(None::<String>),
-        Box::new(None::<String>),
-    ];
-    Write::new(&APPEND, params)
+/// Appends entries to the log (see [`append`]). Its positions are taken in the entries' order
+/// (`n` is read once, so `nextval` runs once per entry, after the sort).
+static APPEND: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{LOCKED}, n AS (
+             SELECT u.o, nextval('runcast_position') AS position, u.kind, u.run_id, u.batch_id,
+                    u.stream, u.data
+             FROM l, unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+                 WITH ORDINALITY AS u(kind, run_id, batch_id, stream, data, o)
+             ORDER BY u.o),
+         i AS (INSERT INTO runcast_changes (position, kind, run_id, batch_id, stream, data)
+               SELECT position, kind, run_id, batch_id, stream, data FROM n)
+         SELECT position FROM n ORDER BY o"
+    )
+});
+
+/// The positions that [`append`] returns, in the order of its entries.
+pub(super) fn positions(rows: &[tokio_postgres::Row]) -> Vec<u64> {
+    rows.iter()
+        .map(|row| row.get::<_, i64>(0).cast_unsigned())
+        .collect()
 }
 
 /// The position a write that appended a change returns.

@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::task::Poll;
 
-use deadpool_postgres::{Object, Pool};
+use deadpool_postgres::{ClientWrapper, Object, Pool};
 use tokio::sync::{OnceCell, oneshot};
-use tokio_postgres::Row;
 
+use super::changes::{self, Entry};
 use super::row;
 use super::tx::{self, Tx, Write};
 use crate::engine::store::Record;
@@ -85,10 +85,11 @@ struct Members {
 struct Handed {
     /// Writes that take no lock but their rows'.
     rows: Vec<Write<'static>>,
-    /// Writes to the change log: written after every member's `rows`, so that the log's lock
-    /// is held for them and the commit only.
-    log: Vec<Write<'static>>,
-    done: oneshot::Sender<Result<Vec<Vec<Row>>, StoreError>>,
+    /// Changes for the log: appended after every member's `rows`, all in one statement, so
+    /// that the log's lock is held for it and the commit only.
+    log: Vec<Entry>,
+    /// Where the positions of `log` go.
+    done: oneshot::Sender<Result<Vec<u64>, StoreError>>,
 }
 
 /// A member of a group, until it hands its writes over or leaves (dropped).
@@ -148,23 +149,22 @@ impl Groups {
 
     async fn commit(self: Arc<Self>, group: Arc<Group>) {
         let handed = std::mem::take(&mut lock(&group.members).handed);
-        let writes: Vec<&Write<'_>> = (handed.iter().flat_map(|h| &h.rows))
-            .chain(handed.iter().flat_map(|h| &h.log))
-            .collect();
         let committed = match group.client.get() {
-            Some(client) => tx::commit(client, &writes).await,
+            Some(client) => {
+                let rows: Vec<&Write<'static>> = handed.iter().flat_map(|h| &h.rows).collect();
+                let log: Vec<&Entry> = handed.iter().flat_map(|h| &h.log).collect();
+                commit(client, rows, log).await
+            }
             // No member locked a row: there is no transaction.
             None => Ok(Vec::new()),
         };
-        drop(writes);
         match committed {
-            Ok(mut rows) => {
+            Ok(positions) => {
                 group.committed.store(true, Ordering::Relaxed);
-                // Each member's log rows, in the order they were written.
-                let mut log = rows.split_off(handed.iter().map(|h| h.rows.len()).sum());
-                let mut log = log.drain(..);
+                // Each member's positions, in the order of its entries.
+                let mut positions = positions.into_iter();
                 for member in handed {
-                    let mine = log.by_ref().take(member.log.len()).collect();
+                    let mine = positions.by_ref().take(member.log.len()).collect();
                     let _ = member.done.send(Ok(mine));
                 }
             }
@@ -216,13 +216,13 @@ impl Member {
         Ok(Some(row::record(&found, self.groups.epoch)?))
     }
 
-    /// Hands the member's writes over and waits for the group's commit; returns the rows of
-    /// each `log` write.
+    /// Hands the member's writes over and waits for the group's commit; returns the positions
+    /// of its `log` entries.
     pub(super) async fn commit(
         mut self,
         rows: Vec<Write<'static>>,
-        log: Vec<Write<'static>>,
-    ) -> Result<Vec<Vec<Row>>, StoreError> {
+        log: Vec<Entry>,
+    ) -> Result<Vec<u64>, StoreError> {
         let (done, committed) = oneshot::channel();
         {
             let mut members = lock(&self.group.members);
@@ -283,19 +283,20 @@ impl Locked {
         Ok((Locked::Alone(Box::new(tx)), found.transpose()?))
     }
 
-    /// Writes `rows`, then `log` (see [`Handed`]), and commits; returns the rows of each `log`
-    /// write.
+    /// Writes `rows`, then appends `log` (see [`Handed`]), and commits; returns the positions
+    /// of the `log` entries.
     pub(super) async fn commit(
         self,
         rows: Vec<Write<'static>>,
-        log: Vec<Write<'static>>,
-    ) -> Result<Vec<Vec<Row>>, StoreError> {
+        log: Vec<Entry>,
+    ) -> Result<Vec<u64>, StoreError> {
         match self {
             Locked::Member(member) => member.commit(rows, log).await,
             Locked::Alone(tx) => {
-                let writes: Vec<&Write<'_>> = rows.iter().chain(&log).collect();
-                let mut written = tx.commit_with(&writes).await?;
-                Ok(written.split_off(rows.len()))
+                let tx = *tx;
+                let positions = commit(tx.client(), &rows, &log).await;
+                tx.ended(positions.is_ok());
+                positions
             }
         }
     }
@@ -309,6 +310,24 @@ impl Locked {
         }
         Ok(())
     }
+}
+
+/// Writes `rows`, then appends `log` in one statement, and commits (see [`tx::commit`]);
+/// returns the positions of the `log` entries.
+async fn commit<'w>(
+    client: &ClientWrapper,
+    rows: impl IntoIterator<Item = &'w Write<'static>>,
+    log: impl IntoIterator<Item = &'w Entry>,
+) -> Result<Vec<u64>, StoreError> {
+    let mut log = log.into_iter().peekable();
+    let append = log.peek().is_some().then(|| changes::append(log));
+    let mut writes: Vec<&Write<'_>> = rows.into_iter().collect();
+    writes.extend(&append);
+    let written = tx::commit(client, &writes).await?;
+    Ok(match (append, written.last()) {
+        (Some(_), Some(appended)) => changes::positions(appended),
+        _ => Vec::new(),
+    })
 }
 
 /// Selects a run's row, locked until the transaction ends.

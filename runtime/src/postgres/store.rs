@@ -13,10 +13,11 @@ use std::sync::Mutex;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::PostgresStore;
+use super::changes::{self, Entry};
 use super::group::{Groups, Locked};
 use super::row::{self, Written, to_column};
 use super::tx::{Param, Tx, Write};
-use super::{PostgresStore, changes};
 use crate::engine::StreamError;
 use crate::engine::store::{
     Created, IdempotencyKey, Record, RunStore, Stop, Visible, admit_chunk, apply,
@@ -54,6 +55,11 @@ impl Drop for Started {
         }
     }
 }
+
+/// How long a claimed run is held for the process that claimed it before it starts: a process
+/// claims runs ahead of its free slots (see `engine::claims`), and those that wait longer
+/// than this may be claimed by another process (the first to start one attempts it).
+const CLAIM_HOLD: Duration = Duration::from_secs(5);
 
 /// How often a process looks for work and due timers when nothing woke it.
 const POLL: Duration = Duration::from_secs(1);
@@ -206,7 +212,7 @@ impl Started {
         record: &Record,
         batch: Option<&BatchId>,
         (finished, started): (bool, bool),
-    ) -> Result<(Write<'static>, Write<'static>), StoreError> {
+    ) -> Result<(Write<'static>, Entry), StoreError> {
         let mut params = Written::of(record)?.params();
         let forget_at = finished
             .then(|| Timestamp::now().checked_add(self.retention).map(to_column))
@@ -215,17 +221,18 @@ impl Started {
         params.push(Box::new(started.then(|| self.owner.name())));
         params.push(Box::new(started.then(|| self.lease_until())));
         let row = Write::new(&CHANGE_ROW, params);
-        let data = serde_json::to_string(&*record.snapshot).map_err(StoreError::new)?;
-        let log: Vec<Param> = vec![
-            Box::new(record.snapshot.id.as_str().to_owned()),
-            Box::new(batch.map(|b| b.as_str().to_owned())),
-            Box::new(data),
-        ];
-        Ok((row, Write::new(&CHANGE_LOG, log)))
+        Ok((row, Entry::run(&record.snapshot, batch)?))
     }
 
     fn lease_until(&self) -> jiff::civil::DateTime {
         self.store.lease_until()
+    }
+
+    /// When a claim taken now runs out, unless the run starts: then its lease is set.
+    fn claim_until(&self) -> jiff::civil::DateTime {
+        let now = Timestamp::now();
+        let hold = CLAIM_HOLD.min(self.store.lease);
+        to_column(now.checked_add(hold).unwrap_or(now))
     }
 
     /// The write of what a change did to a record's fields that no subscriber sees.
@@ -366,15 +373,6 @@ static CHANGE_ROW: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Writes a change's snapshot to the log (see [`Started::change`]).
-static CHANGE_LOG: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "{} INSERT INTO runcast_changes (position, kind, run_id, batch_id, data)
-         SELECT position, 'run', $1, $2, $3 FROM p RETURNING position",
-        changes::POSITION
-    )
-});
-
 /// Writes a change no subscriber sees (see [`Started::hidden`]).
 static HIDDEN: LazyLock<String> =
     LazyLock::new(|| format!("UPDATE \"TaskRun\" SET {} WHERE id = $1", row::SET_COLUMNS));
@@ -395,7 +393,7 @@ static INSERT: LazyLock<String> = LazyLock::new(|| {
                 $29, $30, $32, position FROM p)
          INSERT INTO runcast_changes (position, kind, run_id, batch_id, data)
          SELECT position, 'run', $1, $28, $31 FROM p RETURNING position",
-        changes::POSITION
+        changes::POSITION.as_str()
     )
 });
 
@@ -547,8 +545,8 @@ impl RunStore for Started {
                 return Err(error);
             }
         };
-        let chunk = changes::append_chunk(id, key, &data);
-        let written = if first {
+        let chunk = Entry::chunk(id, key, &data);
+        let positions = if first {
             // The run's new stream is published before its first chunk.
             let (row, log) = self.change(&record, batch.as_ref(), (false, false))?;
             locked.commit(vec![row], vec![log, chunk]).await?
@@ -557,8 +555,10 @@ impl RunStore for Started {
                 .commit(vec![Self::hidden(&record)?], vec![chunk])
                 .await?
         };
-        let chunk = written.last().map_or(&[][..], Vec::as_slice);
-        Ok(self.cursor(changes::position(chunk)?))
+        let chunk = positions.last().copied();
+        let chunk =
+            chunk.ok_or_else(|| StoreError::new("a chunk was written without a position"))?;
+        Ok(self.cursor(chunk))
     }
 
     fn is_shared(&self) -> bool {
@@ -566,22 +566,26 @@ impl RunStore for Started {
     }
 
     async fn claim(&self, tasks: &[&'static str], max: usize) -> Result<Vec<RunId>, StoreError> {
+        // Each task's waiting runs are read in the index's order, so a claim reads the runs it
+        // takes (and the ones other claims hold), not every run that waits.
         let claim = Write::new(
             "UPDATE \"TaskRun\" SET runcast_lease_owner = $3, runcast_lease_until = $4
              WHERE id IN (
-                 SELECT id FROM \"TaskRun\"
-                 WHERE \"taskIdentifier\" = ANY($1)
-                   AND (status = 'PENDING' OR (status = 'RETRYING_AFTER_FAILURE'
-                        AND coalesce(runcast_retry_at <= $2, true)))
-                   AND coalesce(runcast_lease_until <= $2, true)
-                 ORDER BY runcast_created LIMIT $5
-                 FOR UPDATE SKIP LOCKED)
+                 SELECT w.id FROM unnest($1::text[]) t(task), LATERAL (
+                     SELECT id, runcast_created FROM \"TaskRun\"
+                     WHERE \"taskIdentifier\" = t.task
+                       AND status IN ('PENDING', 'RETRYING_AFTER_FAILURE')
+                       AND (status = 'PENDING' OR coalesce(runcast_retry_at <= $2, true))
+                       AND coalesce(runcast_lease_until <= $2, true)
+                     ORDER BY runcast_created LIMIT $5
+                     FOR UPDATE SKIP LOCKED) w
+                 ORDER BY w.runcast_created LIMIT $5)
              RETURNING id, runcast_created",
             vec![
                 Box::new(tasks.to_vec()),
                 Box::new(to_column(Timestamp::now())),
                 Box::new(self.owner.name()),
-                Box::new(self.lease_until()),
+                Box::new(self.claim_until()),
                 Box::new(i64::try_from(max).unwrap_or(i64::MAX)),
             ],
         );
@@ -693,18 +697,14 @@ impl RunStore for Started {
             tx.run(&next).await?.first().and_then(|row| row.get(0));
         // Announced last: the change log's lock, which the first takes, is held for the
         // announcements and the commit only.
-        let announce: Vec<_> = forgotten
-            .iter()
-            .map(|id| changes::append_forgotten(id))
-            .collect();
-        match announce.split_last() {
-            Some((last, rest)) => {
-                for write in rest {
-                    tx.run(write).await?;
-                }
-                tx.commit_with(&[last]).await?;
-            }
-            None => tx.commit().await?,
+        if forgotten.is_empty() {
+            tx.commit().await?;
+        } else {
+            let announce = forgotten
+                .iter()
+                .map(|id| Entry::forgotten(id))
+                .collect::<Vec<_>>();
+            tx.commit_with(&[&changes::append(&announce)]).await?;
         }
         let now = Timestamp::now();
         Ok(next.map(|next| row::from_column(next).saturating_duration_since(now)))

@@ -126,10 +126,12 @@ impl Cluster {
         )
     }
 
-    /// Starts the server, and waits until it accepts connections.
+    /// Starts the server, and waits until it accepts connections. Without `fsync`: the tests
+    /// check what runcast does, not that the disk keeps a commit through a power cut, and each
+    /// flush would cost them time (the benchmarks keep `fsync` on).
     pub(crate) fn pg_ctl_start(&self) -> Result<(), String> {
         let options = format!(
-            "-k {} -c listen_addresses='' -p 5432 -c max_connections=300",
+            "-k {} -c listen_addresses='' -p 5432 -c max_connections=300 -c fsync=off",
             self.dir.display()
         );
         run(self

@@ -187,11 +187,11 @@ async fn a_reader_never_skips_a_change_that_commits_after_a_greater_position() {
                 let tx = Tx::begin(&pool).await.unwrap();
                 let run = RunId::from(format!("run_{writer}_{n}"));
                 let data = serde_json::value::RawValue::from_string("1".into()).unwrap();
-                let rows = tx
-                    .run(&changes::append_chunk(&run, "s", &data))
-                    .await
-                    .unwrap();
-                let position = changes::position(&rows).unwrap();
+                let chunk = changes::Entry::chunk(&run, "s", &data);
+                let rows = tx.run(&changes::append([&chunk])).await.unwrap();
+                let [position] = changes::positions(&rows)[..] else {
+                    panic!("one position for one entry: {rows:?}")
+                };
                 // The commit comes after the position was taken, late.
                 let delay = rand::random::<u64>() % 3;
                 tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -973,4 +973,53 @@ async fn changes_made_at_once_in_two_processes_each_commit_once() {
     for count in counts {
         assert_eq!(count, every, "each change once, in order");
     }
+}
+
+/// A busy process claims a run ahead of its free slots, and holds it only a few seconds: an
+/// idle process then takes it, well before a lease (30 s) would run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_claimed_ahead_by_a_busy_process_goes_to_an_idle_one() {
+    let url = database().await;
+    let process = || async {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        Engine::builder()
+            .postgres(store)
+            .task::<Double>()
+            .task::<Hold>()
+            .concurrency(1)
+            .build()
+            .unwrap()
+    };
+    let producer = producer(&url).await;
+    let busy = process().await;
+    let holding = producer.trigger::<Hold>(300_000).await.unwrap();
+    held(holding.id(), "started", "the attempt never started").await;
+    let waiting = producer.trigger::<Double>(21).await.unwrap();
+    // The busy process claimed it, to start once its one slot frees.
+    let db = client(&url).await;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let row = db
+                .query_one(
+                    "SELECT status, runcast_lease_owner FROM \"TaskRun\" WHERE id = $1",
+                    &[&waiting.id().as_str()],
+                )
+                .await
+                .unwrap();
+            if row.get::<_, Option<String>>(1).is_some() {
+                assert_eq!(row.get::<_, &str>(0), "PENDING");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the busy process did not claim the run ahead");
+    let idle = process().await;
+    let run = tokio::time::timeout(Duration::from_secs(15), producer.wait(&waiting))
+        .await
+        .expect("the claimed run was kept from the idle process")
+        .unwrap();
+    assert_eq!(run.output, Some(42));
+    drop((busy, idle));
 }
