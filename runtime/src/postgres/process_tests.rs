@@ -1,5 +1,6 @@
 //! Engines in separate OS processes over one database: this test binary, started again as a
-//! child in a role (a worker, a watcher), by the tests here.
+//! child in a role (a worker, a holder that runs one task only, a process that triggers, a
+//! watcher), by the tests here.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -60,6 +61,36 @@ fn child() {
                     .build()
                     .expect("an engine");
                 say(&format!("ready {}", std::process::id()));
+                std::future::pending::<()>().await;
+            }
+            "holder" => {
+                // Runs `mp-hold` only: runs of `mp-double` stay queued.
+                let _engine = Engine::builder()
+                    .postgres(store)
+                    .task::<Hold>()
+                    .declare::<Double>()
+                    .build()
+                    .expect("an engine");
+                say("ready");
+                std::future::pending::<()>().await;
+            }
+            "trigger" => {
+                let engine = Engine::builder()
+                    .postgres(store)
+                    .declare::<Double>()
+                    .declare::<Hold>()
+                    .build()
+                    .expect("an engine");
+                let held = engine.trigger::<Hold>(300_000).await.expect("a trigger");
+                let later = TriggerOptions::default().delay(Duration::from_secs(2));
+                let delayed = (engine.trigger_with::<Double>(1, later).await).expect("a trigger");
+                let queued = engine.trigger::<Double>(2).await.expect("a trigger");
+                say(&format!(
+                    "runs {} {} {}",
+                    held.id(),
+                    delayed.id(),
+                    queued.id()
+                ));
                 std::future::pending::<()>().await;
             }
             "watcher" => {
@@ -312,4 +343,78 @@ async fn processes_trigger_execute_watch_and_survive_a_killed_worker() {
         .map(|line| item(line))
         .collect();
     assert_eq!(rest, items[middle + 1..], "exactly the rest");
+}
+
+/// Every process is killed while runs wait: one executing (its worker killed mid-attempt),
+/// one delayed, one queued with no process to run it. The delay's time passes while no
+/// process is alive. Processes started afterwards, none of which saw the runs triggered,
+/// attempt the executing run again, fire the delay (not before its time) and run the queued
+/// run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_waiting_outlive_the_restart_of_every_process() {
+    let url = database().await;
+    drop(PostgresStore::connect(&url).await.unwrap());
+    let holder = Process::start("holder", &url, &[]);
+    assert_eq!(holder.next(Duration::from_secs(60)), "ready");
+    let trigger = Process::start("trigger", &url, &[]);
+    let said = trigger.next(Duration::from_secs(60));
+    let ids: Vec<String> = (said.strip_prefix("runs ").expect("runs <ids>").split(' '))
+        .map(str::to_owned)
+        .collect();
+    let [held, delayed, queued] = &ids[..] else {
+        panic!("three runs: {said}")
+    };
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let status = async |id: &str| -> String {
+        let row = client
+            .query_one("SELECT status FROM \"TaskRun\" WHERE id = $1", &[&id])
+            .await
+            .unwrap();
+        row.get(0)
+    };
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while status(held).await != "EXECUTING" {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the held run never started");
+    assert_eq!(status(delayed).await, "DELAYED");
+    assert_eq!(status(queued).await, "PENDING");
+    drop((holder, trigger));
+    // Nobody is alive when the delay is due.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(status(delayed).await, "DELAYED");
+
+    let _worker = Process::start("worker", &url, &[]);
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let watcher = Engine::builder()
+        .postgres(store)
+        .declare::<Double>()
+        .declare::<Hold>()
+        .build()
+        .unwrap();
+    let limit = Duration::from_secs(30);
+    let id = |id: &str| crate::RunId::from(id);
+    let held = tokio::time::timeout(limit, watcher.wait::<Hold>(&id(held)))
+        .await
+        .expect("the held run never finished")
+        .unwrap();
+    assert_eq!(held.status, RunStatus::Completed);
+    assert_eq!(held.output, Some(2), "attempted again");
+    let delayed = tokio::time::timeout(limit, watcher.wait::<Double>(&id(delayed)))
+        .await
+        .expect("the delayed run never finished")
+        .unwrap();
+    assert_eq!(delayed.output, Some(2));
+    let (due, started) = (delayed.delayed_until.unwrap(), delayed.started_at.unwrap());
+    assert!(started >= due, "started {started} before its delay, {due}");
+    let queued = tokio::time::timeout(limit, watcher.wait::<Double>(&id(queued)))
+        .await
+        .expect("the queued run never finished")
+        .unwrap();
+    assert_eq!(queued.output, Some(4));
 }
