@@ -89,10 +89,10 @@ impl EngineBuilder {
     /// their cursors resume in any of them.
     ///
     /// Every engine that registered a task's function attempts its runs, whichever process
-    /// triggered them: it claims queued runs from the database for its free slots (and a few
-    /// ahead, held for it a few seconds), holds each
-    /// attempt under a lease it renews, and fires the delays, TTLs and backoffs kept in the
-    /// runs' rows; a run whose process vanished is taken over once its lease runs out (see
+    /// triggered them: it claims queued runs from the database for its free slots (and some
+    /// ahead, held for it a few seconds), holds each attempt under a lease it renews, and
+    /// fires the delays, TTLs and backoffs kept in the runs' rows; a run whose process
+    /// vanished is taken over once its lease runs out (see
     /// [`PostgresStore::lease`](crate::PostgresStore::lease) and the README's Postgres
     /// section).
     #[cfg(feature = "postgres")]

@@ -4,12 +4,15 @@
 //!
 //! One task per engine claims runs whenever work may wait (a run was queued anywhere, a slot
 //! freed, or a while passed), and fires the store's due timers (delays, TTLs, leases that ran
-//! out) twice a second. It claims for its free slots and as many again: runs claimed ahead wait
-//! in the engine's queue, so a slot that frees starts its next run without a round trip to the
-//! database; the store holds a claimed run for its process only a few seconds before it starts,
-//! so a busy process does not keep runs from an idle one. Timers started in this process fire here too, on time;
-//! the store's copy is for when this process is gone. Both make the same checked change, so
-//! the second finds nothing to do.
+//! out) twice a second.
+//!
+//! It claims for its free slots and as many again: runs claimed ahead wait in the engine's
+//! queue, so a slot that frees starts its next run without a round trip to the database. The
+//! store holds a claimed run for its process only a few seconds before it starts, so a busy
+//! process does not keep runs from an idle one.
+//!
+//! Timers started in this process fire here too, on time; the store's copy is for when this
+//! process is gone. Both make the same checked change, so the second finds nothing to do.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;

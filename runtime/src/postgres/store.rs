@@ -203,8 +203,8 @@ impl Started {
             .await;
     }
 
-    /// The writes of a changed record: to its row (what subscribers see, and the rest), then
-    /// of its snapshot to the log, which returns the change's position. A run that starts
+    /// The writes of a changed record: to its row (what subscribers see, and the rest), and the
+    /// log entry of its snapshot (written after the row). A run that starts
     /// executing (`started`) is leased to this process; a run that stops executing is leased
     /// to none.
     fn change(
