@@ -13,6 +13,11 @@
 //! (of this process or others) never wait for each other in a cycle, and two members of one
 //! group never change one run. A failure fails the whole group: nothing of it is written, and
 //! every member gets the error, as if each had failed alone.
+//!
+//! A group does not wait long for a member whose row is still being read: one whose future is
+//! not polled (held, or on a blocked thread) would stall every change of the process. After
+//! [`GRACE`], the group goes on without the members still reading, which then make their
+//! changes alone.
 
 use std::collections::HashSet;
 use std::future::{Future, poll_fn};
@@ -20,6 +25,7 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::task::Poll;
+use std::time::Duration;
 
 use deadpool_postgres::{ClientWrapper, Object, Pool};
 use tokio::sync::{OnceCell, oneshot};
@@ -69,10 +75,20 @@ impl Drop for Group {
     }
 }
 
+/// How long a sealed group waits for members still reading their rows before it goes on
+/// without them.
+const GRACE: Duration = Duration::from_millis(500);
+
 #[derive(Default)]
 struct Members {
     /// The runs the members lock.
     runs: HashSet<RunId>,
+    /// The next member's number.
+    next: usize,
+    /// Members reading their rows.
+    locking: HashSet<usize>,
+    /// Members the group went on without while they read their rows, until they notice.
+    evicted: HashSet<usize>,
     /// Members that have neither handed their writes over nor left.
     pending: usize,
     sealed: bool,
@@ -96,6 +112,9 @@ struct Handed {
 pub(super) struct Member {
     groups: Arc<Groups>,
     group: Arc<Group>,
+    /// Its number in the group.
+    id: usize,
+    /// Whether the group counts it among its pending members.
     pending: bool,
 }
 
@@ -117,8 +136,8 @@ impl Groups {
             // Nothing commits: this change need not wait for company.
             None => {
                 let group = Arc::new(Group::default());
-                lock(&group.members).sealed = true;
                 state.sealed = Some(Arc::clone(&group));
+                self.seal(&group);
                 group
             }
             Some(_) => Arc::clone(state.open.get_or_insert_default()),
@@ -128,12 +147,38 @@ impl Groups {
             return None;
         }
         members.pending += 1;
+        let id = members.next;
+        members.next += 1;
+        members.locking.insert(id);
         drop(members);
         Some(Member {
             groups: Arc::clone(self),
             group,
+            id,
             pending: true,
         })
+    }
+
+    /// Seals `group`: it gathers no more members, and goes on without the ones still reading
+    /// their rows after [`GRACE`].
+    fn seal(self: &Arc<Self>, group: &Arc<Group>) {
+        lock(&group.members).sealed = true;
+        let (groups, group) = (Arc::clone(self), Arc::downgrade(group));
+        self.runtime.spawn(async move {
+            tokio::time::sleep(GRACE).await;
+            let Some(group) = group.upgrade() else {
+                return;
+            };
+            let mut members = lock(&group.members);
+            if members.committing || members.locking.is_empty() {
+                return;
+            }
+            let late: Vec<usize> = members.locking.drain().collect();
+            members.pending -= late.len();
+            members.evicted.extend(late);
+            drop(members);
+            groups.commit_if_ready(&group);
+        });
     }
 
     /// Commits `group` if it is sealed and all its members are done.
@@ -182,7 +227,7 @@ impl Groups {
             state.sealed.clone()
         };
         if let Some(next) = next {
-            lock(&next.members).sealed = true;
+            self.seal(&next);
             self.commit_if_ready(&next);
         }
     }
@@ -190,12 +235,28 @@ impl Groups {
 
 impl Member {
     /// Locks the run's row in the group's transaction; returns its record and batch, or
-    /// `None` if the run is not kept or another transaction holds its row (then the change is
-    /// for a transaction of its own).
+    /// `None` if the run is not kept, another transaction holds its row, or the group went on
+    /// without this member (then the change is for a transaction of its own).
     pub(super) async fn lock(
-        &self,
+        &mut self,
         id: &RunId,
     ) -> Result<Option<(Record, Option<BatchId>)>, StoreError> {
+        let found = self.read(id).await;
+        let mut members = lock(&self.group.members);
+        if !members.locking.remove(&self.id) {
+            members.evicted.remove(&self.id);
+            self.pending = false;
+            return Ok(None);
+        }
+        drop(members);
+        let Some(found) = found? else {
+            return Ok(None);
+        };
+        Ok(Some(row::record(&found, self.groups.epoch)?))
+    }
+
+    /// Reads the run's row, locked, in the group's transaction.
+    async fn read(&self, id: &RunId) -> Result<Option<tokio_postgres::Row>, StoreError> {
         let pool = &self.groups.pool;
         let client = (self.group.client)
             .get_or_try_init(|| async {
@@ -210,10 +271,7 @@ impl Member {
             })
             .await?;
         let statement = client.prepare_cached(&LOCK_UNLESS_HELD).await?;
-        let Some(found) = client.query_opt(&statement, &[&id.as_str()]).await? else {
-            return Ok(None);
-        };
-        Ok(Some(row::record(&found, self.groups.epoch)?))
+        Ok(client.query_opt(&statement, &[&id.as_str()]).await?)
     }
 
     /// Hands the member's writes over and waits for the group's commit; returns the positions
@@ -243,7 +301,13 @@ impl Drop for Member {
     /// group ends).
     fn drop(&mut self) {
         if self.pending {
-            lock(&self.group.members).pending -= 1;
+            let mut members = lock(&self.group.members);
+            // Counted already if the group went on without it.
+            if !members.evicted.remove(&self.id) {
+                members.locking.remove(&self.id);
+                members.pending -= 1;
+            }
+            drop(members);
             self.groups.commit_if_ready(&self.group);
         }
     }
@@ -271,7 +335,7 @@ impl Locked {
         groups: &Arc<Groups>,
         id: &RunId,
     ) -> Result<(Locked, Option<(Record, Option<BatchId>)>), StoreError> {
-        if let Some(member) = groups.join(id)
+        if let Some(mut member) = groups.join(id)
             && let Some(found) = member.lock(id).await?
         {
             return Ok((Locked::Member(member), Some(found)));

@@ -1023,3 +1023,36 @@ async fn a_run_claimed_ahead_by_a_busy_process_goes_to_an_idle_one() {
     assert_eq!(run.output, Some(42));
     drop((busy, idle));
 }
+
+/// A member of a group that never reads its row (its future held and not polled, or on a
+/// blocked thread) does not stall the process's changes: the group goes on without it, and it
+/// learns so when it reads at last, to make its change alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_goes_on_without_a_member_that_is_not_polled() {
+    use super::group::{Groups, Locked};
+    let url = database().await;
+    let engine = engine(&url).await;
+    let later = TriggerOptions::default().delay(Duration::from_secs(3_600));
+    let first = engine
+        .trigger_with::<Double>(1, later.clone())
+        .await
+        .unwrap();
+    let second = engine.trigger_with::<Double>(2, later).await.unwrap();
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let groups = Groups::new(store.inner.pool.clone(), store.inner.epoch);
+    // Joins the group that commits next, and stops there.
+    let mut stuck = groups.join(first.id()).unwrap();
+    let (locked, found) = Locked::run(&groups, second.id()).await.unwrap();
+    assert!(found.is_some());
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        locked.commit(Vec::new(), Vec::new()),
+    )
+    .await
+    .expect("a member that is not polled stalled the next group")
+    .unwrap();
+    assert!(
+        stuck.lock(first.id()).await.unwrap().is_none(),
+        "the group went on without it: it changes alone"
+    );
+}
