@@ -60,7 +60,7 @@ struct Group {
     /// The transaction's connection, `BEGIN` sent; opened by the first member that locks.
     client: OnceCell<Object>,
     members: Mutex<Members>,
-    /// Whether it committed: only then does its connection go back to the pool.
+    /// Whether its transaction committed: only then does its connection go back to the pool.
     committed: AtomicBool,
 }
 
@@ -198,14 +198,16 @@ impl Groups {
             Some(client) => {
                 let rows: Vec<&Write<'static>> = handed.iter().flat_map(|h| &h.rows).collect();
                 let log: Vec<&Entry> = handed.iter().flat_map(|h| &h.log).collect();
-                commit(client, rows, log).await
+                let committed = commit(client, rows, log).await;
+                group.committed.store(committed.is_ok(), Ordering::Relaxed);
+                committed
             }
-            // No member locked a row: there is no transaction.
+            // No member read its row: there is no transaction. (A member the group went on
+            // without may still open one; its connection is closed with the group.)
             None => Ok(Vec::new()),
         };
         match committed {
             Ok(positions) => {
-                group.committed.store(true, Ordering::Relaxed);
                 // Each member's positions, in the order of its entries.
                 let mut positions = positions.into_iter();
                 for member in handed {
