@@ -143,6 +143,10 @@ pub(crate) enum Created {
 
 /// Attempts a shared store asks the engine to stop in this process.
 #[derive(Debug)]
+#[cfg_attr(
+    not(feature = "postgres"),
+    expect(dead_code, reason = "only a shared store (feature `postgres`) asks")
+)]
 pub(crate) enum Stop {
     /// The run was canceled, by any process.
     Canceled(RunId),
