@@ -91,7 +91,7 @@ pub enum PostgresError {
         known: i32,
     },
     /// Postgres could not be reached, or refused a statement.
-    #[error("Postgres failed: {0}")]
+    #[error("Postgres failed: {}", said(.0))]
     Database(#[from] tokio_postgres::Error),
     /// The connection pool could not be built.
     #[error("could not build the connection pool: {0}")]
@@ -100,7 +100,36 @@ pub enum PostgresError {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
-        StoreError::new(error)
+        StoreError::new(Said(error))
+    }
+}
+
+/// A tokio-postgres error with what the server said (such as `database "x" does not exist`):
+/// tokio-postgres shows only its kind ("db error") and keeps the rest in its source.
+fn said(error: &tokio_postgres::Error) -> String {
+    let mut said = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        said.push_str(": ");
+        said.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    said
+}
+
+/// A tokio-postgres error shown as [`said`].
+#[derive(Debug)]
+struct Said(tokio_postgres::Error);
+
+impl fmt::Display for Said {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&said(&self.0))
+    }
+}
+
+impl std::error::Error for Said {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
     }
 }
 

@@ -162,6 +162,11 @@ async fn a_bad_connection_string_or_an_unreachable_server_is_a_clear_error() {
         .await
         .unwrap_err();
     assert!(matches!(error, PostgresError::Database(_)), "{error:?}");
+    // What the server said, not only "db error".
+    let url = database().await;
+    let missing = url.replace("dbname=", "dbname=missing_");
+    let error = PostgresStore::connect(&missing).await.unwrap_err();
+    assert!(error.to_string().contains("does not exist"), "{error}");
 }
 
 /// Writers take positions and commit after a random delay, some roll back; a reader reading
