@@ -299,22 +299,18 @@ async fn stop_canceled(
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let running = crate::support::lock(&shared.running);
         match stop {
             Stop::Canceled(id) => {
-                if let Some(signal) = running.get(&id) {
+                if let Some(signal) = crate::support::lock(&shared.running).get(&id) {
                     signal.cancel();
                 }
             }
             Stop::LeaseLost => {
-                if !running.is_empty() {
-                    tracing::warn!(
-                        attempts = running.len(),
-                        "this process could not renew its leases: its attempts stop, to be \
-                         attempted again once their leases run out"
-                    );
-                }
-                running.values().for_each(|signal| signal.cancel());
+                tracing::warn!(
+                    "this process could not renew its leases: its attempts stop, to be \
+                     attempted again once their leases run out"
+                );
+                shared.cancel_running();
             }
         }
     }

@@ -640,10 +640,15 @@ impl Shared {
     /// `shutdown`), executing attempts are told to stop, and every subscription ends.
     fn stop(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        self.cancel_running();
+        self.store.hub().close();
+    }
+
+    /// Tells every attempt executing here to stop.
+    pub(super) fn cancel_running(&self) {
         for signal in lock(&self.running).values() {
             signal.cancel();
         }
-        self.store.hub().close();
     }
 
     /// Changes a run's metadata, finished or not, if the result decodes as its task's

@@ -27,7 +27,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
-use deadpool_postgres::{ClientWrapper, Object, Pool};
+use deadpool_postgres::{Object, Pool};
 use tokio::sync::{OnceCell, oneshot};
 
 use super::changes::{self, Entry};
@@ -196,9 +196,11 @@ impl Groups {
         let handed = std::mem::take(&mut lock(&group.members).handed);
         let committed = match group.client.get() {
             Some(client) => {
+                let append = append(handed.iter().flat_map(|h| &h.log));
                 let rows: Vec<&Write<'static>> = handed.iter().flat_map(|h| &h.rows).collect();
-                let log: Vec<&Entry> = handed.iter().flat_map(|h| &h.log).collect();
-                let committed = commit(client, rows, log).await;
+                let committed = tx::commit(client, &writes(rows, append.as_ref()))
+                    .await
+                    .map(|written| positions(&written, append.is_some()));
                 group.committed.store(committed.is_ok(), Ordering::Relaxed);
                 committed
             }
@@ -359,10 +361,9 @@ impl Locked {
         match self {
             Locked::Member(member) => member.commit(rows, log).await,
             Locked::Alone(tx) => {
-                let tx = *tx;
-                let positions = commit(tx.client(), &rows, &log).await;
-                tx.ended(positions.is_ok());
-                positions
+                let append = append(&log);
+                let written = tx.commit_with(&writes(&rows, append.as_ref())).await?;
+                Ok(positions(&written, append.is_some()))
             }
         }
     }
@@ -378,22 +379,26 @@ impl Locked {
     }
 }
 
-/// Writes `rows`, then appends `log` in one statement, and commits (see [`tx::commit`]);
-/// returns the positions of the `log` entries.
-async fn commit<'w>(
-    client: &ClientWrapper,
-    rows: impl IntoIterator<Item = &'w Write<'static>>,
-    log: impl IntoIterator<Item = &'w Entry>,
-) -> Result<Vec<u64>, StoreError> {
+/// The statement that appends `log` to the change log, if it has any entry.
+fn append<'e>(log: impl IntoIterator<Item = &'e Entry>) -> Option<Write<'static>> {
     let mut log = log.into_iter().peekable();
-    let append = log.peek().is_some().then(|| changes::append(log));
-    let mut writes: Vec<&Write<'_>> = rows.into_iter().collect();
-    writes.extend(&append);
-    let written = tx::commit(client, &writes).await?;
-    Ok(match (append, written.last()) {
-        (Some(_), Some(appended)) => changes::positions(appended),
+    log.peek().is_some().then(|| changes::append(log))
+}
+
+/// `rows`, then `append`: what a change's transaction writes before it commits.
+fn writes<'w>(
+    rows: impl IntoIterator<Item = &'w Write<'static>>,
+    append: Option<&'w Write<'static>>,
+) -> Vec<&'w Write<'static>> {
+    rows.into_iter().chain(append).collect()
+}
+
+/// The positions of the appended entries, from what [`writes`] wrote.
+fn positions(written: &[Vec<tokio_postgres::Row>], appended: bool) -> Vec<u64> {
+    match written.last() {
+        Some(appended_rows) if appended => changes::positions(appended_rows),
         _ => Vec::new(),
-    })
+    }
 }
 
 /// Selects a run's row, locked until the transaction ends.

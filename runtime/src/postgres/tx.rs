@@ -114,14 +114,6 @@ impl Tx {
         rows
     }
 
-    /// Marks it ended by [`commit`] on its [`client`](Self::client): if it `committed`, the
-    /// connection goes back to the pool; if not, it is closed.
-    pub(super) fn ended(mut self, committed: bool) {
-        if committed {
-            drop(self.client.take());
-        }
-    }
-
     /// Commits (or, after a failed statement, rolls back).
     pub(super) async fn commit(self) -> Result<(), StoreError> {
         self.commit_with(&[]).await.map(drop)
