@@ -18,10 +18,11 @@ use super::PostgresError;
 const MIGRATION_LOCK: i64 = 0x7275_6e63_6173_7401;
 
 /// Each migration: its version, what it does, and its SQL.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "runs, the change log, task numbers and idempotency keys",
-    r#"
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "runs, the change log, task numbers and idempotency keys",
+        r#"
 -- Names this database's history in cursors (their epoch): random, never 0.
 CREATE TABLE runcast_meta (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -136,7 +137,20 @@ CREATE TABLE runcast_idempotency (
     PRIMARY KEY (task, key)
 );
 "#,
-)];
+    ),
+    (
+        2,
+        "runs executing, indexed by id rather than lease",
+        r#"
+-- An index on a run's lease made every claim and every lease renewal write new entries in
+-- every index of the run (an update that moves an indexed column cannot be heap-only). Runs
+-- executing are few (the workers' slots), so the timer that looks for lost leases reads them
+-- all, through an index on a column no update moves.
+DROP INDEX "TaskRun_executing";
+CREATE INDEX "TaskRun_executing" ON "TaskRun" (id) WHERE status = 'EXECUTING';
+"#,
+    ),
+];
 
 /// The newest schema version this runcast knows.
 pub(super) const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;
