@@ -1,4 +1,5 @@
-//! What every subscription promises, checked on the embedded engine: every change for a reader
+//! What every subscription promises, checked on the embedded engine (and on Postgres too, for
+//! the tests in `on_every_backend!`): every change for a reader
 //! that keeps up, in order, however fast the task; the latest per run, marked, for one that
 //! falls behind; exact resume; one final snapshot; nothing published that shows nothing new;
 //! feeds that end when the engine stops; refusals at once instead of error items.
@@ -65,13 +66,17 @@ async fn counting(n: u32, ctx: TaskContext) -> Result<u32, MetadataError> {
     Ok(n)
 }
 
-/// Lets `gated-counting` start counting.
-static COUNTING_GO: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// Lets `gated-counting` start counting: one gate per backend (see `lane`), as the tests of
+/// both run at once in this process.
+static COUNTING_GO: [tokio::sync::Notify; 2] = [
+    tokio::sync::Notify::const_new(),
+    tokio::sync::Notify::const_new(),
+];
 
-/// Counts like `counting`, once let go.
+/// Counts to `n` like `counting`, once its backend's gate is open.
 #[task(id = "gated-counting")]
-async fn gated_counting(n: u32, ctx: TaskContext) -> Result<u32, MetadataError> {
-    COUNTING_GO.notified().await;
+async fn gated_counting((n, lane): (u32, usize), ctx: TaskContext) -> Result<u32, MetadataError> {
+    COUNTING_GO[lane].notified().await;
     for i in 0..n {
         ctx.update_metadata([MetadataOp::Set("i".into(), i.into())])
             .await?;
@@ -80,22 +85,35 @@ async fn gated_counting(n: u32, ctx: TaskContext) -> Result<u32, MetadataError> 
 }
 
 /// Lets `paced` write its next three changes: the reader gives a permit once it read three.
-static PACE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+/// One per backend (see `lane`).
+static PACE: [tokio::sync::Semaphore; 2] = [
+    tokio::sync::Semaphore::const_new(0),
+    tokio::sync::Semaphore::const_new(0),
+];
 
-/// Counts like `counting`, three changes at a time, waiting after each three until the reader
-/// has read them.
+/// Counts to `n` like `counting`, three changes at a time, waiting after each three until the
+/// reader has read them.
 #[task(id = "paced")]
-async fn paced(n: u32, ctx: TaskContext) -> Result<u32, MetadataError> {
+async fn paced((n, lane): (u32, usize), ctx: TaskContext) -> Result<u32, MetadataError> {
     for i in 0..n {
         ctx.update_metadata([MetadataOp::Set("i".into(), i.into())])
             .await?;
         if i % 3 == 2
-            && let Ok(permit) = PACE.acquire().await
+            && let Ok(permit) = PACE[lane].acquire().await
         {
             permit.forget();
         }
     }
     Ok(n)
+}
+
+/// The gates of `backend`'s tests.
+fn lane(backend: Backend) -> usize {
+    match backend {
+        Backend::Memory => 0,
+        #[cfg(feature = "postgres")]
+        Backend::Postgres => 1,
+    }
 }
 
 #[task(id = "panics-once")]
@@ -210,66 +228,68 @@ realtime_union! {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_subscriber_gets_the_latest_snapshot_marked_and_never_slows_the_run() {
-    let engine = Engine::builder()
-        .task::<GatedCounting>()
-        .subscription_window(64)
-        .build()
-        .unwrap();
-    let run = engine.trigger::<GatedCounting>(5_000).await.unwrap();
-    let mut stalled = engine.subscribe_to_run(&run).await.unwrap();
-    let first = stalled.next().await.unwrap().unwrap();
-    assert_eq!(first.run.status, RunStatus::Queued);
-    let executing = stalled.next().await.unwrap().unwrap();
-    assert_eq!(executing.run.status, RunStatus::Executing);
-    // Then it reads nothing while the run makes 5,000 changes and finishes, unhindered.
-    COUNTING_GO.notify_one();
-    let done = within("the run", engine.wait(&run)).await.unwrap();
-    assert_eq!(done.output, Some(5_000));
-    let rest: Vec<_> = stalled.try_collect().await.unwrap();
-    // Within its window of 64 it would hold every change; beyond it, the run's latest one.
-    assert_eq!(rest.len(), 1, "{rest:?}");
-    let last = &rest[0];
-    assert!(last.coalesced);
-    assert_eq!(
-        (last.run.status, last.run.output),
-        (RunStatus::Completed, Some(5_000))
-    );
-    assert_eq!(last.run.metadata.as_ref().unwrap()["i"], 4_999);
+on_every_backend! {
+    async fn a_stalled_subscriber_gets_the_latest_snapshot_marked_and_never_slows_the_run(backend: Backend) {
+        let engine = (backend.builder().await)
+            .task::<GatedCounting>()
+            .subscription_window(64)
+            .build()
+            .unwrap();
+        let run = (engine.trigger::<GatedCounting>((5_000, lane(backend))).await).unwrap();
+        let mut stalled = engine.subscribe_to_run(&run).await.unwrap();
+        let first = stalled.next().await.unwrap().unwrap();
+        assert_eq!(first.run.status, RunStatus::Queued);
+        let executing = stalled.next().await.unwrap().unwrap();
+        assert_eq!(executing.run.status, RunStatus::Executing);
+        // Then it reads nothing while the run makes 5,000 changes and finishes, unhindered.
+        COUNTING_GO[lane(backend)].notify_one();
+        let done = within("the run", engine.wait(&run)).await.unwrap();
+        assert_eq!(done.output, Some(5_000));
+        let rest: Vec<_> = stalled.try_collect().await.unwrap();
+        // Within its window of 64 it would hold every change; beyond it, the run's latest one.
+        assert_eq!(rest.len(), 1, "{rest:?}");
+        let last = &rest[0];
+        assert!(last.coalesced);
+        assert_eq!(
+            (last.run.status, last.run.output),
+            (RunStatus::Completed, Some(5_000))
+        );
+        assert_eq!(last.run.metadata.as_ref().unwrap()["i"], 4_999);
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscriber_that_keeps_up_gets_every_change_through_a_small_window() {
-    // The task waits for the reader after every three changes, so the reader never has more
-    // than four unread (with `EXECUTING`): a window of 8 must deliver all 501 changes, none
-    // coalesced.
-    let engine = Engine::builder()
-        .task::<Paced>()
-        .subscription_window(8)
-        .build()
-        .unwrap();
-    let run = engine.trigger::<Paced>(501).await.unwrap();
-    let mut updates = engine.subscribe_to_run(&run).await.unwrap();
-    let mut seen = Vec::new();
-    while let Some(update) = within("the next change", updates.next()).await {
-        let update = update.unwrap();
-        assert!(!update.coalesced, "{update:?}");
-        if let Some(i) = update
-            .run
-            .metadata
-            .as_ref()
-            .and_then(|m| m.get("i")?.as_u64())
-        {
-            seen.push(i);
-            if i % 3 == 2 {
-                PACE.add_permits(1);
+on_every_backend! {
+    async fn a_subscriber_that_keeps_up_gets_every_change_through_a_small_window(backend: Backend) {
+        // The task waits for the reader after every three changes, so the reader never has
+        // more than four unread (with `EXECUTING`): a window of 8 must deliver all 501
+        // changes, none coalesced.
+        let engine = (backend.builder().await)
+            .task::<Paced>()
+            .subscription_window(8)
+            .build()
+            .unwrap();
+        let run = engine.trigger::<Paced>((501, lane(backend))).await.unwrap();
+        let mut updates = engine.subscribe_to_run(&run).await.unwrap();
+        let mut seen = Vec::new();
+        while let Some(update) = within("the next change", updates.next()).await {
+            let update = update.unwrap();
+            assert!(!update.coalesced, "{update:?}");
+            if let Some(i) = update
+                .run
+                .metadata
+                .as_ref()
+                .and_then(|m| m.get("i")?.as_u64())
+            {
+                seen.push(i);
+                if i % 3 == 2 {
+                    PACE[lane(backend)].add_permits(1);
+                }
             }
         }
+        // The final snapshot shows the last value again, with the run completed.
+        assert_eq!(seen.pop(), Some(500));
+        assert_eq!(seen, (0..501).collect::<Vec<_>>());
     }
-    // The final snapshot shows the last value again, with the run completed.
-    assert_eq!(seen.pop(), Some(500));
-    assert_eq!(seen, (0..501).collect::<Vec<_>>());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,29 +316,42 @@ async fn a_subscriber_within_its_window_sees_every_metadata_change_in_order() {
     assert!(updates.iter().all(|u| !u.coalesced));
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_batch_feed_never_ends_on_its_own_only_when_the_engine_stops() {
-    let engine = engine(Backend::Memory).await;
-    let batch = engine
-        .batch_trigger::<Instant>((0..3).map(|n| (n, TriggerOptions::default())))
-        .await
-        .unwrap();
-    let mut feed = engine.subscribe_to_batch::<Batched>(&batch).await.unwrap();
-    let mut completed = 0;
-    while completed < 3 {
-        let update = within("the batch", feed.next()).await.unwrap().unwrap();
-        completed += usize::from(update.run.status() == RunStatus::Completed);
+on_every_backend! {
+    async fn a_batch_feed_never_ends_on_its_own_only_when_the_engine_stops(backend: Backend) {
+        let engine = (backend.builder().await)
+            .task::<Instant>()
+            .retention(Duration::from_millis(200))
+            .build()
+            .unwrap();
+        let batch = engine
+            .batch_trigger::<Instant>((0..3).map(|n| (n, TriggerOptions::default())))
+            .await
+            .unwrap();
+        let mut feed = engine.subscribe_to_batch::<Batched>(&batch).await.unwrap();
+        let mut completed = 0;
+        while completed < 3 {
+            let update = within("the batch", feed.next()).await.unwrap().unwrap();
+            completed += usize::from(update.run.status() == RunStatus::Completed);
+        }
+        // Past the runs' retention (they are forgotten), the feed is still open.
+        let forgotten = async {
+            for run in &batch.runs {
+                while engine.retrieve::<Instant>(run.id()).await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        within("the retention", forgotten).await;
+        let next = tokio::time::timeout(Duration::from_millis(500), feed.next()).await;
+        assert!(
+            next.is_err(),
+            "the feed gave {:?}",
+            next.map(|n| n.map(|i| i.is_ok()))
+        );
+        engine.shutdown(Duration::from_secs(1)).await;
+        assert!(matches!(feed.next().await, Some(Err(FeedError::Stopped))));
+        assert!(feed.next().await.is_none());
     }
-    // A day later (past the runs' retention: they are forgotten), the feed is still open.
-    let next = tokio::time::timeout(Duration::from_secs(24 * 3600), feed.next()).await;
-    assert!(
-        next.is_err(),
-        "the feed gave {:?}",
-        next.map(|n| n.map(|i| i.is_ok()))
-    );
-    engine.shutdown(Duration::from_secs(1)).await;
-    assert!(matches!(feed.next().await, Some(Err(FeedError::Stopped))));
-    assert!(feed.next().await.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -777,25 +810,28 @@ on_every_backend! {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_engine_leaves_no_task_behind_though_its_timers_were_hours_away() {
-    let metrics = tokio::runtime::Handle::current().metrics();
-    let before = metrics.num_alive_tasks();
-    let engine = engine(Backend::Memory).await;
-    let hour = Duration::from_secs(3600);
-    let later = TriggerOptions::default().delay(hour).ttl(hour);
-    engine.trigger_with::<Instant>(1, later).await.unwrap();
-    // A finished run, kept for the default retention.
-    let done = engine.trigger::<Instant>(2).await.unwrap();
-    engine.wait(&done).await.unwrap();
-    assert!(metrics.num_alive_tasks() > before);
-    drop(engine);
-    within("the engine's tasks' end", async {
-        while metrics.num_alive_tasks() > before {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
+on_every_backend! {
+    async fn a_dropped_engine_leaves_no_task_behind_though_its_timers_were_hours_away(backend: Backend) {
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let before = metrics.num_alive_tasks();
+        // With Postgres: the store's change reader, lease renewer, pool connections and group
+        // commits too.
+        let engine = engine(backend).await;
+        let hour = Duration::from_secs(3600);
+        let later = TriggerOptions::default().delay(hour).ttl(hour);
+        engine.trigger_with::<Instant>(1, later).await.unwrap();
+        // A finished run, kept for the default retention.
+        let done = engine.trigger::<Instant>(2).await.unwrap();
+        engine.wait(&done).await.unwrap();
+        assert!(metrics.num_alive_tasks() > before);
+        drop(engine);
+        within("the engine's tasks' end", async {
+            while metrics.num_alive_tasks() > before {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await;
+    }
 }
 
 realtime_union! {

@@ -85,11 +85,15 @@ fn child() {
                 let later = TriggerOptions::default().delay(Duration::from_secs(2));
                 let delayed = (engine.trigger_with::<Double>(1, later).await).expect("a trigger");
                 let queued = engine.trigger::<Double>(2).await.expect("a trigger");
+                let much_later = TriggerOptions::default().delay(Duration::from_secs(8));
+                let not_yet =
+                    (engine.trigger_with::<Double>(3, much_later).await).expect("a trigger");
                 say(&format!(
-                    "runs {} {} {}",
+                    "runs {} {} {} {}",
                     held.id(),
                     delayed.id(),
-                    queued.id()
+                    queued.id(),
+                    not_yet.id()
                 ));
                 std::future::pending::<()>().await;
             }
@@ -109,13 +113,25 @@ fn child() {
                 let mut feed = engine.subscribe(scope, from).await.expect("a feed");
                 say("ready");
                 let mut completed = 0;
-                while completed < until {
-                    let item = feed.next().await.expect("an item").expect("no error");
+                // Then a second more: a change repeated after the last completion shows too.
+                let mut grace = None;
+                loop {
+                    let next = match grace {
+                        None => feed.next().await,
+                        Some(grace) => match tokio::time::timeout_at(grace, feed.next()).await {
+                            Ok(next) => next,
+                            Err(_) => break,
+                        },
+                    };
+                    let item = next.expect("an item").expect("no error");
                     completed += usize::from(item.run.status == RunStatus::Completed);
                     say(&format!(
                         "item {} {} {} {}",
                         item.cursor, item.run.id, item.run.status, item.coalesced
                     ));
+                    if completed == until && grace.is_none() {
+                        grace = Some(tokio::time::Instant::now() + Duration::from_secs(1));
+                    }
                 }
             }
             other => panic!("unknown role {other}"),
@@ -346,10 +362,10 @@ async fn processes_trigger_execute_watch_and_survive_a_killed_worker() {
 }
 
 /// Every process is killed while runs wait: one executing (its worker killed mid-attempt),
-/// one delayed, one queued with no process to run it. The delay's time passes while no
+/// two delayed, one queued with no process to run it. The first delay's time passes while no
 /// process is alive. Processes started afterwards, none of which saw the runs triggered,
-/// attempt the executing run again, fire the delay (not before its time) and run the queued
-/// run.
+/// attempt the executing run again, fire the first delay, fire the second at its time (not
+/// at once) and run the queued run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_waiting_outlive_the_restart_of_every_process() {
     let url = database().await;
@@ -361,8 +377,8 @@ async fn runs_waiting_outlive_the_restart_of_every_process() {
     let ids: Vec<String> = (said.strip_prefix("runs ").expect("runs <ids>").split(' '))
         .map(str::to_owned)
         .collect();
-    let [held, delayed, queued] = &ids[..] else {
-        panic!("three runs: {said}")
+    let [held, delayed, queued, not_yet] = &ids[..] else {
+        panic!("four runs: {said}")
     };
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
@@ -383,6 +399,7 @@ async fn runs_waiting_outlive_the_restart_of_every_process() {
     .await
     .expect("the held run never started");
     assert_eq!(status(delayed).await, "DELAYED");
+    assert_eq!(status(not_yet).await, "DELAYED");
     assert_eq!(status(queued).await, "PENDING");
     drop((holder, trigger));
     // Nobody is alive when the delay is due.
@@ -410,7 +427,13 @@ async fn runs_waiting_outlive_the_restart_of_every_process() {
         .expect("the delayed run never finished")
         .unwrap();
     assert_eq!(delayed.output, Some(2));
-    let (due, started) = (delayed.delayed_until.unwrap(), delayed.started_at.unwrap());
+    let not_yet = tokio::time::timeout(limit, watcher.wait::<Double>(&id(not_yet)))
+        .await
+        .expect("the second delayed run never finished")
+        .unwrap();
+    assert_eq!(not_yet.output, Some(6));
+    // Its delay was still to come when the processes started again.
+    let (due, started) = (not_yet.delayed_until.unwrap(), not_yet.started_at.unwrap());
     assert!(started >= due, "started {started} before its delay, {due}");
     let queued = tokio::time::timeout(limit, watcher.wait::<Double>(&id(queued)))
         .await

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::sync::Mutex;
 
@@ -618,7 +618,19 @@ async fn a_cancel_reaches_the_attempt_in_another_process() {
     let canceled = updates.next().await.unwrap().unwrap().run;
     assert_eq!(canceled.status, RunStatus::Canceled);
     assert!(updates.next().await.is_none());
-    drop(worker);
+    // The stopped attempt's end is written (or refused) before the worker stops: the log
+    // holds one final change of the run, whatever the attempt wrote afterwards.
+    worker.shutdown(Duration::from_secs(5)).await;
+    let finals = client(&url)
+        .await
+        .query_one(
+            "SELECT count(*) FROM runcast_changes
+             WHERE kind = 'run' AND run_id = $1 AND data::jsonb ->> 'status' = 'CANCELED'",
+            &[&handle.id().as_str()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(finals.get::<_, i64>(0), 1, "one final change");
 }
 
 /// Timers live in the database: a delayed run whose producer is gone starts when a worker
@@ -733,6 +745,26 @@ async fn streams_written_in_one_process_are_read_in_order_in_others() {
     drop((reader, writer));
 
     let later = producer(&url).await;
+    // Resumed there from the middle, the run's feed with its streams goes on exactly after.
+    let middle = items.len() / 2;
+    let scope = Scope::Run(handle.id().clone());
+    let rest: Vec<crate::Realtime<AnyRun, crate::AnyChunk>> = (later
+        .subscribe(scope, items[middle].cursor()))
+    .await
+    .unwrap()
+    .with_streams()
+    .until_finished()
+    .try_collect()
+    .await
+    .unwrap();
+    let seen = |items: &[crate::Realtime<AnyRun, crate::AnyChunk>]| -> Vec<String> {
+        let seen = items.iter().map(|item| match item {
+            crate::Realtime::Chunk(chunk) => format!("{} {}", chunk.cursor, chunk.data.get()),
+            crate::Realtime::Run(update) => format!("{} {}", update.cursor, update.run.status),
+        });
+        seen.collect()
+    };
+    assert_eq!(seen(&rest), seen(&items[middle + 1..]), "exactly the rest");
     let numbers: Vec<u64> = later
         .read_stream(handle.id(), Count::NUMBERS)
         .await
@@ -807,10 +839,15 @@ async fn a_cursor_from_another_database_is_refused() {
     );
     assert_ne!(store_a.inner.epoch, store_b.inner.epoch);
     let (first, second) = (engine(&a).await, engine(&b).await);
-    let here = first.trigger::<Double>(1).await.unwrap();
     let there = second.trigger::<Double>(2).await.unwrap();
     second.wait(&there).await.unwrap();
     let cursor = second.latest(there.id()).await.unwrap().cursor;
+    // A's history runs past the cursor's position, so only its epoch tells it apart.
+    let mut here = first.trigger::<Double>(1).await.unwrap();
+    while first.latest(here.id()).await.unwrap().cursor.position() <= cursor.position() {
+        here = first.trigger::<Double>(1).await.unwrap();
+        first.wait(&here).await.unwrap();
+    }
     let refused = first.subscribe(Scope::Run(here.id().clone()), cursor).await;
     assert!(
         matches!(refused, Err(crate::FeedError::UnknownCursor(_))),
@@ -899,19 +936,33 @@ async fn a_worker_that_cannot_renew_its_leases_stops_its_attempts() {
     admin.batch_execute("CREATE DATABASE leases").await.unwrap();
     drop(admin);
     let url = cluster.url("leases");
-    // A lease of 600 ms: renewed every 200 ms, its attempts stopped 400 ms after the last
-    // renewal.
-    let worker = worker(&url, 1).await;
+    // Renewed every second, its attempts stopped 2 s after the last renewal: a second
+    // before the lease runs out, a margin for a busy machine.
+    let lease = Duration::from_secs(3);
+    let store = PostgresStore::connect(&url).await.unwrap().lease(lease);
+    let worker = Engine::builder()
+        .postgres(store)
+        .task::<Hold>()
+        .build()
+        .unwrap();
     let handle = worker.trigger::<Hold>(300_000).await.unwrap();
     held(handle.id(), "started", "the attempt never started").await;
 
     cluster.pg_ctl_stop().unwrap();
+    // Every renewal was asked for before this, so the last lease runs out before a lease
+    // from now.
+    let stopped_db = Instant::now();
     held(
         handle.id(),
         "stopped",
         "the attempt ran on with a lease it could not renew",
     )
     .await;
+    let stopped_after = stopped_db.elapsed();
+    assert!(
+        stopped_after < lease,
+        "the attempt stopped {stopped_after:?} after the last renewal, past its lease"
+    );
     cluster.pg_ctl_start().unwrap();
 
     let run = tokio::time::timeout(Duration::from_secs(30), worker.wait(&handle))
