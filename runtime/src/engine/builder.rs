@@ -230,7 +230,9 @@ impl EngineBuilder {
     /// How much of the history of changes the engine keeps for subscriptions resumed from a
     /// cursor: at most `changes` changes and about `bytes` bytes of snapshots (default 4,096
     /// and 16 MiB). A subscription resumed from before the oldest change kept gets the latest
-    /// snapshot of each run that changed since, marked coalesced.
+    /// snapshot of each run that changed since, marked coalesced; over Postgres, it first
+    /// replays the database's log, which keeps the changes of the retention (up to 100,000
+    /// changes back).
     pub fn change_history(mut self, changes: usize, bytes: usize) -> Self {
         self.hub.history_changes = changes;
         self.hub.history_bytes = bytes;

@@ -556,8 +556,17 @@ impl RunFeed for Engine {
     type RealtimeSubscription = RealtimeSubscription;
 
     async fn subscribe(&self, scope: Scope, from: Cursor) -> Result<Subscription, FeedError> {
-        self.shared.store.caught_up().await?;
-        self.shared.store.hub().subscribe(scope, from)
+        let store = &self.shared.store;
+        store.caught_up().await?;
+        // A cursor older than the hub's log: the store's own log (a database's) may still
+        // hold what the hub's lost.
+        if let Some(through) = store.hub().missing_after(from)
+            && !matches!(&scope, Scope::Tags(tags) if tags.is_empty())
+            && let Some(replayed) = store.replay(&scope, from.position(), through).await?
+        {
+            return store.hub().subscribe_replayed(scope, from, replayed);
+        }
+        store.hub().subscribe(scope, from)
     }
 
     async fn latest(&self, id: &RunId) -> Result<Update<AnyRun>, FeedError> {

@@ -13,7 +13,8 @@ use serde_json::value::RawValue;
 use super::context::StreamError;
 use super::memory::MemoryStore;
 use super::timers::Timer;
-use crate::hub::RunHub;
+use crate::feed::Scope;
+use crate::hub::{Replayed, RunHub};
 use crate::model::{AnyRun, BatchId, Cursor, RunId, RunStatus, StoreError, Timestamp};
 
 /// What a stored chunk costs besides its JSON, counted against a run's stream limit: the
@@ -238,6 +239,19 @@ pub(crate) trait RunStore: Send + Sync + 'static {
         false
     }
 
+    /// The changes after position `after` through `through`, read from a log the store keeps
+    /// beside the hub's (a database's), for a subscription to `scope` resumed from before the
+    /// hub's log: `None` if the store keeps no such log or no longer holds them all. Changes
+    /// out of `scope` may come too; the hub leaves them out.
+    fn replay(
+        &self,
+        _scope: &Scope,
+        _after: u64,
+        _through: u64,
+    ) -> impl Future<Output = Result<Option<Replayed>, StoreError>> + Send {
+        std::future::ready(Ok(None))
+    }
+
     /// Takes up to `max` runs of `tasks` that wait for an attempt (queued, or waiting for a
     /// retry that is due), held for this process for a while, so that other processes pass
     /// them by.
@@ -354,6 +368,15 @@ impl RunStore for Store {
 
     fn is_shared(&self) -> bool {
         each_store!(self, store => store.is_shared())
+    }
+
+    async fn replay(
+        &self,
+        scope: &Scope,
+        after: u64,
+        through: u64,
+    ) -> Result<Option<Replayed>, StoreError> {
+        each_store!(self, store => store.replay(scope, after, through).await)
     }
 
     async fn claim(&self, tasks: &[&'static str], max: usize) -> Result<Vec<RunId>, StoreError> {

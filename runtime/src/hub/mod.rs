@@ -131,6 +131,14 @@ struct Watcher {
 /// What the hub held of a forgotten run: dropped by its owner outside any lock.
 pub(crate) struct Forgotten(#[allow(dead_code)] Entry);
 
+/// Changes a subscription resumed from before the hub's change log gets first, read from a
+/// log that holds them: every change after the cursor through `through`, in cursor order,
+/// with its run's batch (those out of the subscription's scope are left out).
+pub(crate) struct Replayed {
+    pub(crate) changes: Vec<(u64, Arc<AnyRun>, Option<BatchId>)>,
+    pub(crate) through: u64,
+}
+
 impl fmt::Debug for RunHub {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = self.lock();
@@ -511,8 +519,14 @@ impl RunHub {
 
     /// A new subscription's place, its mailbox holding what it yields first: from
     /// [`Cursor::START`], the latest change of every run in scope; from a cursor, every
-    /// retained change in scope after it.
-    fn register(&self, scope: Scope, from: Cursor) -> Result<Handle, FeedError> {
+    /// retained change in scope after it, beginning with `earlier` (see
+    /// [`RunHub::subscribe_replayed`]).
+    fn register(
+        &self,
+        scope: Scope,
+        from: Cursor,
+        earlier: Option<Replayed>,
+    ) -> Result<Handle, FeedError> {
         if matches!(&scope, Scope::Tags(tags) if tags.is_empty()) {
             return Err(FeedError::NoTags);
         }
@@ -535,7 +549,18 @@ impl RunHub {
         }
         let id = inner.next_subscription;
         inner.next_subscription += 1;
-        let mailbox = Arc::new(Mutex::new(Mailbox::new(inner.since(&scope, from))));
+        let first = match earlier {
+            None => inner.since(&scope, from),
+            Some(Replayed { changes, through }) => {
+                let earlier = (changes.into_iter())
+                    .filter(|(_, run, batch)| in_scope(&scope, run, batch.as_ref()))
+                    .map(|(position, run, _)| Pending::new(position, run, false));
+                let mut first: Vec<Pending> = earlier.collect();
+                first.extend(inner.since(&scope, Cursor::new(inner.epoch, through)));
+                first
+            }
+        };
+        let mailbox = Arc::new(Mutex::new(Mailbox::new(first)));
         inner.watch.watch(&scope, id, true);
         let watcher = Watcher {
             scope,
@@ -555,7 +580,33 @@ impl RunHub {
     /// Subscribes to the runs in `scope` from `from` (see [`RunFeed`](crate::RunFeed)); with
     /// [`Subscription::with_streams`], to their chunks too.
     pub(crate) fn subscribe(&self, scope: Scope, from: Cursor) -> Result<Subscription, FeedError> {
-        Ok(Subscription::new(self.register(scope, from)?, from))
+        Ok(Subscription::new(self.register(scope, from, None)?, from))
+    }
+
+    /// The position through which the change log misses changes after `from`, a cursor of
+    /// this hub's history older than its log; `None` if the log holds every change after it
+    /// (or the cursor is not this hub's, which [`RunHub::subscribe`] refuses).
+    pub(crate) fn missing_after(&self, from: Cursor) -> Option<u64> {
+        let inner = self.lock();
+        let ours = from != Cursor::START && inner.check_cursor(from).is_ok();
+        let kept_after = inner.history.kept_after();
+        (ours && from.position() < kept_after).then_some(kept_after)
+    }
+
+    /// Subscribes from `from`, a cursor older than the change log (see
+    /// [`RunHub::missing_after`]), with the changes the log misses read elsewhere (a
+    /// database's log): those in scope come first, none of them coalesced, then the log's
+    /// changes after them.
+    pub(crate) fn subscribe_replayed(
+        &self,
+        scope: Scope,
+        from: Cursor,
+        replayed: Replayed,
+    ) -> Result<Subscription, FeedError> {
+        Ok(Subscription::new(
+            self.register(scope, from, Some(replayed))?,
+            from,
+        ))
     }
 
     /// How many subscriptions are open.

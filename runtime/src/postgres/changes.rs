@@ -25,7 +25,8 @@ use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Statement};
 
 use super::row;
 use super::tx::{Param, Write};
-use crate::hub::RunHub;
+use crate::feed::Scope;
+use crate::hub::{Replayed, RunHub};
 use crate::model::{AnyRun, BatchId, RunId, StoreError};
 
 /// The channel the reader listens on (see [`POSITION`]).
@@ -230,6 +231,78 @@ pub(super) async fn load(client: &mut Client, hub: &RunHub, epoch: u64) -> Resul
     let through = through.cast_unsigned();
     hub.advance_to(through);
     Ok(through)
+}
+
+/// The most changes a subscription resumed from before its process's history reads back from
+/// the log: from further back, it gets the latest snapshot of each run, marked coalesced.
+const REPLAY: u64 = 100_000;
+
+/// The changes of runs after `after` through `through` (of runs in `scope` only, for a run
+/// or a batch), in order, as the log holds them; `None` if it no longer holds them all (the
+/// retention pruned some), or they are more than [`REPLAY`].
+pub(super) async fn replay(
+    client: &mut Client,
+    scope: &Scope,
+    after: u64,
+    through: u64,
+) -> Result<Option<Replayed>, StoreError> {
+    if through.saturating_sub(after) > REPLAY {
+        return Ok(None);
+    }
+    // One snapshot: the changes read and what the retention pruned agree.
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let pruned: i64 = (tx.query_one("SELECT pruned_through FROM runcast_meta", &[]))
+        .await?
+        .get(0);
+    if after < pruned.cast_unsigned() {
+        return Ok(None);
+    }
+    let (filter, key) = match scope {
+        Scope::Run(id) => ("AND run_id = $4", Some(id.as_str())),
+        Scope::Batch(id) => ("AND batch_id = $4", Some(id.as_str())),
+        Scope::Tags(_) => ("", None),
+    };
+    let statement = tx
+        .prepare(&format!(
+            "SELECT position, batch_id, data FROM runcast_changes
+             WHERE kind = 'run' AND position > $1 AND position <= $2 {filter}
+             ORDER BY position LIMIT $3"
+        ))
+        .await?;
+    let mut changes = Vec::new();
+    let (mut last, through) = (after.cast_signed(), through.cast_signed());
+    loop {
+        let rows = match key {
+            Some(key) => {
+                tx.query(&statement, &[&last, &through, &PAGE, &key])
+                    .await?
+            }
+            None => tx.query(&statement, &[&last, &through, &PAGE]).await?,
+        };
+        for row in &rows {
+            let position = row.get::<_, i64>(0).cast_unsigned();
+            let run = Arc::new(snapshot(position, row.get(2))?);
+            changes.push((
+                position,
+                run,
+                row.get::<_, Option<&str>>(1).map(BatchId::from),
+            ));
+        }
+        match rows.last() {
+            Some(row) if rows.len() as i64 == PAGE => last = row.get(0),
+            _ => break,
+        }
+    }
+    tx.commit().await?;
+    Ok(Some(Replayed {
+        changes,
+        through: through.cast_unsigned(),
+    }))
 }
 
 /// The run snapshot of the change at `position`.

@@ -23,7 +23,8 @@ use crate::engine::store::{
     Created, IdempotencyKey, Record, RunStore, Stop, Visible, admit_chunk, apply,
 };
 use crate::engine::timers::Timer;
-use crate::hub::{HubConfig, RunHub};
+use crate::feed::Scope;
+use crate::hub::{HubConfig, Replayed, RunHub};
 use crate::model::{AnyRun, BatchId, Cursor, RunId, RunStatus, StoreError, Timestamp};
 
 /// The advisory lock of forgetting finished runs: one process at a time does it.
@@ -563,6 +564,16 @@ impl RunStore for Started {
 
     fn is_shared(&self) -> bool {
         true
+    }
+
+    async fn replay(
+        &self,
+        scope: &Scope,
+        after: u64,
+        through: u64,
+    ) -> Result<Option<Replayed>, StoreError> {
+        let mut client = self.client().await?;
+        changes::replay(&mut client, scope, after, through).await
     }
 
     async fn claim(&self, tasks: &[&'static str], max: usize) -> Result<Vec<RunId>, StoreError> {

@@ -1122,3 +1122,98 @@ async fn a_group_goes_on_without_a_member_that_is_not_polled() {
     .expect("the late read's transaction still holds the run's row")
     .unwrap();
 }
+
+/// A process's history holds its latest changes only; the database's log holds every change
+/// of the retention. A feed resumed from before a process's history, in that process, gets
+/// every change from the database's log, none coalesced, as a process that saw them all gets
+/// them; and from before what the retention pruned, the latest snapshots, marked coalesced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_resumed_from_before_its_processs_history_replays_the_databases_log() {
+    const RUNS: usize = 4;
+    const EACH: usize = 30;
+    let url = database().await;
+    let writer = engine(&url).await;
+    let scope = || Scope::Tags(vec!["replay".into()]);
+    let mut runs = Vec::new();
+    for n in 0..RUNS {
+        let options = TriggerOptions::default()
+            .tag("replay")
+            .delay(Duration::from_secs(3_600));
+        runs.push(
+            (writer.trigger_with::<Double>(n as u64, options))
+                .await
+                .unwrap(),
+        );
+    }
+    let from = runs[0].cursor();
+    for _ in 0..EACH {
+        for run in &runs {
+            let op = crate::MetadataOp::Increment("n".into(), 1.0);
+            writer.update_metadata(run.id(), [op]).await.unwrap();
+        }
+    }
+    // An item's run id, status and metadata, at its cursor.
+    let shown = |item: &crate::Update<AnyRun>| {
+        format!(
+            "{} {} {} {:?} {}",
+            item.cursor, item.run.id, item.run.status, item.run.metadata, item.coalesced
+        )
+    };
+    let read = async |engine: &Engine, from, count| -> Vec<String> {
+        let mut feed = engine.subscribe(scope(), from).await.unwrap();
+        let mut items = Vec::new();
+        while items.len() < count {
+            let item = tokio::time::timeout(Duration::from_secs(20), feed.next())
+                .await
+                .expect("the feed stalled")
+                .unwrap()
+                .unwrap();
+            items.push(shown(&item));
+        }
+        items
+    };
+    // Every change of the runs, as the writer's process (history of 4,096) has them.
+    let total = RUNS * (EACH + 1);
+    let everything = read(&writer, from, total).await;
+    assert!(everything.iter().all(|item| item.ends_with("false")));
+
+    // A process that keeps the latest 8 changes only.
+    let short = || async {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        Engine::builder()
+            .postgres(store)
+            .declare::<Double>()
+            .change_history(8, 1 << 20)
+            .build()
+            .unwrap()
+    };
+    let reader = short().await;
+    assert_eq!(
+        read(&reader, from, total).await,
+        everything,
+        "every change, from the log"
+    );
+    // Then live changes, after the replayed ones.
+    let op = crate::MetadataOp::Increment("n".into(), 1.0);
+    writer.update_metadata(runs[0].id(), [op]).await.unwrap();
+    let mut with_next = read(&reader, from, total + 1).await;
+    let next = with_next.pop().unwrap();
+    assert_eq!(with_next, everything);
+    assert!(next.contains(r#"{"n":31}"#), "{next}");
+
+    // The retention pruned changes after the cursor: the latest snapshots, marked.
+    client(&url)
+        .await
+        .execute(
+            "UPDATE runcast_meta SET pruned_through = $1",
+            &[&(from.position() as i64 + 2)],
+        )
+        .await
+        .unwrap();
+    let pruned = short().await;
+    let latest = read(&pruned, from, RUNS).await;
+    assert!(
+        latest.iter().all(|item| item.ends_with("true")),
+        "{latest:?}"
+    );
+}
