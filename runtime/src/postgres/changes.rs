@@ -29,7 +29,7 @@ use crate::feed::Scope;
 use crate::hub::{Replayed, RunHub};
 use crate::model::{AnyRun, BatchId, RunId, StoreError};
 
-/// The channel the reader listens on (see [`POSITION`]).
+/// The channel the reader listens on (see [`LOCKED`]).
 const CHANNEL: &str = "runcast_changes";
 
 /// The position of the latest change committed (0 if none ever was): every change at or
@@ -46,17 +46,13 @@ const BACKSTOP: Duration = Duration::from_secs(5);
 /// How long the reader waits before reconnecting after an error.
 const RECONNECT: Duration = Duration::from_secs(1);
 
-/// The start of a statement that writes a change: `WITH` these, then the writes, which take
-/// the change's position from `p`. It takes the change log's lock (held until the
-/// transaction commits; taken again by a transaction that holds it, at no cost) before it
-/// takes the next position, and asks for a notification at commit. The lock's key is
-/// `0x7275_6e63_6173_7402` (the migrations' and the retention's are `...01` and `...03`).
-pub(super) static POSITION: LazyLock<String> = LazyLock::new(|| {
-    format!("{LOCKED}, p AS (SELECT nextval('runcast_position') AS position FROM l)")
-});
-
-/// The lock and the notification of [`POSITION`], as `l`.
-const LOCKED: &str = "WITH l AS (
+/// The start of a statement that writes changes: `WITH` this, as `l`, then the writes, which
+/// take their positions (`nextval('runcast_position')`) from a query that reads `l`. It takes
+/// the change log's lock (held until the transaction commits; taken again by a transaction
+/// that holds it, at no cost) before the positions are taken, and asks for a notification at
+/// commit. The lock's key is `0x7275_6e63_6173_7402` (the migrations' and the retention's are
+/// `...01` and `...03`).
+pub(super) const LOCKED: &str = "WITH l AS (
         SELECT pg_advisory_xact_lock(8247619665714705410), pg_notify('runcast_changes', ''))";
 
 /// A change to append to the log.
@@ -145,14 +141,6 @@ pub(super) fn positions(rows: &[tokio_postgres::Row]) -> Vec<u64> {
     rows.iter()
         .map(|row| row.get::<_, i64>(0).cast_unsigned())
         .collect()
-}
-
-/// The position a write that appended a change returns.
-pub(super) fn position(rows: &[tokio_postgres::Row]) -> Result<u64, StoreError> {
-    let row = rows
-        .first()
-        .ok_or_else(|| StoreError::new("a change was written without a position"))?;
-    Ok(row.get::<_, i64>(0).cast_unsigned())
 }
 
 /// Loads the hub with every run the database keeps, as of one snapshot; returns the position

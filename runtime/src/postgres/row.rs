@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
+use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio_postgres::Row;
 
@@ -134,27 +135,44 @@ pub(super) fn record_after(
     Ok((record, batch))
 }
 
-/// What a change writes of a record, as the parameters of [`SET_COLUMNS`].
+/// What a change writes of a record, as the parameters of [`SET_COLUMNS`], or serialized
+/// under its columns' names.
+#[derive(Serialize)]
 pub(super) struct Written {
     id: String,
     status: &'static str,
+    #[serde(rename = "updatedAt")]
     updated_at: DateTime,
+    #[serde(rename = "startedAt")]
     started_at: Option<DateTime>,
+    #[serde(rename = "delayUntil")]
     delayed_until: Option<DateTime>,
+    #[serde(rename = "queuedAt")]
     queued_at: Option<DateTime>,
+    #[serde(rename = "expiredAt")]
     expired_at: Option<DateTime>,
+    #[serde(rename = "completedAt")]
     finished_at: Option<DateTime>,
+    #[serde(rename = "usageDurationMs")]
     duration_ms: i32,
+    #[serde(rename = "costInCents")]
     cost_in_cents: f64,
+    #[serde(rename = "baseCostInCents")]
     base_cost_in_cents: f64,
     output: Option<String>,
     metadata: Option<String>,
+    #[serde(rename = "runTags")]
     tags: Vec<String>,
     error: Option<serde_json::Value>,
+    #[serde(rename = "realtimeStreams")]
     realtime_streams: Vec<String>,
+    #[serde(rename = "runcast_attempts")]
     attempts: i32,
+    #[serde(rename = "runcast_stream_bytes")]
     stream_bytes: i64,
+    #[serde(rename = "runcast_attempt_started_at")]
     attempt_started: Option<DateTime>,
+    #[serde(rename = "runcast_retry_at")]
     retry_at: Option<DateTime>,
 }
 

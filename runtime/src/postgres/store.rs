@@ -7,6 +7,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool};
+use serde::Serialize;
 use serde_json::value::RawValue;
 use std::sync::Mutex;
 
@@ -17,7 +18,7 @@ use super::PostgresStore;
 use super::changes::{self, Entry};
 use super::group::{Groups, Locked};
 use super::row::{self, Written, to_column};
-use super::tx::{Param, Tx, Write};
+use super::tx::{Tx, Write};
 use crate::engine::StreamError;
 use crate::engine::store::{
     Created, IdempotencyKey, Record, RunStore, Stop, Visible, admit_chunk, apply,
@@ -271,29 +272,39 @@ impl Started {
         Ok(())
     }
 
-    /// The write that stores one new run, numbered; it returns its position.
-    fn insert(record: &Record, batch: Option<&BatchId>) -> Result<Write<'static>, StoreError> {
-        let run = &*record.snapshot;
-        let mut params = Written::of(record)?.params();
-        let data = serde_json::to_string(run).map_err(StoreError::new)?;
-        let more: [Param; 12] = [
-            Box::new(run.task_identifier.to_string()),
-            Box::new(i32::try_from(run.number).unwrap_or(i32::MAX)),
-            Box::new(to_column(run.created_at)),
-            Box::new(run.is_test),
-            Box::new(run.ttl.clone()),
-            Box::new(run.payload.as_ref().map(|raw| raw.get().to_owned())),
-            Box::new(run.idempotency_key.clone()),
-            Box::new(batch.map(|b| b.as_str().to_owned())),
-            Box::new(i32::try_from(record.max_attempts).unwrap_or(i32::MAX)),
-            Box::new(
-                (record.max_duration).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-            ),
-            Box::new(data),
-            Box::new(record.expire_at.map(to_column)),
-        ];
-        params.extend(more);
-        Ok(Write::new(&INSERT, params))
+    /// The write that stores new runs, numbered, in one statement; it returns their
+    /// positions, in order.
+    fn insert(
+        records: &[(usize, Record)],
+        batch: Option<&BatchId>,
+    ) -> Result<Write<'static>, StoreError> {
+        let mut rows = Vec::with_capacity(records.len());
+        let mut snapshots = Vec::with_capacity(records.len());
+        for (_, record) in records {
+            let run = &*record.snapshot;
+            rows.push(NewRun {
+                written: Written::of(record)?,
+                friendly_id: run.id.as_str(),
+                task: &run.task_identifier,
+                number: i32::try_from(run.number).unwrap_or(i32::MAX),
+                created_at: to_column(run.created_at),
+                is_test: run.is_test,
+                ttl: run.ttl.as_deref(),
+                payload: run.payload.as_deref().map(RawValue::get),
+                idempotency_key: run.idempotency_key.as_deref(),
+                batch: batch.map(BatchId::as_str),
+                max_attempts: i32::try_from(record.max_attempts).unwrap_or(i32::MAX),
+                max_duration_ms: (record.max_duration)
+                    .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+                expire_at: record.expire_at.map(to_column),
+            });
+            snapshots.push(serde_json::to_string(run).map_err(StoreError::new)?);
+        }
+        let rows = serde_json::to_string(&rows).map_err(StoreError::new)?;
+        Ok(Write::new(
+            &INSERT,
+            vec![Box::new(rows), Box::new(snapshots)],
+        ))
     }
 
     /// The run an idempotency key started and still holds, with its creation; or `None`,
@@ -379,22 +390,61 @@ static HIDDEN: LazyLock<String> =
     LazyLock::new(|| format!("UPDATE \"TaskRun\" SET {} WHERE id = $1", row::SET_COLUMNS));
 
 /// Stores a new run (see [`Started::insert`]).
+/// A new run's row, under its columns' names (see [`INSERT`]).
+#[derive(Serialize)]
+struct NewRun<'r> {
+    #[serde(flatten)]
+    written: Written,
+    #[serde(rename = "friendlyId")]
+    friendly_id: &'r str,
+    #[serde(rename = "taskIdentifier")]
+    task: &'r str,
+    number: i32,
+    #[serde(rename = "createdAt")]
+    created_at: jiff::civil::DateTime,
+    #[serde(rename = "isTest")]
+    is_test: bool,
+    ttl: Option<&'r str>,
+    payload: Option<&'r str>,
+    #[serde(rename = "idempotencyKey")]
+    idempotency_key: Option<&'r str>,
+    #[serde(rename = "batchId")]
+    batch: Option<&'r str>,
+    #[serde(rename = "runcast_max_attempts")]
+    max_attempts: i32,
+    #[serde(rename = "runcast_max_duration_ms")]
+    max_duration_ms: Option<i64>,
+    #[serde(rename = "runcast_expire_at")]
+    expire_at: Option<jiff::civil::DateTime>,
+}
+
+/// The columns [`INSERT`] writes from a [`NewRun`], besides `runcast_created`.
+const NEW_COLUMNS: &str = r#"id, "friendlyId", status, "updatedAt", "startedAt", "delayUntil",
+    "queuedAt", "expiredAt", "completedAt", "usageDurationMs", "costInCents",
+    "baseCostInCents", output, metadata, "runTags", error, "realtimeStreams", runcast_attempts,
+    runcast_stream_bytes, runcast_attempt_started_at, runcast_retry_at, "taskIdentifier",
+    number, "createdAt", "isTest", ttl, payload, "idempotencyKey", "batchId",
+    runcast_max_attempts, runcast_max_duration_ms, runcast_expire_at"#;
+
+/// Stores new runs: `$1`, their rows as a JSON array of [`NewRun`]s, read by column name;
+/// `$2`, their snapshots, in the same order. Each run's creation takes the next position, in
+/// their order (`n` is read once, so `nextval` runs once per run, after the sort), which is
+/// also its `runcast_created`. Returns the positions, in order.
 static INSERT: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "{}, r AS (INSERT INTO \"TaskRun\" (id, \"friendlyId\", status, \"updatedAt\",
-                \"startedAt\", \"delayUntil\", \"queuedAt\", \"expiredAt\", \"completedAt\",
-                \"usageDurationMs\", \"costInCents\", \"baseCostInCents\", output, metadata,
-                \"runTags\", error, \"realtimeStreams\", runcast_attempts,
-                runcast_stream_bytes, runcast_attempt_started_at, runcast_retry_at,
-                \"taskIdentifier\", number, \"createdAt\", \"isTest\", ttl, payload,
-                \"idempotencyKey\", \"batchId\", runcast_max_attempts,
-                runcast_max_duration_ms, runcast_expire_at, runcast_created)
-                SELECT $1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-                $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28,
-                $29, $30, $32, position FROM p)
-         INSERT INTO runcast_changes (position, kind, run_id, batch_id, data)
-         SELECT position, 'run', $1, $28, $31 FROM p RETURNING position",
-        changes::POSITION.as_str()
+        "{}, n AS (
+             SELECT r.*, nextval('runcast_position') AS at
+             FROM l, jsonb_populate_recordset(NULL::\"TaskRun\", $1::text::jsonb)
+                 WITH ORDINALITY AS r
+             ORDER BY r.ordinality),
+         i AS (INSERT INTO \"TaskRun\" ({NEW_COLUMNS}, runcast_created)
+               SELECT {NEW_COLUMNS}, at FROM n),
+         c AS (INSERT INTO runcast_changes (position, kind, run_id, batch_id, data)
+               SELECT n.at, 'run', n.id, n.\"batchId\", s.data
+               FROM n JOIN unnest($2::text[]) WITH ORDINALITY AS s(data, o)
+                   ON s.o = n.ordinality)
+         SELECT at FROM n ORDER BY ordinality",
+        changes::LOCKED
     )
 });
 
@@ -456,17 +506,15 @@ impl RunStore for Started {
         }
         let mut records: Vec<&mut Record> = new.iter_mut().map(|(_, r)| r).collect();
         self.number(&tx, &mut records).await?;
-        let inserts = (new.iter())
-            .map(|(_, record)| Self::insert(record, batch.as_ref()))
-            .collect::<Result<Vec<_>, _>>()?;
-        // Sent at once with the commit: the change log's lock, which the first takes, is held
-        // for the inserts and the commit, not for a round trip per run.
-        let positions = tx
-            .commit_with(&inserts.iter().collect::<Vec<_>>())
-            .await?
-            .iter()
-            .map(|rows| changes::position(rows))
-            .collect::<Result<Vec<_>, _>>()?;
+        // Sent at once with the commit: the change log's lock, which it takes, is held for
+        // one statement and the commit.
+        let insert = Self::insert(&new, batch.as_ref())?;
+        let positions = changes::positions(&tx.commit_with(&[&insert]).await?.concat());
+        if positions.len() != new.len() {
+            return Err(StoreError::new(
+                "new runs were stored without their positions",
+            ));
+        }
         for ((index, _), position) in new.iter().zip(positions) {
             slots[*index] = Slot::Done(Created::New(self.cursor(position).before()));
         }

@@ -1217,3 +1217,47 @@ async fn a_feed_resumed_from_before_its_processs_history_replays_the_databases_l
         "{latest:?}"
     );
 }
+
+/// A run's row holds everything its trigger set: a process started afterwards, which reads
+/// the runs from their rows, has each run exactly as the triggering process does, alone or
+/// in a batch, with every option.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_triggered_with_every_option_read_back_whole_in_a_later_process() {
+    let url = database().await;
+    let first = producer(&url).await;
+    let mut metadata = crate::JsonObject::new();
+    metadata.insert(
+        "step".into(),
+        serde_json::json!({"of": 3, "cost": 9_925.123_456_789_473}),
+    );
+    let every = TriggerOptions::default()
+        .tag("a")
+        .tag("b")
+        .max_attempts(7)
+        .metadata(metadata)
+        .test()
+        .idempotency_key("key")
+        .delay(Duration::from_secs(3_600))
+        .ttl(Duration::from_secs(7_200))
+        .max_duration(Duration::from_millis(1_500));
+    let alone = first
+        .trigger_with::<Double>(1, every.clone())
+        .await
+        .unwrap();
+    let items = [
+        (2, TriggerOptions::default()),
+        (3, every.idempotency_key("other")),
+    ];
+    let batch = first.batch_trigger::<Double>(items).await.unwrap();
+    let ids = std::iter::once(alone.id()).chain(batch.runs.iter().map(|run| run.id()));
+    let later = producer(&url).await;
+    for id in ids {
+        let (here, there) = (
+            first.latest(id).await.unwrap(),
+            later.latest(id).await.unwrap(),
+        );
+        let json = |run: &AnyRun| serde_json::to_string(run).unwrap();
+        assert_eq!(json(&there.run), json(&here.run));
+        assert_eq!(there.cursor, here.cursor);
+    }
+}
