@@ -87,8 +87,6 @@ struct Members {
     next: usize,
     /// Members reading their rows.
     locking: HashSet<usize>,
-    /// Members the group went on without while they read their rows, until they notice.
-    evicted: HashSet<usize>,
     /// Members that have neither handed their writes over nor left.
     pending: usize,
     sealed: bool,
@@ -114,8 +112,11 @@ pub(super) struct Member {
     group: Arc<Group>,
     /// Its number in the group.
     id: usize,
-    /// Whether the group counts it among its pending members.
+    /// Whether it has neither handed its writes over nor left (the group no longer counts
+    /// it as such once it went on without it).
     pending: bool,
+    /// Whether it read its row in the group's transaction.
+    locked: bool,
 }
 
 impl Groups {
@@ -156,6 +157,7 @@ impl Groups {
             group,
             id,
             pending: true,
+            locked: false,
         })
     }
 
@@ -173,9 +175,9 @@ impl Groups {
             if members.committing || members.locking.is_empty() {
                 return;
             }
-            let late: Vec<usize> = members.locking.drain().collect();
-            members.pending -= late.len();
-            members.evicted.extend(late);
+            // No longer counted: each learns so when it reads at last, or when it is dropped.
+            members.pending -= members.locking.len();
+            members.locking.clear();
             drop(members);
             groups.commit_if_ready(&group);
         });
@@ -248,11 +250,11 @@ impl Member {
         let found = self.read(id).await;
         let mut members = lock(&self.group.members);
         if !members.locking.remove(&self.id) {
-            members.evicted.remove(&self.id);
             self.pending = false;
             return Ok(None);
         }
         drop(members);
+        self.locked = true;
         let Some(found) = found? else {
             return Ok(None);
         };
@@ -306,9 +308,8 @@ impl Drop for Member {
     fn drop(&mut self) {
         if self.pending {
             let mut members = lock(&self.group.members);
-            // Counted already if the group went on without it.
-            if !members.evicted.remove(&self.id) {
-                members.locking.remove(&self.id);
+            // Not counted any more if the group went on without it while it read its row.
+            if self.locked || members.locking.remove(&self.id) {
                 members.pending -= 1;
             }
             drop(members);
@@ -319,12 +320,8 @@ impl Drop for Member {
 
 /// Selects a run's row, locked until the transaction ends, unless another transaction holds
 /// it.
-static LOCK_UNLESS_HELD: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {} FROM \"TaskRun\" WHERE id = $1 FOR UPDATE SKIP LOCKED",
-        row::COLUMNS
-    )
-});
+static LOCK_UNLESS_HELD: LazyLock<String> =
+    LazyLock::new(|| format!("{} FOR UPDATE SKIP LOCKED", *row::SELECT));
 
 /// A run's row, locked for a change: in a group, or in a transaction of its own.
 pub(super) enum Locked {
@@ -402,9 +399,4 @@ fn positions(written: &[Vec<tokio_postgres::Row>], appended: bool) -> Vec<u64> {
 }
 
 /// Selects a run's row, locked until the transaction ends.
-static LOCK: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {} FROM \"TaskRun\" WHERE id = $1 FOR UPDATE",
-        row::COLUMNS
-    )
-});
+static LOCK: LazyLock<String> = LazyLock::new(|| format!("{} FOR UPDATE", *row::SELECT));

@@ -1,7 +1,7 @@
 //! A run as a row of `"TaskRun"`: the columns runcast reads and writes, and the conversions
 //! between them and a store's [`Record`].
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use jiff::civil::DateTime;
@@ -23,6 +23,10 @@ pub(super) const COLUMNS: &str = r#"id, "taskIdentifier", number, status, "creat
     runcast_stream_bytes, runcast_attempt_started_at, runcast_expire_at, runcast_retry_at,
     runcast_lease_until"#;
 
+/// Selects a run's row (`$1`, its id) with [`COLUMNS`]; a statement that locks it adds to it.
+pub(super) static SELECT: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {COLUMNS} FROM \"TaskRun\" WHERE id = $1"));
+
 /// The columns a change writes (every one a change may touch), as `SET` assignments from
 /// `$2` on (`$1` is the run's id), in the order of [`Written::params`].
 pub(super) const SET_COLUMNS: &str = r#"status = $2, "updatedAt" = $3, "startedAt" = $4,
@@ -35,6 +39,11 @@ pub(super) const SET_COLUMNS: &str = r#"status = $2, "updatedAt" = $3, "startedA
 /// A timestamp as the run table keeps it: UTC wall-clock time, without a zone.
 pub(super) fn to_column(t: Timestamp) -> DateTime {
     jiff::Timestamp::from(t).to_zoned(TimeZone::UTC).datetime()
+}
+
+/// `d` after `t`, as the run table keeps it (`t` itself past the timestamps' range).
+pub(super) fn column_after(t: Timestamp, d: Duration) -> DateTime {
+    to_column(t.checked_add(d).unwrap_or(t))
 }
 
 pub(super) fn from_column(t: DateTime) -> Timestamp {

@@ -105,8 +105,7 @@ impl PostgresStore {
 
     /// When a lease taken or renewed now runs out.
     fn lease_until(&self) -> jiff::civil::DateTime {
-        let now = Timestamp::now();
-        to_column(now.checked_add(self.lease).unwrap_or(now))
+        row::column_after(Timestamp::now(), self.lease)
     }
 
     /// Renews the leases of the attempts this process executes, three times a lease. Once
@@ -232,9 +231,7 @@ impl Started {
 
     /// When a claim taken now runs out, unless the run starts: then its lease is set.
     fn claim_until(&self) -> jiff::civil::DateTime {
-        let now = Timestamp::now();
-        let hold = CLAIM_HOLD.min(self.store.lease);
-        to_column(now.checked_add(hold).unwrap_or(now))
+        row::column_after(Timestamp::now(), CLAIM_HOLD.min(self.store.lease))
     }
 
     /// The write of what a change did to a record's fields that no subscriber sees.
@@ -319,7 +316,7 @@ impl Started {
             return Ok(None);
         };
         let now = record.snapshot.created_at;
-        let expires = to_column(now.checked_add(ttl).unwrap_or(now));
+        let expires = row::column_after(now, ttl);
         let id = record.snapshot.id.as_str().to_owned();
         let claim = Write::new(
             "INSERT INTO runcast_idempotency (task, key, run_id, expires_at)
@@ -367,10 +364,6 @@ impl Started {
     }
 }
 
-/// Selects a run's row.
-static SELECT: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {} FROM \"TaskRun\" WHERE id = $1", row::COLUMNS));
-
 /// Writes a changed record to its row (see [`Started::change`]).
 static CHANGE_ROW: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -389,7 +382,6 @@ static CHANGE_ROW: LazyLock<String> = LazyLock::new(|| {
 static HIDDEN: LazyLock<String> =
     LazyLock::new(|| format!("UPDATE \"TaskRun\" SET {} WHERE id = $1", row::SET_COLUMNS));
 
-/// Stores a new run (see [`Started::insert`]).
 /// A new run's row, under its columns' names (see [`INSERT`]).
 #[derive(Serialize)]
 struct NewRun<'r> {
@@ -566,7 +558,7 @@ impl RunStore for Started {
 
     async fn snapshot(&self, id: &RunId) -> Result<Option<Arc<AnyRun>>, StoreError> {
         let client = self.client().await?;
-        let statement = client.prepare_cached(&SELECT).await?;
+        let statement = client.prepare_cached(&row::SELECT).await?;
         let Some(found) = client.query_opt(&statement, &[&id.as_str()]).await? else {
             return Ok(None);
         };
