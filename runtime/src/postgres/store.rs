@@ -63,6 +63,10 @@ impl Drop for Started {
 /// than this may be claimed by another process (the first to start one attempts it).
 const CLAIM_HOLD: Duration = Duration::from_secs(5);
 
+/// The shortest time between two rounds of the retention in a process: a finished run is
+/// forgotten at most this late.
+const FORGET_EVERY: Duration = Duration::from_secs(1);
+
 /// How often a process looks for work and due timers when nothing woke it.
 const POLL: Duration = Duration::from_secs(1);
 
@@ -720,18 +724,22 @@ impl RunStore for Started {
                 tx.run(&keys).await?;
             }
             // Changes older than the retention go, but for the chunks and the latest change
-            // of runs still kept; the changes of forgotten runs go with them.
+            // of runs still kept (found by the log's time index); the changes of forgotten
+            // runs go with them (by the run index). Neither reads the whole log.
             let prune = Write::new(
-                "WITH pruned AS (
+                "WITH old AS (
                      DELETE FROM runcast_changes c
-                     WHERE (c.kind = 'forgotten'
-                            AND c.committed_at < now() - make_interval(secs => $1))
-                        OR (c.kind = 'run'
-                            AND c.committed_at < now() - make_interval(secs => $1)
-                            AND c.position < (SELECT max(l.position) FROM runcast_changes l
-                                              WHERE l.run_id = c.run_id AND l.kind = 'run'))
-                        OR (c.kind <> 'forgotten' AND c.run_id = ANY($2))
-                     RETURNING position)
+                     WHERE c.committed_at < now() - make_interval(secs => $1)
+                       AND (c.kind = 'forgotten'
+                            OR (c.kind = 'run'
+                                AND c.position < (SELECT max(l.position) FROM runcast_changes l
+                                                  WHERE l.run_id = c.run_id AND l.kind = 'run')))
+                     RETURNING position),
+                 gone AS (
+                     DELETE FROM runcast_changes
+                     WHERE run_id = ANY($2) AND kind <> 'forgotten'
+                     RETURNING position),
+                 pruned AS (SELECT position FROM old UNION ALL SELECT position FROM gone)
                  UPDATE runcast_meta
                  SET pruned_through = greatest(pruned_through, (SELECT max(position) FROM pruned))
                  WHERE EXISTS (SELECT 1 FROM pruned)",
@@ -758,7 +766,10 @@ impl RunStore for Started {
             tx.commit_with(&[&changes::append(&announce)]).await?;
         }
         let now = Timestamp::now();
-        Ok(next.map(|next| row::from_column(next).saturating_duration_since(now)))
+        // Not more often than every `FORGET_EVERY`: under load a run is due every moment,
+        // and each round costs a transaction and the retention's reads.
+        Ok(next
+            .map(|next| (row::from_column(next).saturating_duration_since(now)).max(FORGET_EVERY)))
     }
 }
 

@@ -777,7 +777,9 @@ async fn streams_written_in_one_process_are_read_in_order_in_others() {
 }
 
 /// Finished runs are forgotten after the retention, with their chunks, changes and keys, and
-/// every process hears of it.
+/// every process hears of it. The log keeps of a run still kept only its latest change once
+/// the others are older than the retention, and the notices of forgotten runs only for the
+/// retention.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_runs_are_forgotten_after_the_retention_everywhere() {
     let url = database().await;
@@ -791,6 +793,12 @@ async fn finished_runs_are_forgotten_after_the_retention_everywhere() {
     };
     let first = short(PostgresStore::connect(&url).await.unwrap());
     let second = short(PostgresStore::connect(&url).await.unwrap());
+    let later = TriggerOptions::default().delay(Duration::from_secs(3_600));
+    let kept = first.trigger_with::<Double>(1, later).await.unwrap();
+    for _ in 0..3 {
+        let op = crate::MetadataOp::Increment("n".into(), 1.0);
+        first.update_metadata(kept.id(), [op]).await.unwrap();
+    }
     let keyed = TriggerOptions::default().idempotency_key("once");
     let handle = first
         .trigger_with::<Double>(4, keyed.clone())
@@ -813,16 +821,36 @@ async fn finished_runs_are_forgotten_after_the_retention_everywhere() {
     .await
     .expect("the run was never forgotten");
     let client = client(&url).await;
-    let left: i64 = client
-        .query_one(
-            "SELECT (SELECT count(*) FROM \"TaskRun\") + (SELECT count(*) FROM runcast_idempotency)
-                  + (SELECT count(*) FROM runcast_changes WHERE kind <> 'forgotten')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(left, 0, "rows of the forgotten run are left");
+    let count = async |query: &str, id: &RunId| -> i64 {
+        (client.query_one(query, &[&id.as_str()]).await.unwrap()).get(0)
+    };
+    let left = count(
+        "SELECT (SELECT count(*) FROM \"TaskRun\" WHERE id = $1)
+              + (SELECT count(*) FROM runcast_idempotency WHERE run_id = $1)
+              + (SELECT count(*) FROM runcast_changes WHERE kind <> 'forgotten' AND run_id = $1)",
+        handle.id(),
+    );
+    assert_eq!(left.await, 0, "rows of the forgotten run are left");
+    let latest = first.latest(kept.id()).await.unwrap().cursor.position();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let pruned = "SELECT (SELECT count(*) FROM runcast_changes
+                              WHERE kind = 'forgotten' OR (run_id = $1 AND position <> $2))
+                           + (SELECT count(*) FROM runcast_meta WHERE pruned_through < $2 - 1)";
+        let statement = client.prepare(pruned).await.unwrap();
+        while (client
+            .query_one(&statement, &[&kept.id().as_str(), &(latest as i64)])
+            .await)
+            .unwrap()
+            .get::<_, i64>(0)
+            > 0
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("changes older than the retention were kept");
+    let kept_changes = "SELECT count(*) FROM runcast_changes WHERE run_id = $1";
+    assert_eq!(count(kept_changes, kept.id()).await, 1, "its latest change");
     // Its key starts a new run.
     let again = second.trigger_with::<Double>(5, keyed).await.unwrap();
     assert_ne!(again.id(), handle.id());
