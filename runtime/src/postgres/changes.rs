@@ -308,17 +308,18 @@ fn chunk(position: u64, data: Option<&str>) -> Result<Arc<RawValue>, StoreError>
 }
 
 /// Reads the rows after `after` (at most a page), publishes each to the hub, and returns the
-/// position of the last one read (`after` if none).
+/// position of the last one read (`after` if none), and whether the page was full.
 async fn read_page(
     client: &Client,
     statement: &Statement,
     hub: &RunHub,
     after: u64,
     observe: &(impl Fn(&AnyRun) + Sync),
-) -> Result<u64, StoreError> {
+) -> Result<(u64, bool), StoreError> {
     let rows = client
         .query(statement, &[&after.cast_signed(), &PAGE])
         .await?;
+    let full = rows.len() as i64 == PAGE;
     let mut last = after;
     for row in rows {
         let position = row.get::<_, i64>(0).cast_unsigned();
@@ -343,7 +344,7 @@ async fn read_page(
         }
         last = position;
     }
-    Ok(last)
+    Ok((last, full))
 }
 
 /// Reads the log after `after` into `hub`, for as long as the task runs (its store aborts it
@@ -403,13 +404,17 @@ async fn follow(
         )
         .await?;
     loop {
-        let last = read_page(&client, &page, hub, *after, observe).await?;
+        let (last, full) = read_page(&client, &page, hub, *after, observe).await?;
         if last != *after {
             *after = last;
             progress.send_replace(Some(last));
-            // Perhaps a full page: more may wait.
+        }
+        if full {
             continue;
         }
+        // Every change committed after this read began wakes the reader again: its
+        // notification comes after its commit, and a wake-up that finds the reader busy is
+        // kept for its next wait.
         if client.is_closed() {
             return Err(StoreError::new("the change reader's connection closed"));
         }
