@@ -503,9 +503,12 @@ impl RunStore for Started {
         let mut records: Vec<&mut Record> = new.iter_mut().map(|(_, r)| r).collect();
         self.number(&tx, &mut records).await?;
         // Sent at once with the commit: the change log's lock, which it takes, is held for
-        // one statement and the commit.
-        let insert = Self::insert(&new, batch.as_ref())?;
-        let positions = changes::positions(&tx.commit_with(&[&insert]).await?.concat());
+        // one statement and the commit. (Only runs that exist already: nothing to write.)
+        let insert = (!new.is_empty())
+            .then(|| Self::insert(&new, batch.as_ref()))
+            .transpose()?;
+        let positions =
+            changes::positions(&tx.commit_with(&Vec::from_iter(&insert)).await?.concat());
         if positions.len() != new.len() {
             return Err(StoreError::new(
                 "new runs were stored without their positions",
