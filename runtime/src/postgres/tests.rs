@@ -1289,3 +1289,80 @@ async fn runs_triggered_with_every_option_read_back_whole_in_a_later_process() {
         assert_eq!(there.cursor, here.cursor);
     }
 }
+
+/// When each run of `pg-fail-once` started its second attempt.
+static RETRIED: Mutex<Vec<(RunId, crate::Timestamp)>> = Mutex::new(Vec::new());
+
+/// Fails its first attempt; notes when the second starts, and returns its attempt number.
+#[task(id = "pg-fail-once")]
+async fn fail_once(_: (), ctx: TaskContext) -> Result<u32, String> {
+    if ctx.attempt() == 1 {
+        return Err("the first attempt fails".into());
+    }
+    let now = crate::Timestamp::now();
+    RETRIED.lock().unwrap().push((ctx.run_id().clone(), now));
+    Ok(ctx.attempt())
+}
+
+/// A retry's backoff lives in the database: the process whose attempt failed is gone before
+/// the retry is due, and a process that never saw the run attempts it again at its time, not
+/// before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_is_attempted_at_its_time_by_a_process_that_never_saw_the_run() {
+    let url = database().await;
+    let worker = || async {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        Engine::builder()
+            .postgres(store)
+            .task::<FailOnce>()
+            .retry_delay(Duration::from_secs(2))
+            .build()
+            .unwrap()
+    };
+    let producer = {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        Engine::builder()
+            .postgres(store)
+            .declare::<FailOnce>()
+            .build()
+            .unwrap()
+    };
+    let first = worker().await;
+    let handle = producer.trigger::<FailOnce>(()).await.unwrap();
+    let db = client(&url).await;
+    let retry_at = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let row = db
+                .query_one(
+                    "SELECT status, runcast_retry_at FROM \"TaskRun\" WHERE id = $1",
+                    &[&handle.id().as_str()],
+                )
+                .await
+                .unwrap();
+            if row.get::<_, &str>(0) == "RETRYING_AFTER_FAILURE" {
+                break super::row::from_column(row.get(1));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the first attempt never failed");
+    first.shutdown(Duration::from_secs(1)).await;
+    drop(first);
+    let second = worker().await;
+    let run = tokio::time::timeout(Duration::from_secs(20), producer.wait(&handle))
+        .await
+        .expect("the retry never ran")
+        .unwrap();
+    assert_eq!(run.output, Some(2));
+    let retried = RETRIED.lock().unwrap().clone();
+    let [(id, started)] = &retried[..] else {
+        panic!("one retry: {retried:?}")
+    };
+    assert_eq!(id, handle.id());
+    assert!(
+        *started >= retry_at,
+        "attempted at {started}, before its retry at {retry_at}"
+    );
+    drop(second);
+}
