@@ -239,10 +239,9 @@ pub(crate) trait RunStore: Send + Sync + 'static {
         false
     }
 
-    /// The changes after position `after` through `through`, read from a log the store keeps
-    /// beside the hub's (a database's), for a subscription to `scope` resumed from before the
-    /// hub's log: `None` if the store keeps no such log or no longer holds them all. Changes
-    /// out of `scope` may come too; the hub leaves them out.
+    /// The changes in `scope` after position `after` through `through`, read from a log the
+    /// store keeps beside the hub's (a database's), for a subscription resumed from before the
+    /// hub's log: `None` if the store keeps no such log or no longer holds them all.
     fn replay(
         &self,
         _scope: &Scope,

@@ -47,7 +47,7 @@ where
 }
 
 /// Whether a run with this snapshot and batch is in `scope`.
-pub(super) fn in_scope(scope: &Scope, run: &AnyRun, batch: Option<&BatchId>) -> bool {
+pub(crate) fn in_scope(scope: &Scope, run: &AnyRun, batch: Option<&BatchId>) -> bool {
     match scope {
         Scope::Run(id) => run.id == *id,
         Scope::Tags(tags) => tags.iter().all(|tag| run.tags.contains(tag)),

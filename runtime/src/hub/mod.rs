@@ -40,7 +40,8 @@ use serde_json::value::RawValue;
 
 use self::chunks::Streams;
 use self::history::{Change, History};
-use self::index::{RunIndex, WatchIndex, in_scope};
+pub(crate) use self::index::in_scope;
+use self::index::{RunIndex, WatchIndex};
 use self::mailbox::{Mailbox, Pending};
 use self::subscription::Handle;
 use crate::feed::{FeedError, RunPage, RunQuery, Scope};
@@ -132,10 +133,10 @@ struct Watcher {
 pub(crate) struct Forgotten(#[allow(dead_code)] Entry);
 
 /// Changes a subscription resumed from before the hub's change log gets first, read from a
-/// log that holds them: every change after the cursor through `through`, in cursor order,
-/// with its run's batch (those out of the subscription's scope are left out).
+/// log that holds them: every change in the subscription's scope after the cursor through
+/// `through`, in cursor order.
 pub(crate) struct Replayed {
-    pub(crate) changes: Vec<(u64, Arc<AnyRun>, Option<BatchId>)>,
+    pub(crate) changes: Vec<(u64, Arc<AnyRun>)>,
     pub(crate) through: u64,
 }
 
@@ -552,9 +553,8 @@ impl RunHub {
         let first = match earlier {
             None => inner.since(&scope, from),
             Some(Replayed { changes, through }) => {
-                let earlier = (changes.into_iter())
-                    .filter(|(_, run, batch)| in_scope(&scope, run, batch.as_ref()))
-                    .map(|(position, run, _)| Pending::new(position, run, false));
+                let earlier =
+                    (changes.into_iter()).map(|(position, run)| Pending::new(position, run, false));
                 let mut first: Vec<Pending> = earlier.collect();
                 first.extend(inner.since(&scope, Cursor::new(inner.epoch, through)));
                 first

@@ -26,7 +26,7 @@ use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Statement};
 use super::row;
 use super::tx::{Param, Write};
 use crate::feed::Scope;
-use crate::hub::{Replayed, RunHub};
+use crate::hub::{Replayed, RunHub, in_scope};
 use crate::model::{AnyRun, BatchId, RunId, StoreError};
 
 /// The channel the reader listens on (see [`LOCKED`]).
@@ -225,9 +225,10 @@ pub(super) async fn load(client: &mut Client, hub: &RunHub, epoch: u64) -> Resul
 /// the log: from further back, it gets the latest snapshot of each run, marked coalesced.
 const REPLAY: u64 = 100_000;
 
-/// The changes of runs after `after` through `through` (of runs in `scope` only, for a run
-/// or a batch), in order, as the log holds them; `None` if it no longer holds them all (the
-/// retention pruned some), or they are more than [`REPLAY`].
+/// The changes of runs in `scope` after `after` through `through`, in order, as the log holds
+/// them; `None` if it no longer holds them all (the retention pruned some), or they are more
+/// than [`REPLAY`]. Changes out of scope are left out as they are read (by the database, for
+/// a run or a batch), so only those in scope are held.
 pub(super) async fn replay(
     client: &mut Client,
     scope: &Scope,
@@ -274,12 +275,11 @@ pub(super) async fn replay(
         };
         for row in &rows {
             let position = row.get::<_, i64>(0).cast_unsigned();
-            let run = Arc::new(snapshot(position, row.get(2))?);
-            changes.push((
-                position,
-                run,
-                row.get::<_, Option<&str>>(1).map(BatchId::from),
-            ));
+            let run = snapshot(position, row.get(2))?;
+            let batch = row.get::<_, Option<&str>>(1).map(BatchId::from);
+            if in_scope(scope, &run, batch.as_ref()) {
+                changes.push((position, Arc::new(run)));
+            }
         }
         match rows.last() {
             Some(row) if rows.len() as i64 == PAGE => last = row.get(0),

@@ -1174,8 +1174,11 @@ async fn a_feed_resumed_from_before_its_processs_history_replays_the_databases_l
         );
     }
     let from = runs[0].cursor();
+    // Changes out of the feeds' scope, between theirs: never replayed.
+    let later = TriggerOptions::default().delay(Duration::from_secs(3_600));
+    let untagged = writer.trigger_with::<Double>(9, later).await.unwrap();
     for _ in 0..EACH {
-        for run in &runs {
+        for run in runs.iter().chain([&untagged]) {
             let op = crate::MetadataOp::Increment("n".into(), 1.0);
             writer.update_metadata(run.id(), [op]).await.unwrap();
         }
