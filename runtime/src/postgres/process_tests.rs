@@ -406,6 +406,7 @@ async fn runs_waiting_outlive_the_restart_of_every_process() {
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert_eq!(status(delayed).await, "DELAYED");
 
+    let restarted = crate::Timestamp::now();
     let _worker = Process::start("worker", &url, &[]);
     let store = PostgresStore::connect(&url).await.unwrap();
     let watcher = Engine::builder()
@@ -432,8 +433,11 @@ async fn runs_waiting_outlive_the_restart_of_every_process() {
         .expect("the second delayed run never finished")
         .unwrap();
     assert_eq!(not_yet.output, Some(6));
-    // Its delay was still to come when the processes started again.
     let (due, started) = (not_yet.delayed_until.unwrap(), not_yet.started_at.unwrap());
+    assert!(
+        restarted < due,
+        "the processes started again at {restarted}, after its delay ({due}): too late to tell"
+    );
     assert!(started >= due, "started {started} before its delay, {due}");
     let queued = tokio::time::timeout(limit, watcher.wait::<Double>(&id(queued)))
         .await
