@@ -308,10 +308,13 @@ async fn stop_canceled(
                 }
             }
             Stop::LeaseLost => {
-                tracing::warn!(
-                    "this process could not renew its leases: its attempts stop, to be \
-                     attempted again once their leases run out"
-                );
+                // Sent at every failed renewal: said only when attempts stop.
+                if !crate::support::lock(&shared.running).is_empty() {
+                    tracing::warn!(
+                        "this process could not renew its leases: its attempts stop, to be \
+                         attempted again once their leases run out"
+                    );
+                }
                 shared.cancel_running();
             }
         }

@@ -6,7 +6,8 @@
 //! freed, or a while passed), and fires the store's due timers (delays, TTLs, leases that ran
 //! out) twice a second.
 //!
-//! It claims for its free slots and as many again: runs claimed ahead wait in the engine's
+//! It claims for its free slots, and as many runs again as it has slots: runs claimed ahead
+//! wait in the engine's
 //! queue, so a slot that frees starts its next run without a round trip to the database. The
 //! store holds a claimed run for its process only a few seconds before it starts, so a busy
 //! process does not keep runs from an idle one.

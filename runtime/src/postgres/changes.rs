@@ -143,15 +143,20 @@ pub(super) fn positions(rows: &[tokio_postgres::Row]) -> Vec<u64> {
         .collect()
 }
 
-/// Loads the hub with every run the database keeps, as of one snapshot; returns the position
-/// the log is read after from then on.
-pub(super) async fn load(client: &mut Client, hub: &RunHub, epoch: u64) -> Result<u64, StoreError> {
-    let tx = client
+/// A read-only transaction whose statements all see one snapshot of the database.
+async fn snapshot_tx(client: &mut Client) -> Result<tokio_postgres::Transaction<'_>, StoreError> {
+    Ok(client
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()
-        .await?;
+        .await?)
+}
+
+/// Loads the hub with every run the database keeps, as of one snapshot; returns the position
+/// the log is read after from then on.
+pub(super) async fn load(client: &mut Client, hub: &RunHub, epoch: u64) -> Result<u64, StoreError> {
+    let tx = snapshot_tx(client).await?;
     // The latest position committed: every change at or before it is in this snapshot, and
     // every later one commits after it (commit order).
     let through: i64 = tx.query_one(LATEST_POSITION, &[]).await?.get(0);
@@ -239,12 +244,7 @@ pub(super) async fn replay(
         return Ok(None);
     }
     // One snapshot: the changes read and what the retention pruned agree.
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = snapshot_tx(client).await?;
     let pruned: i64 = (tx.query_one("SELECT pruned_through FROM runcast_meta", &[]))
         .await?
         .get(0);

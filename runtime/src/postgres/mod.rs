@@ -127,11 +127,8 @@ impl fmt::Display for Said {
     }
 }
 
-impl std::error::Error for Said {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
-    }
-}
+/// Its message holds the whole chain already: no source, so that nothing shows it twice.
+impl std::error::Error for Said {}
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(error: deadpool_postgres::PoolError) -> Self {

@@ -15,6 +15,16 @@ use super::testing::database;
 use crate::model::RunStatus;
 use crate::{Cursor, Engine, RunFeed, Scope, TaskContext, TriggerOptions, task};
 
+/// A process that triggers and watches, and runs nothing.
+fn declaring(store: PostgresStore) -> Engine {
+    Engine::builder()
+        .postgres(store)
+        .declare::<Double>()
+        .declare::<Hold>()
+        .build()
+        .expect("an engine")
+}
+
 /// What a child prints before each line meant for its parent.
 const LINE: &str = "runcast-child:";
 
@@ -75,12 +85,7 @@ fn child() {
                 std::future::pending::<()>().await;
             }
             "trigger" => {
-                let engine = Engine::builder()
-                    .postgres(store)
-                    .declare::<Double>()
-                    .declare::<Hold>()
-                    .build()
-                    .expect("an engine");
+                let engine = declaring(store);
                 let held = engine.trigger::<Hold>(300_000).await.expect("a trigger");
                 let later = TriggerOptions::default().delay(Duration::from_secs(2));
                 let delayed = (engine.trigger_with::<Double>(1, later).await).expect("a trigger");
@@ -98,12 +103,7 @@ fn child() {
                 std::future::pending::<()>().await;
             }
             "watcher" => {
-                let engine = Engine::builder()
-                    .postgres(store)
-                    .declare::<Double>()
-                    .declare::<Hold>()
-                    .build()
-                    .expect("an engine");
+                let engine = declaring(store);
                 let from: Cursor = std::env::var("RUNCAST_CHILD_FROM")
                     .map_or(Cursor::START, |c| c.parse().expect("a cursor"));
                 let until: usize = (std::env::var("RUNCAST_CHILD_UNTIL").expect("UNTIL"))
@@ -266,13 +266,7 @@ async fn processes_trigger_execute_watch_and_survive_a_killed_worker() {
         .map(|line| line.strip_prefix("ready ").expect("ready <pid>").to_owned())
         .collect();
 
-    let store = PostgresStore::connect(&url).await.unwrap();
-    let producer = Engine::builder()
-        .postgres(store)
-        .declare::<Double>()
-        .declare::<Hold>()
-        .build()
-        .unwrap();
+    let producer = declaring(PostgresStore::connect(&url).await.unwrap());
     let tagged = TriggerOptions::default().tag("mp");
     let held = producer
         .trigger_with::<Hold>(300_000, tagged.clone())
@@ -408,13 +402,7 @@ async fn runs_waiting_outlive_the_restart_of_every_process() {
 
     let restarted = crate::Timestamp::now();
     let _worker = Process::start("worker", &url, &[]);
-    let store = PostgresStore::connect(&url).await.unwrap();
-    let watcher = Engine::builder()
-        .postgres(store)
-        .declare::<Double>()
-        .declare::<Hold>()
-        .build()
-        .unwrap();
+    let watcher = declaring(PostgresStore::connect(&url).await.unwrap());
     let limit = Duration::from_secs(30);
     let id = |id: &str| crate::RunId::from(id);
     let held = tokio::time::timeout(limit, watcher.wait::<Hold>(&id(held)))
