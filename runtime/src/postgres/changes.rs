@@ -16,6 +16,7 @@
 //! after reconnecting the reader reads from its position again, so it neither skips nor
 //! repeats a change.
 
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -251,33 +252,56 @@ pub(super) async fn replay(
     if after < pruned.cast_unsigned() {
         return Ok(None);
     }
-    let (filter, key) = match scope {
-        Scope::Run(id) => ("AND run_id = $4", Some(id.as_str())),
-        Scope::Batch(id) => ("AND batch_id = $4", Some(id.as_str())),
-        Scope::Tags(_) => ("", None),
+    // A change that takes a run out of a tag scope shows too (as the hub shows it): its run
+    // was in scope before it, by its previous change in the range or, for its first, by its
+    // change at or before `after` (`previous`).
+    let (filter, previous, key) = match scope {
+        Scope::Run(id) => ("AND c.run_id = $4", "NULL::text", Some(id.as_str())),
+        Scope::Batch(id) => ("AND c.batch_id = $4", "NULL::text", Some(id.as_str())),
+        Scope::Tags(_) => (
+            "",
+            "(SELECT p.data FROM runcast_changes p
+              WHERE p.run_id = c.run_id AND p.kind = 'run' AND p.position <= $4
+              ORDER BY p.position DESC LIMIT 1)",
+            None,
+        ),
     };
     let statement = tx
         .prepare(&format!(
-            "SELECT position, batch_id, data FROM runcast_changes
-             WHERE kind = 'run' AND position > $1 AND position <= $2 {filter}
-             ORDER BY position LIMIT $3"
+            "SELECT c.position, c.batch_id, c.data, {previous} FROM runcast_changes c
+             WHERE c.kind = 'run' AND c.position > $1 AND c.position <= $2 {filter}
+             ORDER BY c.position LIMIT $3"
         ))
         .await?;
     let mut changes = Vec::new();
+    let mut was_in: HashMap<RunId, bool> = HashMap::new();
     let (mut last, through) = (after.cast_signed(), through.cast_signed());
+    let after = after.cast_signed();
     loop {
         let rows = match key {
             Some(key) => {
                 tx.query(&statement, &[&last, &through, &PAGE, &key])
                     .await?
             }
-            None => tx.query(&statement, &[&last, &through, &PAGE]).await?,
+            None => {
+                tx.query(&statement, &[&last, &through, &PAGE, &after])
+                    .await?
+            }
         };
         for row in &rows {
             let position = row.get::<_, i64>(0).cast_unsigned();
             let run = snapshot(position, row.get(2))?;
             let batch = row.get::<_, Option<&str>>(1).map(BatchId::from);
-            if in_scope(scope, &run, batch.as_ref()) {
+            let now_in = in_scope(scope, &run, batch.as_ref());
+            let before = match (was_in.get(&run.id), row.get::<_, Option<&str>>(3)) {
+                (Some(&before), _) => before,
+                (None, Some(previous)) => {
+                    in_scope(scope, &snapshot(position, Some(previous))?, batch.as_ref())
+                }
+                (None, None) => false,
+            };
+            was_in.insert(run.id.clone(), now_in);
+            if now_in || before {
                 changes.push((position, Arc::new(run)));
             }
         }
