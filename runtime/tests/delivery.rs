@@ -270,10 +270,11 @@ on_every_backend! {
             .unwrap();
         let run = engine.trigger::<Paced>((501, lane(backend))).await.unwrap();
         let mut updates = engine.subscribe_to_run(&run).await.unwrap();
-        let mut seen = Vec::new();
+        let (mut seen, mut statuses) = (Vec::new(), Vec::new());
         while let Some(update) = within("the next change", updates.next()).await {
             let update = update.unwrap();
             assert!(!update.coalesced, "{update:?}");
+            statuses.push((update.run.status, update.run.output));
             if let Some(i) = update
                 .run
                 .metadata
@@ -289,6 +290,8 @@ on_every_backend! {
         // The final snapshot shows the last value again, with the run completed.
         assert_eq!(seen.pop(), Some(500));
         assert_eq!(seen, (0..501).collect::<Vec<_>>());
+        assert_eq!(statuses[..2], [(RunStatus::Queued, None), (RunStatus::Executing, None)]);
+        assert_eq!(statuses.last(), Some(&(RunStatus::Completed, Some(501))));
     }
 }
 

@@ -631,6 +631,20 @@ async fn a_cancel_reaches_the_attempt_in_another_process() {
         .await
         .unwrap();
     assert_eq!(finals.get::<_, i64>(0), 1, "one final change");
+    let last = client(&url)
+        .await
+        .query_one(
+            "SELECT data::jsonb ->> 'status' FROM runcast_changes
+             WHERE kind = 'run' AND run_id = $1 ORDER BY position DESC LIMIT 1",
+            &[&handle.id().as_str()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        last.get::<_, &str>(0),
+        "CANCELED",
+        "nothing after the final change"
+    );
 }
 
 /// Timers live in the database: a delayed run whose producer is gone starts when a worker
@@ -1295,6 +1309,20 @@ async fn runs_triggered_with_every_option_read_back_whole_in_a_later_process() {
         assert_eq!(json(&there.run), json(&here.run));
         assert_eq!(there.cursor, here.cursor);
     }
+    // What the rows keep that no snapshot shows.
+    let hidden = client(&url)
+        .await
+        .query_one(
+            "SELECT runcast_max_attempts, runcast_max_duration_ms,
+                    runcast_expire_at - \"createdAt\" = interval '7200 seconds'
+             FROM \"TaskRun\" WHERE id = $1",
+            &[&alone.id().as_str()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(hidden.get::<_, i32>(0), 7);
+    assert_eq!(hidden.get::<_, Option<i64>>(1), Some(1_500));
+    assert!(hidden.get::<_, bool>(2), "expires a TTL after its creation");
 }
 
 /// When each run of `pg-fail-once` started its second attempt.
@@ -1356,6 +1384,11 @@ async fn a_retry_is_attempted_at_its_time_by_a_process_that_never_saw_the_run() 
     .expect("the first attempt never failed");
     first.shutdown(Duration::from_secs(1)).await;
     drop(first);
+    let restarted = crate::Timestamp::now();
+    assert!(
+        restarted < retry_at,
+        "the second process came at {restarted}, after the retry's time ({retry_at}): too late to tell"
+    );
     let second = worker().await;
     let run = tokio::time::timeout(Duration::from_secs(20), producer.wait(&handle))
         .await
