@@ -169,6 +169,32 @@ async fn a_bad_connection_string_or_an_unreachable_server_is_a_clear_error() {
     assert!(error.to_string().contains("does not exist"), "{error}");
 }
 
+/// The pool's connections (every statement of an engine) and the change reader's run with JIT
+/// compilation off, unless the connection's own options turn it on.
+#[tokio::test]
+async fn connections_run_without_jit_unless_their_options_ask_for_it() {
+    let url = database().await;
+    let jit = |store: &PostgresStore| {
+        let (pool, config) = (store.inner.pool.clone(), store.inner.config.clone());
+        async move {
+            let pooled = pool.get().await.unwrap();
+            let (own, connection) = config.connect(NoTls).await.unwrap();
+            tokio::spawn(connection);
+            let mut said = Vec::new();
+            for client in [&**pooled, &own] {
+                let row = client.query_one("SHOW jit", &[]).await.unwrap();
+                said.push(row.get::<_, String>(0));
+            }
+            said
+        }
+    };
+    let store = PostgresStore::connect(&url).await.unwrap();
+    assert_eq!(jit(&store).await, ["off", "off"]);
+    let theirs = format!("{url} options='-c jit=on -c application_name=mine'");
+    let store = PostgresStore::connect(&theirs).await.unwrap();
+    assert_eq!(jit(&store).await, ["on", "on"]);
+}
+
 /// Writers take positions and commit after a random delay, some roll back; a reader reading
 /// all the while must see, in the end, exactly the committed positions, each once, and never
 /// see a position after having read a greater one.
