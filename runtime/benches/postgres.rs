@@ -15,6 +15,9 @@
 //!   then runs triggered one at a time, 100 per second, from the trigger to the start of their
 //!   attempt in a worker process (p50, p99, max). `peers/graphile` does the same work with
 //!   Graphile Worker, for comparison;
+//! - `kept`: the `runs` section again, over a run table that already keeps `KEPT` finished
+//!   runs (as a retention of an hour would under load, its changes pruned): claims and timers
+//!   must read what they take, not the whole table;
 //! - `latency`: a change made here, at 1,000 changes per second, to the typed item in a
 //!   subscriber process: p50, p99, max;
 //! - `fanout`: typed updates per second delivered to 100 tag subscribers in another process.
@@ -55,6 +58,8 @@ const SPAN: Duration = Duration::from_secs(5);
 const RUNS: u64 = 5_000;
 /// Runs measured one by one in `runs`, from trigger to the start of their attempt.
 const STARTS: usize = 1_000;
+/// Finished runs the table keeps in `kept`.
+const KEPT: i64 = 100_000;
 /// Subscribers in `fanout`.
 const SUBSCRIBERS: usize = 100;
 
@@ -103,6 +108,11 @@ fn main() {
         }
         if wanted("runs") {
             runs(&database(&server, "runs").await).await;
+        }
+        if wanted("kept") {
+            let url = database(&server, "kept").await;
+            keep_finished(&url).await;
+            runs(&url).await;
         }
         if wanted("latency") {
             latency(&database(&server, "latency").await).await;
@@ -360,6 +370,32 @@ async fn child(role: &str, url: &str) {
 fn now_micros() -> u64 {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     u64::try_from(since.as_micros()).unwrap()
+}
+
+/// Fills the run table with `KEPT` finished runs, their changes pruned from the log, and
+/// has Postgres analyze it, as it would have by then.
+async fn keep_finished(url: &str) {
+    drop(PostgresStore::connect(url).await.unwrap());
+    let clock = Instant::now();
+    connect(url)
+        .await
+        .batch_execute(&format!(
+            r#"INSERT INTO "TaskRun" (id, "friendlyId", "taskIdentifier", number, status,
+                   "createdAt", "updatedAt", "startedAt", "completedAt", payload, output,
+                   runcast_created, runcast_attempts, runcast_max_attempts, runcast_forget_at)
+               SELECT 'run_kept' || n, 'run_kept' || n, 'noop', n, 'COMPLETED_SUCCESSFULLY',
+                   now(), now(), now(), now(), n::text, 'null', n, 1, 3, now() + interval '1 day'
+               FROM generate_series(1, {KEPT}) n;
+               SELECT setval('runcast_position', {KEPT});
+               UPDATE runcast_meta SET pruned_through = {KEPT};
+               ANALYZE "TaskRun";"#
+        ))
+        .await
+        .unwrap();
+    println!(
+        "kept: {KEPT} finished runs stored in {:.1} s",
+        clock.elapsed().as_secs_f64()
+    );
 }
 
 async fn runs(url: &str) {

@@ -625,10 +625,12 @@ impl RunStore for Started {
 
     async fn claim(&self, tasks: &[&'static str], max: usize) -> Result<Vec<RunId>, StoreError> {
         // Each task's waiting runs are read in the index's order, so a claim reads the runs it
-        // takes (and the ones other claims hold), not every run that waits.
+        // takes (and the ones other claims hold), not every run that waits. Their ids come as
+        // an array, which the primary key finds: with `id IN (...)`, Postgres planned a hash
+        // join over every row of the table.
         let claim = Write::new(
             "UPDATE \"TaskRun\" SET runcast_lease_owner = $3, runcast_lease_until = $4
-             WHERE id IN (
+             WHERE id = ANY(ARRAY(
                  SELECT w.id FROM unnest($1::text[]) t(task), LATERAL (
                      SELECT id, runcast_created FROM \"TaskRun\"
                      WHERE \"taskIdentifier\" = t.task
@@ -637,7 +639,7 @@ impl RunStore for Started {
                        AND coalesce(runcast_lease_until <= $2, true)
                      ORDER BY runcast_created LIMIT $5
                      FOR UPDATE SKIP LOCKED) w
-                 ORDER BY w.runcast_created LIMIT $5)
+                 ORDER BY w.runcast_created LIMIT $5))
              RETURNING id, runcast_created",
             vec![
                 Box::new(tasks.to_vec()),
@@ -661,14 +663,20 @@ impl RunStore for Started {
     }
 
     async fn due(&self, max: usize) -> Result<Vec<(RunId, Timer)>, StoreError> {
+        // One query per timer, each through its index: with the three `OR`ed, Postgres read
+        // the whole table. A delayed run whose delay and TTL are both due starts: its delay
+        // fires.
         let due = Write::new(
-            "SELECT id, CASE WHEN status = 'EXECUTING' THEN 'lease'
-                             WHEN status = 'DELAYED' AND \"delayUntil\" <= $1 THEN 'delay'
-                             ELSE 'ttl' END
-             FROM \"TaskRun\"
-             WHERE (status = 'DELAYED' AND \"delayUntil\" <= $1)
-                OR (status IN ('PENDING', 'DELAYED') AND runcast_expire_at <= $1)
-                OR (status = 'EXECUTING' AND runcast_lease_until <= $1)
+            "(SELECT id, 'delay' FROM \"TaskRun\"
+              WHERE status = 'DELAYED' AND \"delayUntil\" <= $1 LIMIT $2)
+             UNION ALL
+             (SELECT id, 'ttl' FROM \"TaskRun\"
+              WHERE status IN ('PENDING', 'DELAYED') AND runcast_expire_at <= $1
+                AND NOT (status = 'DELAYED' AND coalesce(\"delayUntil\" <= $1, false))
+              LIMIT $2)
+             UNION ALL
+             (SELECT id, 'lease' FROM \"TaskRun\"
+              WHERE status = 'EXECUTING' AND runcast_lease_until <= $1 LIMIT $2)
              LIMIT $2",
             vec![
                 Box::new(to_column(Timestamp::now())),
