@@ -19,7 +19,7 @@
 //! [`GRACE`], the group goes on without the members still reading, which then make their
 //! changes alone.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::{Future, poll_fn};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool};
 use tokio::sync::{OnceCell, oneshot};
+use tokio_postgres::Row;
 
 use super::changes::{self, Entry};
 use super::row;
@@ -57,9 +58,10 @@ struct State {
 
 #[derive(Default)]
 struct Group {
-    /// The transaction's connection, `BEGIN` sent; opened by the first member that locks.
+    /// The transaction's connection, `BEGIN` sent; opened by its first read.
     client: OnceCell<Object>,
     members: Mutex<Members>,
+    reads: Mutex<Reads>,
     /// Whether its transaction committed: only then does its connection go back to the pool.
     committed: AtomicBool,
 }
@@ -94,6 +96,19 @@ struct Members {
     committing: bool,
     handed: Vec<Handed>,
 }
+
+/// The rows members asked for: read together, in one statement per round, by a task of the
+/// group's (rows asked while a round reads wait for the next).
+#[derive(Default)]
+struct Reads {
+    /// The runs whose rows the next round reads, and where each row goes.
+    asked: Vec<(RunId, RowTo)>,
+    /// Whether the group's task reads.
+    reading: bool,
+}
+
+/// Where a member's row goes (`None`: not kept, or held by another transaction).
+type RowTo = oneshot::Sender<Result<Option<Row>, StoreError>>;
 
 /// One member's writes, and where their rows go.
 struct Handed {
@@ -239,6 +254,55 @@ impl Groups {
     }
 }
 
+impl Group {
+    /// Reads the rows asked for, round after round, until none is asked.
+    async fn read_rows(self: Arc<Self>, pool: Pool) {
+        loop {
+            let asked = {
+                let mut reads = lock(&self.reads);
+                if reads.asked.is_empty() {
+                    reads.reading = false;
+                    return;
+                }
+                std::mem::take(&mut reads.asked)
+            };
+            let ids: Vec<&str> = asked.iter().map(|(id, _)| id.as_str()).collect();
+            match self.lock_rows(&pool, &ids).await {
+                Ok(rows) => {
+                    let mut rows: HashMap<String, Row> =
+                        rows.into_iter().map(|row| (row.get(0), row)).collect();
+                    for (id, sender) in asked {
+                        let _ = sender.send(Ok(rows.remove(id.as_str())));
+                    }
+                }
+                Err(error) => {
+                    for (_, sender) in asked {
+                        let _ = sender.send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the rows of runs `ids`, locked, in the group's transaction (begun by the first).
+    async fn lock_rows(&self, pool: &Pool, ids: &[&str]) -> Result<Vec<Row>, StoreError> {
+        let client = (self.client)
+            .get_or_try_init(|| async {
+                let client = pool.get().await?;
+                // Sent, not awaited: the statements sent after it are answered after it, in
+                // its transaction. It fails only with the connection, and then so do they.
+                {
+                    let mut begin = pin!(client.batch_execute("BEGIN"));
+                    let _ = poll_fn(|cx| Poll::Ready(begin.as_mut().poll(cx))).await;
+                }
+                Ok::<_, StoreError>(client)
+            })
+            .await?;
+        let statement = client.prepare_cached(&LOCK_UNLESS_HELD).await?;
+        Ok(client.query(&statement, &[&ids]).await?)
+    }
+}
+
 impl Member {
     /// Locks the run's row in the group's transaction; returns its record and batch, or
     /// `None` if the run is not kept, another transaction holds its row, or the group went on
@@ -261,23 +325,22 @@ impl Member {
         Ok(Some(row::record(&found, self.groups.epoch)?))
     }
 
-    /// Reads the run's row, locked, in the group's transaction.
-    async fn read(&self, id: &RunId) -> Result<Option<tokio_postgres::Row>, StoreError> {
-        let pool = &self.groups.pool;
-        let client = (self.group.client)
-            .get_or_try_init(|| async {
-                let client = pool.get().await?;
-                // Sent, not awaited: the statements sent after it are answered after it, in
-                // its transaction. It fails only with the connection, and then so do they.
-                {
-                    let mut begin = pin!(client.batch_execute("BEGIN"));
-                    let _ = poll_fn(|cx| Poll::Ready(begin.as_mut().poll(cx))).await;
-                }
-                Ok::<_, StoreError>(client)
-            })
-            .await?;
-        let statement = client.prepare_cached(&LOCK_UNLESS_HELD).await?;
-        Ok(client.query_opt(&statement, &[&id.as_str()]).await?)
+    /// Reads the run's row, locked, in the group's transaction, with the rows other members
+    /// ask for meanwhile.
+    async fn read(&self, id: &RunId) -> Result<Option<Row>, StoreError> {
+        let (sender, row) = oneshot::channel();
+        let start = {
+            let mut reads = lock(&self.group.reads);
+            reads.asked.push((id.clone(), sender));
+            !std::mem::replace(&mut reads.reading, true)
+        };
+        if start {
+            // A task of its own: a member's future, dropped, would abandon the others.
+            let (group, pool) = (Arc::clone(&self.group), self.groups.pool.clone());
+            self.groups.runtime.spawn(group.read_rows(pool));
+        }
+        row.await
+            .unwrap_or_else(|_| Err(StoreError::new("a group's read ended before it answered")))
     }
 
     /// Hands the member's writes over and waits for the group's commit; returns the positions
@@ -318,10 +381,14 @@ impl Drop for Member {
     }
 }
 
-/// Selects a run's row, locked until the transaction ends, unless another transaction holds
-/// it.
-static LOCK_UNLESS_HELD: LazyLock<String> =
-    LazyLock::new(|| format!("{} FOR UPDATE SKIP LOCKED", *row::SELECT));
+/// Selects the rows of runs (`$1`, their ids), locked until the transaction ends, but those
+/// another transaction holds.
+static LOCK_UNLESS_HELD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM \"TaskRun\" WHERE id = ANY($1) FOR UPDATE SKIP LOCKED",
+        row::COLUMNS
+    )
+});
 
 /// A run's row, locked for a change: in a group, or in a transaction of its own.
 pub(super) enum Locked {
@@ -391,7 +458,7 @@ fn writes<'w>(
 }
 
 /// The positions of the appended entries, from what [`writes`] wrote.
-fn positions(written: &[Vec<tokio_postgres::Row>], appended: bool) -> Vec<u64> {
+fn positions(written: &[Vec<Row>], appended: bool) -> Vec<u64> {
     match written.last() {
         Some(appended_rows) if appended => changes::positions(appended_rows),
         _ => Vec::new(),

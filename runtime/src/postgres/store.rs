@@ -628,9 +628,15 @@ impl RunStore for Started {
         // takes (and the ones other claims hold), not every run that waits. Their ids come as
         // an array, which the primary key finds: with `id IN (...)`, Postgres planned a hash
         // join over every row of the table.
+        //
+        // One statement, its own transaction. A claim publishes nothing and only holds runs
+        // for a while: its commit need not wait for the disk (`lazily`, for this transaction
+        // only). Lost in a crash, it is as if it never happened (the runs are claimed again);
+        // the attempt's start, which is durable, makes it durable too.
         let claim = Write::new(
-            "UPDATE \"TaskRun\" SET runcast_lease_owner = $3, runcast_lease_until = $4
-             WHERE id = ANY(ARRAY(
+            "WITH lazily AS (SELECT set_config('synchronous_commit', 'off', true))
+             UPDATE \"TaskRun\" SET runcast_lease_owner = $3, runcast_lease_until = $4
+             WHERE EXISTS (SELECT FROM lazily) AND id = ANY(ARRAY(
                  SELECT w.id FROM unnest($1::text[]) t(task), LATERAL (
                      SELECT id, runcast_created FROM \"TaskRun\"
                      WHERE \"taskIdentifier\" = t.task
@@ -649,12 +655,7 @@ impl RunStore for Started {
                 Box::new(i64::try_from(max).unwrap_or(i64::MAX)),
             ],
         );
-        // A claim publishes nothing and only holds runs for a while: it need not wait for its
-        // commit to reach the disk. Lost in a crash, it is as if it never happened (the runs
-        // are claimed again); the attempt's start, which is durable, makes it durable too.
-        let lazily = Write::new("SET LOCAL synchronous_commit TO OFF", Vec::new());
-        let (tx, _) = Tx::begin_with(self.pool(), &lazily).await?;
-        let rows = tx.commit_with(&[&claim]).await?.concat();
+        let rows = claim.run(&*self.client().await?).await?;
         let mut claimed: Vec<(i64, String)> =
             rows.iter().map(|row| (row.get(1), row.get(0))).collect();
         // In the order they were created.
