@@ -1432,3 +1432,91 @@ async fn a_retry_is_attempted_at_its_time_by_a_process_that_never_saw_the_run() 
     );
     drop(second);
 }
+
+/// Always fails.
+#[task(id = "pg-refuse")]
+async fn refuse(_: (), _ctx: TaskContext) -> Result<(), String> {
+    Err("refused".into())
+}
+
+/// A row holds everything a change set: a process started afterwards has each changed run
+/// exactly as the process that changed it does: tags removed and added, metadata, streams,
+/// output, error, cancellation. A finished run is leased to none, and is to be forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_runs_read_back_whole_in_a_later_process() {
+    let url = database().await;
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let first = Engine::builder()
+        .postgres(store)
+        .task::<Count>()
+        .task::<Refuse>()
+        .declare::<Double>()
+        .build()
+        .unwrap();
+    let tagged = TriggerOptions::default().tag("a").tag("b");
+    let counted = first
+        .trigger_with::<Count>(3, tagged.clone())
+        .await
+        .unwrap();
+    let refused = (first.trigger_with::<Refuse>((), tagged.clone().max_attempts(1)))
+        .await
+        .unwrap();
+    let waits = tagged.delay(Duration::from_secs(3_600));
+    let canceled = first.trigger_with::<Double>(1, waits).await.unwrap();
+    first.remove_tags(canceled.id(), ["a"]).await.unwrap();
+    first.add_tags(canceled.id(), ["c"]).await.unwrap();
+    let step = crate::MetadataOp::Set("step".into(), serde_json::json!({"of": [1, "two"]}));
+    first.update_metadata(canceled.id(), [step]).await.unwrap();
+    first.cancel(canceled.id()).await.unwrap();
+    let ids = [counted.id(), refused.id(), canceled.id()];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        for id in ids {
+            while !first.latest(id).await.unwrap().run.status.is_final() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    })
+    .await
+    .expect("every run finishes");
+    let later = producer(&url).await;
+    for id in ids {
+        let (here, there) = (
+            first.latest(id).await.unwrap(),
+            later.latest(id).await.unwrap(),
+        );
+        let json = |run: &AnyRun| serde_json::to_string(run).unwrap();
+        assert_eq!(json(&there.run), json(&here.run));
+        assert_eq!(there.cursor, here.cursor);
+    }
+    let (counted, refused, canceled) = (
+        later.latest(counted.id()).await.unwrap().run,
+        later.latest(refused.id()).await.unwrap().run,
+        later.latest(canceled.id()).await.unwrap().run,
+    );
+    assert_eq!(counted.status, RunStatus::Completed);
+    assert_eq!(counted.realtime_streams, ["numbers"]);
+    assert_eq!(counted.output.as_ref().map(|o| o.get()), Some("3"));
+    assert_eq!(refused.status, RunStatus::Failed);
+    assert!(refused.error.is_some(), "{refused:?}");
+    assert_eq!(canceled.status, RunStatus::Canceled);
+    assert_eq!(&*canceled.tags, ["b", "c"]);
+    assert_eq!(
+        canceled.metadata.as_ref().map(|m| m.get()),
+        Some(r#"{"step":{"of":[1,"two"]}}"#)
+    );
+    let rows = client(&url)
+        .await
+        .query(
+            "SELECT runcast_lease_owner IS NULL AND runcast_lease_until IS NULL,
+                    runcast_forget_at IS NOT NULL
+             FROM \"TaskRun\" WHERE id = ANY($1)",
+            &[&ids.map(|id| id.as_str()).to_vec()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    for row in rows {
+        assert!(row.get::<_, bool>(0), "a finished run is leased to none");
+        assert!(row.get::<_, bool>(1), "a finished run is to be forgotten");
+    }
+}
