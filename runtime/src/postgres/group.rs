@@ -32,7 +32,7 @@ use tokio::sync::{OnceCell, oneshot};
 use tokio_postgres::Row;
 
 use super::changes::{self, Entry};
-use super::row;
+use super::row::{self, RowWrite};
 use super::tx::{self, Tx, Write};
 use crate::engine::store::Record;
 use crate::model::{BatchId, RunId, StoreError};
@@ -113,7 +113,7 @@ type RowTo = oneshot::Sender<Result<Option<Row>, StoreError>>;
 /// One member's writes, and where their rows go.
 struct Handed {
     /// Writes that take no lock but their rows'.
-    rows: Vec<Write<'static>>,
+    rows: Vec<RowWrite>,
     /// Changes for the log: appended after every member's `rows`, all in one statement, so
     /// that the log's lock is held for it and the commit only.
     log: Vec<Entry>,
@@ -210,12 +210,12 @@ impl Groups {
     }
 
     async fn commit(self: Arc<Self>, group: Arc<Group>) {
-        let handed = std::mem::take(&mut lock(&group.members).handed);
+        let mut handed = std::mem::take(&mut lock(&group.members).handed);
         let committed = match group.client.get() {
             Some(client) => {
+                let update = update(handed.iter_mut().flat_map(|h| std::mem::take(&mut h.rows)));
                 let append = append(handed.iter().flat_map(|h| &h.log));
-                let rows: Vec<&Write<'static>> = handed.iter().flat_map(|h| &h.rows).collect();
-                let committed = tx::commit(client, &writes(rows, append.as_ref()))
+                let committed = tx::commit(client, &writes(update.as_ref(), append.as_ref()))
                     .await
                     .map(|written| positions(&written, append.is_some()));
                 group.committed.store(committed.is_ok(), Ordering::Relaxed);
@@ -347,7 +347,7 @@ impl Member {
     /// of its `log` entries.
     pub(super) async fn commit(
         mut self,
-        rows: Vec<Write<'static>>,
+        rows: Vec<RowWrite>,
         log: Vec<Entry>,
     ) -> Result<Vec<u64>, StoreError> {
         let (done, committed) = oneshot::channel();
@@ -419,14 +419,16 @@ impl Locked {
     /// of the `log` entries.
     pub(super) async fn commit(
         self,
-        rows: Vec<Write<'static>>,
+        rows: Vec<RowWrite>,
         log: Vec<Entry>,
     ) -> Result<Vec<u64>, StoreError> {
         match self {
             Locked::Member(member) => member.commit(rows, log).await,
             Locked::Alone(tx) => {
-                let append = append(&log);
-                let written = tx.commit_with(&writes(&rows, append.as_ref())).await?;
+                let (update, append) = (update(rows), append(&log));
+                let written = tx
+                    .commit_with(&writes(update.as_ref(), append.as_ref()))
+                    .await?;
                 Ok(positions(&written, append.is_some()))
             }
         }
@@ -449,12 +451,18 @@ fn append<'e>(log: impl IntoIterator<Item = &'e Entry>) -> Option<Write<'static>
     log.peek().is_some().then(|| changes::append(log))
 }
 
-/// `rows`, then `append`: what a change's transaction writes before it commits.
+/// The statement that writes `rows`, if there is any.
+fn update(rows: impl IntoIterator<Item = RowWrite>) -> Option<Write<'static>> {
+    let mut rows = rows.into_iter().peekable();
+    rows.peek().is_some().then(|| row::update(rows))
+}
+
+/// `update`, then `append`: what a change's transaction writes before it commits.
 fn writes<'w>(
-    rows: impl IntoIterator<Item = &'w Write<'static>>,
+    update: Option<&'w Write<'static>>,
     append: Option<&'w Write<'static>>,
 ) -> Vec<&'w Write<'static>> {
-    rows.into_iter().chain(append).collect()
+    update.into_iter().chain(append).collect()
 }
 
 /// The positions of the appended entries, from what [`writes`] wrote.

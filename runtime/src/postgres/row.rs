@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio_postgres::Row;
 
-use super::tx::Param;
+use super::tx::{Param, Write};
 use crate::engine::store::Record;
 use crate::model::{AnyRun, BatchId, Cursor, RunId, SerializedError, StoreError, Timestamp};
 use crate::wire::status::{database_name, from_database_name};
@@ -26,15 +26,6 @@ pub(super) const COLUMNS: &str = r#"id, "taskIdentifier", number, status, "creat
 /// Selects a run's row (`$1`, its id) with [`COLUMNS`]; a statement that locks it adds to it.
 pub(super) static SELECT: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {COLUMNS} FROM \"TaskRun\" WHERE id = $1"));
-
-/// The columns a change writes (every one a change may touch), as `SET` assignments from
-/// `$2` on (`$1` is the run's id), in the order of [`Written::params`].
-pub(super) const SET_COLUMNS: &str = r#"status = $2, "updatedAt" = $3, "startedAt" = $4,
-    "delayUntil" = $5, "queuedAt" = $6, "expiredAt" = $7, "completedAt" = $8,
-    "usageDurationMs" = $9, "costInCents" = $10, "baseCostInCents" = $11, output = $12,
-    metadata = $13, "runTags" = $14, error = $15, "realtimeStreams" = $16,
-    runcast_attempts = $17, runcast_stream_bytes = $18, runcast_attempt_started_at = $19,
-    runcast_retry_at = $20"#;
 
 /// A timestamp as the run table keeps it: UTC wall-clock time, without a zone.
 pub(super) fn to_column(t: Timestamp) -> DateTime {
@@ -144,8 +135,8 @@ pub(super) fn record_after(
     Ok((record, batch))
 }
 
-/// What a change writes of a record, as the parameters of [`SET_COLUMNS`], or serialized
-/// under its columns' names.
+/// What a change writes of a record: to its row ([`RowWrite`]), or serialized under its
+/// columns' names (a new run's).
 #[derive(Serialize)]
 pub(super) struct Written {
     id: String,
@@ -215,30 +206,168 @@ impl Written {
             retry_at: record.retry_at.map(to_column),
         })
     }
+}
 
-    /// `$1` (the id) and the parameters of [`SET_COLUMNS`], in order.
-    pub(super) fn params(self) -> Vec<Param> {
-        vec![
-            Box::new(self.id),
-            Box::new(self.status),
-            Box::new(self.updated_at),
-            Box::new(self.started_at),
-            Box::new(self.delayed_until),
-            Box::new(self.queued_at),
-            Box::new(self.expired_at),
-            Box::new(self.finished_at),
-            Box::new(self.duration_ms),
-            Box::new(self.cost_in_cents),
-            Box::new(self.base_cost_in_cents),
-            Box::new(self.output),
-            Box::new(self.metadata),
-            Box::new(self.tags),
-            Box::new(self.error),
-            Box::new(self.realtime_streams),
-            Box::new(self.attempts),
-            Box::new(self.stream_bytes),
-            Box::new(self.attempt_started),
-            Box::new(self.retry_at),
-        ]
+/// A change's write to its run's row: what it wrote of the record, and of runcast's columns.
+pub(super) struct RowWrite {
+    written: Written,
+    /// Whether subscribers see the change: only such a change moves the lease and the time
+    /// the run is forgotten.
+    visible: bool,
+    /// When the run is forgotten, once it finished.
+    forget_at: Option<DateTime>,
+    /// The process that leases the run from now, and until when, if it starts executing.
+    lease: Option<(String, DateTime)>,
+}
+
+impl RowWrite {
+    /// The write of a change subscribers see. A run that starts executing is leased (`lease`);
+    /// a run that is not executing after it is leased to none.
+    pub(super) fn visible(
+        record: &Record,
+        forget_at: Option<DateTime>,
+        lease: Option<(String, DateTime)>,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            written: Written::of(record)?,
+            visible: true,
+            forget_at,
+            lease,
+        })
+    }
+
+    /// The write of what a change did to fields no subscriber sees.
+    pub(super) fn hidden(record: &Record) -> Result<Self, StoreError> {
+        Ok(Self {
+            written: Written::of(record)?,
+            visible: false,
+            forget_at: None,
+            lease: None,
+        })
     }
 }
+
+/// The statement that writes `rows` (of distinct runs), all in one.
+pub(super) fn update(rows: impl IntoIterator<Item = RowWrite>) -> Write<'static> {
+    /// One array per column, of the rows' values in order.
+    #[derive(Default)]
+    struct Columns {
+        id: Vec<String>,
+        status: Vec<&'static str>,
+        updated_at: Vec<DateTime>,
+        started_at: Vec<Option<DateTime>>,
+        delayed_until: Vec<Option<DateTime>>,
+        queued_at: Vec<Option<DateTime>>,
+        expired_at: Vec<Option<DateTime>>,
+        finished_at: Vec<Option<DateTime>>,
+        duration_ms: Vec<i32>,
+        cost_in_cents: Vec<f64>,
+        base_cost_in_cents: Vec<f64>,
+        output: Vec<Option<String>>,
+        metadata: Vec<Option<String>>,
+        /// As JSON arrays: Postgres's arrays of arrays must all have one length.
+        tags: Vec<String>,
+        error: Vec<Option<String>>,
+        realtime_streams: Vec<String>,
+        attempts: Vec<i32>,
+        stream_bytes: Vec<i64>,
+        attempt_started: Vec<Option<DateTime>>,
+        retry_at: Vec<Option<DateTime>>,
+        visible: Vec<bool>,
+        forget_at: Vec<Option<DateTime>>,
+        lease_owner: Vec<Option<String>>,
+        lease_until: Vec<Option<DateTime>>,
+    }
+    let mut c = Columns::default();
+    for row in rows {
+        let w = row.written;
+        c.id.push(w.id);
+        c.status.push(w.status);
+        c.updated_at.push(w.updated_at);
+        c.started_at.push(w.started_at);
+        c.delayed_until.push(w.delayed_until);
+        c.queued_at.push(w.queued_at);
+        c.expired_at.push(w.expired_at);
+        c.finished_at.push(w.finished_at);
+        c.duration_ms.push(w.duration_ms);
+        c.cost_in_cents.push(w.cost_in_cents);
+        c.base_cost_in_cents.push(w.base_cost_in_cents);
+        c.output.push(w.output);
+        c.metadata.push(w.metadata);
+        c.tags.push(json_array(&w.tags));
+        c.error.push(w.error.as_ref().map(ToString::to_string));
+        c.realtime_streams.push(json_array(&w.realtime_streams));
+        c.attempts.push(w.attempts);
+        c.stream_bytes.push(w.stream_bytes);
+        c.attempt_started.push(w.attempt_started);
+        c.retry_at.push(w.retry_at);
+        c.visible.push(row.visible);
+        c.forget_at.push(row.forget_at);
+        let (owner, until) = row.lease.unzip();
+        c.lease_owner.push(owner);
+        c.lease_until.push(until);
+    }
+    let params: Vec<Param> = vec![
+        Box::new(c.id),
+        Box::new(c.status),
+        Box::new(c.updated_at),
+        Box::new(c.started_at),
+        Box::new(c.delayed_until),
+        Box::new(c.queued_at),
+        Box::new(c.expired_at),
+        Box::new(c.finished_at),
+        Box::new(c.duration_ms),
+        Box::new(c.cost_in_cents),
+        Box::new(c.base_cost_in_cents),
+        Box::new(c.output),
+        Box::new(c.metadata),
+        Box::new(c.tags),
+        Box::new(c.error),
+        Box::new(c.realtime_streams),
+        Box::new(c.attempts),
+        Box::new(c.stream_bytes),
+        Box::new(c.attempt_started),
+        Box::new(c.retry_at),
+        Box::new(c.visible),
+        Box::new(c.forget_at),
+        Box::new(c.lease_owner),
+        Box::new(c.lease_until),
+    ];
+    Write::new(UPDATE, params)
+}
+
+/// `values` as a JSON array of strings.
+fn json_array(values: &[String]) -> String {
+    serde_json::Value::from(values).to_string()
+}
+
+/// Writes rows (see [`update`]). The rows are found by the primary key (`id = ANY($1)`),
+/// whatever the planner's statistics. A change subscribers see moves the lease: a run
+/// executing after it keeps its lease, or takes the one given, and any other is leased to
+/// none.
+const UPDATE: &str = r#"UPDATE "TaskRun" r SET status = u.status, "updatedAt" = u.updated_at,
+        "startedAt" = u.started_at, "delayUntil" = u.delayed_until, "queuedAt" = u.queued_at,
+        "expiredAt" = u.expired_at, "completedAt" = u.finished_at,
+        "usageDurationMs" = u.duration_ms, "costInCents" = u.cost_in_cents,
+        "baseCostInCents" = u.base_cost_in_cents, output = u.output, metadata = u.metadata,
+        "runTags" = ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)),
+        error = u.error::jsonb,
+        "realtimeStreams" = ARRAY(SELECT jsonb_array_elements_text(u.realtime_streams::jsonb)),
+        runcast_attempts = u.attempts, runcast_stream_bytes = u.stream_bytes,
+        runcast_attempt_started_at = u.attempt_started, runcast_retry_at = u.retry_at,
+        runcast_forget_at = coalesce(u.forget_at, r.runcast_forget_at),
+        runcast_lease_owner = CASE WHEN NOT u.visible THEN r.runcast_lease_owner
+            WHEN u.status = 'EXECUTING' THEN coalesce(u.lease_owner, r.runcast_lease_owner) END,
+        runcast_lease_until = CASE WHEN NOT u.visible THEN r.runcast_lease_until
+            WHEN u.status = 'EXECUTING' THEN coalesce(u.lease_until, r.runcast_lease_until) END
+    FROM unnest($1::text[], $2::text[], $3::timestamp[], $4::timestamp[], $5::timestamp[],
+                $6::timestamp[], $7::timestamp[], $8::timestamp[], $9::integer[],
+                $10::double precision[], $11::double precision[], $12::text[], $13::text[],
+                $14::text[], $15::text[], $16::text[], $17::integer[], $18::bigint[],
+                $19::timestamp[], $20::timestamp[], $21::boolean[], $22::timestamp[],
+                $23::text[], $24::timestamp[])
+        AS u(id, status, updated_at, started_at, delayed_until, queued_at, expired_at,
+             finished_at, duration_ms, cost_in_cents, base_cost_in_cents, output, metadata,
+             tags, error, realtime_streams, attempts, stream_bytes, attempt_started, retry_at,
+             visible, forget_at, lease_owner, lease_until)
+    WHERE r.id = ANY($1) AND r.id = u.id"#;

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use super::PostgresStore;
 use super::changes::{self, Entry};
 use super::group::{Groups, Locked};
-use super::row::{self, Written, to_column};
+use super::row::{self, RowWrite, Written, to_column};
 use super::tx::{Tx, Write};
 use crate::engine::StreamError;
 use crate::engine::store::{
@@ -217,15 +217,12 @@ impl Started {
         record: &Record,
         batch: Option<&BatchId>,
         (finished, started): (bool, bool),
-    ) -> Result<(Write<'static>, Entry), StoreError> {
-        let mut params = Written::of(record)?.params();
+    ) -> Result<(RowWrite, Entry), StoreError> {
         let forget_at = finished
             .then(|| Timestamp::now().checked_add(self.retention).map(to_column))
             .flatten();
-        params.push(Box::new(forget_at));
-        params.push(Box::new(started.then(|| self.owner.name())));
-        params.push(Box::new(started.then(|| self.lease_until())));
-        let row = Write::new(&CHANGE_ROW, params);
+        let lease = started.then(|| (self.owner.name(), self.lease_until()));
+        let row = RowWrite::visible(record, forget_at, lease)?;
         Ok((row, Entry::run(&record.snapshot, batch)?))
     }
 
@@ -236,11 +233,6 @@ impl Started {
     /// When a claim taken now runs out, unless the run starts: then its lease is set.
     fn claim_until(&self) -> jiff::civil::DateTime {
         row::column_after(Timestamp::now(), CLAIM_HOLD.min(self.store.lease))
-    }
-
-    /// The write of what a change did to a record's fields that no subscriber sees.
-    fn hidden(record: &Record) -> Result<Write<'static>, StoreError> {
-        Ok(Write::new(&HIDDEN, Written::of(record)?.params()))
     }
 
     /// Numbers new runs per task (1, 2, 3... in the order given). Each task's counter row
@@ -367,24 +359,6 @@ impl Started {
         Ok(Some(Created::Existing(id, created.before())))
     }
 }
-
-/// Writes a changed record to its row (see [`Started::change`]).
-static CHANGE_ROW: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "UPDATE \"TaskRun\" SET {},
-            runcast_forget_at = coalesce($21, runcast_forget_at),
-            runcast_lease_owner = CASE WHEN $2 = 'EXECUTING'
-                THEN coalesce($22, runcast_lease_owner) END,
-            runcast_lease_until = CASE WHEN $2 = 'EXECUTING'
-                THEN coalesce($23, runcast_lease_until) END
-         WHERE id = $1",
-        row::SET_COLUMNS
-    )
-});
-
-/// Writes a change no subscriber sees (see [`Started::hidden`]).
-static HIDDEN: LazyLock<String> =
-    LazyLock::new(|| format!("UPDATE \"TaskRun\" SET {} WHERE id = $1", row::SET_COLUMNS));
 
 /// A new run's row, under its columns' names (see [`INSERT`]).
 #[derive(Serialize)]
@@ -555,7 +529,7 @@ impl RunStore for Started {
                 if hidden != (record.attempts, record.stream_bytes, record.attempt_started) =>
             {
                 locked
-                    .commit(vec![Self::hidden(&record)?], Vec::new())
+                    .commit(vec![RowWrite::hidden(&record)?], Vec::new())
                     .await?;
             }
             Visible::No => locked.release().await?,
@@ -600,7 +574,7 @@ impl RunStore for Started {
             locked.commit(vec![row], vec![log, chunk]).await?
         } else {
             locked
-                .commit(vec![Self::hidden(&record)?], vec![chunk])
+                .commit(vec![RowWrite::hidden(&record)?], vec![chunk])
                 .await?
         };
         let chunk = positions.last().copied();
