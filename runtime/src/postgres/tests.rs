@@ -1214,6 +1214,8 @@ async fn a_feed_resumed_from_before_its_processs_history_replays_the_databases_l
         );
     }
     let from = runs[0].cursor();
+    // At the last run's creation: the first change after it takes a run out of the scope.
+    let last_created = writer.latest(runs[RUNS - 1].id()).await.unwrap().cursor;
     // A run leaves the scope, early in the history: that change is replayed too, the last of
     // that run.
     writer.remove_tags(runs[1].id(), ["replay"]).await.unwrap();
@@ -1267,6 +1269,11 @@ async fn a_feed_resumed_from_before_its_processs_history_replays_the_databases_l
         everything,
         "every change, from the log"
     );
+    // From a cursor whose first change takes a run out of the scope: it shows, as the run
+    // was in scope at the cursor.
+    let rest = &everything[RUNS..];
+    assert!(rest[0].contains(runs[1].id().as_str()), "{}", rest[0]);
+    assert_eq!(read(&reader, last_created, rest.len()).await, rest);
     // Then live changes, after the replayed ones.
     let op = crate::MetadataOp::Increment("n".into(), 1.0);
     writer.update_metadata(runs[0].id(), [op]).await.unwrap();
@@ -1291,6 +1298,58 @@ async fn a_feed_resumed_from_before_its_processs_history_replays_the_databases_l
         latest.iter().all(|item| item.ends_with("true")),
         "{latest:?}"
     );
+}
+
+/// A batch's feed resumed from before a process's history replays the database's log of the
+/// batch's runs only, as a process that saw every change has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_feed_resumed_from_before_its_processs_history_replays_the_batch() {
+    let url = database().await;
+    let writer = engine(&url).await;
+    let later = || TriggerOptions::default().delay(Duration::from_secs(3_600));
+    let batch = (writer.batch_trigger::<Double>((0..3).map(|n| (n, later()))))
+        .await
+        .unwrap();
+    let other = (writer.batch_trigger::<Double>([(7, later())]))
+        .await
+        .unwrap();
+    let alone = writer.trigger_with::<Double>(9, later()).await.unwrap();
+    let mut ids: Vec<&RunId> = batch.runs.iter().map(|run| run.id()).collect();
+    ids.extend([other.runs[0].id(), alone.id()]);
+    for _ in 0..10 {
+        for id in &ids {
+            let op = crate::MetadataOp::Increment("n".into(), 1.0);
+            writer.update_metadata(id, [op]).await.unwrap();
+        }
+    }
+    let read = async |engine: &Engine, count: usize| -> Vec<String> {
+        let scope = Scope::Batch(batch.id.clone());
+        let mut feed = engine.subscribe(scope, batch.cursor).await.unwrap();
+        let mut items = Vec::new();
+        while items.len() < count {
+            let item = tokio::time::timeout(Duration::from_secs(20), feed.next())
+                .await
+                .unwrap_or_else(|_| panic!("the feed stalled after {} of {count}", items.len()))
+                .unwrap()
+                .unwrap();
+            items.push(format!(
+                "{} {} {:?} {}",
+                item.cursor, item.run.id, item.run.metadata, item.coalesced
+            ));
+        }
+        items
+    };
+    // Each run of the batch: its creation and 10 changes.
+    let everything = read(&writer, 33).await;
+    assert!(everything.iter().all(|item| item.ends_with("false")));
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let reader = Engine::builder()
+        .postgres(store)
+        .declare::<Double>()
+        .change_history(4, 1 << 20)
+        .build()
+        .unwrap();
+    assert_eq!(read(&reader, 33).await, everything);
 }
 
 /// A run's row holds everything its trigger set: a process started afterwards, which reads
