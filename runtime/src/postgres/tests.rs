@@ -1579,3 +1579,82 @@ async fn changed_runs_read_back_whole_in_a_later_process() {
         assert!(row.get::<_, bool>(1), "a finished run is to be forgotten");
     }
 }
+
+/// Every process fires the timers it finds due (a delay, a TTL), and an attempt's end makes
+/// its run final: each run reaches each of those states in exactly one change, however many
+/// processes race to make it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_processes_make_each_timer_and_final_change_once() {
+    const DELAYED: usize = 200;
+    const EXPIRING: usize = 100;
+    let url = database().await;
+    let declaring = || async {
+        let store = PostgresStore::connect(&url).await.unwrap();
+        Engine::builder()
+            .postgres(store)
+            .declare::<Double>()
+            .declare::<Refuse>()
+            .declare::<Sleep>()
+            .build()
+            .unwrap()
+    };
+    let (a, b, c) = (declaring().await, declaring().await, declaring().await);
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let _worker = Engine::builder()
+        .postgres(store)
+        .task::<Refuse>()
+        .task::<Sleep>()
+        .build()
+        .unwrap();
+    let delay = TriggerOptions::default().delay(Duration::from_secs(1));
+    (a.batch_trigger::<Double>((0..DELAYED as u64).map(|n| (n, delay.clone()))))
+        .await
+        .unwrap();
+    let ttl = TriggerOptions::default().ttl(Duration::from_secs(1));
+    (b.batch_trigger::<Double>((0..EXPIRING as u64).map(|n| (n, ttl.clone()))))
+        .await
+        .unwrap();
+    let once = TriggerOptions::default().max_attempts(1);
+    c.trigger_with::<Refuse>((), once.clone()).await.unwrap();
+    let limited = once.max_duration(Duration::from_millis(200));
+    c.trigger_with::<Sleep>(5_000, limited).await.unwrap();
+    let db = client(&url).await;
+    // How many changes of the log show each status, of how many runs.
+    let counts = async || -> Vec<(String, i64, i64)> {
+        let rows = db
+            .query(
+                "SELECT status, count(*), count(DISTINCT run_id) FROM (
+                     SELECT run_id, data::jsonb->>'status' AS status FROM runcast_changes
+                     WHERE kind = 'run') s
+                 WHERE status IN ('QUEUED', 'EXPIRED', 'FAILED', 'TIMED_OUT')
+                 GROUP BY status ORDER BY status",
+                &[],
+            )
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect()
+    };
+    let expected = vec![
+        ("EXPIRED".to_owned(), EXPIRING as i64, EXPIRING as i64),
+        ("FAILED".to_owned(), 1, 1),
+        // The runs delayed, once their delay passed; the others when triggered.
+        (
+            "QUEUED".to_owned(),
+            (DELAYED + EXPIRING + 2) as i64,
+            (DELAYED + EXPIRING + 2) as i64,
+        ),
+        ("TIMED_OUT".to_owned(), 1, 1),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while counts().await.iter().map(|c| c.2).collect::<Vec<_>>()
+        != expected.iter().map(|c| c.2).collect::<Vec<_>>()
+    {
+        assert!(Instant::now() < deadline, "{:?}", counts().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Every process had a second more to make a change again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(counts().await, expected);
+}
