@@ -1,5 +1,7 @@
 //! The engine's timers, pinned with Tokio's paused clock: the clock only moves when every task
 //! waits, straight to the next timer, so the times seen here are exactly the timers' own.
+//! The same promises, in real time with short timers, on every backend (`on_every_backend!`,
+//! at the end): a store's I/O does not run on a paused clock.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers fail the test on bad fixtures.
 
 use std::time::Duration;
@@ -8,6 +10,9 @@ use futures::StreamExt;
 use runcast::prelude::*;
 use runcast::{Cursor, Engine, FeedError, RunFeed, Scope, TriggerOptions};
 use tokio::time::Instant;
+
+mod common;
+use common::backend::Backend;
 
 #[task(id = "fails")]
 async fn fails(_: ()) -> Result<(), String> {
@@ -287,5 +292,162 @@ async fn each_final_status_comes_in_one_change_and_a_ttl_never_ends_a_started_ru
         let finals: Vec<_> = statuses.iter().filter(|s| s.is_final()).collect();
         assert_eq!(finals, [last], "{id}: {statuses:?}");
         assert_eq!(statuses.last(), Some(last), "{id}: {statuses:?}");
+    }
+}
+
+#[task(id = "naps")]
+async fn naps(ms: u64) -> Result<u64, String> {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    Ok(ms)
+}
+
+/// The tasks of this file on `backend`, retried after 100 ms, `concurrency` attempts at once.
+async fn engine_on(backend: Backend, concurrency: usize) -> Engine {
+    (backend.builder().await)
+        .task::<Fails>()
+        .task::<Naps>()
+        .task::<NotANumber>()
+        .task::<Panics>()
+        .retry_delay(Duration::from_millis(100))
+        .concurrency(concurrency)
+        .build()
+        .unwrap()
+}
+
+/// Whether `at` is at or after `due`, and not more than a second late (a store's timers
+/// fire within half a second in any process, and on time in the one that set them).
+fn on_time(at: Duration, due: Duration) -> bool {
+    at >= due && at < due + Duration::from_secs(1)
+}
+
+on_every_backend! {
+    async fn retries_wait_twice_as_long_each_time(backend: Backend) {
+        let engine = engine_on(backend, 1).await;
+        let start = Instant::now();
+        let four = TriggerOptions::default().max_attempts(4);
+        let run = engine.trigger_with::<Fails>((), four).await.unwrap();
+        let seen = timeline(&engine, &run, start).await;
+        let started: Vec<Duration> = (seen.iter())
+            .filter(|(status, _)| *status == RunStatus::Executing)
+            .map(|(_, at)| *at)
+            .collect();
+        assert_eq!(started.len(), 4, "{seen:?}");
+        // Backoffs of 100, 200, 400 ms after each failure.
+        for (pair, backoff) in started.windows(2).zip([100, 200, 400]) {
+            let waited = pair[1] - pair[0];
+            assert!(on_time(waited, Duration::from_millis(backoff)), "{seen:?}");
+        }
+        assert_eq!(seen.last().unwrap().0, RunStatus::Failed);
+    }
+
+    async fn a_queued_run_expires_at_its_ttl_while_the_worker_is_busy(backend: Backend) {
+        let engine = engine_on(backend, 1).await;
+        let start = Instant::now();
+        let busy = engine.trigger::<Naps>(1_500).await.unwrap();
+        let ttl = TriggerOptions::default().ttl(Duration::from_millis(300));
+        let waiting = engine.trigger_with::<Naps>(1, ttl).await.unwrap();
+        let seen = timeline(&engine, &waiting, start).await;
+        let statuses: Vec<_> = seen.iter().map(|(status, _)| *status).collect();
+        assert_eq!(statuses, [RunStatus::Queued, RunStatus::Expired]);
+        assert!(on_time(seen[1].1, Duration::from_millis(300)), "{seen:?}");
+        let expired = engine.wait(&waiting).await.unwrap();
+        assert!(expired.expired_at.is_some() && expired.started_at.is_none());
+        // The worker then finishes the busy run, and never starts the expired one.
+        assert_eq!(engine.wait(&busy).await.unwrap().status, RunStatus::Completed);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let after = engine.latest(waiting.id()).await.unwrap().run;
+        assert_eq!(after.status, RunStatus::Expired);
+    }
+
+    async fn an_attempt_stops_at_its_max_duration_and_is_not_retried(backend: Backend) {
+        let engine = engine_on(backend, 1).await;
+        let start = Instant::now();
+        let limited = TriggerOptions::default().max_duration(Duration::from_millis(300));
+        let run = engine.trigger_with::<Naps>(60_000, limited).await.unwrap();
+        let seen = timeline(&engine, &run, start).await;
+        let statuses: Vec<_> = seen.iter().map(|(status, _)| *status).collect();
+        assert_eq!(
+            statuses,
+            [RunStatus::Queued, RunStatus::Executing, RunStatus::TimedOut]
+        );
+        assert!(on_time(seen[2].1 - seen[1].1, Duration::from_millis(300)), "{seen:?}");
+        let message = engine.wait(&run).await.unwrap().error.unwrap().message;
+        assert!(message.contains("maximum duration of 300ms"), "{message}");
+    }
+
+    async fn a_delayed_run_is_queued_when_its_delay_ends_then_runs(backend: Backend) {
+        let engine = engine_on(backend, 1).await;
+        let start = Instant::now();
+        let later = TriggerOptions::default().delay(Duration::from_millis(300));
+        let run = engine.trigger_with::<Naps>(1, later).await.unwrap();
+        let seen = timeline(&engine, &run, start).await;
+        let statuses: Vec<_> = seen.iter().map(|(status, _)| *status).collect();
+        assert_eq!(
+            statuses,
+            [RunStatus::Delayed, RunStatus::Queued, RunStatus::Executing, RunStatus::Completed]
+        );
+        assert!(on_time(seen[1].1, Duration::from_millis(300)), "{seen:?}");
+    }
+
+    async fn an_output_that_does_not_read_back_fails_the_run_at_once(backend: Backend) {
+        let engine = engine_on(backend, 1).await;
+        let run = engine.trigger::<NotANumber>(()).await.unwrap();
+        let statuses: Vec<_> = timeline(&engine, &run, Instant::now())
+            .await
+            .into_iter()
+            .map(|(status, _)| status)
+            .collect();
+        assert_eq!(
+            statuses,
+            [RunStatus::Queued, RunStatus::Executing, RunStatus::Failed]
+        );
+        let error = engine.wait(&run).await.unwrap().error.unwrap();
+        assert_eq!(error.name.as_deref(), Some("OutputError"));
+    }
+
+    async fn each_final_status_comes_once_and_a_ttl_never_ends_a_started_run(backend: Backend) {
+        let engine = engine_on(backend, 8).await;
+        let ms = Duration::from_millis;
+        let mut runs = Vec::new();
+        // Executing when its TTL ends: it completes all the same.
+        let started = TriggerOptions::default().ttl(ms(300));
+        let run = engine.trigger_with::<Naps>(800, started).await.unwrap();
+        runs.push((run.id().clone(), RunStatus::Completed));
+        // Fails twice; its TTL ends between the attempts, when it is not waiting to start.
+        let failing = TriggerOptions::default().max_attempts(2).ttl(ms(50));
+        let run = engine.trigger_with::<Fails>((), failing).await.unwrap();
+        runs.push((run.id().clone(), RunStatus::Failed));
+        // Panics in both attempts.
+        let crashing = TriggerOptions::default().max_attempts(2);
+        let run = engine.trigger_with::<Panics>((), crashing).await.unwrap();
+        runs.push((run.id().clone(), RunStatus::Crashed));
+        // Runs past its maximum duration; its TTL ends later.
+        let limited = TriggerOptions::default().max_duration(ms(200)).ttl(ms(400));
+        let run = engine.trigger_with::<Naps>(10_000, limited).await.unwrap();
+        runs.push((run.id().clone(), RunStatus::TimedOut));
+        // Delayed past its TTL: expires, and its delay's end changes nothing.
+        let expiring = TriggerOptions::default().delay(ms(800)).ttl(ms(300));
+        let run = engine.trigger_with::<Naps>(1, expiring).await.unwrap();
+        runs.push((run.id().clone(), RunStatus::Expired));
+        let mut feeds = Vec::new();
+        for (id, _) in &runs {
+            let feed = engine.subscribe(Scope::Run(id.clone()), Cursor::START);
+            feeds.push(feed.await.unwrap());
+        }
+        // Every timer and attempt is over, and a second more for late timers; the feeds end
+        // with the engine.
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        engine.shutdown(Duration::from_secs(1)).await;
+        for ((id, last), feed) in runs.iter().zip(feeds) {
+            let items: Vec<_> = feed.collect().await;
+            let (stopped, updates) = items.split_last().unwrap();
+            assert!(matches!(stopped, Err(FeedError::Stopped)), "{id}: {stopped:?}");
+            let statuses: Vec<RunStatus> = (updates.iter())
+                .map(|u| u.as_ref().unwrap().run.status)
+                .collect();
+            let finals: Vec<_> = statuses.iter().filter(|s| s.is_final()).collect();
+            assert_eq!(finals, [last], "{id}: {statuses:?}");
+            assert_eq!(statuses.last(), Some(last), "{id}: {statuses:?}");
+        }
     }
 }
