@@ -1191,6 +1191,25 @@ async fn a_group_goes_on_without_a_member_that_is_not_polled() {
     .unwrap();
 }
 
+/// The first `count` items of a feed of `scope` from `from` in `engine`, each as its cursor, run
+/// id, status, metadata and whether it is coalesced; panics if the feed stalls.
+async fn shown(engine: &Engine, scope: Scope, from: crate::Cursor, count: usize) -> Vec<String> {
+    let mut feed = engine.subscribe(scope, from).await.unwrap();
+    let mut items = Vec::new();
+    while items.len() < count {
+        let item = tokio::time::timeout(Duration::from_secs(20), feed.next())
+            .await
+            .unwrap_or_else(|_| panic!("the feed stalled after {} of {count}", items.len()))
+            .unwrap()
+            .unwrap();
+        items.push(format!(
+            "{} {} {} {:?} {}",
+            item.cursor, item.run.id, item.run.status, item.run.metadata, item.coalesced
+        ));
+    }
+    items
+}
+
 /// A process's history holds its latest changes only; the database's log holds every change
 /// of the retention. A feed resumed from before a process's history, in that process, gets
 /// every change from the database's log, none coalesced, as a process that saw them all gets
@@ -1228,26 +1247,7 @@ async fn a_feed_resumed_from_before_its_processs_history_replays_the_databases_l
             writer.update_metadata(run.id(), [op]).await.unwrap();
         }
     }
-    // An item's run id, status and metadata, at its cursor.
-    let shown = |item: &crate::Update<AnyRun>| {
-        format!(
-            "{} {} {} {:?} {}",
-            item.cursor, item.run.id, item.run.status, item.run.metadata, item.coalesced
-        )
-    };
-    let read = async |engine: &Engine, from, count| -> Vec<String> {
-        let mut feed = engine.subscribe(scope(), from).await.unwrap();
-        let mut items = Vec::new();
-        while items.len() < count {
-            let item = tokio::time::timeout(Duration::from_secs(20), feed.next())
-                .await
-                .unwrap_or_else(|_| panic!("the feed stalled after {} of {count}", items.len()))
-                .unwrap()
-                .unwrap();
-            items.push(shown(&item));
-        }
-        items
-    };
+    let read = async |engine: &Engine, from, count| shown(engine, scope(), from, count).await;
     // Every change of the runs, as the writer's process (history of 4,096) has them.
     let total = RUNS * (EACH + 1) + 1 - EACH;
     let everything = read(&writer, from, total).await;
@@ -1322,22 +1322,8 @@ async fn a_batch_feed_resumed_from_before_its_processs_history_replays_the_batch
             writer.update_metadata(id, [op]).await.unwrap();
         }
     }
-    let read = async |engine: &Engine, count: usize| -> Vec<String> {
-        let scope = Scope::Batch(batch.id.clone());
-        let mut feed = engine.subscribe(scope, batch.cursor).await.unwrap();
-        let mut items = Vec::new();
-        while items.len() < count {
-            let item = tokio::time::timeout(Duration::from_secs(20), feed.next())
-                .await
-                .unwrap_or_else(|_| panic!("the feed stalled after {} of {count}", items.len()))
-                .unwrap()
-                .unwrap();
-            items.push(format!(
-                "{} {} {:?} {}",
-                item.cursor, item.run.id, item.run.metadata, item.coalesced
-            ));
-        }
-        items
+    let read = async |engine: &Engine, count| {
+        shown(engine, Scope::Batch(batch.id.clone()), batch.cursor, count).await
     };
     // Each run of the batch: its creation and 10 changes.
     let everything = read(&writer, 33).await;
@@ -1350,6 +1336,23 @@ async fn a_batch_feed_resumed_from_before_its_processs_history_replays_the_batch
         .build()
         .unwrap();
     assert_eq!(read(&reader, 33).await, everything);
+}
+
+/// Asserts that `later` has each of runs `ids` exactly as `first` has it, at the same cursor.
+async fn same_in_both<'a>(
+    first: &Engine,
+    later: &Engine,
+    ids: impl IntoIterator<Item = &'a RunId>,
+) {
+    for id in ids {
+        let (here, there) = (
+            first.latest(id).await.unwrap(),
+            later.latest(id).await.unwrap(),
+        );
+        let json = |run: &AnyRun| serde_json::to_string(run).unwrap();
+        assert_eq!(json(&there.run), json(&here.run), "{id}");
+        assert_eq!(there.cursor, here.cursor, "{id}");
+    }
 }
 
 /// A run's row holds everything its trigger set: a process started afterwards, which reads
@@ -1385,15 +1388,7 @@ async fn runs_triggered_with_every_option_read_back_whole_in_a_later_process() {
     let batch = first.batch_trigger::<Double>(items).await.unwrap();
     let ids = std::iter::once(alone.id()).chain(batch.runs.iter().map(|run| run.id()));
     let later = producer(&url).await;
-    for id in ids {
-        let (here, there) = (
-            first.latest(id).await.unwrap(),
-            later.latest(id).await.unwrap(),
-        );
-        let json = |run: &AnyRun| serde_json::to_string(run).unwrap();
-        assert_eq!(json(&there.run), json(&here.run));
-        assert_eq!(there.cursor, here.cursor);
-    }
+    same_in_both(&first, &later, ids).await;
     // What the rows keep that no snapshot shows.
     let hidden = client(&url)
         .await
@@ -1538,15 +1533,7 @@ async fn changed_runs_read_back_whole_in_a_later_process() {
     .await
     .expect("every run finishes");
     let later = producer(&url).await;
-    for id in ids {
-        let (here, there) = (
-            first.latest(id).await.unwrap(),
-            later.latest(id).await.unwrap(),
-        );
-        let json = |run: &AnyRun| serde_json::to_string(run).unwrap();
-        assert_eq!(json(&there.run), json(&here.run));
-        assert_eq!(there.cursor, here.cursor);
-    }
+    same_in_both(&first, &later, ids).await;
     let (counted, refused, canceled) = (
         later.latest(counted.id()).await.unwrap().run,
         later.latest(refused.id()).await.unwrap().run,
