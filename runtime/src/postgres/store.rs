@@ -639,8 +639,8 @@ impl RunStore for Started {
 
     async fn due(&self, max: usize) -> Result<Vec<(RunId, Timer)>, StoreError> {
         // One query per timer, each through its index: with the three `OR`ed, Postgres read
-        // the whole table. A delayed run whose delay and TTL are both due starts: its delay
-        // fires.
+        // the whole table. A delayed run found due for both its delay and its TTL fires its
+        // delay.
         let due = Write::new(
             "(SELECT id, 'delay' FROM \"TaskRun\"
               WHERE status = 'DELAYED' AND \"delayUntil\" <= $1 LIMIT $2)
