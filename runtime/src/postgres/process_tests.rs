@@ -279,10 +279,7 @@ async fn processes_trigger_execute_watch_and_survive_a_killed_worker() {
             .unwrap();
     }
     // The worker executing the held run, by its lease.
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = super::tests::client(&url).await;
     let owner = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             let row = client
@@ -374,10 +371,7 @@ async fn runs_waiting_outlive_the_restart_of_every_process() {
     let [held, delayed, queued, not_yet] = &ids[..] else {
         panic!("four runs: {said}")
     };
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = super::tests::client(&url).await;
     let status = async |id: &str| -> String {
         let row = client
             .query_one("SELECT status FROM \"TaskRun\" WHERE id = $1", &[&id])

@@ -73,11 +73,15 @@ async fn held(run: &RunId, what: &str, otherwise: &str) {
     .expect(otherwise);
 }
 
+/// A builder of an engine over the database at `url`, as a process would start one.
+async fn builder(url: &str) -> crate::EngineBuilder {
+    Engine::builder().postgres(PostgresStore::connect(url).await.unwrap())
+}
+
 /// A process that triggers and watches runs of the tasks, and runs none.
 async fn producer(url: &str) -> Engine {
-    let store = PostgresStore::connect(url).await.unwrap();
-    Engine::builder()
-        .postgres(store)
+    builder(url)
+        .await
         .declare::<Double>()
         .declare::<Hold>()
         .build()
@@ -101,16 +105,15 @@ async fn worker(url: &str, concurrency: usize) -> Engine {
 
 /// An engine over the database at `url`, as one process would build it.
 async fn engine(url: &str) -> Engine {
-    let store = PostgresStore::connect(url).await.unwrap();
-    Engine::builder()
-        .postgres(store)
+    builder(url)
+        .await
         .task::<Double>()
         .task::<Sleep>()
         .build()
         .unwrap()
 }
 
-async fn client(url: &str) -> tokio_postgres::Client {
+pub(super) async fn client(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
     tokio::spawn(connection);
     client
@@ -738,15 +741,9 @@ async fn streams_written_in_one_process_are_read_in_order_in_others() {
     use crate::RunStreamExt;
     use futures::TryStreamExt;
     let url = database().await;
-    let store = PostgresStore::connect(&url).await.unwrap();
-    let reader = Engine::builder()
-        .postgres(store)
-        .declare::<Count>()
-        .build()
-        .unwrap();
-    let store = PostgresStore::connect(&url).await.unwrap();
-    let writer = Engine::builder()
-        .postgres(store)
+    let reader = builder(&url).await.declare::<Count>().build().unwrap();
+    let writer = builder(&url)
+        .await
         .task::<Count>()
         .max_stream_bytes(100 * (crate::engine::store::CHUNK_OVERHEAD + 2))
         .build()
@@ -1105,9 +1102,8 @@ async fn changes_made_at_once_in_two_processes_each_commit_once() {
 async fn a_run_claimed_ahead_by_a_busy_process_goes_to_an_idle_one() {
     let url = database().await;
     let process = || async {
-        let store = PostgresStore::connect(&url).await.unwrap();
-        Engine::builder()
-            .postgres(store)
+        builder(&url)
+            .await
             .task::<Double>()
             .task::<Hold>()
             .concurrency(1)
@@ -1255,9 +1251,8 @@ async fn a_feed_resumed_from_before_its_processs_history_replays_the_databases_l
 
     // A process that keeps the latest 8 changes only.
     let short = || async {
-        let store = PostgresStore::connect(&url).await.unwrap();
-        Engine::builder()
-            .postgres(store)
+        builder(&url)
+            .await
             .declare::<Double>()
             .change_history(8, 1 << 20)
             .build()
@@ -1328,9 +1323,8 @@ async fn a_batch_feed_resumed_from_before_its_processs_history_replays_the_batch
     // Each run of the batch: its creation and 10 changes.
     let everything = read(&writer, 33).await;
     assert!(everything.iter().all(|item| item.ends_with("false")));
-    let store = PostgresStore::connect(&url).await.unwrap();
-    let reader = Engine::builder()
-        .postgres(store)
+    let reader = builder(&url)
+        .await
         .declare::<Double>()
         .change_history(4, 1 << 20)
         .build()
@@ -1426,22 +1420,14 @@ async fn fail_once(_: (), ctx: TaskContext) -> Result<u32, String> {
 async fn a_retry_is_attempted_at_its_time_by_a_process_that_never_saw_the_run() {
     let url = database().await;
     let worker = || async {
-        let store = PostgresStore::connect(&url).await.unwrap();
-        Engine::builder()
-            .postgres(store)
+        builder(&url)
+            .await
             .task::<FailOnce>()
             .retry_delay(Duration::from_secs(2))
             .build()
             .unwrap()
     };
-    let producer = {
-        let store = PostgresStore::connect(&url).await.unwrap();
-        Engine::builder()
-            .postgres(store)
-            .declare::<FailOnce>()
-            .build()
-            .unwrap()
-    };
+    let producer = builder(&url).await.declare::<FailOnce>().build().unwrap();
     let first = worker().await;
     let handle = producer.trigger::<FailOnce>(()).await.unwrap();
     let db = client(&url).await;
@@ -1499,9 +1485,8 @@ async fn refuse(_: (), _ctx: TaskContext) -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_runs_read_back_whole_in_a_later_process() {
     let url = database().await;
-    let store = PostgresStore::connect(&url).await.unwrap();
-    let first = Engine::builder()
-        .postgres(store)
+    let first = builder(&url)
+        .await
         .task::<Count>()
         .task::<Refuse>()
         .declare::<Double>()
@@ -1576,9 +1561,8 @@ async fn racing_processes_make_each_timer_and_final_change_once() {
     const EXPIRING: usize = 100;
     let url = database().await;
     let declaring = || async {
-        let store = PostgresStore::connect(&url).await.unwrap();
-        Engine::builder()
-            .postgres(store)
+        builder(&url)
+            .await
             .declare::<Double>()
             .declare::<Refuse>()
             .declare::<Sleep>()
@@ -1586,9 +1570,8 @@ async fn racing_processes_make_each_timer_and_final_change_once() {
             .unwrap()
     };
     let (a, b, c) = (declaring().await, declaring().await, declaring().await);
-    let store = PostgresStore::connect(&url).await.unwrap();
-    let _worker = Engine::builder()
-        .postgres(store)
+    let _worker = builder(&url)
+        .await
         .task::<Refuse>()
         .task::<Sleep>()
         .build()
