@@ -510,9 +510,7 @@ fn record(prepared: Prepared, now: Timestamp) -> Record {
     let snapshot = AnyRun {
         id: crate::model::ids::new_id("run_"),
         task_identifier: task.into(),
-        // A `null` payload is none: its snapshot's JSON (the Postgres store's change log)
-        // reads back so, and every process must see the same run.
-        payload: (payload.get() != "null").then(|| payload.into()),
+        payload: crate::model::run::unless_null(payload),
         output: None,
         created_at: now,
         updated_at: now,

@@ -355,7 +355,7 @@ impl From<Ended> for Ending {
         };
         match ended {
             Ended::Returned(Ok(output)) => Ending {
-                output: Some(output.into()),
+                output: crate::model::run::unless_null(output),
                 error: None,
                 retryable: false,
                 last: RunStatus::Completed,

@@ -436,6 +436,14 @@ fn serialize_js_number<S: serde::Serializer>(value: &f64, s: S) -> Result<S::Ok,
     }
 }
 
+/// A payload or output as a snapshot keeps it: none for JSON `null`, which is how a
+/// snapshot's JSON reads back (`null` and a missing field both read as `None`), so that every
+/// process sharing a store, whether it read a run from its row or from the change log, sees
+/// the same run.
+pub(crate) fn unless_null(raw: Box<RawValue>) -> Option<Arc<RawValue>> {
+    (raw.get() != "null").then(|| raw.into())
+}
+
 /// `n` as an integer if JavaScript writes it as one: whole, and exact in an `f64` (within
 /// ±2^53).
 pub(crate) fn js_integer(n: f64) -> Option<i64> {

@@ -1473,6 +1473,12 @@ async fn a_retry_is_attempted_at_its_time_by_a_process_that_never_saw_the_run() 
     drop(second);
 }
 
+/// Returns nothing: its output is JSON `null`.
+#[task(id = "pg-nothing")]
+async fn nothing(_: (), _ctx: TaskContext) -> Result<(), String> {
+    Ok(())
+}
+
 /// Always fails.
 #[task(id = "pg-refuse")]
 async fn refuse(_: (), _ctx: TaskContext) -> Result<(), String> {
@@ -1481,7 +1487,7 @@ async fn refuse(_: (), _ctx: TaskContext) -> Result<(), String> {
 
 /// A row holds everything a change set: a process started afterwards has each changed run
 /// exactly as the process that changed it does: tags removed and added, metadata, streams,
-/// output, error, cancellation. A finished run is leased to none, and is to be forgotten.
+/// output (`null` too), error, cancellation. A finished run is leased to none, and is to be forgotten.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_runs_read_back_whole_in_a_later_process() {
     let url = database().await;
@@ -1489,6 +1495,7 @@ async fn changed_runs_read_back_whole_in_a_later_process() {
         .await
         .task::<Count>()
         .task::<Refuse>()
+        .task::<Nothing>()
         .declare::<Double>()
         .build()
         .unwrap();
@@ -1507,7 +1514,8 @@ async fn changed_runs_read_back_whole_in_a_later_process() {
     let step = crate::MetadataOp::Set("step".into(), serde_json::json!({"of": [1, "two"]}));
     first.update_metadata(canceled.id(), [step]).await.unwrap();
     first.cancel(canceled.id()).await.unwrap();
-    let ids = [counted.id(), refused.id(), canceled.id()];
+    let unit = first.trigger::<Nothing>(()).await.unwrap();
+    let ids = [counted.id(), refused.id(), canceled.id(), unit.id()];
     tokio::time::timeout(Duration::from_secs(10), async {
         for id in ids {
             while !first.latest(id).await.unwrap().run.status.is_final() {
@@ -1545,7 +1553,7 @@ async fn changed_runs_read_back_whole_in_a_later_process() {
         )
         .await
         .unwrap();
-    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.len(), 4);
     for row in rows {
         assert!(row.get::<_, bool>(0), "a finished run is leased to none");
         assert!(row.get::<_, bool>(1), "a finished run is to be forgotten");
