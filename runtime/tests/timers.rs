@@ -223,14 +223,14 @@ async fn naps(ms: u64) -> Result<u64, String> {
     Ok(ms)
 }
 
-/// The tasks of this file on `backend`, retried after 100 ms, `concurrency` attempts at once.
-async fn engine_on(backend: Backend, concurrency: usize) -> Engine {
+/// The tasks of this file on `backend`, retried after `retry`, `concurrency` attempts at once.
+async fn engine_on(backend: Backend, concurrency: usize, retry: Duration) -> Engine {
     (backend.builder().await)
         .task::<Fails>()
         .task::<Naps>()
         .task::<NotANumber>()
         .task::<Panics>()
-        .retry_delay(Duration::from_millis(100))
+        .retry_delay(retry)
         .concurrency(concurrency)
         .build()
         .unwrap()
@@ -244,7 +244,7 @@ fn on_time(at: Duration, due: Duration) -> bool {
 
 on_every_backend! {
     async fn retries_wait_twice_as_long_each_time(backend: Backend) {
-        let engine = engine_on(backend, 1).await;
+        let engine = engine_on(backend, 1, Duration::from_millis(100)).await;
         let start = Instant::now();
         let four = TriggerOptions::default().max_attempts(4);
         let run = engine.trigger_with::<Fails>((), four).await.unwrap();
@@ -263,7 +263,7 @@ on_every_backend! {
     }
 
     async fn a_queued_run_expires_at_its_ttl_while_the_worker_is_busy(backend: Backend) {
-        let engine = engine_on(backend, 1).await;
+        let engine = engine_on(backend, 1, Duration::from_millis(100)).await;
         let start = Instant::now();
         let busy = engine.trigger::<Naps>(1_500).await.unwrap();
         let ttl = TriggerOptions::default().ttl(Duration::from_millis(300));
@@ -282,7 +282,7 @@ on_every_backend! {
     }
 
     async fn an_attempt_stops_at_its_max_duration_and_is_not_retried(backend: Backend) {
-        let engine = engine_on(backend, 1).await;
+        let engine = engine_on(backend, 1, Duration::from_millis(100)).await;
         let start = Instant::now();
         let limited = TriggerOptions::default().max_duration(Duration::from_millis(300));
         let run = engine.trigger_with::<Naps>(60_000, limited).await.unwrap();
@@ -298,7 +298,7 @@ on_every_backend! {
     }
 
     async fn a_delayed_run_is_queued_when_its_delay_ends_then_runs(backend: Backend) {
-        let engine = engine_on(backend, 1).await;
+        let engine = engine_on(backend, 1, Duration::from_millis(100)).await;
         let start = Instant::now();
         let later = TriggerOptions::default().delay(Duration::from_millis(300));
         let run = engine.trigger_with::<Naps>(1, later).await.unwrap();
@@ -312,7 +312,7 @@ on_every_backend! {
     }
 
     async fn an_output_that_does_not_read_back_fails_the_run_at_once(backend: Backend) {
-        let engine = engine_on(backend, 1).await;
+        let engine = engine_on(backend, 1, Duration::from_millis(100)).await;
         let run = engine.trigger::<NotANumber>(()).await.unwrap();
         let statuses: Vec<_> = timeline(&engine, &run, Instant::now())
             .await
@@ -330,15 +330,18 @@ on_every_backend! {
     }
 
     async fn each_final_status_comes_once_and_a_ttl_never_ends_a_started_run(backend: Backend) {
-        let engine = engine_on(backend, 8).await;
+        // TTLs leave an attempt ample time to start (a busy machine may take a while), and
+        // the retry comes after them.
+        let engine = engine_on(backend, 8, Duration::from_secs(1)).await;
         let ms = Duration::from_millis;
         let mut runs = Vec::new();
         // Executing when its TTL ends: it completes all the same.
-        let started = TriggerOptions::default().ttl(ms(300));
-        let run = engine.trigger_with::<Naps>(800, started).await.unwrap();
+        let started = TriggerOptions::default().ttl(ms(500));
+        let run = engine.trigger_with::<Naps>(1_000, started).await.unwrap();
         runs.push((run.id().clone(), RunStatus::Completed));
-        // Fails twice; its TTL ends between the attempts, when it is not waiting to start.
-        let failing = TriggerOptions::default().max_attempts(2).ttl(ms(50));
+        // Fails twice; its TTL ends between the attempts (at 0.5 s, the second starts at 1 s),
+        // when it is not waiting to start.
+        let failing = TriggerOptions::default().max_attempts(2).ttl(ms(500));
         let run = engine.trigger_with::<Fails>((), failing).await.unwrap();
         runs.push((run.id().clone(), RunStatus::Failed));
         // Panics in both attempts.
@@ -346,11 +349,11 @@ on_every_backend! {
         let run = engine.trigger_with::<Panics>((), crashing).await.unwrap();
         runs.push((run.id().clone(), RunStatus::Crashed));
         // Runs past its maximum duration; its TTL ends later.
-        let limited = TriggerOptions::default().max_duration(ms(200)).ttl(ms(400));
+        let limited = TriggerOptions::default().max_duration(ms(600)).ttl(ms(800));
         let run = engine.trigger_with::<Naps>(10_000, limited).await.unwrap();
         runs.push((run.id().clone(), RunStatus::TimedOut));
         // Delayed past its TTL: expires, and its delay's end changes nothing.
-        let expiring = TriggerOptions::default().delay(ms(800)).ttl(ms(300));
+        let expiring = TriggerOptions::default().delay(ms(1_500)).ttl(ms(500));
         let run = engine.trigger_with::<Naps>(1, expiring).await.unwrap();
         runs.push((run.id().clone(), RunStatus::Expired));
         let mut feeds = Vec::new();
@@ -360,7 +363,7 @@ on_every_backend! {
         }
         // Every timer and attempt is over, and a second more for late timers; the feeds end
         // with the engine.
-        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        tokio::time::sleep(Duration::from_millis(3_000)).await;
         engine.shutdown(Duration::from_secs(1)).await;
         for ((id, last), feed) in runs.iter().zip(feeds) {
             let items: Vec<_> = feed.collect().await;
