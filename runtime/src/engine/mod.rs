@@ -43,7 +43,7 @@ use self::options::checked_tags;
 use self::store::{Created, Record, RunStore, Store};
 use self::timers::{Timer, Timers};
 use crate::feed::{BatchHandle, FeedError, RunFeed, RunHandle, RunPage, RunQuery, Scope};
-use crate::hub::{RealtimeSubscription, Subscription};
+use crate::hub::{RealtimeSubscription, Replayed, Subscription};
 use crate::model::metadata;
 use crate::model::{
     AnyRun, BatchId, Cursor, MetadataError, MetadataOp, RunId, RunStatus, StoreError, Timestamp,
@@ -551,6 +551,11 @@ fn record(prepared: Prepared, now: Timestamp) -> Record {
     }
 }
 
+/// How many times a subscription resumed from before the hub's log reads the store's log (see
+/// [`Engine::subscribe`](RunFeed::subscribe)): with the default history, once is the rule, and a
+/// second time happens only when thousands of changes commit while one read runs.
+const REPLAYS: usize = 16;
+
 impl RunFeed for Engine {
     type Subscription = Subscription;
     type RealtimeSubscription = RealtimeSubscription;
@@ -558,15 +563,30 @@ impl RunFeed for Engine {
     async fn subscribe(&self, scope: Scope, from: Cursor) -> Result<Subscription, FeedError> {
         let store = &self.shared.store;
         store.caught_up().await?;
+        let hub = store.hub();
         // A cursor older than the hub's log: the store's own log (a database's) may still
-        // hold what the hub's lost.
-        if let Some(through) = store.hub().missing_after(from)
-            && !matches!(&scope, Scope::Tags(tags) if tags.is_empty())
-            && let Some(replayed) = store.replay(&scope, from.position(), through).await?
-        {
-            return store.hub().subscribe_replayed(scope, from, replayed);
+        // hold what the hub's lost. The hub's log moves on while the store's is read: read
+        // again, until the hub's holds the rest (or, where it moves on faster than the store
+        // is read, fall back to the latest snapshots, marked coalesced).
+        let mut replayed = Replayed::none_after(from.position());
+        for _ in 0..REPLAYS {
+            let Some(through) = hub.missing_after(Cursor::new(from.epoch(), replayed.through))
+            else {
+                break;
+            };
+            if matches!(&scope, Scope::Tags(tags) if tags.is_empty()) {
+                break;
+            }
+            let Some(more) = store.replay(&scope, replayed.through, through).await? else {
+                break;
+            };
+            replayed.extend(more);
+            match hub.subscribe_replayed(scope.clone(), from, replayed)? {
+                Ok(subscription) => return Ok(subscription),
+                Err(back) => replayed = back,
+            }
         }
-        store.hub().subscribe(scope, from)
+        hub.subscribe(scope, from)
     }
 
     async fn latest(&self, id: &RunId) -> Result<Update<AnyRun>, FeedError> {

@@ -152,11 +152,6 @@ impl History {
         position >= self.evicted_through
     }
 
-    /// The position after which the log holds every change.
-    pub(super) fn kept_after(&self) -> u64 {
-        self.evicted_through
-    }
-
     /// The changes after `position`, oldest first.
     pub(super) fn after(&self, position: u64) -> impl Iterator<Item = &Change> {
         let start = self.changes.partition_point(|c| c.position <= position);

@@ -140,6 +140,22 @@ pub(crate) struct Replayed {
     pub(crate) through: u64,
 }
 
+impl Replayed {
+    /// No change yet, through `position`.
+    pub(crate) fn none_after(position: u64) -> Self {
+        Self {
+            changes: Vec::new(),
+            through: position,
+        }
+    }
+
+    /// Adds `more`, the changes that follow these.
+    pub(crate) fn extend(&mut self, more: Replayed) {
+        self.changes.extend(more.changes);
+        self.through = self.through.max(more.through);
+    }
+}
+
 impl fmt::Debug for RunHub {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = self.lock();
@@ -521,13 +537,14 @@ impl RunHub {
     /// A new subscription's place, its mailbox holding what it yields first: from
     /// [`Cursor::START`], the latest change of every run in scope; from a cursor, every
     /// retained change in scope after it, beginning with `earlier` (see
-    /// [`RunHub::subscribe_replayed`]).
+    /// [`RunHub::subscribe_replayed`]). Gives `earlier` back when the change log no longer
+    /// holds every change after it.
     fn register(
         &self,
         scope: Scope,
         from: Cursor,
         earlier: Option<Replayed>,
-    ) -> Result<Handle, FeedError> {
+    ) -> Result<Result<Handle, Replayed>, FeedError> {
         if matches!(&scope, Scope::Tags(tags) if tags.is_empty()) {
             return Err(FeedError::NoTags);
         }
@@ -548,10 +565,11 @@ impl RunHub {
         {
             return Err(FeedError::TooManySubscriptions { limit });
         }
-        let id = inner.next_subscription;
-        inner.next_subscription += 1;
         let first = match earlier {
             None => inner.since(&scope, from),
+            Some(earlier) if !inner.history.holds_all_after(earlier.through) => {
+                return Ok(Err(earlier));
+            }
             Some(Replayed { changes, through }) => {
                 let earlier =
                     (changes.into_iter()).map(|(position, run)| Pending::new(position, run, false));
@@ -560,6 +578,8 @@ impl RunHub {
                 first
             }
         };
+        let id = inner.next_subscription;
+        inner.next_subscription += 1;
         let mailbox = Arc::new(Mutex::new(Mailbox::new(first)));
         inner.watch.watch(&scope, id, true);
         let watcher = Watcher {
@@ -569,44 +589,47 @@ impl RunHub {
             streams: false,
         };
         inner.subscriptions.insert(id, watcher);
-        Ok(Handle {
+        Ok(Ok(Handle {
             hub: Arc::clone(&self.inner),
             epoch: inner.epoch,
             id,
             mailbox,
-        })
+        }))
     }
 
     /// Subscribes to the runs in `scope` from `from` (see [`RunFeed`](crate::RunFeed)); with
     /// [`Subscription::with_streams`], to their chunks too.
     pub(crate) fn subscribe(&self, scope: Scope, from: Cursor) -> Result<Subscription, FeedError> {
-        Ok(Subscription::new(self.register(scope, from, None)?, from))
+        match self.register(scope, from, None)? {
+            Ok(handle) => Ok(Subscription::new(handle, from)),
+            Err(_) => unreachable!("only replayed changes are given back"),
+        }
     }
 
-    /// The position through which the change log misses changes after `from`, a cursor of
-    /// this hub's history older than its log; `None` if the log holds every change after it
-    /// (or the cursor is not this hub's, which [`RunHub::subscribe`] refuses).
+    /// Where `from`, a cursor of this hub's history, is older than its change log: the
+    /// latest position, through which to read the changes after `from` elsewhere (reading
+    /// through the latest rather than to the log's start leaves the log a whole log of
+    /// changes' time to move on while they are read); `None` if the log holds every change
+    /// after it (or the cursor is not this hub's, which [`RunHub::subscribe`] refuses).
     pub(crate) fn missing_after(&self, from: Cursor) -> Option<u64> {
         let inner = self.lock();
         let ours = from != Cursor::START && inner.check_cursor(from).is_ok();
-        let kept_after = inner.history.kept_after();
-        (ours && from.position() < kept_after).then_some(kept_after)
+        (ours && !inner.history.holds_all_after(from.position())).then_some(inner.position)
     }
 
     /// Subscribes from `from`, a cursor older than the change log (see
     /// [`RunHub::missing_after`]), with the changes the log misses read elsewhere (a
     /// database's log): those in scope come first, none of them coalesced, then the log's
-    /// changes after them.
+    /// changes after them. Gives `replayed` back if the log moved on while they were read
+    /// (it no longer holds every change after them): read the rest, and try again.
     pub(crate) fn subscribe_replayed(
         &self,
         scope: Scope,
         from: Cursor,
         replayed: Replayed,
-    ) -> Result<Subscription, FeedError> {
-        Ok(Subscription::new(
-            self.register(scope, from, Some(replayed))?,
-            from,
-        ))
+    ) -> Result<Result<Subscription, Replayed>, FeedError> {
+        Ok((self.register(scope, from, Some(replayed))?)
+            .map(|handle| Subscription::new(handle, from)))
     }
 
     /// How many subscriptions are open.

@@ -247,6 +247,39 @@ fn a_replay_or_a_first_state_longer_than_the_window_is_never_coalesced() {
     assert!(first[10..].iter().all(|u| u.coalesced));
 }
 
+/// Changes replayed from another log join the hub's only where its log still holds every
+/// change after them; otherwise they are given back, to read the rest.
+#[test]
+fn replayed_changes_join_the_log_only_where_it_holds_every_change_after_them() {
+    let hub = hub_with(1024, 4);
+    let scope = Scope::Tags(vec!["t".into()]);
+    let from = hub.publish(run("run_1", "QUEUED", &["t"]), None);
+    let mut published = Vec::new();
+    for i in 0..10 {
+        published.push(hub.publish(run(&format!("run_{}", i % 2), "EXECUTING", &["t"]), None));
+    }
+    // The log holds the latest 4: the 6 before them are missing, read through the latest.
+    assert_eq!(hub.missing_after(from), Some(published[9].position()));
+    assert_eq!(hub.missing_after(published[5]), None);
+    let replayed = |through: Cursor| Replayed {
+        changes: (published.iter())
+            .filter(|c| c.position() <= through.position())
+            .map(|c| (c.position(), run("run_0", "EXECUTING", &["t"])))
+            .collect(),
+        through: through.position(),
+    };
+    let Ok(Err(back)) = hub.subscribe_replayed(scope.clone(), from, replayed(published[4]))
+    else {
+        panic!("replayed changes that end before the log's start were taken");
+    };
+    assert_eq!(back.changes.len(), 5);
+    let Ok(Ok(mut resumed)) = hub.subscribe_replayed(scope, from, replayed(published[7])) else {
+        panic!("replayed changes that reach the log were refused");
+    };
+    let cursors: Vec<_> = ready(&mut resumed).iter().map(|u| u.cursor).collect();
+    assert_eq!(cursors, published);
+}
+
 #[test]
 fn a_cursor_before_the_first_change_of_a_history_replays_it_from_its_start() {
     let hub = hub();

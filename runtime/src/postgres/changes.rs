@@ -16,7 +16,7 @@
 //! after reconnecting the reader reads from its position again, so it neither skips nor
 //! repeats a change.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -252,26 +252,28 @@ pub(super) async fn replay(
     if after < pruned.cast_unsigned() {
         return Ok(None);
     }
-    // A change that takes a run out of a tag scope shows too (as the hub shows it): its run
-    // was in scope before it, by its previous change in the range or, for its first, by its
-    // change at or before `after` (`previous`).
-    let (filter, previous, key) = match scope {
-        Scope::Run(id) => ("AND c.run_id = $4", "NULL::text", Some(id.as_str())),
-        Scope::Batch(id) => ("AND c.batch_id = $4", "NULL::text", Some(id.as_str())),
-        Scope::Tags(_) => (
-            "",
-            "(SELECT p.data FROM runcast_changes p
-              WHERE p.run_id = c.run_id AND p.kind = 'run' AND p.position <= $4
-              ORDER BY p.position DESC LIMIT 1)",
-            None,
-        ),
+    let (filter, key) = match scope {
+        Scope::Run(id) => ("AND run_id = $4", Some(id.as_str())),
+        Scope::Batch(id) => ("AND batch_id = $4", Some(id.as_str())),
+        Scope::Tags(_) => ("", None),
     };
     let statement = tx
         .prepare(&format!(
-            "SELECT c.position, c.batch_id, c.data, {previous} FROM runcast_changes c
-             WHERE c.kind = 'run' AND c.position > $1 AND c.position <= $2 {filter}
-             ORDER BY c.position LIMIT $3"
+            "SELECT position, batch_id, data FROM runcast_changes
+             WHERE kind = 'run' AND position > $1 AND position <= $2 {filter}
+             ORDER BY position LIMIT $3"
         ))
+        .await?;
+    // A change that takes a run out of a tag scope shows too (as the hub shows it): its run
+    // was in scope before it, by its previous change in the range or, for its first, by its
+    // latest change at or before `after`, looked up once per run.
+    let previous = tx
+        .prepare(
+            "SELECT r.id, p.position, p.data FROM unnest($1::text[]) AS r(id)
+             LEFT JOIN LATERAL (SELECT position, data FROM runcast_changes
+                                WHERE run_id = r.id AND kind = 'run' AND position <= $2
+                                ORDER BY position DESC LIMIT 1) p ON true",
+        )
         .await?;
     let mut changes = Vec::new();
     let mut was_in: HashMap<RunId, bool> = HashMap::new();
@@ -283,24 +285,35 @@ pub(super) async fn replay(
                 tx.query(&statement, &[&last, &through, &PAGE, &key])
                     .await?
             }
-            None => {
-                tx.query(&statement, &[&last, &through, &PAGE, &after])
-                    .await?
-            }
+            None => tx.query(&statement, &[&last, &through, &PAGE]).await?,
         };
+        let mut page = Vec::with_capacity(rows.len());
         for row in &rows {
             let position = row.get::<_, i64>(0).cast_unsigned();
             let run = snapshot(position, row.get(2))?;
             let batch = row.get::<_, Option<&str>>(1).map(BatchId::from);
+            page.push((position, run, batch));
+        }
+        if matches!(scope, Scope::Tags(_)) {
+            let new: HashSet<&str> = (page.iter())
+                .map(|(_, run, _)| run.id.as_str())
+                .filter(|id| !was_in.contains_key(*id))
+                .collect();
+            let new: Vec<&str> = new.into_iter().collect();
+            for row in tx.query(&previous, &[&new, &after]).await? {
+                let before = match row.get::<_, Option<i64>>(1) {
+                    Some(position) => {
+                        let run = snapshot(position.cast_unsigned(), row.get(2))?;
+                        in_scope(scope, &run, None)
+                    }
+                    None => false,
+                };
+                was_in.insert(RunId::from(row.get::<_, &str>(0)), before);
+            }
+        }
+        for (position, run, batch) in page {
             let now_in = in_scope(scope, &run, batch.as_ref());
-            let before = match (was_in.get(&run.id), row.get::<_, Option<&str>>(3)) {
-                (Some(&before), _) => before,
-                (None, Some(previous)) => {
-                    in_scope(scope, &snapshot(position, Some(previous))?, batch.as_ref())
-                }
-                (None, None) => false,
-            };
-            was_in.insert(run.id.clone(), now_in);
+            let before = was_in.insert(run.id.clone(), now_in).unwrap_or(false);
             if now_in || before {
                 changes.push((position, Arc::new(run)));
             }

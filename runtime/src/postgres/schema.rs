@@ -153,6 +153,16 @@ CREATE INDEX "TaskRun_executing" ON "TaskRun" (id) WHERE status = 'EXECUTING';
 CREATE INDEX runcast_changes_committed ON runcast_changes USING brin (committed_at);
 "#,
     ),
+    (
+        3,
+        "the change log indexed by run and position",
+        r#"
+-- A run's latest change at or before a position (a replay's look back, a load's latest) is
+-- one step down this index, where an index on the run alone read every change of the run.
+DROP INDEX runcast_changes_run;
+CREATE INDEX runcast_changes_run ON runcast_changes (run_id, position);
+"#,
+    ),
 ];
 
 /// The newest schema version this runcast knows.

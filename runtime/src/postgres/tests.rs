@@ -1295,6 +1295,96 @@ async fn a_feed_resumed_from_before_its_processs_history_replays_the_databases_l
     );
 }
 
+/// A feed resumed from before its process's history while changes keep coming: the history
+/// moves on while the database's log is read, and the feed still gets every change of its
+/// run in order, none coalesced, none skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_resumed_while_the_history_moves_on_gets_every_change() {
+    const ROUNDS: usize = 100;
+    let url = database().await;
+    let writer = engine(&url).await;
+    let later = |tag: &str| {
+        TriggerOptions::default()
+            .tag(tag)
+            .delay(Duration::from_secs(3_600))
+    };
+    let watched = writer
+        .trigger_with::<Double>(1, later("moving"))
+        .await
+        .unwrap();
+    let mut others = Vec::new();
+    for n in 0..3 {
+        others.push(
+            writer
+                .trigger_with::<Double>(n, later("other"))
+                .await
+                .unwrap(),
+        );
+    }
+    let reader = builder(&url)
+        .await
+        .declare::<Double>()
+        .change_history(16, 1 << 20)
+        .build()
+        .unwrap();
+    // Changes of the watched run (counted once written) every few milliseconds, and of
+    // others, more often: they move the reader's history on, and its feeds see none of them.
+    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writing = Vec::new();
+    for id in std::iter::once(watched.id()).chain(others.iter().map(|run| run.id())) {
+        let (writer, id, stop) = (writer.clone(), id.clone(), Arc::clone(&stop));
+        let written = (&id == watched.id()).then(|| Arc::clone(&written));
+        let pause = Duration::from_millis(if written.is_some() { 5 } else { 1 });
+        writing.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let op = crate::MetadataOp::Increment("n".into(), 1.0);
+                writer.update_metadata(&id, [op]).await.unwrap();
+                if let Some(written) = &written {
+                    written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(pause).await;
+            }
+        }));
+    }
+    // Each round resumes from the last change the previous one read: the run's creation
+    // first (the handle's cursor is before it), then each change of the watched run.
+    let (mut from, mut seen) = (watched.cursor(), None);
+    for round in 0..ROUNDS {
+        let next = seen.map_or(0, |n| n + 1);
+        let through = loop {
+            let written = written.load(std::sync::atomic::Ordering::Relaxed);
+            if written >= next + 10 {
+                break written;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let mut feed = (reader.subscribe(Scope::Tags(vec!["moving".into()]), from))
+            .await
+            .unwrap();
+        for n in next..=through {
+            let item = tokio::time::timeout(Duration::from_secs(20), feed.next())
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: the feed stalled before change {n}"))
+                .unwrap()
+                .unwrap();
+            assert!(!item.coalesced, "round {round}: change {n} came coalesced");
+            let expected = (n > 0).then(|| format!(r#"{{"n":{n}}}"#));
+            assert_eq!(
+                item.run.metadata.as_ref().map(|m| m.get()),
+                expected.as_deref(),
+                "round {round}: change {n} of {through}"
+            );
+            from = item.cursor;
+        }
+        seen = Some(through);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in writing {
+        task.await.unwrap();
+    }
+}
+
 /// A batch's feed resumed from before a process's history replays the database's log of the
 /// batch's runs only, as a process that saw every change has it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
