@@ -15,6 +15,8 @@
 //!   then runs triggered one at a time, 100 per second, from the trigger to the start of their
 //!   attempt in a worker process (p50, p99, max). `peers/graphile` does the same work with
 //!   Graphile Worker, for comparison;
+//! - `backlog`: the `runs` section with `BACKLOG` runs, most of which wait while the workers
+//!   work: each claim must read the runs it takes, not every run that waits;
 //! - `kept`: the `runs` section again, over a run table that already keeps `KEPT` finished
 //!   runs (as a retention of an hour would under load, its changes pruned): claims and timers
 //!   must read what they take, not the whole table;
@@ -56,6 +58,8 @@ const ROUNDS: usize = 3;
 const SPAN: Duration = Duration::from_secs(5);
 /// Runs completed in `runs`.
 const RUNS: u64 = 5_000;
+/// Runs completed in `backlog`.
+const BACKLOG: u64 = 40_000;
 /// Runs measured one by one in `runs`, from trigger to the start of their attempt.
 const STARTS: usize = 1_000;
 /// Finished runs the table keeps in `kept`.
@@ -107,12 +111,15 @@ fn main() {
             limit(&database(&server, "limit").await).await;
         }
         if wanted("runs") {
-            runs(&database(&server, "runs").await).await;
+            runs(&database(&server, "runs").await, RUNS).await;
+        }
+        if wanted("backlog") {
+            runs(&database(&server, "backlog").await, BACKLOG).await;
         }
         if wanted("kept") {
             let url = database(&server, "kept").await;
             keep_finished(&url).await;
-            runs(&url).await;
+            runs(&url, RUNS).await;
         }
         if wanted("latency") {
             latency(&database(&server, "latency").await).await;
@@ -398,7 +405,8 @@ async fn keep_finished(url: &str) {
     );
 }
 
-async fn runs(url: &str) {
+/// `count` runs as the `runs` section describes, then the starts measured one by one.
+async fn runs(url: &str, count: u64) {
     let store = PostgresStore::connect(url).await.unwrap();
     let workers: Vec<_> = (0..2).map(|_| spawn("worker", url)).collect();
     for (_, lines) in &workers {
@@ -418,7 +426,7 @@ async fn runs(url: &str) {
     let producer = {
         let engine = engine.clone();
         tokio::spawn(async move {
-            for batch in 0..RUNS / 500 {
+            for batch in 0..count / 500 {
                 let items = (batch * 500..(batch + 1) * 500).map(|n| (n, tagged.clone()));
                 engine.batch_trigger::<Noop>(items).await.unwrap();
             }
@@ -426,16 +434,16 @@ async fn runs(url: &str) {
         })
     };
     let mut completed = 0;
-    while completed < RUNS {
+    while completed < count {
         let Noops::Noop(run) = feed.next().await.unwrap().unwrap().run;
         completed += u64::from(run.status == RunStatus::Completed);
     }
     let done = clock.elapsed();
     let triggered = producer.await.unwrap();
     println!(
-        "runs: {RUNS} no-op runs triggered in batches of 500 at {:.0}/s, completed by 2 worker processes at {:.0}/s (each run 3 changes)",
-        RUNS as f64 / triggered.as_secs_f64(),
-        RUNS as f64 / done.as_secs_f64()
+        "runs: {count} no-op runs triggered in batches of 500 at {:.0}/s, completed by 2 worker processes at {:.0}/s (each run 3 changes)",
+        count as f64 / triggered.as_secs_f64(),
+        count as f64 / done.as_secs_f64()
     );
     // From a trigger here to the start of its attempt in a worker process.
     let stamps = Engine::builder().postgres(PostgresStore::connect(url).await.unwrap());

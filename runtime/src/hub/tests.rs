@@ -268,8 +268,7 @@ fn replayed_changes_join_the_log_only_where_it_holds_every_change_after_them() {
             .collect(),
         through: through.position(),
     };
-    let Ok(Err(back)) = hub.subscribe_replayed(scope.clone(), from, replayed(published[4]))
-    else {
+    let Ok(Err(back)) = hub.subscribe_replayed(scope.clone(), from, replayed(published[4])) else {
         panic!("replayed changes that end before the log's start were taken");
     };
     assert_eq!(back.changes.len(), 5);

@@ -120,6 +120,30 @@ impl Tx {
     }
 }
 
+/// Runs `write` in a transaction of its own, with `settings` for it (`SET LOCAL` statements,
+/// which, unlike a setting changed by the statement itself, apply to its plan too): `BEGIN`,
+/// the settings, the statement and `COMMIT` sent at once.
+pub(super) async fn run_with(
+    pool: &Pool,
+    settings: &str,
+    write: &Write<'_>,
+) -> Result<Vec<Row>, StoreError> {
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(write.query).await?;
+    let params = write.params();
+    let begin = format!("BEGIN; {settings}");
+    // Polled in order the first time, so sent in order.
+    let (begun, rows, committed) = tokio::join!(
+        client.batch_execute(&begin),
+        client.query(&statement, &params),
+        client.batch_execute("COMMIT")
+    );
+    begun?;
+    let rows = rows?;
+    committed?;
+    Ok(rows)
+}
+
 /// Runs `writes`, then `COMMIT`, on a connection in a transaction: all sent at once. Returns
 /// each write's rows, or the first error (the transaction then rolled back).
 pub(super) async fn commit(
