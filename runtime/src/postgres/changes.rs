@@ -41,8 +41,13 @@ pub(super) const LATEST_POSITION: &str = "SELECT greatest((SELECT max(position) 
 const PAGE: i64 = 1_000;
 
 /// How long the reader waits for a notification before it reads anyway: a backstop, not the
-/// way changes are found.
-const BACKSTOP: Duration = Duration::from_secs(5);
+/// way changes are found. Longer than any test in this crate's tests, so that they find a
+/// lost wake-up (a feed would stall) rather than hide it.
+const BACKSTOP: Duration = if cfg!(test) {
+    Duration::from_secs(3_600)
+} else {
+    Duration::from_secs(5)
+};
 
 /// How long the reader waits before reconnecting after an error.
 const RECONNECT: Duration = Duration::from_secs(1);

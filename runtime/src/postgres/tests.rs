@@ -1385,6 +1385,59 @@ async fn a_feed_resumed_while_the_history_moves_on_gets_every_change() {
     }
 }
 
+/// Notifications alone wake a process's reader (its backstop is an hour in these tests): bursts
+/// of changes from several writers at once, each burst's last change committed while the
+/// reader may be reading the ones before, all reach a feed in another process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_reaches_a_reader_woken_only_by_notifications() {
+    const BURSTS: usize = 10;
+    const EACH: usize = 100;
+    let url = database().await;
+    let writer = engine(&url).await;
+    let reader = engine(&url).await;
+    let later = TriggerOptions::default()
+        .tag("woken")
+        .delay(Duration::from_secs(3_600));
+    let mut runs = Vec::new();
+    for n in 0..4 {
+        runs.push(
+            writer
+                .trigger_with::<Double>(n, later.clone())
+                .await
+                .unwrap(),
+        );
+    }
+    let mut feed = (reader.subscribe(Scope::Tags(vec!["woken".into()]), runs[0].cursor()))
+        .await
+        .unwrap();
+    let mut shown = std::collections::HashMap::new();
+    for burst in 1..=BURSTS {
+        let writing = runs.iter().map(|run| {
+            let (writer, id) = (writer.clone(), run.id().clone());
+            tokio::spawn(async move {
+                for _ in 0..EACH {
+                    let op = crate::MetadataOp::Increment("n".into(), 1.0);
+                    writer.update_metadata(&id, [op]).await.unwrap();
+                }
+            })
+        });
+        for task in writing.collect::<Vec<_>>() {
+            task.await.unwrap();
+        }
+        let last = format!(r#"{{"n":{}}}"#, burst * EACH);
+        while shown.len() < runs.len() || shown.values().any(|n| *n != last) {
+            let item = tokio::time::timeout(Duration::from_secs(30), feed.next())
+                .await
+                .unwrap_or_else(|_| panic!("burst {burst}: the feed stalled at {shown:?}"))
+                .unwrap()
+                .unwrap();
+            if let Some(metadata) = &item.run.metadata {
+                shown.insert(item.run.id.clone(), metadata.get().to_owned());
+            }
+        }
+    }
+}
+
 /// A batch's feed resumed from before a process's history replays the database's log of the
 /// batch's runs only, as a process that saw every change has it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
