@@ -607,10 +607,11 @@ impl RunHub {
     }
 
     /// Where `from`, a cursor of this hub's history, is older than its change log: the
-    /// latest position, through which to read the changes after `from` elsewhere (reading
-    /// through the latest rather than to the log's start leaves the log a whole log of
-    /// changes' time to move on while they are read); `None` if the log holds every change
-    /// after it (or the cursor is not this hub's, which [`RunHub::subscribe`] refuses).
+    /// latest position, through which to read the changes after `from` elsewhere (read
+    /// through the latest, they still join the log after as many changes as it holds came
+    /// while they were read; through the log's start, one change would do); `None` if the
+    /// log holds every change after it (or the cursor is not this hub's, which
+    /// [`RunHub::subscribe`] refuses).
     pub(crate) fn missing_after(&self, from: Cursor) -> Option<u64> {
         let inner = self.lock();
         let ours = from != Cursor::START && inner.check_cursor(from).is_ok();

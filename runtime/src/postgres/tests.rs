@@ -1206,6 +1206,15 @@ async fn shown(engine: &Engine, scope: Scope, from: crate::Cursor, count: usize)
     items
 }
 
+/// An engine over the database at `url` that declares `pg-double` and keeps the latest
+/// `changes` changes only (a process's history; the database's log keeps the rest).
+async fn short_history(url: &str, changes: usize) -> Engine {
+    (builder(url).await.declare::<Double>())
+        .change_history(changes, 1 << 20)
+        .build()
+        .unwrap()
+}
+
 /// A process's history holds its latest changes only; the database's log holds every change
 /// of the retention. A feed resumed from before a process's history, in that process, gets
 /// every change from the database's log, none coalesced, as a process that saw them all gets
@@ -1250,14 +1259,7 @@ async fn a_feed_resumed_from_before_its_processs_history_replays_the_databases_l
     assert!(everything.iter().all(|item| item.ends_with("false")));
 
     // A process that keeps the latest 8 changes only.
-    let short = || async {
-        builder(&url)
-            .await
-            .declare::<Double>()
-            .change_history(8, 1 << 20)
-            .build()
-            .unwrap()
-    };
+    let short = || short_history(&url, 8);
     let reader = short().await;
     assert_eq!(
         read(&reader, from, total).await,
@@ -1321,12 +1323,7 @@ async fn a_feed_resumed_while_the_history_moves_on_gets_every_change() {
                 .unwrap(),
         );
     }
-    let reader = builder(&url)
-        .await
-        .declare::<Double>()
-        .change_history(16, 1 << 20)
-        .build()
-        .unwrap();
+    let reader = short_history(&url, 16).await;
     // Changes of the watched run (counted once written) every few milliseconds, and of
     // others, more often: they move the reader's history on, and its feeds see none of them.
     let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -1466,12 +1463,7 @@ async fn a_batch_feed_resumed_from_before_its_processs_history_replays_the_batch
     // Each run of the batch: its creation and 10 changes.
     let everything = read(&writer, 33).await;
     assert!(everything.iter().all(|item| item.ends_with("false")));
-    let reader = builder(&url)
-        .await
-        .declare::<Double>()
-        .change_history(4, 1 << 20)
-        .build()
-        .unwrap();
+    let reader = short_history(&url, 4).await;
     assert_eq!(read(&reader, 33).await, everything);
 }
 
