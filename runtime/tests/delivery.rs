@@ -295,28 +295,29 @@ on_every_backend! {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscriber_within_its_window_sees_every_metadata_change_in_order() {
-    // A window wider than the run's changes: however slow this machine, the reader is within
-    // it, and must get every change.
-    let engine = Engine::builder()
-        .task::<Counting>()
-        .subscription_window(4_096)
-        .build()
-        .unwrap();
-    let run = engine.trigger::<Counting>(2_000).await.unwrap();
-    let updates = engine.subscribe_to_run(&run).await.unwrap();
-    let updates: Vec<_> = within("the run", updates.try_collect::<Vec<_>>())
-        .await
-        .unwrap();
-    let mut seen: Vec<u64> = updates
-        .iter()
-        .filter_map(|u| u.run.metadata.as_ref()?.get("i")?.as_u64())
-        .collect();
-    // The final snapshot shows the last value again, with the run completed.
-    assert_eq!(seen.pop(), Some(1_999));
-    assert_eq!(seen, (0..2_000).collect::<Vec<_>>());
-    assert!(updates.iter().all(|u| !u.coalesced));
+on_every_backend! {
+    async fn a_subscriber_within_its_window_sees_every_metadata_change_in_order(backend: Backend) {
+        // A window wider than the run's changes: however slow this machine, the reader is within
+        // it, and must get every change.
+        let engine = backend.builder().await
+            .task::<Counting>()
+            .subscription_window(4_096)
+            .build()
+            .unwrap();
+        let run = engine.trigger::<Counting>(2_000).await.unwrap();
+        let updates = engine.subscribe_to_run(&run).await.unwrap();
+        let updates: Vec<_> = within("the run", updates.try_collect::<Vec<_>>())
+            .await
+            .unwrap();
+        let mut seen: Vec<u64> = updates
+            .iter()
+            .filter_map(|u| u.run.metadata.as_ref()?.get("i")?.as_u64())
+            .collect();
+        // The final snapshot shows the last value again, with the run completed.
+        assert_eq!(seen.pop(), Some(1_999));
+        assert_eq!(seen, (0..2_000).collect::<Vec<_>>());
+        assert!(updates.iter().all(|u| !u.coalesced));
+    }
 }
 
 on_every_backend! {
@@ -549,70 +550,70 @@ on_every_backend! {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reader_stalled_past_the_retention_keeps_a_bounded_number_of_final_snapshots_and_is_told_of_the_rest()
- {
-    // A window of one change, runs forgotten 20 ms after they finish, and room for the final
-    // snapshots of a few of them.
-    let engine = Engine::builder()
-        .task::<Instant>()
-        .subscription_window(1)
-        .retention(Duration::from_millis(20))
-        .lagging_reader_bytes(4_000)
-        .build()
-        .unwrap();
-    let mut stalled = engine
-        .subscribe_to_runs_with_tag::<Batched>(["stalled"])
-        .await
-        .unwrap();
-    let tagged = TriggerOptions::default().tag("stalled");
-    let mut runs = Vec::new();
-    for n in 0..20 {
-        let run = engine
-            .trigger_with::<Instant>(n, tagged.clone())
+on_every_backend! {
+    async fn a_reader_stalled_past_the_retention_keeps_a_bounded_number_of_final_snapshots_and_is_told_of_the_rest(backend: Backend) {
+        // A window of one change, runs forgotten 20 ms after they finish, and room for the final
+        // snapshots of a few of them.
+        let engine = backend.builder().await
+            .task::<Instant>()
+            .subscription_window(1)
+            .retention(Duration::from_millis(20))
+            .lagging_reader_bytes(4_000)
+            .build()
+            .unwrap();
+        let mut stalled = engine
+            .subscribe_to_runs_with_tag::<Batched>(["stalled"])
             .await
             .unwrap();
-        engine.wait(&run).await.unwrap();
-        runs.push(run);
-    }
-    // Every run is forgotten before the reader reads anything.
-    within("every run forgotten", async {
+        let tagged = TriggerOptions::default().tag("stalled");
+        let mut runs = Vec::new();
+        for n in 0..20 {
+            let run = engine
+                .trigger_with::<Instant>(n, tagged.clone())
+                .await
+                .unwrap();
+            runs.push(run);
+        }
+        // Every run finishes and is forgotten before the reader reads anything. (Not `wait`
+        // for each: a run forgotten before `wait` subscribes is unknown to it.)
+        within("every run forgotten", async {
+            for run in &runs {
+                while engine.latest(run.id()).await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        })
+        .await;
+        engine.shutdown(Duration::from_secs(10)).await;
+        let items: Vec<_> = within("the feed's end", stalled.by_ref().collect::<Vec<_>>()).await;
+        let mut dropped = Vec::new();
+        let mut completed = Vec::new();
+        for item in &items {
+            match item {
+                Err(FeedError::ChangesDropped(run)) => dropped.push(run.clone()),
+                Ok(update) if update.run.status() == RunStatus::Completed => {
+                    // Its earlier changes were never read: the final one stands for them.
+                    assert!(update.coalesced, "run {}", update.run.id());
+                    completed.push(update.run.id().clone());
+                }
+                _ => {}
+            }
+        }
+        // Each run either came to its final snapshot or was said lost, never both or neither; and
+        // no more were kept than the budget holds snapshots.
+        assert!(!dropped.is_empty() && !completed.is_empty(), "{dropped:?}");
+        let most = 4_000 / std::mem::size_of::<runcast::AnyRun>();
+        assert!(completed.len() <= most, "{} kept", completed.len());
         for run in &runs {
-            while engine.latest(run.id()).await.is_ok() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            let (lost, done) = (dropped.contains(run.id()), completed.contains(run.id()));
+            assert!(
+                lost != done,
+                "run {}: lost {lost}, completed {done}",
+                run.id()
+            );
         }
-    })
-    .await;
-    engine.shutdown(Duration::from_secs(10)).await;
-    let items: Vec<_> = within("the feed's end", stalled.by_ref().collect::<Vec<_>>()).await;
-    let mut dropped = Vec::new();
-    let mut completed = Vec::new();
-    for item in &items {
-        match item {
-            Err(FeedError::ChangesDropped(run)) => dropped.push(run.clone()),
-            Ok(update) if update.run.status() == RunStatus::Completed => {
-                // Its earlier changes were never read: the final one stands for them.
-                assert!(update.coalesced, "run {}", update.run.id());
-                completed.push(update.run.id().clone());
-            }
-            _ => {}
-        }
+        assert!(matches!(items.last(), Some(Err(FeedError::Stopped))));
     }
-    // Each run either came to its final snapshot or was said lost, never both or neither; and
-    // no more were kept than the budget holds snapshots.
-    assert!(!dropped.is_empty() && !completed.is_empty(), "{dropped:?}");
-    let most = 4_000 / std::mem::size_of::<runcast::AnyRun>();
-    assert!(completed.len() <= most, "{} kept", completed.len());
-    for run in &runs {
-        let (lost, done) = (dropped.contains(run.id()), completed.contains(run.id()));
-        assert!(
-            lost != done,
-            "run {}: lost {lost}, completed {done}",
-            run.id()
-        );
-    }
-    assert!(matches!(items.last(), Some(Err(FeedError::Stopped))));
 }
 
 on_every_backend! {

@@ -335,62 +335,63 @@ on_every_backend! {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_triggers_are_refused_and_store_nothing() {
-    let engine = Engine::builder()
-        .task::<Double>()
-        .max_payload_bytes(4)
-        .build()
-        .unwrap();
-    let too_large = engine.trigger::<Double>(123_456).await.unwrap_err();
-    assert!(
-        matches!(
-            too_large,
-            TriggerError::PayloadTooLarge { size: 6, limit: 4 }
-        ),
-        "{too_large}"
-    );
-    let unknown = engine.trigger::<Elsewhere>(1).await.unwrap_err();
-    assert!(
-        unknown
-            .to_string()
-            .contains("task `elsewhere` is not registered"),
-        "{unknown}"
-    );
-    for (tags, expected) in [
-        (vec![String::new()], "cannot be empty"),
-        (vec!["x".repeat(129)], "at most 128 characters"),
-        (vec!["a\nb".into()], "control characters"),
-        ((0..11).map(|i| i.to_string()).collect(), "11 tags given"),
-        // Refused without checking 100,000 tags against each other.
-        (
-            (0..100_000).map(|i| i.to_string()).collect(),
-            "100000 tags given; a run carries at most 10",
-        ),
-    ] {
-        let mut options = TriggerOptions::default();
-        options.tags = tags;
-        let err = engine.trigger_with::<Double>(1, options).await.unwrap_err();
-        assert!(err.to_string().contains(expected), "{err}");
+on_every_backend! {
+    async fn bad_triggers_are_refused_and_store_nothing(backend: Backend) {
+        let engine = backend.builder().await
+            .task::<Double>()
+            .max_payload_bytes(4)
+            .build()
+            .unwrap();
+        let too_large = engine.trigger::<Double>(123_456).await.unwrap_err();
+        assert!(
+            matches!(
+                too_large,
+                TriggerError::PayloadTooLarge { size: 6, limit: 4 }
+            ),
+            "{too_large}"
+        );
+        let unknown = engine.trigger::<Elsewhere>(1).await.unwrap_err();
+        assert!(
+            unknown
+                .to_string()
+                .contains("task `elsewhere` is not registered"),
+            "{unknown}"
+        );
+        for (tags, expected) in [
+            (vec![String::new()], "cannot be empty"),
+            (vec!["x".repeat(129)], "at most 128 characters"),
+            (vec!["a\nb".into()], "control characters"),
+            ((0..11).map(|i| i.to_string()).collect(), "11 tags given"),
+            // Refused without checking 100,000 tags against each other.
+            (
+                (0..100_000).map(|i| i.to_string()).collect(),
+                "100000 tags given; a run carries at most 10",
+            ),
+        ] {
+            let mut options = TriggerOptions::default();
+            options.tags = tags;
+            let err = engine.trigger_with::<Double>(1, options).await.unwrap_err();
+            assert!(err.to_string().contains(expected), "{err}");
+        }
+        // Ten distinct tags, however often each is given, are kept once each, in order.
+        // (Delayed: `Double` accepts no such tags when it runs.)
+        let mut options = TriggerOptions::default().delay(Duration::from_secs(3600));
+        options.tags = (0..30).map(|i| (i % 10).to_string()).collect();
+        let run = engine.trigger_with::<Double>(1, options).await.unwrap();
+        let tags = engine.latest(run.id()).await.unwrap().run.tags;
+        assert_eq!(
+            tags.iter()
+                .map(|t| t.parse::<u32>().unwrap())
+                .collect::<Vec<_>>(),
+            (0..10).collect::<Vec<_>>()
+        );
+        let err = engine
+            .trigger_with::<Double>(1, TriggerOptions::default().max_attempts(0))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TriggerError::NoAttempts));
+        assert_eq!(run_count(&engine).await, 1, "nothing else was stored");
     }
-    // Ten distinct tags, however often each is given, are kept once each, in order.
-    // (Delayed: `Double` accepts no such tags when it runs.)
-    let mut options = TriggerOptions::default().delay(Duration::from_secs(3600));
-    options.tags = (0..30).map(|i| (i % 10).to_string()).collect();
-    let run = engine.trigger_with::<Double>(1, options).await.unwrap();
-    let tags = engine.latest(run.id()).await.unwrap().run.tags;
-    assert_eq!(
-        tags.iter()
-            .map(|t| t.parse::<u32>().unwrap())
-            .collect::<Vec<_>>(),
-        (0..10).collect::<Vec<_>>()
-    );
-    let err = engine
-        .trigger_with::<Double>(1, TriggerOptions::default().max_attempts(0))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, TriggerError::NoAttempts));
-    assert_eq!(run_count(&engine).await, 1, "nothing else was stored");
 }
 
 #[task(id = "scale")]
@@ -398,26 +399,27 @@ async fn scale(factor: f64) -> Result<f64, String> {
     Ok(factor * 2.0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_payload_that_would_not_read_back_is_refused_at_trigger() {
-    let engine = Engine::builder().task::<Scale>().build().unwrap();
-    // JSON has no NaN: serde_json writes `null`, which the task could never read as `f64`.
-    let err = engine.trigger::<Scale>(f64::NAN).await.unwrap_err();
-    assert!(
-        matches!(err, TriggerError::Payload { task: "scale", .. }),
-        "{err}"
-    );
-    assert!(
-        err.to_string()
-            .contains("cannot be written as JSON that reads back as its type")
-    );
-    assert_eq!(run_count(&engine).await, 0, "nothing was stored");
-    // An exact double reads back bit for bit.
-    let run = engine.trigger::<Scale>(9925.123456789473).await.unwrap();
-    assert_eq!(
-        engine.wait(&run).await.unwrap().payload.to_bits(),
-        9925.123456789473f64.to_bits()
-    );
+on_every_backend! {
+    async fn a_payload_that_would_not_read_back_is_refused_at_trigger(backend: Backend) {
+        let engine = backend.builder().await.task::<Scale>().build().unwrap();
+        // JSON has no NaN: serde_json writes `null`, which the task could never read as `f64`.
+        let err = engine.trigger::<Scale>(f64::NAN).await.unwrap_err();
+        assert!(
+            matches!(err, TriggerError::Payload { task: "scale", .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("cannot be written as JSON that reads back as its type")
+        );
+        assert_eq!(run_count(&engine).await, 0, "nothing was stored");
+        // An exact double reads back bit for bit.
+        let run = engine.trigger::<Scale>(9925.123456789473).await.unwrap();
+        assert_eq!(
+            engine.wait(&run).await.unwrap().payload.to_bits(),
+            9925.123456789473f64.to_bits()
+        );
+    }
 }
 
 #[test]
@@ -433,62 +435,63 @@ realtime_union! {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_stops_a_running_attempt_and_a_queued_run() {
-    let engine = Engine::builder()
-        .task::<Sleep>()
-        .concurrency(1)
-        .build()
-        .unwrap();
-    let running = engine.trigger::<Sleep>(60_000).await.unwrap();
-    let queued = engine.trigger::<Sleep>(1).await.unwrap(); // waits: concurrency is 1
-    let mut updates = engine
-        .subscribe_to_run::<Sleep>(running.id())
-        .await
-        .unwrap();
-    while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    // The queued run first: canceling the running one frees its slot for the queued one.
-    engine.cancel(queued.id()).await.unwrap();
-    engine.cancel(running.id()).await.unwrap();
-    let last = updates
-        .map(|u| u.unwrap().run)
-        .collect::<Vec<_>>()
-        .await
-        .pop()
-        .unwrap();
-    assert_eq!((last.status, last.output), (RunStatus::Canceled, None));
-    assert!(last.finished_at.is_some());
-    let queued = follow::<Sleep>(&engine, queued.id()).await.pop().unwrap();
-    assert_eq!(
-        (queued.status, queued.started_at),
-        (RunStatus::Canceled, None)
-    );
-    // A run queued after both: once it completed, the workers have passed the canceled one,
-    // which still never started.
-    let after = engine.trigger::<Sleep>(1).await.unwrap();
-    let last_after = follow::<Sleep>(&engine, after.id()).await.pop().unwrap();
-    assert_eq!(last_after.status, RunStatus::Completed);
-    let queued = current(&engine, &queued.id).await;
-    assert_eq!(
-        (queued.status, queued.started_at),
-        (RunStatus::Canceled, None)
-    );
-    // The canceled attempt's time still counts, once it has stopped.
-    let counted = async {
-        while current(&engine, running.id()).await.duration_ms == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), counted)
-        .await
-        .unwrap();
-    let again = engine.cancel(running.id()).await.unwrap_err();
-    assert!(
-        again.to_string().contains("already finished as CANCELED"),
-        "{again}"
-    );
-    assert!(engine.cancel(&"run_nope".into()).await.is_err());
+on_every_backend! {
+    async fn cancel_stops_a_running_attempt_and_a_queued_run(backend: Backend) {
+        let engine = backend.builder().await
+            .task::<Sleep>()
+            .concurrency(1)
+            .build()
+            .unwrap();
+        let running = engine.trigger::<Sleep>(60_000).await.unwrap();
+        let queued = engine.trigger::<Sleep>(1).await.unwrap(); // waits: concurrency is 1
+        let mut updates = engine
+            .subscribe_to_run::<Sleep>(running.id())
+            .await
+            .unwrap();
+        while updates.next().await.unwrap().unwrap().run.status != RunStatus::Executing {}
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The queued run first: canceling the running one frees its slot for the queued one.
+        engine.cancel(queued.id()).await.unwrap();
+        engine.cancel(running.id()).await.unwrap();
+        let last = updates
+            .map(|u| u.unwrap().run)
+            .collect::<Vec<_>>()
+            .await
+            .pop()
+            .unwrap();
+        assert_eq!((last.status, last.output), (RunStatus::Canceled, None));
+        assert!(last.finished_at.is_some());
+        let queued = follow::<Sleep>(&engine, queued.id()).await.pop().unwrap();
+        assert_eq!(
+            (queued.status, queued.started_at),
+            (RunStatus::Canceled, None)
+        );
+        // A run queued after both: once it completed, the workers have passed the canceled one,
+        // which still never started.
+        let after = engine.trigger::<Sleep>(1).await.unwrap();
+        let last_after = follow::<Sleep>(&engine, after.id()).await.pop().unwrap();
+        assert_eq!(last_after.status, RunStatus::Completed);
+        let queued = current(&engine, &queued.id).await;
+        assert_eq!(
+            (queued.status, queued.started_at),
+            (RunStatus::Canceled, None)
+        );
+        // The canceled attempt's time still counts, once it has stopped.
+        let counted = async {
+            while current(&engine, running.id()).await.duration_ms == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), counted)
+            .await
+            .unwrap();
+        let again = engine.cancel(running.id()).await.unwrap_err();
+        assert!(
+            again.to_string().contains("already finished as CANCELED"),
+            "{again}"
+        );
+        assert!(engine.cancel(&"run_nope".into()).await.is_err());
+    }
 }
 
 on_every_backend! {
@@ -530,26 +533,27 @@ on_every_backend! {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idempotency_key_returns_the_first_run_until_its_ttl_ends() {
-    let engine = Engine::builder()
-        .task::<Double>()
-        .idempotency_ttl(Duration::from_secs(1))
-        .build()
-        .unwrap();
-    let keyed = || TriggerOptions::default().idempotency_key("order-1");
-    let first = engine.trigger_with::<Double>(1, keyed()).await.unwrap();
-    let second = engine.trigger_with::<Double>(2, keyed()).await.unwrap();
-    assert_eq!(first.id(), second.id());
-    assert_eq!(first.cursor(), second.cursor());
-    let run = follow::<Double>(&engine, first.id()).await.pop().unwrap();
-    assert_eq!(
-        (run.output, run.idempotency_key.as_deref()),
-        (Some(2), Some("order-1"))
-    );
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let third = engine.trigger_with::<Double>(3, keyed()).await.unwrap();
-    assert_ne!(third.id(), first.id());
+on_every_backend! {
+    async fn an_idempotency_key_returns_the_first_run_until_its_ttl_ends(backend: Backend) {
+        let engine = backend.builder().await
+            .task::<Double>()
+            .idempotency_ttl(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let keyed = || TriggerOptions::default().idempotency_key("order-1");
+        let first = engine.trigger_with::<Double>(1, keyed()).await.unwrap();
+        let second = engine.trigger_with::<Double>(2, keyed()).await.unwrap();
+        assert_eq!(first.id(), second.id());
+        assert_eq!(first.cursor(), second.cursor());
+        let run = follow::<Double>(&engine, first.id()).await.pop().unwrap();
+        assert_eq!(
+            (run.output, run.idempotency_key.as_deref()),
+            (Some(2), Some("order-1"))
+        );
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let third = engine.trigger_with::<Double>(3, keyed()).await.unwrap();
+        assert_ne!(third.id(), first.id());
+    }
 }
 
 on_every_backend! {
@@ -585,28 +589,29 @@ on_every_backend! {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn costs_follow_execution_time_and_subscriptions_are_limited() {
-    let engine = Engine::builder()
-        .task::<Sleep>()
-        .cost_per_ms_cents(0.5)
-        .max_subscriptions(1)
-        .build()
-        .unwrap();
-    let handle = engine.trigger::<Sleep>(20).await.unwrap();
-    let sub = engine.subscribe_to_run::<Sleep>(handle.id()).await.unwrap();
-    assert!(matches!(
-        engine.subscribe_to_run::<Sleep>(handle.id()).await,
-        Err(FeedError::TooManySubscriptions { limit: 1 })
-    ));
-    let last = sub
-        .map(|u| u.unwrap().run)
-        .collect::<Vec<_>>()
-        .await
-        .pop()
-        .unwrap();
-    assert!(last.duration_ms >= 20, "{}", last.duration_ms);
-    assert_eq!(last.cost_in_cents, last.duration_ms as f64 * 0.5);
+on_every_backend! {
+    async fn costs_follow_execution_time_and_subscriptions_are_limited(backend: Backend) {
+        let engine = backend.builder().await
+            .task::<Sleep>()
+            .cost_per_ms_cents(0.5)
+            .max_subscriptions(1)
+            .build()
+            .unwrap();
+        let handle = engine.trigger::<Sleep>(20).await.unwrap();
+        let sub = engine.subscribe_to_run::<Sleep>(handle.id()).await.unwrap();
+        assert!(matches!(
+            engine.subscribe_to_run::<Sleep>(handle.id()).await,
+            Err(FeedError::TooManySubscriptions { limit: 1 })
+        ));
+        let last = sub
+            .map(|u| u.unwrap().run)
+            .collect::<Vec<_>>()
+            .await
+            .pop()
+            .unwrap();
+        assert!(last.duration_ms >= 20, "{}", last.duration_ms);
+        assert_eq!(last.cost_in_cents, last.duration_ms as f64 * 0.5);
+    }
 }
 
 on_every_backend! {
@@ -754,29 +759,30 @@ async fn measure(text: String) -> Result<usize, String> {
     Ok(text.len())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_payload_of_several_mebibytes_goes_through_trigger_execution_and_subscription() {
-    let engine = Engine::builder().task::<Measure>().build().unwrap();
-    let text = "x".repeat(8 * 1024 * 1024);
-    let handle = engine.trigger::<Measure>(text.clone()).await.unwrap();
-    // From the handle's cursor, which precedes the run's creation.
-    let updates = engine.subscribe(Scope::Run(handle.id().clone()), handle.cursor());
-    let runs: Vec<_> = updates
-        .await
-        .unwrap()
-        .until_finished()
-        .typed::<Measure>()
-        .map(|u| u.unwrap().run)
-        .collect()
-        .await;
-    let last = runs.last().unwrap();
-    assert_eq!(last.payload, text);
-    assert_eq!(last.output, Some(text.len()));
-    let over = "x".repeat(10 * 1024 * 1024);
-    assert!(matches!(
-        engine.trigger::<Measure>(over).await.unwrap_err(),
-        TriggerError::PayloadTooLarge { .. }
-    ));
+on_every_backend! {
+    async fn a_payload_of_several_mebibytes_goes_through_trigger_execution_and_subscription(backend: Backend) {
+        let engine = backend.builder().await.task::<Measure>().build().unwrap();
+        let text = "x".repeat(8 * 1024 * 1024);
+        let handle = engine.trigger::<Measure>(text.clone()).await.unwrap();
+        // From the handle's cursor, which precedes the run's creation.
+        let updates = engine.subscribe(Scope::Run(handle.id().clone()), handle.cursor());
+        let runs: Vec<_> = updates
+            .await
+            .unwrap()
+            .until_finished()
+            .typed::<Measure>()
+            .map(|u| u.unwrap().run)
+            .collect()
+            .await;
+        let last = runs.last().unwrap();
+        assert_eq!(last.payload, text);
+        assert_eq!(last.output, Some(text.len()));
+        let over = "x".repeat(10 * 1024 * 1024);
+        assert!(matches!(
+            engine.trigger::<Measure>(over).await.unwrap_err(),
+            TriggerError::PayloadTooLarge { .. }
+        ));
+    }
 }
 
 on_every_backend! {
@@ -939,23 +945,24 @@ async fn at_most_the_concurrency_of_attempts_run_at_once_and_every_queued_run_ru
     assert_eq!(HELD_MOST.load(Ordering::SeqCst), 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn any_concurrency_setting_builds() {
-    for concurrency in [0, 1, usize::MAX] {
-        let engine = Engine::builder()
-            .task::<Double>()
-            .concurrency(concurrency)
-            .build()
-            .unwrap();
-        let handle = engine.trigger::<Double>(1).await.unwrap();
-        assert_eq!(
-            follow::<Double>(&engine, handle.id())
-                .await
-                .pop()
-                .unwrap()
-                .output,
-            Some(2)
-        );
+on_every_backend! {
+    async fn any_concurrency_setting_builds(backend: Backend) {
+        for concurrency in [0, 1, usize::MAX] {
+            let engine = backend.builder().await
+                .task::<Double>()
+                .concurrency(concurrency)
+                .build()
+                .unwrap();
+            let handle = engine.trigger::<Double>(1).await.unwrap();
+            assert_eq!(
+                follow::<Double>(&engine, handle.id())
+                    .await
+                    .pop()
+                    .unwrap()
+                    .output,
+                Some(2)
+            );
+        }
     }
 }
 
@@ -965,16 +972,17 @@ async fn echo_tags(_: (), ctx: TaskContext) -> Result<Vec<String>, String> {
     Ok(ctx.tags().to_vec())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_context_shows_the_runs_tags() {
-    let engine = Engine::builder().task::<EchoTags>().build().unwrap();
-    let tagged = TriggerOptions::default().tag("a").tag("b");
-    let handle = engine.trigger_with::<EchoTags>((), tagged).await.unwrap();
-    let last = follow::<EchoTags>(&engine, handle.id())
-        .await
-        .pop()
-        .unwrap();
-    assert_eq!(last.output, Some(vec!["a".to_owned(), "b".to_owned()]));
+on_every_backend! {
+    async fn the_context_shows_the_runs_tags(backend: Backend) {
+        let engine = backend.builder().await.task::<EchoTags>().build().unwrap();
+        let tagged = TriggerOptions::default().tag("a").tag("b");
+        let handle = engine.trigger_with::<EchoTags>((), tagged).await.unwrap();
+        let last = follow::<EchoTags>(&engine, handle.id())
+            .await
+            .pop()
+            .unwrap();
+        assert_eq!(last.output, Some(vec!["a".to_owned(), "b".to_owned()]));
+    }
 }
 
 on_every_backend! {
@@ -1071,57 +1079,58 @@ async fn forgotten(engine: &Engine, id: &runcast::RunId) {
         .expect("forgotten once its retention ended");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn finished_runs_are_forgotten_after_their_retention_and_live_ones_never() {
-    let engine = Engine::builder()
-        .task::<Echo>()
-        .task::<Sleep>()
-        .retention(Duration::from_millis(500))
-        .build()
-        .unwrap();
-    let keyed = TriggerOptions::default()
-        .idempotency_key("once")
-        .tag("kept");
-    let done = engine
-        .trigger_with::<Echo>("hi".into(), keyed.clone())
-        .await
-        .unwrap();
-    let live = engine
-        .trigger_with::<Sleep>(60_000, TriggerOptions::default().tag("kept"))
-        .await
-        .unwrap();
-    let last = follow::<Echo>(&engine, done.id()).await.pop().unwrap();
-    assert_eq!(last.status, RunStatus::Completed);
-    // Within its retention, the key still returns the finished run.
-    let again = engine
-        .trigger_with::<Echo>("hi".into(), keyed.clone())
-        .await
-        .unwrap();
-    assert_eq!(again.id(), done.id());
+on_every_backend! {
+    async fn finished_runs_are_forgotten_after_their_retention_and_live_ones_never(backend: Backend) {
+        let engine = backend.builder().await
+            .task::<Echo>()
+            .task::<Sleep>()
+            .retention(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        let keyed = TriggerOptions::default()
+            .idempotency_key("once")
+            .tag("kept");
+        let done = engine
+            .trigger_with::<Echo>("hi".into(), keyed.clone())
+            .await
+            .unwrap();
+        let live = engine
+            .trigger_with::<Sleep>(60_000, TriggerOptions::default().tag("kept"))
+            .await
+            .unwrap();
+        let last = follow::<Echo>(&engine, done.id()).await.pop().unwrap();
+        assert_eq!(last.status, RunStatus::Completed);
+        // Within its retention, the key still returns the finished run.
+        let again = engine
+            .trigger_with::<Echo>("hi".into(), keyed.clone())
+            .await
+            .unwrap();
+        assert_eq!(again.id(), done.id());
 
-    forgotten(&engine, done.id()).await;
-    assert!(matches!(
-        engine.subscribe_to_run::<Echo>(done.id()).await,
-        Err(FeedError::UnknownRun(_))
-    ));
-    // A new tag feed sees only the live run; the key now starts a new run.
-    let mut feed = engine
-        .subscribe(Scope::Tags(vec!["kept".into()]), runcast::Cursor::START)
-        .await
-        .unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(10), feed.next())
-        .await
-        .expect("the live run is still kept")
-        .unwrap()
-        .unwrap();
-    assert_eq!(&first.run.id, live.id());
-    assert_eq!(first.run.status, RunStatus::Executing);
-    let fresh = engine
-        .trigger_with::<Echo>("hi".into(), keyed)
-        .await
-        .unwrap();
-    assert_ne!(fresh.id(), done.id());
-    engine.cancel(live.id()).await.unwrap();
+        forgotten(&engine, done.id()).await;
+        assert!(matches!(
+            engine.subscribe_to_run::<Echo>(done.id()).await,
+            Err(FeedError::UnknownRun(_))
+        ));
+        // A new tag feed sees only the live run; the key now starts a new run.
+        let mut feed = engine
+            .subscribe(Scope::Tags(vec!["kept".into()]), runcast::Cursor::START)
+            .await
+            .unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(10), feed.next())
+            .await
+            .expect("the live run is still kept")
+            .unwrap()
+            .unwrap();
+        assert_eq!(&first.run.id, live.id());
+        assert_eq!(first.run.status, RunStatus::Executing);
+        let fresh = engine
+            .trigger_with::<Echo>("hi".into(), keyed)
+            .await
+            .unwrap();
+        assert_ne!(fresh.id(), done.id());
+        engine.cancel(live.id()).await.unwrap();
+    }
 }
 
 on_every_backend! {

@@ -434,38 +434,39 @@ on_every_backend! {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn limits_refuse_a_chunk_and_write_nothing_of_it() {
-    let engine = Engine::builder()
-        .task::<Fill>()
-        .max_chunk_bytes(100)
-        .max_stream_bytes(1_000)
-        .build()
-        .unwrap();
-    let too_big = engine.trigger::<Fill>(101).await.unwrap();
-    let fits = engine.trigger::<Fill>(100).await.unwrap();
-    for handle in [&too_big, &fits] {
-        finished(&engine, handle.id()).await;
-    }
-    let run = engine.retrieve::<Fill>(too_big.id()).await.unwrap();
-    let (written, why) = run.output.unwrap();
-    assert_eq!(written, 0);
-    assert_eq!(
-        why,
-        "a chunk of 101 bytes of JSON is over the limit of 100 bytes"
-    );
-    assert!(run.realtime_streams.is_empty());
+on_every_backend! {
+    async fn limits_refuse_a_chunk_and_write_nothing_of_it(backend: Backend) {
+        let engine = backend.builder().await
+            .task::<Fill>()
+            .max_chunk_bytes(100)
+            .max_stream_bytes(1_000)
+            .build()
+            .unwrap();
+        let too_big = engine.trigger::<Fill>(101).await.unwrap();
+        let fits = engine.trigger::<Fill>(100).await.unwrap();
+        for handle in [&too_big, &fits] {
+            finished(&engine, handle.id()).await;
+        }
+        let run = engine.retrieve::<Fill>(too_big.id()).await.unwrap();
+        let (written, why) = run.output.unwrap();
+        assert_eq!(written, 0);
+        assert_eq!(
+            why,
+            "a chunk of 101 bytes of JSON is over the limit of 100 bytes"
+        );
+        assert!(run.realtime_streams.is_empty());
 
-    let run = engine.retrieve::<Fill>(fits.id()).await.unwrap();
-    let (written, why) = run.output.unwrap();
-    // Each chunk counts its 100 bytes and 64 more: six fit in 1,000, a seventh would not.
-    assert_eq!(written, 6);
-    assert!(
-        why.contains("would hold 1148 bytes of stream chunks (their JSON and 64 bytes each to keep them), over the limit of 1000"),
-        "{why}"
-    );
-    let blobs = engine.read_stream(fits.id(), Fill::BLOBS).await.unwrap();
-    assert_eq!(blobs.count().await, 6);
+        let run = engine.retrieve::<Fill>(fits.id()).await.unwrap();
+        let (written, why) = run.output.unwrap();
+        // Each chunk counts its 100 bytes and 64 more: six fit in 1,000, a seventh would not.
+        assert_eq!(written, 6);
+        assert!(
+            why.contains("would hold 1148 bytes of stream chunks (their JSON and 64 bytes each to keep them), over the limit of 1000"),
+            "{why}"
+        );
+        let blobs = engine.read_stream(fits.id(), Fill::BLOBS).await.unwrap();
+        assert_eq!(blobs.count().await, 6);
+    }
 }
 
 on_every_backend! {
@@ -775,88 +776,86 @@ on_every_backend! {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reader_stalled_past_the_retention_keeps_a_bounded_amount_of_chunks_and_is_told_of_the_rest()
- {
-    // Each run writes 1,000 numbers: about 40 KB kept. Room for about two runs' chunks once
-    // their runs are forgotten, which happens 50 ms after they finish.
-    let engine = Engine::builder()
-        .task::<Count>()
-        .retention(Duration::from_millis(50))
-        .lagging_reader_bytes(100_000)
-        .build()
-        .unwrap();
-    let tagged = TriggerOptions::default().tag("stalled");
-    let first = engine
-        .trigger_with::<Count>(1_000, tagged.clone())
-        .await
-        .unwrap();
-    let mut stalled = engine
-        .subscribe(Scope::Tags(vec!["stalled".into()]), first.cursor())
-        .await
-        .unwrap()
-        .with_streams();
-    let mut runs = vec![first];
-    for _ in 1..10 {
-        runs.push(
-            engine
-                .trigger_with::<Count>(1_000, tagged.clone())
-                .await
-                .unwrap(),
-        );
-    }
-    for run in &runs {
-        engine.wait(run).await.unwrap();
-    }
-    // Every run is forgotten before the reader reads anything.
-    let forgotten = async {
+on_every_backend! {
+    async fn a_reader_stalled_past_the_retention_keeps_a_bounded_amount_of_chunks_and_is_told_of_the_rest(backend: Backend) {
+        // Each run writes 1,000 numbers: about 40 KB kept. Room for about two runs' chunks once
+        // their runs are forgotten, which happens 50 ms after they finish.
+        let engine = backend.builder().await
+            .task::<Count>()
+            .retention(Duration::from_millis(50))
+            .lagging_reader_bytes(100_000)
+            .build()
+            .unwrap();
+        let tagged = TriggerOptions::default().tag("stalled");
+        let first = engine
+            .trigger_with::<Count>(1_000, tagged.clone())
+            .await
+            .unwrap();
+        let mut stalled = engine
+            .subscribe(Scope::Tags(vec!["stalled".into()]), first.cursor())
+            .await
+            .unwrap()
+            .with_streams();
+        let mut runs = vec![first];
+        for _ in 1..10 {
+            runs.push(
+                engine
+                    .trigger_with::<Count>(1_000, tagged.clone())
+                    .await
+                    .unwrap(),
+            );
+        }
+        // Every run finishes and is forgotten before the reader reads anything. (Not `wait`
+        // for each: a run forgotten before `wait` subscribes is unknown to it.)
+        let forgotten = async {
+            for run in &runs {
+                while engine.latest(run.id()).await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), forgotten)
+            .await
+            .expect("every run is forgotten after its retention");
+        engine.shutdown(Duration::from_secs(10)).await;
+        let items: Vec<_> = tokio::time::timeout(Duration::from_secs(30), stalled.by_ref().collect())
+            .await
+            .expect("the feed ends once the engine stopped");
+        let dropped: Vec<RunId> = items
+            .iter()
+            .filter_map(|item| match item {
+                Err(FeedError::ChunksDropped(run)) => Some(run.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut chunks_of = std::collections::HashMap::<RunId, Vec<u64>>::new();
+        for item in &items {
+            if let Ok(Realtime::Chunk(chunk)) = item {
+                let value = serde_json::from_str(chunk.data.get()).unwrap();
+                chunks_of
+                    .entry(chunk.run_id.clone())
+                    .or_default()
+                    .push(value);
+            }
+        }
+        // Some runs' chunks were kept whole and in order, the others' were dropped and said so:
+        // none in part.
+        assert!(!dropped.is_empty() && !chunks_of.is_empty(), "{dropped:?}");
+        let whole: Vec<u64> = (0..1_000).collect();
         for run in &runs {
-            while engine.latest(run.id()).await.is_ok() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
+            match chunks_of.get(run.id()) {
+                Some(kept) => {
+                    assert!(!dropped.contains(run.id()), "run {}", run.id());
+                    assert_eq!(kept, &whole, "run {}", run.id());
+                }
+                None => assert!(dropped.contains(run.id()), "run {}", run.id()),
             }
         }
-    };
-    tokio::time::timeout(Duration::from_secs(30), forgotten)
-        .await
-        .expect("every run is forgotten after its retention");
-    engine.shutdown(Duration::from_secs(10)).await;
-    let items: Vec<_> = tokio::time::timeout(Duration::from_secs(30), stalled.by_ref().collect())
-        .await
-        .expect("the feed ends once the engine stopped");
-    let dropped: Vec<RunId> = items
-        .iter()
-        .filter_map(|item| match item {
-            Err(FeedError::ChunksDropped(run)) => Some(run.clone()),
-            _ => None,
-        })
-        .collect();
-    let mut chunks_of = std::collections::HashMap::<RunId, Vec<u64>>::new();
-    for item in &items {
-        if let Ok(Realtime::Chunk(chunk)) = item {
-            let value = serde_json::from_str(chunk.data.get()).unwrap();
-            chunks_of
-                .entry(chunk.run_id.clone())
-                .or_default()
-                .push(value);
-        }
+        // Every run's final snapshot still came, and the feed ended as the engine stopped.
+        let completed = items.iter().filter(
+            |item| matches!(item, Ok(Realtime::Run(u)) if u.run.status == RunStatus::Completed),
+        );
+        assert_eq!(completed.count(), runs.len());
+        assert!(matches!(items.last(), Some(Err(FeedError::Stopped))));
     }
-    // Some runs' chunks were kept whole and in order, the others' were dropped and said so:
-    // none in part.
-    assert!(!dropped.is_empty() && !chunks_of.is_empty(), "{dropped:?}");
-    let whole: Vec<u64> = (0..1_000).collect();
-    for run in &runs {
-        match chunks_of.get(run.id()) {
-            Some(kept) => {
-                assert!(!dropped.contains(run.id()), "run {}", run.id());
-                assert_eq!(kept, &whole, "run {}", run.id());
-            }
-            None => assert!(dropped.contains(run.id()), "run {}", run.id()),
-        }
-    }
-    // Every run's final snapshot still came, and the feed ended as the engine stopped.
-    let completed = items.iter().filter(
-        |item| matches!(item, Ok(Realtime::Run(u)) if u.run.status == RunStatus::Completed),
-    );
-    assert_eq!(completed.count(), runs.len());
-    assert!(matches!(items.last(), Some(Err(FeedError::Stopped))));
 }
