@@ -569,14 +569,16 @@ impl RunFeed for Engine {
         // again, until the hub's holds the rest (or, where it moves on faster than the store
         // is read, fall back to the latest snapshots, marked coalesced).
         let mut replayed = Replayed::none_after(from.position());
-        for _ in 0..REPLAYS {
+        let replays = match &scope {
+            // Refused by the hub, whatever the cursor.
+            Scope::Tags(tags) if tags.is_empty() => 0,
+            _ => REPLAYS,
+        };
+        for _ in 0..replays {
             let Some(through) = hub.missing_after(Cursor::new(from.epoch(), replayed.through))
             else {
                 break;
             };
-            if matches!(&scope, Scope::Tags(tags) if tags.is_empty()) {
-                break;
-            }
             let Some(more) = store.replay(&scope, replayed.through, through).await? else {
                 break;
             };

@@ -271,15 +271,20 @@ pub(super) async fn replay(
         .await?;
     // A change that takes a run out of a tag scope shows too (as the hub shows it): its run
     // was in scope before it, by its previous change in the range or, for its first, by its
-    // latest change at or before `after`, looked up once per run.
-    let previous = tx
-        .prepare(
-            "SELECT r.id, p.position, p.data FROM unnest($1::text[]) AS r(id)
-             LEFT JOIN LATERAL (SELECT position, data FROM runcast_changes
-                                WHERE run_id = r.id AND kind = 'run' AND position <= $2
-                                ORDER BY position DESC LIMIT 1) p ON true",
-        )
-        .await?;
+    // latest change at or before `after`, looked up once per run. (A run's or a batch's
+    // runs never leave their scope.)
+    let previous = match scope {
+        Scope::Tags(_) => Some(
+            tx.prepare(
+                "SELECT r.id, p.position, p.data FROM unnest($1::text[]) AS r(id)
+                 LEFT JOIN LATERAL (SELECT position, data FROM runcast_changes
+                                    WHERE run_id = r.id AND kind = 'run' AND position <= $2
+                                    ORDER BY position DESC LIMIT 1) p ON true",
+            )
+            .await?,
+        ),
+        Scope::Run(_) | Scope::Batch(_) => None,
+    };
     let mut changes = Vec::new();
     let mut was_in: HashMap<RunId, bool> = HashMap::new();
     let (mut last, through) = (after.cast_signed(), through.cast_signed());
@@ -299,13 +304,13 @@ pub(super) async fn replay(
             let batch = row.get::<_, Option<&str>>(1).map(BatchId::from);
             page.push((position, run, batch));
         }
-        if matches!(scope, Scope::Tags(_)) {
+        if let Some(previous) = &previous {
             let new: HashSet<&str> = (page.iter())
                 .map(|(_, run, _)| run.id.as_str())
                 .filter(|id| !was_in.contains_key(*id))
                 .collect();
             let new: Vec<&str> = new.into_iter().collect();
-            for row in tx.query(&previous, &[&new, &after]).await? {
+            for row in tx.query(previous, &[&new, &after]).await? {
                 let before = match row.get::<_, Option<i64>>(1) {
                     Some(position) => {
                         let run = snapshot(position.cast_unsigned(), row.get(2))?;
