@@ -83,7 +83,7 @@ impl fmt::Debug for PostgresStore {
 pub enum PostgresError {
     /// The connection string is not one (see tokio-postgres's `Config` for the forms: a URL
     /// `postgres://user:password@host:port/dbname?options`, or `key=value` pairs).
-    #[error("invalid Postgres connection string: {0}")]
+    #[error("invalid Postgres connection string: {}", said(.0))]
     InvalidUrl(#[source] tokio_postgres::Error),
     /// The database was migrated by a newer runcast, whose schema this one does not know.
     #[error(
@@ -137,7 +137,11 @@ impl std::error::Error for Said {}
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
-        StoreError::new(error)
+        match error {
+            // What the connection's failure was, not only "db error".
+            deadpool_postgres::PoolError::Backend(error) => StoreError::new(Said(error)),
+            error => StoreError::new(error),
+        }
     }
 }
 

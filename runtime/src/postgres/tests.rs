@@ -161,10 +161,19 @@ async fn a_bad_connection_string_or_an_unreachable_server_is_a_clear_error() {
         .await
         .unwrap_err();
     assert!(matches!(error, PostgresError::InvalidUrl(_)), "{error:?}");
+    assert!(error.to_string().contains("port"), "{error}");
     let error = PostgresStore::connect("host=/nonexistent/runcast port=1 user=x dbname=x")
         .await
         .unwrap_err();
     assert!(matches!(error, PostgresError::Database(_)), "{error:?}");
+    // A connection the pool could not make, as an operation reports it.
+    let Err(cause) =
+        tokio_postgres::connect("host=/nonexistent/runcast port=1 user=x", NoTls).await
+    else {
+        panic!("connected to nothing");
+    };
+    let error = crate::model::StoreError::from(deadpool_postgres::PoolError::Backend(cause));
+    assert!(error.to_string().contains("No such file"), "{error}");
     // What the server said, not only "db error".
     let url = database().await;
     let missing = url.replace("dbname=", "dbname=missing_");
