@@ -53,6 +53,8 @@ mod support;
 
 mod engine;
 mod feed;
+#[cfg(feature = "server")]
+pub mod http;
 mod hub;
 mod model;
 #[cfg(feature = "postgres")]
@@ -60,7 +62,7 @@ mod postgres;
 #[cfg(test)]
 mod test_tasks;
 mod typed;
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "server"))]
 mod wire;
 
 pub use crate::engine::{
@@ -176,7 +178,7 @@ pub mod prelude {
 
 /// The README's tour, compiled and run as a doc test (with the `postgres` feature, which its
 /// Postgres section needs: `cargo test --workspace` has it).
-#[cfg(all(doctest, feature = "postgres"))]
+#[cfg(all(doctest, feature = "postgres", feature = "server"))]
 #[doc = include_str!("../../README.md")]
 struct ReadmeTour;
 

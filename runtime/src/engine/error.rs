@@ -42,7 +42,7 @@ pub enum TriggerError {
     #[error(
         "task `{0}` is not registered with this engine, which runs only the tasks it registers; register its `async fn` with `Engine::builder().task::<T>()`"
     )]
-    UnknownTask(&'static str),
+    UnknownTask(String),
     /// The payload serializes to more JSON than the engine accepts.
     #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
     PayloadTooLarge {
@@ -63,6 +63,18 @@ pub enum TriggerError {
         /// Why.
         #[source]
         source: serde_json::Error,
+    },
+    /// The payload, given as JSON ([`BatchItem::from_json`](crate::BatchItem::from_json)),
+    /// does not decode as the task's payload type.
+    #[error("the payload does not match task `{task}` at `{path}`: {message}")]
+    PayloadMismatch {
+        /// The task.
+        task: &'static str,
+        /// Where in the payload it does not match, as a path (`.items[2].name`; `.` for the
+        /// whole payload).
+        path: String,
+        /// What does not match there.
+        message: String,
     },
     /// A tag breaks a rule.
     #[error("invalid tag {tag:?}: {reason}")]

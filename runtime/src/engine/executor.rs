@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 
 use super::context::{Attempt, BoxFuture, TaskContext, TaskFn, check_metadata, reads_back};
+use super::error::TriggerError;
 use crate::model::{MetadataError, SerializedError};
 use crate::typed::Task;
 
@@ -36,6 +37,10 @@ pub(crate) trait Executor: Send + Sync {
 
     /// Whether raw metadata decodes as the task's metadata type.
     fn check_metadata(&self, raw: &RawValue) -> Result<(), MetadataError>;
+
+    /// Whether a payload that came as JSON decodes as the task's payload type; if not, where
+    /// and why not.
+    fn check_payload(&self, raw: &RawValue) -> Result<(), TriggerError>;
 
     /// Whether this process runs the task (it registered its function), or only triggers
     /// and watches its runs (it declared it).
@@ -78,6 +83,10 @@ impl<T: Task> Executor for Declared<T> {
         check_metadata::<T>(raw)
     }
 
+    fn check_payload(&self, raw: &RawValue) -> Result<(), TriggerError> {
+        check_payload::<T>(raw)
+    }
+
     fn runs_here(&self) -> bool {
         false
     }
@@ -89,6 +98,18 @@ impl<T> FnExecutor<T> {
     pub(crate) fn new() -> Self {
         Self(PhantomData)
     }
+}
+
+/// Whether `raw` decodes as the payload type of `T`; if not, where and why not.
+fn check_payload<T: Task>(raw: &RawValue) -> Result<(), TriggerError> {
+    let mut json = serde_json::Deserializer::from_str(raw.get());
+    serde_path_to_error::deserialize::<_, T::Payload>(&mut json)
+        .map(drop)
+        .map_err(|error| TriggerError::PayloadMismatch {
+            task: T::ID,
+            path: error.path().to_string(),
+            message: error.into_inner().to_string(),
+        })
 }
 
 /// A failure that no retry can mend.
@@ -147,5 +168,9 @@ impl<T: TaskFn> Executor for FnExecutor<T> {
 
     fn check_metadata(&self, raw: &RawValue) -> Result<(), MetadataError> {
         check_metadata::<T>(raw)
+    }
+
+    fn check_payload(&self, raw: &RawValue) -> Result<(), TriggerError> {
+        check_payload::<T>(raw)
     }
 }

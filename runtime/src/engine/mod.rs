@@ -188,7 +188,23 @@ impl Engine {
         payload: T::Payload,
         options: TriggerOptions,
     ) -> Result<RunHandle<T>, TriggerError> {
-        let prepared = self.prepare(BatchItem::new::<T>(payload, options))?;
+        let item = BatchItem::new::<T>(payload, options);
+        Ok(self.trigger_one(item).await?.0)
+    }
+
+    /// Triggers a run described by `item`, of any registered or declared task: for a payload
+    /// that comes as JSON ([`BatchItem::from_json`]), as a server's does.
+    pub async fn trigger_item(&self, item: BatchItem) -> Result<RunHandle<Untyped>, TriggerError> {
+        Ok(self.trigger_one(item).await?.0)
+    }
+
+    /// [`trigger_item`](Self::trigger_item), and whether the run was started before, by the
+    /// same idempotency key.
+    pub(crate) async fn trigger_one<T>(
+        &self,
+        item: BatchItem,
+    ) -> Result<(RunHandle<T>, bool), TriggerError> {
+        let prepared = self.prepare(item)?;
         let timers = StartTimers::of(&prepared);
         let record = record(prepared, Timestamp::now());
         let id = record.snapshot.id.clone();
@@ -196,7 +212,8 @@ impl Engine {
         let created = self.shared.store.create(vec![record], None, ttl).await?;
         let created = created.into_iter().next();
         let created = created.ok_or_else(|| StoreError::new("the store returned no run"))?;
-        Ok(self.shared.launch(created, id, timers))
+        let cached = matches!(created, Created::Existing(..));
+        Ok((self.shared.launch(created, id, timers), cached))
     }
 
     /// Triggers one run of `T` per item, as one batch, all or none: if any item is refused,
@@ -271,14 +288,15 @@ impl Engine {
         let BatchItem {
             task,
             payload,
+            from_json,
             mut options,
         } = item;
         let config = &self.shared.config;
         if self.shared.is_closed() {
             return Err(TriggerError::ShuttingDown);
         }
-        let Some(executor) = self.shared.executors.get(task) else {
-            return Err(TriggerError::UnknownTask(task));
+        let Some((&task, executor)) = self.shared.executors.get_key_value(&*task) else {
+            return Err(TriggerError::UnknownTask(task.into_owned()));
         };
         options.tags = checked_tags(std::mem::take(&mut options.tags))?;
         let max_attempts = options.max_attempts.unwrap_or(config.default_max_attempts);
@@ -302,6 +320,9 @@ impl Engine {
                 size,
                 limit: config.max_payload_bytes,
             });
+        }
+        if from_json {
+            executor.check_payload(&payload)?;
         }
         let delayed_until = match options.delay {
             Some(delay) => Some(
@@ -606,6 +627,14 @@ impl RunFeed for Engine {
     async fn list_runs(&self, query: &RunQuery) -> Result<RunPage, FeedError> {
         self.shared.store.caught_up().await?;
         self.shared.store.hub().list(query)
+    }
+}
+
+impl Engine {
+    /// The name of the engine's history of changes: the epoch of its cursors.
+    #[cfg(feature = "server")]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.shared.store.hub().epoch()
     }
 }
 

@@ -1,6 +1,7 @@
 //! What a trigger says: its options ([`TriggerOptions`]) and, in a batch, its task and payload
 //! ([`BatchItem`]); and the checks a trigger passes before anything is stored.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
@@ -100,9 +101,13 @@ impl TriggerOptions {
 /// let item = BatchItem::new::<A>(1, TriggerOptions::default().tag("import"));
 /// ```
 pub struct BatchItem {
-    pub(super) task: &'static str,
-    /// The payload as JSON, checked to read back as the task's payload type.
+    pub(super) task: Cow<'static, str>,
+    /// The payload as JSON: from [`new`](Self::new), checked to read back as the task's
+    /// payload type.
     pub(super) payload: Result<Box<RawValue>, TriggerError>,
+    /// Whether the payload came as JSON ([`from_json`](Self::from_json)), so the engine checks
+    /// that it decodes as the task's payload type.
+    pub(super) from_json: bool,
     pub(super) options: TriggerOptions,
 }
 
@@ -116,8 +121,43 @@ impl BatchItem {
                 source,
             });
         BatchItem {
-            task: T::ID,
+            task: Cow::Borrowed(T::ID),
             payload,
+            from_json: false,
+            options,
+        }
+    }
+
+    /// A run of the task whose identifier is `task`, with its payload as JSON (as it comes off
+    /// the wire). The engine that triggers it refuses a task it does not know
+    /// ([`TriggerError::UnknownTask`]) and a payload that does not decode as the task's payload
+    /// type ([`TriggerError::PayloadMismatch`], with where it does not), before storing
+    /// anything.
+    ///
+    /// ```
+    /// # use runcast::{BatchItem, Engine, TriggerError, TriggerOptions, task};
+    /// # #[task(id = "add")] async fn add(pair: (u32, u32)) -> Result<u32, String> { Ok(pair.0 + pair.1) }
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let engine = Engine::builder().task::<Add>().build()?;
+    /// let raw = serde_json::value::RawValue::from_string("[1, 2]".into())?;
+    /// let run = engine.trigger_item(BatchItem::from_json("add", raw, TriggerOptions::default())).await?;
+    ///
+    /// let wrong = serde_json::value::RawValue::from_string(r#"[1, "two"]"#.into())?;
+    /// let refused = engine.trigger_item(BatchItem::from_json("add", wrong, TriggerOptions::default())).await;
+    /// assert!(matches!(refused, Err(TriggerError::PayloadMismatch { ref path, .. }) if path == "[1]"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_json(
+        task: impl Into<String>,
+        payload: Box<RawValue>,
+        options: TriggerOptions,
+    ) -> Self {
+        BatchItem {
+            task: Cow::Owned(task.into()),
+            payload: Ok(payload),
+            from_json: true,
             options,
         }
     }

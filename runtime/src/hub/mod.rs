@@ -225,6 +225,12 @@ impl RunHub {
         self.publish_inner(Some(position), run, batch, false);
     }
 
+    /// The name of this hub's history: the epoch of its cursors.
+    #[cfg(feature = "server")]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
     /// How many changes the change log keeps.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn history_changes(&self) -> usize {

@@ -1,4 +1,10 @@
 //! Trigger.dev's wire and storage forms of runcast's values, shared by the backends that
-//! speak or store them: the Postgres store now, the HTTP server and the remote client later.
+//! speak or store them: the Postgres store, the HTTP server and (later) the remote client.
 
+#[cfg(feature = "server")]
+pub(crate) mod packet;
+#[cfg(feature = "server")]
+pub(crate) mod row;
+#[cfg(feature = "server")]
+pub(crate) mod scope;
 pub(crate) mod status;

@@ -2,6 +2,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod backend;
+#[cfg(feature = "server")]
+pub mod http;
 
 use runcast::{TaskContext, realtime_union, task};
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,150 @@
+// The official Trigger.dev SDK (@trigger.dev/sdk, pinned in package-lock.json) against a
+// runcast server: run by runtime/tests/conformance.rs, which starts the server and sets
+// TRIGGER_API_URL and TRIGGER_SECRET_KEY. Prints one JSON object: what each step saw (or the
+// error it met), for the Rust test to check. Every step has a deadline, since the SDK waits
+// forever on some server errors.
+import { auth, runs, streams, tasks } from "@trigger.dev/sdk";
+
+const DEADLINE_MS = 20_000;
+
+function within(label, promise) {
+  let timer;
+  const deadline = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${label}: no answer in ${DEADLINE_MS} ms`)), DEADLINE_MS);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
+/** The error's HTTP status and message, as the SDK reports them. */
+function failure(error) {
+  return { status: error.status ?? null, name: error.constructor?.name, message: String(error.message) };
+}
+
+async function step(label, body) {
+  try {
+    return await within(label, body());
+  } catch (error) {
+    return { failed: failure(error) };
+  }
+}
+
+/** Every status and metadata count a run's feed shows until the run finishes. */
+async function follow(id) {
+  const seen = [];
+  for await (const run of runs.subscribeToRun(id)) {
+    seen.push({ status: run.status, count: run.metadata?.count ?? null, finished: run.finishedAt != null });
+  }
+  return seen;
+}
+
+const report = {};
+
+report.trigger = await step("trigger", async () => {
+  const handle = await tasks.trigger(
+    "count",
+    { to: 5, pause: 20 },
+    { tags: ["conformance"], metadata: { count: 0 } },
+  );
+  return { id: handle.id, hasToken: typeof handle.publicAccessToken === "string" };
+});
+
+const id = report.trigger.id;
+
+report.follow = await step("subscribeToRun with the run's token", async () => {
+  const handle = await tasks.trigger("count", { to: 5, pause: 20 }, { tags: ["conformance"] });
+  return auth.withAuth({ accessToken: handle.publicAccessToken }, () => follow(handle.id));
+});
+
+report.retrieve = await step("retrieve", async () => {
+  // The first run finishes in about 100 ms; its feed ends when it does.
+  await follow(id);
+  const run = await runs.retrieve(id);
+  return {
+    status: run.status,
+    isCompleted: run.isCompleted,
+    output: run.output,
+    payload: run.payload,
+    metadata: run.metadata,
+    tags: run.tags,
+  };
+});
+
+report.superjson = await step("a superjson payload", async () => {
+  const at = new Date(Date.UTC(2026, 0, 2, 3, 4, 5, 6));
+  const handle = await tasks.trigger("echo", { at, big: 12345678901234567890n, nothing: undefined });
+  await follow(handle.id);
+  const run = await runs.retrieve(handle.id);
+  return { output: run.output };
+});
+
+report.unknownTask = await step("unknown task", async () => {
+  await tasks.trigger("no-such-task", {});
+  return "triggered";
+});
+
+report.wrongPayload = await step("wrong payload", async () => {
+  await tasks.trigger("count", { to: "five", pause: 1 });
+  return "triggered";
+});
+
+report.cancel = await step("cancel", async () => {
+  const handle = await tasks.trigger("count", { to: 1000, pause: 50 });
+  const canceled = await runs.cancel(handle.id);
+  const seen = await follow(handle.id);
+  return { canceled: canceled.id === handle.id, last: seen[seen.length - 1] };
+});
+
+report.tagFeed = await step("subscribeToRunsWithTag", async () => {
+  const tag = `feed-${Date.now()}`;
+  const ids = [];
+  for (let i = 0; i < 3; i++) {
+    ids.push((await tasks.trigger("count", { to: 2, pause: 10 }, { tags: [tag] })).id);
+  }
+  const finished = new Set();
+  for await (const run of runs.subscribeToRunsWithTag(tag)) {
+    if (run.status === "COMPLETED") finished.add(run.id);
+    if (finished.size === ids.length) break;
+  }
+  return { all: ids.every((id) => finished.has(id)) };
+});
+
+report.scopedToken = await step("a public token scoped to one run", async () => {
+  const token = await auth.createPublicToken({ scopes: { read: { runs: [id] } } });
+  const other = await tasks.trigger("count", { to: 1, pause: 0 });
+  return auth.withAuth({ accessToken: token }, async () => {
+    const own = await runs.retrieve(id);
+    let otherError = null;
+    try {
+      await runs.retrieve(other.id);
+    } catch (error) {
+      otherError = failure(error);
+    }
+    return { own: own.id, other: otherError };
+  });
+});
+
+report.withStreams = await step("subscribeToRun().withStreams()", async () => {
+  const words = Array.from({ length: 20 }, (_, i) => `word${i}`);
+  const handle = await tasks.trigger("write", words);
+  const chunks = [];
+  let last = null;
+  for await (const part of runs.subscribeToRun(handle.id).withStreams()) {
+    if (part.type === "words") chunks.push(part.chunk);
+    if (part.type === "run") last = part.run;
+    // The SDK keeps the feed open 30 s after the run finishes: stop at the end of the stream.
+    if (last?.isCompleted && chunks.length >= words.length) break;
+  }
+  return { chunks, status: last?.status, output: last?.output };
+});
+
+report.streamsRead = await step("streams.read()", async () => {
+  const words = ["alpha", "beta", "gamma"];
+  const handle = await tasks.trigger("write", words);
+  const chunks = [];
+  for await (const chunk of await streams.read(handle.id, "words")) {
+    chunks.push(chunk);
+  }
+  return { chunks };
+});
+
+console.log(JSON.stringify(report));

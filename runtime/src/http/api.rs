@@ -1,0 +1,337 @@
+//! The REST routes: trigger a run, read it, cancel it, and the claims of public tokens.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use super::auth::Access;
+use super::error::ApiError;
+use super::{AppState, headers};
+use crate::model::{AnyRun, JsonObject, Timestamp};
+use crate::wire::packet;
+use crate::wire::row::task_run_error;
+use crate::wire::scope::Resource;
+use crate::wire::status::api_name;
+use crate::{BatchItem, CancelError, RunFeed, RunId, TriggerOptions};
+
+/// How long the token a trigger answers with lasts, as Trigger.dev's.
+const RUN_TOKEN_SECONDS: u64 = 60 * 60;
+
+/// The body of a trigger, as the SDK sends it. Options runcast has no use for (`queue`,
+/// `machine`, `priority`, `region`, `concurrencyKey`, `lockToVersion`, ...) are accepted and
+/// ignored, as a server without those features would.
+#[derive(Deserialize)]
+struct TriggerBody {
+    /// A packet (a string, read by `payloadType`), or the payload itself as JSON.
+    #[serde(default)]
+    payload: Option<Box<RawValue>>,
+    #[serde(default)]
+    options: TriggerBodyOptions,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TriggerBodyOptions {
+    payload_type: Option<String>,
+    tags: Option<OneOrMany>,
+    metadata: Option<JsonObject>,
+    metadata_type: Option<String>,
+    idempotency_key: Option<String>,
+    /// `"1h30m"`, or the time to start at (ISO 8601).
+    delay: Option<String>,
+    /// `"10m"`, or seconds.
+    ttl: Option<Ttl>,
+    max_attempts: Option<u32>,
+    /// Seconds.
+    max_duration: Option<u64>,
+    test: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Ttl {
+    Seconds(u64),
+    Text(String),
+}
+
+/// `POST /api/v1/tasks/{task}/trigger`.
+pub(super) async fn trigger(
+    State(state): State<AppState>,
+    access: Access,
+    Path(task): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    access.allow("trigger", &[Resource::one("tasks", &task)])?;
+    let body: TriggerBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
+    let options = body.options;
+    let payload = trigger_payload(body.payload, options.payload_type.as_deref())?;
+    let trigger = trigger_options(options)?;
+    let item = BatchItem::from_json(task, payload, trigger);
+    let (run, cached) = state.engine.trigger_one::<crate::Untyped>(item).await?;
+    let id = run.id().clone();
+    let config = &state.config;
+    let scopes = vec![format!("read:runs:{id}")];
+    let token = config
+        .keys
+        .mint(&config.environment, scopes, RUN_TOKEN_SECONDS);
+    let claims = json!({ "sub": config.environment, "pub": true }).to_string();
+    let mut headers = HeaderMap::new();
+    for (name, value) in [(headers::JWT, token), (headers::JWT_CLAIMS, claims)] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    let body = Json(json!({ "id": id, "isCached": cached }));
+    Ok((headers, body).into_response())
+}
+
+/// The options of a trigger, from what the SDK sends.
+fn trigger_options(options: TriggerBodyOptions) -> Result<TriggerOptions, ApiError> {
+    if let Some(kind) = options.metadata_type.filter(|kind| kind != packet::JSON) {
+        return Err(ApiError::unprocessable(format!(
+            "metadata of type `{kind}` is not supported; send it as application/json"
+        )));
+    }
+    let ttl = match options.ttl {
+        None => None,
+        Some(Ttl::Seconds(s)) => Some(Duration::from_secs(s)),
+        Some(Ttl::Text(text)) => Some(duration(&text).ok_or_else(|| {
+            ApiError::unprocessable(format!(
+                "invalid ttl `{text}`: expected seconds or a duration such as `10m` or `1h30m`"
+            ))
+        })?),
+    };
+    Ok(TriggerOptions {
+        tags: match options.tags {
+            None => Vec::new(),
+            Some(OneOrMany::One(tag)) => vec![tag],
+            Some(OneOrMany::Many(tags)) => tags,
+        },
+        max_attempts: options.max_attempts,
+        metadata: options.metadata,
+        is_test: options.test.unwrap_or(false),
+        idempotency_key: options.idempotency_key,
+        delay: options.delay.as_deref().map(delay).transpose()?,
+        ttl,
+        max_duration: options.max_duration.map(Duration::from_secs),
+    })
+}
+
+/// The payload of a trigger: a packet read by its type, or JSON as it is.
+fn trigger_payload(
+    payload: Option<Box<RawValue>>,
+    kind: Option<&str>,
+) -> Result<Box<RawValue>, ApiError> {
+    let unprocessable = |e: packet::PacketError| ApiError::unprocessable(e.to_string());
+    let Some(payload) = payload else {
+        return packet::payload(None, kind).map_err(unprocessable);
+    };
+    match serde_json::from_str::<String>(payload.get()) {
+        Ok(data) => packet::payload(Some(&data), kind).map_err(unprocessable),
+        Err(_) if kind.is_none_or(|kind| kind == packet::JSON) => Ok(payload),
+        Err(_) => Err(ApiError::unprocessable(format!(
+            "a payload of type `{}` must be a string",
+            kind.unwrap_or_default()
+        ))),
+    }
+}
+
+/// A trigger's delay: a duration (`1h30m`), or the time to start at.
+fn delay(text: &str) -> Result<Duration, ApiError> {
+    if let Some(delay) = duration(text) {
+        return Ok(delay);
+    }
+    let at: Timestamp = text.parse().map_err(|_| {
+        ApiError::unprocessable(format!(
+            "invalid delay `{text}`: expected a duration such as `30s` or `1h30m`, or a time (ISO 8601)"
+        ))
+    })?;
+    Ok(at.saturating_duration_since(Timestamp::now()))
+}
+
+/// A duration in Trigger.dev's grammar: one or more `<number><unit>`, units `w`, `d`, `hr`,
+/// `h`, `m`, `s` (`1h30m`, `2d`, `45s`).
+fn duration(text: &str) -> Option<Duration> {
+    let mut rest = text;
+    let mut total = Duration::ZERO;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, len) = match rest.as_bytes() {
+            [b'h', b'r', ..] => (3_600, 2),
+            [b'w', ..] => (604_800, 1),
+            [b'd', ..] => (86_400, 1),
+            [b'h', ..] => (3_600, 1),
+            [b'm', ..] => (60, 1),
+            [b's', ..] => (1, 1),
+            _ => return None,
+        };
+        rest = &rest[len..];
+        total = total.checked_add(Duration::from_secs(n.checked_mul(unit)?))?;
+    }
+    Some(total)
+}
+
+/// The resources a read of `run` may be granted by: the run, its task, any of its tags.
+fn run_resources(run: &AnyRun) -> Vec<Resource<'_>> {
+    let mut resources = vec![
+        Resource::one("runs", run.id.as_str()),
+        Resource::one("tasks", &run.task_identifier),
+    ];
+    resources.extend(run.tags.iter().map(|tag| Resource::one("tags", tag)));
+    resources
+}
+
+/// The latest snapshot of run `id`, or 404.
+pub(super) async fn find(state: &AppState, id: &RunId) -> Result<AnyRun, ApiError> {
+    match state.engine.latest(id).await {
+        Ok(update) => Ok(update.run),
+        Err(crate::FeedError::UnknownRun(_)) => Err(ApiError::run_not_found()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Checks that `access` may read `run`.
+pub(super) fn allow_read(access: &Access, run: &AnyRun) -> Result<(), ApiError> {
+    access.allow("read", &run_resources(run))
+}
+
+/// `GET /api/v3/runs/{run}`: the run object of Trigger.dev's REST API.
+pub(super) async fn retrieve(
+    State(state): State<AppState>,
+    access: Access,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let run = find(&state, &RunId::from(id)).await?;
+    allow_read(&access, &run)?;
+    Ok(Json(rest_run(&run)))
+}
+
+/// A run as `GET /api/v3/runs/{run}` answers it (`RetrieveRunResponse`).
+fn rest_run(run: &AnyRun) -> Value {
+    let time = |t: Option<Timestamp>| t.map(|t| jiff::Timestamp::from(t).to_string());
+    let raw =
+        |raw: Option<&RawValue>| raw.and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok());
+    let status = run.status;
+    let mut object = json!({
+        "id": run.id,
+        "taskIdentifier": run.task_identifier,
+        "status": api_name(status),
+        "isQueued": status.is_queued(),
+        "isExecuting": status.is_executing(),
+        "isWaiting": status.is_waiting(),
+        "isCompleted": status.is_final(),
+        "isSuccess": status.is_success(),
+        "isFailed": status.is_failed(),
+        "isCancelled": status.is_canceled(),
+        "isTest": run.is_test,
+        "createdAt": time(Some(run.created_at)),
+        "updatedAt": time(Some(run.updated_at)),
+        "startedAt": time(run.started_at),
+        "finishedAt": time(run.finished_at),
+        "delayedUntil": time(run.delayed_until),
+        "expiredAt": time(run.expired_at),
+        "ttl": run.ttl,
+        "tags": run.tags,
+        "costInCents": run.cost_in_cents,
+        "baseCostInCents": run.base_cost_in_cents,
+        "durationMs": run.duration_ms,
+        "depth": 0,
+        "triggerFunction": "trigger",
+        "relatedRuns": {},
+        "idempotencyKey": run.idempotency_key,
+        "payload": raw(run.payload.as_deref()),
+        "output": raw(run.output.as_deref()),
+        "metadata": raw(run.metadata.as_deref()),
+        "error": run.error.as_ref().map(|e| {
+            let mut error = task_run_error(e);
+            if let Some(object) = error.as_object_mut() {
+                object.remove("type");
+            }
+            error
+        }),
+    });
+    // Optional fields are left out rather than null, as the API does.
+    if let Some(object) = object.as_object_mut() {
+        object.retain(|_, value| !value.is_null());
+    }
+    object
+}
+
+/// `POST /api/v2/runs/{run}/cancel`. A run that already finished stays as it is, and the
+/// answer is the same, as Trigger.dev's.
+pub(super) async fn cancel(
+    State(state): State<AppState>,
+    access: Access,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let run = find(&state, &RunId::from(id)).await?;
+    access.allow(
+        "write",
+        &[
+            Resource::one("runs", run.id.as_str()),
+            Resource::one("tasks", &run.task_identifier),
+        ],
+    )?;
+    match state.engine.cancel(&run.id).await {
+        Ok(()) | Err(CancelError::AlreadyFinished { .. }) => Ok(Json(json!({ "id": run.id }))),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `POST /api/v1/auth/jwt/claims`: the claims the SDK puts in the public access tokens it
+/// signs with the secret key.
+pub(super) async fn claims(
+    State(state): State<AppState>,
+    access: Access,
+) -> Result<Json<Value>, ApiError> {
+    access.secret()?;
+    Ok(Json(
+        json!({ "sub": state.config.environment, "pub": true }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_follow_trigger_dev_s_grammar() {
+        let secs = |text| duration(text).map(|d| d.as_secs());
+        assert_eq!(secs("30s"), Some(30));
+        assert_eq!(secs("1h30m"), Some(5_400));
+        assert_eq!(secs("2hr"), Some(7_200));
+        assert_eq!(secs("1w2d"), Some(777_600));
+        for bad in [
+            "",
+            "1",
+            "h",
+            "1x",
+            "1h 30m",
+            "-1s",
+            "1.5h",
+            "99999999999999999999w",
+        ] {
+            assert_eq!(duration(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The realtime run feeds, in Electric's shape protocol as the SDK's client (Electric 1.0.14)
+//! reads it (`electric-shape-protocol.md`, `trigger-sdk-v4-wire.md` §6.2).
+//!
+//! A feed's offsets are runcast's cursors: `electric-handle` names the engine's history (its
+//! epoch) and `electric-offset` is the position of the last change sent (`<position>_0`). A
+//! request from offset `-1` gets the current row of every run in scope; a request from an
+//! offset gets the changes after it, each as the run's whole row; a live request (`live=true`)
+//! waits for the first of them, up to the configured hold. So a client that resumes after a
+//! dropped connection, from the offset it last read, gets no gap and no duplicate, from any
+//! server over the same history. An offset of another history (a restarted in-memory engine)
+//! gets `409` must-refetch, and the client starts over from `-1`.
+//!
+//! A response carries at most one change of each run: the SDK's reader shows only the last
+//! row of each run in a response, so that is how a client that keeps up sees every change.
+
+use std::collections::HashSet;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{FutureExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::api::{allow_read, find};
+use super::auth::Access;
+use super::error::ApiError;
+use super::{AppState, headers};
+use crate::model::{AnyRun, BatchId, Cursor, RunId, Update};
+use crate::wire::row;
+use crate::wire::scope::Resource;
+use crate::{FeedError, RunFeed, Scope};
+
+/// The most changes one response carries; a client asks again for the rest.
+const MAX_CHANGES: usize = 1_000;
+
+/// The query of a shape request. Electric's other parameters (`cursor`, `log`,
+/// `expired_handle`) need nothing from runcast; Trigger.dev's `createdAt` window of a tag feed
+/// is not applied: a tag feed shows every run the engine keeps with the tags.
+#[derive(Deserialize)]
+pub(super) struct ShapeQuery {
+    offset: Option<String>,
+    handle: Option<String>,
+    live: Option<String>,
+    tags: Option<String>,
+    #[serde(rename = "skipColumns")]
+    skip_columns: Option<String>,
+}
+
+/// `GET /realtime/v1/runs/{run}`.
+pub(super) async fn run(
+    State(state): State<AppState>,
+    access: Access,
+    Path(id): Path<String>,
+    Query(query): Query<ShapeQuery>,
+) -> Result<Response, ApiError> {
+    let run = find(&state, &RunId::from(id)).await?;
+    allow_read(&access, &run)?;
+    serve(&state, Scope::Run(run.id), &query).await
+}
+
+/// `GET /realtime/v1/runs?tags=a,b`: the runs that carry all of the tags.
+pub(super) async fn tags(
+    State(state): State<AppState>,
+    access: Access,
+    Query(query): Query<ShapeQuery>,
+) -> Result<Response, ApiError> {
+    let tags = query
+        .tags
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("the query parameter `tags` is required"))?;
+    let tags: Vec<String> = tags.split(',').map(str::to_owned).collect();
+    if let Some(bad) = tags.iter().find(|tag| {
+        tag.is_empty()
+            || tag
+                .chars()
+                .any(|c| c.is_control() || matches!(c, '\\' | '"'))
+    }) {
+        return Err(ApiError::bad_request(format!(
+            "invalid tag {bad:?}: a tag is not empty and has no control character, `\\` or `\"`"
+        )));
+    }
+    let mut resources = vec![Resource::every("runs"), Resource::every("tags")];
+    resources.extend(tags.iter().map(|tag| Resource::one("tags", tag)));
+    access.allow("read", &resources)?;
+    serve(&state, Scope::Tags(tags), &query).await
+}
+
+/// `GET /realtime/v1/batches/{batch}`.
+pub(super) async fn batch(
+    State(state): State<AppState>,
+    access: Access,
+    Path(id): Path<String>,
+    Query(query): Query<ShapeQuery>,
+) -> Result<Response, ApiError> {
+    access.allow(
+        "read",
+        &[Resource::one("batch", &id), Resource::every("runs")],
+    )?;
+    serve(&state, Scope::Batch(BatchId::from(id)), &query).await
+}
+
+/// Answers one shape request on `scope`.
+async fn serve(state: &AppState, scope: Scope, query: &ShapeQuery) -> Result<Response, ApiError> {
+    let engine = &state.engine;
+    let handle = format!("{:x}", engine.epoch());
+    let offset = query
+        .offset
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("the query parameter `offset` is required"))?;
+    let live = query.live.as_deref() == Some("true");
+    let from = if offset == "-1" {
+        Cursor::START
+    } else {
+        match &query.handle {
+            Some(asked) if *asked == handle => {}
+            Some(_) => return Ok(must_refetch(&handle)),
+            None => {
+                return Err(ApiError::bad_request(
+                    "the query parameter `handle` is required with an offset other than -1",
+                ));
+            }
+        }
+        match parse_offset(offset) {
+            Some(0) => Cursor::START,
+            Some(position) => Cursor::new(engine.epoch(), position),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid offset `{}`: expected -1 or an `electric-offset` this server sent",
+                    offset.chars().take(64).collect::<String>()
+                )));
+            }
+        }
+    };
+    let skip: Vec<String> = query
+        .skip_columns
+        .as_deref()
+        .map(|columns| columns.split(',').map(|c| c.trim().to_owned()).collect())
+        .unwrap_or_default();
+    let mut subscription = match engine.subscribe(scope, from).await {
+        Ok(subscription) => subscription,
+        Err(FeedError::UnknownCursor(_)) => return Ok(must_refetch(&handle)),
+        Err(error) => return Err(error.into()),
+    };
+    let mut changes: Vec<Update<AnyRun>> = Vec::new();
+    let mut ended = false;
+    if live {
+        let hold = tokio::time::sleep(state.config.live_hold);
+        tokio::pin!(hold);
+        tokio::select! {
+            next = subscription.next() => match next {
+                Some(Ok(change)) => changes.push(change),
+                Some(Err(error)) => return Err(error.into()),
+                None => {
+                    // The feed ended (a finished run's): nothing more will come, but a client
+                    // asks again at once, so it waits out the hold.
+                    hold.await;
+                    ended = true;
+                }
+            },
+            () = &mut hold => {}
+        }
+    }
+    // Everything ready now, up to a response's worth, and at most one change of each run:
+    // the SDK shows only the last row of each run in a response, so a second change of a run
+    // waits for the next request, which gets it at once.
+    let mut runs: HashSet<RunId> = changes.iter().map(|c| c.run.id.clone()).collect();
+    while !ended && changes.len() < MAX_CHANGES {
+        match subscription.next().now_or_never() {
+            Some(Some(Ok(change))) if runs.insert(change.run.id.clone()) => changes.push(change),
+            Some(Some(Err(error))) if changes.is_empty() => return Err(error.into()),
+            // The error comes again to the next request, after the changes it gets now.
+            Some(Some(_) | None) | None => break,
+        }
+    }
+    let complete = changes.len() < MAX_CHANGES;
+    let position = changes
+        .last()
+        .map_or(from.position(), |change| change.cursor.position());
+    let operation = if from == Cursor::START {
+        "insert"
+    } else {
+        "update"
+    };
+    let mut messages: Vec<Value> = changes
+        .iter()
+        .map(|change| {
+            json!({
+                "key": row::key(&change.run.id),
+                "value": row::value(&change.run, &skip),
+                "headers": { "operation": operation },
+            })
+        })
+        .collect();
+    if complete {
+        messages.push(json!({ "headers": { "control": "up-to-date" } }));
+    }
+    let mut response_headers = HeaderMap::new();
+    let offset = format!("{position}_0");
+    let mut set = |name, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            response_headers.insert(name, value);
+        }
+    };
+    set(headers::HANDLE, &handle);
+    set(headers::OFFSET, &offset);
+    set(headers::SCHEMA, row::SCHEMA);
+    if live {
+        set(headers::CURSOR, &position.to_string());
+    }
+    if complete {
+        set(headers::UP_TO_DATE, "");
+    }
+    set(header::CACHE_CONTROL, "no-store");
+    Ok((response_headers, Json(messages)).into_response())
+}
+
+/// `409`: the client's offset belongs to another history; it starts over with `handle`.
+fn must_refetch(handle: &str) -> Response {
+    let mut response_headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_str(handle) {
+        response_headers.insert(headers::HANDLE, value);
+    }
+    let body = Json(json!([{ "headers": { "control": "must-refetch" } }]));
+    (StatusCode::CONFLICT, response_headers, body).into_response()
+}
+
+/// The position an `electric-offset` of this server stands for: `<position>_0`.
+fn parse_offset(offset: &str) -> Option<u64> {
+    let (position, rest) = offset.split_once('_')?;
+    if rest != "0" || position.starts_with('+') {
+        return None;
+    }
+    position.parse().ok()
+}

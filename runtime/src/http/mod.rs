@@ -1,0 +1,156 @@
+//! Trigger.dev's HTTP API over an [`Engine`] (feature `server`): an axum [`Router`] that an
+//! application mounts in its own server, so that the official TypeScript SDK
+//! (`@trigger.dev/sdk`, pointed at it with `TRIGGER_API_URL` and `TRIGGER_SECRET_KEY`), its
+//! React hooks and any HTTP client trigger, read and watch the engine's runs.
+//!
+//! ```no_run
+//! # use runcast::{Engine, task};
+//! use runcast::http::{self, ServerConfig};
+//! # #[task(id = "hello")] async fn hello(name: String) -> Result<String, String> { Ok(name) }
+//!
+//! # async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::builder().task::<Hello>().build()?;
+//! let app = http::router(engine, ServerConfig::new("tr_dev_my_secret_key")?);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3030").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Routes (the paths and shapes of Trigger.dev's API, `trigger-sdk-v4-wire.md`):
+//! - `POST /api/v1/tasks/{task}/trigger`: triggers a run; answers `{id, isCached}` and an
+//!   `x-trigger-jwt` header, a public access token that reads the run;
+//! - `GET /api/v3/runs/{run}`: the run, as the REST API's run object;
+//! - `POST /api/v2/runs/{run}/cancel`: cancels it;
+//! - `POST /api/v1/auth/jwt/claims`: the claims the SDK signs its public access tokens with;
+//! - `GET /realtime/v1/runs/{run}`, `GET /realtime/v1/runs?tags=a,b`,
+//!   `GET /realtime/v1/batches/{batch}`: run feeds in Electric's shape protocol, as the SDK's
+//!   `runs.subscribeToRun`, `subscribeToRunsWithTag` and `subscribeToBatch` read them;
+//! - `GET /realtime/v1/streams/{run}/{key}`: a run's realtime stream, as server-sent events.
+//!
+//! Every route takes the secret key or a public access token (an HS256 JWT signed with the
+//! secret key) as `Authorization: Bearer`; a token reaches only what its scopes grant
+//! (`read:runs:<id>`, `read:tags:<tag>`, `read:batch:<id>`, `trigger:tasks:<id>`, ...).
+//! Errors are Trigger.dev's JSON, `{"error": "..."}`, with its status codes. Responses allow
+//! any origin (CORS), and expose their headers, so a web page can read them.
+
+mod api;
+mod auth;
+mod error;
+mod feed;
+mod streams;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, Method};
+use axum::routing::{get, post};
+use tower_http::cors::{AllowHeaders, Any, CorsLayer};
+
+use self::auth::Keys;
+use crate::Engine;
+
+/// How a server built by [`router`] authenticates and answers.
+#[derive(Clone)]
+pub struct ServerConfig {
+    keys: Arc<Keys>,
+    environment: String,
+    live_hold: Duration,
+    max_body_bytes: usize,
+}
+
+/// The error of configuring a server with an empty secret key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the secret key is empty; give the key that clients send as `Authorization: Bearer`")]
+pub struct EmptySecretKey;
+
+impl ServerConfig {
+    /// A server whose secret key is `secret_key`: requests carrying it may do anything, and it
+    /// signs (and checks) public access tokens. Refuses an empty key.
+    pub fn new(secret_key: impl AsRef<str>) -> Result<Self, EmptySecretKey> {
+        Ok(ServerConfig {
+            keys: Arc::new(Keys::new(secret_key.as_ref()).ok_or(EmptySecretKey)?),
+            environment: "runcast".to_owned(),
+            live_hold: Duration::from_secs(20),
+            max_body_bytes: 3 * 1024 * 1024,
+        })
+    }
+
+    /// The environment id that tokens name as their subject (`sub`); `runcast` by default.
+    pub fn environment(mut self, id: impl Into<String>) -> Self {
+        self.environment = id.into();
+        self
+    }
+
+    /// How long a live feed request waits for a change before it answers that nothing changed;
+    /// 20 seconds by default, as Electric and Trigger.dev hold theirs.
+    pub fn live_hold(mut self, hold: Duration) -> Self {
+        self.live_hold = hold;
+        self
+    }
+
+    /// The largest request body accepted; 3 MiB by default, as Trigger.dev's trigger route.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("environment", &self.environment)
+            .field("live_hold", &self.live_hold)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+/// What every handler reaches.
+struct State {
+    engine: Engine,
+    config: ServerConfig,
+}
+
+type AppState = Arc<State>;
+
+/// Trigger.dev's API over `engine`: the routes listed in the [module docs](self).
+pub fn router(engine: Engine, config: ServerConfig) -> Router {
+    let limit = config.max_body_bytes;
+    let state = Arc::new(State { engine, config });
+    // Browsers read the feed's headers (`electric-offset`, ...) and the trigger's token only
+    // if they are exposed; credentials are tokens, not cookies.
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::OPTIONS])
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers(Any)
+        .max_age(Duration::from_secs(300));
+    Router::new()
+        .route("/api/v1/tasks/{task}/trigger", post(api::trigger))
+        .route("/api/v3/runs/{run}", get(api::retrieve))
+        .route("/api/v2/runs/{run}/cancel", post(api::cancel))
+        .route("/api/v1/auth/jwt/claims", post(api::claims))
+        .route("/realtime/v1/runs/{run}", get(feed::run))
+        .route("/realtime/v1/runs", get(feed::tags))
+        .route("/realtime/v1/batches/{batch}", get(feed::batch))
+        .route("/realtime/v1/streams/{run}/{key}", get(streams::read))
+        .fallback(error::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(cors)
+        .with_state(state)
+}
+
+/// Header names this module sends.
+mod headers {
+    use super::HeaderName;
+
+    pub(super) const JWT: HeaderName = HeaderName::from_static("x-trigger-jwt");
+    pub(super) const JWT_CLAIMS: HeaderName = HeaderName::from_static("x-trigger-jwt-claims");
+    pub(super) const HANDLE: HeaderName = HeaderName::from_static("electric-handle");
+    pub(super) const OFFSET: HeaderName = HeaderName::from_static("electric-offset");
+    pub(super) const SCHEMA: HeaderName = HeaderName::from_static("electric-schema");
+    pub(super) const CURSOR: HeaderName = HeaderName::from_static("electric-cursor");
+    pub(super) const UP_TO_DATE: HeaderName = HeaderName::from_static("electric-up-to-date");
+}

@@ -1,0 +1,635 @@
+//! The HTTP server (feature `server`) over real HTTP on loopback: Trigger.dev's routes, its
+//! errors, and the shape protocol of its run feeds, as a client sees them on the wire. The
+//! official SDK's view of the same server is `conformance.rs`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::http::{Count, Reply, SECRET, Write, call, events, serve};
+use runcast::Engine;
+use runcast::http::ServerConfig;
+use serde_json::{Value, json};
+
+async fn server() -> SocketAddr {
+    let engine = Engine::builder()
+        .task::<Count>()
+        .task::<Write>()
+        .build()
+        .unwrap();
+    let config = ServerConfig::new(SECRET)
+        .unwrap()
+        .live_hold(Duration::from_millis(300));
+    serve(engine, config).await
+}
+
+fn trigger_body(payload: &Value) -> String {
+    // As the SDK sends it: the payload as a superjson packet.
+    json!({
+        "payload": json!({ "json": payload }).to_string(),
+        "options": { "payloadType": "application/super+json", "tags": ["http-test"] },
+    })
+    .to_string()
+}
+
+async fn trigger(addr: SocketAddr, payload: &Value) -> Reply {
+    let path = "/api/v1/tasks/count/trigger";
+    call(
+        addr,
+        "POST",
+        path,
+        Some(SECRET),
+        Some(&trigger_body(payload)),
+    )
+    .await
+}
+
+/// Reads the feed at `path` from `-1`, then live, until a row has `completedAt`; returns every
+/// row read, in order, and the last offset.
+async fn follow(addr: SocketAddr, path: &str, token: &str) -> (Vec<Value>, String) {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let first = call(
+        addr,
+        "GET",
+        &format!("{path}{sep}offset=-1&log=full"),
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    for header in [
+        "electric-handle",
+        "electric-offset",
+        "electric-schema",
+        "electric-up-to-date",
+    ] {
+        assert!(first.header(header).is_some(), "no {header} header");
+    }
+    let handle = first.header("electric-handle").unwrap().to_owned();
+    let mut offset = first.header("electric-offset").unwrap().to_owned();
+    let mut rows = rows_of(&first.json());
+    let mut polls = 0;
+    while !rows.iter().any(|row| !row["completedAt"].is_null()) {
+        polls += 1;
+        assert!(polls < 200, "the run never finished on the feed: {rows:?}");
+        let live = format!("{path}{sep}handle={handle}&live=true&log=full&offset={offset}&cursor=");
+        let reply = call(addr, "GET", &live, Some(token), None).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert!(
+            reply.header("electric-cursor").is_some(),
+            "a live answer has a cursor"
+        );
+        let body = reply.json();
+        let last = body.as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last, json!({ "headers": { "control": "up-to-date" } }));
+        rows.extend(rows_of(&body));
+        offset = reply.header("electric-offset").unwrap().to_owned();
+    }
+    (rows, offset)
+}
+
+/// The rows of a feed response; one response never carries two rows of one run (the SDK
+/// would show only the last).
+fn rows_of(body: &Value) -> Vec<Value> {
+    let rows: Vec<Value> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|message| message.get("key").is_some())
+        .map(|message| message["value"].clone())
+        .collect();
+    let mut ids: Vec<&str> = rows.iter().map(|row| row["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    let count = ids.len();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        count,
+        "two rows of one run in a response: {body}"
+    );
+    rows
+}
+
+#[tokio::test]
+async fn a_triggered_run_is_read_and_followed_change_by_change_with_its_token() {
+    let addr = server().await;
+    let reply = trigger(addr, &json!({ "to": 20, "pause": 5 })).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = reply.json();
+    let id = body["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("run_"));
+    assert_eq!(body["isCached"], false);
+    let token = reply
+        .header("x-trigger-jwt")
+        .expect("a run token")
+        .to_owned();
+
+    let (rows, _) = follow(addr, &format!("/realtime/v1/runs/{id}"), &token).await;
+    // Every change, in order, whatever moment the feed started at: each count once.
+    let counts: Vec<u64> = rows
+        .iter()
+        .filter_map(|row| row["metadata"].as_str())
+        .map(|m| {
+            serde_json::from_str::<Value>(m).unwrap()["count"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let first = counts[0];
+    let expected: Vec<u64> = (first..=20).collect();
+    let mut seen = counts.clone();
+    seen.dedup();
+    assert_eq!(seen, expected, "counts seen: {counts:?}");
+    let last = rows.last().unwrap();
+    assert_eq!(last["status"], "COMPLETED_SUCCESSFULLY");
+    assert_eq!(last["output"], "20");
+    assert_eq!(last["outputType"], "application/json");
+    let payload: Value = serde_json::from_str(last["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(payload, json!({ "to": 20, "pause": 5 }));
+    assert_eq!(last["runTags"], r#"{"http-test"}"#);
+    assert_eq!(last["isTest"], "f");
+    assert!(!last["createdAt"].as_str().unwrap().ends_with('Z'));
+
+    let run = call(
+        addr,
+        "GET",
+        &format!("/api/v3/runs/{id}"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(run.status, 200, "{}", run.body);
+    let run = run.json();
+    assert_eq!(run["status"], "COMPLETED");
+    assert_eq!(run["isSuccess"], true);
+    assert_eq!(run["output"], 20);
+    assert_eq!(run["payload"], json!({ "to": 20, "pause": 5 }));
+    assert_eq!(run["metadata"], json!({ "count": 20 }));
+    assert_eq!(run["tags"], json!(["http-test"]));
+}
+
+/// Reads the feed at `path` from `offset`, without waiting, until an answer has no rows.
+async fn read_rest(addr: SocketAddr, path: &str, handle: &str, mut offset: String) -> Vec<Value> {
+    let mut rows = Vec::new();
+    loop {
+        let url = format!("{path}?handle={handle}&log=full&offset={offset}");
+        let reply = call(addr, "GET", &url, Some(SECRET), None).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let more = rows_of(&reply.json());
+        if more.is_empty() {
+            return rows;
+        }
+        rows.extend(more);
+        offset = reply.header("electric-offset").unwrap().to_owned();
+    }
+}
+
+#[tokio::test]
+async fn a_feed_resumed_from_any_offset_it_sent_continues_with_no_gap_and_no_duplicate() {
+    let addr = server().await;
+    let reply = trigger(addr, &json!({ "to": 30, "pause": 2 })).await;
+    let id = reply.json()["id"].as_str().unwrap().to_owned();
+    let path = format!("/realtime/v1/runs/{id}");
+    // A client that follows the run live, and every offset it was given on the way.
+    let first = call(
+        addr,
+        "GET",
+        &format!("{path}?offset=-1"),
+        Some(SECRET),
+        None,
+    )
+    .await;
+    let handle = first.header("electric-handle").unwrap().to_owned();
+    let mut offset = first.header("electric-offset").unwrap().to_owned();
+    let mut rows = rows_of(&first.json());
+    let mut given = vec![(offset.clone(), rows.len())];
+    while !rows.iter().any(|row| !row["completedAt"].is_null()) {
+        let url = format!("{path}?handle={handle}&live=true&offset={offset}&cursor=");
+        let reply = call(addr, "GET", &url, Some(SECRET), None).await;
+        rows.extend(rows_of(&reply.json()));
+        offset = reply.header("electric-offset").unwrap().to_owned();
+        given.push((offset.clone(), rows.len()));
+    }
+    // Each change once, in order: the counts go up by one, from wherever the feed started.
+    let counts: Vec<u64> = rows
+        .iter()
+        .filter_map(|row| row["metadata"].as_str())
+        .map(|m| {
+            serde_json::from_str::<Value>(m).unwrap()["count"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let mut distinct = counts.clone();
+    distinct.dedup();
+    assert_eq!(distinct, (counts[0]..=30).collect::<Vec<_>>(), "{counts:?}");
+    // A client that dropped its connection after any answer, and resumes from the offset of
+    // that answer, reads exactly the rest.
+    for (offset, read) in given {
+        let rest = read_rest(addr, &path, &handle, offset.clone()).await;
+        assert_eq!(rest, rows[read..], "resumed from {offset}");
+    }
+}
+
+#[tokio::test]
+async fn requests_without_the_right_credentials_are_refused_as_trigger_dev_refuses_them() {
+    let addr = server().await;
+    let reply = trigger(addr, &json!({ "to": 1, "pause": 0 })).await;
+    let id = reply.json()["id"].as_str().unwrap().to_owned();
+    let token = reply.header("x-trigger-jwt").unwrap().to_owned();
+    let other = trigger(addr, &json!({ "to": 1, "pause": 0 })).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let run = format!("/api/v3/runs/{id}");
+    let missing = call(addr, "GET", &run, None, None).await;
+    assert_eq!(
+        (missing.status, missing.json()["error"].as_str()),
+        (401, Some("Invalid or Missing API key"))
+    );
+    let wrong = call(addr, "GET", &run, Some("tr_dev_wrong"), None).await;
+    assert_eq!(wrong.status, 401);
+    // A token signed with another key.
+    let foreign = {
+        let engine = Engine::builder().task::<Count>().build().unwrap();
+        let config = ServerConfig::new("tr_dev_another_key").unwrap();
+        let there = serve(engine, config).await;
+        let path = "/api/v1/tasks/count/trigger";
+        let body = trigger_body(&json!({ "to": 1, "pause": 0 }));
+        let reply = call(there, "POST", path, Some("tr_dev_another_key"), Some(&body)).await;
+        reply.header("x-trigger-jwt").unwrap().to_owned()
+    };
+    let forged = call(addr, "GET", &run, Some(&foreign), None).await;
+    assert_eq!(forged.status, 401);
+    assert!(
+        forged.json()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Public Access Token is invalid")
+    );
+    // The run's token reads its run, not another, and triggers nothing.
+    assert_eq!(
+        call(addr, "GET", &run, Some(&token), None).await.status,
+        200
+    );
+    let out_of_scope = call(
+        addr,
+        "GET",
+        &format!("/api/v3/runs/{other}"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(out_of_scope.status, 403);
+    assert_eq!(out_of_scope.json()["code"], "unauthorized");
+    let feed = call(
+        addr,
+        "GET",
+        &format!("/realtime/v1/runs/{other}?offset=-1"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(feed.status, 403);
+    let body = trigger_body(&json!({ "to": 1, "pause": 0 }));
+    let triggered = call(
+        addr,
+        "POST",
+        "/api/v1/tasks/count/trigger",
+        Some(&token),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(triggered.status, 403);
+    let tags = call(
+        addr,
+        "GET",
+        "/realtime/v1/runs?tags=http-test&offset=-1",
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(tags.status, 403);
+    let claims = call(addr, "POST", "/api/v1/auth/jwt/claims", Some(&token), None).await;
+    assert_eq!(claims.status, 401);
+    let claims = call(addr, "POST", "/api/v1/auth/jwt/claims", Some(SECRET), None).await;
+    assert_eq!(claims.json(), json!({ "sub": "runcast", "pub": true }));
+}
+
+#[tokio::test]
+async fn bad_triggers_get_clear_errors_and_store_nothing() {
+    let addr = server().await;
+    let post = |path: &'static str, body: String| async move {
+        call(addr, "POST", path, Some(SECRET), Some(&body)).await
+    };
+    let unknown = post("/api/v1/tasks/nope/trigger", trigger_body(&json!({}))).await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert!(unknown.json()["error"].as_str().unwrap().contains("`nope`"));
+
+    let mismatch = post(
+        "/api/v1/tasks/count/trigger",
+        trigger_body(&json!({ "to": "ten", "pause": 1 })),
+    )
+    .await;
+    assert_eq!(mismatch.status, 422, "{}", mismatch.body);
+    let error = mismatch.json()["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("at `to`"), "{error}");
+
+    let malformed = post("/api/v1/tasks/count/trigger", "{\"payload\": ".to_owned()).await;
+    assert_eq!(malformed.status, 400);
+    assert!(
+        malformed.json()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid request body")
+    );
+
+    let bad_packet = json!({ "payload": "{", "options": { "payloadType": "application/json" } });
+    let bad_packet = post("/api/v1/tasks/count/trigger", bad_packet.to_string()).await;
+    assert_eq!(bad_packet.status, 422);
+
+    let tags: Vec<String> = (0..11).map(|n| format!("t{n}")).collect();
+    let too_many = json!({ "payload": { "to": 1, "pause": 0 }, "options": { "tags": tags } });
+    let too_many = post("/api/v1/tasks/count/trigger", too_many.to_string()).await;
+    assert_eq!(too_many.status, 422, "{}", too_many.body);
+
+    let delay = json!({ "payload": { "to": 1, "pause": 0 }, "options": { "delay": "soon" } });
+    let delay = post("/api/v1/tasks/count/trigger", delay.to_string()).await;
+    assert_eq!(delay.status, 422);
+    assert!(
+        delay.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid delay `soon`")
+    );
+
+    let huge = json!({ "payload": { "to": 1, "pause": 0, "pad": "x".repeat(4 << 20) } });
+    let huge = post("/api/v1/tasks/count/trigger", huge.to_string()).await;
+    assert_eq!(huge.status, 413);
+
+    // None of them made a run.
+    let feed = call(
+        addr,
+        "GET",
+        "/realtime/v1/runs?tags=http-test&offset=-1",
+        Some(SECRET),
+        None,
+    )
+    .await;
+    assert_eq!(rows_of(&feed.json()), Vec::<Value>::new());
+    let feed = call(
+        addr,
+        "GET",
+        "/realtime/v1/runs?tags=t0&offset=-1",
+        Some(SECRET),
+        None,
+    )
+    .await;
+    assert_eq!(rows_of(&feed.json()), Vec::<Value>::new());
+}
+
+#[tokio::test]
+async fn bad_feed_requests_get_clear_errors_and_another_history_must_refetch() {
+    let addr = server().await;
+    let reply = trigger(addr, &json!({ "to": 1, "pause": 0 })).await;
+    let id = reply.json()["id"].as_str().unwrap().to_owned();
+    let get = |path: String| async move { call(addr, "GET", &path, Some(SECRET), None).await };
+    assert_eq!(
+        get("/realtime/v1/runs/run_nope?offset=-1".into())
+            .await
+            .status,
+        404
+    );
+    assert_eq!(get("/api/v3/runs/run_nope".into()).await.status, 404);
+    assert_eq!(get(format!("/realtime/v1/runs/{id}")).await.status, 400);
+    let first = get(format!("/realtime/v1/runs/{id}?offset=-1")).await;
+    let handle = first.header("electric-handle").unwrap().to_owned();
+    let garbage = get(format!("/realtime/v1/runs/{id}?handle={handle}&offset=x")).await;
+    assert_eq!(garbage.status, 400);
+    assert!(
+        garbage.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid offset")
+    );
+    assert_eq!(
+        get(format!("/realtime/v1/runs/{id}?offset=3_0"))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        get("/realtime/v1/runs?tags=a,,b&offset=-1".into())
+            .await
+            .status,
+        400
+    );
+    assert_eq!(get("/realtime/v1/runs?offset=-1".into()).await.status, 400);
+
+    // An offset of another history (an engine restarted in memory): start over.
+    let stale = get(format!("/realtime/v1/runs/{id}?handle=1234abcd&offset=5_0")).await;
+    assert_eq!(stale.status, 409);
+    assert_eq!(
+        stale.json(),
+        json!([{ "headers": { "control": "must-refetch" } }])
+    );
+    assert_eq!(stale.header("electric-handle"), Some(handle.as_str()));
+}
+
+#[tokio::test]
+async fn cancel_ends_a_run_once_and_answers_the_same_after() {
+    let addr = server().await;
+    let reply = trigger(addr, &json!({ "to": 1_000, "pause": 50 })).await;
+    let id = reply.json()["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v2/runs/{id}/cancel");
+    let canceled = call(addr, "POST", &path, Some(SECRET), None).await;
+    assert_eq!(
+        (canceled.status, canceled.json()),
+        (200, json!({ "id": id }))
+    );
+    let again = call(addr, "POST", &path, Some(SECRET), None).await;
+    assert_eq!((again.status, again.json()), (200, json!({ "id": id })));
+    let (rows, _) = follow(addr, &format!("/realtime/v1/runs/{id}"), SECRET).await;
+    let finals: Vec<&Value> = rows
+        .iter()
+        .filter(|row| !row["completedAt"].is_null())
+        .collect();
+    assert_eq!(finals.len(), 1);
+    assert_eq!(finals[0]["status"], "CANCELED");
+    let unknown = call(
+        addr,
+        "POST",
+        "/api/v2/runs/run_nope/cancel",
+        Some(SECRET),
+        None,
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+}
+
+#[tokio::test]
+async fn tag_and_batch_feeds_show_their_runs() {
+    let addr = server().await;
+    let ids: Vec<String> = futures::future::join_all((0..3).map(|_| async {
+        trigger(addr, &json!({ "to": 2, "pause": 1 })).await.json()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }))
+    .await;
+    // Until every run shows finished.
+    let mut finished = std::collections::HashSet::new();
+    let first = call(
+        addr,
+        "GET",
+        "/realtime/v1/runs?tags=http-test&offset=-1",
+        Some(SECRET),
+        None,
+    )
+    .await;
+    let handle = first.header("electric-handle").unwrap().to_owned();
+    let mut offset = first.header("electric-offset").unwrap().to_owned();
+    let mut rows = rows_of(&first.json());
+    for _ in 0..100 {
+        for row in &rows {
+            if !row["completedAt"].is_null() {
+                finished.insert(row["id"].as_str().unwrap().to_owned());
+            }
+        }
+        if finished.len() == ids.len() {
+            break;
+        }
+        let url =
+            format!("/realtime/v1/runs?handle={handle}&live=true&offset={offset}&tags=http-test");
+        let reply = call(addr, "GET", &url, Some(SECRET), None).await;
+        offset = reply.header("electric-offset").unwrap().to_owned();
+        rows = rows_of(&reply.json());
+    }
+    let mut expected: Vec<String> = ids.clone();
+    let mut got: Vec<String> = finished.into_iter().collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected);
+
+    // An unknown batch's feed is empty, not an error: a client may subscribe before it fills.
+    let batch = call(
+        addr,
+        "GET",
+        "/realtime/v1/batches/batch_nope?offset=-1",
+        Some(SECRET),
+        None,
+    )
+    .await;
+    assert_eq!(batch.status, 200);
+    assert_eq!(rows_of(&batch.json()), Vec::<Value>::new());
+}
+
+#[tokio::test]
+async fn an_idle_live_request_waits_its_hold_then_answers_up_to_date_at_the_same_offset() {
+    let addr = server().await;
+    let reply = trigger(addr, &json!({ "to": 1, "pause": 0 })).await;
+    let id = reply.json()["id"].as_str().unwrap().to_owned();
+    let path = format!("/realtime/v1/runs/{id}");
+    let (_, offset) = follow(addr, &path, SECRET).await;
+    let first = call(
+        addr,
+        "GET",
+        &format!("{path}?offset=-1"),
+        Some(SECRET),
+        None,
+    )
+    .await;
+    let handle = first.header("electric-handle").unwrap().to_owned();
+    let url = format!("{path}?handle={handle}&live=true&offset={offset}");
+    let idle = call(addr, "GET", &url, Some(SECRET), None).await;
+    assert_eq!(idle.status, 200);
+    assert_eq!(
+        idle.json(),
+        json!([{ "headers": { "control": "up-to-date" } }])
+    );
+    assert_eq!(idle.header("electric-offset"), Some(offset.as_str()));
+}
+
+/// The chunks of a v2 stream response, with their `seq_num`s.
+fn chunks_of(reply: &Reply) -> Vec<(u64, Value)> {
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.header("x-stream-version"), Some("v2"));
+    assert_eq!(reply.header("content-type"), Some("text/event-stream"));
+    events(&reply.body)
+        .into_iter()
+        .map(|fields| {
+            let field = |name: &str| {
+                fields
+                    .iter()
+                    .find(|(f, _)| f == name)
+                    .map(|(_, v)| v.clone())
+            };
+            assert_eq!(field("event").as_deref(), Some("batch"), "{fields:?}");
+            let data: Value = serde_json::from_str(&field("data").unwrap()).unwrap();
+            let record = &data["records"][0];
+            let body: Value = serde_json::from_str(record["body"].as_str().unwrap()).unwrap();
+            (record["seq_num"].as_u64().unwrap(), body["data"].clone())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_stream_is_read_whole_in_order_and_resumed_after_any_chunk() {
+    let addr = server().await;
+    let words: Vec<String> = (0..25).map(|n| format!("w{n}")).collect();
+    let body = json!({ "payload": words, "options": {} }).to_string();
+    let reply = call(
+        addr,
+        "POST",
+        "/api/v1/tasks/write/trigger",
+        Some(SECRET),
+        Some(&body),
+    )
+    .await;
+    let id = reply.json()["id"].as_str().unwrap().to_owned();
+    let token = reply.header("x-trigger-jwt").unwrap().to_owned();
+    let path = format!("/realtime/v1/streams/{id}/words");
+    // Read while the run writes: the response ends once the run has finished.
+    let whole = chunks_of(&call(addr, "GET", &path, Some(&token), None).await);
+    let read: Vec<Value> = whole.iter().map(|(_, chunk)| chunk.clone()).collect();
+    assert_eq!(read, words.iter().map(|w| json!(w)).collect::<Vec<_>>());
+    assert!(whole.windows(2).all(|w| w[0].0 < w[1].0), "seq_nums go up");
+    // A reader that reconnects after any chunk gets exactly the rest.
+    for (i, (seq, _)) in whole.iter().enumerate() {
+        let rest = call_with(addr, &path, &[("Last-Event-ID", &seq.to_string())]).await;
+        assert_eq!(chunks_of(&rest), whole[i + 1..], "after {seq}");
+    }
+    // Another key's stream of the run is empty; a stream of an unknown run is 404.
+    assert_eq!(
+        chunks_of(
+            &call(
+                addr,
+                "GET",
+                &format!("/realtime/v1/streams/{id}/other"),
+                Some(SECRET),
+                None
+            )
+            .await
+        ),
+        []
+    );
+    let unknown = call(
+        addr,
+        "GET",
+        "/realtime/v1/streams/run_nope/words",
+        Some(SECRET),
+        None,
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    let bad = call_with(addr, &path, &[("Last-Event-ID", "seven")]).await;
+    assert_eq!(bad.status, 400);
+}
+
+/// A GET with the secret key and more headers.
+async fn call_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+    common::http::call_headers(addr, "GET", path, Some(SECRET), headers, None).await
+}
