@@ -3,7 +3,7 @@
 // TRIGGER_API_URL and TRIGGER_SECRET_KEY. Prints one JSON object: what each step saw (or the
 // error it met), for the Rust test to check. Every step has a deadline, since the SDK waits
 // forever on some server errors.
-import { auth, runs, streams, tasks } from "@trigger.dev/sdk";
+import { auth, batch, runs, streams, tasks } from "@trigger.dev/sdk";
 
 const DEADLINE_MS = 20_000;
 
@@ -121,6 +121,22 @@ report.scopedToken = await step("a public token scoped to one run", async () => 
     }
     return { own: own.id, other: otherError };
   });
+});
+
+report.batch = await step("batch.trigger and subscribeToBatch", async () => {
+  const handle = await batch.trigger([
+    { id: "count", payload: { to: 2, pause: 5 } },
+    { id: "echo", payload: { hello: "batch" } },
+    { id: "count", payload: { to: 1, pause: 0 } },
+  ]);
+  const finished = new Map();
+  await auth.withAuth({ accessToken: handle.publicAccessToken }, async () => {
+    for await (const run of runs.subscribeToBatch(handle.batchId)) {
+      if (run.status === "COMPLETED") finished.set(run.id, run.taskIdentifier);
+      if (finished.size === handle.runCount) break;
+    }
+  });
+  return { runCount: handle.runCount, tasks: [...finished.values()].sort() };
 });
 
 report.withStreams = await step("subscribeToRun().withStreams()", async () => {

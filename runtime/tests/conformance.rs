@@ -138,6 +138,11 @@ async fn the_official_sdk_triggers_reads_cancels_and_follows_runs() {
     assert_eq!(report["scopedToken"]["own"], report["trigger"]["id"]);
     assert_eq!(report["scopedToken"]["other"]["status"], 403);
 
+    assert_eq!(
+        report["batch"],
+        json!({ "runCount": 3, "tasks": ["count", "count", "echo"] })
+    );
+
     let words: Vec<String> = (0..20).map(|n| format!("word{n}")).collect();
     assert_eq!(
         report["withStreams"],

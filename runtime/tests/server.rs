@@ -633,3 +633,124 @@ async fn a_stream_is_read_whole_in_order_and_resumed_after_any_chunk() {
 async fn call_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
     common::http::call_headers(addr, "GET", path, Some(SECRET), headers, None).await
 }
+
+#[tokio::test]
+async fn a_batch_named_then_sent_in_parts_is_sealed_once_whole_and_feeds_its_runs() {
+    let addr = server().await;
+    let post = |path: String, body: String| async move {
+        call(addr, "POST", &path, Some(SECRET), Some(&body)).await
+    };
+    let named = post(
+        "/api/v3/batches".into(),
+        json!({ "runCount": 3, "taskIdentifiers": ["count"] }).to_string(),
+    )
+    .await;
+    assert_eq!(named.status, 202, "{}", named.body);
+    let body = named.json();
+    assert_eq!(
+        (body["runCount"].clone(), body["isCached"].clone()),
+        (json!(3), json!(false))
+    );
+    let id = body["id"].as_str().unwrap().to_owned();
+    let token = named.header("x-trigger-jwt").unwrap().to_owned();
+    let items_path = format!("/api/v3/batches/{id}/items");
+    let line = |index: usize| {
+        let payload = json!({ "json": { "to": 2, "pause": 1 } }).to_string();
+        json!({ "index": index, "task": "count", "payload": payload, "options": { "payloadType": "application/super+json" } }).to_string()
+    };
+    let ndjson = |indexes: &[usize]| {
+        indexes
+            .iter()
+            .map(|&i| line(i))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+
+    // A request with a bad item keeps none of its items.
+    let bad = format!(
+        "{}\n{}",
+        line(0),
+        line(0).replace("\"to\\\":2", "\"to\\\":\\\"two\\\"")
+    );
+    let refused = post(items_path.clone(), bad).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(
+        refused.json()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("item 0: the payload does not match")
+    );
+    let malformed = post(items_path.clone(), format!("{}\n{{\"index\":", line(0))).await;
+    assert_eq!(malformed.status, 400);
+    assert!(
+        malformed.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("line 2")
+    );
+    let past = post(items_path.clone(), line(3)).await;
+    assert_eq!(past.status, 422);
+
+    let part = post(items_path.clone(), ndjson(&[1])).await.json();
+    assert_eq!(
+        (part["itemsAccepted"].clone(), part["sealed"].clone()),
+        (json!(1), json!(false))
+    );
+    // The SDK sends the whole stream again when a batch is not sealed: duplicates are dropped.
+    let whole = post(items_path.clone(), ndjson(&[0, 1, 2])).await.json();
+    assert_eq!(
+        whole,
+        json!({ "id": id, "itemsAccepted": 2, "itemsDeduplicated": 1, "sealed": true, "enqueuedCount": 3, "expectedCount": 3 })
+    );
+    let again = post(items_path.clone(), ndjson(&[0, 1, 2])).await.json();
+    assert_eq!(
+        (again["itemsDeduplicated"].clone(), again["sealed"].clone()),
+        (json!(3), json!(true))
+    );
+
+    // Its feed, read with its token, shows its three runs finish.
+    let path = format!("/realtime/v1/batches/{id}");
+    let first = call(
+        addr,
+        "GET",
+        &format!("{path}?offset=-1"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let handle = first.header("electric-handle").unwrap().to_owned();
+    let mut offset = first.header("electric-offset").unwrap().to_owned();
+    let mut finished = std::collections::HashSet::new();
+    let mut rows = rows_of(&first.json());
+    for _ in 0..100 {
+        finished.extend(
+            rows.iter()
+                .filter(|r| r["status"] == "COMPLETED_SUCCESSFULLY")
+                .map(|r| r["id"].clone()),
+        );
+        if finished.len() == 3 {
+            break;
+        }
+        let url = format!("{path}?handle={handle}&live=true&offset={offset}");
+        let reply = call(addr, "GET", &url, Some(&token), None).await;
+        offset = reply.header("electric-offset").unwrap().to_owned();
+        rows = rows_of(&reply.json());
+    }
+    assert_eq!(finished.len(), 3);
+
+    assert_eq!(
+        post("/api/v3/batches/batch_nope/items".into(), line(0))
+            .await
+            .status,
+        404
+    );
+    for count in [0, 1_001] {
+        let refused = post(
+            "/api/v3/batches".into(),
+            json!({ "runCount": count }).to_string(),
+        )
+        .await;
+        assert_eq!(refused.status, 422);
+    }
+}

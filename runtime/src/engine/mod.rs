@@ -274,13 +274,40 @@ impl Engine {
     }
 
     async fn batch<T>(&self, prepared: Vec<Prepared>) -> Result<BatchHandle<T>, TriggerError> {
-        let id: BatchId = crate::model::ids::new_id("batch_");
+        self.batch_as(crate::model::ids::new_id("batch_"), prepared)
+            .await
+    }
+
+    /// [`batch_trigger_mixed`](Self::batch_trigger_mixed) under an id given beforehand (a
+    /// server's two-phase batch names it first, then receives its items).
+    #[cfg(feature = "server")]
+    pub(crate) async fn batch_trigger_as(
+        &self,
+        id: BatchId,
+        items: Vec<BatchItem>,
+    ) -> Result<BatchHandle<Untyped>, TriggerError> {
+        let prepared = self.prepare_batch(items.into_iter())?;
+        self.batch_as(id, prepared).await
+    }
+
+    async fn batch_as<T>(
+        &self,
+        id: BatchId,
+        prepared: Vec<Prepared>,
+    ) -> Result<BatchHandle<T>, TriggerError> {
         let (runs, first) = self.store_runs(prepared, Some(id.clone())).await?;
         // Runs started earlier by their idempotency key stay in their own batch: the batch's
         // feed starts before the first of its new runs.
         let cursor = first.unwrap_or(Cursor::START);
         tracing::debug!(batch = %id, runs = runs.len(), "batch triggered");
         Ok(BatchHandle { id, cursor, runs })
+    }
+
+    /// Whether `item` would be triggered, as [`prepare`](Self::prepare) checks it; stores
+    /// nothing.
+    #[cfg(feature = "server")]
+    pub(crate) fn check_item(&self, item: BatchItem) -> Result<(), TriggerError> {
+        self.prepare(item).map(drop)
     }
 
     /// Checks a trigger; stores nothing.

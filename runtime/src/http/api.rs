@@ -24,7 +24,8 @@ use crate::{BatchItem, CancelError, RunFeed, RunId, TriggerOptions};
 /// How long the token a trigger answers with lasts, as Trigger.dev's.
 const RUN_TOKEN_SECONDS: u64 = 60 * 60;
 
-/// The body of a trigger, as the SDK sends it. Options runcast has no use for (`queue`,
+/// The body of a trigger, as the SDK sends it (and, with an index and a task, an item of a
+/// batch). Options runcast has no use for (`queue`,
 /// `machine`, `priority`, `region`, `concurrencyKey`, `lockToVersion`, ...) are accepted and
 /// ignored, as a server without those features would.
 #[derive(Deserialize)]
@@ -38,8 +39,8 @@ struct TriggerBody {
 
 #[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TriggerBodyOptions {
-    payload_type: Option<String>,
+pub(super) struct TriggerBodyOptions {
+    pub(super) payload_type: Option<String>,
     tags: Option<OneOrMany>,
     metadata: Option<JsonObject>,
     metadata_type: Option<String>,
@@ -84,11 +85,18 @@ pub(super) async fn trigger(
     let item = BatchItem::from_json(task, payload, trigger);
     let (run, cached) = state.engine.trigger_one::<crate::Untyped>(item).await?;
     let id = run.id().clone();
+    let headers = token_headers(&state, format!("read:runs:{id}"));
+    let body = Json(json!({ "id": id, "isCached": cached }));
+    Ok((headers, body).into_response())
+}
+
+/// The headers that hand a public access token with `scope` to whoever triggered: the token
+/// (`x-trigger-jwt`) and its claims, as Trigger.dev sends them.
+pub(super) fn token_headers(state: &AppState, scope: String) -> HeaderMap {
     let config = &state.config;
-    let scopes = vec![format!("read:runs:{id}")];
     let token = config
         .keys
-        .mint(&config.environment, scopes, RUN_TOKEN_SECONDS);
+        .mint(&config.environment, vec![scope], RUN_TOKEN_SECONDS);
     let claims = json!({ "sub": config.environment, "pub": true }).to_string();
     let mut headers = HeaderMap::new();
     for (name, value) in [(headers::JWT, token), (headers::JWT_CLAIMS, claims)] {
@@ -96,12 +104,11 @@ pub(super) async fn trigger(
             headers.insert(name, value);
         }
     }
-    let body = Json(json!({ "id": id, "isCached": cached }));
-    Ok((headers, body).into_response())
+    headers
 }
 
 /// The options of a trigger, from what the SDK sends.
-fn trigger_options(options: TriggerBodyOptions) -> Result<TriggerOptions, ApiError> {
+pub(super) fn trigger_options(options: TriggerBodyOptions) -> Result<TriggerOptions, ApiError> {
     if let Some(kind) = options.metadata_type.filter(|kind| kind != packet::JSON) {
         return Err(ApiError::unprocessable(format!(
             "metadata of type `{kind}` is not supported; send it as application/json"
@@ -133,7 +140,7 @@ fn trigger_options(options: TriggerBodyOptions) -> Result<TriggerOptions, ApiErr
 }
 
 /// The payload of a trigger: a packet read by its type, or JSON as it is.
-fn trigger_payload(
+pub(super) fn trigger_payload(
     payload: Option<Box<RawValue>>,
     kind: Option<&str>,
 ) -> Result<Box<RawValue>, ApiError> {

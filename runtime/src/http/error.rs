@@ -36,6 +36,12 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "Run not found")
     }
 
+    /// The same error, its message after `prefix`.
+    pub(super) fn prefixed(mut self, prefix: &str) -> Self {
+        self.message.insert_str(0, prefix);
+        self
+    }
+
     /// A token whose scopes do not reach what it asked for.
     pub(super) fn forbidden() -> Self {
         ApiError {

@@ -22,6 +22,8 @@
 //!   `x-trigger-jwt` header, a public access token that reads the run;
 //! - `GET /api/v3/runs/{run}`: the run, as the REST API's run object;
 //! - `POST /api/v2/runs/{run}/cancel`: cancels it;
+//! - `POST /api/v3/batches`, then `POST /api/v3/batches/{batch}/items`: a batch trigger in
+//!   two phases, as the SDK's `batch.trigger` and `tasks.batchTrigger` send it;
 //! - `POST /api/v1/auth/jwt/claims`: the claims the SDK signs its public access tokens with;
 //! - `GET /realtime/v1/runs/{run}`, `GET /realtime/v1/runs?tags=a,b`,
 //!   `GET /realtime/v1/batches/{batch}`: run feeds in Electric's shape protocol, as the SDK's
@@ -36,6 +38,7 @@
 
 mod api;
 mod auth;
+mod batches;
 mod error;
 mod feed;
 mod streams;
@@ -111,6 +114,8 @@ impl std::fmt::Debug for ServerConfig {
 struct State {
     engine: Engine,
     config: ServerConfig,
+    /// The batches named and not yet sealed.
+    batches: batches::Batches,
 }
 
 type AppState = Arc<State>;
@@ -118,7 +123,11 @@ type AppState = Arc<State>;
 /// Trigger.dev's API over `engine`: the routes listed in the [module docs](self).
 pub fn router(engine: Engine, config: ServerConfig) -> Router {
     let limit = config.max_body_bytes;
-    let state = Arc::new(State { engine, config });
+    let state = Arc::new(State {
+        engine,
+        config,
+        batches: batches::Batches::default(),
+    });
     // Browsers read the feed's headers (`electric-offset`, ...) and the trigger's token only
     // if they are exposed; credentials are tokens, not cookies.
     let cors = CorsLayer::new()
@@ -132,6 +141,8 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         .route("/api/v3/runs/{run}", get(api::retrieve))
         .route("/api/v2/runs/{run}/cancel", post(api::cancel))
         .route("/api/v1/auth/jwt/claims", post(api::claims))
+        .route("/api/v3/batches", post(batches::create))
+        .route("/api/v3/batches/{batch}/items", post(batches::items))
         .route("/realtime/v1/runs/{run}", get(feed::run))
         .route("/realtime/v1/runs", get(feed::tags))
         .route("/realtime/v1/batches/{batch}", get(feed::batch))
