@@ -139,6 +139,25 @@ report.batch = await step("batch.trigger and subscribeToBatch", async () => {
   return { runCount: handle.runCount, tasks: [...finished.values()].sort() };
 });
 
+report.large = await step("a 1 MiB payload and output", async () => {
+  // The SDK uploads a payload of 128 KiB or more apart, and triggers with its path.
+  const text = "x".repeat(1 << 20);
+  const handle = await tasks.trigger("echo", { text });
+  let feedOutput = null;
+  for await (const run of runs.subscribeToRun(handle.id)) {
+    feedOutput = run.output?.text?.length ?? null;
+  }
+  const run = await runs.retrieve(handle.id);
+  return { payload: run.payload?.text?.length, output: run.output?.text?.length, feedOutput };
+});
+
+report.dropped = await step("a feed whose connections drop", async () => {
+  // Through a proxy that cuts every connection after a moment, mid-request or not.
+  const handle = await tasks.trigger("count", { to: 30, pause: 40 });
+  const config = { baseURL: process.env.FLAKY_URL, accessToken: handle.publicAccessToken };
+  return auth.withAuth(config, () => follow(handle.id));
+});
+
 report.withStreams = await step("subscribeToRun().withStreams()", async () => {
   const words = Array.from({ length: 20 }, (_, i) => `word${i}`);
   const handle = await tasks.trigger("write", words);

@@ -7,9 +7,14 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
 
 use common::http::{Count, Echo, SECRET, Write, serve};
 use runcast::Engine;
@@ -41,6 +46,34 @@ fn install(dir: &Path) {
     assert!(status.success(), "`npm ci` in {} failed", dir.display());
 }
 
+/// A TCP proxy to `upstream` that cuts each connection it accepts after a moment (100 to
+/// 400 ms), whatever it carries then; counts the connections it cut.
+async fn flaky_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cuts = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&cuts);
+    tokio::spawn(async move {
+        for n in 0u64.. {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            let cuts = Arc::clone(&counted);
+            tokio::spawn(async move {
+                let Ok(mut server) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let life = Duration::from_millis(100 + (n * 97) % 300);
+                let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
+                if tokio::time::timeout(life, copy).await.is_err() {
+                    cuts.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (addr, cuts)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_sdk_triggers_reads_cancels_and_follows_runs() {
     let dir = conformance_dir();
@@ -60,11 +93,13 @@ async fn the_official_sdk_triggers_reads_cancels_and_follows_runs() {
         .unwrap()
         .live_hold(Duration::from_secs(2));
     let addr = serve(engine, config).await;
+    let (flaky, cuts) = flaky_proxy(addr).await;
     let output = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg("sdk.mjs")
             .current_dir(&dir)
             .env("TRIGGER_API_URL", format!("http://{addr}"))
+            .env("FLAKY_URL", format!("http://{flaky}"))
             .env("TRIGGER_SECRET_KEY", SECRET)
             .output()
             .unwrap_or_else(|e| panic!("node could not start ({e}): install Node.js 20+"))
@@ -142,6 +177,35 @@ async fn the_official_sdk_triggers_reads_cancels_and_follows_runs() {
         report["batch"],
         json!({ "runCount": 3, "tasks": ["count", "count", "echo"] })
     );
+
+    let mib = 1 << 20;
+    assert_eq!(
+        report["large"],
+        json!({ "payload": mib, "output": mib, "feedOutput": mib })
+    );
+
+    // Connections cut mid-feed: the SDK reconnects from its offset and misses nothing, and
+    // shows nothing twice.
+    assert!(
+        cuts.load(Ordering::SeqCst) > 0,
+        "the proxy cut no connection"
+    );
+    let seen = report["dropped"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", report["dropped"]));
+    assert!(
+        seen.windows(2).all(|w| w[0] != w[1]),
+        "a row shown twice: {seen:?}"
+    );
+    let counts: Vec<u64> = seen.iter().filter_map(|s| s["count"].as_u64()).collect();
+    let mut distinct = counts.clone();
+    distinct.dedup();
+    assert_eq!(
+        distinct,
+        (distinct[0]..=30).collect::<Vec<_>>(),
+        "{counts:?}"
+    );
+    assert_eq!(seen.last().unwrap()["status"], "COMPLETED");
 
     let words: Vec<String> = (0..20).map(|n| format!("word{n}")).collect();
     assert_eq!(

@@ -754,3 +754,282 @@ async fn a_batch_named_then_sent_in_parts_is_sealed_once_whole_and_feeds_its_run
         assert_eq!(refused.status, 422);
     }
 }
+
+#[tokio::test]
+async fn metadata_and_tags_change_through_their_routes_with_the_secret_key_only() {
+    let addr = server().await;
+    let reply = trigger(addr, &json!({ "to": 1_000, "pause": 50 })).await;
+    let id = reply.json()["id"].as_str().unwrap().to_owned();
+    let token = reply.header("x-trigger-jwt").unwrap().to_owned();
+    let path = format!("/api/v1/runs/{id}/metadata");
+    let put = |body: Value, key: String| {
+        let path = path.clone();
+        async move { call(addr, "PUT", &path, Some(&key), Some(&body.to_string())).await }
+    };
+    let body = json!({
+        "metadata": { "stage": "start", "tmp": 1 },
+        "operations": [
+            { "type": "set", "key": "stage", "value": "upload" },
+            { "type": "delete", "key": "tmp" },
+            { "type": "append", "key": "log", "value": "a" },
+            { "type": "increment", "key": "n", "value": 2 },
+            { "type": "update", "value": { "extra": true } },
+        ],
+    });
+    let written = put(body, SECRET.into()).await;
+    assert_eq!(written.status, 200, "{}", written.body);
+    let expected = json!({ "stage": "upload", "log": ["a"], "n": 2, "extra": true });
+    assert_eq!(written.json()["metadata"], expected);
+    let read = call(addr, "GET", &path, Some(&token), None).await;
+    assert_eq!(read.json()["metadata"], expected);
+    assert_eq!(
+        put(json!({ "metadata": {} }), token.clone()).await.status,
+        401
+    );
+    let path_key = put(
+        json!({ "operations": [{ "type": "set", "key": "$.a.b", "value": 1 }] }),
+        SECRET.into(),
+    )
+    .await;
+    assert_eq!(path_key.status, 422);
+    let unknown_op = put(
+        json!({ "operations": [{ "type": "explode", "key": "a" }] }),
+        SECRET.into(),
+    )
+    .await;
+    assert_eq!(unknown_op.status, 400);
+    let huge = put(
+        json!({ "metadata": { "big": "x".repeat(300 * 1024) } }),
+        SECRET.into(),
+    )
+    .await;
+    assert_eq!(huge.status, 413);
+    assert_eq!(
+        call(addr, "GET", &path, Some(SECRET), None).await.json()["metadata"],
+        expected,
+        "refused writes changed nothing"
+    );
+    let missing = call(
+        addr,
+        "PUT",
+        "/api/v1/runs/run_nope/metadata",
+        Some(SECRET),
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+
+    let tags = format!("/api/v1/runs/{id}/tags");
+    let add = |body: Value| {
+        let tags = tags.clone();
+        async move { call(addr, "POST", &tags, Some(SECRET), Some(&body.to_string())).await }
+    };
+    assert_eq!(
+        add(json!({ "tags": ["a", "b"] })).await.json()["message"],
+        "Successfully set 2 new tags."
+    );
+    assert_eq!(
+        add(json!({ "tags": "a" })).await.json()["message"],
+        "No new tags to add"
+    );
+    let many: Vec<String> = (0..10).map(|n| format!("t{n}")).collect();
+    assert_eq!(add(json!({ "tags": many })).await.status, 422);
+    let run = call(
+        addr,
+        "GET",
+        &format!("/api/v3/runs/{id}"),
+        Some(SECRET),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(run["tags"], json!(["http-test", "a", "b"]));
+    call(
+        addr,
+        "POST",
+        &format!("/api/v2/runs/{id}/cancel"),
+        Some(SECRET),
+        None,
+    )
+    .await;
+    let finished = add(json!({ "tags": ["late"] })).await;
+    assert_eq!(finished.status, 422);
+    assert!(
+        finished.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("finished")
+    );
+}
+
+#[tokio::test]
+async fn tokens_minted_by_the_server_reach_their_scopes_until_they_expire() {
+    let addr = server().await;
+    let id = trigger(addr, &json!({ "to": 1, "pause": 0 })).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mint = |body: Value| async move {
+        call(
+            addr,
+            "POST",
+            "/api/v1/auth/public-tokens",
+            Some(SECRET),
+            Some(&body.to_string()),
+        )
+        .await
+    };
+    let minted =
+        mint(json!({ "scopes": [format!("read:runs:{id}")], "expirationTime": "1h" })).await;
+    assert_eq!(minted.status, 200, "{}", minted.body);
+    let token = minted.json()["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        call(
+            addr,
+            "GET",
+            &format!("/api/v3/runs/{id}"),
+            Some(&token),
+            None
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(mint(json!({ "scopes": [] })).await.status, 422);
+    assert_eq!(
+        mint(json!({ "scopes": ["read:runs"], "expirationTime": 1_000 }))
+            .await
+            .status,
+        422
+    );
+    assert_eq!(
+        mint(json!({ "scopes": ["read:runs"], "expirationTime": "45d" }))
+            .await
+            .status,
+        422
+    );
+    let by_token = call(
+        addr,
+        "POST",
+        "/api/v1/auth/public-tokens",
+        Some(&token),
+        Some("{\"scopes\":[\"admin\"]}"),
+    )
+    .await;
+    assert_eq!(by_token.status, 401, "a token mints no token");
+}
+
+#[tokio::test]
+async fn live_requests_past_the_limit_are_told_to_come_back() {
+    let engine = Engine::builder().task::<Count>().build().unwrap();
+    let config = ServerConfig::new(SECRET)
+        .unwrap()
+        .live_hold(Duration::from_secs(2))
+        .max_live_requests(1);
+    let addr = serve(engine, config).await;
+    let id = trigger(addr, &json!({ "to": 1, "pause": 0 })).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/realtime/v1/runs/{id}");
+    let (_, offset) = follow(addr, &path, SECRET).await;
+    let handle = call(
+        addr,
+        "GET",
+        &format!("{path}?offset=-1"),
+        Some(SECRET),
+        None,
+    )
+    .await
+    .header("electric-handle")
+    .unwrap()
+    .to_owned();
+    let live = format!("{path}?handle={handle}&live=true&offset={offset}");
+    let waiting = tokio::spawn({
+        let live = live.clone();
+        async move { call(addr, "GET", &live, Some(SECRET), None).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused = call(addr, "GET", &live, Some(SECRET), None).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(waiting.await.unwrap().status, 200);
+    // The one waiting is done: the next one waits again.
+    let again = tokio::time::timeout(
+        Duration::from_secs(5),
+        call(addr, "GET", &live, Some(SECRET), None),
+    )
+    .await;
+    assert_eq!(again.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn a_payload_uploaded_apart_is_triggered_by_its_path() {
+    let addr = server().await;
+    let path = "trigger/packet_abc/payload.json";
+    let encoded = path.replace('/', "%2F");
+    let url = call(
+        addr,
+        "PUT",
+        &format!("/api/v2/packets/{encoded}"),
+        Some(SECRET),
+        None,
+    )
+    .await;
+    assert_eq!(url.status, 200, "{}", url.body);
+    let url = url.json();
+    assert_eq!(url["storagePath"], path);
+    let presigned = url["presignedUrl"].as_str().unwrap();
+    let upload_path = presigned.strip_prefix(&format!("http://{addr}")).unwrap();
+    let packet = json!({ "json": { "to": 3, "pause": 1 } }).to_string();
+    let headers = [("Content-Type", "application/super+json")];
+    let uploaded =
+        common::http::call_headers(addr, "PUT", upload_path, None, &headers, Some(&packet)).await;
+    assert_eq!(uploaded.status, 200, "{}", uploaded.body);
+    let forged = call(
+        addr,
+        "PUT",
+        "/api/v1/packets/upload/not.a.token",
+        None,
+        Some(&packet),
+    )
+    .await;
+    assert_eq!(forged.status, 401);
+
+    let body = json!({ "payload": path, "options": { "payloadType": "application/store" } });
+    let reply = call(
+        addr,
+        "POST",
+        "/api/v1/tasks/count/trigger",
+        Some(SECRET),
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let id = reply.json()["id"].as_str().unwrap().to_owned();
+    let run = call(
+        addr,
+        "GET",
+        &format!("/api/v3/runs/{id}"),
+        Some(SECRET),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(run["payload"], json!({ "to": 3, "pause": 1 }));
+    let missing = json!({ "payload": "trigger/nope/payload.json", "options": { "payloadType": "application/store" } });
+    let missing = call(
+        addr,
+        "POST",
+        "/api/v1/tasks/count/trigger",
+        Some(SECRET),
+        Some(&missing.to_string()),
+    )
+    .await;
+    assert_eq!(missing.status, 422);
+    assert!(
+        missing.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("no packet was uploaded")
+    );
+}

@@ -461,6 +461,28 @@ impl Engine {
         self.shared.change_metadata(id, change).await
     }
 
+    /// Replaces a run's metadata with `replace` (if given), then applies `ops`, as one change
+    /// (Trigger.dev's metadata route does both); returns the metadata written.
+    #[cfg(feature = "server")]
+    pub(crate) async fn replace_metadata(
+        &self,
+        id: &RunId,
+        replace: Option<crate::model::JsonObject>,
+        ops: Vec<MetadataOp>,
+    ) -> Result<Arc<RawValue>, MetadataError> {
+        let written = Arc::new(Mutex::new(None));
+        let keep = Arc::clone(&written);
+        let change: MetadataChange<'_> = Box::new(move |raw| {
+            let base = replace.as_ref().map(metadata::to_raw).transpose()?;
+            let next = metadata::apply_raw(base.as_deref().or(raw), ops)?;
+            *lock(&keep) = Some(Arc::clone(&next));
+            Ok(next)
+        });
+        self.shared.change_metadata(id, change).await?;
+        let written = lock(&written).take();
+        written.ok_or_else(|| MetadataError::UnknownRun(id.clone()))
+    }
+
     /// Adds tags to a run that has not finished; the checks of a trigger's tags apply to the
     /// result.
     pub async fn add_tags(

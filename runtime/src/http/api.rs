@@ -80,7 +80,7 @@ pub(super) async fn trigger(
     let body: TriggerBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
     let options = body.options;
-    let payload = trigger_payload(body.payload, options.payload_type.as_deref())?;
+    let payload = trigger_payload(&state, body.payload, options.payload_type.as_deref())?;
     let trigger = trigger_options(options)?;
     let item = BatchItem::from_json(task, payload, trigger);
     let (run, cached) = state.engine.trigger_one::<crate::Untyped>(item).await?;
@@ -141,6 +141,7 @@ pub(super) fn trigger_options(options: TriggerBodyOptions) -> Result<TriggerOpti
 
 /// The payload of a trigger: a packet read by its type, or JSON as it is.
 pub(super) fn trigger_payload(
+    state: &AppState,
     payload: Option<Box<RawValue>>,
     kind: Option<&str>,
 ) -> Result<Box<RawValue>, ApiError> {
@@ -149,6 +150,7 @@ pub(super) fn trigger_payload(
         return packet::payload(None, kind).map_err(unprocessable);
     };
     match serde_json::from_str::<String>(payload.get()) {
+        Ok(path) if kind == Some(packet::STORE) => state.packets.payload(&path),
         Ok(data) => packet::payload(Some(&data), kind).map_err(unprocessable),
         Err(_) if kind.is_none_or(|kind| kind == packet::JSON) => Ok(payload),
         Err(_) => Err(ApiError::unprocessable(format!(
@@ -315,6 +317,51 @@ pub(super) async fn claims(
     Ok(Json(
         json!({ "sub": state.config.environment, "pub": true }),
     ))
+}
+
+/// The longest a minted token may last, as Trigger.dev's.
+const MAX_TOKEN_SECONDS: u64 = 30 * 24 * 60 * 60;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewToken {
+    scopes: Vec<String>,
+    /// A duration (`15m`), or the time it ends at (Unix seconds).
+    expiration_time: Option<Ttl>,
+}
+
+/// `POST /api/v1/auth/public-tokens`: a public access token with the scopes asked, minted by
+/// the server (as the SDK asks it for keys that cannot sign themselves); 15 minutes by default.
+pub(super) async fn public_token(
+    State(state): State<AppState>,
+    access: Access,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    access.secret()?;
+    let body: NewToken = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
+    if body.scopes.is_empty() || body.scopes.iter().any(|s| s.trim().is_empty()) {
+        return Err(ApiError::unprocessable(
+            "a token needs at least one scope, none blank",
+        ));
+    }
+    let seconds = match body.expiration_time {
+        None => 15 * 60,
+        Some(Ttl::Text(text)) => duration(&text).map(|d| d.as_secs()).ok_or_else(|| {
+            ApiError::unprocessable(format!(
+                "invalid expirationTime `{text}`: expected a duration such as `15m`, or Unix seconds"
+            ))
+        })?,
+        Some(Ttl::Seconds(at)) => at.saturating_sub(Timestamp::now().unix_millis().cast_unsigned() / 1000),
+    };
+    if seconds == 0 || seconds > MAX_TOKEN_SECONDS {
+        return Err(ApiError::unprocessable(
+            "expirationTime must end in the future, within 30 days",
+        ));
+    }
+    let config = &state.config;
+    let token = config.keys.mint(&config.environment, body.scopes, seconds);
+    Ok(Json(json!({ "token": token })))
 }
 
 #[cfg(test)]

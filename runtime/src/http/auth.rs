@@ -145,19 +145,27 @@ impl FromRequestParts<AppState> for Access {
         if token.split('.').count() != 3 {
             return Err(missing());
         }
+        keys.scopes(token).map(Access::Token)
+    }
+}
+
+impl Keys {
+    /// The scopes of a public access token signed with these keys, or why it is refused
+    /// (`401`).
+    pub(super) fn scopes(&self, token: &str) -> Result<Vec<String>, ApiError> {
         let invalid = |reason: &dyn std::fmt::Display| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 format!("Public Access Token is invalid: {reason}"),
             )
         };
-        let claims = jsonwebtoken::decode::<Claims>(token, &keys.decoding, &keys.validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|error| invalid(&error))?
             .claims;
         if !claims.public {
             return Err(invalid(&"it is not public (`pub: true`)"));
         }
-        Ok(Access::Token(claims.scopes))
+        Ok(claims.scopes)
     }
 }
 

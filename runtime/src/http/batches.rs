@@ -152,8 +152,8 @@ pub(super) async fn items(
             )));
         }
         let refused = |e: ApiError| e.prefixed(&format!("item {index}: "));
-        let payload =
-            trigger_payload(line.payload, line.options.payload_type.as_deref()).map_err(refused)?;
+        let payload = trigger_payload(&state, line.payload, line.options.payload_type.as_deref())
+            .map_err(refused)?;
         let options = trigger_options(line.options).map_err(refused)?;
         let item = Item {
             task: line.task,

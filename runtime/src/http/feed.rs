@@ -14,6 +14,7 @@
 //! row of each run in a response, so that is how a client that keeps up sees every change.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -138,6 +139,11 @@ async fn serve(state: &AppState, scope: Scope, query: &ShapeQuery) -> Result<Res
         .as_deref()
         .map(|columns| columns.split(',').map(|c| c.trim().to_owned()).collect())
         .unwrap_or_default();
+    let _waiting = if live {
+        Some(Waiting::enter(state)?)
+    } else {
+        None
+    };
     let mut subscription = match engine.subscribe(scope, from).await {
         Ok(subscription) => subscription,
         Err(FeedError::UnknownCursor(_)) => return Ok(must_refetch(&handle)),
@@ -214,6 +220,30 @@ async fn serve(state: &AppState, scope: Scope, query: &ShapeQuery) -> Result<Res
     }
     set(header::CACHE_CONTROL, "no-store");
     Ok((response_headers, Json(messages)).into_response())
+}
+
+/// A live request counted among those waiting, until dropped.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    /// Counts one more, or refuses it (`429`) past the limit.
+    fn enter(state: &'a AppState) -> Result<Self, ApiError> {
+        let live = &state.live;
+        if live.fetch_add(1, Ordering::SeqCst) >= state.config.max_live {
+            live.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many concurrent requests",
+            ));
+        }
+        Ok(Waiting(live))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// `409`: the client's offset belongs to another history; it starts over with `handle`.

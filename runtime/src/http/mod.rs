@@ -20,11 +20,16 @@
 //! Routes (the paths and shapes of Trigger.dev's API, `trigger-sdk-v4-wire.md`):
 //! - `POST /api/v1/tasks/{task}/trigger`: triggers a run; answers `{id, isCached}` and an
 //!   `x-trigger-jwt` header, a public access token that reads the run;
+//! - `PUT /api/v2/packets/{path}`: where to upload a payload of 128 KiB or more, which the SDK
+//!   sends apart;
 //! - `GET /api/v3/runs/{run}`: the run, as the REST API's run object;
 //! - `POST /api/v2/runs/{run}/cancel`: cancels it;
+//! - `GET` and `PUT /api/v1/runs/{run}/metadata`, `POST /api/v1/runs/{run}/tags`: its
+//!   metadata and tags (changed with the secret key);
 //! - `POST /api/v3/batches`, then `POST /api/v3/batches/{batch}/items`: a batch trigger in
 //!   two phases, as the SDK's `batch.trigger` and `tasks.batchTrigger` send it;
 //! - `POST /api/v1/auth/jwt/claims`: the claims the SDK signs its public access tokens with;
+//!   `POST /api/v1/auth/public-tokens`: a token the server signs;
 //! - `GET /realtime/v1/runs/{run}`, `GET /realtime/v1/runs?tags=a,b`,
 //!   `GET /realtime/v1/batches/{batch}`: run feeds in Electric's shape protocol, as the SDK's
 //!   `runs.subscribeToRun`, `subscribeToRunsWithTag` and `subscribeToBatch` read them;
@@ -41,6 +46,8 @@ mod auth;
 mod batches;
 mod error;
 mod feed;
+mod packets;
+mod runs;
 mod streams;
 
 use std::sync::Arc;
@@ -48,7 +55,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, Method};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 
 use self::auth::Keys;
@@ -60,7 +67,10 @@ pub struct ServerConfig {
     keys: Arc<Keys>,
     environment: String,
     live_hold: Duration,
+    max_live: usize,
     max_body_bytes: usize,
+    max_packet_bytes: usize,
+    public_url: Option<String>,
 }
 
 /// The error of configuring a server with an empty secret key.
@@ -76,7 +86,10 @@ impl ServerConfig {
             keys: Arc::new(Keys::new(secret_key.as_ref()).ok_or(EmptySecretKey)?),
             environment: "runcast".to_owned(),
             live_hold: Duration::from_secs(20),
+            max_live: 100_000,
             max_body_bytes: 3 * 1024 * 1024,
+            max_packet_bytes: 256 * 1024 * 1024,
+            public_url: None,
         })
     }
 
@@ -93,6 +106,27 @@ impl ServerConfig {
         self
     }
 
+    /// How many live feed requests may wait at once; one more is answered `429` (the SDK
+    /// tries again). 100,000 by default, as a self-hosted Trigger.dev.
+    pub fn max_live_requests(mut self, requests: usize) -> Self {
+        self.max_live = requests;
+        self
+    }
+
+    /// How many bytes of uploaded packets (payloads the SDK offloads, from 128 KiB) the server
+    /// keeps at most; 256 MiB by default. An upload past it is refused until older ones go.
+    pub fn max_packet_bytes(mut self, bytes: usize) -> Self {
+        self.max_packet_bytes = bytes;
+        self
+    }
+
+    /// The URL clients reach this server at (`https://runs.example.com`), for the upload URLs
+    /// it hands out; by default, the request's `Host` (and `X-Forwarded-Proto`).
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = Some(url.into());
+        self
+    }
+
     /// The largest request body accepted; 3 MiB by default, as Trigger.dev's trigger route.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.max_body_bytes = bytes;
@@ -105,6 +139,9 @@ impl std::fmt::Debug for ServerConfig {
         f.debug_struct("ServerConfig")
             .field("environment", &self.environment)
             .field("live_hold", &self.live_hold)
+            .field("max_live", &self.max_live)
+            .field("max_packet_bytes", &self.max_packet_bytes)
+            .field("public_url", &self.public_url)
             .field("max_body_bytes", &self.max_body_bytes)
             .finish()
     }
@@ -116,6 +153,10 @@ struct State {
     config: ServerConfig,
     /// The batches named and not yet sealed.
     batches: batches::Batches,
+    /// Packets uploaded apart.
+    packets: packets::Packets,
+    /// Live feed requests waiting now.
+    live: std::sync::atomic::AtomicUsize,
 }
 
 type AppState = Arc<State>;
@@ -127,6 +168,8 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         engine,
         config,
         batches: batches::Batches::default(),
+        packets: packets::Packets::default(),
+        live: std::sync::atomic::AtomicUsize::new(0),
     });
     // Browsers read the feed's headers (`electric-offset`, ...) and the trigger's token only
     // if they are exposed; credentials are tokens, not cookies.
@@ -140,7 +183,15 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         .route("/api/v1/tasks/{task}/trigger", post(api::trigger))
         .route("/api/v3/runs/{run}", get(api::retrieve))
         .route("/api/v2/runs/{run}/cancel", post(api::cancel))
+        .route(
+            "/api/v1/runs/{run}/metadata",
+            get(runs::metadata).put(runs::update_metadata),
+        )
+        .route("/api/v1/runs/{run}/tags", post(runs::add_tags))
         .route("/api/v1/auth/jwt/claims", post(api::claims))
+        .route("/api/v1/auth/public-tokens", post(api::public_token))
+        .route("/api/v2/packets/{*path}", put(packets::upload_url))
+        .route("/api/v1/packets/upload/{token}", put(packets::upload))
         .route("/api/v3/batches", post(batches::create))
         .route("/api/v3/batches/{batch}/items", post(batches::items))
         .route("/realtime/v1/runs/{run}", get(feed::run))

@@ -18,7 +18,7 @@ pub(crate) const JSON: &str = "application/json";
 const SUPERJSON: &str = "application/super+json";
 const TEXT: &str = "text/plain";
 /// A payload the SDK uploaded first (128 KiB or more) and sends as the path where it lies.
-const STORE: &str = "application/store";
+pub(crate) const STORE: &str = "application/store";
 
 /// Why a packet cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -31,9 +31,7 @@ pub(crate) enum PacketError {
     },
     #[error("a superjson payload must be an object with a `json` property")]
     NoJson,
-    #[error(
-        "payloads uploaded apart (`application/store`, which the SDK uses from 128 KiB) are not supported by this server; send a smaller payload"
-    )]
+    #[error("a packet uploaded apart (`application/store`) holds a path, not a payload")]
     Stored,
     #[error(
         "unknown payload type `{0}`; expected application/json, application/super+json or text/plain"
@@ -100,7 +98,7 @@ mod tests {
         assert!(refused("{", JSON).contains("not valid JSON"));
         assert!(refused("[1]", SUPERJSON).contains("not valid superjson"));
         assert!(refused("{}", SUPERJSON).contains("`json` property"));
-        assert!(refused("a/b", STORE).contains("not supported"));
+        assert!(refused("a/b", STORE).contains("holds a path"));
         assert!(refused("1", "application/xml").contains("unknown payload type"));
     }
 }

@@ -1,0 +1,158 @@
+//! The routes that change a run from outside: its metadata and its tags, as a task's SDK
+//! writes them (`trigger-wire.md` §3.5–3.6). They take the secret key.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::api::{allow_read, find};
+use super::auth::Access;
+use super::error::ApiError;
+use crate::TagError;
+use crate::model::{JsonObject, MetadataError, MetadataOp, RunId};
+
+/// The body of `PUT /api/v1/runs/{run}/metadata`: a whole new object, operations, or both
+/// (the object first). A run has no parent or root run in runcast, so the operations meant
+/// for them change nothing.
+#[derive(Deserialize)]
+struct MetadataBody {
+    #[serde(default)]
+    metadata: Option<JsonObject>,
+    #[serde(default)]
+    operations: Vec<Operation>,
+}
+
+/// One operation, as Trigger.dev's SDK sends it.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Operation {
+    Set { key: String, value: Value },
+    Delete { key: String },
+    Append { key: String, value: Value },
+    Remove { key: String, value: Value },
+    Increment { key: String, value: f64 },
+    Update { value: JsonObject },
+}
+
+impl Operation {
+    fn op(self) -> Result<MetadataOp, ApiError> {
+        let key = |key: String| {
+            if key.starts_with("$.") {
+                Err(ApiError::unprocessable(format!(
+                    "metadata key `{key}`: JSON paths are not supported; use a top-level key"
+                )))
+            } else {
+                Ok(key)
+            }
+        };
+        Ok(match self {
+            Operation::Set { key: k, value } => MetadataOp::Set(key(k)?, value),
+            Operation::Delete { key: k } => MetadataOp::Delete(key(k)?),
+            Operation::Append { key: k, value } => MetadataOp::Append(key(k)?, value),
+            Operation::Remove { key: k, value } => MetadataOp::Remove(key(k)?, value),
+            Operation::Increment { key: k, value } => MetadataOp::Increment(key(k)?, value),
+            Operation::Update { value } => MetadataOp::Update(value),
+        })
+    }
+}
+
+/// `PUT /api/v1/runs/{run}/metadata`: answers the metadata written.
+pub(super) async fn update_metadata(
+    State(state): State<AppState>,
+    access: Access,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    access.secret()?;
+    let body: MetadataBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
+    let ops = body
+        .operations
+        .into_iter()
+        .map(Operation::op)
+        .collect::<Result<Vec<_>, _>>()?;
+    let id = RunId::from(id);
+    let written = state
+        .engine
+        .replace_metadata(&id, body.metadata, ops)
+        .await
+        .map_err(|error| match error {
+            MetadataError::UnknownRun(_) => ApiError::run_not_found(),
+            MetadataError::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string())
+            }
+            MetadataError::Store(ref store) => ApiError::internal(store),
+            _ => ApiError::unprocessable(error.to_string()),
+        })?;
+    let metadata: Value = serde_json::from_str(written.get()).unwrap_or_default();
+    Ok(Json(json!({ "metadata": metadata })))
+}
+
+/// `GET /api/v1/runs/{run}/metadata`.
+pub(super) async fn metadata(
+    State(state): State<AppState>,
+    access: Access,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let run = find(&state, &RunId::from(id)).await?;
+    allow_read(&access, &run)?;
+    let metadata = run
+        .metadata
+        .as_deref()
+        .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+        .unwrap_or_else(|| json!({}));
+    Ok(Json(json!({ "metadata": metadata })))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Tags {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct TagsBody {
+    tags: Tags,
+}
+
+/// `POST /api/v1/runs/{run}/tags`: adds tags to a run that has not finished.
+pub(super) async fn add_tags(
+    State(state): State<AppState>,
+    access: Access,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    access.secret()?;
+    let body: TagsBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
+    let tags = match body.tags {
+        Tags::One(tag) => vec![tag],
+        Tags::Many(tags) => tags,
+    };
+    let run = find(&state, &RunId::from(id)).await?;
+    let mut new: Vec<&String> = tags.iter().filter(|t| !run.tags.contains(t)).collect();
+    new.sort_unstable();
+    new.dedup();
+    let added = new.len();
+    state
+        .engine
+        .add_tags(&run.id, &tags)
+        .await
+        .map_err(|error| match error {
+            TagError::NotLive(_) => {
+                ApiError::unprocessable("Cannot add tags to a run that has finished")
+            }
+            TagError::Store(ref store) => ApiError::internal(store),
+            _ => ApiError::unprocessable(error.to_string()),
+        })?;
+    let message = match added {
+        0 => "No new tags to add".to_owned(),
+        n => format!("Successfully set {n} new tags."),
+    };
+    Ok(Json(json!({ "message": message })))
+}
