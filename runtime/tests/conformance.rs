@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 
+use common::backend::Backend;
 use common::http::{Count, Echo, SECRET, Write, serve};
-use runcast::Engine;
 use runcast::http::ServerConfig;
 use serde_json::{Value, json};
 
@@ -74,146 +74,149 @@ async fn flaky_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, cuts)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_official_sdk_triggers_reads_cancels_and_follows_runs() {
-    let dir = conformance_dir();
-    tokio::task::spawn_blocking({
-        let dir = dir.clone();
-        move || install(&dir)
-    })
-    .await
-    .unwrap();
-    let engine = Engine::builder()
-        .task::<Count>()
-        .task::<Echo>()
-        .task::<Write>()
-        .build()
-        .unwrap();
-    let config = ServerConfig::new(SECRET)
-        .unwrap()
-        .live_hold(Duration::from_secs(2));
-    let addr = serve(engine, config).await;
-    let (flaky, cuts) = flaky_proxy(addr).await;
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg("sdk.mjs")
-            .current_dir(&dir)
-            .env("TRIGGER_API_URL", format!("http://{addr}"))
-            .env("FLAKY_URL", format!("http://{flaky}"))
-            .env("TRIGGER_SECRET_KEY", SECRET)
-            .output()
-            .unwrap_or_else(|e| panic!("node could not start ({e}): install Node.js 20+"))
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "sdk.mjs failed: {stderr}");
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    let report: Value =
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
-    eprintln!("{report:#}");
-
-    assert_eq!(report["trigger"]["hasToken"], true);
-    assert!(
-        report["trigger"]["id"]
-            .as_str()
-            .unwrap()
-            .starts_with("run_")
-    );
-
-    // Every state, each count once, read with the run's own token.
-    let seen = report["follow"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{}", report["follow"]));
-    let statuses: Vec<&str> = seen.iter().map(|s| s["status"].as_str().unwrap()).collect();
-    let mut distinct = statuses.clone();
-    distinct.dedup();
-    assert_eq!(distinct.last(), Some(&"COMPLETED"), "{statuses:?}");
-    assert!(distinct.contains(&"EXECUTING"), "{statuses:?}");
-    let counts: Vec<u64> = seen.iter().filter_map(|s| s["count"].as_u64()).collect();
-    let mut distinct_counts = counts.clone();
-    distinct_counts.dedup();
-    assert_eq!(
-        distinct_counts,
-        (distinct_counts[0]..=5).collect::<Vec<_>>(),
-        "{counts:?}"
-    );
-    assert_eq!(seen.iter().filter(|s| s["finished"] == true).count(), 1);
-
-    assert_eq!(
-        report["retrieve"],
-        json!({
-            "status": "COMPLETED", "isCompleted": true, "output": 5,
-            "payload": { "to": 5, "pause": 20 }, "metadata": { "count": 5 },
-            "tags": ["conformance"],
+on_every_backend! {
+    async fn the_official_sdk_triggers_reads_cancels_and_follows_runs(backend: Backend) {
+        let dir = conformance_dir();
+        tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || install(&dir)
         })
-    );
-    // superjson: the Date as its ISO string, the BigInt as its digits, `undefined` as null.
-    assert_eq!(
-        report["superjson"]["output"],
-        json!({ "at": "2026-01-02T03:04:05.006Z", "big": "12345678901234567890", "nothing": null })
-    );
-    assert_eq!(report["unknownTask"]["failed"]["status"], 404);
-    assert!(
-        report["unknownTask"]["failed"]["message"]
-            .as_str()
+        .await
+        .unwrap();
+        let engine = backend
+            .builder()
+            .await
+            .task::<Count>()
+            .task::<Echo>()
+            .task::<Write>()
+            .build()
+            .unwrap();
+        let config = ServerConfig::new(SECRET)
             .unwrap()
-            .contains("no-such-task")
-    );
-    assert_eq!(report["wrongPayload"]["failed"]["status"], 422);
-    assert!(
-        report["wrongPayload"]["failed"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("at `to`")
-    );
-    assert_eq!(report["cancel"]["canceled"], true);
-    assert_eq!(report["cancel"]["last"]["status"], "CANCELED");
-    assert_eq!(report["tagFeed"]["all"], true);
-    assert_eq!(report["scopedToken"]["own"], report["trigger"]["id"]);
-    assert_eq!(report["scopedToken"]["other"]["status"], 403);
+            .live_hold(Duration::from_secs(2));
+        let addr = serve(engine, config).await;
+        let (flaky, cuts) = flaky_proxy(addr).await;
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new("node")
+                .arg("sdk.mjs")
+                .current_dir(&dir)
+                .env("TRIGGER_API_URL", format!("http://{addr}"))
+                .env("FLAKY_URL", format!("http://{flaky}"))
+                .env("TRIGGER_SECRET_KEY", SECRET)
+                .output()
+                .unwrap_or_else(|e| panic!("node could not start ({e}): install Node.js 20+"))
+        })
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "sdk.mjs failed: {stderr}");
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let report: Value =
+            serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+        eprintln!("{report:#}");
 
-    assert_eq!(
-        report["batch"],
-        json!({ "runCount": 3, "tasks": ["count", "count", "echo"] })
-    );
+        assert_eq!(report["trigger"]["hasToken"], true);
+        assert!(
+            report["trigger"]["id"]
+                .as_str()
+                .unwrap()
+                .starts_with("run_")
+        );
 
-    let mib = 1 << 20;
-    assert_eq!(
-        report["large"],
-        json!({ "payload": mib, "output": mib, "feedOutput": mib })
-    );
+        // Every state, each count once, read with the run's own token.
+        let seen = report["follow"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}", report["follow"]));
+        let statuses: Vec<&str> = seen.iter().map(|s| s["status"].as_str().unwrap()).collect();
+        let mut distinct = statuses.clone();
+        distinct.dedup();
+        assert_eq!(distinct.last(), Some(&"COMPLETED"), "{statuses:?}");
+        assert!(distinct.contains(&"EXECUTING"), "{statuses:?}");
+        let counts: Vec<u64> = seen.iter().filter_map(|s| s["count"].as_u64()).collect();
+        let mut distinct_counts = counts.clone();
+        distinct_counts.dedup();
+        assert_eq!(
+            distinct_counts,
+            (distinct_counts[0]..=5).collect::<Vec<_>>(),
+            "{counts:?}"
+        );
+        assert_eq!(seen.iter().filter(|s| s["finished"] == true).count(), 1);
 
-    // Connections cut mid-feed: the SDK reconnects from its offset and misses nothing, and
-    // shows nothing twice.
-    assert!(
-        cuts.load(Ordering::SeqCst) > 0,
-        "the proxy cut no connection"
-    );
-    let seen = report["dropped"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{}", report["dropped"]));
-    assert!(
-        seen.windows(2).all(|w| w[0] != w[1]),
-        "a row shown twice: {seen:?}"
-    );
-    let counts: Vec<u64> = seen.iter().filter_map(|s| s["count"].as_u64()).collect();
-    let mut distinct = counts.clone();
-    distinct.dedup();
-    assert_eq!(
-        distinct,
-        (distinct[0]..=30).collect::<Vec<_>>(),
-        "{counts:?}"
-    );
-    assert_eq!(seen.last().unwrap()["status"], "COMPLETED");
+        assert_eq!(
+            report["retrieve"],
+            json!({
+                "status": "COMPLETED", "isCompleted": true, "output": 5,
+                "payload": { "to": 5, "pause": 20 }, "metadata": { "count": 5 },
+                "tags": ["conformance"],
+            })
+        );
+        // superjson: the Date as its ISO string, the BigInt as its digits, `undefined` as null.
+        assert_eq!(
+            report["superjson"]["output"],
+            json!({ "at": "2026-01-02T03:04:05.006Z", "big": "12345678901234567890", "nothing": null })
+        );
+        assert_eq!(report["unknownTask"]["failed"]["status"], 404);
+        assert!(
+            report["unknownTask"]["failed"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("no-such-task")
+        );
+        assert_eq!(report["wrongPayload"]["failed"]["status"], 422);
+        assert!(
+            report["wrongPayload"]["failed"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("at `to`")
+        );
+        assert_eq!(report["cancel"]["canceled"], true);
+        assert_eq!(report["cancel"]["last"]["status"], "CANCELED");
+        assert_eq!(report["tagFeed"]["all"], true);
+        assert_eq!(report["scopedToken"]["own"], report["trigger"]["id"]);
+        assert_eq!(report["scopedToken"]["other"]["status"], 403);
 
-    let words: Vec<String> = (0..20).map(|n| format!("word{n}")).collect();
-    assert_eq!(
-        report["withStreams"],
-        json!({ "chunks": words, "status": "COMPLETED", "output": 20 })
-    );
-    assert_eq!(
-        report["streamsRead"],
-        json!({ "chunks": ["alpha", "beta", "gamma"] })
-    );
+        assert_eq!(
+            report["batch"],
+            json!({ "runCount": 3, "tasks": ["count", "count", "echo"] })
+        );
+
+        let mib = 1 << 20;
+        assert_eq!(
+            report["large"],
+            json!({ "payload": mib, "output": mib, "feedOutput": mib })
+        );
+
+        // Connections cut mid-feed: the SDK reconnects from its offset and misses nothing, and
+        // shows nothing twice.
+        assert!(
+            cuts.load(Ordering::SeqCst) > 0,
+            "the proxy cut no connection"
+        );
+        let seen = report["dropped"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}", report["dropped"]));
+        assert!(
+            seen.windows(2).all(|w| w[0] != w[1]),
+            "a row shown twice: {seen:?}"
+        );
+        let counts: Vec<u64> = seen.iter().filter_map(|s| s["count"].as_u64()).collect();
+        let mut distinct = counts.clone();
+        distinct.dedup();
+        assert_eq!(
+            distinct,
+            (distinct[0]..=30).collect::<Vec<_>>(),
+            "{counts:?}"
+        );
+        assert_eq!(seen.last().unwrap()["status"], "COMPLETED");
+
+        let words: Vec<String> = (0..20).map(|n| format!("word{n}")).collect();
+        assert_eq!(
+            report["withStreams"],
+            json!({ "chunks": words, "status": "COMPLETED", "output": 20 })
+        );
+        assert_eq!(
+            report["streamsRead"],
+            json!({ "chunks": ["alpha", "beta", "gamma"] })
+        );
+    }
 }

@@ -8,13 +8,16 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::backend::Backend;
 use common::http::{Count, Reply, SECRET, Write, call, events, serve};
 use runcast::Engine;
 use runcast::http::ServerConfig;
 use serde_json::{Value, json};
 
-async fn server() -> SocketAddr {
-    let engine = Engine::builder()
+async fn server(backend: Backend) -> SocketAddr {
+    let engine = backend
+        .builder()
+        .await
         .task::<Count>()
         .task::<Write>()
         .build()
@@ -112,62 +115,63 @@ fn rows_of(body: &Value) -> Vec<Value> {
     rows
 }
 
-#[tokio::test]
-async fn a_triggered_run_is_read_and_followed_change_by_change_with_its_token() {
-    let addr = server().await;
-    let reply = trigger(addr, &json!({ "to": 20, "pause": 5 })).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let body = reply.json();
-    let id = body["id"].as_str().unwrap().to_owned();
-    assert!(id.starts_with("run_"));
-    assert_eq!(body["isCached"], false);
-    let token = reply
-        .header("x-trigger-jwt")
-        .expect("a run token")
-        .to_owned();
+on_every_backend! {
+    async fn a_triggered_run_is_read_and_followed_change_by_change_with_its_token(backend: Backend) {
+        let addr = server(backend).await;
+        let reply = trigger(addr, &json!({ "to": 20, "pause": 5 })).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let body = reply.json();
+        let id = body["id"].as_str().unwrap().to_owned();
+        assert!(id.starts_with("run_"));
+        assert_eq!(body["isCached"], false);
+        let token = reply
+            .header("x-trigger-jwt")
+            .expect("a run token")
+            .to_owned();
 
-    let (rows, _) = follow(addr, &format!("/realtime/v1/runs/{id}"), &token).await;
-    // Every change, in order, whatever moment the feed started at: each count once.
-    let counts: Vec<u64> = rows
-        .iter()
-        .filter_map(|row| row["metadata"].as_str())
-        .map(|m| {
-            serde_json::from_str::<Value>(m).unwrap()["count"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
-    let first = counts[0];
-    let expected: Vec<u64> = (first..=20).collect();
-    let mut seen = counts.clone();
-    seen.dedup();
-    assert_eq!(seen, expected, "counts seen: {counts:?}");
-    let last = rows.last().unwrap();
-    assert_eq!(last["status"], "COMPLETED_SUCCESSFULLY");
-    assert_eq!(last["output"], "20");
-    assert_eq!(last["outputType"], "application/json");
-    let payload: Value = serde_json::from_str(last["payload"].as_str().unwrap()).unwrap();
-    assert_eq!(payload, json!({ "to": 20, "pause": 5 }));
-    assert_eq!(last["runTags"], r#"{"http-test"}"#);
-    assert_eq!(last["isTest"], "f");
-    assert!(!last["createdAt"].as_str().unwrap().ends_with('Z'));
+        let (rows, _) = follow(addr, &format!("/realtime/v1/runs/{id}"), &token).await;
+        // Every change, in order, whatever moment the feed started at: each count once.
+        let counts: Vec<u64> = rows
+            .iter()
+            .filter_map(|row| row["metadata"].as_str())
+            .map(|m| {
+                serde_json::from_str::<Value>(m).unwrap()["count"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        let first = counts[0];
+        let expected: Vec<u64> = (first..=20).collect();
+        let mut seen = counts.clone();
+        seen.dedup();
+        assert_eq!(seen, expected, "counts seen: {counts:?}");
+        let last = rows.last().unwrap();
+        assert_eq!(last["status"], "COMPLETED_SUCCESSFULLY");
+        assert_eq!(last["output"], "20");
+        assert_eq!(last["outputType"], "application/json");
+        let payload: Value = serde_json::from_str(last["payload"].as_str().unwrap()).unwrap();
+        assert_eq!(payload, json!({ "to": 20, "pause": 5 }));
+        assert_eq!(last["runTags"], r#"{"http-test"}"#);
+        assert_eq!(last["isTest"], "f");
+        assert!(!last["createdAt"].as_str().unwrap().ends_with('Z'));
 
-    let run = call(
-        addr,
-        "GET",
-        &format!("/api/v3/runs/{id}"),
-        Some(&token),
-        None,
-    )
-    .await;
-    assert_eq!(run.status, 200, "{}", run.body);
-    let run = run.json();
-    assert_eq!(run["status"], "COMPLETED");
-    assert_eq!(run["isSuccess"], true);
-    assert_eq!(run["output"], 20);
-    assert_eq!(run["payload"], json!({ "to": 20, "pause": 5 }));
-    assert_eq!(run["metadata"], json!({ "count": 20 }));
-    assert_eq!(run["tags"], json!(["http-test"]));
+        let run = call(
+            addr,
+            "GET",
+            &format!("/api/v3/runs/{id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+        assert_eq!(run.status, 200, "{}", run.body);
+        let run = run.json();
+        assert_eq!(run["status"], "COMPLETED");
+        assert_eq!(run["isSuccess"], true);
+        assert_eq!(run["output"], 20);
+        assert_eq!(run["payload"], json!({ "to": 20, "pause": 5 }));
+        assert_eq!(run["metadata"], json!({ "count": 20 }));
+        assert_eq!(run["tags"], json!(["http-test"]));
+    }
 }
 
 /// Reads the feed at `path` from `offset`, without waiting, until an answer has no rows.
@@ -186,56 +190,57 @@ async fn read_rest(addr: SocketAddr, path: &str, handle: &str, mut offset: Strin
     }
 }
 
-#[tokio::test]
-async fn a_feed_resumed_from_any_offset_it_sent_continues_with_no_gap_and_no_duplicate() {
-    let addr = server().await;
-    let reply = trigger(addr, &json!({ "to": 30, "pause": 2 })).await;
-    let id = reply.json()["id"].as_str().unwrap().to_owned();
-    let path = format!("/realtime/v1/runs/{id}");
-    // A client that follows the run live, and every offset it was given on the way.
-    let first = call(
-        addr,
-        "GET",
-        &format!("{path}?offset=-1"),
-        Some(SECRET),
-        None,
-    )
-    .await;
-    let handle = first.header("electric-handle").unwrap().to_owned();
-    let mut offset = first.header("electric-offset").unwrap().to_owned();
-    let mut rows = rows_of(&first.json());
-    let mut given = vec![(offset.clone(), rows.len())];
-    while !rows.iter().any(|row| !row["completedAt"].is_null()) {
-        let url = format!("{path}?handle={handle}&live=true&offset={offset}&cursor=");
-        let reply = call(addr, "GET", &url, Some(SECRET), None).await;
-        rows.extend(rows_of(&reply.json()));
-        offset = reply.header("electric-offset").unwrap().to_owned();
-        given.push((offset.clone(), rows.len()));
-    }
-    // Each change once, in order: the counts go up by one, from wherever the feed started.
-    let counts: Vec<u64> = rows
-        .iter()
-        .filter_map(|row| row["metadata"].as_str())
-        .map(|m| {
-            serde_json::from_str::<Value>(m).unwrap()["count"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
-    let mut distinct = counts.clone();
-    distinct.dedup();
-    assert_eq!(distinct, (counts[0]..=30).collect::<Vec<_>>(), "{counts:?}");
-    // A client that dropped its connection after any answer, and resumes from the offset of
-    // that answer, reads exactly the rest.
-    for (offset, read) in given {
-        let rest = read_rest(addr, &path, &handle, offset.clone()).await;
-        assert_eq!(rest, rows[read..], "resumed from {offset}");
+on_every_backend! {
+    async fn a_feed_resumed_from_any_offset_it_sent_continues_with_no_gap_and_no_duplicate(backend: Backend) {
+        let addr = server(backend).await;
+        let reply = trigger(addr, &json!({ "to": 30, "pause": 2 })).await;
+        let id = reply.json()["id"].as_str().unwrap().to_owned();
+        let path = format!("/realtime/v1/runs/{id}");
+        // A client that follows the run live, and every offset it was given on the way.
+        let first = call(
+            addr,
+            "GET",
+            &format!("{path}?offset=-1"),
+            Some(SECRET),
+            None,
+        )
+        .await;
+        let handle = first.header("electric-handle").unwrap().to_owned();
+        let mut offset = first.header("electric-offset").unwrap().to_owned();
+        let mut rows = rows_of(&first.json());
+        let mut given = vec![(offset.clone(), rows.len())];
+        while !rows.iter().any(|row| !row["completedAt"].is_null()) {
+            let url = format!("{path}?handle={handle}&live=true&offset={offset}&cursor=");
+            let reply = call(addr, "GET", &url, Some(SECRET), None).await;
+            rows.extend(rows_of(&reply.json()));
+            offset = reply.header("electric-offset").unwrap().to_owned();
+            given.push((offset.clone(), rows.len()));
+        }
+        // Each change once, in order: the counts go up by one, from wherever the feed started.
+        let counts: Vec<u64> = rows
+            .iter()
+            .filter_map(|row| row["metadata"].as_str())
+            .map(|m| {
+                serde_json::from_str::<Value>(m).unwrap()["count"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        let mut distinct = counts.clone();
+        distinct.dedup();
+        assert_eq!(distinct, (counts[0]..=30).collect::<Vec<_>>(), "{counts:?}");
+        // A client that dropped its connection after any answer, and resumes from the offset of
+        // that answer, reads exactly the rest.
+        for (offset, read) in given {
+            let rest = read_rest(addr, &path, &handle, offset.clone()).await;
+            assert_eq!(rest, rows[read..], "resumed from {offset}");
+        }
     }
 }
 
 #[tokio::test]
 async fn requests_without_the_right_credentials_are_refused_as_trigger_dev_refuses_them() {
-    let addr = server().await;
+    let addr = server(Backend::Memory).await;
     let reply = trigger(addr, &json!({ "to": 1, "pause": 0 })).await;
     let id = reply.json()["id"].as_str().unwrap().to_owned();
     let token = reply.header("x-trigger-jwt").unwrap().to_owned();
@@ -321,7 +326,7 @@ async fn requests_without_the_right_credentials_are_refused_as_trigger_dev_refus
 
 #[tokio::test]
 async fn bad_triggers_get_clear_errors_and_store_nothing() {
-    let addr = server().await;
+    let addr = server(Backend::Memory).await;
     let post = |path: &'static str, body: String| async move {
         call(addr, "POST", path, Some(SECRET), Some(&body)).await
     };
@@ -393,7 +398,7 @@ async fn bad_triggers_get_clear_errors_and_store_nothing() {
 
 #[tokio::test]
 async fn bad_feed_requests_get_clear_errors_and_another_history_must_refetch() {
-    let addr = server().await;
+    let addr = server(Backend::Memory).await;
     let reply = trigger(addr, &json!({ "to": 1, "pause": 0 })).await;
     let id = reply.json()["id"].as_str().unwrap().to_owned();
     let get = |path: String| async move { call(addr, "GET", &path, Some(SECRET), None).await };
@@ -439,97 +444,99 @@ async fn bad_feed_requests_get_clear_errors_and_another_history_must_refetch() {
     assert_eq!(stale.header("electric-handle"), Some(handle.as_str()));
 }
 
-#[tokio::test]
-async fn cancel_ends_a_run_once_and_answers_the_same_after() {
-    let addr = server().await;
-    let reply = trigger(addr, &json!({ "to": 1_000, "pause": 50 })).await;
-    let id = reply.json()["id"].as_str().unwrap().to_owned();
-    let path = format!("/api/v2/runs/{id}/cancel");
-    let canceled = call(addr, "POST", &path, Some(SECRET), None).await;
-    assert_eq!(
-        (canceled.status, canceled.json()),
-        (200, json!({ "id": id }))
-    );
-    let again = call(addr, "POST", &path, Some(SECRET), None).await;
-    assert_eq!((again.status, again.json()), (200, json!({ "id": id })));
-    let (rows, _) = follow(addr, &format!("/realtime/v1/runs/{id}"), SECRET).await;
-    let finals: Vec<&Value> = rows
-        .iter()
-        .filter(|row| !row["completedAt"].is_null())
-        .collect();
-    assert_eq!(finals.len(), 1);
-    assert_eq!(finals[0]["status"], "CANCELED");
-    let unknown = call(
-        addr,
-        "POST",
-        "/api/v2/runs/run_nope/cancel",
-        Some(SECRET),
-        None,
-    )
-    .await;
-    assert_eq!(unknown.status, 404);
+on_every_backend! {
+    async fn cancel_ends_a_run_once_and_answers_the_same_after(backend: Backend) {
+        let addr = server(backend).await;
+        let reply = trigger(addr, &json!({ "to": 1_000, "pause": 50 })).await;
+        let id = reply.json()["id"].as_str().unwrap().to_owned();
+        let path = format!("/api/v2/runs/{id}/cancel");
+        let canceled = call(addr, "POST", &path, Some(SECRET), None).await;
+        assert_eq!(
+            (canceled.status, canceled.json()),
+            (200, json!({ "id": id }))
+        );
+        let again = call(addr, "POST", &path, Some(SECRET), None).await;
+        assert_eq!((again.status, again.json()), (200, json!({ "id": id })));
+        let (rows, _) = follow(addr, &format!("/realtime/v1/runs/{id}"), SECRET).await;
+        let finals: Vec<&Value> = rows
+            .iter()
+            .filter(|row| !row["completedAt"].is_null())
+            .collect();
+        assert_eq!(finals.len(), 1);
+        assert_eq!(finals[0]["status"], "CANCELED");
+        let unknown = call(
+            addr,
+            "POST",
+            "/api/v2/runs/run_nope/cancel",
+            Some(SECRET),
+            None,
+        )
+        .await;
+        assert_eq!(unknown.status, 404);
+    }
 }
 
-#[tokio::test]
-async fn tag_and_batch_feeds_show_their_runs() {
-    let addr = server().await;
-    let ids: Vec<String> = futures::future::join_all((0..3).map(|_| async {
-        trigger(addr, &json!({ "to": 2, "pause": 1 })).await.json()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }))
-    .await;
-    // Until every run shows finished.
-    let mut finished = std::collections::HashSet::new();
-    let first = call(
-        addr,
-        "GET",
-        "/realtime/v1/runs?tags=http-test&offset=-1",
-        Some(SECRET),
-        None,
-    )
-    .await;
-    let handle = first.header("electric-handle").unwrap().to_owned();
-    let mut offset = first.header("electric-offset").unwrap().to_owned();
-    let mut rows = rows_of(&first.json());
-    for _ in 0..100 {
-        for row in &rows {
-            if !row["completedAt"].is_null() {
-                finished.insert(row["id"].as_str().unwrap().to_owned());
+on_every_backend! {
+    async fn tag_and_batch_feeds_show_their_runs(backend: Backend) {
+        let addr = server(backend).await;
+        let ids: Vec<String> = futures::future::join_all((0..3).map(|_| async {
+            trigger(addr, &json!({ "to": 2, "pause": 1 })).await.json()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }))
+        .await;
+        // Until every run shows finished.
+        let mut finished = std::collections::HashSet::new();
+        let first = call(
+            addr,
+            "GET",
+            "/realtime/v1/runs?tags=http-test&offset=-1",
+            Some(SECRET),
+            None,
+        )
+        .await;
+        let handle = first.header("electric-handle").unwrap().to_owned();
+        let mut offset = first.header("electric-offset").unwrap().to_owned();
+        let mut rows = rows_of(&first.json());
+        for _ in 0..100 {
+            for row in &rows {
+                if !row["completedAt"].is_null() {
+                    finished.insert(row["id"].as_str().unwrap().to_owned());
+                }
             }
+            if finished.len() == ids.len() {
+                break;
+            }
+            let url =
+                format!("/realtime/v1/runs?handle={handle}&live=true&offset={offset}&tags=http-test");
+            let reply = call(addr, "GET", &url, Some(SECRET), None).await;
+            offset = reply.header("electric-offset").unwrap().to_owned();
+            rows = rows_of(&reply.json());
         }
-        if finished.len() == ids.len() {
-            break;
-        }
-        let url =
-            format!("/realtime/v1/runs?handle={handle}&live=true&offset={offset}&tags=http-test");
-        let reply = call(addr, "GET", &url, Some(SECRET), None).await;
-        offset = reply.header("electric-offset").unwrap().to_owned();
-        rows = rows_of(&reply.json());
-    }
-    let mut expected: Vec<String> = ids.clone();
-    let mut got: Vec<String> = finished.into_iter().collect();
-    expected.sort();
-    got.sort();
-    assert_eq!(got, expected);
+        let mut expected: Vec<String> = ids.clone();
+        let mut got: Vec<String> = finished.into_iter().collect();
+        expected.sort();
+        got.sort();
+        assert_eq!(got, expected);
 
-    // An unknown batch's feed is empty, not an error: a client may subscribe before it fills.
-    let batch = call(
-        addr,
-        "GET",
-        "/realtime/v1/batches/batch_nope?offset=-1",
-        Some(SECRET),
-        None,
-    )
-    .await;
-    assert_eq!(batch.status, 200);
-    assert_eq!(rows_of(&batch.json()), Vec::<Value>::new());
+        // An unknown batch's feed is empty, not an error: a client may subscribe before it fills.
+        let batch = call(
+            addr,
+            "GET",
+            "/realtime/v1/batches/batch_nope?offset=-1",
+            Some(SECRET),
+            None,
+        )
+        .await;
+        assert_eq!(batch.status, 200);
+        assert_eq!(rows_of(&batch.json()), Vec::<Value>::new());
+    }
 }
 
 #[tokio::test]
 async fn an_idle_live_request_waits_its_hold_then_answers_up_to_date_at_the_same_offset() {
-    let addr = server().await;
+    let addr = server(Backend::Memory).await;
     let reply = trigger(addr, &json!({ "to": 1, "pause": 0 })).await;
     let id = reply.json()["id"].as_str().unwrap().to_owned();
     let path = format!("/realtime/v1/runs/{id}");
@@ -576,57 +583,58 @@ fn chunks_of(reply: &Reply) -> Vec<(u64, Value)> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_stream_is_read_whole_in_order_and_resumed_after_any_chunk() {
-    let addr = server().await;
-    let words: Vec<String> = (0..25).map(|n| format!("w{n}")).collect();
-    let body = json!({ "payload": words, "options": {} }).to_string();
-    let reply = call(
-        addr,
-        "POST",
-        "/api/v1/tasks/write/trigger",
-        Some(SECRET),
-        Some(&body),
-    )
-    .await;
-    let id = reply.json()["id"].as_str().unwrap().to_owned();
-    let token = reply.header("x-trigger-jwt").unwrap().to_owned();
-    let path = format!("/realtime/v1/streams/{id}/words");
-    // Read while the run writes: the response ends once the run has finished.
-    let whole = chunks_of(&call(addr, "GET", &path, Some(&token), None).await);
-    let read: Vec<Value> = whole.iter().map(|(_, chunk)| chunk.clone()).collect();
-    assert_eq!(read, words.iter().map(|w| json!(w)).collect::<Vec<_>>());
-    assert!(whole.windows(2).all(|w| w[0].0 < w[1].0), "seq_nums go up");
-    // A reader that reconnects after any chunk gets exactly the rest.
-    for (i, (seq, _)) in whole.iter().enumerate() {
-        let rest = call_with(addr, &path, &[("Last-Event-ID", &seq.to_string())]).await;
-        assert_eq!(chunks_of(&rest), whole[i + 1..], "after {seq}");
+on_every_backend! {
+    async fn a_stream_is_read_whole_in_order_and_resumed_after_any_chunk(backend: Backend) {
+        let addr = server(backend).await;
+        let words: Vec<String> = (0..25).map(|n| format!("w{n}")).collect();
+        let body = json!({ "payload": words, "options": {} }).to_string();
+        let reply = call(
+            addr,
+            "POST",
+            "/api/v1/tasks/write/trigger",
+            Some(SECRET),
+            Some(&body),
+        )
+        .await;
+        let id = reply.json()["id"].as_str().unwrap().to_owned();
+        let token = reply.header("x-trigger-jwt").unwrap().to_owned();
+        let path = format!("/realtime/v1/streams/{id}/words");
+        // Read while the run writes: the response ends once the run has finished.
+        let whole = chunks_of(&call(addr, "GET", &path, Some(&token), None).await);
+        let read: Vec<Value> = whole.iter().map(|(_, chunk)| chunk.clone()).collect();
+        assert_eq!(read, words.iter().map(|w| json!(w)).collect::<Vec<_>>());
+        assert!(whole.windows(2).all(|w| w[0].0 < w[1].0), "seq_nums go up");
+        // A reader that reconnects after any chunk gets exactly the rest.
+        for (i, (seq, _)) in whole.iter().enumerate() {
+            let rest = call_with(addr, &path, &[("Last-Event-ID", &seq.to_string())]).await;
+            assert_eq!(chunks_of(&rest), whole[i + 1..], "after {seq}");
+        }
+        // Another key's stream of the run is empty; a stream of an unknown run is 404.
+        assert_eq!(
+            chunks_of(
+                &call(
+                    addr,
+                    "GET",
+                    &format!("/realtime/v1/streams/{id}/other"),
+                    Some(SECRET),
+                    None
+                )
+                .await
+            ),
+            []
+        );
+        let unknown = call(
+            addr,
+            "GET",
+            "/realtime/v1/streams/run_nope/words",
+            Some(SECRET),
+            None,
+        )
+        .await;
+        assert_eq!(unknown.status, 404);
+        let bad = call_with(addr, &path, &[("Last-Event-ID", "seven")]).await;
+        assert_eq!(bad.status, 400);
     }
-    // Another key's stream of the run is empty; a stream of an unknown run is 404.
-    assert_eq!(
-        chunks_of(
-            &call(
-                addr,
-                "GET",
-                &format!("/realtime/v1/streams/{id}/other"),
-                Some(SECRET),
-                None
-            )
-            .await
-        ),
-        []
-    );
-    let unknown = call(
-        addr,
-        "GET",
-        "/realtime/v1/streams/run_nope/words",
-        Some(SECRET),
-        None,
-    )
-    .await;
-    assert_eq!(unknown.status, 404);
-    let bad = call_with(addr, &path, &[("Last-Event-ID", "seven")]).await;
-    assert_eq!(bad.status, 400);
 }
 
 /// A GET with the secret key and more headers.
@@ -634,237 +642,242 @@ async fn call_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Re
     common::http::call_headers(addr, "GET", path, Some(SECRET), headers, None).await
 }
 
-#[tokio::test]
-async fn a_batch_named_then_sent_in_parts_is_sealed_once_whole_and_feeds_its_runs() {
-    let addr = server().await;
-    let post = |path: String, body: String| async move {
-        call(addr, "POST", &path, Some(SECRET), Some(&body)).await
-    };
-    let named = post(
-        "/api/v3/batches".into(),
-        json!({ "runCount": 3, "taskIdentifiers": ["count"] }).to_string(),
-    )
-    .await;
-    assert_eq!(named.status, 202, "{}", named.body);
-    let body = named.json();
-    assert_eq!(
-        (body["runCount"].clone(), body["isCached"].clone()),
-        (json!(3), json!(false))
-    );
-    let id = body["id"].as_str().unwrap().to_owned();
-    let token = named.header("x-trigger-jwt").unwrap().to_owned();
-    let items_path = format!("/api/v3/batches/{id}/items");
-    let line = |index: usize| {
-        let payload = json!({ "json": { "to": 2, "pause": 1 } }).to_string();
-        json!({ "index": index, "task": "count", "payload": payload, "options": { "payloadType": "application/super+json" } }).to_string()
-    };
-    let ndjson = |indexes: &[usize]| {
-        indexes
-            .iter()
-            .map(|&i| line(i))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-
-    // A request with a bad item keeps none of its items.
-    let bad = format!(
-        "{}\n{}",
-        line(0),
-        line(0).replace("\"to\\\":2", "\"to\\\":\\\"two\\\"")
-    );
-    let refused = post(items_path.clone(), bad).await;
-    assert_eq!(refused.status, 422, "{}", refused.body);
-    assert!(
-        refused.json()["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("item 0: the payload does not match")
-    );
-    let malformed = post(items_path.clone(), format!("{}\n{{\"index\":", line(0))).await;
-    assert_eq!(malformed.status, 400);
-    assert!(
-        malformed.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("line 2")
-    );
-    let past = post(items_path.clone(), line(3)).await;
-    assert_eq!(past.status, 422);
-
-    let part = post(items_path.clone(), ndjson(&[1])).await.json();
-    assert_eq!(
-        (part["itemsAccepted"].clone(), part["sealed"].clone()),
-        (json!(1), json!(false))
-    );
-    // The SDK sends the whole stream again when a batch is not sealed: duplicates are dropped.
-    let whole = post(items_path.clone(), ndjson(&[0, 1, 2])).await.json();
-    assert_eq!(
-        whole,
-        json!({ "id": id, "itemsAccepted": 2, "itemsDeduplicated": 1, "sealed": true, "enqueuedCount": 3, "expectedCount": 3 })
-    );
-    let again = post(items_path.clone(), ndjson(&[0, 1, 2])).await.json();
-    assert_eq!(
-        (again["itemsDeduplicated"].clone(), again["sealed"].clone()),
-        (json!(3), json!(true))
-    );
-
-    // Its feed, read with its token, shows its three runs finish.
-    let path = format!("/realtime/v1/batches/{id}");
-    let first = call(
-        addr,
-        "GET",
-        &format!("{path}?offset=-1"),
-        Some(&token),
-        None,
-    )
-    .await;
-    assert_eq!(first.status, 200, "{}", first.body);
-    let handle = first.header("electric-handle").unwrap().to_owned();
-    let mut offset = first.header("electric-offset").unwrap().to_owned();
-    let mut finished = std::collections::HashSet::new();
-    let mut rows = rows_of(&first.json());
-    for _ in 0..100 {
-        finished.extend(
-            rows.iter()
-                .filter(|r| r["status"] == "COMPLETED_SUCCESSFULLY")
-                .map(|r| r["id"].clone()),
-        );
-        if finished.len() == 3 {
-            break;
-        }
-        let url = format!("{path}?handle={handle}&live=true&offset={offset}");
-        let reply = call(addr, "GET", &url, Some(&token), None).await;
-        offset = reply.header("electric-offset").unwrap().to_owned();
-        rows = rows_of(&reply.json());
-    }
-    assert_eq!(finished.len(), 3);
-
-    assert_eq!(
-        post("/api/v3/batches/batch_nope/items".into(), line(0))
-            .await
-            .status,
-        404
-    );
-    for count in [0, 1_001] {
-        let refused = post(
+on_every_backend! {
+    async fn a_batch_named_then_sent_in_parts_is_sealed_once_whole_and_feeds_its_runs(backend: Backend) {
+        let addr = server(backend).await;
+        let post = |path: String, body: String| async move {
+            call(addr, "POST", &path, Some(SECRET), Some(&body)).await
+        };
+        let named = post(
             "/api/v3/batches".into(),
-            json!({ "runCount": count }).to_string(),
+            json!({ "runCount": 3, "taskIdentifiers": ["count"] }).to_string(),
         )
         .await;
-        assert_eq!(refused.status, 422);
+        assert_eq!(named.status, 202, "{}", named.body);
+        let body = named.json();
+        assert_eq!(
+            (body["runCount"].clone(), body["isCached"].clone()),
+            (json!(3), json!(false))
+        );
+        let id = body["id"].as_str().unwrap().to_owned();
+        let token = named.header("x-trigger-jwt").unwrap().to_owned();
+        let items_path = format!("/api/v3/batches/{id}/items");
+        let line = |index: usize| {
+            let payload = json!({ "json": { "to": 2, "pause": 1 } }).to_string();
+            json!({ "index": index, "task": "count", "payload": payload, "options": { "payloadType": "application/super+json" } }).to_string()
+        };
+        let ndjson = |indexes: &[usize]| {
+            indexes
+                .iter()
+                .map(|&i| line(i))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+
+        // A request with a bad item keeps none of its items.
+        let bad = format!(
+            "{}\n{}",
+            line(0),
+            line(0).replace("\"to\\\":2", "\"to\\\":\\\"two\\\"")
+        );
+        let refused = post(items_path.clone(), bad).await;
+        assert_eq!(refused.status, 422, "{}", refused.body);
+        assert!(
+            refused.json()["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("item 0: the payload does not match")
+        );
+        let malformed = post(items_path.clone(), format!("{}\n{{\"index\":", line(0))).await;
+        assert_eq!(malformed.status, 400);
+        assert!(
+            malformed.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("line 2")
+        );
+        let past = post(items_path.clone(), line(3)).await;
+        assert_eq!(past.status, 422);
+
+        let part = post(items_path.clone(), ndjson(&[1])).await.json();
+        assert_eq!(
+            (part["itemsAccepted"].clone(), part["sealed"].clone()),
+            (json!(1), json!(false))
+        );
+        // The SDK sends the whole stream again when a batch is not sealed: duplicates are dropped.
+        let whole = post(items_path.clone(), ndjson(&[0, 1, 2])).await.json();
+        assert_eq!(
+            whole,
+            json!({ "id": id, "itemsAccepted": 2, "itemsDeduplicated": 1, "sealed": true, "enqueuedCount": 3, "expectedCount": 3 })
+        );
+        let again = post(items_path.clone(), ndjson(&[0, 1, 2])).await.json();
+        assert_eq!(
+            (again["itemsDeduplicated"].clone(), again["sealed"].clone()),
+            (json!(3), json!(true))
+        );
+
+        // Its feed, read with its token, shows its three runs finish.
+        let path = format!("/realtime/v1/batches/{id}");
+        let first = call(
+            addr,
+            "GET",
+            &format!("{path}?offset=-1"),
+            Some(&token),
+            None,
+        )
+        .await;
+        assert_eq!(first.status, 200, "{}", first.body);
+        let handle = first.header("electric-handle").unwrap().to_owned();
+        let mut offset = first.header("electric-offset").unwrap().to_owned();
+        let mut finished = std::collections::HashSet::new();
+        let mut rows = rows_of(&first.json());
+        for _ in 0..100 {
+            finished.extend(
+                rows.iter()
+                    .filter(|r| r["status"] == "COMPLETED_SUCCESSFULLY")
+                    .map(|r| r["id"].clone()),
+            );
+            if finished.len() == 3 {
+                break;
+            }
+            let url = format!("{path}?handle={handle}&live=true&offset={offset}");
+            let reply = call(addr, "GET", &url, Some(&token), None).await;
+            offset = reply.header("electric-offset").unwrap().to_owned();
+            rows = rows_of(&reply.json());
+        }
+        assert_eq!(finished.len(), 3);
+
+        assert_eq!(
+            post("/api/v3/batches/batch_nope/items".into(), line(0))
+                .await
+                .status,
+            404
+        );
+        for count in [0, 1_001] {
+            let refused = post(
+                "/api/v3/batches".into(),
+                json!({ "runCount": count }).to_string(),
+            )
+            .await;
+            assert_eq!(refused.status, 422);
+        }
     }
 }
 
-#[tokio::test]
-async fn metadata_and_tags_change_through_their_routes_with_the_secret_key_only() {
-    let addr = server().await;
-    let reply = trigger(addr, &json!({ "to": 1_000, "pause": 50 })).await;
-    let id = reply.json()["id"].as_str().unwrap().to_owned();
-    let token = reply.header("x-trigger-jwt").unwrap().to_owned();
-    let path = format!("/api/v1/runs/{id}/metadata");
-    let put = |body: Value, key: String| {
-        let path = path.clone();
-        async move { call(addr, "PUT", &path, Some(&key), Some(&body.to_string())).await }
-    };
-    let body = json!({
-        "metadata": { "stage": "start", "tmp": 1 },
-        "operations": [
-            { "type": "set", "key": "stage", "value": "upload" },
-            { "type": "delete", "key": "tmp" },
-            { "type": "append", "key": "log", "value": "a" },
-            { "type": "increment", "key": "n", "value": 2 },
-            { "type": "update", "value": { "extra": true } },
-        ],
-    });
-    let written = put(body, SECRET.into()).await;
-    assert_eq!(written.status, 200, "{}", written.body);
-    let expected = json!({ "stage": "upload", "log": ["a"], "n": 2, "extra": true });
-    assert_eq!(written.json()["metadata"], expected);
-    let read = call(addr, "GET", &path, Some(&token), None).await;
-    assert_eq!(read.json()["metadata"], expected);
-    assert_eq!(
-        put(json!({ "metadata": {} }), token.clone()).await.status,
-        401
-    );
-    let path_key = put(
-        json!({ "operations": [{ "type": "set", "key": "$.a.b", "value": 1 }] }),
-        SECRET.into(),
-    )
-    .await;
-    assert_eq!(path_key.status, 422);
-    let unknown_op = put(
-        json!({ "operations": [{ "type": "explode", "key": "a" }] }),
-        SECRET.into(),
-    )
-    .await;
-    assert_eq!(unknown_op.status, 400);
-    let huge = put(
-        json!({ "metadata": { "big": "x".repeat(300 * 1024) } }),
-        SECRET.into(),
-    )
-    .await;
-    assert_eq!(huge.status, 413);
-    assert_eq!(
-        call(addr, "GET", &path, Some(SECRET), None).await.json()["metadata"],
-        expected,
-        "refused writes changed nothing"
-    );
-    let missing = call(
-        addr,
-        "PUT",
-        "/api/v1/runs/run_nope/metadata",
-        Some(SECRET),
-        Some("{}"),
-    )
-    .await;
-    assert_eq!(missing.status, 404);
+on_every_backend! {
+    async fn metadata_and_tags_change_through_their_routes_with_the_secret_key_only(backend: Backend) {
+        let addr = server(backend).await;
+        // Delayed, so that only these requests change it.
+        let body = json!({ "payload": { "to": 1, "pause": 0 }, "options": { "delay": "1h", "tags": "http-test" } });
+        let path = "/api/v1/tasks/count/trigger";
+        let reply = call(addr, "POST", path, Some(SECRET), Some(&body.to_string())).await;
+        let id = reply.json()["id"].as_str().unwrap().to_owned();
+        let token = reply.header("x-trigger-jwt").unwrap().to_owned();
+        let path = format!("/api/v1/runs/{id}/metadata");
+        let put = |body: Value, key: String| {
+            let path = path.clone();
+            async move { call(addr, "PUT", &path, Some(&key), Some(&body.to_string())).await }
+        };
+        let body = json!({
+            "metadata": { "stage": "start", "tmp": 1 },
+            "operations": [
+                { "type": "set", "key": "stage", "value": "upload" },
+                { "type": "delete", "key": "tmp" },
+                { "type": "append", "key": "log", "value": "a" },
+                { "type": "increment", "key": "n", "value": 2 },
+                { "type": "update", "value": { "extra": true } },
+            ],
+        });
+        let written = put(body, SECRET.into()).await;
+        assert_eq!(written.status, 200, "{}", written.body);
+        let expected = json!({ "stage": "upload", "log": ["a"], "n": 2, "extra": true });
+        assert_eq!(written.json()["metadata"], expected);
+        let read = call(addr, "GET", &path, Some(&token), None).await;
+        assert_eq!(read.json()["metadata"], expected);
+        assert_eq!(
+            put(json!({ "metadata": {} }), token.clone()).await.status,
+            401
+        );
+        let path_key = put(
+            json!({ "operations": [{ "type": "set", "key": "$.a.b", "value": 1 }] }),
+            SECRET.into(),
+        )
+        .await;
+        assert_eq!(path_key.status, 422);
+        let unknown_op = put(
+            json!({ "operations": [{ "type": "explode", "key": "a" }] }),
+            SECRET.into(),
+        )
+        .await;
+        assert_eq!(unknown_op.status, 400);
+        let huge = put(
+            json!({ "metadata": { "big": "x".repeat(300 * 1024) } }),
+            SECRET.into(),
+        )
+        .await;
+        assert_eq!(huge.status, 413);
+        assert_eq!(
+            call(addr, "GET", &path, Some(SECRET), None).await.json()["metadata"],
+            expected,
+            "refused writes changed nothing"
+        );
+        let missing = call(
+            addr,
+            "PUT",
+            "/api/v1/runs/run_nope/metadata",
+            Some(SECRET),
+            Some("{}"),
+        )
+        .await;
+        assert_eq!(missing.status, 404);
 
-    let tags = format!("/api/v1/runs/{id}/tags");
-    let add = |body: Value| {
-        let tags = tags.clone();
-        async move { call(addr, "POST", &tags, Some(SECRET), Some(&body.to_string())).await }
-    };
-    assert_eq!(
-        add(json!({ "tags": ["a", "b"] })).await.json()["message"],
-        "Successfully set 2 new tags."
-    );
-    assert_eq!(
-        add(json!({ "tags": "a" })).await.json()["message"],
-        "No new tags to add"
-    );
-    let many: Vec<String> = (0..10).map(|n| format!("t{n}")).collect();
-    assert_eq!(add(json!({ "tags": many })).await.status, 422);
-    let run = call(
-        addr,
-        "GET",
-        &format!("/api/v3/runs/{id}"),
-        Some(SECRET),
-        None,
-    )
-    .await
-    .json();
-    assert_eq!(run["tags"], json!(["http-test", "a", "b"]));
-    call(
-        addr,
-        "POST",
-        &format!("/api/v2/runs/{id}/cancel"),
-        Some(SECRET),
-        None,
-    )
-    .await;
-    let finished = add(json!({ "tags": ["late"] })).await;
-    assert_eq!(finished.status, 422);
-    assert!(
-        finished.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("finished")
-    );
+        let tags = format!("/api/v1/runs/{id}/tags");
+        let add = |body: Value| {
+            let tags = tags.clone();
+            async move { call(addr, "POST", &tags, Some(SECRET), Some(&body.to_string())).await }
+        };
+        assert_eq!(
+            add(json!({ "tags": ["a", "b"] })).await.json()["message"],
+            "Successfully set 2 new tags."
+        );
+        assert_eq!(
+            add(json!({ "tags": "a" })).await.json()["message"],
+            "No new tags to add"
+        );
+        let many: Vec<String> = (0..10).map(|n| format!("t{n}")).collect();
+        assert_eq!(add(json!({ "tags": many })).await.status, 422);
+        let run = call(
+            addr,
+            "GET",
+            &format!("/api/v3/runs/{id}"),
+            Some(SECRET),
+            None,
+        )
+        .await
+        .json();
+        assert_eq!(run["tags"], json!(["http-test", "a", "b"]));
+        call(
+            addr,
+            "POST",
+            &format!("/api/v2/runs/{id}/cancel"),
+            Some(SECRET),
+            None,
+        )
+        .await;
+        let finished = add(json!({ "tags": ["late"] })).await;
+        assert_eq!(finished.status, 422);
+        assert!(
+            finished.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("finished")
+        );
+    }
 }
 
 #[tokio::test]
 async fn tokens_minted_by_the_server_reach_their_scopes_until_they_expire() {
-    let addr = server().await;
+    let addr = server(Backend::Memory).await;
     let id = trigger(addr, &json!({ "to": 1, "pause": 0 })).await.json()["id"]
         .as_str()
         .unwrap()
@@ -962,74 +975,133 @@ async fn live_requests_past_the_limit_are_told_to_come_back() {
     assert_eq!(again.unwrap().status, 200);
 }
 
-#[tokio::test]
-async fn a_payload_uploaded_apart_is_triggered_by_its_path() {
-    let addr = server().await;
-    let path = "trigger/packet_abc/payload.json";
-    let encoded = path.replace('/', "%2F");
-    let url = call(
-        addr,
-        "PUT",
-        &format!("/api/v2/packets/{encoded}"),
-        Some(SECRET),
-        None,
-    )
-    .await;
-    assert_eq!(url.status, 200, "{}", url.body);
-    let url = url.json();
-    assert_eq!(url["storagePath"], path);
-    let presigned = url["presignedUrl"].as_str().unwrap();
-    let upload_path = presigned.strip_prefix(&format!("http://{addr}")).unwrap();
-    let packet = json!({ "json": { "to": 3, "pause": 1 } }).to_string();
-    let headers = [("Content-Type", "application/super+json")];
-    let uploaded =
-        common::http::call_headers(addr, "PUT", upload_path, None, &headers, Some(&packet)).await;
-    assert_eq!(uploaded.status, 200, "{}", uploaded.body);
-    let forged = call(
-        addr,
-        "PUT",
-        "/api/v1/packets/upload/not.a.token",
-        None,
-        Some(&packet),
-    )
-    .await;
-    assert_eq!(forged.status, 401);
+on_every_backend! {
+    async fn a_payload_uploaded_apart_is_triggered_by_its_path(backend: Backend) {
+        let addr = server(backend).await;
+        let path = "trigger/packet_abc/payload.json";
+        let encoded = path.replace('/', "%2F");
+        let url = call(
+            addr,
+            "PUT",
+            &format!("/api/v2/packets/{encoded}"),
+            Some(SECRET),
+            None,
+        )
+        .await;
+        assert_eq!(url.status, 200, "{}", url.body);
+        let url = url.json();
+        assert_eq!(url["storagePath"], path);
+        let presigned = url["presignedUrl"].as_str().unwrap();
+        let upload_path = presigned.strip_prefix(&format!("http://{addr}")).unwrap();
+        let packet = json!({ "json": { "to": 3, "pause": 1 } }).to_string();
+        let headers = [("Content-Type", "application/super+json")];
+        let uploaded =
+            common::http::call_headers(addr, "PUT", upload_path, None, &headers, Some(&packet)).await;
+        assert_eq!(uploaded.status, 200, "{}", uploaded.body);
+        let forged = call(
+            addr,
+            "PUT",
+            "/api/v1/packets/upload/not.a.token",
+            None,
+            Some(&packet),
+        )
+        .await;
+        assert_eq!(forged.status, 401);
 
-    let body = json!({ "payload": path, "options": { "payloadType": "application/store" } });
-    let reply = call(
-        addr,
-        "POST",
-        "/api/v1/tasks/count/trigger",
-        Some(SECRET),
-        Some(&body.to_string()),
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let id = reply.json()["id"].as_str().unwrap().to_owned();
-    let run = call(
-        addr,
-        "GET",
-        &format!("/api/v3/runs/{id}"),
-        Some(SECRET),
-        None,
-    )
-    .await
-    .json();
-    assert_eq!(run["payload"], json!({ "to": 3, "pause": 1 }));
-    let missing = json!({ "payload": "trigger/nope/payload.json", "options": { "payloadType": "application/store" } });
-    let missing = call(
-        addr,
-        "POST",
-        "/api/v1/tasks/count/trigger",
-        Some(SECRET),
-        Some(&missing.to_string()),
-    )
-    .await;
-    assert_eq!(missing.status, 422);
-    assert!(
-        missing.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("no packet was uploaded")
+        let body = json!({ "payload": path, "options": { "payloadType": "application/store" } });
+        let reply = call(
+            addr,
+            "POST",
+            "/api/v1/tasks/count/trigger",
+            Some(SECRET),
+            Some(&body.to_string()),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let id = reply.json()["id"].as_str().unwrap().to_owned();
+        let run = call(
+            addr,
+            "GET",
+            &format!("/api/v3/runs/{id}"),
+            Some(SECRET),
+            None,
+        )
+        .await
+        .json();
+        assert_eq!(run["payload"], json!({ "to": 3, "pause": 1 }));
+        let missing = json!({ "payload": "trigger/nope/payload.json", "options": { "payloadType": "application/store" } });
+        let missing = call(
+            addr,
+            "POST",
+            "/api/v1/tasks/count/trigger",
+            Some(SECRET),
+            Some(&missing.to_string()),
+        )
+        .await;
+        assert_eq!(missing.status, 422);
+        assert!(
+            missing.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("no packet was uploaded")
+        );
+    }
+}
+
+/// One server for the property test's cases, on a runtime that outlives each.
+static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> =
+    std::sync::LazyLock::new(|| tokio::runtime::Runtime::new().unwrap());
+static FUZZED: tokio::sync::OnceCell<(SocketAddr, String)> = tokio::sync::OnceCell::const_new();
+
+/// An answer to any request: a status the API uses, and a JSON body (an error's names it).
+fn check_answer(reply: &Reply) -> Result<(), proptest::test_runner::TestCaseError> {
+    use proptest::prop_assert;
+    let allowed = [200, 202, 400, 401, 403, 404, 409, 413, 422];
+    prop_assert!(
+        allowed.contains(&reply.status),
+        "{} {}",
+        reply.status,
+        reply.body
     );
+    let body: Value = serde_json::from_str(&reply.body)
+        .map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{e}: {}", reply.body)))?;
+    if reply.status >= 400 && reply.status != 409 {
+        prop_assert!(body["error"].is_string(), "{}", reply.body);
+    }
+    Ok(())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    #[test]
+    fn any_query_body_or_token_gets_a_clear_answer_and_breaks_nothing(
+        query in "[A-Za-z0-9=&_%.,+-]{0,60}",
+        body in ".{0,200}",
+        token in "[A-Za-z0-9._-]{1,60}",
+    ) {
+        RUNTIME.block_on(async {
+            let (addr, id) = FUZZED
+                .get_or_init(|| async {
+                    let addr = server(Backend::Memory).await;
+                    let reply = trigger(addr, &json!({ "to": 1, "pause": 0 })).await;
+                    (addr, reply.json()["id"].as_str().unwrap().to_owned())
+                })
+                .await
+                .clone();
+            let feed = format!("/realtime/v1/runs/{id}?{query}");
+            check_answer(&call(addr, "GET", &feed, Some(SECRET), None).await)?;
+            let tags = format!("/realtime/v1/runs?{query}");
+            check_answer(&call(addr, "GET", &tags, Some(SECRET), None).await)?;
+            for path in ["/api/v1/tasks/count/trigger", "/api/v3/batches", "/api/v1/auth/public-tokens"] {
+                check_answer(&call(addr, "POST", path, Some(SECRET), Some(&body)).await)?;
+            }
+            let metadata = format!("/api/v1/runs/{id}/metadata");
+            check_answer(&call(addr, "PUT", &metadata, Some(SECRET), Some(&body)).await)?;
+            let run = format!("/api/v3/runs/{id}");
+            let refused = call(addr, "GET", &run, Some(&token), None).await;
+            proptest::prop_assert_eq!(refused.status, 401);
+            check_answer(&refused)?;
+            Ok(())
+        })?;
+    }
 }

@@ -366,7 +366,32 @@ pub(super) async fn public_token(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn durations_add_their_parts_and_nothing_else_panics(
+            parts in prop::collection::vec((0u64..1_000, prop::sample::select(vec![("w", 604_800), ("d", 86_400), ("hr", 3_600), ("h", 3_600), ("m", 60), ("s", 1)])), 1..5),
+            text in ".{0,40}",
+        ) {
+            let written: String = parts.iter().map(|(n, (unit, _))| format!("{n}{unit}")).collect();
+            let seconds: u64 = parts.iter().map(|(n, (_, unit))| n * unit).sum();
+            prop_assert_eq!(duration(&written), Some(Duration::from_secs(seconds)));
+            let _ = duration(&text);
+        }
+
+        #[test]
+        fn any_trigger_body_is_read_or_refused_without_panicking(body in prop::collection::vec(any::<u8>(), 0..200), text in ".{0,200}") {
+            for bytes in [body.as_slice(), text.as_bytes()] {
+                if let Ok(body) = serde_json::from_slice::<TriggerBody>(bytes) {
+                    let options = body.options;
+                    let _ = trigger_options(options);
+                }
+            }
+        }
+    }
 
     #[test]
     fn durations_follow_trigger_dev_s_grammar() {

@@ -171,7 +171,19 @@ impl Keys {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn no_token_but_a_signed_one_passes(a in "[A-Za-z0-9_-]{0,40}", b in "[A-Za-z0-9_-]{0,80}", c in "[A-Za-z0-9_-]{0,60}", text in ".{0,100}") {
+            let keys = Keys::new("tr_dev_secret").unwrap();
+            let token = format!("{a}.{b}.{c}");
+            prop_assert!(keys.scopes(&token).is_err());
+            prop_assert!(keys.scopes(&text).is_err());
+        }
+    }
 
     #[test]
     fn minted_tokens_read_back_and_foreign_ones_do_not() {

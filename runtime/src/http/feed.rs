@@ -264,3 +264,30 @@ fn parse_offset(offset: &str) -> Option<u64> {
     }
     position.parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::parse_offset;
+
+    proptest! {
+        #[test]
+        fn offsets_read_back_what_the_server_writes_and_nothing_else_panics(
+            position: u64,
+            text in ".{0,40}",
+        ) {
+            prop_assert_eq!(parse_offset(&format!("{position}_0")), Some(position));
+            let _ = parse_offset(&text);
+        }
+    }
+
+    #[test]
+    fn offsets_are_only_what_the_server_writes() {
+        for bad in [
+            "", "-1", "_0", "1", "1_", "1_1", "+1_0", "1_0_0", "x_0", "0_inf",
+        ] {
+            assert_eq!(parse_offset(bad), None, "{bad:?}");
+        }
+    }
+}

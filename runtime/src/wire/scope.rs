@@ -55,7 +55,24 @@ pub(crate) fn any_grants(scopes: &[String], action: &str, resources: &[Resource<
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn any_scope_is_read_without_panicking(scope in ".{0,40}", action in "[a-z*]{0,8}", kind in "[a-z]{0,8}", id in proptest::option::of(".{0,12}")) {
+            let _ = grants(&scope, &action, Resource { kind: &kind, id: id.as_deref() });
+        }
+
+        #[test]
+        fn a_scope_grants_the_resource_it_names(action in "[a-zA-Z]{1,10}", kind in "[a-zA-Z]{1,10}", id in "[ -~]{1,20}") {
+            let scope = format!("{action}:{kind}:{id}");
+            prop_assert!(grants(&scope, &action, Resource::one(&kind, &id)));
+            let other = format!("{id}x");
+            prop_assert!(!grants(&scope, &action, Resource::one(&kind, &other)));
+        }
+    }
 
     #[test]
     fn scopes_grant_what_trigger_dev_grants() {
