@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 
-use common::backend::Backend;
 use common::http::{Count, Echo, SECRET, Write, serve};
 use runcast::http::ServerConfig;
 use serde_json::{Value, json};
@@ -25,8 +24,12 @@ fn conformance_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance")
 }
 
-/// Installs the pinned packages unless they are there.
+/// Installs the pinned packages unless they are there (one test at a time).
 fn install(dir: &Path) {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALLING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if dir
         .join("node_modules/@trigger.dev/sdk/package.json")
         .exists()
