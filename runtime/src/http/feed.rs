@@ -13,8 +13,9 @@
 //! A response carries at most one change of each run: the SDK's reader shows only the last
 //! row of each run in a response, so that is how a client that keeps up sees every change.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -22,13 +23,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::api::{allow_read, find};
 use super::auth::Access;
 use super::error::ApiError;
 use super::{AppState, headers};
 use crate::model::{AnyRun, BatchId, Cursor, RunId, Update};
+use crate::support::lock;
 use crate::wire::row;
 use crate::wire::scope::Resource;
 use crate::{FeedError, RunFeed, Scope};
@@ -56,9 +58,16 @@ pub(super) async fn run(
     Path(id): Path<String>,
     Query(query): Query<ShapeQuery>,
 ) -> Result<Response, ApiError> {
-    let run = find(&state, &RunId::from(id)).await?;
-    allow_read(&access, &run)?;
-    serve(&state, Scope::Run(run.id), &query).await
+    let id = RunId::from(id);
+    // The run is read only when its task or tags may be what grants the request: a feed
+    // refuses a run it does not know by itself.
+    if access
+        .allow("read", &[Resource::one("runs", id.as_str())])
+        .is_err()
+    {
+        allow_read(&access, &find(&state, &id).await?)?;
+    }
+    serve(&state, Scope::Run(id), &query).await
 }
 
 /// `GET /realtime/v1/runs?tags=a,b`: the runs that carry all of the tags.
@@ -189,37 +198,88 @@ async fn serve(state: &AppState, scope: Scope, query: &ShapeQuery) -> Result<Res
     } else {
         "update"
     };
-    let mut messages: Vec<Value> = changes
-        .iter()
-        .map(|change| {
-            json!({
-                "key": row::key(&change.run.id),
-                "value": row::value(&change.run, &skip),
-                "headers": { "operation": operation },
-            })
-        })
-        .collect();
-    if complete {
-        messages.push(json!({ "headers": { "control": "up-to-date" } }));
+    // Written by hand around each message, which the many requests waiting on one change
+    // share (see `Messages`).
+    let mut body = String::from("[");
+    for change in &changes {
+        if body.len() > 1 {
+            body.push(',');
+        }
+        if skip.is_empty() {
+            body.push_str(&state.messages.get(change, operation));
+        } else {
+            body.push_str(&message(change, operation, &skip));
+        }
     }
+    if complete {
+        if body.len() > 1 {
+            body.push(',');
+        }
+        body.push_str(r#"{"headers":{"control":"up-to-date"}}"#);
+    }
+    body.push(']');
     let mut response_headers = HeaderMap::new();
-    let offset = format!("{position}_0");
-    let mut set = |name, value: &str| {
-        if let Ok(value) = HeaderValue::from_str(value) {
+    let mut set = |name, value: String| {
+        if let Ok(value) = HeaderValue::try_from(value) {
             response_headers.insert(name, value);
         }
     };
-    set(headers::HANDLE, &handle);
-    set(headers::OFFSET, &offset);
-    set(headers::SCHEMA, row::SCHEMA);
+    set(headers::HANDLE, handle);
+    set(headers::OFFSET, format!("{position}_0"));
     if live {
-        set(headers::CURSOR, &position.to_string());
+        set(headers::CURSOR, position.to_string());
     }
-    if complete {
-        set(headers::UP_TO_DATE, "");
+    let fixed = [
+        (header::CACHE_CONTROL, Some("no-store")),
+        (header::CONTENT_TYPE, Some("application/json")),
+        (headers::UP_TO_DATE, complete.then_some("")),
+        // Read by the client once, from a response that is not live (1.0.14 requires it only
+        // there; Trigger.dev's own server sends it only there): live answers, the many, are
+        // lighter without it.
+        (headers::SCHEMA, (!live).then_some(row::SCHEMA)),
+    ];
+    for (name, value) in fixed {
+        if let Some(value) = value {
+            response_headers.insert(name, HeaderValue::from_static(value));
+        }
     }
-    set(header::CACHE_CONTROL, "no-store");
-    Ok((response_headers, Json(messages)).into_response())
+    Ok((response_headers, body).into_response())
+}
+
+/// The message of one change: its row, keyed by its run.
+fn message(change: &Update<AnyRun>, operation: &str, skip: &[String]) -> String {
+    json!({
+        "key": row::key(&change.run.id),
+        "value": row::value(&change.run, skip),
+        "headers": { "operation": operation },
+    })
+    .to_string()
+}
+
+/// The messages of the latest changes, written once for every request that sends them: a
+/// change that answers a thousand live requests is written as JSON once, not a thousand
+/// times.
+#[derive(Default)]
+pub(super) struct Messages(Mutex<HashMap<(u64, bool), Arc<str>>>);
+
+/// How many messages are kept; past it, the kept ones are dropped.
+const KEPT_MESSAGES: usize = 4_096;
+
+impl Messages {
+    fn get(&self, change: &Update<AnyRun>, operation: &'static str) -> Arc<str> {
+        // A position names one change in the engine's history.
+        let key = (change.cursor.position(), operation == "insert");
+        if let Some(message) = lock(&self.0).get(&key) {
+            return Arc::clone(message);
+        }
+        let message: Arc<str> = message(change, operation, &[]).into();
+        let mut kept = lock(&self.0);
+        if kept.len() >= KEPT_MESSAGES {
+            kept.clear();
+        }
+        kept.insert(key, Arc::clone(&message));
+        message
+    }
 }
 
 /// A live request counted among those waiting, until dropped.

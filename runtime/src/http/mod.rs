@@ -155,6 +155,8 @@ struct State {
     batches: batches::Batches,
     /// Packets uploaded apart.
     packets: packets::Packets,
+    /// The latest feed messages, written once.
+    messages: feed::Messages,
     /// Live feed requests waiting now.
     live: std::sync::atomic::AtomicUsize,
 }
@@ -169,6 +171,7 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         config,
         batches: batches::Batches::default(),
         packets: packets::Packets::default(),
+        messages: feed::Messages::default(),
         live: std::sync::atomic::AtomicUsize::new(0),
     });
     // Browsers read the feed's headers (`electric-offset`, ...) and the trigger's token only
