@@ -303,8 +303,8 @@ async fn stop_canceled(
         };
         match stop {
             Stop::Canceled(id) => {
-                if let Some(signal) = crate::support::lock(&shared.running).get(&id) {
-                    signal.cancel();
+                if let Some(signals) = crate::support::lock(&shared.running).get(&id) {
+                    signals.cancel();
                 }
             }
             Stop::LeaseLost => {

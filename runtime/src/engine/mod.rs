@@ -37,7 +37,7 @@ use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 
 use self::builder::Config;
-use self::context::{CancelSignal, MetadataChange};
+use self::context::MetadataChange;
 use self::executor::Executor;
 use self::options::checked_tags;
 use self::store::{Created, Record, RunStore, Store};
@@ -113,7 +113,7 @@ struct Shared {
     /// Set by `shutdown`: no trigger passes its checks and no attempt starts from then on.
     closed: AtomicBool,
     /// The cancellation signal of each attempt executing in this process.
-    running: Mutex<Map<RunId, CancelSignal>>,
+    running: Mutex<Map<RunId, worker::Signals>>,
     executors: Map<&'static str, Arc<dyn Executor>>,
     config: Config,
     /// Runs waiting for an attempt.
@@ -441,8 +441,8 @@ impl Engine {
         tracing::info!(run = %id, "canceled");
         // An attempt registers its signal before it starts the run, so one that started
         // before this change is found here.
-        if let Some(signal) = lock(&shared.running).get(id) {
-            signal.cancel();
+        if let Some(signals) = lock(&shared.running).get(id) {
+            signals.cancel();
         }
         Ok(true)
     }
@@ -755,8 +755,8 @@ impl Shared {
 
     /// Tells every attempt executing here to stop.
     pub(super) fn cancel_running(&self) {
-        for signal in lock(&self.running).values() {
-            signal.cancel();
+        for signals in lock(&self.running).values() {
+            signals.cancel();
         }
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::value::RawValue;
 
+use super::context::CancelSignal;
 use super::memory::MemoryStore;
 use super::store::{Created, Record, RunStore, Store};
 use super::worker::Running;
@@ -404,9 +405,31 @@ async fn an_ending_attempt_leaves_the_next_attempts_signal_registered() {
     let first = Running::register(&engine.shared, &id);
     let second = Running::register(&engine.shared, &id);
     drop(first);
-    let registered = lock(&engine.shared.running).get(&id).cloned();
-    assert!(registered.is_some_and(|signal| signal.same_as(&second.signal)));
+    let registered = |signal: &CancelSignal| {
+        lock(&engine.shared.running)
+            .get(&id)
+            .is_some_and(|signals| signals.holds(signal))
+    };
+    assert!(registered(&second.signal));
     drop(second);
+    assert!(lock(&engine.shared.running).is_empty());
+}
+
+#[tokio::test]
+async fn an_attempt_that_did_not_start_leaves_the_running_attempts_signal_registered() {
+    // Over a shared store, a run claimed twice: its second attempt finds it executing, does
+    // not start, and lets go first. A cancellation must still reach the first.
+    let engine = engine(2);
+    let id = RunId::from("run_1");
+    let running = Running::register(&engine.shared, &id);
+    let refused = Running::register(&engine.shared, &id);
+    drop(refused);
+    lock(&engine.shared.running)
+        .get(&id)
+        .expect("still registered")
+        .cancel();
+    assert!(running.signal.is_canceled());
+    drop(running);
     assert!(lock(&engine.shared.running).is_empty());
 }
 

@@ -150,8 +150,10 @@ pub(super) async fn attempt(shared: &Arc<Shared>, id: &RunId) {
 
 /// An attempt's cancellation signal in the engine's `running` map. It is registered before
 /// the attempt starts its run, so a `cancel` that finds the run executing finds the signal
-/// too; it is removed when the attempt ends, however it ends, unless the run's next attempt
-/// replaced it already.
+/// too; it is removed when the attempt ends, however it ends. A run may have more than one
+/// attempt registered at once (the next attempt of a retry, before the last one let go; or,
+/// over a shared store, a run claimed twice, whose second attempt finds it executing and does
+/// not start): each keeps its own signal, and a cancellation reaches them all.
 pub(super) struct Running<'a> {
     shared: &'a Shared,
     id: &'a RunId,
@@ -161,7 +163,17 @@ pub(super) struct Running<'a> {
 impl<'a> Running<'a> {
     pub(super) fn register(shared: &'a Shared, id: &'a RunId) -> Self {
         let signal = CancelSignal::default();
-        lock(&shared.running).insert(id.clone(), signal.clone());
+        let mut running = lock(&shared.running);
+        match running.get_mut(id) {
+            Some(signals) => signals.more.push(signal.clone()),
+            None => {
+                let signals = Signals {
+                    first: signal.clone(),
+                    more: Vec::new(),
+                };
+                running.insert(id.clone(), signals);
+            }
+        }
         Self { shared, id, signal }
     }
 }
@@ -169,12 +181,42 @@ impl<'a> Running<'a> {
 impl Drop for Running<'_> {
     fn drop(&mut self) {
         let mut running = lock(&self.shared.running);
-        let ours = running
-            .get(self.id)
-            .is_some_and(|s| s.same_as(&self.signal));
-        if ours {
-            running.remove(self.id);
+        let Some(signals) = running.get_mut(self.id) else {
+            return;
+        };
+        if signals.first.same_as(&self.signal) {
+            match signals.more.pop() {
+                Some(next) => signals.first = next,
+                None => {
+                    running.remove(self.id);
+                }
+            }
+        } else {
+            signals.more.retain(|s| !s.same_as(&self.signal));
         }
+    }
+}
+
+/// The signals of a run's attempts registered in the engine's `running` map: one, but for
+/// the moments when two are (see [`Running`]); only then is `more` allocated.
+pub(super) struct Signals {
+    first: CancelSignal,
+    more: Vec<CancelSignal>,
+}
+
+impl Signals {
+    /// Tells each attempt to stop.
+    pub(super) fn cancel(&self) {
+        self.first.cancel();
+        for signal in &self.more {
+            signal.cancel();
+        }
+    }
+
+    /// Whether `signal` is one of them.
+    #[cfg(test)]
+    pub(super) fn holds(&self, signal: &CancelSignal) -> bool {
+        self.first.same_as(signal) || self.more.iter().any(|s| s.same_as(signal))
     }
 }
 
