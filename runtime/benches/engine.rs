@@ -13,7 +13,7 @@ use runcast::{
 };
 
 mod common;
-use common::{Hold, Noop, held_runs};
+use common::{Hold, Noop, cpu_of, held_runs, rss_of};
 
 /// Writes `n` small chunks (numbers) as fast as it can.
 #[task(id = "burst", streams(numbers = u64))]
@@ -51,32 +51,6 @@ fn progress_of(run: &runcast::Run<Hold>) -> u64 {
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
-}
-
-/// CPU time this process has used so far, on all its threads (Linux; in clock ticks of 10 ms):
-/// the work a section did, whatever else ran on the machine meanwhile.
-fn cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // utime and stime: the 12th and 13th fields after the command name in parentheses.
-    let fields = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: u64 = fields
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|t| t.parse::<u64>().ok())
-        .sum();
-    Duration::from_millis(ticks * 10)
-}
-
-/// Resident memory of this process, in bytes (Linux).
-fn rss() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: usize = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
 }
 
 /// Change → typed item latency with `subscribers` typed subscriptions on one run: from the
@@ -207,13 +181,13 @@ async fn throughput(runs: usize, subscribers: usize, changes: usize) {
 
 async fn idle_subscription_memory(count: usize) {
     let engine = Engine::builder().build().unwrap();
-    let before = rss();
+    let before = rss_of("self");
     let mut subs = Vec::with_capacity(count);
     for i in 0..count {
         let scope = Scope::Tags(vec![format!("idle-{i}")]);
         subs.push(engine.subscribe(scope, Cursor::START).await.unwrap());
     }
-    let after = rss();
+    let after = rss_of("self");
     println!(
         "memory, {count} idle subscriptions: {:.1} MiB, {} bytes each",
         (after - before) as f64 / (1024.0 * 1024.0),
@@ -231,7 +205,7 @@ async fn engine_throughput(runs: u64, place: &str) {
         .await
         .unwrap();
     let tagged = TriggerOptions::default().tag("bench");
-    let cpu_before = cpu();
+    let cpu_before = cpu_of("self");
     let clock = Instant::now();
     for n in 0..runs {
         engine
@@ -248,7 +222,7 @@ async fn engine_throughput(runs: u64, place: &str) {
         }
     }
     let elapsed = clock.elapsed();
-    let cpu_used = cpu() - cpu_before;
+    let cpu_used = cpu_of("self") - cpu_before;
     println!(
         "engine, {runs} no-op runs triggered from {place}: {:.0} triggers/s; all completed in {elapsed:?} = {:.0} completed runs/s, {:.1} µs of CPU each",
         runs as f64 / triggered.as_secs_f64(),
@@ -314,7 +288,7 @@ async fn lagging_memory(lagging: usize, chunks: u64) {
         for feed in &mut feeds {
             feed.next().await.unwrap().unwrap();
         }
-        let before = rss();
+        let before = rss_of("self");
         while !engine
             .latest(handle.id())
             .await
@@ -325,7 +299,7 @@ async fn lagging_memory(lagging: usize, chunks: u64) {
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        per_run.push(rss().saturating_sub(before));
+        per_run.push(rss_of("self").saturating_sub(before));
         // Then they catch up, losing nothing.
         for feed in &mut feeds {
             let mut received = 0;
@@ -355,8 +329,8 @@ async fn trigger_alone(runs: u64) {
     let delayed = TriggerOptions::default()
         .tag("bench")
         .delay(Duration::from_secs(3600));
-    let before = rss();
-    let cpu_before = cpu();
+    let before = rss_of("self");
+    let cpu_before = cpu_of("self");
     let clock = Instant::now();
     for n in 0..runs {
         engine
@@ -365,8 +339,8 @@ async fn trigger_alone(runs: u64) {
             .unwrap();
     }
     let elapsed = clock.elapsed();
-    let cpu_used = cpu() - cpu_before;
-    let after = rss();
+    let cpu_used = cpu_of("self") - cpu_before;
+    let after = rss_of("self");
     println!(
         "engine, {runs} delayed runs (none executing): {:.0} triggers/s, {:.1} µs of CPU each; {} bytes of resident memory each",
         runs as f64 / elapsed.as_secs_f64(),

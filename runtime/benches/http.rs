@@ -38,7 +38,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as Async
 use tokio::net::TcpStream;
 
 mod common;
-use common::{Hold, Noop};
+use common::{Hold, Noop, cpu_of, rss_of};
 
 const SECRET: &str = "tr_dev_bench_secret";
 /// Live requests held in `held`.
@@ -123,35 +123,15 @@ impl Server {
         Server { child, addr }
     }
 
-    /// Resident memory, in bytes (Linux).
+    /// Resident memory, in bytes.
     fn rss(&self) -> usize {
-        let statm =
-            std::fs::read_to_string(format!("/proc/{}/statm", self.child.id())).unwrap_or_default();
-        let pages: usize = statm
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        pages * 4096
+        rss_of(&self.child.id().to_string())
     }
 
     /// CPU time used so far (user and system).
     fn cpu(&self) -> Duration {
         cpu_of(&self.child.id().to_string())
     }
-}
-
-/// CPU time process `pid` used so far (user and system; Linux).
-fn cpu_of(pid: &str) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: u64 = fields
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|t| t.parse::<u64>().ok())
-        .sum();
-    Duration::from_millis(ticks * 10)
 }
 
 /// CPU time this process used so far.

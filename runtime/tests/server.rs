@@ -93,6 +93,51 @@ async fn follow(addr: SocketAddr, path: &str, token: &str) -> (Vec<Value>, Strin
     (rows, offset)
 }
 
+/// Follows the feed at `path` (with a query or not) from `-1`, live, until `count` of its
+/// runs finished successfully; their ids, sorted.
+async fn finished_runs(addr: SocketAddr, path: &str, token: &str, count: usize) -> Vec<String> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let first = call(
+        addr,
+        "GET",
+        &format!("{path}{sep}offset=-1"),
+        Some(token),
+        None,
+    )
+    .await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let handle = first.header("electric-handle").unwrap().to_owned();
+    let mut offset = first.header("electric-offset").unwrap().to_owned();
+    let mut rows = rows_of(&first.json());
+    let mut finished = std::collections::BTreeSet::new();
+    for _ in 0..100 {
+        let done = rows
+            .iter()
+            .filter(|r| r["status"] == "COMPLETED_SUCCESSFULLY");
+        finished.extend(done.map(|r| r["id"].as_str().unwrap().to_owned()));
+        if finished.len() == count {
+            break;
+        }
+        let url = format!("{path}{sep}handle={handle}&live=true&offset={offset}");
+        let reply = call(addr, "GET", &url, Some(token), None).await;
+        offset = reply.header("electric-offset").unwrap().to_owned();
+        rows = rows_of(&reply.json());
+    }
+    finished.into_iter().collect()
+}
+
+/// The metadata counts of `rows`, in order.
+fn counts_of(rows: &[Value]) -> Vec<u64> {
+    rows.iter()
+        .filter_map(|row| row["metadata"].as_str())
+        .map(|m| {
+            serde_json::from_str::<Value>(m).unwrap()["count"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
 /// The rows of a feed response; one response never carries two rows of one run (the SDK
 /// would show only the last).
 fn rows_of(body: &Value) -> Vec<Value> {
@@ -131,15 +176,7 @@ on_every_backend! {
 
         let (rows, _) = follow(addr, &format!("/realtime/v1/runs/{id}"), &token).await;
         // Every change, in order, whatever moment the feed started at: each count once.
-        let counts: Vec<u64> = rows
-            .iter()
-            .filter_map(|row| row["metadata"].as_str())
-            .map(|m| {
-                serde_json::from_str::<Value>(m).unwrap()["count"]
-                    .as_u64()
-                    .unwrap()
-            })
-            .collect();
+        let counts = counts_of(&rows);
         let first = counts[0];
         let expected: Vec<u64> = (first..=20).collect();
         let mut seen = counts.clone();
@@ -217,15 +254,7 @@ on_every_backend! {
             given.push((offset.clone(), rows.len()));
         }
         // Each change once, in order: the counts go up by one, from wherever the feed started.
-        let counts: Vec<u64> = rows
-            .iter()
-            .filter_map(|row| row["metadata"].as_str())
-            .map(|m| {
-                serde_json::from_str::<Value>(m).unwrap()["count"]
-                    .as_u64()
-                    .unwrap()
-            })
-            .collect();
+        let counts = counts_of(&rows);
         let mut distinct = counts.clone();
         distinct.dedup();
         assert_eq!(distinct, (counts[0]..=30).collect::<Vec<_>>(), "{counts:?}");
@@ -487,38 +516,10 @@ on_every_backend! {
         }))
         .await;
         // Until every run shows finished.
-        let mut finished = std::collections::HashSet::new();
-        let first = call(
-            addr,
-            "GET",
-            "/realtime/v1/runs?tags=http-test&offset=-1",
-            Some(SECRET),
-            None,
-        )
-        .await;
-        let handle = first.header("electric-handle").unwrap().to_owned();
-        let mut offset = first.header("electric-offset").unwrap().to_owned();
-        let mut rows = rows_of(&first.json());
-        for _ in 0..100 {
-            for row in &rows {
-                if !row["completedAt"].is_null() {
-                    finished.insert(row["id"].as_str().unwrap().to_owned());
-                }
-            }
-            if finished.len() == ids.len() {
-                break;
-            }
-            let url =
-                format!("/realtime/v1/runs?handle={handle}&live=true&offset={offset}&tags=http-test");
-            let reply = call(addr, "GET", &url, Some(SECRET), None).await;
-            offset = reply.header("electric-offset").unwrap().to_owned();
-            rows = rows_of(&reply.json());
-        }
+        let finished = finished_runs(addr, "/realtime/v1/runs?tags=http-test", SECRET, ids.len()).await;
         let mut expected: Vec<String> = ids.clone();
-        let mut got: Vec<String> = finished.into_iter().collect();
         expected.sort();
-        got.sort();
-        assert_eq!(got, expected);
+        assert_eq!(finished, expected);
 
         // An unknown batch's feed is empty, not an error: a client may subscribe before it fills.
         let batch = call(
@@ -718,33 +719,7 @@ on_every_backend! {
 
         // Its feed, read with its token, shows its three runs finish.
         let path = format!("/realtime/v1/batches/{id}");
-        let first = call(
-            addr,
-            "GET",
-            &format!("{path}?offset=-1"),
-            Some(&token),
-            None,
-        )
-        .await;
-        assert_eq!(first.status, 200, "{}", first.body);
-        let handle = first.header("electric-handle").unwrap().to_owned();
-        let mut offset = first.header("electric-offset").unwrap().to_owned();
-        let mut finished = std::collections::HashSet::new();
-        let mut rows = rows_of(&first.json());
-        for _ in 0..100 {
-            finished.extend(
-                rows.iter()
-                    .filter(|r| r["status"] == "COMPLETED_SUCCESSFULLY")
-                    .map(|r| r["id"].clone()),
-            );
-            if finished.len() == 3 {
-                break;
-            }
-            let url = format!("{path}?handle={handle}&live=true&offset={offset}");
-            let reply = call(addr, "GET", &url, Some(&token), None).await;
-            offset = reply.header("electric-offset").unwrap().to_owned();
-            rows = rows_of(&reply.json());
-        }
+        let finished = finished_runs(addr, &path, &token, 3).await;
         assert_eq!(finished.len(), 3);
 
         assert_eq!(

@@ -36,3 +36,29 @@ pub(crate) async fn held_runs(engine: &Engine, tag: &str, runs: usize) -> Vec<Ru
     }
     ids
 }
+
+/// CPU time process `pid` (or `self`) has used so far, on all its threads (Linux; in clock
+/// ticks of 10 ms): the work a section did, whatever else ran on the machine meanwhile.
+pub(crate) fn cpu_of(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // utime and stime: the 12th and 13th fields after the command name in parentheses.
+    let fields = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = fields
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// Resident memory of process `pid` (or `self`), in bytes (Linux).
+pub(crate) fn rss_of(pid: &str) -> usize {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}

@@ -1,4 +1,5 @@
-//! The REST routes: trigger a run, read it, cancel it, and the claims of public tokens.
+//! The REST routes: trigger a run, read it, cancel it; the claims of public tokens, and tokens
+//! minted by the server.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::auth::Access;
-use super::error::ApiError;
+use super::error::{ApiError, json_body};
 use super::{AppState, headers};
 use crate::model::{AnyRun, JsonObject, Timestamp};
 use crate::wire::packet;
@@ -25,9 +26,9 @@ use crate::{BatchItem, CancelError, RunFeed, RunId, TriggerOptions};
 const RUN_TOKEN_SECONDS: u64 = 60 * 60;
 
 /// The body of a trigger, as the SDK sends it (and, with an index and a task, an item of a
-/// batch). Options runcast has no use for (`queue`,
-/// `machine`, `priority`, `region`, `concurrencyKey`, `lockToVersion`, ...) are accepted and
-/// ignored, as a server without those features would.
+/// batch). Options runcast has no use for (`queue`, `machine`, `priority`, `region`,
+/// `concurrencyKey`, `lockToVersion`, ...) are accepted and ignored, as a server without
+/// those features would.
 #[derive(Deserialize)]
 struct TriggerBody {
     /// A packet (a string, read by `payloadType`), or the payload itself as JSON.
@@ -55,11 +56,21 @@ pub(super) struct TriggerBodyOptions {
     test: Option<bool>,
 }
 
+/// A string or a list of them, as Trigger.dev takes tags.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum OneOrMany {
+pub(super) enum OneOrMany {
     One(String),
     Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub(super) fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -77,8 +88,7 @@ pub(super) async fn trigger(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     access.allow("trigger", &[Resource::one("tasks", &task)])?;
-    let body: TriggerBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
+    let body: TriggerBody = json_body(&body)?;
     let options = body.options;
     let payload = trigger_payload(&state, body.payload, options.payload_type.as_deref())?;
     let trigger = trigger_options(options)?;
@@ -124,11 +134,7 @@ pub(super) fn trigger_options(options: TriggerBodyOptions) -> Result<TriggerOpti
         })?),
     };
     Ok(TriggerOptions {
-        tags: match options.tags {
-            None => Vec::new(),
-            Some(OneOrMany::One(tag)) => vec![tag],
-            Some(OneOrMany::Many(tags)) => tags,
-        },
+        tags: options.tags.map(OneOrMany::into_vec).unwrap_or_default(),
         max_attempts: options.max_attempts,
         metadata: options.metadata,
         is_test: options.test.unwrap_or(false),
@@ -338,8 +344,7 @@ pub(super) async fn public_token(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     access.secret()?;
-    let body: NewToken = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
+    let body: NewToken = json_body(&body)?;
     if body.scopes.is_empty() || body.scopes.iter().any(|s| s.trim().is_empty()) {
         return Err(ApiError::unprocessable(
             "a token needs at least one scope, none blank",

@@ -27,7 +27,7 @@ use serde_json::value::RawValue;
 use super::AppState;
 use super::api::{TriggerBodyOptions, token_headers, trigger_options, trigger_payload};
 use super::auth::Access;
-use super::error::ApiError;
+use super::error::{ApiError, json_body};
 use crate::model::BatchId;
 use crate::support::lock;
 use crate::wire::scope::Resource;
@@ -86,8 +86,7 @@ pub(super) async fn create(
     access: Access,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let body: NewBatch = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
+    let body: NewBatch = json_body(&body)?;
     for task in &body.task_identifiers {
         access.allow("batchTrigger", &[Resource::one("tasks", task)])?;
     }

@@ -115,6 +115,12 @@ impl From<FeedError> for ApiError {
     }
 }
 
+/// A request's JSON body, or `400` saying what is wrong with it.
+pub(super) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))
+}
+
 /// Any path the API does not serve.
 pub(super) async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "Not found")

@@ -9,9 +9,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::api::{allow_read, find};
+use super::api::{OneOrMany, allow_read, find};
 use super::auth::Access;
-use super::error::ApiError;
+use super::error::{ApiError, json_body};
 use crate::TagError;
 use crate::model::{JsonObject, MetadataError, MetadataOp, RunId};
 
@@ -68,8 +68,7 @@ pub(super) async fn update_metadata(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     access.secret()?;
-    let body: MetadataBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
+    let body: MetadataBody = json_body(&body)?;
     let ops = body
         .operations
         .into_iter()
@@ -109,15 +108,8 @@ pub(super) async fn metadata(
 }
 
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum Tags {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Deserialize)]
 struct TagsBody {
-    tags: Tags,
+    tags: OneOrMany,
 }
 
 /// `POST /api/v1/runs/{run}/tags`: adds tags to a run that has not finished.
@@ -128,12 +120,8 @@ pub(super) async fn add_tags(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     access.secret()?;
-    let body: TagsBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
-    let tags = match body.tags {
-        Tags::One(tag) => vec![tag],
-        Tags::Many(tags) => tags,
-    };
+    let body: TagsBody = json_body(&body)?;
+    let tags = body.tags.into_vec();
     let run = find(&state, &RunId::from(id)).await?;
     let mut new: Vec<&String> = tags.iter().filter(|t| !run.tags.contains(t)).collect();
     new.sort_unstable();
