@@ -55,6 +55,14 @@ report.follow = await step("subscribeToRun with the run's token", async () => {
   return auth.withAuth({ accessToken: handle.publicAccessToken }, () => follow(handle.id));
 });
 
+report.instant = await step("subscribeToRun after an instant run finished", async () => {
+  const handle = await tasks.trigger("echo", { hello: "world" });
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const statuses = [];
+  for await (const run of runs.subscribeToRun(handle.id)) statuses.push(run.status);
+  return statuses;
+});
+
 report.retrieve = await step("retrieve", async () => {
   // The first run finishes in about 100 ms; its feed ends when it does.
   await follow(id);

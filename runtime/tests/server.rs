@@ -177,7 +177,10 @@ on_every_backend! {
         let (rows, _) = follow(addr, &format!("/realtime/v1/runs/{id}"), &token).await;
         // Every change, in order, whatever moment the feed started at: each count once.
         let counts = counts_of(&rows);
+        // From the run's first state, which its feed starts at.
+        assert_eq!(rows[0]["status"], "PENDING");
         let first = counts[0];
+        assert_eq!(first, 1);
         let expected: Vec<u64> = (first..=20).collect();
         let mut seen = counts.clone();
         seen.dedup();

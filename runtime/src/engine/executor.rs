@@ -105,10 +105,19 @@ fn check_payload<T: Task>(raw: &RawValue) -> Result<(), TriggerError> {
     let mut json = serde_json::Deserializer::from_str(raw.get());
     serde_path_to_error::deserialize::<_, T::Payload>(&mut json)
         .map(drop)
-        .map_err(|error| TriggerError::PayloadMismatch {
-            task: T::ID,
-            path: error.path().to_string(),
-            message: error.into_inner().to_string(),
+        .map_err(|error| {
+            let path = error.path().to_string();
+            let message = error.into_inner().to_string();
+            // The path says where; serde's line and column of the payload's JSON say no more.
+            let message = match message.rsplit_once(" at line ") {
+                Some((what, _)) => what.to_owned(),
+                None => message,
+            };
+            TriggerError::PayloadMismatch {
+                task: T::ID,
+                path,
+                message,
+            }
         })
 }
 

@@ -685,6 +685,16 @@ impl Engine {
     pub(crate) fn epoch(&self) -> u64 {
         self.shared.store.hub().epoch()
     }
+
+    /// The cursor just before run `id` was created, as its handle holds it: a subscription
+    /// from it shows every state of the run still kept.
+    #[cfg(feature = "server")]
+    pub(crate) async fn before_creation(&self, id: &RunId) -> Result<Cursor, FeedError> {
+        self.shared.store.caught_up().await?;
+        let hub = self.shared.store.hub();
+        hub.before_creation(id)
+            .ok_or_else(|| FeedError::UnknownRun(id.clone()))
+    }
 }
 
 impl fmt::Debug for Engine {

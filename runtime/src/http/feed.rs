@@ -3,8 +3,10 @@
 //!
 //! A feed's offsets are runcast's cursors: `electric-handle` names the engine's history (its
 //! epoch) and `electric-offset` is the position of the last change sent (`<position>_0`). A
-//! request from offset `-1` gets the current row of every run in scope; a request from an
-//! offset gets the changes after it, each as the run's whole row; a live request (`live=true`)
+//! request from offset `-1` gets the current row of every run in scope, or, on one run's feed,
+//! its first change, so that a client that subscribes to a run it just triggered sees every
+//! state of it (as a run's handle does in Rust); a request from an offset gets the changes
+//! after it, each as the run's whole row; a live request (`live=true`)
 //! waits for the first of them, up to the configured hold. So a client that resumes after a
 //! dropped connection, from the offset it last read, gets no gap and no duplicate, from any
 //! server over the same history. An offset of another history (a restarted in-memory engine)
@@ -120,8 +122,20 @@ async fn serve(state: &AppState, scope: Scope, query: &ShapeQuery) -> Result<Res
         .as_deref()
         .ok_or_else(|| ApiError::bad_request("the query parameter `offset` is required"))?;
     let live = query.live.as_deref() == Some("true");
-    let from = if offset == "-1" {
-        Cursor::START
+    let start = offset == "-1";
+    let from = if start {
+        match &scope {
+            // As a run's handle does: a client that subscribes to a run it just triggered
+            // sees every state of it, however fast it ran, and never misses the first.
+            Scope::Run(id) => match engine.before_creation(id).await {
+                Ok(cursor) => cursor,
+                Err(FeedError::UnknownRun(_)) => {
+                    return Err(ApiError::new(StatusCode::NOT_FOUND, "Not found"));
+                }
+                Err(error) => return Err(error.into()),
+            },
+            Scope::Tags(_) | Scope::Batch(_) => Cursor::START,
+        }
     } else {
         match &query.handle {
             Some(asked) if *asked == handle => {}
@@ -193,11 +207,7 @@ async fn serve(state: &AppState, scope: Scope, query: &ShapeQuery) -> Result<Res
     let position = changes
         .last()
         .map_or(from.position(), |change| change.cursor.position());
-    let operation = if from == Cursor::START {
-        "insert"
-    } else {
-        "update"
-    };
+    let operation = if start { "insert" } else { "update" };
     // Written by hand around each message, which the many requests waiting on one change
     // share (see `Messages`).
     let mut body = String::from("[");

@@ -491,6 +491,15 @@ impl RunHub {
         }
     }
 
+    /// The cursor just before a run's first change: a subscription from it shows every change
+    /// of the run this hub still holds (a run loaded from a store, its latest).
+    #[cfg(feature = "server")]
+    pub(crate) fn before_creation(&self, id: &RunId) -> Option<Cursor> {
+        let inner = self.lock();
+        let entry = inner.runs.get(id)?;
+        Some(Cursor::new(inner.epoch, entry.created).before())
+    }
+
     /// The latest snapshot of a run and the cursor of its change, shared, not copied.
     pub(crate) fn latest(&self, id: &RunId) -> Option<(Cursor, Arc<AnyRun>)> {
         let inner = self.lock();
