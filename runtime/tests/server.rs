@@ -724,6 +724,23 @@ on_every_backend! {
         let path = format!("/realtime/v1/batches/{id}");
         let finished = finished_runs(addr, &path, &token, 3).await;
         assert_eq!(finished.len(), 3);
+        // The batch's token reads each of its runs (as a page that follows a batch reads their
+        // streams), and no other run.
+        for run in &finished {
+            let read = call(addr, "GET", &format!("/api/v3/runs/{run}"), Some(&token), None).await;
+            assert_eq!(read.status, 200, "{}", read.body);
+            assert_eq!(read.json()["batchId"], id.as_str());
+            let stream = format!("/realtime/v1/streams/{run}/words");
+            assert_eq!(call(addr, "GET", &stream, Some(&token), None).await.status, 200);
+            let feed = format!("/realtime/v1/runs/{run}?offset=-1");
+            assert_eq!(call(addr, "GET", &feed, Some(&token), None).await.status, 200);
+        }
+        let other = trigger(addr, &json!({ "to": 1, "pause": 0 })).await.json()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let outside = call(addr, "GET", &format!("/api/v3/runs/{other}"), Some(&token), None).await;
+        assert_eq!(outside.status, 403);
 
         assert_eq!(
             post("/api/v3/batches/batch_nope/items".into(), line(0))

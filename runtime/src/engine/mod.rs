@@ -686,6 +686,12 @@ impl Engine {
         self.shared.store.hub().epoch()
     }
 
+    /// The batch run `id` was triggered in, if any, as far as this engine has read.
+    #[cfg(feature = "server")]
+    pub(crate) fn batch_of(&self, id: &RunId) -> Option<BatchId> {
+        self.shared.store.hub().batch_of(id)
+    }
+
     /// The cursor just before run `id` was created, as its handle holds it: a subscription
     /// from it shows every state of the run still kept.
     #[cfg(feature = "server")]

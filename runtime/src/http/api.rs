@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::auth::Access;
 use super::error::{ApiError, json_body};
 use super::{AppState, headers};
-use crate::model::{AnyRun, JsonObject, Timestamp};
+use crate::model::{AnyRun, BatchId, JsonObject, Timestamp, Update};
 use crate::wire::packet;
 use crate::wire::row::task_run_error;
 use crate::wire::scope::Resource;
@@ -206,28 +206,39 @@ fn duration(text: &str) -> Option<Duration> {
     Some(total)
 }
 
-/// The resources a read of `run` may be granted by: the run, its task, any of its tags.
-fn run_resources(run: &AnyRun) -> Vec<Resource<'_>> {
+/// The resources a read of `run` may be granted by: the run, its task, any of its tags, its
+/// batch.
+fn run_resources<'a>(run: &'a AnyRun, batch: Option<&'a BatchId>) -> Vec<Resource<'a>> {
     let mut resources = vec![
         Resource::one("runs", run.id.as_str()),
         Resource::one("tasks", &run.task_identifier),
     ];
     resources.extend(run.tags.iter().map(|tag| Resource::one("tags", tag)));
+    resources.extend(batch.map(|batch| Resource::one("batch", batch.as_str())));
     resources
 }
 
 /// The latest snapshot of run `id`, or 404.
 pub(super) async fn find(state: &AppState, id: &RunId) -> Result<AnyRun, ApiError> {
+    Ok(find_latest(state, id).await?.run)
+}
+
+/// The latest snapshot of run `id` with the cursor of its change, or 404.
+pub(super) async fn find_latest(state: &AppState, id: &RunId) -> Result<Update<AnyRun>, ApiError> {
     match state.engine.latest(id).await {
-        Ok(update) => Ok(update.run),
+        Ok(update) => Ok(update),
         Err(crate::FeedError::UnknownRun(_)) => Err(ApiError::run_not_found()),
         Err(error) => Err(error.into()),
     }
 }
 
 /// Checks that `access` may read `run`.
-pub(super) fn allow_read(access: &Access, run: &AnyRun) -> Result<(), ApiError> {
-    access.allow("read", &run_resources(run))
+pub(super) fn allow_read(state: &AppState, access: &Access, run: &AnyRun) -> Result<(), ApiError> {
+    if let Access::Secret = access {
+        return Ok(());
+    }
+    let batch = state.engine.batch_of(&run.id);
+    access.allow("read", &run_resources(run, batch.as_ref()))
 }
 
 /// `GET /api/v3/runs/{run}`: the run object of Trigger.dev's REST API.
@@ -237,8 +248,12 @@ pub(super) async fn retrieve(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let run = find(&state, &RunId::from(id)).await?;
-    allow_read(&access, &run)?;
-    Ok(Json(rest_run(&run)))
+    allow_read(&state, &access, &run)?;
+    let mut object = rest_run(&run);
+    if let (Some(batch), Some(fields)) = (state.engine.batch_of(&run.id), object.as_object_mut()) {
+        fields.insert("batchId".into(), json!(batch));
+    }
+    Ok(Json(object))
 }
 
 /// A run as `GET /api/v3/runs/{run}` answers it (`RetrieveRunResponse`).

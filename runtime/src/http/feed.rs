@@ -67,7 +67,7 @@ pub(super) async fn run(
         .allow("read", &[Resource::one("runs", id.as_str())])
         .is_err()
     {
-        allow_read(&access, &find(&state, &id).await?)?;
+        allow_read(&state, &access, &find(&state, &id).await?)?;
     }
     serve(&state, Scope::Run(id), &query).await
 }

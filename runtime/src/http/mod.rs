@@ -35,9 +35,11 @@
 //!   `runs.subscribeToRun`, `subscribeToRunsWithTag` and `subscribeToBatch` read them;
 //! - `GET /realtime/v1/streams/{run}/{key}`: a run's realtime stream, as server-sent events.
 //!
-//! Every route takes the secret key or a public access token (an HS256 JWT signed with the
-//! secret key) as `Authorization: Bearer`; a token reaches only what its scopes grant
-//! (`read:runs:<id>`, `read:tags:<tag>`, `read:batch:<id>`, `trigger:tasks:<id>`, ...).
+//! Every route takes the secret key as `Authorization: Bearer`, and the routes that read runs
+//! or trigger them (as Trigger.dev's do) a public access token too: an HS256 JWT signed with
+//! the secret key, which reaches only what its scopes grant (`read:runs:<id>`,
+//! `read:tags:<tag>`, `read:batch:<id>`, `trigger:tasks:<id>`, ...; a run is read by its id,
+//! its task, any of its tags or its batch).
 //! Errors are Trigger.dev's JSON, `{"error": "..."}`, with its status codes. Responses allow
 //! any origin (CORS), and expose their headers, so a web page can read them.
 

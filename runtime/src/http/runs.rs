@@ -98,7 +98,7 @@ pub(super) async fn metadata(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let run = find(&state, &RunId::from(id)).await?;
-    allow_read(&access, &run)?;
+    allow_read(&state, &access, &run)?;
     let metadata = run
         .metadata
         .as_deref()

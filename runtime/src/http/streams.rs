@@ -19,7 +19,7 @@ use futures_util::{StreamExt, future};
 use serde_json::json;
 
 use super::AppState;
-use super::api::{allow_read, find};
+use super::api::{allow_read, find_latest};
 use super::auth::Access;
 use super::error::ApiError;
 use crate::model::{AnyChunk, Cursor, Realtime, RunId};
@@ -35,10 +35,9 @@ pub(super) async fn read(
     Path((id, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let run = find(&state, &RunId::from(id)).await?;
-    allow_read(&access, &run)?;
+    let latest = find_latest(&state, &RunId::from(id)).await?;
+    allow_read(&state, &access, &latest.run)?;
     let engine = &state.engine;
-    let latest = engine.latest(&run.id).await?;
     let last_event = headers.get("last-event-id").map(|value| {
         value
             .to_str()
@@ -64,7 +63,7 @@ pub(super) async fn read(
         from
     };
     let items = engine
-        .subscribe(Scope::Run(run.id), from)
+        .subscribe(Scope::Run(latest.run.id), from)
         .await?
         .with_streams()
         .until_finished();

@@ -500,6 +500,12 @@ impl RunHub {
         Some(Cursor::new(inner.epoch, entry.created).before())
     }
 
+    /// The batch a run was triggered in, if any.
+    #[cfg(feature = "server")]
+    pub(crate) fn batch_of(&self, id: &RunId) -> Option<BatchId> {
+        self.lock().runs.get(id)?.batch.clone()
+    }
+
     /// The latest snapshot of a run and the cursor of its change, shared, not copied.
     pub(crate) fn latest(&self, id: &RunId) -> Option<(Cursor, Arc<AnyRun>)> {
         let inner = self.lock();
