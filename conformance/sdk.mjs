@@ -166,6 +166,23 @@ report.dropped = await step("a feed whose connections drop", async () => {
   return auth.withAuth(config, () => follow(handle.id));
 });
 
+report.triggerTokens = await step("trigger tokens, one-time and multiple-use", async () => {
+  const once = await auth.createTriggerPublicToken("count");
+  const many = await auth.createTriggerPublicToken("count", { multipleUse: true });
+  const attempt = (accessToken) =>
+    auth.withAuth({ accessToken }, async () => {
+      try {
+        return (await tasks.trigger("count", { to: 1, pause: 0 })).id.startsWith("run_");
+      } catch (error) {
+        return failure(error);
+      }
+    });
+  return {
+    once: [await attempt(once), await attempt(once)],
+    many: [await attempt(many), await attempt(many)],
+  };
+});
+
 report.withStreams = await step("subscribeToRun().withStreams()", async () => {
   const words = Array.from({ length: 20 }, (_, i) => `word${i}`);
   const handle = await tasks.trigger("write", words);

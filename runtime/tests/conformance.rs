@@ -181,6 +181,12 @@ on_every_backend! {
             json!({ "runCount": 3, "tasks": ["count", "count", "echo"] })
         );
 
+        // `createTriggerPublicToken` makes a one-time token unless asked for many uses.
+        let tokens = &report["triggerTokens"];
+        assert_eq!(tokens["once"][0], true, "{tokens}");
+        assert_eq!(tokens["once"][1]["status"], 422, "{tokens}");
+        assert_eq!(tokens["many"], json!([true, true]), "{tokens}");
+
         let mib = 1 << 20;
         assert_eq!(
             report["large"],

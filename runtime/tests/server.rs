@@ -1100,3 +1100,51 @@ proptest::proptest! {
         })?;
     }
 }
+
+#[tokio::test]
+async fn a_one_time_token_triggers_once_and_a_refused_trigger_does_not_use_it_up() {
+    let addr = server(Backend::Memory).await;
+    let mint = |once: bool| async move {
+        let body = json!({ "scopes": ["trigger:tasks:count"], "oneTimeUse": once }).to_string();
+        let reply = call(
+            addr,
+            "POST",
+            "/api/v1/auth/public-tokens",
+            Some(SECRET),
+            Some(&body),
+        )
+        .await;
+        reply.json()["token"].as_str().unwrap().to_owned()
+    };
+    let path = "/api/v1/tasks/count/trigger";
+    let good = json!({ "payload": { "to": 1, "pause": 0 } }).to_string();
+    let bad = json!({ "payload": { "to": "one", "pause": 0 } }).to_string();
+    let once = mint(true).await;
+    assert_eq!(
+        call(addr, "POST", path, Some(&once), Some(&bad))
+            .await
+            .status,
+        422
+    );
+    assert_eq!(
+        call(addr, "POST", path, Some(&once), Some(&good))
+            .await
+            .status,
+        200
+    );
+    let again = call(addr, "POST", path, Some(&once), Some(&good)).await;
+    assert_eq!(again.status, 422);
+    assert_eq!(
+        again.json()["error"],
+        "Cannot trigger count with a one-time use token as it has already been used."
+    );
+    let many = mint(false).await;
+    for _ in 0..2 {
+        assert_eq!(
+            call(addr, "POST", path, Some(&many), Some(&good))
+                .await
+                .status,
+            200
+        );
+    }
+}

@@ -92,8 +92,10 @@ pub(super) async fn trigger(
     let options = body.options;
     let payload = trigger_payload(&state, body.payload, options.payload_type.as_deref())?;
     let trigger = trigger_options(options)?;
+    let what = task.clone();
     let item = BatchItem::from_json(task, payload, trigger);
-    let (run, cached) = state.engine.trigger_one::<crate::Untyped>(item).await?;
+    let triggered = async { Ok(state.engine.trigger_one::<crate::Untyped>(item).await?) };
+    let (run, cached) = access.trigger_once(&state.spent, &what, triggered).await?;
     let id = run.id().clone();
     let headers = token_headers(&state, format!("read:runs:{id}"));
     let body = Json(json!({ "id": id, "isCached": cached }));
@@ -347,6 +349,9 @@ const MAX_TOKEN_SECONDS: u64 = 30 * 24 * 60 * 60;
 #[serde(rename_all = "camelCase")]
 struct NewToken {
     scopes: Vec<String>,
+    /// A token that triggers once.
+    #[serde(default)]
+    one_time_use: bool,
     /// A duration (`15m`), or the time it ends at (Unix seconds).
     expiration_time: Option<Ttl>,
 }
@@ -380,7 +385,8 @@ pub(super) async fn public_token(
         ));
     }
     let config = &state.config;
-    let token = config.keys.mint(&config.environment, body.scopes, seconds);
+    let token =
+        (config.keys).mint_once(&config.environment, body.scopes, seconds, body.one_time_use);
     Ok(Json(json!({ "token": token })))
 }
 

@@ -1,6 +1,8 @@
 //! Who a request comes from: the secret key, or a public access token (an HS256 JWT signed
 //! with it) and the scopes it grants (`wire::scope`).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::FromRequestParts;
@@ -12,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::support::lock;
 use crate::wire::scope::{Resource, any_grants};
 
 /// The issuer and audience Trigger.dev writes into its tokens.
@@ -55,11 +58,23 @@ impl Keys {
 
     /// A public access token for environment `sub` with `scopes`, valid for `seconds`.
     pub(super) fn mint(&self, sub: &str, scopes: Vec<String>, seconds: u64) -> String {
+        self.mint_once(sub, scopes, seconds, false)
+    }
+
+    /// [`mint`](Self::mint) a token that triggers once (`otu`), if `one_time`.
+    pub(super) fn mint_once(
+        &self,
+        sub: &str,
+        scopes: Vec<String>,
+        seconds: u64,
+        one_time: bool,
+    ) -> String {
         let now = unix_now();
         let claims = Claims {
             sub: Some(sub.to_owned()),
             public: true,
             scopes,
+            otu: one_time,
             iss: Some(ISSUER.to_owned()),
             aud: Some(AUDIENCE.to_owned()),
             iat: Some(now),
@@ -85,6 +100,9 @@ pub(super) struct Claims {
     public: bool,
     #[serde(default)]
     scopes: Vec<String>,
+    /// A token that triggers once (Trigger.dev's trigger tokens, unless made for many uses).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    otu: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,7 +118,12 @@ pub(super) enum Access {
     /// The secret key: everything.
     Secret,
     /// A public access token: what its scopes grant.
-    Token(Vec<String>),
+    Token {
+        scopes: Vec<String>,
+        /// For a token that triggers once: its signature (which names it) and when it
+        /// expires.
+        once: Option<(String, u64)>,
+    },
 }
 
 impl Access {
@@ -108,16 +131,48 @@ impl Access {
     pub(super) fn allow(&self, action: &str, resources: &[Resource<'_>]) -> Result<(), ApiError> {
         match self {
             Access::Secret => Ok(()),
-            Access::Token(scopes) if any_grants(scopes, action, resources) => Ok(()),
-            Access::Token(_) => Err(ApiError::forbidden()),
+            Access::Token { scopes, .. } if any_grants(scopes, action, resources) => Ok(()),
+            Access::Token { .. } => Err(ApiError::forbidden()),
         }
+    }
+
+    /// For a token that triggers once, takes its one trigger (refused if it was taken), and
+    /// gives it back if `trigger` fails: a refused trigger does not use the token up.
+    pub(super) async fn trigger_once<T>(
+        &self,
+        spent: &Spent,
+        what: &str,
+        trigger: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let Access::Token {
+            once: Some((signature, expires)),
+            ..
+        } = self
+        else {
+            return trigger.await;
+        };
+        {
+            let mut used = lock(&spent.0);
+            let now = unix_now();
+            used.retain(|_, &mut expires| expires > now);
+            if used.insert(signature.clone(), *expires).is_some() {
+                return Err(ApiError::unprocessable(format!(
+                    "Cannot trigger {what} with a one-time use token as it has already been used."
+                )));
+            }
+        }
+        let triggered = trigger.await;
+        if triggered.is_err() {
+            lock(&spent.0).remove(signature);
+        }
+        triggered
     }
 
     /// Refuses the request unless it carries the secret key.
     pub(super) fn secret(&self) -> Result<(), ApiError> {
         match self {
             Access::Secret => Ok(()),
-            Access::Token(_) => Err(ApiError::new(
+            Access::Token { .. } => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "This route takes the secret key, not a public access token",
             )),
@@ -145,14 +200,34 @@ impl FromRequestParts<AppState> for Access {
         if token.split('.').count() != 3 {
             return Err(missing());
         }
-        keys.scopes(token).map(Access::Token)
+        let claims = keys.verify(token)?;
+        let once = claims.otu.then(|| {
+            (
+                token.rsplit('.').next().unwrap_or(token).to_owned(),
+                claims.exp,
+            )
+        });
+        Ok(Access::Token {
+            scopes: claims.scopes,
+            once,
+        })
     }
 }
+
+/// The one-time tokens used, until they expire.
+#[derive(Debug, Default)]
+pub(super) struct Spent(Mutex<HashMap<String, u64>>);
 
 impl Keys {
     /// The scopes of a public access token signed with these keys, or why it is refused
     /// (`401`).
     pub(super) fn scopes(&self, token: &str) -> Result<Vec<String>, ApiError> {
+        Ok(self.verify(token)?.scopes)
+    }
+
+    /// The claims of a public access token signed with these keys, or why it is refused
+    /// (`401`).
+    fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         let invalid = |reason: &dyn std::fmt::Display| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -165,7 +240,7 @@ impl Keys {
         if !claims.public {
             return Err(invalid(&"it is not public (`pub: true`)"));
         }
-        Ok(claims.scopes)
+        Ok(claims)
     }
 }
 

@@ -96,16 +96,20 @@ pub(super) async fn create(
             body.run_count
         )));
     }
-    let id: BatchId = crate::model::ids::new_id("batch_");
-    let mut batches = lock(&state.batches.0);
-    batches.retain(|_, batch| batch.named.elapsed() < OPEN_FOR);
-    let batch = Batch {
-        run_count: body.run_count,
-        named: Instant::now(),
-        state: Phase::Open(BTreeMap::new()),
+    // A one-time token names one batch (its items may then come in several requests).
+    let named = async {
+        let id: BatchId = crate::model::ids::new_id("batch_");
+        let mut batches = lock(&state.batches.0);
+        batches.retain(|_, batch| batch.named.elapsed() < OPEN_FOR);
+        let batch = Batch {
+            run_count: body.run_count,
+            named: Instant::now(),
+            state: Phase::Open(BTreeMap::new()),
+        };
+        batches.insert(id.clone(), batch);
+        Ok(id)
     };
-    batches.insert(id.clone(), batch);
-    drop(batches);
+    let id = access.trigger_once(&state.spent, "a batch", named).await?;
     let headers = token_headers(&state, format!("read:batch:{id}"));
     let body = json!({ "id": id, "runCount": body.run_count, "isCached": false });
     Ok((StatusCode::ACCEPTED, headers, Json(body)).into_response())

@@ -159,6 +159,8 @@ struct State {
     packets: packets::Packets,
     /// The latest feed messages, written once.
     messages: feed::Messages,
+    /// One-time trigger tokens used.
+    spent: auth::Spent,
     /// Live feed requests waiting now.
     live: std::sync::atomic::AtomicUsize,
 }
@@ -174,6 +176,7 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         batches: batches::Batches::default(),
         packets: packets::Packets::default(),
         messages: feed::Messages::default(),
+        spent: auth::Spent::default(),
         live: std::sync::atomic::AtomicUsize::new(0),
     });
     // Browsers read the feed's headers (`electric-offset`, ...) and the trigger's token only
