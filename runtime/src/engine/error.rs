@@ -70,7 +70,7 @@ pub enum TriggerError {
     PayloadMismatch {
         /// The task.
         task: &'static str,
-        /// Where in the payload it does not match, as a path (`.items[2].name`; `.` for the
+        /// Where in the payload it does not match, as a path (`items[2].name`; `.` for the
         /// whole payload).
         path: String,
         /// What does not match there.
