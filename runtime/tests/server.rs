@@ -49,9 +49,13 @@ async fn trigger(addr: SocketAddr, payload: &Value) -> Reply {
     .await
 }
 
-/// Reads the feed at `path` from `-1`, then live, until a row has `completedAt`; returns every
-/// row read, in order, and the last offset.
-async fn follow(addr: SocketAddr, path: &str, token: &str) -> (Vec<Value>, String) {
+/// The first answer of the feed at `path` (with a query or not), from `-1`: the answer, and
+/// its handle, offset and rows.
+async fn first_page(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+) -> (Reply, String, String, Vec<Value>) {
     let sep = if path.contains('?') { '&' } else { '?' };
     let first = call(
         addr,
@@ -62,6 +66,17 @@ async fn follow(addr: SocketAddr, path: &str, token: &str) -> (Vec<Value>, Strin
     )
     .await;
     assert_eq!(first.status, 200, "{}", first.body);
+    let handle = first.header("electric-handle").unwrap().to_owned();
+    let offset = first.header("electric-offset").unwrap().to_owned();
+    let rows = rows_of(&first.json());
+    (first, handle, offset, rows)
+}
+
+/// Reads the feed at `path` from `-1`, then live, until a row has `completedAt`; returns every
+/// row read, in order, and the last offset.
+async fn follow(addr: SocketAddr, path: &str, token: &str) -> (Vec<Value>, String) {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let (first, handle, mut offset, mut rows) = first_page(addr, path, token).await;
     for header in [
         "electric-handle",
         "electric-offset",
@@ -70,9 +85,6 @@ async fn follow(addr: SocketAddr, path: &str, token: &str) -> (Vec<Value>, Strin
     ] {
         assert!(first.header(header).is_some(), "no {header} header");
     }
-    let handle = first.header("electric-handle").unwrap().to_owned();
-    let mut offset = first.header("electric-offset").unwrap().to_owned();
-    let mut rows = rows_of(&first.json());
     let mut polls = 0;
     while !rows.iter().any(|row| !row["completedAt"].is_null()) {
         polls += 1;
@@ -97,18 +109,7 @@ async fn follow(addr: SocketAddr, path: &str, token: &str) -> (Vec<Value>, Strin
 /// runs finished successfully; their ids, sorted.
 async fn finished_runs(addr: SocketAddr, path: &str, token: &str, count: usize) -> Vec<String> {
     let sep = if path.contains('?') { '&' } else { '?' };
-    let first = call(
-        addr,
-        "GET",
-        &format!("{path}{sep}offset=-1"),
-        Some(token),
-        None,
-    )
-    .await;
-    assert_eq!(first.status, 200, "{}", first.body);
-    let handle = first.header("electric-handle").unwrap().to_owned();
-    let mut offset = first.header("electric-offset").unwrap().to_owned();
-    let mut rows = rows_of(&first.json());
+    let (_, handle, mut offset, mut rows) = first_page(addr, path, token).await;
     let mut finished = std::collections::BTreeSet::new();
     for _ in 0..100 {
         let done = rows
@@ -237,17 +238,7 @@ on_every_backend! {
         let id = reply.json()["id"].as_str().unwrap().to_owned();
         let path = format!("/realtime/v1/runs/{id}");
         // A client that follows the run live, and every offset it was given on the way.
-        let first = call(
-            addr,
-            "GET",
-            &format!("{path}?offset=-1"),
-            Some(SECRET),
-            None,
-        )
-        .await;
-        let handle = first.header("electric-handle").unwrap().to_owned();
-        let mut offset = first.header("electric-offset").unwrap().to_owned();
-        let mut rows = rows_of(&first.json());
+        let (_, handle, mut offset, mut rows) = first_page(addr, &path, SECRET).await;
         let mut given = vec![(offset.clone(), rows.len())];
         while !rows.iter().any(|row| !row["completedAt"].is_null()) {
             let url = format!("{path}?handle={handle}&live=true&offset={offset}&cursor=");
@@ -545,15 +536,7 @@ async fn an_idle_live_request_waits_its_hold_then_answers_up_to_date_at_the_same
     let id = reply.json()["id"].as_str().unwrap().to_owned();
     let path = format!("/realtime/v1/runs/{id}");
     let (_, offset) = follow(addr, &path, SECRET).await;
-    let first = call(
-        addr,
-        "GET",
-        &format!("{path}?offset=-1"),
-        Some(SECRET),
-        None,
-    )
-    .await;
-    let handle = first.header("electric-handle").unwrap().to_owned();
+    let (_, handle, _, _) = first_page(addr, &path, SECRET).await;
     let url = format!("{path}?handle={handle}&live=true&offset={offset}");
     let idle = call(addr, "GET", &url, Some(SECRET), None).await;
     assert_eq!(idle.status, 200);
@@ -941,17 +924,7 @@ async fn live_requests_past_the_limit_are_told_to_come_back() {
         .to_owned();
     let path = format!("/realtime/v1/runs/{id}");
     let (_, offset) = follow(addr, &path, SECRET).await;
-    let handle = call(
-        addr,
-        "GET",
-        &format!("{path}?offset=-1"),
-        Some(SECRET),
-        None,
-    )
-    .await
-    .header("electric-handle")
-    .unwrap()
-    .to_owned();
+    let (_, handle, _, _) = first_page(addr, &path, SECRET).await;
     let live = format!("{path}?handle={handle}&live=true&offset={offset}");
     let waiting = tokio::spawn({
         let live = live.clone();

@@ -116,7 +116,8 @@ pub(super) async fn batch(
 /// Answers one shape request on `scope`.
 async fn serve(state: &AppState, scope: Scope, query: &ShapeQuery) -> Result<Response, ApiError> {
     let engine = &state.engine;
-    let handle = format!("{:x}", engine.epoch());
+    let epoch = engine.epoch();
+    let handle = format!("{epoch:x}");
     let offset = query
         .offset
         .as_deref()
@@ -148,7 +149,7 @@ async fn serve(state: &AppState, scope: Scope, query: &ShapeQuery) -> Result<Res
         }
         match parse_offset(offset) {
             Some(0) => Cursor::START,
-            Some(position) => Cursor::new(engine.epoch(), position),
+            Some(position) => Cursor::new(epoch, position),
             None => {
                 return Err(ApiError::bad_request(format!(
                     "invalid offset `{}`: expected -1 or an `electric-offset` this server sent",
