@@ -108,12 +108,17 @@ report.tagFeed = await step("subscribeToRunsWithTag", async () => {
   for (let i = 0; i < 3; i++) {
     ids.push((await tasks.trigger("count", { to: 2, pause: 10 }, { tags: [tag] })).id);
   }
-  const finished = new Set();
+  // Two tasks on one tag feed.
+  ids.push((await tasks.trigger("echo", { tagged: true }, { tags: [tag] })).id);
+  const finished = new Map();
   for await (const run of runs.subscribeToRunsWithTag(tag)) {
-    if (run.status === "COMPLETED") finished.add(run.id);
+    if (run.status === "COMPLETED") finished.set(run.id, run.taskIdentifier);
     if (finished.size === ids.length) break;
   }
-  return { all: ids.every((id) => finished.has(id)) };
+  return {
+    all: ids.every((id) => finished.has(id)),
+    tasks: [...new Set(finished.values())].sort(),
+  };
 });
 
 report.scopedToken = await step("a public token scoped to one run", async () => {
@@ -181,6 +186,18 @@ report.triggerTokens = await step("trigger tokens, one-time and multiple-use", a
     once: [await attempt(once), await attempt(once)],
     many: [await attempt(many), await attempt(many)],
   };
+});
+
+report.invalidKey = await step("an invalid key", async () =>
+  auth.withAuth({ accessToken: "tr_dev_not_the_key" }, async () => {
+    await runs.retrieve(id);
+    return "read";
+  }),
+);
+
+report.missingRun = await step("a missing run", async () => {
+  await runs.retrieve("run_doesnotexist");
+  return "read";
 });
 
 report.withStreams = await step("subscribeToRun().withStreams()", async () => {

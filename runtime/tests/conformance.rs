@@ -172,7 +172,12 @@ on_every_backend! {
         );
         assert_eq!(report["cancel"]["canceled"], true);
         assert_eq!(report["cancel"]["last"]["status"], "CANCELED");
-        assert_eq!(report["tagFeed"]["all"], true);
+        assert_eq!(
+            report["tagFeed"],
+            json!({ "all": true, "tasks": ["count", "echo"] })
+        );
+        assert_eq!(report["invalidKey"]["failed"]["status"], 401);
+        assert_eq!(report["missingRun"]["failed"]["status"], 404);
         assert_eq!(report["scopedToken"]["own"], report["trigger"]["id"]);
         assert_eq!(report["scopedToken"]["other"]["status"], 403);
 
