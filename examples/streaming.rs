@@ -14,7 +14,7 @@ use runcast::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// How far the generation is: the run's metadata, typed.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 struct Progress {
     tokens: u32,
     of: u32,

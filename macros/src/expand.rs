@@ -203,7 +203,7 @@ impl<'a> Check<'a> {
         self.add(
             "TaskMetadata",
             ty,
-            &["SERIALIZE", "DESERIALIZE", "SEND_SYNC"],
+            &["SERIALIZE", "DESERIALIZE", "JSON_SCHEMA", "SEND_SYNC"],
         );
     }
 

@@ -124,10 +124,11 @@ pub use crate::typed::{
 ///   an enum of its chunks, `<Task>Chunk`, with a variant per stream in UpperCamelCase
 ///   (`ChatChunk::Tokens(String)`).
 ///
-/// The function's `ctx: TaskContext` parameter is optional. Payload and output types must
-/// implement `Serialize`, `DeserializeOwned` and `schemars::JsonSchema`; metadata and chunk
-/// types `Serialize` and `DeserializeOwned`. Every rule is checked at compile time, with the
-/// error on the offending token.
+/// The function's `ctx: TaskContext` parameter is optional. Payload, output and metadata
+/// types must implement `Serialize`, `DeserializeOwned` and `schemars::JsonSchema` (a worker
+/// over Postgres publishes their schemas, which other processes check their triggers against);
+/// chunk types `Serialize` and `DeserializeOwned`. Every rule is checked at compile time, with
+/// the error on the offending token.
 pub use runcast_macros::task;
 
 /// Declares an enum over the runs of several tasks, implementing [`RunUnion`].

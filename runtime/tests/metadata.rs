@@ -14,7 +14,7 @@ use serde_json::json;
 mod common;
 use common::backend::Backend;
 
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 struct Progress {
     done: u32,
     total: u32,

@@ -42,7 +42,7 @@ struct Measure;
 struct Count;
 
 /// A typed metadata: the metadata of [`Track`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 struct Progress {
     ratio: f64,
     label: String,

@@ -273,6 +273,8 @@ impl EngineBuilder {
             closed: AtomicBool::new(false),
             running: std::sync::Mutex::default(),
             executors: self.executors,
+            #[cfg(feature = "postgres")]
+            catalog: super::catalog::Catalog::default(),
             queue: std::sync::Mutex::default(),
             slots: Arc::new(Semaphore::new(self.config.concurrency)),
             timers: Timers::default(),

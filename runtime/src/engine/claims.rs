@@ -33,9 +33,11 @@ const ROUND: usize = 256;
 /// this of its time. Runs are claimed at every wake-up.
 const DUE_EVERY: Duration = Duration::from_millis(500);
 
-/// Claims and times runs for the engine until it is dropped or stops.
+/// Publishes the engine's tasks, then claims and times runs for it until it is dropped or
+/// stops.
 pub(super) async fn serve(weak: Weak<Shared>) {
     let mut due_at = Instant::now();
+    let mut unpublished = true;
     loop {
         let Some(shared) = weak.upgrade() else {
             return;
@@ -47,7 +49,10 @@ pub(super) async fn serve(weak: Weak<Shared>) {
         if timers {
             due_at = Instant::now() + DUE_EVERY;
         }
-        let failed = round(&shared, timers).await;
+        if unpublished {
+            unpublished = !publish(&shared).await;
+        }
+        let failed = round(&shared, timers).await || unpublished;
         let work = shared.store.work();
         // Not holding the engine while it waits: a dropped engine ends this task.
         drop(shared);
@@ -57,6 +62,27 @@ pub(super) async fn serve(weak: Weak<Shared>) {
             work.await;
         }
     }
+}
+
+/// Publishes the tasks the engine runs, for processes that share its store but do not
+/// register them (see [`catalog`](super::catalog)); returns whether they are published.
+async fn publish(shared: &Shared) -> bool {
+    #[cfg(feature = "postgres")]
+    {
+        let tasks: Vec<_> = (shared.executors.values())
+            .filter_map(|executor| executor.published())
+            .collect();
+        if tasks.is_empty() {
+            return true;
+        }
+        if let Err(error) = shared.store.publish(&tasks).await {
+            tracing::error!(%error, retry_in = ?STORE_RETRY, "could not publish the engine's tasks");
+            return false;
+        }
+        tracing::debug!(tasks = tasks.len(), "published the engine's tasks");
+    }
+    let _ = shared;
+    true
 }
 
 /// Fires due timers (if `timers`) and claims runs for the free slots; returns whether the

@@ -209,7 +209,7 @@ impl<T: Task> TaskContext<T> {
     /// use runcast::{TaskContext, task};
     /// # use serde::{Deserialize, Serialize};
     ///
-    /// #[derive(Default, Serialize, Deserialize)]
+    /// #[derive(Default, Serialize, Deserialize, schemars::JsonSchema)]
     /// struct Progress { done: u32, of: u32 }
     ///
     /// #[task(id = "import", metadata = Progress)]

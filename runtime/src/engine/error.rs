@@ -38,9 +38,10 @@ pub enum BuildError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TriggerError {
-    /// The task is not registered with this engine.
+    /// The task is not registered with this engine (nor declared, nor published by a process
+    /// that shares its store).
     #[error(
-        "task `{0}` is not registered with this engine, which runs only the tasks it registers; register its `async fn` with `Engine::builder().task::<T>()`"
+        "task `{0}` is not registered with this engine, which runs only the tasks it registers (or, over a shared store, declares, or finds published by a worker); register its `async fn` with `Engine::builder().task::<T>()`"
     )]
     UnknownTask(String),
     /// The payload serializes to more JSON than the engine accepts.
@@ -69,7 +70,7 @@ pub enum TriggerError {
     #[error("the payload does not match task `{task}` at `{path}`: {message}")]
     PayloadMismatch {
         /// The task.
-        task: &'static str,
+        task: String,
         /// Where in the payload it does not match, as a path (`items[2].name`; `.` for the
         /// whole payload).
         path: String,

@@ -43,10 +43,15 @@ pub(crate) trait Executor: Send + Sync {
     fn check_payload(&self, raw: &RawValue) -> Result<(), TriggerError>;
 
     /// Whether this process runs the task (it registered its function), or only triggers
-    /// and watches its runs (it declared it).
+    /// and watches its runs (it declared it, or another process published it).
     fn runs_here(&self) -> bool {
         true
     }
+
+    /// What this process publishes of the task for other processes that share its store: the
+    /// tasks it runs.
+    #[cfg(feature = "postgres")]
+    fn published(&self) -> Option<super::catalog::Published>;
 }
 
 /// A task this process triggers and watches but does not run: another process that shares
@@ -90,6 +95,11 @@ impl<T: Task> Executor for Declared<T> {
     fn runs_here(&self) -> bool {
         false
     }
+
+    #[cfg(feature = "postgres")]
+    fn published(&self) -> Option<super::catalog::Published> {
+        None
+    }
 }
 
 pub(crate) struct FnExecutor<T>(PhantomData<fn() -> T>);
@@ -114,7 +124,7 @@ fn check_payload<T: Task>(raw: &RawValue) -> Result<(), TriggerError> {
                 None => message,
             };
             TriggerError::PayloadMismatch {
-                task: T::ID,
+                task: T::ID.to_owned(),
                 path,
                 message,
             }
@@ -122,7 +132,7 @@ fn check_payload<T: Task>(raw: &RawValue) -> Result<(), TriggerError> {
 }
 
 /// A failure that no retry can mend.
-fn fatal(name: &str, message: String) -> Failure {
+pub(crate) fn fatal(name: &str, message: String) -> Failure {
     Failure {
         error: SerializedError {
             message,
@@ -181,5 +191,10 @@ impl<T: TaskFn> Executor for FnExecutor<T> {
 
     fn check_payload(&self, raw: &RawValue) -> Result<(), TriggerError> {
         check_payload::<T>(raw)
+    }
+
+    #[cfg(feature = "postgres")]
+    fn published(&self) -> Option<super::catalog::Published> {
+        Some(super::catalog::Published::of::<T>())
     }
 }

@@ -7,6 +7,8 @@
 //! the memory store in `memory`.
 
 mod builder;
+#[cfg(feature = "postgres")]
+pub(crate) mod catalog;
 mod claims;
 mod context;
 mod error;
@@ -45,6 +47,7 @@ use self::timers::{Timer, Timers};
 use crate::feed::{BatchHandle, FeedError, RunFeed, RunHandle, RunPage, RunQuery, Scope};
 use crate::hub::{RealtimeSubscription, Replayed, Subscription};
 use crate::model::metadata;
+use crate::model::run::TaskIdentifier;
 use crate::model::{
     AnyRun, BatchId, Cursor, MetadataError, MetadataOp, RunId, RunStatus, StoreError, Timestamp,
     Untyped, Update,
@@ -115,6 +118,9 @@ struct Shared {
     /// The cancellation signal of each attempt executing in this process.
     running: Mutex<Map<RunId, worker::Signals>>,
     executors: Map<&'static str, Arc<dyn Executor>>,
+    /// The tasks that workers sharing the store published, as far as this engine read them.
+    #[cfg(feature = "postgres")]
+    catalog: catalog::Catalog,
     config: Config,
     /// Runs waiting for an attempt.
     queue: Mutex<worker::Queue>,
@@ -138,7 +144,7 @@ impl Drop for Shared {
 
 /// A trigger that passed its checks.
 struct Prepared {
-    task: &'static str,
+    task: TaskIdentifier,
     payload: Box<RawValue>,
     /// The initial metadata, as the run holds it.
     metadata: Option<Arc<RawValue>>,
@@ -204,7 +210,7 @@ impl Engine {
         &self,
         item: BatchItem,
     ) -> Result<(RunHandle<T>, bool), TriggerError> {
-        let prepared = self.prepare(item)?;
+        let prepared = self.prepare(item).await?;
         let timers = StartTimers::of(&prepared);
         let record = record(prepared, Timestamp::now());
         let id = record.snapshot.id.clone();
@@ -229,7 +235,7 @@ impl Engine {
         let items = items
             .into_iter()
             .map(|(payload, options)| BatchItem::new::<T>(payload, options));
-        let prepared = self.prepare_batch(items)?;
+        let prepared = self.prepare_batch(items).await?;
         self.batch(prepared).await
     }
 
@@ -257,12 +263,12 @@ impl Engine {
         &self,
         items: impl IntoIterator<Item = BatchItem>,
     ) -> Result<BatchHandle<Untyped>, TriggerError> {
-        let prepared = self.prepare_batch(items.into_iter())?;
+        let prepared = self.prepare_batch(items.into_iter()).await?;
         self.batch(prepared).await
     }
 
     /// Checks a batch's items; stores nothing.
-    fn prepare_batch(
+    async fn prepare_batch(
         &self,
         items: impl Iterator<Item = BatchItem>,
     ) -> Result<Vec<Prepared>, TriggerError> {
@@ -270,7 +276,11 @@ impl Engine {
         if items.len() > MAX_BATCH {
             return Err(TriggerError::BatchTooLarge { count: items.len() });
         }
-        items.into_iter().map(|item| self.prepare(item)).collect()
+        let mut prepared = Vec::with_capacity(items.len());
+        for item in items {
+            prepared.push(self.prepare(item).await?);
+        }
+        Ok(prepared)
     }
 
     async fn batch<T>(&self, prepared: Vec<Prepared>) -> Result<BatchHandle<T>, TriggerError> {
@@ -286,7 +296,7 @@ impl Engine {
         id: BatchId,
         items: Vec<BatchItem>,
     ) -> Result<BatchHandle<Untyped>, TriggerError> {
-        let prepared = self.prepare_batch(items.into_iter())?;
+        let prepared = self.prepare_batch(items.into_iter()).await?;
         self.batch_as(id, prepared).await
     }
 
@@ -306,12 +316,12 @@ impl Engine {
     /// Whether `item` would be triggered, as [`prepare`](Self::prepare) checks it; stores
     /// nothing.
     #[cfg(feature = "server")]
-    pub(crate) fn check_item(&self, item: BatchItem) -> Result<(), TriggerError> {
-        self.prepare(item).map(drop)
+    pub(crate) async fn check_item(&self, item: BatchItem) -> Result<(), TriggerError> {
+        self.prepare(item).await.map(drop)
     }
 
     /// Checks a trigger; stores nothing.
-    fn prepare(&self, item: BatchItem) -> Result<Prepared, TriggerError> {
+    async fn prepare(&self, item: BatchItem) -> Result<Prepared, TriggerError> {
         let BatchItem {
             task,
             payload,
@@ -322,9 +332,7 @@ impl Engine {
         if self.shared.is_closed() {
             return Err(TriggerError::ShuttingDown);
         }
-        let Some((&task, executor)) = self.shared.executors.get_key_value(&*task) else {
-            return Err(TriggerError::UnknownTask(task.into_owned()));
-        };
+        let (task, executor) = self.shared.executor(task).await?;
         options.tags = checked_tags(std::mem::take(&mut options.tags))?;
         let max_attempts = options.max_attempts.unwrap_or(config.default_max_attempts);
         if max_attempts == 0 {
@@ -579,7 +587,7 @@ fn record(prepared: Prepared, now: Timestamp) -> Record {
     } = prepared;
     let snapshot = AnyRun {
         id: crate::model::ids::new_id("run_"),
-        task_identifier: task.into(),
+        task_identifier: task.clone(),
         payload: crate::model::run::unless_null(payload),
         output: None,
         created_at: now,
@@ -776,30 +784,104 @@ impl Shared {
         }
     }
 
+    /// The executor of `task`: registered or declared here, or published by a worker that
+    /// shares the store.
+    async fn executor(
+        &self,
+        task: TaskIdentifier,
+    ) -> Result<(TaskIdentifier, Arc<dyn Executor>), TriggerError> {
+        if let Some((&id, executor)) = self.executors.get_key_value(&*task) {
+            return Ok((TaskIdentifier::Borrowed(id), executor.clone()));
+        }
+        #[cfg(feature = "postgres")]
+        if let Some(executor) = self.published(&task).await? {
+            return Ok((task, executor));
+        }
+        Err(TriggerError::UnknownTask(task.into_owned()))
+    }
+
+    /// The executor of `task` as a worker that shares the store published it, if one did.
+    #[cfg(feature = "postgres")]
+    async fn published(&self, task: &str) -> Result<Option<Arc<dyn Executor>>, StoreError> {
+        if !self.store.is_shared() {
+            return Ok(None);
+        }
+        if let Some(executor) = self.catalog.fresh(task) {
+            return Ok(Some(executor));
+        }
+        match self.store.published(task).await? {
+            Some(published) => self.catalog.keep(published).map(Some),
+            None => {
+                self.catalog.forget(task);
+                Ok(None)
+            }
+        }
+    }
+
     /// Changes a run's metadata, finished or not, if the result decodes as its task's
-    /// metadata type, and publishes it.
+    /// metadata type (or, for a task that is not registered or declared here, matches the
+    /// metadata schema a worker published), and publishes it.
     async fn change_metadata(
         &self,
         id: &RunId,
         change: MetadataChange<'_>,
     ) -> Result<(), MetadataError> {
-        let executors = &self.executors;
-        let outcome = self.store.change_if(
-            id,
-            |_| true,
-            |record| {
-                let next = change(record.snapshot.metadata.as_deref())?;
-                let task = &*record.snapshot.task_identifier;
-                if let Some(executor) = executors.get(task) {
-                    executor.check_metadata(&next)?;
-                }
-                record.run().metadata = Some(next);
-                Ok::<_, MetadataError>(())
-            },
-        );
-        outcome
-            .await?
-            .ok_or_else(|| MetadataError::UnknownRun(id.clone()))
+        /// Why a change did not happen.
+        enum Refused {
+            Metadata(MetadataError),
+            /// The run's task is not known here: read what a worker published of it, and try
+            /// again.
+            Unknown(#[cfg_attr(not(feature = "postgres"), allow(dead_code))] String),
+        }
+        impl From<StoreError> for Refused {
+            fn from(error: StoreError) -> Self {
+                Refused::Metadata(error.into())
+            }
+        }
+        impl From<MetadataError> for Refused {
+            fn from(error: MetadataError) -> Self {
+                Refused::Metadata(error)
+            }
+        }
+        let mut change = Some(change);
+        // What a worker published of the run's task, once a try found it unknown here: `None`
+        // until then; `Some(None)` if no worker published it (the change is not checked).
+        let mut published: Option<Option<Arc<dyn Executor>>> = None;
+        loop {
+            let (slot, found) = (&mut change, &published);
+            let outcome = self.store.change_if(
+                id,
+                |_| true,
+                |record| {
+                    let task = &*record.snapshot.task_identifier;
+                    let executor = match (self.executors.get(task), found) {
+                        (Some(executor), _) | (None, Some(Some(executor))) => Some(executor),
+                        (None, None) if cfg!(feature = "postgres") && self.store.is_shared() => {
+                            return Err(Refused::Unknown(task.to_owned()));
+                        }
+                        (None, _) => None,
+                    };
+                    let change = slot
+                        .take()
+                        .ok_or_else(|| StoreError::new("a metadata change was applied twice"))?;
+                    let next = change(record.snapshot.metadata.as_deref())?;
+                    if let Some(executor) = executor {
+                        executor.check_metadata(&next)?;
+                    }
+                    record.run().metadata = Some(next);
+                    Ok::<_, Refused>(())
+                },
+            );
+            match outcome.await {
+                Ok(Some(())) => return Ok(()),
+                Ok(None) => return Err(MetadataError::UnknownRun(id.clone())),
+                Err(Refused::Metadata(error)) => return Err(error),
+                #[cfg(feature = "postgres")]
+                Err(Refused::Unknown(task)) => published = Some(self.published(&task).await?),
+                #[cfg(not(feature = "postgres"))]
+                Err(Refused::Unknown(_)) => published = Some(None),
+            }
+        }
     }
 
     /// Appends a chunk to a stream of a running attempt's run, within the configured limits.

@@ -22,7 +22,7 @@ use crate::model::{AnyRun, BatchId, Cursor, RunId, RunStatus, StoreError, Timest
 pub(crate) const CHUNK_OVERHEAD: usize = 64;
 
 /// `(task, idempotency key)`.
-pub(crate) type IdempotencyKey = (&'static str, String);
+pub(crate) type IdempotencyKey = (crate::model::run::TaskIdentifier, String);
 
 /// What a store keeps of a run: its public snapshot, and what the engine knows beyond it.
 /// Everything in it is data a database row can hold.
@@ -290,6 +290,25 @@ pub(crate) trait RunStore: Send + Sync + 'static {
     /// chunks and idempotency keys; returns how long until the next finished run is due. A run
     /// that finishes after this call is due a retention after it.
     fn forget_finished(&self) -> impl Future<Output = Result<Option<Duration>, StoreError>> + Send;
+
+    /// Publishes the tasks this process runs where the processes that share the store find
+    /// them (see [`catalog`](super::catalog)), replacing what was published of them before.
+    #[cfg(feature = "postgres")]
+    fn publish(
+        &self,
+        _tasks: &[super::catalog::Published],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Ok(()))
+    }
+
+    /// The task `id` as a process that runs it published it, if one did.
+    #[cfg(feature = "postgres")]
+    fn published(
+        &self,
+        _id: &str,
+    ) -> impl Future<Output = Result<Option<super::catalog::Published>, StoreError>> + Send {
+        std::future::ready(Ok(None))
+    }
 }
 
 /// The store an engine uses.
@@ -398,5 +417,15 @@ impl RunStore for Store {
 
     fn cancellations(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Stop>> {
         each_store!(self, store => store.cancellations())
+    }
+
+    #[cfg(feature = "postgres")]
+    async fn publish(&self, tasks: &[super::catalog::Published]) -> Result<(), StoreError> {
+        each_store!(self, store => store.publish(tasks).await)
+    }
+
+    #[cfg(feature = "postgres")]
+    async fn published(&self, id: &str) -> Result<Option<super::catalog::Published>, StoreError> {
+        each_store!(self, store => store.published(id).await)
     }
 }

@@ -441,22 +441,27 @@ async fn forgetting_runs_across_shards_leaves_a_key_to_the_newer_run_that_took_i
     let ttl = Duration::from_secs(1);
     let t0 = Timestamp::now();
     // A record of a `Steps` run created `after` t0, with key `k` if `keyed`.
-    let record = |after: Duration, keyed: bool| {
+    let record = async |after: Duration, keyed: bool| {
         let options = TriggerOptions::default();
         let options = if keyed {
             options.idempotency_key("k")
         } else {
             options
         };
-        let prepared = engine.prepare(BatchItem::new::<Steps>(1, options)).unwrap();
+        let prepared = engine
+            .prepare(BatchItem::new::<Steps>(1, options))
+            .await
+            .unwrap();
         super::record(prepared, t0.checked_add(after).unwrap())
     };
-    let mut runs = vec![record(Duration::ZERO, true)];
-    runs.extend((0..200).map(|_| record(Duration::ZERO, false)));
+    let mut runs = vec![record(Duration::ZERO, true).await];
+    for _ in 0..200 {
+        runs.push(record(Duration::ZERO, false).await);
+    }
     let ids: Vec<RunId> = (runs.iter()).map(|r| r.snapshot.id.clone()).collect();
     store.create(runs, None, ttl).await.unwrap();
     // Past the key's TTL, the key starts a second run, which takes it.
-    let second = record(Duration::from_secs(2), true);
+    let second = record(Duration::from_secs(2), true).await;
     let second_id = second.snapshot.id.clone();
     let created = store.create(vec![second], None, ttl).await.unwrap();
     assert!(matches!(created[..], [Created::New(_)]), "{created:?}");
@@ -476,8 +481,8 @@ async fn forgetting_runs_across_shards_leaves_a_key_to_the_newer_run_that_took_i
     assert!(store.snapshot(&second_id).await.unwrap().is_some());
     assert_ne!(ids[0], second_id);
     // Within the second run's TTL, its key still returns it.
-    let again = store.create(vec![record(Duration::from_millis(2_500), true)], None, ttl);
-    let again = again.await.unwrap();
+    let again = record(Duration::from_millis(2_500), true).await;
+    let again = store.create(vec![again], None, ttl).await.unwrap();
     assert!(
         matches!(&again[..], [Created::Existing(id, _)] if *id == second_id),
         "{again:?}"
@@ -578,7 +583,7 @@ async fn a_store_that_fails_for_a_while_loses_no_result_start_or_timer() {
         .unwrap();
     // Stored, but not queued: a worker takes it while the store fails.
     let prepared = BatchItem::new::<ReturnsWhenTold>(3, TriggerOptions::default());
-    let record = super::record(engine.prepare(prepared).unwrap(), Timestamp::now());
+    let record = super::record(engine.prepare(prepared).await.unwrap(), Timestamp::now());
     let starting = record.snapshot.id.clone();
     let create = engine
         .shared
@@ -623,6 +628,7 @@ async fn a_payload_that_does_not_decode_fails_the_run_at_once_without_retries() 
     // As another version of the task would have stored it.
     let prepared = engine
         .prepare(BatchItem::new::<Steps>(1, TriggerOptions::default()))
+        .await
         .unwrap();
     let mut record = super::record(prepared, Timestamp::now());
     record.run().payload = Some(RawValue::from_string(r#""five""#.into()).unwrap().into());

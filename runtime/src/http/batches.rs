@@ -166,6 +166,7 @@ pub(super) async fn items(
         state
             .engine
             .check_item(item.batch_item())
+            .await
             .map_err(|e| refused(e.into()))?;
         arrived.push((index, item));
     }

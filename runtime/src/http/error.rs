@@ -82,7 +82,9 @@ impl From<TriggerError> for ApiError {
         match error {
             TriggerError::UnknownTask(task) => Self::new(
                 StatusCode::NOT_FOUND,
-                format!("Task not found: no task `{task}` is registered with this server"),
+                format!(
+                    "Task not found: no task `{task}` is registered with this server (or published by a worker that shares its database)"
+                ),
             ),
             TriggerError::PayloadTooLarge { .. } => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string())

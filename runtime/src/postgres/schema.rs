@@ -163,6 +163,21 @@ DROP INDEX runcast_changes_run;
 CREATE INDEX runcast_changes_run ON runcast_changes (run_id, position);
 "#,
     ),
+    (
+        4,
+        "the tasks that workers run, with their JSON Schemas",
+        r#"
+-- Each task a worker registers, published when the worker starts (the latest worker's
+-- schemas win), so that a process that does not register it (a server) can trigger it.
+CREATE TABLE runcast_tasks (
+    id text PRIMARY KEY,
+    payload_schema jsonb NOT NULL,
+    output_schema jsonb NOT NULL,
+    metadata_schema jsonb NOT NULL,
+    published_at timestamp(3) NOT NULL
+);
+"#,
+    ),
 ];
 
 /// The newest schema version this runcast knows.

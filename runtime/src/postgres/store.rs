@@ -20,6 +20,7 @@ use super::group::{Groups, Locked};
 use super::row::{self, RowWrite, Written, to_column};
 use super::tx::{self, Tx, Write};
 use crate::engine::StreamError;
+use crate::engine::catalog::Published;
 use crate::engine::store::{
     Created, IdempotencyKey, Record, RunStore, Stop, Visible, admit_chunk, apply,
 };
@@ -322,7 +323,7 @@ impl Started {
                  WHERE runcast_idempotency.expires_at <= $5
              RETURNING run_id",
             vec![
-                Box::new(*task),
+                Box::new(task.clone()),
                 Box::new(key.clone()),
                 Box::new(id.clone()),
                 Box::new(expires),
@@ -337,7 +338,7 @@ impl Started {
         let existing = Write::new(
             "SELECT r.id, r.runcast_created FROM runcast_idempotency k
              JOIN \"TaskRun\" r ON r.id = k.run_id WHERE k.task = $1 AND k.key = $2",
-            vec![Box::new(*task), Box::new(key.clone())],
+            vec![Box::new(task.clone()), Box::new(key.clone())],
         );
         let Some(existing) = tx.run(&existing).await?.into_iter().next() else {
             // The key's run is no longer kept: the key is this run's now.
@@ -345,7 +346,7 @@ impl Started {
                 "UPDATE runcast_idempotency SET run_id = $3, expires_at = $4
                  WHERE task = $1 AND key = $2",
                 vec![
-                    Box::new(*task),
+                    Box::new(task.clone()),
                     Box::new(key.clone()),
                     Box::new(id),
                     Box::new(expires),
@@ -694,6 +695,47 @@ impl RunStore for Started {
 
     fn cancellations(&self) -> Option<mpsc::UnboundedReceiver<Stop>> {
         crate::support::lock(&self.canceled).take()
+    }
+
+    async fn publish(&self, tasks: &[Published]) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let upsert = tx
+            .prepare(
+                "INSERT INTO runcast_tasks
+                     (id, payload_schema, output_schema, metadata_schema, published_at)
+                 VALUES ($1, $2, $3, $4, now() AT TIME ZONE 'UTC')
+                 ON CONFLICT (id) DO UPDATE SET
+                     payload_schema = excluded.payload_schema,
+                     output_schema = excluded.output_schema,
+                     metadata_schema = excluded.metadata_schema,
+                     published_at = excluded.published_at",
+            )
+            .await?;
+        for task in tasks {
+            let row: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                [&task.id, &task.payload, &task.output, &task.metadata];
+            tx.execute(&upsert, &row).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn published(&self, id: &str) -> Result<Option<Published>, StoreError> {
+        let client = self.client().await?;
+        let select = client
+            .prepare_cached(
+                "SELECT payload_schema, output_schema, metadata_schema
+                 FROM runcast_tasks WHERE id = $1",
+            )
+            .await?;
+        let found = client.query_opt(&select, &[&id]).await?;
+        Ok(found.map(|row| Published {
+            id: id.to_owned(),
+            payload: row.get(0),
+            output: row.get(1),
+            metadata: row.get(2),
+        }))
     }
 
     async fn forget_finished(&self) -> Result<Option<Duration>, StoreError> {

@@ -1780,3 +1780,140 @@ async fn racing_processes_make_each_timer_and_final_change_once() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(counts().await, expected);
 }
+
+/// An order, for a task that a server triggers without knowing its type.
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+struct Order {
+    sku: String,
+    lines: Vec<Line>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+struct Line {
+    quantity: u32,
+}
+
+#[derive(Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+struct Packed {
+    boxes: u32,
+}
+
+#[task(id = "pg-pack", metadata = Packed)]
+async fn pack(order: Order, _ctx: TaskContext) -> Result<u32, String> {
+    Ok(order.lines.iter().map(|line| line.quantity).sum())
+}
+
+/// The run `id` once it finished, as `engine` sees it.
+async fn finished(engine: &Engine, id: &RunId) -> AnyRun {
+    let scope = Scope::Run(id.clone());
+    let mut feed = engine.subscribe(scope, crate::Cursor::START).await.unwrap();
+    loop {
+        let run = feed.next().await.unwrap().unwrap().run;
+        if run.status.is_final() {
+            return run;
+        }
+    }
+}
+
+/// The refusal of triggering `pg-pack` with `payload` by `engine`, which does not know the
+/// task's type.
+async fn refused(engine: &Engine, payload: &str) -> TriggerError {
+    let payload = serde_json::value::RawValue::from_string(payload.into()).unwrap();
+    let item = crate::BatchItem::from_json("pg-pack", payload, TriggerOptions::default());
+    engine.trigger_item(item).await.unwrap_err()
+}
+
+/// A process that registers no task at all (a server) triggers the tasks a worker publishes,
+/// refusing, with the path of the mismatch, what the task could not read, and metadata its
+/// readers could not decode; a task no worker published is unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_knows_no_task_triggers_what_workers_publish_checked_by_its_schemas() {
+    let url = database().await;
+    let server = builder(&url).await.build().unwrap();
+    let json = |text: &str| serde_json::value::RawValue::from_string(text.into()).unwrap();
+    let valid = r#"{"sku": "tea", "lines": [{"quantity": 2}, {"quantity": 3}]}"#;
+    let item = |payload: &str| {
+        crate::BatchItem::from_json("pg-pack", json(payload), TriggerOptions::default())
+    };
+    // Before any worker published it, the task is unknown.
+    let unknown = server.trigger_item(item(valid)).await.unwrap_err();
+    assert!(matches!(unknown, TriggerError::UnknownTask(ref task) if task == "pg-pack"));
+
+    let _worker = builder(&url).await.task::<Pack>().build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let run = loop {
+        match server.trigger_item(item(valid)).await {
+            Ok(run) => break run,
+            Err(TriggerError::UnknownTask(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("the published task was not triggered: {error}"),
+        }
+    };
+    let done = finished(&server, run.id()).await;
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.output.as_ref().map(|raw| raw.get()), Some("5"));
+    assert_eq!(done.number, 1);
+
+    // Each mismatch is refused with where it is, and nothing is stored.
+    for (payload, path, says) in [
+        (r#"{"lines": []}"#, ".", "\"sku\" is a required property"),
+        (
+            r#"{"sku": 7, "lines": []}"#,
+            "sku",
+            "7 is not of type \"string\"",
+        ),
+        (
+            r#"{"sku": "tea", "lines": [{"quantity": 1}, {"quantity": -1}]}"#,
+            "lines[1].quantity",
+            "-1 is less than the minimum of 0",
+        ),
+        ("[1, 2]", ".", "is not of type \"object\""),
+    ] {
+        match refused(&server, payload).await {
+            TriggerError::PayloadMismatch {
+                task,
+                path: at,
+                message,
+            } => {
+                assert_eq!((task.as_str(), at.as_str()), ("pg-pack", path), "{payload}");
+                assert!(message.contains(says), "{payload}: {message}");
+            }
+            other => panic!("{payload}: {other}"),
+        }
+    }
+    // Metadata at trigger, and later changes of it, are checked against the task's schema.
+    let metadata = serde_json::from_str(r#"{"boxes": "two"}"#).unwrap();
+    let options = TriggerOptions::default().metadata(metadata);
+    let with_metadata = crate::BatchItem::from_json("pg-pack", json(valid), options);
+    let refused_metadata = server.trigger_item(with_metadata).await.unwrap_err();
+    assert!(
+        matches!(
+            refused_metadata,
+            TriggerError::Metadata(crate::MetadataError::DoesNotMatch { .. })
+        ),
+        "{refused_metadata}"
+    );
+    let set = |value: serde_json::Value| [crate::MetadataOp::Set("boxes".into(), value)];
+    let wrong = server.update_metadata(run.id(), set("two".into())).await;
+    assert!(
+        matches!(wrong, Err(crate::MetadataError::DoesNotMatch { .. })),
+        "{wrong:?}"
+    );
+    server
+        .update_metadata(run.id(), set(2.into()))
+        .await
+        .unwrap();
+    let latest = server.latest(run.id()).await.unwrap().run;
+    let metadata = latest.metadata.as_ref().map(|raw| raw.get());
+    assert_eq!(metadata, Some(r#"{"boxes":2}"#));
+    // The refused triggers stored nothing: the next run is number 2.
+    let next = server.trigger_item(item(valid)).await.unwrap();
+    assert_eq!(finished(&server, next.id()).await.number, 2);
+    // A task no worker published is still unknown.
+    let other = crate::BatchItem::from_json("pg-nothing", json("1"), TriggerOptions::default());
+    assert!(matches!(
+        server.trigger_item(other).await,
+        Err(TriggerError::UnknownTask(task)) if task == "pg-nothing"
+    ));
+}

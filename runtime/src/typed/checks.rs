@@ -166,17 +166,17 @@ impl<T: ?Sized> TaskOutput<true, true, true, true> for T {}
 
 /// A task's metadata type.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a task's metadata: it must implement `Serialize`, `Deserialize`, `Send` and `Sync`",
-    label = "implements `Serialize`: {SER}, `Deserialize`: {DE}, `Send + Sync`: {SEND}",
-    note = "metadata is stored and sent to subscribers as JSON: derive the traits, as in `#[derive(serde::Serialize, serde::Deserialize)]`"
+    message = "`{Self}` cannot be a task's metadata: it must implement `Serialize`, `Deserialize`, `JsonSchema`, `Send` and `Sync`",
+    label = "implements `Serialize`: {SER}, `Deserialize`: {DE}, `JsonSchema`: {SCHEMA}, `Send + Sync`: {SEND}",
+    note = "metadata is stored and sent to subscribers as JSON, and its JSON Schema lets other processes check what they write: derive the traits, as in `#[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)]`"
 )]
-pub trait TaskMetadata<const SER: bool, const DE: bool, const SEND: bool> {
+pub trait TaskMetadata<const SER: bool, const DE: bool, const SCHEMA: bool, const SEND: bool> {
     /// `0`, when the check passes.
     const OK: usize = 0;
 }
 
 #[diagnostic::do_not_recommend]
-impl<T: ?Sized> TaskMetadata<true, true, true> for T {}
+impl<T: ?Sized> TaskMetadata<true, true, true, true> for T {}
 
 /// The chunk type of a task's stream.
 #[diagnostic::on_unimplemented(

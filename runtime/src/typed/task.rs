@@ -45,7 +45,7 @@ pub trait Task: Sized + Send + Sync + 'static {
 
     /// What subscribers decode the run's metadata as (`metadata = T` in `#[task]`): a
     /// [`JsonObject`](crate::JsonObject) unless the task declares a type.
-    type Metadata: Serialize + DeserializeOwned + Send + Sync + 'static;
+    type Metadata: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static;
 
     /// The chunks of the task's realtime streams (`streams(key = T, ...)` in `#[task]`): an
     /// enum with one variant per stream, or [`NoStreams`](crate::NoStreams).
@@ -59,6 +59,11 @@ pub trait Task: Sized + Send + Sync + 'static {
     /// The JSON Schema of [`Self::Output`].
     fn output_schema() -> Schema {
         schemars::schema_for!(Self::Output)
+    }
+
+    /// The JSON Schema of [`Self::Metadata`].
+    fn metadata_schema() -> Schema {
+        schemars::schema_for!(Self::Metadata)
     }
 }
 

@@ -18,7 +18,7 @@ pub struct Resized {
     pub url: String,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Progress {
     pub done: u32,
 }

@@ -4,7 +4,7 @@
 use runcast::{StreamWriter, TaskContext, task};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Progress {
     pub done: u32,
     pub of: u32,

@@ -12,7 +12,7 @@ pub struct Row {
     pub n: u32,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Progress {
     pub done: f64,
 }

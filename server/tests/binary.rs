@@ -1,0 +1,230 @@
+//! The `runcast-server` binary as users start it: a real process over a real Postgres (a
+//! temporary cluster, see `runtime/src/postgres/testing.rs`), next to a worker (an engine in
+//! this test process) that runs the tasks and publishes them, reached over loopback HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../runtime/tests/common/http.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod http;
+#[path = "../../runtime/src/postgres/testing.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod testing;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use runcast::{Engine, PostgresStore};
+use serde_json::{Value, json};
+
+use self::http::{Count, Echo, SECRET, call};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_runcast-server");
+
+/// A server process, killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    /// What it logged after its address.
+    log: std::sync::mpsc::Receiver<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary over `database` on an ephemeral port, once it says where it listens.
+fn start(database: &str) -> Server {
+    let mut child = Command::new(BINARY)
+        .env("DATABASE_URL", database)
+        .env("RUNCAST_SECRET_KEY", SECRET)
+        .env("RUNCAST_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, log) = std::sync::mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines() {
+            let Ok(line) = line else { return };
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let addr = loop {
+        let line = log
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server said where it listens");
+        if let Some((_, addr)) = line.split_once("serving Trigger.dev's API on http://") {
+            let addr = addr.split_whitespace().next().unwrap();
+            break addr.parse().unwrap();
+        }
+    };
+    Server { child, addr, log }
+}
+
+/// A worker over `database` that runs `count` and `echo` (and publishes them).
+async fn worker(database: &str) -> Engine {
+    let store = PostgresStore::connect(database).await.unwrap();
+    let engine = Engine::builder()
+        .postgres(store)
+        .task::<Count>()
+        .task::<Echo>();
+    engine.build().unwrap()
+}
+
+/// Triggers `task` with `payload` as the SDK sends it (a superjson packet).
+async fn trigger(addr: SocketAddr, task: &str, payload: &Value) -> http::Reply {
+    let body = json!({
+        "payload": json!({ "json": payload }).to_string(),
+        "options": { "payloadType": "application/super+json" },
+    });
+    let path = format!("/api/v1/tasks/{task}/trigger");
+    call(addr, "POST", &path, Some(SECRET), Some(&body.to_string())).await
+}
+
+#[test]
+fn help_names_every_setting_and_its_environment_variable() {
+    let out = Command::new(BINARY).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for (flag, variable) in [
+        ("--database-url", "DATABASE_URL"),
+        ("--secret-key", "RUNCAST_SECRET_KEY"),
+        ("--listen", "RUNCAST_LISTEN"),
+        ("--public-url", "RUNCAST_PUBLIC_URL"),
+        ("--environment", "RUNCAST_ENVIRONMENT"),
+        ("--max-payload-bytes", "RUNCAST_MAX_PAYLOAD_BYTES"),
+        ("--max-body-bytes", "RUNCAST_MAX_BODY_BYTES"),
+        ("--max-packet-bytes", "RUNCAST_MAX_PACKET_BYTES"),
+        ("--live-hold-secs", "RUNCAST_LIVE_HOLD_SECS"),
+        ("--max-live-requests", "RUNCAST_MAX_LIVE_REQUESTS"),
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+        assert!(help.contains(&format!("env: {variable}")), "{variable}");
+    }
+    assert!(help.contains("RUST_LOG"));
+}
+
+#[test]
+fn missing_or_wrong_settings_are_clear_errors() {
+    // No secret key.
+    let out = Command::new(BINARY)
+        .env_remove("RUNCAST_SECRET_KEY")
+        .env("DATABASE_URL", "host=/nowhere dbname=none")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("--secret-key <SECRET_KEY>"), "{said}");
+    // An empty one.
+    let out = Command::new(BINARY)
+        .args(["--secret-key", "", "--database-url", "host=/nowhere"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("the secret key is empty"), "{said}");
+    // A database that is not there.
+    let out = Command::new(BINARY)
+        .args([
+            "--secret-key",
+            SECRET,
+            "--database-url",
+            "host=/nonexistent dbname=x",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("could not open the database"), "{said}");
+}
+
+/// The split Trigger.dev makes between API and workers: the server runs no task, triggers
+/// the ones a worker published (refusing others, and payloads their schemas refuse, with the
+/// path), and serves the runs the worker executes; SIGTERM stops it cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_triggers_what_a_worker_in_another_process_runs_and_publishes() {
+    let database = testing::database().await;
+    let mut server = start(&database);
+    let addr = server.addr;
+    // No worker yet: no task is known.
+    let reply = trigger(addr, "count", &json!({ "to": 2, "pause": 1 })).await;
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    assert!(reply.body.contains("count"), "{}", reply.body);
+
+    let worker = worker(&database).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reply = loop {
+        let reply = trigger(addr, "count", &json!({ "to": 3, "pause": 1 })).await;
+        if reply.status != 404 || Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let id = reply.json()["id"].as_str().unwrap().to_owned();
+
+    // The worker runs it; the server reads it as it ends.
+    let run = loop {
+        let run = call(
+            addr,
+            "GET",
+            &format!("/api/v3/runs/{id}"),
+            Some(SECRET),
+            None,
+        )
+        .await;
+        assert_eq!(run.status, 200, "{}", run.body);
+        let run = run.json();
+        if run["status"] == "COMPLETED" || Instant::now() > deadline {
+            break run;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(run["status"], "COMPLETED", "{run}");
+    assert_eq!(run["output"], 3, "{run}");
+    assert_eq!(run["metadata"]["count"], 3, "{run}");
+    // Its feed, from the start, in the shape protocol.
+    let path = format!("/realtime/v1/runs/{id}?offset=-1");
+    let feed = call(addr, "GET", &path, Some(SECRET), None).await;
+    assert_eq!(feed.status, 200, "{}", feed.body);
+    assert!(
+        feed.body.contains("\"status\":\"PENDING\""),
+        "{}",
+        feed.body
+    );
+
+    // A payload the published schema refuses, with where; a task no worker published.
+    let reply = trigger(addr, "count", &json!({ "to": "three", "pause": 1 })).await;
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    let error = reply.json()["error"].as_str().unwrap().to_owned();
+    assert!(
+        error.contains("at `to`") && error.contains("\"three\""),
+        "{error}"
+    );
+    let reply = trigger(addr, "resize", &json!({})).await;
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    // Any JSON is an `echo` payload: its schema says so.
+    let reply = trigger(addr, "echo", &json!([1, "two", null])).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // SIGTERM: the server stops and says so.
+    let pid = server.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let said: Vec<String> = server.log.try_iter().collect();
+    assert!(
+        said.iter().any(|line| line.contains("stopping")),
+        "{said:?}"
+    );
+    drop(worker);
+}
