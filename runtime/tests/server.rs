@@ -1121,3 +1121,87 @@ async fn a_one_time_token_triggers_once_and_a_refused_trigger_does_not_use_it_up
         );
     }
 }
+
+/// `createdAt` on a tag feed's first request: only runs created within the window are shown,
+/// then and on every later request (the window is kept in the handle), whatever changes the
+/// older runs make; 24 hours by default, as Trigger.dev's.
+#[tokio::test]
+async fn a_tag_feed_shows_the_runs_created_within_the_window_its_first_request_names() {
+    let addr = server(Backend::Memory).await;
+    // Delayed runs: only these requests change them.
+    let delayed = |tag: &str| {
+        let body = json!({ "payload": { "to": 1, "pause": 0 }, "options": { "delay": "1h", "tags": tag } });
+        async move {
+            let path = "/api/v1/tasks/count/trigger";
+            let reply = call(addr, "POST", path, Some(SECRET), Some(&body.to_string())).await;
+            reply.json()["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let old = delayed("window").await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let new = delayed("window").await;
+    let touch = |id: &str| {
+        let path = format!("/api/v1/runs/{id}/metadata");
+        let body = json!({ "operations": [{ "type": "increment", "key": "n", "value": 1 }] });
+        async move {
+            let reply = call(addr, "PUT", &path, Some(SECRET), Some(&body.to_string())).await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+        }
+    };
+    let ids = |rows: &[Value]| -> Vec<String> {
+        rows.iter()
+            .map(|row| row["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let (_, handle, mut offset, rows) =
+        first_page(addr, "/realtime/v1/runs?tags=window&createdAt=1s", SECRET).await;
+    assert_eq!(ids(&rows), [new.as_str()]);
+    // Changes of both runs: a live request wakes for the new run's only, and a later one
+    // finds nothing more, however many changes of the old run it passes over.
+    for _ in 0..3 {
+        touch(&old).await;
+    }
+    touch(&new).await;
+    let live = |offset: &str| {
+        let path =
+            format!("/realtime/v1/runs?tags=window&handle={handle}&offset={offset}&live=true");
+        async move {
+            let reply = call(addr, "GET", &path, Some(SECRET), None).await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+            let offset = reply.header("electric-offset").unwrap().to_owned();
+            (ids(&rows_of(&reply.json())), offset)
+        }
+    };
+    let mut seen = Vec::new();
+    loop {
+        let (rows, next) = live(&offset).await;
+        if rows.is_empty() {
+            break;
+        }
+        seen.extend(rows);
+        offset = next;
+    }
+    assert_eq!(seen, [new.as_str()]);
+    // A change of the old run alone: the live request passes over it, and its offset moves
+    // past it, so the client does not read it again.
+    touch(&old).await;
+    let (rows, next) = live(&offset).await;
+    assert!(rows.is_empty(), "{rows:?}");
+    let position = |offset: &str| offset.split('_').next().unwrap().parse::<u64>().unwrap();
+    assert!(position(&next) > position(&offset), "{next} after {offset}");
+
+    // Without `createdAt`, the last 24 hours: both.
+    let (_, _, _, rows) = first_page(addr, "/realtime/v1/runs?tags=window", SECRET).await;
+    let mut both = ids(&rows);
+    both.sort();
+    let mut expected = vec![old, new];
+    expected.sort();
+    assert_eq!(both, expected);
+    // A window that is not a duration.
+    let path = "/realtime/v1/runs?tags=window&createdAt=yesterday&offset=-1";
+    let bad = call(addr, "GET", path, Some(SECRET), None).await;
+    assert_eq!(bad.status, 400);
+    let error = bad.json()["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("invalid createdAt `yesterday`"), "{error}");
+}

@@ -183,7 +183,7 @@ fn delay(text: &str) -> Result<Duration, ApiError> {
 
 /// A duration in Trigger.dev's grammar: one or more `<number><unit>`, units `w`, `d`, `hr`,
 /// `h`, `m`, `s` (`1h30m`, `2d`, `45s`).
-fn duration(text: &str) -> Option<Duration> {
+pub(super) fn duration(text: &str) -> Option<Duration> {
     let mut rest = text;
     let mut total = Duration::ZERO;
     if rest.is_empty() {

@@ -2,7 +2,8 @@
 //! reads it (`electric-shape-protocol.md`, `trigger-sdk-v4-wire.md` §6.2).
 //!
 //! A feed's offsets are runcast's cursors: `electric-handle` names the engine's history (its
-//! epoch) and `electric-offset` is the position of the last change sent (`<position>_0`). A
+//! epoch; for a tag feed, with the start of its `createdAt` window, `<epoch>-<unix ms>`) and
+//! `electric-offset` is the position of the last change read (`<position>_0`). A
 //! request from offset `-1` gets the current row of every run in scope, or, on one run's feed,
 //! its first change, so that a client that subscribes to a run it just triggered sees every
 //! state of it (as a run's handle does in Rust); a request from an offset gets the changes
@@ -18,6 +19,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -27,11 +29,11 @@ use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::api::{allow_read, find};
+use super::api::{allow_read, duration, find};
 use super::auth::Access;
 use super::error::ApiError;
 use super::{AppState, headers};
-use crate::model::{AnyRun, BatchId, Cursor, RunId, Update};
+use crate::model::{AnyRun, BatchId, Cursor, RunId, Timestamp, Update};
 use crate::support::lock;
 use crate::wire::row;
 use crate::wire::scope::Resource;
@@ -40,15 +42,22 @@ use crate::{FeedError, RunFeed, Scope};
 /// The most changes one response carries; a client asks again for the rest.
 const MAX_CHANGES: usize = 1_000;
 
+/// How far back a tag feed looks for runs unless its first request says (`createdAt`), as
+/// Trigger.dev's.
+const DEFAULT_WINDOW: Duration = Duration::from_secs(24 * 3_600);
+
 /// The query of a shape request. Electric's other parameters (`cursor`, `log`,
-/// `expired_handle`) need nothing from runcast; Trigger.dev's `createdAt` window of a tag feed
-/// is not applied: a tag feed shows every run the engine keeps with the tags.
+/// `expired_handle`) need nothing from runcast.
 #[derive(Deserialize)]
 pub(super) struct ShapeQuery {
     offset: Option<String>,
     handle: Option<String>,
     live: Option<String>,
     tags: Option<String>,
+    /// A tag feed's window: only runs created within it (`1h`, `30m`, `2d`, `1w`; 24 hours
+    /// by default), counted from its first request.
+    #[serde(rename = "createdAt")]
+    created_at: Option<String>,
     #[serde(rename = "skipColumns")]
     skip_columns: Option<String>,
 }
@@ -69,7 +78,7 @@ pub(super) async fn run(
     {
         allow_read(&state, &access, &find(&state, &id).await?)?;
     }
-    serve(&state, Scope::Run(id), &query).await
+    serve(&state, Scope::Run(id), &query, None).await
 }
 
 /// `GET /realtime/v1/runs?tags=a,b`: the runs that carry all of the tags.
@@ -96,7 +105,25 @@ pub(super) async fn tags(
     let mut resources = vec![Resource::every("runs"), Resource::every("tags")];
     resources.extend(tags.iter().map(|tag| Resource::one("tags", tag)));
     access.allow("read", &resources)?;
-    serve(&state, Scope::Tags(tags), &query).await
+    // The window starts when the feed does, and is kept in its handle: later requests, live
+    // or resumed, see the runs the first one did, and the ones created since.
+    let floor = if query.offset.as_deref() == Some("-1") {
+        let window = match query.created_at.as_deref() {
+            None => DEFAULT_WINDOW,
+            Some(text) => duration(text).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "invalid createdAt `{}`: expected a duration such as 30m, 1h, 2d or 1w",
+                    text.chars().take(64).collect::<String>()
+                ))
+            })?,
+        };
+        let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        Some(Timestamp::now().unix_millis().saturating_sub(window))
+    } else {
+        let floor = query.handle.as_deref().and_then(|h| h.split_once('-'));
+        floor.and_then(|(_, floor)| floor.parse().ok())
+    };
+    serve(&state, Scope::Tags(tags), &query, floor).await
 }
 
 /// `GET /realtime/v1/batches/{batch}`.
@@ -110,14 +137,25 @@ pub(super) async fn batch(
         "read",
         &[Resource::one("batch", &id), Resource::every("runs")],
     )?;
-    serve(&state, Scope::Batch(BatchId::from(id)), &query).await
+    serve(&state, Scope::Batch(BatchId::from(id)), &query, None).await
 }
 
-/// Answers one shape request on `scope`.
-async fn serve(state: &AppState, scope: Scope, query: &ShapeQuery) -> Result<Response, ApiError> {
+/// Answers one shape request on `scope`, showing only runs created after `floor` (in Unix
+/// milliseconds), if given.
+async fn serve(
+    state: &AppState,
+    scope: Scope,
+    query: &ShapeQuery,
+    floor: Option<i64>,
+) -> Result<Response, ApiError> {
     let engine = &state.engine;
     let epoch = engine.epoch();
-    let handle = format!("{epoch:x}");
+    // The engine's history, and the window it is seen through.
+    let handle = match floor {
+        Some(floor) => format!("{epoch:x}-{floor}"),
+        None => format!("{epoch:x}"),
+    };
+    let shown = |run: &AnyRun| floor.is_none_or(|floor| run.created_at.unix_millis() > floor);
     let offset = query
         .offset
         .as_deref()
@@ -174,40 +212,55 @@ async fn serve(state: &AppState, scope: Scope, query: &ShapeQuery) -> Result<Res
         Err(error) => return Err(error.into()),
     };
     let mut changes: Vec<Update<AnyRun>> = Vec::new();
+    // The position of the last change read: sent, or passed over as outside the window.
+    let mut position = from.position();
     let mut ended = false;
     if live {
         let hold = tokio::time::sleep(state.config.live_hold);
         tokio::pin!(hold);
-        tokio::select! {
-            next = subscription.next() => match next {
-                Some(Ok(change)) => changes.push(change),
-                Some(Err(error)) => return Err(error.into()),
-                None => {
-                    // The feed ended (a finished run's): nothing more will come, but a client
-                    // asks again at once, so it waits out the hold.
-                    hold.await;
-                    ended = true;
-                }
-            },
-            () = &mut hold => {}
+        while changes.is_empty() && !ended {
+            tokio::select! {
+                next = subscription.next() => match next {
+                    Some(Ok(change)) => {
+                        position = change.cursor.position();
+                        if shown(&change.run) {
+                            changes.push(change);
+                        }
+                    }
+                    Some(Err(error)) => return Err(error.into()),
+                    None => {
+                        // The feed ended (a finished run's): nothing more will come, but a
+                        // client asks again at once, so it waits out the hold.
+                        (&mut hold).await;
+                        ended = true;
+                    }
+                },
+                () = &mut hold => break,
+            }
         }
     }
     // Everything ready now, up to a response's worth, and at most one change of each run:
     // the SDK shows only the last row of each run in a response, so a second change of a run
     // waits for the next request, which gets it at once.
     let mut runs: HashSet<RunId> = changes.iter().map(|c| c.run.id.clone()).collect();
-    while !ended && changes.len() < MAX_CHANGES {
+    let mut read = changes.len();
+    while !ended && read < MAX_CHANGES {
         match subscription.next().now_or_never() {
-            Some(Some(Ok(change))) if runs.insert(change.run.id.clone()) => changes.push(change),
+            Some(Some(Ok(change))) if !shown(&change.run) => {
+                position = change.cursor.position();
+                read += 1;
+            }
+            Some(Some(Ok(change))) if runs.insert(change.run.id.clone()) => {
+                position = change.cursor.position();
+                read += 1;
+                changes.push(change);
+            }
             Some(Some(Err(error))) if changes.is_empty() => return Err(error.into()),
             // The error comes again to the next request, after the changes it gets now.
             Some(Some(_) | None) | None => break,
         }
     }
-    let complete = changes.len() < MAX_CHANGES;
-    let position = changes
-        .last()
-        .map_or(from.position(), |change| change.cursor.position());
+    let complete = read < MAX_CHANGES;
     let operation = if start { "insert" } else { "update" };
     // Written by hand around each message, which the many requests waiting on one change
     // share (see `Messages`).
