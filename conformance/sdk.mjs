@@ -4,29 +4,7 @@
 // error it met), for the Rust test to check. Every step has a deadline, since the SDK waits
 // forever on some server errors.
 import { auth, batch, runs, streams, tasks } from "@trigger.dev/sdk";
-
-const DEADLINE_MS = 20_000;
-
-function within(label, promise) {
-  let timer;
-  const deadline = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${label}: no answer in ${DEADLINE_MS} ms`)), DEADLINE_MS);
-  });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
-}
-
-/** The error's HTTP status and message, as the SDK reports them. */
-function failure(error) {
-  return { status: error.status ?? null, name: error.constructor?.name, message: String(error.message) };
-}
-
-async function step(label, body) {
-  try {
-    return await within(label, body());
-  } catch (error) {
-    return { failed: failure(error) };
-  }
-}
+import { failure, step } from "./steps.mjs";
 
 /** Every status and metadata count a run's feed shows until the run finishes. */
 async function follow(id) {

@@ -8,8 +8,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -17,37 +15,9 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 
 use common::http::{Count, Echo, SECRET, Write, serve};
+use common::sdk;
 use runcast::http::ServerConfig;
 use serde_json::{Value, json};
-
-fn conformance_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance")
-}
-
-/// Installs the pinned packages unless they are there (one test at a time).
-fn install(dir: &Path) {
-    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = INSTALLING
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if dir
-        .join("node_modules/@trigger.dev/sdk/package.json")
-        .exists()
-    {
-        return;
-    }
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(dir)
-        .status()
-        .unwrap_or_else(|e| {
-            panic!(
-                "`npm ci` in {} could not start ({e}): install Node.js 20+ and npm",
-                dir.display()
-            )
-        });
-    assert!(status.success(), "`npm ci` in {} failed", dir.display());
-}
 
 /// What `sdk.mjs` sees of a run of `count` to `to`, from its first state: queued, executing,
 /// each count once, completed.
@@ -91,13 +61,6 @@ async fn flaky_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
 
 on_every_backend! {
     async fn the_official_sdk_triggers_reads_cancels_and_follows_runs(backend: Backend) {
-        let dir = conformance_dir();
-        tokio::task::spawn_blocking({
-            let dir = dir.clone();
-            move || install(&dir)
-        })
-        .await
-        .unwrap();
         let engine = backend
             .builder()
             .await
@@ -111,23 +74,18 @@ on_every_backend! {
             .live_hold(Duration::from_secs(2));
         let addr = serve(engine, config).await;
         let (flaky, cuts) = flaky_proxy(addr).await;
-        let output = tokio::task::spawn_blocking(move || {
-            Command::new("node")
-                .arg("sdk.mjs")
-                .current_dir(&dir)
-                .env("TRIGGER_API_URL", format!("http://{addr}"))
-                .env("FLAKY_URL", format!("http://{flaky}"))
-                .env("TRIGGER_SECRET_KEY", SECRET)
-                .output()
-                .unwrap_or_else(|e| panic!("node could not start ({e}): install Node.js 20+"))
+        let report = tokio::task::spawn_blocking(move || {
+            sdk::run(
+                "sdk.mjs",
+                &[
+                    ("TRIGGER_API_URL", format!("http://{addr}")),
+                    ("FLAKY_URL", format!("http://{flaky}")),
+                    ("TRIGGER_SECRET_KEY", SECRET.to_owned()),
+                ],
+            )
         })
         .await
         .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "sdk.mjs failed: {stderr}");
-        let stdout = String::from_utf8(output.stdout).unwrap();
-        let report: Value =
-            serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
         eprintln!("{report:#}");
 
         assert_eq!(report["trigger"]["hasToken"], true);

@@ -6,6 +6,9 @@
 #[path = "../../runtime/tests/common/http.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod http;
+#[path = "../../runtime/tests/common/sdk.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod sdk;
 #[path = "../../runtime/src/postgres/testing.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod testing;
@@ -214,6 +217,34 @@ async fn the_server_triggers_what_a_worker_in_another_process_runs_and_publishes
     // Any JSON is an `echo` payload: its schema says so.
     let reply = trigger(addr, "echo", &json!([1, "two", null])).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // The official SDK, as the README points it at the server.
+    let report = tokio::task::spawn_blocking(move || {
+        sdk::run(
+            "server-binary.mjs",
+            &[
+                ("TRIGGER_API_URL", format!("http://{addr}")),
+                ("TRIGGER_SECRET_KEY", SECRET.to_owned()),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    let state = |status: &str, count: Value, output: Value| json!({ "status": status, "count": count, "output": output });
+    let expected = json!([
+        state("QUEUED", Value::Null, Value::Null),
+        state("EXECUTING", Value::Null, Value::Null),
+        state("EXECUTING", json!(1), Value::Null),
+        state("EXECUTING", json!(2), Value::Null),
+        state("EXECUTING", json!(3), Value::Null),
+        state("COMPLETED", json!(3), json!(3)),
+    ]);
+    assert_eq!(report["follow"], expected, "{report:#}");
+    let mismatch = &report["mismatch"]["failed"];
+    assert_eq!(mismatch["status"], 422, "{report:#}");
+    let said = mismatch["message"].as_str().unwrap();
+    assert!(said.contains("at `to`"), "{said}");
+    assert_eq!(report["unknown"]["failed"]["status"], 404, "{report:#}");
 
     // SIGTERM: the server stops and says so.
     let pid = server.child.id().to_string();

@@ -4,6 +4,8 @@
 pub mod backend;
 #[cfg(feature = "server")]
 pub mod http;
+#[cfg(feature = "server")]
+pub mod sdk;
 
 use runcast::{TaskContext, realtime_union, task};
 use serde::{Deserialize, Serialize};
