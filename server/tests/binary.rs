@@ -259,3 +259,99 @@ async fn the_server_triggers_what_a_worker_in_another_process_runs_and_publishes
     );
     drop(worker);
 }
+
+/// Two servers over one database, as behind a load balancer: a packet uploaded through one is
+/// triggered through the other, and a batch named by one receives its items through both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_over_one_database_share_uploaded_packets_and_open_batches() {
+    let database = testing::database().await;
+    let (one, two) = (start(&database), start(&database));
+    let (a, b) = (one.addr, two.addr);
+    let _worker = worker(&database).await;
+
+    // Upload through one...
+    let path = "trigger/packet_shared/payload.json";
+    let encoded = path.replace('/', "%2F");
+    let url = call(
+        a,
+        "PUT",
+        &format!("/api/v2/packets/{encoded}"),
+        Some(SECRET),
+        None,
+    )
+    .await;
+    assert_eq!(url.status, 200, "{}", url.body);
+    let presigned = url.json()["presignedUrl"].as_str().unwrap().to_owned();
+    let upload = presigned.strip_prefix(&format!("http://{a}")).unwrap();
+    let packet = json!({ "json": { "to": 2, "pause": 1 } }).to_string();
+    let headers = [("Content-Type", "application/super+json")];
+    let uploaded = http::call_headers(a, "PUT", upload, None, &headers, Some(&packet)).await;
+    assert_eq!(uploaded.status, 200, "{}", uploaded.body);
+    // ...trigger through the other (once the worker published `count`).
+    let body = json!({ "payload": path, "options": { "payloadType": "application/store" } });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reply = loop {
+        let reply = call(
+            b,
+            "POST",
+            "/api/v1/tasks/count/trigger",
+            Some(SECRET),
+            Some(&body.to_string()),
+        )
+        .await;
+        if reply.status != 404 || Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let id = reply.json()["id"].as_str().unwrap().to_owned();
+    let run = call(a, "GET", &format!("/api/v3/runs/{id}"), Some(SECRET), None).await;
+    assert_eq!(run.json()["payload"], json!({ "to": 2, "pause": 1 }));
+
+    // A batch named by one, its items sent to both.
+    let named = json!({ "runCount": 3, "taskIdentifiers": ["count"] }).to_string();
+    let named = call(a, "POST", "/api/v3/batches", Some(SECRET), Some(&named)).await;
+    assert_eq!(named.status, 202, "{}", named.body);
+    let batch = named.json()["id"].as_str().unwrap().to_owned();
+    let items = format!("/api/v3/batches/{batch}/items");
+    let line = |index: usize| {
+        let payload = json!({ "json": { "to": 1, "pause": 1 } }).to_string();
+        json!({ "index": index, "task": "count", "payload": payload, "options": { "payloadType": "application/super+json" } }).to_string()
+    };
+    let part = call(b, "POST", &items, Some(SECRET), Some(&line(1))).await;
+    assert_eq!(part.status, 200, "{}", part.body);
+    assert_eq!(part.json()["sealed"], false);
+    let rest = format!("{}\n{}\n{}", line(0), line(1), line(2));
+    let sealed = call(a, "POST", &items, Some(SECRET), Some(&rest))
+        .await
+        .json();
+    assert_eq!(
+        (
+            sealed["sealed"].clone(),
+            sealed["itemsAccepted"].clone(),
+            sealed["itemsDeduplicated"].clone()
+        ),
+        (json!(true), json!(2), json!(1)),
+        "{sealed}"
+    );
+    // Sent again through the other: sealed already, nothing new.
+    let again = call(b, "POST", &items, Some(SECRET), Some(&rest))
+        .await
+        .json();
+    assert_eq!(
+        (again["sealed"].clone(), again["itemsAccepted"].clone()),
+        (json!(true), json!(0))
+    );
+    let feed = format!("/realtime/v1/batches/{batch}?offset=-1");
+    let feed = call(b, "GET", &feed, Some(SECRET), None).await;
+    assert_eq!(feed.status, 200, "{}", feed.body);
+    let rows = feed
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m.get("key").is_some())
+        .count();
+    assert_eq!(rows, 3, "{}", feed.body);
+}

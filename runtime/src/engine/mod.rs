@@ -694,6 +694,15 @@ impl Engine {
         self.shared.store.hub().epoch()
     }
 
+    /// The engine's Postgres connections, if it keeps its runs there.
+    #[cfg(all(feature = "server", feature = "postgres"))]
+    pub(crate) fn postgres_pool(&self) -> Option<deadpool_postgres::Pool> {
+        match &self.shared.store {
+            Store::Postgres(started) => Some(started.pool().clone()),
+            _ => None,
+        }
+    }
+
     /// The batch run `id` was triggered in, if any, as far as this engine has read.
     #[cfg(feature = "server")]
     pub(crate) fn batch_of(&self, id: &RunId) -> Option<BatchId> {

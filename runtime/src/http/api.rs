@@ -90,7 +90,7 @@ pub(super) async fn trigger(
     access.allow("trigger", &[Resource::one("tasks", &task)])?;
     let body: TriggerBody = json_body(&body)?;
     let options = body.options;
-    let payload = trigger_payload(&state, body.payload, options.payload_type.as_deref())?;
+    let payload = trigger_payload(&state, body.payload, options.payload_type.as_deref()).await?;
     let trigger = trigger_options(options)?;
     let what = task.clone();
     let item = BatchItem::from_json(task, payload, trigger);
@@ -148,7 +148,7 @@ pub(super) fn trigger_options(options: TriggerBodyOptions) -> Result<TriggerOpti
 }
 
 /// The payload of a trigger: a packet read by its type, or JSON as it is.
-pub(super) fn trigger_payload(
+pub(super) async fn trigger_payload(
     state: &AppState,
     payload: Option<Box<RawValue>>,
     kind: Option<&str>,
@@ -158,7 +158,14 @@ pub(super) fn trigger_payload(
         return packet::payload(None, kind).map_err(unprocessable);
     };
     match serde_json::from_str::<String>(payload.get()) {
-        Ok(path) if kind == Some(packet::STORE) => state.packets.payload(&path),
+        Ok(path) if kind == Some(packet::STORE) => {
+            let packet = state.held.packet(&path).await?.ok_or_else(|| {
+                ApiError::unprocessable(format!(
+                    "no packet was uploaded at `{path}` (or it was dropped, an hour after its upload)"
+                ))
+            })?;
+            packet::payload(Some(&packet.data), Some(&packet.kind)).map_err(unprocessable)
+        }
         Ok(data) => packet::payload(Some(&data), kind).map_err(unprocessable),
         Err(_) if kind.is_none_or(|kind| kind == packet::JSON) => Ok(payload),
         Err(_) => Err(ApiError::unprocessable(format!(

@@ -6,14 +6,9 @@
 //! Each item is checked when it arrives (its task, payload and options), and an item whose
 //! index arrived before is counted as a duplicate and dropped, so the SDK may send the whole
 //! stream again. Once every index arrived, the batch is sealed: its runs are triggered
-//! together, all or none, under the batch's id, and its feed shows them. A batch that is
-//! still open lives in the server's memory: send its items to the process that named it
-//! (they are dropped an hour after it was named, or when the process stops).
-
-use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! together, all or none, under the batch's id, and its feed shows them. A batch still open is
+//! held (see `held`) in the server's memory, or in the database where every server over it
+//! sees it; it is dropped an hour after it was named.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -28,49 +23,10 @@ use super::AppState;
 use super::api::{TriggerBodyOptions, token_headers, trigger_options, trigger_payload};
 use super::auth::Access;
 use super::error::{ApiError, json_body};
+use super::held::Filled;
 use crate::model::BatchId;
-use crate::support::lock;
 use crate::wire::scope::Resource;
-use crate::{BatchItem, MAX_BATCH, TriggerOptions};
-
-/// How long a batch may stay open.
-const OPEN_FOR: Duration = Duration::from_secs(60 * 60);
-
-/// The batches this server named, until sealed (and a while after).
-#[derive(Default)]
-pub(super) struct Batches(Mutex<HashMap<BatchId, Batch>>);
-
-struct Batch {
-    run_count: usize,
-    named: Instant,
-    state: Phase,
-}
-
-enum Phase {
-    /// Items arrive.
-    Open(BTreeMap<usize, Item>),
-    /// Its runs are being triggered.
-    Sealing,
-    /// Its runs were triggered.
-    Sealed,
-}
-
-/// An item checked on arrival.
-struct Item {
-    task: String,
-    payload: Box<RawValue>,
-    options: TriggerOptions,
-}
-
-impl Item {
-    fn batch_item(&self) -> BatchItem {
-        BatchItem::from_json(
-            self.task.clone(),
-            self.payload.clone(),
-            self.options.clone(),
-        )
-    }
-}
+use crate::{BatchItem, MAX_BATCH};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -99,14 +55,7 @@ pub(super) async fn create(
     // A one-time token names one batch (its items may then come in several requests).
     let named = async {
         let id: BatchId = crate::model::ids::new_id("batch_");
-        let mut batches = lock(&state.batches.0);
-        batches.retain(|_, batch| batch.named.elapsed() < OPEN_FOR);
-        let batch = Batch {
-            run_count: body.run_count,
-            named: Instant::now(),
-            state: Phase::Open(BTreeMap::new()),
-        };
-        batches.insert(id.clone(), batch);
+        state.held.open_batch(&id, body.run_count).await?;
         Ok(id)
     };
     let id = access.trigger_once(&state.spent, "a batch", named).await?;
@@ -125,6 +74,21 @@ struct Line {
     options: TriggerBodyOptions,
 }
 
+impl Line {
+    /// The item the line stands for, checked as a trigger would be (its task, payload and
+    /// options); stores nothing.
+    async fn item(self, state: &AppState) -> Result<BatchItem, ApiError> {
+        let refused = |e: ApiError| e.prefixed(&format!("item {}: ", self.index));
+        let kind = self.options.payload_type.as_deref();
+        let payload = trigger_payload(state, self.payload, kind)
+            .await
+            .map_err(refused)?;
+        let options = trigger_options(self.options).map_err(refused)?;
+        let item = BatchItem::from_json(self.task, payload, options);
+        Ok(item)
+    }
+}
+
 /// `POST /api/v3/batches/{batch}/items`.
 pub(super) async fn items(
     State(state): State<AppState>,
@@ -135,17 +99,16 @@ pub(super) async fn items(
     let id = BatchId::from(id);
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("the items are not UTF-8 text"))?;
-    let run_count = match lock(&state.batches.0).get(&id) {
-        Some(batch) => batch.run_count,
-        None => return Err(ApiError::new(StatusCode::NOT_FOUND, "Batch not found")),
+    let Some(run_count) = state.held.batch_size(&id).await? else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "Batch not found"));
     };
     // Checked before any is kept: a request with a bad item keeps none of its items.
     let mut arrived = Vec::new();
-    for (number, line) in (1..).zip(text.lines()) {
-        if line.trim().is_empty() {
+    for (number, text) in (1..).zip(text.lines()) {
+        if text.trim().is_empty() {
             continue;
         }
-        let line: Line = serde_json::from_str(line)
+        let line: Line = serde_json::from_str(text)
             .map_err(|e| ApiError::bad_request(format!("Invalid item on line {number}: {e}")))?;
         access.allow("batchTrigger", &[Resource::one("tasks", &line.task)])?;
         let index = line.index;
@@ -154,61 +117,46 @@ pub(super) async fn items(
                 "item {index} is past the batch's {run_count} runs"
             )));
         }
-        let refused = |e: ApiError| e.prefixed(&format!("item {index}: "));
-        let payload = trigger_payload(&state, line.payload, line.options.payload_type.as_deref())
-            .map_err(refused)?;
-        let options = trigger_options(line.options).map_err(refused)?;
-        let item = Item {
-            task: line.task,
-            payload,
-            options,
-        };
+        let item = line.item(&state).await?;
         state
             .engine
-            .check_item(item.batch_item())
+            .check_item(item)
             .await
-            .map_err(|e| refused(e.into()))?;
-        arrived.push((index, item));
+            .map_err(|e| ApiError::from(e).prefixed(&format!("item {index}: ")))?;
+        arrived.push((index, text.to_owned()));
     }
-    let (accepted, duplicates, ready) = {
-        let mut batches = lock(&state.batches.0);
-        let batch = batches
-            .get_mut(&id)
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "Batch not found"))?;
-        let Phase::Open(items) = &mut batch.state else {
-            let duplicates = arrived.len();
-            return Ok(answer(&id, run_count, 0, duplicates, true));
-        };
-        let (mut accepted, mut duplicates) = (0, 0);
-        for (index, item) in arrived {
-            match items.entry(index) {
-                Entry::Occupied(_) => duplicates += 1,
-                Entry::Vacant(slot) => {
-                    slot.insert(item);
-                    accepted += 1;
-                }
-            }
+    let count = arrived.len();
+    let (accepted, duplicates, lines) = match state.held.add_items(&id, arrived).await? {
+        Filled::Unknown => return Err(ApiError::new(StatusCode::NOT_FOUND, "Batch not found")),
+        Filled::Closed => return Ok(answer(&id, run_count, 0, count, true)),
+        Filled::Open {
+            accepted,
+            duplicates,
+            seal: None,
+        } => return Ok(answer(&id, run_count, accepted, duplicates, false)),
+        Filled::Open {
+            accepted,
+            duplicates,
+            seal: Some(lines),
+        } => (accepted, duplicates, lines),
+    };
+    // Every item arrived: the batch's runs, all or none. Read again as they were checked.
+    let triggered = async {
+        let mut items = Vec::with_capacity(lines.len());
+        for line in &lines {
+            let line: Line = serde_json::from_str(line)
+                .map_err(|e| ApiError::bad_request(format!("Invalid item: {e}")))?;
+            items.push(line.item(&state).await?);
         }
-        let ready =
-            (items.len() == run_count).then(|| std::mem::replace(&mut batch.state, Phase::Sealing));
-        (accepted, duplicates, ready)
+        state.engine.batch_trigger_as(id.clone(), items).await?;
+        Ok::<_, ApiError>(())
     };
-    let Some(Phase::Open(items)) = ready else {
-        return Ok(answer(&id, run_count, accepted, duplicates, false));
-    };
-    let batch_items = items.values().map(Item::batch_item).collect();
-    let sealed = state.engine.batch_trigger_as(id.clone(), batch_items).await;
-    let mut batches = lock(&state.batches.0);
-    let phase = match &sealed {
-        Ok(_) => Phase::Sealed,
-        // Open again, with its items: the SDK may send them again once the store is back.
-        Err(_) => Phase::Open(items),
-    };
-    if let Some(batch) = batches.get_mut(&id) {
-        batch.state = phase;
+    let triggered = triggered.await;
+    // Open again if not, with its items: the SDK may send them again once the store is back.
+    if let Err(error) = state.held.sealed(&id, triggered.is_ok()).await {
+        tracing::error!(batch = %id, %error, "could not record how a batch's sealing went");
     }
-    drop(batches);
-    sealed?;
+    triggered?;
     Ok(answer(&id, run_count, accepted, duplicates, true))
 }
 

@@ -48,6 +48,7 @@ mod auth;
 mod batches;
 mod error;
 mod feed;
+mod held;
 mod packets;
 mod runs;
 mod streams;
@@ -153,10 +154,8 @@ impl std::fmt::Debug for ServerConfig {
 struct State {
     engine: Engine,
     config: ServerConfig,
-    /// The batches named and not yet sealed.
-    batches: batches::Batches,
-    /// Packets uploaded apart.
-    packets: packets::Packets,
+    /// Packets uploaded apart, and batches receiving their items.
+    held: held::Held,
     /// The latest feed messages, written once.
     messages: feed::Messages,
     /// One-time trigger tokens used.
@@ -171,10 +170,9 @@ type AppState = Arc<State>;
 pub fn router(engine: Engine, config: ServerConfig) -> Router {
     let limit = config.max_body_bytes;
     let state = Arc::new(State {
+        held: held::Held::of(&engine),
         engine,
         config,
-        batches: batches::Batches::default(),
-        packets: packets::Packets::default(),
         messages: feed::Messages::default(),
         spent: auth::Spent::default(),
         live: std::sync::atomic::AtomicUsize::new(0),

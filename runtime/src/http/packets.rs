@@ -1,14 +1,10 @@
 //! Payloads the SDK uploads apart (128 KiB and more, `trigger-sdk-v4-wire.md` §1): it asks
 //! `PUT /api/v2/packets/{path}` where to put one, `PUT`s the packet there, then triggers with
-//! the path as an `application/store` packet. The server keeps uploaded packets in memory
-//! (an hour, within a total size: `ServerConfig::max_packet_bytes`), and a trigger that names
-//! one reads it as the packet it holds, so runs whose payloads the SDK offloads work as any
-//! other. (Run rows carry payloads and outputs whole, whatever their size: the SDK reads
-//! them from the feed as they are.)
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! the path as an `application/store` packet. The server keeps uploaded packets (an hour,
+//! within a total size: `ServerConfig::max_packet_bytes`; see `held`, in memory or in the
+//! database), and a trigger that names one reads it as the packet it holds, so runs whose
+//! payloads the SDK offloads work as any other. (Run rows carry payloads and outputs whole,
+//! whatever their size: the SDK reads them from the feed as they are.)
 
 use axum::Json;
 use axum::body::Bytes;
@@ -20,44 +16,12 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Access;
 use super::error::ApiError;
-use crate::support::lock;
+use super::held::Packet;
 use crate::wire::packet;
 use crate::wire::scope::{Resource, any_grants};
 
-/// How long an uploaded packet is kept.
-const KEPT_FOR: Duration = Duration::from_secs(60 * 60);
 /// How long an upload URL may be used.
 const UPLOAD_SECONDS: u64 = 60 * 60;
-
-/// Uploaded packets, by path.
-#[derive(Default)]
-pub(super) struct Packets(Mutex<Kept>);
-
-#[derive(Default)]
-struct Kept {
-    packets: HashMap<String, Packet>,
-    bytes: usize,
-}
-
-struct Packet {
-    data: String,
-    kind: String,
-    stored: Instant,
-}
-
-impl Packets {
-    /// The payload of the packet uploaded at `path`, read as the packet it holds.
-    pub(super) fn payload(&self, path: &str) -> Result<Box<serde_json::value::RawValue>, ApiError> {
-        let kept = lock(&self.0);
-        let packet = kept.packets.get(path).ok_or_else(|| {
-            ApiError::unprocessable(format!(
-                "no packet was uploaded at `{path}` (or it was dropped, an hour after its upload)"
-            ))
-        })?;
-        packet::payload(Some(&packet.data), Some(&packet.kind))
-            .map_err(|e| ApiError::unprocessable(e.to_string()))
-    }
-}
 
 /// `PUT /api/v2/packets/{path}`: where to upload a packet.
 pub(super) async fn upload_url(
@@ -119,30 +83,8 @@ pub(super) async fn upload(
         .and_then(|h| h.to_str().ok())
         .unwrap_or(packet::JSON)
         .to_owned();
-    let mut kept = lock(&state.packets.0);
-    let Kept { packets, bytes } = &mut *kept;
-    packets.retain(|_, packet| {
-        let keep = packet.stored.elapsed() < KEPT_FOR;
-        if !keep {
-            *bytes -= packet.data.len();
-        }
-        keep
-    });
-    if let Some(old) = packets.remove(&path) {
-        *bytes -= old.data.len();
-    }
-    if *bytes + data.len() > state.config.max_packet_bytes {
-        return Err(ApiError::new(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "the server keeps no more uploaded packets now; try again later",
-        ));
-    }
-    *bytes += data.len();
-    let packet = Packet {
-        data,
-        kind,
-        stored: Instant::now(),
-    };
-    packets.insert(path, packet);
+    let packet = Packet { data, kind };
+    let limit = state.config.max_packet_bytes;
+    state.held.put_packet(&path, packet, limit).await?;
     Ok(StatusCode::OK)
 }

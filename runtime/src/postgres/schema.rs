@@ -178,6 +178,35 @@ CREATE TABLE runcast_tasks (
 );
 "#,
     ),
+    (
+        5,
+        "what HTTP servers hold between requests: uploaded packets, batches filling",
+        r#"
+-- Payloads the SDK uploads apart, until the trigger that names them (an hour at most), so
+-- that any server over the database serves the trigger.
+CREATE TABLE runcast_packets (
+    path text PRIMARY KEY,
+    kind text NOT NULL,
+    data text NOT NULL,
+    stored_at timestamptz NOT NULL DEFAULT now()
+);
+-- Batches named and receiving their items (from any server), until sealed.
+CREATE TABLE runcast_open_batches (
+    id text PRIMARY KEY,
+    run_count integer NOT NULL,
+    -- 'open', 'sealing' (its runs are being triggered) or 'sealed'.
+    phase text NOT NULL DEFAULT 'open',
+    named_at timestamptz NOT NULL DEFAULT now()
+);
+-- Each item as it arrived, an NDJSON line, checked then.
+CREATE TABLE runcast_batch_items (
+    batch_id text NOT NULL REFERENCES runcast_open_batches (id) ON DELETE CASCADE,
+    item integer NOT NULL,
+    line text NOT NULL,
+    PRIMARY KEY (batch_id, item)
+);
+"#,
+    ),
 ];
 
 /// The newest schema version this runcast knows.

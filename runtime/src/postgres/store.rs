@@ -192,7 +192,7 @@ impl Started {
         Ok(self.store.inner.pool.get().await?)
     }
 
-    fn pool(&self) -> &Pool {
+    pub(crate) fn pool(&self) -> &Pool {
         &self.store.inner.pool
     }
 
