@@ -346,12 +346,50 @@ async fn servers_over_one_database_share_uploaded_packets_and_open_batches() {
     let feed = format!("/realtime/v1/batches/{batch}?offset=-1");
     let feed = call(b, "GET", &feed, Some(SECRET), None).await;
     assert_eq!(feed.status, 200, "{}", feed.body);
-    let rows = feed
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m.get("key").is_some())
-        .count();
-    assert_eq!(rows, 3, "{}", feed.body);
+    let rows = |reply: &http::Reply| {
+        let messages = reply.json();
+        messages
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m.get("key").is_some())
+            .count()
+    };
+    assert_eq!(rows(&feed), 3, "{}", feed.body);
+
+    // A server that stopped while it triggered a batch's runs leaves it `sealing`; a minute
+    // later, the batch is sealed if its runs were stored, or open again if not.
+    let (client, connection) = tokio_postgres::connect(&database, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let abandon = "UPDATE runcast_open_batches
+                   SET phase = 'sealing', named_at = now() - interval '2 minutes' WHERE id = $1";
+    client.execute(abandon, &[&batch]).await.unwrap();
+    let again = call(b, "POST", &items, Some(SECRET), Some(&rest))
+        .await
+        .json();
+    assert_eq!(
+        (again["sealed"].clone(), again["itemsAccepted"].clone()),
+        (json!(true), json!(0))
+    );
+    let named = json!({ "runCount": 2, "taskIdentifiers": ["count"] }).to_string();
+    let named = call(a, "POST", "/api/v3/batches", Some(SECRET), Some(&named)).await;
+    let stopped = named.json()["id"].as_str().unwrap().to_owned();
+    let items = format!("/api/v3/batches/{stopped}/items");
+    let part = call(a, "POST", &items, Some(SECRET), Some(&line(0))).await;
+    assert_eq!(part.json()["sealed"], false, "{}", part.body);
+    client.execute(abandon, &[&stopped]).await.unwrap();
+    let rest = format!("{}\n{}", line(0), line(1));
+    let sealed = call(b, "POST", &items, Some(SECRET), Some(&rest))
+        .await
+        .json();
+    assert_eq!(
+        (sealed["sealed"].clone(), sealed["itemsAccepted"].clone()),
+        (json!(true), json!(1)),
+        "{sealed}"
+    );
+    let feed = format!("/realtime/v1/batches/{stopped}?offset=-1");
+    let feed = call(a, "GET", &feed, Some(SECRET), None).await;
+    assert_eq!(rows(&feed), 2, "{}", feed.body);
 }
