@@ -137,11 +137,20 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|error| format!("could not listen on {}: {error}", args.listen))?;
     let address = listener.local_addr()?;
     tracing::info!("serving Trigger.dev's API on http://{address}");
+    let stopping = engine.clone();
+    let signaled = async move {
+        stopped().await;
+        tracing::info!("stopping");
+        // The engine stops beside the server's draining: feed requests that wait for a change
+        // answer at once, so that their clients ask again (of another server), and the
+        // server does not wait out their hold; triggers are refused from now on (503).
+        tokio::spawn(async move { stopping.shutdown(Duration::from_secs(5)).await });
+    };
     axum::serve(listener, http::router(engine.clone(), config))
-        .with_graceful_shutdown(stopped())
+        .with_graceful_shutdown(signaled)
         .await?;
-    tracing::info!("stopping");
     engine.shutdown(Duration::from_secs(5)).await;
+    tracing::info!("stopped");
     Ok(())
 }
 

@@ -40,9 +40,11 @@ impl Drop for Server {
     }
 }
 
-/// Starts the binary over `database` on an ephemeral port, once it says where it listens.
-fn start(database: &str) -> Server {
+/// Starts the binary over `database` on an ephemeral port, with these flags, once it says
+/// where it listens.
+fn start(database: &str, flags: &[&str]) -> Server {
     let mut child = Command::new(BINARY)
+        .args(flags)
         .env("DATABASE_URL", database)
         .env("RUNCAST_SECRET_KEY", SECRET)
         .env("RUNCAST_LISTEN", "127.0.0.1:0")
@@ -155,8 +157,10 @@ fn missing_or_wrong_settings_are_clear_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_triggers_what_a_worker_in_another_process_runs_and_publishes() {
     let database = testing::database().await;
-    let mut server = start(&database);
+    let mut server = start(&database, &[]);
     let addr = server.addr;
+    let health = call(addr, "GET", "/healthcheck", None, None).await;
+    assert_eq!((health.status, health.body.as_str()), (200, "OK"));
     // No worker yet: no task is known.
     let reply = trigger(addr, "count", &json!({ "to": 2, "pause": 1 })).await;
     assert_eq!(reply.status, 404, "{}", reply.body);
@@ -265,7 +269,7 @@ async fn the_server_triggers_what_a_worker_in_another_process_runs_and_publishes
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_over_one_database_share_uploaded_packets_and_open_batches() {
     let database = testing::database().await;
-    let (one, two) = (start(&database), start(&database));
+    let (one, two) = (start(&database, &[]), start(&database, &[]));
     let (a, b) = (one.addr, two.addr);
     let _worker = worker(&database).await;
 
@@ -392,4 +396,84 @@ async fn servers_over_one_database_share_uploaded_packets_and_open_batches() {
     let feed = format!("/realtime/v1/batches/{stopped}?offset=-1");
     let feed = call(a, "GET", &feed, Some(SECRET), None).await;
     assert_eq!(rows(&feed), 2, "{}", feed.body);
+}
+
+/// SIGTERM while a client waits on a live feed request: the request is answered at once (it
+/// does not wait out its hold, two minutes here), and the server exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_answers_its_waiting_feed_requests_and_exits() {
+    let database = testing::database().await;
+    let mut server = start(&database, &["--live-hold-secs", "120"]);
+    let addr = server.addr;
+    let _worker = worker(&database).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reply = loop {
+        let reply = trigger(addr, "echo", &json!("hello")).await;
+        if reply.status != 404 || Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let id = reply.json()["id"].as_str().unwrap().to_owned();
+    while call(
+        addr,
+        "GET",
+        &format!("/api/v3/runs/{id}"),
+        Some(SECRET),
+        None,
+    )
+    .await
+    .json()["status"]
+        != "COMPLETED"
+    {
+        assert!(Instant::now() < deadline, "the run did not complete");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = format!("/realtime/v1/runs/{id}?offset=-1");
+    let first = call(addr, "GET", &first, Some(SECRET), None).await;
+    let handle = first.header("electric-handle").unwrap().to_owned();
+    let mut offset = first.header("electric-offset").unwrap().to_owned();
+    // Read to the end of the run's changes (it finished): a live request then waits.
+    loop {
+        let next = format!("/realtime/v1/runs/{id}?handle={handle}&offset={offset}");
+        let next = call(addr, "GET", &next, Some(SECRET), None).await;
+        let rows = next
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m.get("key").is_some())
+            .count();
+        if rows == 0 {
+            break;
+        }
+        offset = next.header("electric-offset").unwrap().to_owned();
+    }
+    let live = format!("/realtime/v1/runs/{id}?handle={handle}&offset={offset}&live=true");
+    let waiting = tokio::spawn(async move { call(addr, "GET", &live, Some(SECRET), None).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if waiting.is_finished() {
+        let answered = waiting.await.unwrap();
+        panic!(
+            "the live request did not wait: {} {}",
+            answered.status, answered.body
+        );
+    }
+
+    let pid = server.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let answered = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("the waiting request was answered before its hold")
+        .unwrap();
+    assert!(matches!(answered.status, 200 | 503), "{}", answered.status);
+    let mut child = std::mem::replace(&mut server.child, Command::new("true").spawn().unwrap());
+    let exited = tokio::task::spawn_blocking(move || child.wait().unwrap());
+    let status = tokio::time::timeout(Duration::from_secs(60), exited)
+        .await
+        .expect("the server exited before the hold ended")
+        .unwrap();
+    assert!(status.success(), "{status}");
 }

@@ -271,6 +271,7 @@ impl EngineBuilder {
         let engine = Shared {
             store,
             closed: AtomicBool::new(false),
+            closing: tokio::sync::watch::Sender::new(false),
             running: std::sync::Mutex::default(),
             executors: self.executors,
             #[cfg(feature = "postgres")]

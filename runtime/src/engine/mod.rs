@@ -115,6 +115,8 @@ struct Shared {
     store: Store,
     /// Set by `shutdown`: no trigger passes its checks and no attempt starts from then on.
     closed: AtomicBool,
+    /// Told when `closed` is set, for those who wait for it.
+    closing: tokio::sync::watch::Sender<bool>,
     /// The cancellation signal of each attempt executing in this process.
     running: Mutex<Map<RunId, worker::Signals>>,
     executors: Map<&'static str, Arc<dyn Executor>>,
@@ -541,7 +543,7 @@ impl Engine {
         let shared = &self.shared;
         // No trigger passes its checks and no attempt starts after this (see `prepare` and
         // `worker::run_attempt`).
-        shared.closed.store(true, Ordering::SeqCst);
+        shared.close();
         let all = u32::try_from(shared.config.concurrency).unwrap_or(u32::MAX);
         let idle = Arc::clone(&shared.slots).acquire_many_owned(all);
         let mut canceled = 0;
@@ -694,6 +696,26 @@ impl Engine {
         self.shared.store.hub().epoch()
     }
 
+    /// Whether the engine is stopping, and otherwise, whether its store answers (and its hub
+    /// has caught up with it).
+    #[cfg(feature = "server")]
+    pub(crate) async fn health(&self) -> Result<(), StoreError> {
+        if self.shared.is_closed() {
+            return Err(StoreError::new("the engine is stopping"));
+        }
+        self.shared.store.caught_up().await
+    }
+
+    /// Completes once the engine is stopping (`shutdown`, or its last handle dropped).
+    #[cfg(feature = "server")]
+    pub(crate) fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut closing = self.shared.closing.subscribe();
+        async move {
+            // An error: the engine is gone, which is stopping too.
+            let _ = closing.wait_for(|&closed| closed).await;
+        }
+    }
+
     /// The engine's Postgres connections, if it keeps its runs there.
     #[cfg(all(feature = "server", feature = "postgres"))]
     pub(crate) fn postgres_pool(&self) -> Option<deadpool_postgres::Pool> {
@@ -773,6 +795,12 @@ impl Shared {
         self.timers.start(now, wait, id, timer);
     }
 
+    /// Refuses triggers and attempts from now on, and tells those waiting for it.
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.closing.send_replace(true);
+    }
+
     /// Whether the engine is stopping.
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
@@ -781,7 +809,7 @@ impl Shared {
     /// Stops at once: no trigger passes its checks and no attempt starts from now on (see
     /// `shutdown`), executing attempts are told to stop, and every subscription ends.
     fn stop(&self) {
-        self.closed.store(true, Ordering::SeqCst);
+        self.close();
         self.cancel_running();
         self.store.hub().close();
     }

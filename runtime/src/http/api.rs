@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -395,6 +395,20 @@ pub(super) async fn public_token(
     let token =
         (config.keys).mint_once(&config.environment, body.scopes, seconds, body.one_time_use);
     Ok(Json(json!({ "token": token })))
+}
+
+/// `GET /healthcheck`: `200 OK` while the engine runs and its store answers (within 5 s);
+/// `503` otherwise, so that a load balancer sends requests elsewhere. What failed is logged,
+/// not answered: the route takes no credentials.
+pub(super) async fn healthcheck(State(state): State<AppState>) -> Response {
+    let health = tokio::time::timeout(Duration::from_secs(5), state.engine.health()).await;
+    let failure = match health {
+        Ok(Ok(())) => return (StatusCode::OK, "OK").into_response(),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "the store did not answer within 5 s".to_owned(),
+    };
+    tracing::warn!(%failure, "unhealthy");
+    (StatusCode::SERVICE_UNAVAILABLE, "Unavailable").into_response()
 }
 
 #[cfg(test)]

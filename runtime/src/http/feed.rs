@@ -216,8 +216,11 @@ async fn serve(
     let mut position = from.position();
     let mut ended = false;
     if live {
+        // Until the hold ends, or the engine stops: a server that is shutting down answers
+        // its waiting requests at once, so their clients ask again (another server).
         let hold = tokio::time::sleep(state.config.live_hold);
-        tokio::pin!(hold);
+        let stopping = engine.stopping();
+        tokio::pin!(hold, stopping);
         while changes.is_empty() && !ended {
             tokio::select! {
                 next = subscription.next() => match next {
@@ -231,11 +234,15 @@ async fn serve(
                     None => {
                         // The feed ended (a finished run's): nothing more will come, but a
                         // client asks again at once, so it waits out the hold.
-                        (&mut hold).await;
+                        tokio::select! {
+                            () = &mut hold => {}
+                            () = &mut stopping => {}
+                        }
                         ended = true;
                     }
                 },
                 () = &mut hold => break,
+                () = &mut stopping => break,
             }
         }
     }

@@ -33,7 +33,9 @@
 //! - `GET /realtime/v1/runs/{run}`, `GET /realtime/v1/runs?tags=a,b`,
 //!   `GET /realtime/v1/batches/{batch}`: run feeds in Electric's shape protocol, as the SDK's
 //!   `runs.subscribeToRun`, `subscribeToRunsWithTag` and `subscribeToBatch` read them;
-//! - `GET /realtime/v1/streams/{run}/{key}`: a run's realtime stream, as server-sent events.
+//! - `GET /realtime/v1/streams/{run}/{key}`: a run's realtime stream, as server-sent events;
+//! - `GET /healthcheck`: `200 OK` while the engine runs and its store answers, `503`
+//!   otherwise (for a load balancer; no credentials).
 //!
 //! Every route takes the secret key as `Authorization: Bearer`, and the routes that read runs
 //! or trigger them (as Trigger.dev's do) a public access token too: an HS256 JWT signed with
@@ -204,6 +206,7 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         .route("/realtime/v1/runs", get(feed::tags))
         .route("/realtime/v1/batches/{batch}", get(feed::batch))
         .route("/realtime/v1/streams/{run}/{key}", get(streams::read))
+        .route("/healthcheck", get(api::healthcheck))
         .fallback(error::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(cors)
