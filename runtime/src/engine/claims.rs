@@ -81,6 +81,7 @@ async fn publish(shared: &Shared) -> bool {
         }
         tracing::debug!(tasks = tasks.len(), "published the engine's tasks");
     }
+    #[cfg(not(feature = "postgres"))]
     let _ = shared;
     true
 }

@@ -41,7 +41,7 @@ pub enum TriggerError {
     /// The task is not registered with this engine (nor declared, nor published by a process
     /// that shares its store).
     #[error(
-        "task `{0}` is not registered with this engine, which runs only the tasks it registers (or, over a shared store, declares, or finds published by a worker); register its `async fn` with `Engine::builder().task::<T>()`"
+        "task `{0}` is unknown to this engine: register its `async fn` with `Engine::builder().task::<T>()`, or, over a shared store such as Postgres, declare it (`.declare::<T>()`) or start a worker that registers it (workers publish their tasks)"
     )]
     UnknownTask(String),
     /// The payload serializes to more JSON than the engine accepts.
