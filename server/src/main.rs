@@ -18,8 +18,8 @@ use runcast::{Engine, PostgresStore};
 use tracing_subscriber::EnvFilter;
 
 /// Trigger.dev's API over a runcast Postgres database: point the official SDK at it
-/// (TRIGGER_API_URL=http://<listen>, TRIGGER_SECRET_KEY=<secret key>) while runcast workers
-/// over the same database run the tasks.
+/// (`TRIGGER_API_URL=http://<listen>`, `TRIGGER_SECRET_KEY=<secret key>`) while runcast
+/// workers over the same database run the tasks.
 ///
 /// Logs go to stderr, filtered by RUST_LOG (`info` by default; `runcast=debug` shows every
 /// trigger and batch).
@@ -27,8 +27,8 @@ use tracing_subscriber::EnvFilter;
 #[command(version, about)]
 struct Args {
     /// The Postgres database the workers share, as a URL
-    /// (postgres://user:password@host/dbname) or key=value settings (host=/run/postgresql
-    /// dbname=runcast). runcast creates or migrates its tables there.
+    /// (`postgres://user:password@host/dbname`) or key=value settings (`host=/run/postgresql
+    /// dbname=runcast`). runcast creates or migrates its tables there.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
 
@@ -41,8 +41,8 @@ struct Args {
     #[arg(long, env = "RUNCAST_LISTEN", default_value = "127.0.0.1:3030")]
     listen: SocketAddr,
 
-    /// The URL clients reach the server at (https://runs.example.com), for the upload URLs it
-    /// hands out [default: the request's Host header].
+    /// The URL clients reach the server at (`https://runs.example.com`), for the upload URLs
+    /// it hands out [default: the request's Host header].
     #[arg(long, env = "RUNCAST_PUBLIC_URL")]
     public_url: Option<String>,
 
