@@ -94,6 +94,52 @@ async fn trigger(addr: SocketAddr, task: &str, payload: &Value) -> http::Reply {
     call(addr, "POST", &path, Some(SECRET), Some(&body.to_string())).await
 }
 
+/// `request` (a trigger) answered once a worker published its task: its reply, retried while
+/// it is `404`, for up to 20 seconds.
+async fn once_published<F: Future<Output = http::Reply>>(request: impl Fn() -> F) -> http::Reply {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = request().await;
+        if reply.status != 404 || Instant::now() > deadline {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Run `id` as the server retrieves it once it completed (or after 20 seconds).
+async fn completed(addr: SocketAddr, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let run = call(
+            addr,
+            "GET",
+            &format!("/api/v3/runs/{id}"),
+            Some(SECRET),
+            None,
+        )
+        .await;
+        assert_eq!(run.status, 200, "{}", run.body);
+        let run = run.json();
+        if run["status"] == "COMPLETED" || Instant::now() > deadline {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What the binary says on stderr when it refuses to start with `args`.
+fn refused(args: &[&str]) -> String {
+    let out = Command::new(BINARY)
+        .env_remove("RUNCAST_SECRET_KEY")
+        .env_remove("DATABASE_URL")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started with {args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn help_names_every_setting_and_its_environment_variable() {
     let out = Command::new(BINARY).arg("--help").output().unwrap();
@@ -119,35 +165,12 @@ fn help_names_every_setting_and_its_environment_variable() {
 
 #[test]
 fn missing_or_wrong_settings_are_clear_errors() {
-    // No secret key.
-    let out = Command::new(BINARY)
-        .env_remove("RUNCAST_SECRET_KEY")
-        .env("DATABASE_URL", "host=/nowhere dbname=none")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let said = String::from_utf8_lossy(&out.stderr);
+    let said = refused(&["--database-url", "host=/nowhere dbname=none"]);
     assert!(said.contains("--secret-key <SECRET_KEY>"), "{said}");
-    // An empty one.
-    let out = Command::new(BINARY)
-        .args(["--secret-key", "", "--database-url", "host=/nowhere"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let said = String::from_utf8_lossy(&out.stderr);
+    let said = refused(&["--secret-key", "", "--database-url", "host=/nowhere"]);
     assert!(said.contains("the secret key is empty"), "{said}");
-    // A database that is not there.
-    let out = Command::new(BINARY)
-        .args([
-            "--secret-key",
-            SECRET,
-            "--database-url",
-            "host=/nonexistent dbname=x",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let said = String::from_utf8_lossy(&out.stderr);
+    let unreachable = "host=/nonexistent dbname=x";
+    let said = refused(&["--secret-key", SECRET, "--database-url", unreachable]);
     assert!(said.contains("could not open the database"), "{said}");
 }
 
@@ -167,34 +190,13 @@ async fn the_server_triggers_what_a_worker_in_another_process_runs_and_publishes
     assert!(reply.body.contains("count"), "{}", reply.body);
 
     let worker = worker(&database).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let reply = loop {
-        let reply = trigger(addr, "count", &json!({ "to": 3, "pause": 1 })).await;
-        if reply.status != 404 || Instant::now() > deadline {
-            break reply;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let counting = json!({ "to": 3, "pause": 1 });
+    let reply = once_published(|| trigger(addr, "count", &counting)).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let id = reply.json()["id"].as_str().unwrap().to_owned();
 
     // The worker runs it; the server reads it as it ends.
-    let run = loop {
-        let run = call(
-            addr,
-            "GET",
-            &format!("/api/v3/runs/{id}"),
-            Some(SECRET),
-            None,
-        )
-        .await;
-        assert_eq!(run.status, 200, "{}", run.body);
-        let run = run.json();
-        if run["status"] == "COMPLETED" || Instant::now() > deadline {
-            break run;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let run = completed(addr, &id).await;
     assert_eq!(run["status"], "COMPLETED", "{run}");
     assert_eq!(run["output"], 3, "{run}");
     assert_eq!(run["metadata"]["count"], 3, "{run}");
@@ -293,21 +295,9 @@ async fn servers_over_one_database_share_uploaded_packets_and_open_batches() {
     assert_eq!(uploaded.status, 200, "{}", uploaded.body);
     // ...trigger through the other (once the worker published `count`).
     let body = json!({ "payload": path, "options": { "payloadType": "application/store" } });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let reply = loop {
-        let reply = call(
-            b,
-            "POST",
-            "/api/v1/tasks/count/trigger",
-            Some(SECRET),
-            Some(&body.to_string()),
-        )
-        .await;
-        if reply.status != 404 || Instant::now() > deadline {
-            break reply;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let body = body.to_string();
+    let path = "/api/v1/tasks/count/trigger";
+    let reply = once_published(|| call(b, "POST", path, Some(SECRET), Some(&body))).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let id = reply.json()["id"].as_str().unwrap().to_owned();
     let run = call(a, "GET", &format!("/api/v3/runs/{id}"), Some(SECRET), None).await;
@@ -406,30 +396,11 @@ async fn a_stopping_server_answers_its_waiting_feed_requests_and_exits() {
     let mut server = start(&database, &["--live-hold-secs", "120"]);
     let addr = server.addr;
     let _worker = worker(&database).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let reply = loop {
-        let reply = trigger(addr, "echo", &json!("hello")).await;
-        if reply.status != 404 || Instant::now() > deadline {
-            break reply;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let hello = json!("hello");
+    let reply = once_published(|| trigger(addr, "echo", &hello)).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let id = reply.json()["id"].as_str().unwrap().to_owned();
-    while call(
-        addr,
-        "GET",
-        &format!("/api/v3/runs/{id}"),
-        Some(SECRET),
-        None,
-    )
-    .await
-    .json()["status"]
-        != "COMPLETED"
-    {
-        assert!(Instant::now() < deadline, "the run did not complete");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_eq!(completed(addr, &id).await["status"], "COMPLETED");
     let first = format!("/realtime/v1/runs/{id}?offset=-1");
     let first = call(addr, "GET", &first, Some(SECRET), None).await;
     let handle = first.header("electric-handle").unwrap().to_owned();
