@@ -354,7 +354,7 @@ on_every_backend! {
         assert!(
             unknown
                 .to_string()
-                .contains("task `elsewhere` is not registered"),
+                .contains("task `elsewhere` is unknown to this engine"),
             "{unknown}"
         );
         for (tags, expected) in [
