@@ -30,6 +30,7 @@ pub use self::context::{
 pub use self::error::{BuildError, CancelError, TagError, TriggerError};
 pub use self::options::{BatchItem, MAX_BATCH, MAX_TAG_LEN, MAX_TAGS, TriggerOptions};
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -826,13 +827,14 @@ impl Shared {
     async fn executor(
         &self,
         task: TaskIdentifier,
-    ) -> Result<(TaskIdentifier, Arc<dyn Executor>), TriggerError> {
+    ) -> Result<(TaskIdentifier, Cow<'_, Arc<dyn Executor>>), TriggerError> {
         if let Some((&id, executor)) = self.executors.get_key_value(&*task) {
-            return Ok((TaskIdentifier::Borrowed(id), executor.clone()));
+            // Borrowed: no reference count to touch on every trigger.
+            return Ok((TaskIdentifier::Borrowed(id), Cow::Borrowed(executor)));
         }
         #[cfg(feature = "postgres")]
         if let Some(executor) = self.published(&task).await? {
-            return Ok((task, executor));
+            return Ok((task, Cow::Owned(executor)));
         }
         Err(TriggerError::UnknownTask(task.into_owned()))
     }
