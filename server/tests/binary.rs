@@ -448,3 +448,43 @@ async fn a_stopping_server_answers_its_waiting_feed_requests_and_exits() {
         .unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// The database goes away under a running server (it refuses connections, and the server's
+/// are cut): `/healthcheck` answers 503, and 200 again once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_healthcheck_follows_the_database_away_and_back() {
+    let database = testing::database().await;
+    let server = start(&database, &[]);
+    let health = || async { call(server.addr, "GET", "/healthcheck", None, None).await };
+    assert_eq!(health().await.status, 200);
+    // From the server's `postgres` database: a database cannot refuse its own connections.
+    let mut config: tokio_postgres::Config = database.parse().unwrap();
+    let name = config.get_dbname().unwrap().to_owned();
+    config.dbname("postgres");
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let allow = |allowed: bool| format!(r#"ALTER DATABASE "{name}" ALLOW_CONNECTIONS {allowed}"#);
+    client.batch_execute(&allow(false)).await.unwrap();
+    let cut = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1";
+    client.execute(cut, &[&name]).await.unwrap();
+    let until = |status: u16| async move {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let reply = health().await;
+            if reply.status == status {
+                return reply;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {status}: {} {}",
+                reply.status,
+                reply.body
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let away = until(503).await;
+    assert_eq!(away.body, "Unavailable");
+    client.batch_execute(&allow(true)).await.unwrap();
+    until(200).await;
+}
