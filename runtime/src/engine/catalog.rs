@@ -11,6 +11,7 @@
 //! each trigger.
 
 use std::collections::HashMap;
+use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -84,7 +85,8 @@ fn mismatch(schema: &jsonschema::Validator, value: &Value) -> Option<(String, St
     for segment in error.instance_path() {
         match segment {
             jsonschema::paths::LocationSegment::Index(index) => {
-                path.push_str(&format!("[{index}]"));
+                // Writing to a `String` cannot fail.
+                let _ = write!(path, "[{index}]");
             }
             jsonschema::paths::LocationSegment::Property(name) => {
                 if !path.is_empty() {
