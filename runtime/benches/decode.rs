@@ -14,80 +14,20 @@
 use divan::counter::ItemsCount;
 use runcast::{
     AnyRun, FromAnyRun, JsonObject, Run, RunStatus, RunUnion, SerializedError, Timestamp,
-    realtime_union, task,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+mod common;
+
+use common::{
+    Charge, ChargeCard, Charged, Email, Receipt, Resize, ResizeImage, Resized, SendEmail, Union,
+};
 
 fn main() {
     divan::main();
 }
 
 const ROWS: usize = 100_000;
-
-#[derive(Serialize, Deserialize, schemars::JsonSchema)]
-struct Email {
-    to: String,
-    subject: String,
-    body: String,
-    attempts: u32,
-}
-
-#[derive(Serialize, Deserialize, schemars::JsonSchema)]
-struct Receipt {
-    message_id: String,
-    accepted: bool,
-}
-
-#[derive(Serialize, Deserialize, schemars::JsonSchema)]
-struct Resize {
-    url: String,
-    width: u32,
-    height: u32,
-    format: String,
-}
-
-#[derive(Serialize, Deserialize, schemars::JsonSchema)]
-struct Resized {
-    url: String,
-    bytes: u64,
-}
-
-#[derive(Serialize, Deserialize, schemars::JsonSchema)]
-struct Charge {
-    customer: String,
-    cents: i64,
-    currency: String,
-    lines: Vec<Line>,
-}
-
-#[derive(Serialize, Deserialize, schemars::JsonSchema)]
-struct Line {
-    sku: String,
-    quantity: u32,
-}
-
-#[derive(Serialize, Deserialize, schemars::JsonSchema)]
-struct Charged {
-    id: String,
-    captured: bool,
-}
-
-#[task(id = "send-email", payload = Email, output = Receipt)]
-struct SendEmail;
-
-#[task(id = "resize-image", payload = Resize, output = Resized)]
-struct ResizeImage;
-
-#[task(id = "charge-card", payload = Charge, output = Charged)]
-struct ChargeCard;
-
-realtime_union! {
-    enum Union {
-        SendEmail,
-        ResizeImage,
-        ChargeCard,
-    }
-}
 
 /// The run object without `taskIdentifier`, which the tagged enum consumes as its tag.
 #[derive(Deserialize)]

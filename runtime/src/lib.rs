@@ -51,6 +51,8 @@ extern crate self as runcast;
 // in-process fan-out), `engine`. Each imports only the ones below it, and `support`.
 mod support;
 
+#[cfg(feature = "client")]
+pub mod client;
 mod engine;
 mod feed;
 #[cfg(feature = "server")]
@@ -62,7 +64,7 @@ mod postgres;
 #[cfg(test)]
 mod test_tasks;
 mod typed;
-#[cfg(any(feature = "postgres", feature = "server"))]
+#[cfg(any(feature = "postgres", feature = "server", feature = "client"))]
 mod wire;
 
 pub use crate::engine::{
@@ -83,6 +85,7 @@ pub use crate::model::{
 #[cfg(feature = "postgres")]
 pub use crate::postgres::{PostgresError, PostgresStore};
 pub use crate::typed::stream;
+pub use crate::typed::typescript;
 pub use crate::typed::{
     Chunk, ChunkError, DecodeError, FromAnyChunk, FromAnyRun, NoStreams, RunField, RunStreamExt,
     RunUnion, Snapshot, StreamKey, StreamOf, Task, TaskChunk, WithStreams,
@@ -177,9 +180,9 @@ pub mod prelude {
     };
 }
 
-/// The README's tour, compiled and run as a doc test (with the `postgres` feature, which its
-/// Postgres section needs: `cargo test --workspace` has it).
-#[cfg(all(doctest, feature = "postgres", feature = "server"))]
+/// The README's tour, compiled and run as a doc test (with the features its sections need:
+/// `cargo test --workspace` has them).
+#[cfg(all(doctest, feature = "postgres", feature = "server", feature = "client"))]
 #[doc = include_str!("../../README.md")]
 struct ReadmeTour;
 

@@ -692,7 +692,12 @@ on_every_backend! {
             (json!(1), json!(false))
         );
         // The SDK sends the whole stream again when a batch is not sealed: duplicates are dropped.
-        let whole = post(items_path.clone(), ndjson(&[0, 1, 2])).await.json();
+        let mut whole = post(items_path.clone(), ndjson(&[0, 1, 2])).await.json();
+        // The runs' ids, in the order of the items (runcast's own addition, for its client).
+        let runs = whole.as_object_mut().unwrap().remove("runs").unwrap();
+        let runs: Vec<&str> = runs.as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+        assert_eq!(runs.len(), 3);
+        assert!(runs.iter().all(|r| r.starts_with("run_")));
         assert_eq!(
             whole,
             json!({ "id": id, "itemsAccepted": 2, "itemsDeduplicated": 1, "sealed": true, "enqueuedCount": 3, "expectedCount": 3 })

@@ -1,10 +1,14 @@
 //! Tasks the load programs share.
 
 #![allow(dead_code)] // Each load program uses some of it.
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
-use runcast::{Engine, RunFeed, RunId, RunStatus, TaskContext, TriggerOptions, task};
+use runcast::{
+    Engine, RunFeed, RunId, RunStatus, TaskContext, TriggerOptions, realtime_union, task,
+};
+use serde::{Deserialize, Serialize};
 
 #[task(id = "noop")]
 pub(crate) async fn noop(n: u64, _ctx: TaskContext) -> Result<u64, String> {
@@ -61,4 +65,71 @@ pub(crate) fn rss_of(pid: &str) -> usize {
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
     pages * 4096
+}
+
+// Three tasks of an online shop, and their union: the rows the decoding benchmarks read.
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub(crate) struct Email {
+    pub(crate) to: String,
+    pub(crate) subject: String,
+    pub(crate) body: String,
+    pub(crate) attempts: u32,
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub(crate) struct Receipt {
+    pub(crate) message_id: String,
+    pub(crate) accepted: bool,
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub(crate) struct Resize {
+    pub(crate) url: String,
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) format: String,
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub(crate) struct Resized {
+    pub(crate) url: String,
+    pub(crate) bytes: u64,
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub(crate) struct Charge {
+    pub(crate) customer: String,
+    pub(crate) cents: i64,
+    pub(crate) currency: String,
+    pub(crate) lines: Vec<Line>,
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub(crate) struct Line {
+    pub(crate) sku: String,
+    pub(crate) quantity: u32,
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub(crate) struct Charged {
+    pub(crate) id: String,
+    pub(crate) captured: bool,
+}
+
+#[task(id = "send-email", payload = Email, output = Receipt)]
+pub(crate) struct SendEmail;
+
+#[task(id = "resize-image", payload = Resize, output = Resized)]
+pub(crate) struct ResizeImage;
+
+#[task(id = "charge-card", payload = Charge, output = Charged)]
+pub(crate) struct ChargeCard;
+
+realtime_union! {
+    pub(crate) enum Union {
+        SendEmail,
+        ResizeImage,
+        ChargeCard,
+    }
 }

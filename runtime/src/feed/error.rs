@@ -78,4 +78,15 @@ pub enum FeedError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The server a remote subscription reads from (the remote client's, feature `client`)
+    /// refused it, broke the protocol, or sent a change that cannot be read; the message says
+    /// which. A refusal (`401`, `403`, `404`, `400`) or a broken protocol is the subscription's
+    /// last item; a change that cannot be read is one item, and the stream goes on.
+    #[error("{message}")]
+    Remote {
+        /// The HTTP status of the server's answer, if it answered.
+        status: Option<u16>,
+        /// What happened.
+        message: String,
+    },
 }

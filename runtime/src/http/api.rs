@@ -251,22 +251,27 @@ pub(super) fn allow_read(state: &AppState, access: &Access, run: &AnyRun) -> Res
 }
 
 /// `GET /api/v3/runs/{run}`: the run object of Trigger.dev's REST API.
+///
+/// runcast also sends the cursor of the change the run shows (`x-runcast-cursor`), which its
+/// client resumes a feed from.
 pub(super) async fn retrieve(
     State(state): State<AppState>,
     access: Access,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let run = find(&state, &RunId::from(id)).await?;
+) -> Result<Response, ApiError> {
+    let latest = find_latest(&state, &RunId::from(id)).await?;
+    let run = latest.run;
     allow_read(&state, &access, &run)?;
     let mut object = rest_run(&run);
     if let (Some(batch), Some(fields)) = (state.engine.batch_of(&run.id), object.as_object_mut()) {
         fields.insert("batchId".into(), json!(batch));
     }
-    Ok(Json(object))
+    let cursor = [(headers::RUN_CURSOR, latest.cursor.to_string())];
+    Ok((cursor, Json(object)).into_response())
 }
 
 /// A run as `GET /api/v3/runs/{run}` answers it (`RetrieveRunResponse`).
-fn rest_run(run: &AnyRun) -> Value {
+pub(super) fn rest_run(run: &AnyRun) -> Value {
     let time = |t: Option<Timestamp>| t.map(|t| jiff::Timestamp::from(t).to_string());
     let raw =
         |raw: Option<&RawValue>| raw.and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok());

@@ -128,12 +128,15 @@ pub(super) async fn items(
     let count = arrived.len();
     let (accepted, duplicates, lines) = match state.held.add_items(&id, arrived).await? {
         Filled::Unknown => return Err(ApiError::new(StatusCode::NOT_FOUND, "Batch not found")),
-        Filled::Closed => return Ok(answer(&id, run_count, 0, count, true)),
+        Filled::Closed => return Ok(Json(answer(&id, run_count, 0, count, true)).into_response()),
         Filled::Open {
             accepted,
             duplicates,
             seal: None,
-        } => return Ok(answer(&id, run_count, accepted, duplicates, false)),
+        } => {
+            let answer = answer(&id, run_count, accepted, duplicates, false);
+            return Ok(Json(answer).into_response());
+        }
         Filled::Open {
             accepted,
             duplicates,
@@ -148,16 +151,28 @@ pub(super) async fn items(
                 .map_err(|e| ApiError::bad_request(format!("Invalid item: {e}")))?;
             items.push(line.item(&state).await?);
         }
-        state.engine.batch_trigger_as(id.clone(), items).await?;
-        Ok::<_, ApiError>(())
+        let batch = state.engine.batch_trigger_as(id.clone(), items).await?;
+        Ok::<_, ApiError>(
+            batch
+                .runs
+                .iter()
+                .map(|run| run.id().clone())
+                .collect::<Vec<_>>(),
+        )
     };
     let triggered = triggered.await;
     // Open again if not, with its items: the SDK may send them again once the store is back.
     if let Err(error) = state.held.sealed(&id, triggered.is_ok()).await {
         tracing::error!(batch = %id, %error, "could not record how a batch's sealing went");
     }
-    triggered?;
-    Ok(answer(&id, run_count, accepted, duplicates, true))
+    let runs = triggered?;
+    let mut response = answer(&id, run_count, accepted, duplicates, true);
+    // The runs' ids, in the order of the items: runcast's clients read them (Trigger.dev's
+    // answer has none; the SDK ignores what it does not know).
+    if let Some(object) = response.as_object_mut() {
+        object.insert("runs".into(), json!(runs));
+    }
+    Ok(Json(response).into_response())
 }
 
 fn answer(
@@ -166,7 +181,7 @@ fn answer(
     accepted: usize,
     duplicates: usize,
     sealed: bool,
-) -> Response {
+) -> serde_json::Value {
     let mut body = json!({
         "id": id,
         "itemsAccepted": accepted,
@@ -177,5 +192,5 @@ fn answer(
         object.insert("enqueuedCount".into(), run_count.into());
         object.insert("expectedCount".into(), run_count.into());
     }
-    Json(body).into_response()
+    body
 }

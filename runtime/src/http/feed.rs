@@ -317,12 +317,13 @@ async fn serve(
     Ok((response_headers, body).into_response())
 }
 
-/// The message of one change: its row, keyed by its run.
+/// The message of one change: its row, keyed by its run, and its position in the history as
+/// its `lsn` (so a client knows the cursor of each change; `electric-offset` names the last).
 fn message(change: &Update<AnyRun>, operation: &str, skip: &[String]) -> String {
     json!({
         "key": row::key(&change.run.id),
         "value": row::value(&change.run, skip),
-        "headers": { "operation": operation },
+        "headers": { "operation": operation, "lsn": change.cursor.position().to_string() },
     })
     .to_string()
 }

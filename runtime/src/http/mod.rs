@@ -23,6 +23,7 @@
 //! - `PUT /api/v2/packets/{path}`: where to upload a payload of 128 KiB or more, which the SDK
 //!   sends apart;
 //! - `GET /api/v3/runs/{run}`: the run, as the REST API's run object;
+//! - `GET /api/v1/runs`: a page of runs, newest first, filtered as Trigger.dev's listing;
 //! - `POST /api/v2/runs/{run}/cancel`: cancels it;
 //! - `GET` and `PUT /api/v1/runs/{run}/metadata`, `POST /api/v1/runs/{run}/tags`: its
 //!   metadata and tags (changed with the secret key);
@@ -189,6 +190,7 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
         .max_age(Duration::from_secs(300));
     Router::new()
         .route("/api/v1/tasks/{task}/trigger", post(api::trigger))
+        .route("/api/v1/runs", get(runs::list))
         .route("/api/v3/runs/{run}", get(api::retrieve))
         .route("/api/v2/runs/{run}/cancel", post(api::cancel))
         .route(
@@ -224,4 +226,5 @@ mod headers {
     pub(super) const SCHEMA: HeaderName = HeaderName::from_static("electric-schema");
     pub(super) const CURSOR: HeaderName = HeaderName::from_static("electric-cursor");
     pub(super) const UP_TO_DATE: HeaderName = HeaderName::from_static("electric-up-to-date");
+    pub(super) const RUN_CURSOR: HeaderName = HeaderName::from_static("x-runcast-cursor");
 }

@@ -3,17 +3,22 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::api::{OneOrMany, allow_read, find};
+use super::api::{OneOrMany, allow_read, find, rest_run};
 use super::auth::Access;
 use super::error::{ApiError, json_body};
 use crate::TagError;
-use crate::model::{JsonObject, MetadataError, MetadataOp, RunId};
+use crate::model::{BatchId, JsonObject, MetadataError, MetadataOp, RunId};
+use crate::wire::scope::Resource;
+use crate::wire::status::from_api_name;
+use crate::{RunFeed, RunQuery};
 
 /// The body of `PUT /api/v1/runs/{run}/metadata`: a whole new object, operations, or both
 /// (the object first). A run has no parent or root run in runcast, so the operations meant
@@ -143,4 +148,73 @@ pub(super) async fn add_tags(
         n => format!("Successfully set {n} new tags."),
     };
     Ok(Json(json!({ "message": message })))
+}
+
+/// `GET /api/v1/runs`: a page of runs, newest first, as Trigger.dev lists them
+/// (`filter[taskIdentifier]`, `filter[status]` (comma-separated), `filter[tag]` (every one
+/// of them), `filter[batch]`, `page[size]` (25 by default, 1 to 100), `page[after]` (the
+/// `pagination.next` of the page before)). Takes the secret key, or a token that reads every
+/// run.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    access: Access,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    access.allow("read", &[Resource::every("runs")])?;
+    let mut runs = RunQuery::new();
+    if let Some(size) = query.get("page[size]") {
+        let size: usize = size.parse().map_err(|_| {
+            ApiError::bad_request(format!("invalid page[size] `{size}`: expected 1 to 100"))
+        })?;
+        runs = runs.limit(size);
+    }
+    if let Some(task) = query.get("filter[taskIdentifier]") {
+        runs.task = Some(task.clone());
+    }
+    for name in query
+        .get("filter[status]")
+        .into_iter()
+        .flat_map(|s| s.split(','))
+    {
+        let status = from_api_name(name).ok_or_else(|| {
+            ApiError::bad_request(format!("invalid filter[status] `{name}`: not a run status"))
+        })?;
+        runs = runs.status(status);
+    }
+    for tag in query
+        .get("filter[tag]")
+        .into_iter()
+        .flat_map(|s| s.split(','))
+    {
+        runs = runs.tag(tag);
+    }
+    if let Some(batch) = query.get("filter[batch]") {
+        runs = runs.batch(BatchId::from(batch.as_str()));
+    }
+    if let Some(after) = query.get("page[after]") {
+        let cursor = after.parse().map_err(|_| {
+            ApiError::bad_request(format!(
+                "invalid page[after] `{after}`: expected the pagination.next of a page"
+            ))
+        })?;
+        runs = runs.before(cursor);
+    }
+    let page = state.engine.list_runs(&runs).await?;
+    let environment = json!({ "id": state.config.environment, "name": state.config.environment });
+    let data: Vec<Value> = page
+        .runs
+        .iter()
+        .map(|run| {
+            let mut item = rest_run(run);
+            if let Some(object) = item.as_object_mut() {
+                object.insert("env".into(), environment.clone());
+            }
+            item
+        })
+        .collect();
+    let mut pagination = json!({});
+    if let (Some(next), Some(object)) = (page.next, pagination.as_object_mut()) {
+        object.insert("next".into(), json!(next.to_string()));
+    }
+    Ok(Json(json!({ "data": data, "pagination": pagination })))
 }

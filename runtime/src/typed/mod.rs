@@ -7,6 +7,7 @@ pub(crate) mod chunk;
 pub(crate) mod decode;
 pub mod stream;
 pub(crate) mod task;
+pub mod typescript;
 pub(crate) mod union;
 
 pub use self::chunk::{Chunk, ChunkError, FromAnyChunk, NoStreams, StreamKey, StreamOf, TaskChunk};

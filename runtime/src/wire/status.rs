@@ -29,7 +29,7 @@ pub(crate) const fn database_name(status: RunStatus) -> &'static str {
 }
 
 /// The status a database name stands for; `None` for a name Trigger.dev does not define.
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "client"))]
 pub(crate) fn from_database_name(name: &str) -> Option<RunStatus> {
     let status = match name {
         "DEQUEUED" => RunStatus::Executing,
@@ -59,7 +59,19 @@ pub(crate) const fn api_name(status: RunStatus) -> &'static str {
     }
 }
 
-#[cfg(all(test, feature = "postgres"))]
+/// The status a name of the REST run object stands for (`api_name`'s, and the public
+/// names); `None` for a name the API does not define.
+#[cfg(any(feature = "server", feature = "client"))]
+pub(crate) fn from_api_name(name: &str) -> Option<RunStatus> {
+    Some(match name {
+        "PENDING_VERSION" => RunStatus::WaitingForDeploy,
+        "DEQUEUED" => RunStatus::Executing,
+        "WAITING" => RunStatus::Frozen,
+        other => return other.parse().ok(),
+    })
+}
+
+#[cfg(all(test, any(feature = "postgres", feature = "client")))]
 mod tests {
     use super::*;
 

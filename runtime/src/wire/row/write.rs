@@ -1,14 +1,8 @@
-//! A run as a row of Trigger.dev's run feed: the columns its realtime routes send, each value
-//! as Postgres prints it, and the schema that tells a client how to read them.
-//!
-//! The official SDK reads these rows through Electric's client (`electric-shape-protocol.md`,
-//! `trigger-sdk-v4-wire.md` §6.2): timestamps without a zone (it appends `Z`), booleans as
-//! `t`/`f`, arrays as Postgres array literals, payload, output and metadata as JSON text with
-//! their packet types, statuses by their database names.
+//! Writing a run as a row of the run feed, as Trigger.dev's server sends it.
 
 use serde_json::{Map, Value};
 
-use super::status::database_name;
+use super::super::status::database_name;
 use crate::model::{AnyRun, RunId, SerializedError, Timestamp};
 
 /// The `electric-schema` of a run row: each column's Postgres type, as Trigger.dev's native
