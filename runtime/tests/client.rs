@@ -298,6 +298,29 @@ async fn public_tokens_reach_only_their_scopes() {
 }
 
 #[tokio::test]
+async fn a_server_that_cannot_be_reached_is_an_error_not_a_wait() {
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let client = client(closed);
+    let subscribed = tokio::time::timeout(
+        Duration::from_secs(20),
+        client.subscribe(Scope::Run(RunId::from("run_1")), Cursor::START),
+    )
+    .await
+    .expect("it gives up within seconds");
+    let error = subscribed.unwrap_err().to_string();
+    assert!(error.contains("could not reach"), "{error}");
+    let triggered = client.trigger::<Count>(counting(1)).await.unwrap_err();
+    assert!(
+        triggered.to_string().contains("could not reach"),
+        "{triggered}"
+    );
+}
+
+#[tokio::test]
 async fn resuming_from_any_item_gives_exactly_the_rest() {
     let client = client(server().await);
     let handle = client.trigger::<Count>(counting(8)).await.unwrap();

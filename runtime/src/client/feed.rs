@@ -15,6 +15,10 @@ use crate::model::{AnyRun, Cursor, Update};
 use crate::wire::row::{self, RowError};
 use crate::{FeedError, Scope};
 
+/// How many times a subscription tries to reach its server before it gives up (about 4 s);
+/// once subscribed, it tries as long as it is read.
+const FIRST_ATTEMPTS: u32 = 10;
+
 /// What one answer gave: its changes, each read or the reason it could not be.
 pub(super) type Changes = Vec<Result<Update<AnyRun>, FeedError>>;
 
@@ -37,6 +41,8 @@ pub(super) struct Shape {
     /// The next changes follow a must-refetch: some changes may have been missed.
     refetched: bool,
     backoff: Backoff,
+    /// Attempts that failed in a row.
+    failures: u32,
 }
 
 /// Whose history the offsets are in.
@@ -169,6 +175,7 @@ impl Shape {
             history: history.unwrap_or(History::Other { epoch: 1, read: 0 }),
             refetched: false,
             backoff: Backoff::new(),
+            failures: 0,
         })
     }
 
@@ -176,10 +183,11 @@ impl Shape {
         self.history
     }
 
-    /// The first answer: a refusal, or a must-refetch of the cursor subscribed from, is an
-    /// error of the subscription itself.
+    /// The first answer: a refusal, a server that cannot be reached (after a few seconds of
+    /// trying: a wrong URL or port should not wait forever), or a must-refetch of the cursor
+    /// subscribed from, is an error of the subscription itself.
     pub(super) async fn first(&mut self, from: Cursor) -> Result<Changes, FeedError> {
-        match self.request().await? {
+        match self.request(Some(FIRST_ATTEMPTS)).await? {
             Answered::Changes(changes) => Ok(changes),
             Answered::Refetch if from != Cursor::START => Err(FeedError::UnknownCursor(from)),
             Answered::Refetch => Ok(Vec::new()),
@@ -189,14 +197,16 @@ impl Shape {
     /// The next answer's changes: retried until the server answers, or refuses (the error,
     /// after which the feed ends).
     pub(super) async fn next(&mut self) -> Result<Changes, FeedError> {
-        match self.request().await? {
+        match self.request(None).await? {
             Answered::Changes(changes) => Ok(changes),
             Answered::Refetch => Ok(Vec::new()),
         }
     }
 
-    /// Asks for the changes after the offset, until an answer comes.
-    async fn request(&mut self) -> Result<Answered, FeedError> {
+    /// Asks for the changes after the offset, until an answer comes, or, with `attempts`, until
+    /// that many attempts could not reach the server.
+    async fn request(&mut self, attempts: Option<u32>) -> Result<Answered, FeedError> {
+        let mut unreachable = 0;
         loop {
             let mut url = self.url.clone();
             {
@@ -225,7 +235,17 @@ impl Shape {
             let response = match request.send().await {
                 Ok(response) => response,
                 Err(error) => {
-                    tracing::debug!(url = %url, %error, "feed request failed; trying again");
+                    unreachable += 1;
+                    if attempts.is_some_and(|attempts| unreachable >= attempts) {
+                        return Err(refused(
+                            None,
+                            format!(
+                                "could not reach the server for the feed of {}: {error}",
+                                scope_name(&self.scope)
+                            ),
+                        ));
+                    }
+                    self.failed(&url, &error);
                     self.backoff.wait(None).await;
                     continue;
                 }
@@ -238,7 +258,7 @@ impl Shape {
             }
             if retryable(status) {
                 let after = retry_after(&response);
-                tracing::debug!(url = %url, %status, "feed request refused for now; trying again");
+                self.failed(&url, &status);
                 self.backoff.wait(after).await;
                 continue;
             }
@@ -248,15 +268,27 @@ impl Shape {
             match self.read(response).await {
                 Ok(changes) => {
                     self.backoff.reset();
+                    self.failures = 0;
                     return Ok(Answered::Changes(changes));
                 }
                 // The body broke off: the offset did not move, so asking again loses nothing.
                 Err(Read::Broken(error)) => {
-                    tracing::debug!(url = %url, %error, "feed answer broke off; trying again");
+                    self.failed(&url, &error);
                     self.backoff.wait(None).await;
                 }
                 Err(Read::Refused(error)) => return Err(error),
             }
+        }
+    }
+
+    /// Counts a failed attempt, to be made again: logged, as a warning every tenth in a row.
+    fn failed(&mut self, url: &Url, error: &dyn std::fmt::Display) {
+        self.failures += 1;
+        if self.failures.is_multiple_of(10) {
+            let failures = self.failures;
+            tracing::warn!(%url, %error, failures, "the feed's server does not answer; trying again");
+        } else {
+            tracing::debug!(%url, %error, "feed request failed; trying again");
         }
     }
 

@@ -1,7 +1,7 @@
 //! A client of Trigger.dev's HTTP API (feature `client`): runcast's server, or Trigger.dev's
 //! own, reached over HTTP from any process, with the same typed layer as the engine.
 //!
-//! [`Client`] implements [`RunFeed`], so everything built on it works on a remote server as on
+//! [`Client`] implements [`RunFeed`](crate::RunFeed), so everything built on it works on a remote server as on
 //! an [`Engine`](crate::Engine): `subscribe_to_run`, `subscribe_to_runs_with_tag` with a
 //! [`realtime_union!`](crate::realtime_union), `subscribe_to_batch`, `.typed()`,
 //! `.until_finished()`, `with_streams()`, `read_stream`, `retrieve`, `wait`. It triggers
@@ -10,6 +10,7 @@
 //! ([`create_public_token`](Client::create_public_token)).
 //!
 //! ```no_run
+//! use futures::StreamExt;
 //! use runcast::client::Client;
 //! use runcast::prelude::*;
 //! # #[task(id = "hello-world", payload = String, output = String)] pub struct HelloWorld;
@@ -20,7 +21,7 @@
 //! let mut run = client.subscribe_to_run(&handle).await?;
 //! while let Some(update) = run.next().await {
 //!     let update = update?;
-//!     println!("{} {:?}", update.status, update.output);
+//!     println!("{} {:?}", update.run.status, update.run.output);
 //! }
 //! # Ok(())
 //! # }
@@ -32,10 +33,13 @@
 //! following items are marked [`coalesced`](crate::Update::coalesced): changes may have been
 //! missed); `429`, `5xx`, timeouts and network errors are retried from the same offset after a
 //! growing pause (100 ms, ×1.3 each time, at most 10 s, at least a `Retry-After`), so a
-//! dropped connection costs no change and repeats none. Where the official SDK hangs silently
+//! dropped connection costs no change and repeats none; a server that stays away is logged
+//! (`tracing`, a warning every tenth failure in a row), and tried as long as the subscription
+//! is read. Subscribing to a server that cannot be reached at all (a wrong URL or port) fails
+//! after about 4 s instead. Where the official SDK hangs silently
 //! (a `401`, `403` or `404`, an answer without its `electric-*` headers, a body that is not
-//! the protocol's), the subscription ends with a [`FeedError::Remote`] that says what
-//! happened (a `404` on one run's feed is [`FeedError::UnknownRun`]); a row that cannot be
+//! the protocol's), the subscription ends with a [`FeedError::Remote`](crate::FeedError::Remote) that says what
+//! happened (a `404` on one run's feed is [`FeedError::UnknownRun`](crate::FeedError::UnknownRun)); a row that cannot be
 //! read (a `null` where every run has a value, an unknown status) is one error item, and the
 //! stream goes on.
 //!
@@ -43,7 +47,7 @@
 //! subscription to one carry the engine's cursors: subscribing from one resumes, from any
 //! client of any server over the same history, with no gap and no duplicate. Another server's
 //! offsets are its own: its items carry cursors that order them within their subscription,
-//! and a new subscription from one is refused ([`FeedError::UnknownCursor`]).
+//! and a new subscription from one is refused ([`FeedError::UnknownCursor`](crate::FeedError::UnknownCursor)).
 //!
 //! **Streams.** [`with_streams`](crate::WithStreams::with_streams) reads each stream of each
 //! run (`GET /realtime/v1/streams/{run}/{key}`, v1 or v2 framing) beside the feed, and holds a

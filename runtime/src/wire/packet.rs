@@ -11,6 +11,8 @@
 //!
 //! [`Timestamp`]: crate::Timestamp
 
+use std::borrow::Cow;
+
 use serde_json::value::RawValue;
 
 /// The packet types a payload may come in.
@@ -44,13 +46,22 @@ pub(crate) fn payload(
     data: Option<&str>,
     kind: Option<&str>,
 ) -> Result<Box<RawValue>, PacketError> {
+    payload_of(data.map(Cow::Borrowed), kind)
+}
+
+/// [`payload`], taking the packet's text by value: an owned JSON packet becomes the payload
+/// without a copy.
+pub(crate) fn payload_of(
+    data: Option<Cow<'_, str>>,
+    kind: Option<&str>,
+) -> Result<Box<RawValue>, PacketError> {
     let kind = kind.unwrap_or(JSON);
     let Some(data) = data else {
         return Ok(null());
     };
     let invalid = |kind| move |source| PacketError::Invalid { kind, source };
     match kind {
-        JSON => RawValue::from_string(data.to_owned()).map_err(invalid("JSON")),
+        JSON => RawValue::from_string(data.into_owned()).map_err(invalid("JSON")),
         SUPERJSON => {
             #[derive(serde::Deserialize)]
             struct SuperJson<'a> {
@@ -61,11 +72,12 @@ pub(crate) fn payload(
             if !data.trim_start().starts_with('{') {
                 return Err(PacketError::NoJson);
             }
-            let packet: SuperJson<'_> = serde_json::from_str(data).map_err(invalid("superjson"))?;
+            let packet: SuperJson<'_> =
+                serde_json::from_str(&data).map_err(invalid("superjson"))?;
             let json = packet.json.ok_or(PacketError::NoJson)?;
             Ok(json.to_owned())
         }
-        TEXT => serde_json::value::to_raw_value(data).map_err(invalid("text")),
+        TEXT => serde_json::value::to_raw_value(&data).map_err(invalid("text")),
         STORE => Err(PacketError::Stored),
         other => Err(PacketError::UnknownType(other.chars().take(64).collect())),
     }

@@ -365,14 +365,20 @@ impl Reader<'_> {
         let Some(kind) = kind else {
             return Ok(None);
         };
-        let kind = self.text(column, Some(kind))?;
-        let data = self.optional_text(column, data)?;
-        let raw =
-            packet::payload(data.as_deref(), Some(&kind)).map_err(|source| RowError::Packet {
-                run: self.run.to_owned(),
-                column,
-                source,
-            })?;
+        let kind = match kind {
+            Cell::Text(kind) => kind,
+            other => return Err(self.invalid(column, &other, "text")),
+        };
+        let data = match data {
+            None => None,
+            Some(Cell::Text(data)) => Some(data),
+            Some(other) => return Err(self.invalid(column, &other, "text")),
+        };
+        let raw = packet::payload_of(data, Some(&kind)).map_err(|source| RowError::Packet {
+            run: self.run.to_owned(),
+            column,
+            source,
+        })?;
         Ok(Some(Arc::from(raw)))
     }
 
