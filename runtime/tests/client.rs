@@ -69,6 +69,8 @@ async fn a_triggered_run_is_followed_typed_through_every_state() {
     assert_eq!(statuses.first(), Some(&RunStatus::Queued), "{statuses:?}");
     assert!(statuses.contains(&RunStatus::Executing), "{statuses:?}");
     assert_eq!(statuses.last(), Some(&RunStatus::Completed));
+    let finals = statuses.iter().filter(|s| s.is_final()).count();
+    assert_eq!(finals, 1, "one final snapshot: {statuses:?}");
     let mut counts: Vec<i64> = updates
         .iter()
         .filter_map(|u| u.run.metadata.as_ref()?.get("count")?.as_i64())
@@ -680,6 +682,50 @@ async fn what_the_sdk_hangs_on_ends_the_feed_with_an_error_that_says_why() {
         other => panic!("expected the 403, got {other:?}"),
     }
     assert!(feed.next().await.is_none());
+}
+
+#[tokio::test]
+async fn dropping_a_subscription_ends_its_requests() {
+    // A server whose live requests answer at once that nothing changed: a subscription asks
+    // again and again while it lives.
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&asked);
+    let app = Router::new().route(
+        "/realtime/v1/runs/{run}",
+        get(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let headers = shape_headers("h", "0_0");
+                let mut map = HeaderMap::new();
+                for (name, value) in headers {
+                    map.insert(name, value.parse().unwrap());
+                }
+                (map, body(&[up_to_date()]))
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut feed = client(addr)
+        .subscribe(Scope::Run(RunId::from("run_1")), Cursor::START)
+        .await
+        .unwrap();
+    let polled = tokio::time::timeout(Duration::from_millis(300), feed.next()).await;
+    assert!(polled.is_err(), "no change comes");
+    assert!(
+        asked.load(Ordering::SeqCst) > 2,
+        "it asked again while read"
+    );
+    drop(feed);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let after_drop = asked.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        after_drop,
+        "no request after the drop"
+    );
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 use super::{Backoff, Client, error_message, retry_after, retryable};
 use crate::model::{AnyRun, Cursor, Update};
 use crate::wire::row::{self, RowError};
+use crate::wire::shape;
 use crate::{FeedError, Scope};
 
 /// How many times a subscription tries to reach its server before it gives up (about 4 s);
@@ -59,8 +60,8 @@ pub(super) enum History {
 impl History {
     /// The history of a feed answered with `handle` and `offset`.
     fn of(handle: &str, offset: &str) -> Self {
-        match (runcast_epoch(handle), runcast_position(offset)) {
-            (Some(epoch), Some(_)) => History::Runcast { epoch },
+        match (shape::handle_parts(handle), shape::position(offset)) {
+            (Some((epoch, _)), Some(_)) => History::Runcast { epoch },
             _ => History::Other {
                 epoch: foreign_epoch(handle),
                 read: 0,
@@ -74,32 +75,6 @@ impl History {
             History::Runcast { epoch } | History::Other { epoch, .. } => epoch,
         }
     }
-}
-
-/// The epoch a runcast server's handle names: `<epoch in hex>`, or `<epoch>-<window start>`
-/// on a tag feed.
-fn runcast_epoch(handle: &str) -> Option<u64> {
-    let epoch = handle.split_once('-').map_or(handle, |(epoch, floor)| {
-        if floor.bytes().all(|b| b.is_ascii_digit()) && !floor.is_empty() {
-            epoch
-        } else {
-            ""
-        }
-    });
-    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
-    if epoch.is_empty() || epoch.len() > 16 || !epoch.bytes().all(hex) {
-        return None;
-    }
-    u64::from_str_radix(epoch, 16).ok().filter(|&e| e != 0)
-}
-
-/// The position a runcast server's offset names: `<position>_0`.
-fn runcast_position(offset: &str) -> Option<u64> {
-    let position = offset.strip_suffix("_0")?;
-    if position.is_empty() || !position.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    position.parse().ok()
 }
 
 /// An epoch for another server's handle: never 0 (which is [`Cursor::START`]'s).
@@ -159,7 +134,7 @@ impl Shape {
             let history = History::Runcast { epoch };
             (
                 Some(format!("{epoch:x}")),
-                format!("{}_0", from.position()),
+                shape::offset(from.position()),
                 Some(history),
             )
         };
@@ -366,7 +341,7 @@ impl Shape {
                 (_, history) => history,
             };
         }
-        let end = runcast_position(&offset);
+        let end = shape::position(&offset);
         let coalesced = std::mem::take(&mut self.refetched);
         let mut changes = Vec::new();
         for message in messages {
@@ -430,7 +405,12 @@ impl Shape {
             read => read,
         };
         if read.is_ok() {
-            self.rows.insert(key.to_owned(), value.into());
+            match self.rows.get_mut(key) {
+                Some(row) => *row = value.into(),
+                None => {
+                    self.rows.insert(key.to_owned(), value.into());
+                }
+            }
         }
         read.map_err(unreadable)
     }
@@ -495,23 +475,19 @@ mod tests {
 
     #[test]
     fn runcast_handles_and_offsets_name_its_history() {
-        assert_eq!(runcast_epoch("1f"), Some(0x1f));
-        assert_eq!(runcast_epoch("1f-1780000000000"), Some(0x1f));
-        for other in ["", "0", "run-abc", "runs_1_2_x", "1f-", "1f-x", "G1", "1F"] {
-            assert_eq!(runcast_epoch(other), None, "{other:?}");
-        }
-        assert_eq!(runcast_position("42_0"), Some(42));
-        for other in ["-1", "0_inf", "42_2", "_0", "x_0", "1780000000000_3"] {
-            assert_eq!(runcast_position(other), None, "{other:?}");
-        }
         assert!(matches!(
             History::of("1f", "42_0"),
+            History::Runcast { epoch: 0x1f }
+        ));
+        assert!(matches!(
+            History::of("1f-1780000000000", "42_0"),
             History::Runcast { epoch: 0x1f }
         ));
         assert!(matches!(
             History::of("run-abc", "1780000000000_0"),
             History::Other { .. }
         ));
+        assert!(matches!(History::of("1f", "42_2"), History::Other { .. }));
         assert_ne!(foreign_epoch("a"), foreign_epoch("b"));
         assert_ne!(foreign_epoch(""), 0);
     }

@@ -2,7 +2,7 @@
 //! streams) and hands the items over a bounded channel, so a subscriber that does not read
 //! holds the requests back instead of piling items up.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -177,43 +177,53 @@ impl Drop for AbortOnDrop {
 /// One stream being read, for its run.
 type StreamReader = Pin<Box<dyn Stream<Item = (RunId, StreamEvent)> + Send>>;
 
-/// The streams being read, and how many of each run's.
+/// The streams being read.
 struct Readers {
     client: Client,
     events: SelectAll<StreamReader>,
-    opened: HashSet<(RunId, String)>,
-    open: HashMap<RunId, usize>,
+    /// Each run's streams opened, and how many of them are still being read.
+    runs: HashMap<RunId, RunStreams>,
     /// The first streams start after this chunk (a runcast cursor subscribed from).
     after: Option<u64>,
     history: History,
 }
 
+#[derive(Default)]
+struct RunStreams {
+    keys: Vec<String>,
+    reading: usize,
+}
+
 impl Readers {
     /// Opens the streams `run` lists that are not read yet.
     fn open(&mut self, run: &AnyRun) {
-        let mut keys: Vec<&str> = run.realtime_streams.iter().map(String::as_str).collect();
         // Trigger.dev's older runs list their streams in their metadata.
         let listed = run
             .metadata
             .as_deref()
+            .filter(|m| m.get().contains("$$streams"))
             .and_then(|m| serde_json::from_str::<MetadataStreams>(m.get()).ok());
-        if let Some(listed) = &listed {
-            keys.extend(listed.streams.iter().map(String::as_str));
-        }
+        let listed = listed.as_ref().map_or(&[][..], |l| &l.streams[..]);
+        let keys = run.realtime_streams.iter().chain(listed);
+        let after = match self.history {
+            History::Runcast { .. } => self.after,
+            History::Other { .. } => None,
+        };
         for key in keys {
-            if !self.opened.insert((run.id.clone(), key.to_owned())) {
+            let streams = match self.runs.get_mut(&run.id) {
+                Some(streams) => streams,
+                None => self.runs.entry(run.id.clone()).or_default(),
+            };
+            if streams.keys.contains(key) {
                 continue;
             }
-            *self.open.entry(run.id.clone()).or_default() += 1;
-            let after = match self.history {
-                History::Runcast { .. } => self.after,
-                History::Other { .. } => None,
-            };
+            streams.keys.push(key.clone());
+            streams.reading += 1;
             let reader = streams::read(
                 self.client.clone(),
                 run.id.clone(),
                 Arc::from(run.task_identifier.as_ref()),
-                Arc::from(key),
+                Arc::from(key.as_str()),
                 after,
                 self.history.epoch(),
             );
@@ -222,7 +232,9 @@ impl Readers {
     }
 
     fn reading(&self, run: &RunId) -> bool {
-        self.open.get(run).is_some_and(|&n| n > 0)
+        self.runs
+            .get(run)
+            .is_some_and(|streams| streams.reading > 0)
     }
 
     /// Counts a stream's event; the item to hand over, if any.
@@ -231,8 +243,8 @@ impl Readers {
             StreamEvent::Chunk(chunk) => Some(Ok(Realtime::Chunk(chunk))),
             StreamEvent::Failed(error) => Some(Err(error)),
             StreamEvent::Ended => {
-                if let Some(n) = self.open.get_mut(&run) {
-                    *n = n.saturating_sub(1);
+                if let Some(streams) = self.runs.get_mut(&run) {
+                    streams.reading = streams.reading.saturating_sub(1);
                 }
                 None
             }
@@ -259,8 +271,7 @@ async fn drive(start: Start, sender: mpsc::Sender<Item>) {
     let mut readers = Readers {
         client,
         events: SelectAll::new(),
-        opened: HashSet::new(),
-        open: HashMap::new(),
+        runs: HashMap::new(),
         after: (from != Cursor::START).then(|| from.position()),
         history: shape.history(),
     };

@@ -11,10 +11,7 @@ use serde_json::{Map, Value, json};
 use super::{Client, ClientError};
 use crate::model::{BatchId, RunId};
 use crate::typed::Task;
-
-/// The issuer and audience Trigger.dev writes into its tokens.
-const ISSUER: &str = "https://id.trigger.dev";
-const AUDIENCE: &str = "https://api.trigger.dev";
+use crate::wire::{TOKEN_AUDIENCE, TOKEN_ISSUER};
 
 /// What a public access token grants, and for how long: give it to a browser or another
 /// service, which then reaches only that.
@@ -141,8 +138,8 @@ impl Client {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let extra: Map<String, Value> = [
-            ("iss", json!(ISSUER)),
-            ("aud", json!(AUDIENCE)),
+            ("iss", json!(TOKEN_ISSUER)),
+            ("aud", json!(TOKEN_AUDIENCE)),
             ("iat", json!(now)),
             ("exp", json!(now + token.expires_in.as_secs().max(1))),
             ("scopes", json!(token.scopes)),

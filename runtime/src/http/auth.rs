@@ -16,10 +16,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::support::lock;
 use crate::wire::scope::{Resource, any_grants};
-
-/// The issuer and audience Trigger.dev writes into its tokens.
-const ISSUER: &str = "https://id.trigger.dev";
-const AUDIENCE: &str = "https://api.trigger.dev";
+use crate::wire::{TOKEN_AUDIENCE, TOKEN_ISSUER};
 
 /// The keys that sign and check tokens, from the secret key.
 pub(super) struct Keys {
@@ -75,8 +72,8 @@ impl Keys {
             public: true,
             scopes,
             otu: one_time,
-            iss: Some(ISSUER.to_owned()),
-            aud: Some(AUDIENCE.to_owned()),
+            iss: Some(TOKEN_ISSUER.to_owned()),
+            aud: Some(TOKEN_AUDIENCE.to_owned()),
             iat: Some(now),
             exp: now + seconds,
         };

@@ -35,8 +35,8 @@ use super::error::ApiError;
 use super::{AppState, headers};
 use crate::model::{AnyRun, BatchId, Cursor, RunId, Timestamp, Update};
 use crate::support::lock;
-use crate::wire::row;
 use crate::wire::scope::Resource;
+use crate::wire::{row, shape};
 use crate::{FeedError, RunFeed, Scope};
 
 /// The most changes one response carries; a client asks again for the rest.
@@ -120,8 +120,8 @@ pub(super) async fn tags(
         let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
         Some(Timestamp::now().unix_millis().saturating_sub(window))
     } else {
-        let floor = query.handle.as_deref().and_then(|h| h.split_once('-'));
-        floor.and_then(|(_, floor)| floor.parse().ok())
+        let parts = query.handle.as_deref().and_then(shape::handle_parts);
+        parts.and_then(|(_, floor)| floor)
     };
     serve(&state, Scope::Tags(tags), &query, floor).await
 }
@@ -151,10 +151,7 @@ async fn serve(
     let engine = &state.engine;
     let epoch = engine.epoch();
     // The engine's history, and the window it is seen through.
-    let handle = match floor {
-        Some(floor) => format!("{epoch:x}-{floor}"),
-        None => format!("{epoch:x}"),
-    };
+    let handle = shape::handle(epoch, floor);
     let shown = |run: &AnyRun| floor.is_none_or(|floor| run.created_at.unix_millis() > floor);
     let offset = query
         .offset
@@ -185,7 +182,7 @@ async fn serve(
                 ));
             }
         }
-        match parse_offset(offset) {
+        match shape::position(offset) {
             Some(0) => Cursor::START,
             Some(position) => Cursor::new(epoch, position),
             None => {
@@ -296,7 +293,7 @@ async fn serve(
         }
     };
     set(headers::HANDLE, handle);
-    set(headers::OFFSET, format!("{position}_0"));
+    set(headers::OFFSET, shape::offset(position));
     if live {
         set(headers::CURSOR, position.to_string());
     }
@@ -386,40 +383,4 @@ fn must_refetch(handle: &str) -> Response {
     }
     let body = Json(json!([{ "headers": { "control": "must-refetch" } }]));
     (StatusCode::CONFLICT, response_headers, body).into_response()
-}
-
-/// The position an `electric-offset` of this server stands for: `<position>_0`.
-fn parse_offset(offset: &str) -> Option<u64> {
-    let (position, rest) = offset.split_once('_')?;
-    if rest != "0" || position.starts_with('+') {
-        return None;
-    }
-    position.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::parse_offset;
-
-    proptest! {
-        #[test]
-        fn offsets_read_back_what_the_server_writes_and_nothing_else_panics(
-            position: u64,
-            text in ".{0,40}",
-        ) {
-            prop_assert_eq!(parse_offset(&format!("{position}_0")), Some(position));
-            let _ = parse_offset(&text);
-        }
-    }
-
-    #[test]
-    fn offsets_are_only_what_the_server_writes() {
-        for bad in [
-            "", "-1", "_0", "1", "1_", "1_1", "+1_0", "1_0_0", "x_0", "0_inf",
-        ] {
-            assert_eq!(parse_offset(bad), None, "{bad:?}");
-        }
-    }
 }

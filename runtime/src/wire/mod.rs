@@ -7,4 +7,12 @@ pub(crate) mod packet;
 pub(crate) mod row;
 #[cfg(feature = "server")]
 pub(crate) mod scope;
+#[cfg(any(feature = "server", feature = "client"))]
+pub(crate) mod shape;
 pub(crate) mod status;
+
+/// The issuer and audience Trigger.dev writes into its public access tokens.
+#[cfg(any(feature = "server", feature = "client"))]
+pub(crate) const TOKEN_ISSUER: &str = "https://id.trigger.dev";
+#[cfg(any(feature = "server", feature = "client"))]
+pub(crate) const TOKEN_AUDIENCE: &str = "https://api.trigger.dev";
