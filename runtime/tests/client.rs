@@ -216,6 +216,28 @@ async fn cancel_metadata_and_tags_change_the_run() {
         .await
         .unwrap();
     assert_eq!(written["note"], "hi");
+    // The wire has no merge: an update goes as a set of each key, a key that looks like a
+    // path included; a replace is the wire's `update`.
+    let object = |value: serde_json::Value| value.as_object().unwrap().clone();
+    let merge = MetadataOp::Update(object(json!({ "steps": [1], "$.odd": true })));
+    let mut written = client
+        .update_metadata(
+            handle.id(),
+            [merge, MetadataOp::Append("$.steps".into(), json!(2))],
+        )
+        .await
+        .unwrap();
+    written.remove("count"); // the task's own
+    assert_eq!(
+        serde_json::Value::Object(written),
+        json!({ "note": "hi", "steps": [1, 2], "$.odd": true })
+    );
+    let replace = MetadataOp::Replace(object(json!({ "only": 1 })));
+    let written = client
+        .update_metadata(handle.id(), [replace])
+        .await
+        .unwrap();
+    assert_eq!(serde_json::Value::Object(written), json!({ "only": 1 }));
     client.cancel(handle.id()).await.unwrap();
     let run = client.wait(&handle).await.unwrap();
     assert_eq!(run.status, RunStatus::Canceled);

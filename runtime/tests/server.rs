@@ -764,16 +764,22 @@ on_every_backend! {
         let body = json!({
             "metadata": { "stage": "start", "tmp": 1 },
             "operations": [
+                // `update` is `metadata.replace`: "stage" goes.
+                { "type": "update", "value": { "extra": true, "tmp": 1, "order": { "lines": [{ "done": false }] } } },
                 { "type": "set", "key": "stage", "value": "upload" },
                 { "type": "delete", "key": "tmp" },
                 { "type": "append", "key": "log", "value": "a" },
                 { "type": "increment", "key": "n", "value": 2 },
-                { "type": "update", "value": { "extra": true } },
+                // Keys that start with `$.` are paths.
+                { "type": "set", "key": "$.order.lines.0.done", "value": true },
+                { "type": "append", "key": "$.order.lines", "value": { "done": false } },
+                { "type": "increment", "key": "$.order.count", "value": 1 },
             ],
         });
         let written = put(body, SECRET.into()).await;
         assert_eq!(written.status, 200, "{}", written.body);
-        let expected = json!({ "stage": "upload", "log": ["a"], "n": 2, "extra": true });
+        let order = json!({ "lines": [{ "done": true }, { "done": false }], "count": 1 });
+        let expected = json!({ "stage": "upload", "log": ["a"], "n": 2, "extra": true, "order": order });
         assert_eq!(written.json()["metadata"], expected);
         let read = call(addr, "GET", &path, Some(&token), None).await;
         assert_eq!(read.json()["metadata"], expected);
@@ -782,11 +788,16 @@ on_every_backend! {
             401
         );
         let path_key = put(
-            json!({ "operations": [{ "type": "set", "key": "$.a.b", "value": 1 }] }),
+            json!({ "operations": [{ "type": "set", "key": "$.missing.b", "value": 1 }] }),
             SECRET.into(),
         )
         .await;
         assert_eq!(path_key.status, 422);
+        assert!(
+            path_key.body.contains("there is no object or array at `$.missing`"),
+            "{}",
+            path_key.body
+        );
         let unknown_op = put(
             json!({ "operations": [{ "type": "explode", "key": "a" }] }),
             SECRET.into(),

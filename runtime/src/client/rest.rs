@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::feed::{Shape, encode};
 use super::{Backoff, Client, ClientError, RemoteRealtimeSubscription, RemoteSubscription};
 use super::{error_message, retry_after, retryable};
+use crate::model::metadata;
 use crate::model::{
     AnyRun, BatchId, Cursor, JsonObject, MetadataOp, RunId, SerializedError, Timestamp, Update,
 };
@@ -127,7 +128,10 @@ impl Client {
         id: &RunId,
         ops: impl IntoIterator<Item = MetadataOp>,
     ) -> Result<JsonObject, ClientError> {
-        let operations: Vec<Value> = ops.into_iter().map(|op| operation(&op)).collect();
+        let mut operations = Vec::new();
+        for op in ops {
+            operation(op, &mut operations);
+        }
         let path = format!("/api/v1/runs/{}/metadata", encode(id.as_str()));
         #[derive(Deserialize)]
         struct Written {
@@ -301,16 +305,30 @@ fn options_of(options: &TriggerOptions) -> Value {
     object
 }
 
-/// A metadata operation as the SDK sends it.
-fn operation(op: &MetadataOp) -> Value {
-    match op {
+/// A metadata operation as the SDK sends it. The wire has no merge: an
+/// [`Update`](MetadataOp::Update) is a `set` of each of its keys (escaped when one starts with
+/// `$.`, so that it stays a top-level key); a [`Replace`](MetadataOp::Replace) is the wire's
+/// `update`.
+fn operation(op: MetadataOp, into: &mut Vec<Value>) {
+    into.push(match op {
         MetadataOp::Set(key, value) => json!({ "type": "set", "key": key, "value": value }),
         MetadataOp::Delete(key) => json!({ "type": "delete", "key": key }),
         MetadataOp::Append(key, value) => json!({ "type": "append", "key": key, "value": value }),
         MetadataOp::Remove(key, value) => json!({ "type": "remove", "key": key, "value": value }),
         MetadataOp::Increment(key, by) => json!({ "type": "increment", "key": key, "value": by }),
-        MetadataOp::Update(object) => json!({ "type": "update", "value": object }),
-    }
+        MetadataOp::Replace(object) => json!({ "type": "update", "value": object }),
+        MetadataOp::Update(object) => {
+            for (key, value) in object {
+                let key = if key.starts_with("$.") {
+                    metadata::path_of(&[&key])
+                } else {
+                    key
+                };
+                operation(MetadataOp::Set(key, value), into);
+            }
+            return;
+        }
+    });
 }
 
 /// The run object of `GET /api/v3/runs/{id}` (`RetrieveRunResponse`): the fields a snapshot

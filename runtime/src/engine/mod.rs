@@ -467,30 +467,24 @@ impl Engine {
         id: &RunId,
         ops: impl IntoIterator<Item = MetadataOp>,
     ) -> Result<(), MetadataError> {
-        let ops: Vec<MetadataOp> = ops.into_iter().collect();
-        let change: MetadataChange<'_> = Box::new(move |raw| metadata::apply_raw(raw, ops));
-        self.shared.change_metadata(id, change).await
+        self.write_metadata(id, ops.into_iter().collect()).await?;
+        Ok(())
     }
 
-    /// Replaces a run's metadata with `replace` (if given), then applies `ops`, as one change
-    /// (Trigger.dev's metadata route does both); returns the metadata written.
-    #[cfg(feature = "server")]
-    pub(crate) async fn replace_metadata(
+    /// Changes a run's metadata as [`update_metadata`](Self::update_metadata) does; returns
+    /// the metadata written.
+    pub(crate) async fn write_metadata(
         &self,
         id: &RunId,
-        replace: Option<crate::model::JsonObject>,
         ops: Vec<MetadataOp>,
     ) -> Result<Arc<RawValue>, MetadataError> {
-        let written = Arc::new(Mutex::new(None));
-        let keep = Arc::clone(&written);
-        let change: MetadataChange<'_> = Box::new(move |raw| {
-            let base = replace.as_ref().map(metadata::to_raw).transpose()?;
-            let next = metadata::apply_raw(base.as_deref().or(raw), ops)?;
-            *lock(&keep) = Some(Arc::clone(&next));
+        let mut written = None;
+        let change: MetadataChange<'_> = Box::new(|raw| {
+            let next = metadata::apply_raw(raw, ops)?;
+            written = Some(Arc::clone(&next));
             Ok(next)
         });
         self.shared.change_metadata(id, change).await?;
-        let written = lock(&written).take();
         written.ok_or_else(|| MetadataError::UnknownRun(id.clone()))
     }
 

@@ -31,7 +31,8 @@ struct MetadataBody {
     operations: Vec<Operation>,
 }
 
-/// One operation, as Trigger.dev's SDK sends it.
+/// One operation, as Trigger.dev's SDK sends it. Keys starting with `$.` are paths (see
+/// [`MetadataOp`]); `update` replaces the whole object, as `metadata.replace` means.
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Operation {
@@ -43,25 +44,16 @@ enum Operation {
     Update { value: JsonObject },
 }
 
-impl Operation {
-    fn op(self) -> Result<MetadataOp, ApiError> {
-        let key = |key: String| {
-            if key.starts_with("$.") {
-                Err(ApiError::unprocessable(format!(
-                    "metadata key `{key}`: JSON paths are not supported; use a top-level key"
-                )))
-            } else {
-                Ok(key)
-            }
-        };
-        Ok(match self {
-            Operation::Set { key: k, value } => MetadataOp::Set(key(k)?, value),
-            Operation::Delete { key: k } => MetadataOp::Delete(key(k)?),
-            Operation::Append { key: k, value } => MetadataOp::Append(key(k)?, value),
-            Operation::Remove { key: k, value } => MetadataOp::Remove(key(k)?, value),
-            Operation::Increment { key: k, value } => MetadataOp::Increment(key(k)?, value),
-            Operation::Update { value } => MetadataOp::Update(value),
-        })
+impl From<Operation> for MetadataOp {
+    fn from(op: Operation) -> Self {
+        match op {
+            Operation::Set { key, value } => MetadataOp::Set(key, value),
+            Operation::Delete { key } => MetadataOp::Delete(key),
+            Operation::Append { key, value } => MetadataOp::Append(key, value),
+            Operation::Remove { key, value } => MetadataOp::Remove(key, value),
+            Operation::Increment { key, value } => MetadataOp::Increment(key, value),
+            Operation::Update { value } => MetadataOp::Replace(value),
+        }
     }
 }
 
@@ -74,15 +66,12 @@ pub(super) async fn update_metadata(
 ) -> Result<Json<Value>, ApiError> {
     access.secret()?;
     let body: MetadataBody = json_body(&body)?;
-    let ops = body
-        .operations
-        .into_iter()
-        .map(Operation::op)
-        .collect::<Result<Vec<_>, _>>()?;
+    let ops = body.metadata.map(MetadataOp::Replace).into_iter();
+    let ops = ops.chain(body.operations.into_iter().map(MetadataOp::from));
     let id = RunId::from(id);
     let written = state
         .engine
-        .replace_metadata(&id, body.metadata, ops)
+        .write_metadata(&id, ops.collect())
         .await
         .map_err(|error| match error {
             MetadataError::UnknownRun(_) => ApiError::run_not_found(),

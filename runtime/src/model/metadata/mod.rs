@@ -1,5 +1,7 @@
 //! A run's metadata: the operations that change it, and the limits of what it may hold.
 
+mod path;
+
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -9,6 +11,9 @@ use serde_json::{Map, Number, Value};
 use super::error::StoreError;
 use super::ids::RunId;
 use super::run::JsonObject;
+use path::Place;
+#[cfg(feature = "client")]
+pub(crate) use path::path_of;
 
 /// The largest metadata object a run may hold, in bytes of JSON.
 pub const MAX_METADATA_BYTES: usize = 256 * 1024;
@@ -19,12 +24,23 @@ pub const MAX_METADATA_BYTES: usize = 256 * 1024;
 pub const MAX_METADATA_DEPTH: usize = 64;
 
 /// One change of a run's metadata object; [`apply`](MetadataOp::apply) describes each.
+///
+/// A key is a top-level key of the object, unless it starts with `$.`: then it is a path to a
+/// value inside it, as in Trigger.dev's SDK. After `$.` come segments separated by `.`; each
+/// names a key of an object, or an element of an array when it is a whole number (`0`, `12`);
+/// `\.` is a dot within a segment and `\\` a backslash. `$.order.lines.0.done` is the `done`
+/// key of the first element of the `lines` array of the `order` object. The containers on the
+/// way must exist (a change that needs one that does not is refused with
+/// [`MetadataError::PathNotFound`]; a [`Delete`](MetadataOp::Delete) or
+/// [`Remove`](MetadataOp::Remove) then changes nothing); the last segment may name a new key,
+/// or the element one past an array's end, which appends. Wildcards (`*`) and slices are
+/// refused ([`MetadataError::BadPath`]).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum MetadataOp {
     /// Sets `key` to `value`.
     Set(String, Value),
-    /// Removes `key`.
+    /// Removes `key` (an element of an array: the later ones move up).
     Delete(String),
     /// Appends `value` to the array at `key` (an absent key becomes `[value]`; another value
     /// becomes `[old, value]`).
@@ -34,8 +50,12 @@ pub enum MetadataOp {
     /// Adds a number to the number at `key` (absent or `null` counts as 0); a negative one
     /// decrements.
     Increment(String, f64),
-    /// Sets every key of the object, keeping the others (a shallow merge).
+    /// Sets every key of the object, keeping the others (a shallow merge; the keys are
+    /// top-level keys, never paths).
     Update(JsonObject),
+    /// Replaces the whole object (Trigger.dev's `metadata.replace`, its wire operation
+    /// `update`).
+    Replace(JsonObject),
 }
 
 /// Why metadata could not be changed. Nothing was changed.
@@ -69,6 +89,35 @@ pub enum MetadataError {
         key: String,
         /// What it holds, as JSON.
         found: String,
+    },
+    /// A `$.` key that is not a path runcast can follow (see [`MetadataOp`]).
+    #[error("metadata key `{key}` is not a path runcast can follow: {reason}")]
+    BadPath {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// A `$.` key whose way leads through a value that is missing, or that is neither an
+    /// object nor an array.
+    #[error("metadata key `{key}`: there is no object or array at `{at}` to hold it")]
+    PathNotFound {
+        /// The key.
+        key: String,
+        /// The part of the path that leads to nothing that can hold the rest.
+        at: String,
+    },
+    /// A `$.` key whose last segment is an index more than one past the end of an array.
+    #[error(
+        "metadata key `{key}`: the array at `{at}` holds {len}, so an index there may be at most {len} (which appends)"
+    )]
+    PastTheEnd {
+        /// The key.
+        key: String,
+        /// The path of the array.
+        at: String,
+        /// How many elements the array holds.
+        len: usize,
     },
     /// An increment that leaves a number JSON cannot hold (infinite or NaN).
     #[error("cannot increment `{key}`: the result is not a finite number")]
@@ -122,31 +171,32 @@ impl MetadataOp {
     /// Applies the change to `metadata`.
     pub fn apply(self, metadata: &mut JsonObject) -> Result<(), MetadataError> {
         match self {
-            MetadataOp::Set(key, value) => {
-                metadata.insert(key, value);
-            }
-            MetadataOp::Delete(key) => {
-                metadata.remove(&key);
-            }
-            MetadataOp::Append(key, value) => match metadata.remove(&key) {
-                Some(Value::Array(mut items)) => {
-                    items.push(value);
-                    metadata.insert(key, Value::Array(items));
-                }
-                Some(old) => {
-                    metadata.insert(key, Value::Array(vec![old, value]));
-                }
-                None => {
-                    metadata.insert(key, Value::Array(vec![value]));
-                }
+            MetadataOp::Set(key, value) => Place::of(metadata, &key)?.put(value),
+            MetadataOp::Delete(key) => match Place::of(metadata, &key) {
+                Ok(place) => place.remove(),
+                Err(MetadataError::PathNotFound { .. } | MetadataError::PastTheEnd { .. }) => {}
+                Err(error) => return Err(error),
             },
-            MetadataOp::Remove(key, value) => {
-                if let Some(Value::Array(items)) = metadata.get_mut(&key) {
-                    items.retain(|item| *item != value);
+            MetadataOp::Append(key, value) => {
+                let mut place = Place::of(metadata, &key)?;
+                match place.get_mut() {
+                    Some(Value::Array(items)) => items.push(value),
+                    Some(old) => *old = Value::Array(vec![old.take(), value]),
+                    None => place.put(Value::Array(vec![value])),
                 }
             }
+            MetadataOp::Remove(key, value) => match Place::of(metadata, &key) {
+                Ok(mut place) => {
+                    if let Some(Value::Array(items)) = place.get_mut() {
+                        items.retain(|item| *item != value);
+                    }
+                }
+                Err(MetadataError::PathNotFound { .. } | MetadataError::PastTheEnd { .. }) => {}
+                Err(error) => return Err(error),
+            },
             MetadataOp::Increment(key, by) => {
-                let current = match metadata.get(&key) {
+                let mut place = Place::of(metadata, &key)?;
+                let current = match place.get_mut() {
                     None | Some(Value::Null) => 0.0,
                     Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
                     Some(other) => {
@@ -159,10 +209,11 @@ impl MetadataOp {
                 let sum = current + by;
                 let number = whole_number(sum)
                     .or_else(|| Number::from_f64(sum))
-                    .ok_or_else(|| MetadataError::NotFinite { key: key.clone() })?;
-                metadata.insert(key, Value::Number(number));
+                    .ok_or(MetadataError::NotFinite { key })?;
+                place.put(Value::Number(number));
             }
             MetadataOp::Update(object) => metadata.extend(object),
+            MetadataOp::Replace(object) => *metadata = object,
         }
         Ok(())
     }
@@ -326,6 +377,177 @@ mod tests {
             merged.unwrap(),
             json!({"progress": 0.5, "log": ["a"], "n": 1, "s": "z", "t": true})
         );
+    }
+
+    /// `ops` applied to `start`: the result, or the error's message.
+    fn applied(start: Value, ops: Vec<MetadataOp>) -> Result<Value, String> {
+        let Value::Object(start) = start else {
+            unreachable!()
+        };
+        apply(Some(&start), ops)
+            .map(|(next, _)| Value::Object(next))
+            .map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn keys_starting_with_a_dollar_and_a_dot_reach_inside_objects_and_arrays() {
+        use MetadataOp::*;
+        let start = json!({"order": {"lines": [{"done": false}, {"done": false}], "n": 1}});
+        let key = |k: &str| k.to_owned();
+        let cases = [
+            (
+                Set(key("$.order.lines.1.done"), json!(true)),
+                "/order/lines/1/done",
+                json!(true),
+            ),
+            (
+                Set(key("$.order.note"), json!("x")),
+                "/order/note",
+                json!("x"),
+            ),
+            (
+                Set(key("$.order.lines.2"), json!(3)),
+                "/order/lines/2",
+                json!(3),
+            ),
+            (Increment(key("$.order.n"), 2.0), "/order/n", json!(3)),
+            (Increment(key("$.order.m"), 1.5), "/order/m", json!(1.5)),
+            (
+                Append(key("$.order.log"), json!("a")),
+                "/order/log",
+                json!(["a"]),
+            ),
+            (
+                Append(key("$.order.lines"), json!(9)),
+                "/order/lines/2",
+                json!(9),
+            ),
+            (
+                Append(key("$.order.n"), json!(2)),
+                "/order/n",
+                json!([1, 2]),
+            ),
+            (
+                Remove(key("$.order.lines"), json!({"done": false})),
+                "/order/lines",
+                json!([]),
+            ),
+            (
+                Delete(key("$.order.lines.0")),
+                "/order/lines",
+                json!([{"done": false}]),
+            ),
+            (Delete(key("$.order")), "/order", Value::Null),
+            // A top-level key that starts with `$.` itself, escaped.
+            (Set(key(r"$.$\.order"), json!(1)), "/$.order", json!(1)),
+            (Set(key(r"$.a\\b"), json!(1)), "/a\\b", json!(1)),
+            // A number is an object's key where the container is an object.
+            (Set(key("$.order.0"), json!(1)), "/order/0", json!(1)),
+            // A top-level key that is not a path.
+            (Set(key("$order.x"), json!(1)), "/$order.x", json!(1)),
+        ];
+        for (op, pointer, expected) in cases {
+            let described = format!("{op:?}");
+            let next = applied(start.clone(), vec![op]).unwrap();
+            let found = next.pointer(pointer).cloned().unwrap_or(Value::Null);
+            assert_eq!(found, expected, "{described}: {next}");
+        }
+        // Whatever reaches nothing to remove changes nothing.
+        for op in [
+            Delete(key("$.nothing.here")),
+            Remove(key("$.order.n.x"), json!(1)),
+            Delete(key("$.order.lines.7")),
+        ] {
+            assert_eq!(applied(start.clone(), vec![op]).unwrap(), start);
+        }
+    }
+
+    #[test]
+    fn a_path_that_leads_nowhere_or_cannot_be_read_is_refused_with_where_and_why() {
+        use MetadataOp::*;
+        let start = json!({"order": {"lines": [1, 2], "n": 1}});
+        let refused = |op| applied(start.clone(), vec![Set("ok".into(), json!(1)), op]);
+        let cases = [
+            (
+                Set("$.missing.x".into(), json!(1)),
+                "metadata key `$.missing.x`: there is no object or array at `$.missing` to hold it",
+            ),
+            (
+                Increment("$.order.n.x".into(), 1.0),
+                "metadata key `$.order.n.x`: there is no object or array at `$.order.n` to hold it",
+            ),
+            (
+                Set("$.order.lines.3".into(), json!(1)),
+                "metadata key `$.order.lines.3`: the array at `$.order.lines` holds 2, so an \
+                 index there may be at most 2 (which appends)",
+            ),
+            (
+                Set("$.order.lines.01".into(), json!(1)),
+                "metadata key `$.order.lines.01` is not a path runcast can follow: `01` is not \
+                 an index of the array at `$.order.lines`",
+            ),
+            (
+                Set("$.order..n".into(), json!(1)),
+                "metadata key `$.order..n` is not a path runcast can follow: it has an empty \
+                 segment",
+            ),
+            (
+                Set("$.".into(), json!(1)),
+                "metadata key `$.` is not a path runcast can follow: it has an empty segment",
+            ),
+            (
+                Set("$.order.lines.*".into(), json!(1)),
+                "metadata key `$.order.lines.*` is not a path runcast can follow: wildcards and \
+                 slices are not supported",
+            ),
+            (
+                Delete("$.order.lines.[0:1]".into()),
+                "metadata key `$.order.lines.[0:1]` is not a path runcast can follow: wildcards \
+                 and slices are not supported",
+            ),
+        ];
+        for (op, message) in cases {
+            assert_eq!(refused(op).unwrap_err(), message);
+        }
+    }
+
+    #[test]
+    fn replace_puts_a_whole_new_object_and_update_merges() {
+        let start = json!({"a": 1, "b": 2});
+        let object = |v: Value| v.as_object().unwrap().clone();
+        let replaced = applied(
+            start.clone(),
+            vec![MetadataOp::Replace(object(json!({"c": 3})))],
+        );
+        assert_eq!(replaced.unwrap(), json!({"c": 3}));
+        let merged = applied(start, vec![MetadataOp::Update(object(json!({"c": 3})))]);
+        assert_eq!(merged.unwrap(), json!({"a": 1, "b": 2, "c": 3}));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_path_written_from_any_segments_reaches_the_value_at_those_keys(
+            segments in proptest::collection::vec("[a-z.\\\\$*]{1,6}", 1..5),
+            text in ".{0,40}",
+        ) {
+            proptest::prop_assume!(segments.iter().all(|s| s != "*"));
+            let mut expected = json!("v");
+            for segment in segments.iter().rev() {
+                expected = json!({ segment.as_str(): expected });
+            }
+            let Value::Object(mut nested) = expected.clone() else { unreachable!() };
+            // Emptied at the innermost object, then set again through the path.
+            let mut inner = &mut nested;
+            for segment in &segments[..segments.len() - 1] {
+                inner = inner.get_mut(segment.as_str()).and_then(Value::as_object_mut).unwrap();
+            }
+            inner.clear();
+            let op = MetadataOp::Set(path::path_of(&segments), json!("v"));
+            op.apply(&mut nested).unwrap();
+            proptest::prop_assert_eq!(Value::Object(nested), expected);
+            // No key panics.
+            let _ = MetadataOp::Set(format!("$.{text}"), json!(1)).apply(&mut Map::new());
+        }
     }
 
     #[test]
