@@ -4,6 +4,8 @@
 // error it met), for the Rust test to check. Every step has a deadline, since the SDK waits
 // forever on some server errors.
 import { auth, batch, runs, streams, tasks } from "@trigger.dev/sdk";
+// The SDK's own shape client (a dependency of the SDK, pinned in the same lockfile).
+import { ShapeStream } from "@electric-sql/client";
 import { failure, step } from "./steps.mjs";
 
 /** Every status and metadata count a run's feed shows until the run finishes. */
@@ -202,4 +204,42 @@ report.streamsRead = await step("streams.read()", async () => {
   return { chunks };
 });
 
-console.log(JSON.stringify(report));
+report.sse = await step("Electric's client in its live SSE mode", async () => {
+  // The SDK never turns it on; Electric's client does when asked (`experimentalLiveSse`).
+  const handle = await tasks.trigger("count", { to: 20, pause: 30 });
+  const urls = [];
+  const aborter = new AbortController();
+  const stream = new ShapeStream({
+    url: `${process.env.TRIGGER_API_URL}/realtime/v1/runs/${handle.id}`,
+    headers: { Authorization: `Bearer ${process.env.TRIGGER_SECRET_KEY}` },
+    experimentalLiveSse: true,
+    signal: aborter.signal,
+    fetchClient: (input, init) => {
+      urls.push(String(input));
+      return fetch(input, init);
+    },
+  });
+  const seen = [];
+  // Its SSE reader (@microsoft/fetch-event-source) is written for browsers: it follows the
+  // page's visibility (`document`) and sets its timers on `window`. Node has neither: an
+  // always visible document and the global object stand in.
+  globalThis.document = { hidden: false, addEventListener() {}, removeEventListener() {} };
+  globalThis.window = globalThis;
+  await new Promise((resolve, reject) => {
+    stream.subscribe((messages) => {
+      for (const message of messages) {
+        if (!message.value) continue;
+        const { status, metadata } = message.value;
+        seen.push({ status, count: metadata ? JSON.parse(metadata).count : null });
+        if (status === "COMPLETED_SUCCESSFULLY") resolve();
+      }
+    }, reject);
+  });
+  aborter.abort();
+  const sse = urls.filter((url) => url.includes("experimental_live_sse=true")).length;
+  return { seen, requests: urls.length, sse };
+});
+
+// Electric's client, aborted, may still hold a live SSE connection open (its 1.0.14 asks once
+// more after an abort): end the process once the report is written.
+process.stdout.write(`${JSON.stringify(report)}\n`, () => process.exit(0));

@@ -173,5 +173,18 @@ on_every_backend! {
             report["streamsRead"],
             json!({ "chunks": ["alpha", "beta", "gamma"] })
         );
+
+        // Electric's client in live SSE mode: every change, each once, in order, over one
+        // live connection (a long poll per change would take 22 requests).
+        let sse = &report["sse"];
+        let mut rows = vec![
+            json!({ "status": "PENDING", "count": null }),
+            json!({ "status": "EXECUTING", "count": null }),
+        ];
+        rows.extend((1..=20).map(|n| json!({ "status": "EXECUTING", "count": n })));
+        rows.push(json!({ "status": "COMPLETED_SUCCESSFULLY", "count": 20 }));
+        assert_eq!(sse["seen"], Value::Array(rows), "{sse}");
+        assert!(sse["sse"].as_u64().unwrap() >= 1, "{sse}");
+        assert!(sse["requests"].as_u64().unwrap() < 10, "{sse}");
     }
 }

@@ -261,6 +261,97 @@ on_every_backend! {
     }
 }
 
+/// The messages of an SSE answer's `data:` events, in order.
+fn sse_messages(body: &str) -> Vec<Value> {
+    body.split("\n\n")
+        .filter_map(|event| {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|line| line.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect();
+            (!data.is_empty()).then(|| serde_json::from_str(&data.join("\n")).unwrap())
+        })
+        .collect()
+}
+
+/// The rows of SSE `messages`, each batch (up to an `up-to-date`) checked to hold at most one
+/// row of each run, with the position the batch ends at.
+fn sse_batches(messages: &[Value]) -> Vec<(Vec<Value>, u64)> {
+    let mut batches = Vec::new();
+    let mut rows: Vec<Value> = Vec::new();
+    for message in messages {
+        match message["headers"]["control"].as_str() {
+            Some("up-to-date") => {
+                let lsn = message["headers"]["global_last_seen_lsn"].as_str().unwrap();
+                let ids: std::collections::HashSet<&Value> =
+                    rows.iter().map(|r| &r["id"]).collect();
+                assert_eq!(ids.len(), rows.len(), "a run twice in one batch: {rows:?}");
+                batches.push((std::mem::take(&mut rows), lsn.parse().unwrap()));
+            }
+            _ => rows.push(message["value"].clone()),
+        }
+    }
+    assert!(rows.is_empty(), "rows after the last up-to-date: {rows:?}");
+    batches
+}
+
+on_every_backend! {
+    async fn a_live_sse_request_streams_every_change_in_batches_that_name_their_position(backend: Backend) {
+        let engine = backend.builder().await.task::<Count>().build().unwrap();
+        let config = ServerConfig::new(SECRET)
+            .unwrap()
+            .sse_duration(Duration::from_millis(1_500));
+        let addr = serve(engine, config).await;
+        let reply = trigger(addr, &json!({ "to": 20, "pause": 5 })).await;
+        let id = reply.json()["id"].as_str().unwrap().to_owned();
+        let path = format!("/realtime/v1/runs/{id}");
+        let (_, handle, offset, first) = first_page(addr, &path, SECRET).await;
+        let sse = |offset: String| {
+            let url = format!("{path}?handle={handle}&live=true&experimental_live_sse=true&offset={offset}&cursor=");
+            async move { call(addr, "GET", &url, Some(SECRET), None).await }
+        };
+        // Open until its duration ends, though the run finished long before.
+        let started = std::time::Instant::now();
+        let reply = sse(offset.clone()).await;
+        assert!(started.elapsed() >= Duration::from_millis(1_400));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.header("content-type"), Some("text/event-stream"));
+        assert_eq!(reply.header("electric-handle"), Some(handle.as_str()));
+        assert_eq!(reply.header("electric-offset"), Some(offset.as_str()));
+        assert!(reply.header("electric-cursor").is_some());
+        let batches = sse_batches(&sse_messages(&reply.body));
+        let rows: Vec<Value> = batches.iter().flat_map(|(rows, _)| rows.clone()).collect();
+        // Every change after the first page, once, in order, to the final one.
+        let mut all = first.clone();
+        all.extend(rows.iter().cloned());
+        let mut counts = counts_of(&all);
+        counts.dedup();
+        assert_eq!(counts, (1..=20).collect::<Vec<_>>());
+        // PENDING, EXECUTING, a change per count, COMPLETED_SUCCESSFULLY.
+        let statuses: Vec<&Value> = all.iter().map(|row| &row["status"]).collect();
+        assert_eq!(statuses.len(), 23, "{statuses:?}");
+        assert_eq!(rows.last().unwrap()["status"], "COMPLETED_SUCCESSFULLY");
+        let positions: Vec<u64> = batches.iter().map(|(_, lsn)| *lsn).collect();
+        assert!(positions.is_sorted() && positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+        // Resumed from the position of any batch (Electric's client takes `<lsn>_0`), it
+        // gets exactly the rest.
+        let resumed = batches.iter().map(|(_, lsn)| sse(format!("{lsn}_0")));
+        let resumed = futures::future::join_all(resumed).await;
+        let mut read = 0;
+        for ((batch, lsn), rest) in batches.iter().zip(resumed) {
+            read += batch.len();
+            let rest: Vec<Value> = sse_batches(&sse_messages(&rest.body))
+                .into_iter()
+                .flat_map(|(rows, _)| rows)
+                .collect();
+            assert_eq!(rest, rows[read..], "resumed from {lsn}");
+        }
+        let not_live = call(addr, "GET", &format!("{path}?handle={handle}&live_sse=true&offset={offset}"), Some(SECRET), None).await;
+        assert_eq!(not_live.status, 400, "{}", not_live.body);
+    }
+}
+
 #[tokio::test]
 async fn requests_without_the_right_credentials_are_refused_as_trigger_dev_refuses_them() {
     let addr = server(Backend::Memory).await;

@@ -68,6 +68,11 @@ struct Args {
     #[arg(long, env = "RUNCAST_LIVE_HOLD_SECS")]
     live_hold_secs: Option<u64>,
 
+    /// How long, in seconds, a feed's live server-sent-events connection (Electric's
+    /// `live_sse` mode) stays open before the client connects again [default: 60].
+    #[arg(long, env = "RUNCAST_SSE_SECS")]
+    sse_secs: Option<u64>,
+
     /// How many live feed requests may wait at once; one more is answered 429
     /// [default: 100000].
     #[arg(long, env = "RUNCAST_MAX_LIVE_REQUESTS")]
@@ -89,6 +94,9 @@ impl Args {
         }
         if let Some(secs) = self.live_hold_secs {
             config = config.live_hold(Duration::from_secs(secs));
+        }
+        if let Some(secs) = self.sse_secs {
+            config = config.sse_duration(Duration::from_secs(secs));
         }
         if let Some(requests) = self.max_live_requests {
             config = config.max_live_requests(requests);

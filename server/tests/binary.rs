@@ -155,6 +155,7 @@ fn help_names_every_setting_and_its_environment_variable() {
         ("--max-body-bytes", "RUNCAST_MAX_BODY_BYTES"),
         ("--max-packet-bytes", "RUNCAST_MAX_PACKET_BYTES"),
         ("--live-hold-secs", "RUNCAST_LIVE_HOLD_SECS"),
+        ("--sse-secs", "RUNCAST_SSE_SECS"),
         ("--max-live-requests", "RUNCAST_MAX_LIVE_REQUESTS"),
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");

@@ -703,7 +703,7 @@ impl Engine {
 
     /// Completes once the engine is stopping (`shutdown`, or its last handle dropped).
     #[cfg(feature = "server")]
-    pub(crate) fn stopping(&self) -> impl Future<Output = ()> + Send + 'static {
+    pub(crate) fn stopping(&self) -> impl Future<Output = ()> + Send + use<> {
         let mut closing = self.shared.closing.subscribe();
         async move {
             // An error: the engine is gone, which is stopping too.

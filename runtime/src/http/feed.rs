@@ -13,19 +13,28 @@
 //! server over the same history. An offset of another history (a restarted in-memory engine)
 //! gets `409` must-refetch, and the client starts over from `-1`.
 //!
-//! A response carries at most one change of each run: the SDK's reader shows only the last
-//! row of each run in a response, so that is how a client that keeps up sees every change.
+//! A live request in Electric's SSE mode (`live_sse=true`, or `experimental_live_sse=true` as
+//! its 1.0.14 client sends it) gets the changes as they come over one response, in batches
+//! that each end with an `up-to-date` message naming their position
+//! (`global_last_seen_lsn`, from which Electric's client takes its next offset), until
+//! [`ServerConfig::sse_duration`](super::ServerConfig::sse_duration) ends it.
+//!
+//! A response (or an SSE batch) carries at most one change of each run: the SDK's reader shows
+//! only the last row of each run in a response, so that is how a client that keeps up sees
+//! every change.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -37,7 +46,7 @@ use crate::model::{AnyRun, BatchId, Cursor, RunId, Timestamp, Update};
 use crate::support::lock;
 use crate::wire::scope::Resource;
 use crate::wire::{row, shape};
-use crate::{FeedError, RunFeed, Scope};
+use crate::{FeedError, RunFeed, Scope, Subscription};
 
 /// The most changes one response carries; a client asks again for the rest.
 const MAX_CHANGES: usize = 1_000;
@@ -60,6 +69,18 @@ pub(super) struct ShapeQuery {
     created_at: Option<String>,
     #[serde(rename = "skipColumns")]
     skip_columns: Option<String>,
+    /// Live changes as server-sent events (Electric's `live_sse`; its client 1.0.14 sends
+    /// `experimental_live_sse`).
+    live_sse: Option<String>,
+    experimental_live_sse: Option<String>,
+}
+
+impl ShapeQuery {
+    fn sse(&self) -> bool {
+        [&self.live_sse, &self.experimental_live_sse]
+            .iter()
+            .any(|flag| flag.as_deref() == Some("true"))
+    }
 }
 
 /// `GET /realtime/v1/runs/{run}`.
@@ -152,12 +173,17 @@ async fn serve(
     let epoch = engine.epoch();
     // The engine's history, and the window it is seen through.
     let handle = shape::handle(epoch, floor);
-    let shown = |run: &AnyRun| floor.is_none_or(|floor| run.created_at.unix_millis() > floor);
     let offset = query
         .offset
         .as_deref()
         .ok_or_else(|| ApiError::bad_request("the query parameter `offset` is required"))?;
     let live = query.live.as_deref() == Some("true");
+    let sse = query.sse();
+    if sse && !live {
+        return Err(ApiError::bad_request(
+            "live_sse can't be true unless live is also true",
+        ));
+    }
     let start = offset == "-1";
     let from = if start {
         match &scope {
@@ -198,19 +224,39 @@ async fn serve(
         .as_deref()
         .map(|columns| columns.split(',').map(|c| c.trim().to_owned()).collect())
         .unwrap_or_default();
-    let _waiting = if live {
+    let waiting = if live {
         Some(Waiting::enter(state)?)
     } else {
         None
     };
-    let mut subscription = match engine.subscribe(scope, from).await {
+    let subscription = match engine.subscribe(scope, from).await {
         Ok(subscription) => subscription,
         Err(FeedError::UnknownCursor(_)) => return Ok(must_refetch(&handle)),
         Err(error) => return Err(error.into()),
     };
-    let mut changes: Vec<Update<AnyRun>> = Vec::new();
-    // The position of the last change read: sent, or passed over as outside the window.
-    let mut position = from.position();
+    let mut feed = Feed {
+        state: Arc::clone(state),
+        subscription,
+        floor,
+        position: from.position(),
+        operation: if start { "insert" } else { "update" },
+        skip,
+        next: None,
+    };
+    let mut response_headers = HeaderMap::new();
+    let mut set = |name, value: String| {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            response_headers.insert(name, value);
+        }
+    };
+    set(headers::HANDLE, handle);
+    if let Some(waiting) = waiting.filter(|_| sse) {
+        set(headers::OFFSET, shape::offset(feed.position));
+        set(headers::CURSOR, feed.position.to_string());
+        response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok((response_headers, feed.events(waiting)).into_response());
+    }
+    let mut changes = Vec::new();
     let mut ended = false;
     if live {
         // Until the hold ends, or the engine stops: a server that is shutting down answers
@@ -220,13 +266,8 @@ async fn serve(
         tokio::pin!(hold, stopping);
         while changes.is_empty() && !ended {
             tokio::select! {
-                next = subscription.next() => match next {
-                    Some(Ok(change)) => {
-                        position = change.cursor.position();
-                        if shown(&change.run) {
-                            changes.push(change);
-                        }
-                    }
+                next = feed.subscription.next() => match next {
+                    Some(Ok(change)) => feed.take(change, &mut changes),
                     Some(Err(error)) => return Err(error.into()),
                     None => {
                         // The feed ended (a finished run's): nothing more will come, but a
@@ -243,29 +284,14 @@ async fn serve(
             }
         }
     }
-    // Everything ready now, up to a response's worth, and at most one change of each run:
-    // the SDK shows only the last row of each run in a response, so a second change of a run
-    // waits for the next request, which gets it at once.
-    let mut runs: HashSet<RunId> = changes.iter().map(|c| c.run.id.clone()).collect();
-    let mut read = changes.len();
-    while !ended && read < MAX_CHANGES {
-        match subscription.next().now_or_never() {
-            Some(Some(Ok(change))) if !shown(&change.run) => {
-                position = change.cursor.position();
-                read += 1;
-            }
-            Some(Some(Ok(change))) if runs.insert(change.run.id.clone()) => {
-                position = change.cursor.position();
-                read += 1;
-                changes.push(change);
-            }
-            Some(Some(Err(error))) if changes.is_empty() => return Err(error.into()),
-            // The error comes again to the next request, after the changes it gets now.
-            Some(Some(_) | None) | None => break,
-        }
+    let ready = if ended {
+        Ready::default()
+    } else {
+        feed.ready(&mut changes)
+    };
+    if let Some(error) = ready.failed.filter(|_| changes.is_empty()) {
+        return Err(error.into());
     }
-    let complete = read < MAX_CHANGES;
-    let operation = if start { "insert" } else { "update" };
     // Written by hand around each message, which the many requests waiting on one change
     // share (see `Messages`).
     let mut body = String::from("[");
@@ -273,34 +299,23 @@ async fn serve(
         if body.len() > 1 {
             body.push(',');
         }
-        if skip.is_empty() {
-            body.push_str(&state.messages.get(change, operation));
-        } else {
-            body.push_str(&message(change, operation, &skip));
-        }
+        body.push_str(&feed.message(change));
     }
-    if complete {
+    if ready.complete {
         if body.len() > 1 {
             body.push(',');
         }
         body.push_str(r#"{"headers":{"control":"up-to-date"}}"#);
     }
     body.push(']');
-    let mut response_headers = HeaderMap::new();
-    let mut set = |name, value: String| {
-        if let Ok(value) = HeaderValue::try_from(value) {
-            response_headers.insert(name, value);
-        }
-    };
-    set(headers::HANDLE, handle);
-    set(headers::OFFSET, shape::offset(position));
+    set(headers::OFFSET, shape::offset(feed.position));
     if live {
-        set(headers::CURSOR, position.to_string());
+        set(headers::CURSOR, feed.position.to_string());
     }
     let fixed = [
         (header::CACHE_CONTROL, Some("no-store")),
         (header::CONTENT_TYPE, Some("application/json")),
-        (headers::UP_TO_DATE, complete.then_some("")),
+        (headers::UP_TO_DATE, ready.complete.then_some("")),
         // Read by the client once, from a response that is not live (1.0.14 requires it only
         // there; Trigger.dev's own server sends it only there): live answers, the many, are
         // lighter without it.
@@ -312,6 +327,148 @@ async fn serve(
         }
     }
     Ok((response_headers, body).into_response())
+}
+
+/// A feed being answered: its subscription and where it stands.
+struct Feed {
+    state: AppState,
+    subscription: Subscription,
+    /// Only runs created after it (Unix ms) are shown, if given.
+    floor: Option<i64>,
+    /// The position of the last change read: sent, or passed over as outside the window.
+    position: u64,
+    /// `insert` from the start, `update` after it.
+    operation: &'static str,
+    /// Columns left out of the rows.
+    skip: Vec<String>,
+    /// A change read but not sent yet: the first of the next batch.
+    next: Option<Update<AnyRun>>,
+}
+
+/// What [`Feed::ready`] found.
+#[derive(Default)]
+struct Ready {
+    /// Everything ready was read: the answer ends with `up-to-date`.
+    complete: bool,
+    /// The feed failed after the changes read (the error comes again to the next request,
+    /// which starts from the last change sent).
+    failed: Option<FeedError>,
+}
+
+impl Feed {
+    /// Whether `run` is in the feed's window.
+    fn shown(&self, run: &AnyRun) -> bool {
+        self.floor
+            .is_none_or(|floor| run.created_at.unix_millis() > floor)
+    }
+
+    /// Counts `change` read, and adds it to `changes` if it is shown.
+    fn take(&mut self, change: Update<AnyRun>, changes: &mut Vec<Update<AnyRun>>) {
+        self.position = change.cursor.position();
+        if self.shown(&change.run) {
+            changes.push(change);
+        }
+    }
+
+    /// Adds to `changes` every change ready now, up to a response's worth, and at most one
+    /// change of each run: the SDK shows only the last row of each run in a response (or in
+    /// an SSE batch), so a second change of a run is left for the next ([`Feed::next`]).
+    fn ready(&mut self, changes: &mut Vec<Update<AnyRun>>) -> Ready {
+        let mut runs: HashSet<RunId> = changes.iter().map(|c| c.run.id.clone()).collect();
+        let mut read = changes.len();
+        let mut failed = None;
+        while read < MAX_CHANGES {
+            let change = match self.subscription.next().now_or_never() {
+                Some(Some(Ok(change))) => change,
+                Some(Some(Err(error))) => {
+                    failed = Some(error);
+                    break;
+                }
+                Some(None) | None => break,
+            };
+            if self.shown(&change.run) && !runs.insert(change.run.id.clone()) {
+                self.next = Some(change);
+                break;
+            }
+            read += 1;
+            self.take(change, changes);
+        }
+        Ready {
+            complete: read < MAX_CHANGES,
+            failed,
+        }
+    }
+
+    /// The feed as server-sent events, Electric's live SSE mode: each batch of changes as
+    /// `data:` events of their messages, then an `up-to-date` whose `global_last_seen_lsn` is
+    /// the batch's position (Electric's client takes `<lsn>_0` as its next offset), as they
+    /// come, until the configured duration ends, the engine stops, or the feed fails (the
+    /// client asks again from its offset, and gets the error). A connection held open counts
+    /// as a live request waiting ([`ServerConfig::max_live_requests`]).
+    ///
+    /// [`ServerConfig::max_live_requests`]: super::ServerConfig::max_live_requests
+    fn events(self, waiting: Waiting) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+        let ends = tokio::time::Instant::now() + self.state.config.sse_duration;
+        let stopping = Box::pin(self.state.engine.stopping());
+        let state = (self, waiting, VecDeque::new(), Some(stopping));
+        let events = futures_util::stream::unfold(state, move |state| async move {
+            let (mut feed, waiting, mut pending, mut stopping) = state;
+            loop {
+                if let Some(event) = pending.pop_front() {
+                    return Some((Ok(event), (feed, waiting, pending, stopping)));
+                }
+                let stop = stopping.as_mut()?;
+                let first = match feed.next.take() {
+                    Some(change) => Some(Ok(change)),
+                    None => tokio::select! {
+                        next = feed.subscription.next() => next,
+                        () = tokio::time::sleep_until(ends) => return None,
+                        () = stop.as_mut() => return None,
+                    },
+                };
+                let mut changes = Vec::new();
+                match first {
+                    Some(Ok(change)) => feed.take(change, &mut changes),
+                    // The client's next request, from its offset, gets the error.
+                    Some(Err(_)) => return None,
+                    None => {
+                        // The feed ended (a finished run's): nothing more will come, but a
+                        // client asks again at once, so the connection stays open.
+                        tokio::select! {
+                            () = tokio::time::sleep_until(ends) => {}
+                            () = stop.as_mut() => {}
+                        }
+                        return None;
+                    }
+                }
+                let ready = feed.ready(&mut changes);
+                for change in &changes {
+                    pending.push_back(Event::default().data(&*feed.message(change)));
+                }
+                let up_to_date = json!({
+                    "headers": {
+                        "control": "up-to-date",
+                        "global_last_seen_lsn": feed.position.to_string(),
+                    }
+                });
+                pending.push_back(Event::default().data(up_to_date.to_string()));
+                if ready.failed.is_some() {
+                    // Sent what was read before it; the stream ends after.
+                    stopping = None;
+                }
+            }
+        });
+        Sse::new(events).keep_alive(KeepAlive::default())
+    }
+
+    /// The message of `change` in this feed.
+    fn message(&self, change: &Update<AnyRun>) -> Arc<str> {
+        if self.skip.is_empty() {
+            self.state.messages.get(change, self.operation)
+        } else {
+            message(change, self.operation, &self.skip).into()
+        }
+    }
 }
 
 /// The message of one change: its row, keyed by its run, and its position in the history as
@@ -352,11 +509,11 @@ impl Messages {
 }
 
 /// A live request counted among those waiting, until dropped.
-struct Waiting<'a>(&'a AtomicUsize);
+struct Waiting(AppState);
 
-impl<'a> Waiting<'a> {
+impl Waiting {
     /// Counts one more, or refuses it (`429`) past the limit.
-    fn enter(state: &'a AppState) -> Result<Self, ApiError> {
+    fn enter(state: &AppState) -> Result<Self, ApiError> {
         let live = &state.live;
         if live.fetch_add(1, Ordering::SeqCst) >= state.config.max_live {
             live.fetch_sub(1, Ordering::SeqCst);
@@ -365,13 +522,13 @@ impl<'a> Waiting<'a> {
                 "Too many concurrent requests",
             ));
         }
-        Ok(Waiting(live))
+        Ok(Waiting(Arc::clone(state)))
     }
 }
 
-impl Drop for Waiting<'_> {
+impl Drop for Waiting {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.live.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

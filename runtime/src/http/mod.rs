@@ -73,6 +73,7 @@ pub struct ServerConfig {
     keys: Arc<Keys>,
     environment: String,
     live_hold: Duration,
+    sse_duration: Duration,
     max_live: usize,
     max_body_bytes: usize,
     max_packet_bytes: usize,
@@ -92,6 +93,7 @@ impl ServerConfig {
             keys: Arc::new(Keys::new(secret_key.as_ref()).ok_or(EmptySecretKey)?),
             environment: "runcast".to_owned(),
             live_hold: Duration::from_secs(20),
+            sse_duration: Duration::from_secs(60),
             max_live: 100_000,
             max_body_bytes: 3 * 1024 * 1024,
             max_packet_bytes: 256 * 1024 * 1024,
@@ -109,6 +111,14 @@ impl ServerConfig {
     /// 20 seconds by default, as Electric and Trigger.dev hold theirs.
     pub fn live_hold(mut self, hold: Duration) -> Self {
         self.live_hold = hold;
+        self
+    }
+
+    /// How long a feed's live server-sent-events connection (Electric's `live_sse` mode, which
+    /// sends changes as they come over one response) stays open before it ends and the client
+    /// connects again; 60 seconds by default, as Electric's.
+    pub fn sse_duration(mut self, duration: Duration) -> Self {
+        self.sse_duration = duration;
         self
     }
 
@@ -145,6 +155,7 @@ impl std::fmt::Debug for ServerConfig {
         f.debug_struct("ServerConfig")
             .field("environment", &self.environment)
             .field("live_hold", &self.live_hold)
+            .field("sse_duration", &self.sse_duration)
             .field("max_live", &self.max_live)
             .field("max_packet_bytes", &self.max_packet_bytes)
             .field("public_url", &self.public_url)
