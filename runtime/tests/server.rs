@@ -301,7 +301,8 @@ on_every_backend! {
         let engine = backend.builder().await.task::<Count>().build().unwrap();
         let config = ServerConfig::new(SECRET)
             .unwrap()
-            .sse_duration(Duration::from_millis(1_500));
+            .sse_duration(Duration::from_millis(1_500))
+            .live_hold(Duration::from_millis(300));
         let addr = serve(engine, config).await;
         let reply = trigger(addr, &json!({ "to": 20, "pause": 5 })).await;
         let id = reply.json()["id"].as_str().unwrap().to_owned();
@@ -347,6 +348,11 @@ on_every_backend! {
                 .collect();
             assert_eq!(rest, rows[read..], "resumed from {lsn}");
         }
+        // Past the run's last change, a long poll waits out its hold and says it is up to date.
+        let last = batches.last().unwrap().1;
+        let url = format!("{path}?handle={handle}&live=true&offset={last}_0&cursor=");
+        let after = call(addr, "GET", &url, Some(SECRET), None).await;
+        assert_eq!(after.json(), json!([{ "headers": { "control": "up-to-date" } }]));
         let not_live = call(addr, "GET", &format!("{path}?handle={handle}&live_sse=true&offset={offset}"), Some(SECRET), None).await;
         assert_eq!(not_live.status, 400, "{}", not_live.body);
     }

@@ -224,7 +224,8 @@ async fn serve(
         .as_deref()
         .map(|columns| columns.split(',').map(|c| c.trim().to_owned()).collect())
         .unwrap_or_default();
-    let waiting = if live {
+    // Counted until the answer is written (or, in SSE mode, until its stream ends).
+    let mut waiting = if live {
         Some(Waiting::enter(state)?)
     } else {
         None
@@ -250,7 +251,7 @@ async fn serve(
         }
     };
     set(headers::HANDLE, handle);
-    if let Some(waiting) = waiting.filter(|_| sse) {
+    if sse && let Some(waiting) = waiting.take() {
         set(headers::OFFSET, shape::offset(feed.position));
         set(headers::CURSOR, feed.position.to_string());
         response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -285,7 +286,11 @@ async fn serve(
         }
     }
     let ready = if ended {
-        Ready::default()
+        // Nothing more will come: the client is up to date.
+        Ready {
+            complete: true,
+            failed: None,
+        }
     } else {
         feed.ready(&mut changes)
     };
@@ -346,7 +351,6 @@ struct Feed {
 }
 
 /// What [`Feed::ready`] found.
-#[derive(Default)]
 struct Ready {
     /// Everything ready was read: the answer ends with `up-to-date`.
     complete: bool,
