@@ -359,6 +359,31 @@ on_every_backend! {
 }
 
 #[tokio::test]
+async fn a_live_sse_response_ends_when_its_engine_stops() {
+    let engine = Engine::builder().task::<Count>().build().unwrap();
+    let config = ServerConfig::new(SECRET).unwrap();
+    let addr = serve(engine.clone(), config).await;
+    let reply = trigger(addr, &json!({ "to": 1, "pause": 0 })).await;
+    let id = reply.json()["id"].as_str().unwrap().to_owned();
+    let path = format!("/realtime/v1/runs/{id}");
+    let (_, handle, offset, _) = first_page(addr, &path, SECRET).await;
+    let url = format!("{path}?handle={handle}&live=true&live_sse=true&offset={offset}&cursor=");
+    // Held open for 60 s unless the engine stops.
+    let open = tokio::spawn(async move { call(addr, "GET", &url, Some(SECRET), None).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    engine.shutdown(Duration::from_secs(1)).await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), open).await;
+    let reply = ended
+        .expect("the SSE response outlived its engine")
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    // What it sent before: the run's changes, the last of them its final one.
+    let batches = sse_batches(&sse_messages(&reply.body));
+    let last = batches.iter().flat_map(|(rows, _)| rows).last().unwrap();
+    assert_eq!(last["status"], "COMPLETED_SUCCESSFULLY");
+}
+
+#[tokio::test]
 async fn requests_without_the_right_credentials_are_refused_as_trigger_dev_refuses_them() {
     let addr = server(Backend::Memory).await;
     let reply = trigger(addr, &json!({ "to": 1, "pause": 0 })).await;

@@ -449,13 +449,11 @@ impl Feed {
                 for change in &changes {
                     pending.push_back(Event::default().data(&*feed.message(change)));
                 }
-                let up_to_date = json!({
-                    "headers": {
-                        "control": "up-to-date",
-                        "global_last_seen_lsn": feed.position.to_string(),
-                    }
-                });
-                pending.push_back(Event::default().data(up_to_date.to_string()));
+                let up_to_date = format!(
+                    r#"{{"headers":{{"control":"up-to-date","global_last_seen_lsn":"{}"}}}}"#,
+                    feed.position
+                );
+                pending.push_back(Event::default().data(up_to_date));
                 if ready.failed.is_some() {
                     // Sent what was read before it; the stream ends after.
                     stopping = None;

@@ -201,7 +201,7 @@ impl MetadataOp {
                     Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
                     Some(other) => {
                         return Err(MetadataError::NotANumber {
-                            key,
+                            key: key.clone(),
                             found: other.to_string(),
                         });
                     }
@@ -209,7 +209,7 @@ impl MetadataOp {
                 let sum = current + by;
                 let number = whole_number(sum)
                     .or_else(|| Number::from_f64(sum))
-                    .ok_or(MetadataError::NotFinite { key })?;
+                    .ok_or_else(|| MetadataError::NotFinite { key: key.clone() })?;
                 place.put(Value::Number(number));
             }
             MetadataOp::Update(object) => metadata.extend(object),

@@ -3,6 +3,8 @@
 //! object's key, or an array's element when it is a whole number written without a leading
 //! zero; `\.` is a dot inside a segment and `\\` a backslash. Any other key is a top-level key.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::MetadataError;
@@ -10,21 +12,22 @@ use crate::model::JsonObject;
 
 /// Where a key points: a key of an object, or an element of an array (the last segment of a
 /// path, in the container the segments before it lead to).
-pub(super) enum Place<'m> {
-    /// A key of an object (the metadata itself for a top-level key).
-    Key(&'m mut JsonObject, String),
+pub(super) enum Place<'m, 'k> {
+    /// A key of an object (the metadata itself for a top-level key, borrowed: copied only
+    /// when it is inserted).
+    Key(&'m mut JsonObject, Cow<'k, str>),
     /// An element of an array, possibly one past its end (where a value can be appended).
     Index(&'m mut Vec<Value>, usize),
 }
 
-impl<'m> Place<'m> {
+impl<'m, 'k> Place<'m, 'k> {
     /// Where `key` points in `metadata`. [`MetadataError::PathNotFound`] when a segment before
     /// the last leads to nothing, or to something other than an object or array;
     /// [`MetadataError::PastTheEnd`] when the last is an index more than one past an array's
     /// end; [`MetadataError::BadPath`] when the path cannot be read.
-    pub(super) fn of(metadata: &'m mut JsonObject, key: &str) -> Result<Self, MetadataError> {
+    pub(super) fn of(metadata: &'m mut JsonObject, key: &'k str) -> Result<Self, MetadataError> {
         let Some(path) = key.strip_prefix("$.") else {
-            return Ok(Place::Key(metadata, key.to_owned()));
+            return Ok(Place::Key(metadata, Cow::Borrowed(key)));
         };
         let mut segments = segments(key, path)?;
         let last = segments.pop().unwrap_or_default();
@@ -46,7 +49,7 @@ impl<'m> Place<'m> {
             };
         }
         match here {
-            Container::Object(object) => Ok(Place::Key(object, last)),
+            Container::Object(object) => Ok(Place::Key(object, Cow::Owned(last))),
             Container::Array(items) => match index(&last) {
                 Some(i) if i <= items.len() => Ok(Place::Index(items, i)),
                 Some(_) => Err(MetadataError::PastTheEnd {
@@ -68,7 +71,7 @@ impl<'m> Place<'m> {
     /// The value at this place, if there is one.
     pub(super) fn get_mut(&mut self) -> Option<&mut Value> {
         match self {
-            Place::Key(object, key) => object.get_mut(key.as_str()),
+            Place::Key(object, key) => object.get_mut(key.as_ref()),
             Place::Index(items, i) => items.get_mut(*i),
         }
     }
@@ -76,9 +79,12 @@ impl<'m> Place<'m> {
     /// Puts `value` at this place, replacing what was there (one past an array's end appends).
     pub(super) fn put(self, value: Value) {
         match self {
-            Place::Key(object, key) => {
-                object.insert(key, value);
-            }
+            Place::Key(object, key) => match object.get_mut(key.as_ref()) {
+                Some(old) => *old = value,
+                None => {
+                    object.insert(key.into_owned(), value);
+                }
+            },
             Place::Index(items, i) if i < items.len() => items[i] = value,
             Place::Index(items, _) => items.push(value),
         }
@@ -88,7 +94,7 @@ impl<'m> Place<'m> {
     pub(super) fn remove(self) {
         match self {
             Place::Key(object, key) => {
-                object.remove(&key);
+                object.remove(key.as_ref());
             }
             Place::Index(items, i) if i < items.len() => {
                 items.remove(i);
